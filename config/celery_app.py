@@ -1,0 +1,33 @@
+"""The Celery application and the daily beat schedule.
+
+Without REDIS_URL, settings make every task run in-process (eager), so the
+embedded demo needs no broker. With REDIS_URL, web, worker and beat talk
+through Redis.
+"""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("paperboy")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def configure_beat_schedule(sender, **kwargs):
+    from django.conf import settings
+
+    sender.conf.beat_schedule = {
+        "run-daily-job": {
+            "task": "digest.tasks.run_daily_job",
+            "schedule": crontab(minute=0, hour=settings.DAILY_JOB_HOUR),
+        },
+        "enqueue-due-digests": {
+            "task": "digest.tasks.enqueue_due_digests",
+            "schedule": crontab(minute="*/15"),
+        },
+    }

@@ -1,0 +1,110 @@
+"""Editions, the delivery ledger, and reader feedback."""
+
+from django.db import models
+from django.utils import timezone
+
+
+class Cadence(models.TextChoices):
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+
+
+class Edition(models.Model):
+    """The public, non-personalised digest of one cadence and date."""
+
+    cadence = models.CharField(max_length=10, choices=Cadence.choices)
+    date = models.DateField()
+    papers = models.ManyToManyField("papers.Paper", through="EditionPaper", related_name="editions")
+    built_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-date", "cadence"]
+        constraints = [
+            models.UniqueConstraint(fields=["cadence", "date"], name="edition_unique_cadence_date")
+        ]
+
+    def __str__(self):
+        return f"{self.get_cadence_display()} edition {self.date:%Y-%m-%d}"
+
+
+class EditionPaper(models.Model):
+    edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="entries")
+    paper = models.ForeignKey("papers.Paper", on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveIntegerField()
+    trending_score = models.FloatField()
+    trending_reason = models.CharField(max_length=200, blank=True)
+    pulled = models.BooleanField(default=False, help_text="Pulled by an operator: never sent.")
+
+    class Meta:
+        ordering = ["edition", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["edition", "paper"], name="editionpaper_unique")
+        ]
+
+
+class Delivery(models.Model):
+    """One subscriber's digest for one edition: the ledger that makes sending idempotent.
+
+    The unique (subscriber, edition) row is claimed before anything is sent;
+    only a row moved from ``pending`` to ``sending`` by a compare-and-swap
+    update may be handed to the ESP, so a retried or duplicated task finds
+    the row already taken and sends nothing.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    subscriber = models.ForeignKey(
+        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    paper_ids = models.JSONField(default=list, blank=True)
+    reasons = models.JSONField(default=dict, blank=True, help_text="Why-line per paper id.")
+    reason = models.CharField(max_length=300, blank=True, help_text="Why skipped or failed.")
+    esp_message_id = models.CharField(max_length=300, blank=True, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    sending_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscriber", "edition"], name="delivery_unique_subscriber_edition"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.edition} → subscriber {self.subscriber_id} ({self.status})"
+
+
+class Feedback(models.Model):
+    class Vote(models.IntegerChoices):
+        LIKE = 1, "👍"
+        DISLIKE = -1, "👎"
+
+    subscriber = models.ForeignKey(
+        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="feedback"
+    )
+    paper = models.ForeignKey("papers.Paper", on_delete=models.CASCADE, related_name="feedback")
+    vote = models.SmallIntegerField(choices=Vote.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "paper"], name="feedback_unique")
+        ]

@@ -1,0 +1,84 @@
+"""Subscribers, their preferences, and the suppression list."""
+
+import hashlib
+import secrets
+
+from django.db import models
+from django.utils import timezone as dj_timezone
+
+
+def new_token_secret():
+    return secrets.token_hex(16)
+
+
+class Subscriber(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACTIVE = "active"
+        PAUSED = "paused"
+        UNSUBSCRIBED = "unsubscribed"
+        BOUNCED = "bounced"
+        COMPLAINED = "complained"
+
+    class Frequency(models.TextChoices):
+        DAILY = "daily", "Daily (weekdays)"
+        WEEKLY = "weekly", "Weekly (Monday)"
+
+    MAX_PAPERS_CHOICES = [(5, "5"), (10, "10"), (20, "20")]
+
+    email = models.EmailField(max_length=254, unique=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    interests = models.TextField(
+        blank=True, max_length=1000, help_text="Free-text keywords or phrases, comma separated."
+    )
+    categories = models.JSONField(default=list, blank=True, help_text="arXiv categories.")
+    frequency = models.CharField(
+        max_length=10, choices=Frequency.choices, default=Frequency.DAILY, db_index=True
+    )
+    max_papers = models.PositiveSmallIntegerField(choices=MAX_PAPERS_CHOICES, default=10)
+    timezone = models.CharField(max_length=64, default="UTC")
+    send_hour = models.PositiveSmallIntegerField(default=7)
+    always_send_top = models.BooleanField(
+        default=False, help_text="Send the top trending papers even when nothing matches."
+    )
+    token_secret = models.CharField(
+        max_length=64, default=new_token_secret, help_text="Rotate to revoke every link."
+    )
+    consent_note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=dj_timezone.now)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "frequency"], name="subscriber_due_idx")]
+
+    def __str__(self):
+        return self.email
+
+    @property
+    def is_active(self):
+        return self.status == self.Status.ACTIVE
+
+    @property
+    def interest_terms(self):
+        return [t.strip() for t in self.interests.replace("\n", ",").split(",") if t.strip()]
+
+
+def email_hash(email):
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+class Suppression(models.Model):
+    """An address that must never be (re-)added: kept only as a hash after deletion."""
+
+    email_hash = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=32)
+    created_at = models.DateTimeField(default=dj_timezone.now)
+
+    def __str__(self):
+        return f"{self.email_hash[:12]}… ({self.reason})"

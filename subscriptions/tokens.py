@@ -1,0 +1,68 @@
+"""Signed, stateless tokens for the links in our emails.
+
+Each purpose has its own salt, so a token made for one purpose (say,
+confirming) is refused on another endpoint (say, unsubscribing). Tokens carry
+the first characters of the subscriber's ``token_secret``: rotating that
+secret revokes every link issued before. Confirmation tokens expire; the
+others live as long as the secret.
+"""
+
+import hmac
+from dataclasses import dataclass
+
+from django.core import signing
+
+from .models import Subscriber
+
+CONFIRM = "confirm"
+UNSUBSCRIBE = "unsubscribe"
+PREFERENCES = "preferences"
+VIEW = "view"
+FEED = "feed"
+FEEDBACK = "feedback"
+
+CONFIRM_MAX_AGE = 7 * 24 * 60 * 60
+SECRET_PREFIX_LENGTH = 10
+
+
+class InvalidToken(Exception):
+    """The token is forged, truncated, expired, revoked or for another purpose."""
+
+
+@dataclass(frozen=True)
+class TokenPayload:
+    subscriber: Subscriber
+    extra: dict
+
+
+def _salt(purpose):
+    return f"paperboy.subscriptions.{purpose}"
+
+
+def make_token(subscriber, purpose, **extra):
+    payload = {"s": subscriber.pk, "k": subscriber.token_secret[:SECRET_PREFIX_LENGTH], **extra}
+    if purpose == CONFIRM:
+        return signing.TimestampSigner(salt=_salt(purpose)).sign_object(payload, compress=False)
+    return signing.dumps(payload, salt=_salt(purpose), compress=False)
+
+
+def read_token(token, purpose, *, max_age=None):
+    """Return the subscriber (and extra fields) a token names, or raise InvalidToken."""
+    try:
+        if purpose == CONFIRM:
+            signer = signing.TimestampSigner(salt=_salt(purpose))
+            payload = signer.unsign_object(token, max_age=max_age or CONFIRM_MAX_AGE)
+        else:
+            payload = signing.loads(token, salt=_salt(purpose))
+    except (signing.BadSignature, ValueError, TypeError, UnicodeError) as exc:
+        raise InvalidToken(str(exc)) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
+        raise InvalidToken("malformed payload")
+    subscriber = Subscriber.objects.filter(pk=payload["s"]).first()
+    if subscriber is None:
+        raise InvalidToken("unknown subscriber")
+    expected = subscriber.token_secret[:SECRET_PREFIX_LENGTH]
+    if not hmac.compare_digest(str(payload.get("k", "")), expected):
+        raise InvalidToken("revoked")
+    extra = {k: v for k, v in payload.items() if k not in ("s", "k")}
+    return TokenPayload(subscriber=subscriber, extra=extra)
