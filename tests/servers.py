@@ -1,0 +1,121 @@
+"""Throwaway PostgreSQL and Redis servers for the test suite.
+
+Each starts the real Debian program on a free loopback port in a temporary
+directory and is torn down at the end of the session. PostgreSQL refuses to
+run as root, so as root the cluster runs as the ``postgres`` system user.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, timeout=30.0, process=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def _pg_bin(name):
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not candidates:
+        raise RuntimeError(f"PostgreSQL's {name} not found: install the postgresql package")
+    return candidates[-1]
+
+
+class PostgresServer:
+    user = "postgres"
+
+    def __init__(self):
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="paperboy-pg-"))
+        self.datadir = self.root / "data"
+        self.as_root = os.geteuid() == 0
+
+    def _run(self, *args, **kwargs):
+        cmd = list(args)
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
+
+    def start(self):
+        if self.as_root:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        self._run(
+            _pg_bin("initdb"), "-D", str(self.datadir), "-U", self.user,
+            "--auth=trust", "--encoding=UTF8", "--no-sync", "-N",
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(
+            _pg_bin("pg_ctl"), "-D", str(self.datadir), "-o", options,
+            "-l", str(self.root / "server.log"), "-w", "-t", "60", "start",
+        )
+        wait_for_port(self.port)
+        return self
+
+    def url(self, dbname="paperboy"):
+        return f"postgres://{self.user}@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self):
+        try:
+            self._run(_pg_bin("pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RedisServer:
+    def __init__(self):
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="paperboy-redis-"))
+        self.process = None
+
+    def start(self):
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.root)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, process=self.process)
+        return self
+
+    def url(self, db=0):
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def restart(self):
+        self.stop(keep_dir=True)
+        self.process = None
+        return self.start()
+
+    def stop(self, keep_dir=False):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        if not keep_dir:
+            shutil.rmtree(self.root, ignore_errors=True)
