@@ -10,10 +10,10 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))  # local state: SQLite, outbox
 
 # --- Core -----------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=True)

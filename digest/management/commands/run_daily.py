@@ -1,0 +1,19 @@
+from django.core.management.base import BaseCommand
+
+from digest import services
+from digest.management.commands.send_digests import parse_day
+
+
+class Command(BaseCommand):
+    help = "The daily job: fetch papers, build the day's editions, send every due digest."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--date", type=parse_day, help="YYYY-MM-DD (default: today)")
+
+    def handle(self, *args, **options):
+        summary = services.run_daily_job(options["date"])
+        for source, outcome in (summary["fetched"] or {}).items():
+            self.stdout.write(f"fetch {source}: {outcome}")
+        for edition in summary["editions"]:
+            self.stdout.write(f"edition: {edition}")
+        self.stdout.write(f"digests handed to the sender: {summary['enqueued']}")

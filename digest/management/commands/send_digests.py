@@ -1,0 +1,58 @@
+import argparse
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_date
+from tqdm import tqdm
+
+from digest import services
+from digest.sending import TransientSendError
+from subscriptions.models import Subscriber
+
+
+def parse_day(value):
+    day = parse_date(value) if value else None
+    if day is None:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
+    return day
+
+
+class Command(BaseCommand):
+    help = (
+        "Send the digests due now (or for --date), or with --subscriber the latest edition "
+        "of that subscriber's cadence at once. Never twice per subscriber and edition."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--date", type=parse_day, help="YYYY-MM-DD (default: today)")
+        parser.add_argument("--subscriber", metavar="EMAIL")
+        parser.add_argument("--dry-run", action="store_true", help="Count who is due; send nothing.")
+
+    def handle(self, *args, **options):
+        if options["subscriber"]:
+            return self.send_to_one(options["subscriber"], options["date"], options["dry_run"])
+        progress = tqdm(desc="digests", unit="digest", disable=not sys.stdout.isatty())
+        count = services.enqueue_due_digests(
+            services.moment_for(options["date"]), dry_run=options["dry_run"], progress=progress
+        )
+        progress.close()
+        verb = "would be sent" if options["dry_run"] else "handed to the sender"
+        self.stdout.write(f"{count} digests {verb}")
+
+    def send_to_one(self, email, day, dry_run):
+        subscriber = Subscriber.objects.filter(email__iexact=email.strip()).first()
+        if subscriber is None:
+            raise CommandError(f"no subscriber {email}")
+        if dry_run:
+            self.stdout.write(f"would send the latest {subscriber.frequency} edition to {email}")
+            return
+        try:
+            edition, report = services.send_digest_now(subscriber, day)
+        except TransientSendError as exc:
+            raise CommandError(f"the ESP did not take the message; retry later ({exc})") from exc
+        if report.sent:
+            self.stdout.write(f"sent {edition} to {email}")
+        elif report.skipped:
+            self.stdout.write(f"skipped {edition} for {email}: nothing passed the relevance threshold")
+        else:
+            self.stdout.write(f"{edition}: already handled for {email} (status unchanged), or not active")

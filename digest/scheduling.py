@@ -1,0 +1,54 @@
+"""Who is due for a digest now, in their own time zone.
+
+A subscriber is due for the current edition of their cadence when their
+local date has reached the edition's date, their local clock has reached
+their send hour (or their local date is already past the edition's), and
+they have no delivery for that edition. One query per distinct time zone,
+streamed: subscribers are never all loaded at once.
+"""
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from subscriptions.models import Subscriber
+
+from .editions import edition_date_for
+from .models import Edition, Delivery
+
+STREAM_CHUNK = 2000
+
+
+def current_edition(cadence, now=None):
+    """The built edition of ``cadence`` current at ``now`` on the edition clock, if any."""
+    today = timezone.localdate(now or timezone.now())
+    return Edition.objects.filter(cadence=cadence, date=edition_date_for(cadence, today)).first()
+
+
+def local_now(tz_name, now):
+    try:
+        return now.astimezone(ZoneInfo(tz_name))
+    except (ZoneInfoNotFoundError, ValueError):
+        return now.astimezone(ZoneInfo("UTC"))
+
+
+def due_subscriber_ids(edition, now=None):
+    """Yield the ids of active subscribers due for ``edition`` at ``now``."""
+    now = now or timezone.now()
+    candidates = Subscriber.objects.filter(
+        status=Subscriber.Status.ACTIVE, frequency=edition.cadence
+    ).filter(~Exists(Delivery.objects.filter(subscriber=OuterRef("pk"), edition=edition)))
+    for tz_name in candidates.values_list("timezone", flat=True).distinct().order_by():
+        local = local_now(tz_name, now)
+        if local.date() < edition.date:
+            continue
+        in_zone = candidates.filter(timezone=tz_name)
+        if local.date() == edition.date:
+            in_zone = in_zone.filter(send_hour__lte=local.hour)
+        yield from in_zone.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=STREAM_CHUNK)
+
+
+def end_of_day(day):
+    return timezone.make_aware(datetime.combine(day, time(23, 59)))

@@ -1,0 +1,113 @@
+"""The digest's entry points, called by tasks, commands, views and the admin."""
+
+import logging
+from itertools import islice
+
+from django.conf import settings
+from django.utils import timezone
+
+from .editions import build_editions_for, get_or_build_edition
+from .models import Cadence, Delivery, Edition
+from .scheduling import current_edition, due_subscriber_ids, end_of_day
+from .sending import claim_deliveries, ranker_for, reconcile_stale_deliveries, send_one
+
+log = logging.getLogger(__name__)
+
+
+def chunked(iterable, size):
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def moment_for(day):
+    """"Now" for a job run for ``day``: the real now today, the end of that day otherwise."""
+    if day is None or day == timezone.localdate():
+        return timezone.now()
+    return end_of_day(day)
+
+
+def enqueue_due_digests(now=None, *, dry_run=False, progress=None):
+    """Claim every due subscriber's delivery and hand the chunks to the send task.
+
+    Deliveries still pending from an earlier tick (a lost task) are handed out
+    again; the compare-and-swap in sending makes that safe.
+    """
+    from .tasks import send_digest_chunk
+
+    now = now or timezone.now()
+    enqueued = 0
+    for cadence in Cadence.values:
+        edition = current_edition(cadence, now)
+        if edition is None:
+            continue
+        for chunk in chunked(due_subscriber_ids(edition, now), settings.DIGEST_SEND_BATCH_SIZE):
+            enqueued += len(chunk)
+            if progress is not None:
+                progress.update(len(chunk))
+            if dry_run:
+                continue
+            claim_deliveries(edition, chunk)
+            send_digest_chunk.delay(edition.pk, chunk)
+        if not dry_run:
+            enqueued += requeue_orphaned(edition)
+    reconcile_stale_deliveries(now)
+    log.info("due digests enqueued count=%d dry_run=%s", enqueued, dry_run)
+    return enqueued
+
+
+def requeue_orphaned(edition, age_minutes=15):
+    from .tasks import send_digest_chunk
+
+    cutoff = timezone.now() - timezone.timedelta(minutes=age_minutes)
+    orphaned = Delivery.objects.filter(
+        edition=edition, status=Delivery.Status.PENDING, created_at__lt=cutoff
+    ).values_list("subscriber_id", flat=True)
+    count = 0
+    for chunk in chunked(orphaned.iterator(), settings.DIGEST_SEND_BATCH_SIZE):
+        send_digest_chunk.delay(edition.pk, chunk)
+        count += len(chunk)
+    return count
+
+
+def run_daily_job(day=None):
+    """Fetch → build the day's editions → send to everyone due. Returns a summary."""
+    from papers.tasks import fetch_all_sources
+
+    fetched = fetch_all_sources()
+    editions = build_editions_for(day or timezone.localdate())
+    enqueued = enqueue_due_digests(moment_for(day))
+    return {"fetched": fetched, "editions": [str(e) for e in editions], "enqueued": enqueued}
+
+
+def send_digest_now(subscriber, day=None):
+    """Send ``subscriber`` the latest edition of their cadence at once, whatever the hour.
+
+    Still at most once per edition: the ledger refuses a second send.
+    """
+    from .sending import send_edition_to
+
+    edition, _ = get_or_build_edition(subscriber.frequency, day or timezone.localdate())
+    report = send_edition_to(edition, [subscriber.pk])
+    return edition, report
+
+
+def send_preview_digest(subscriber):
+    """Email an operator's preview of this subscriber's digest; not recorded in the ledger."""
+    from django.core.mail import get_connection
+
+    edition = Edition.objects.filter(cadence=subscriber.frequency).order_by("-date").first()
+    if edition is None:
+        return None
+    ranked = ranker_for(edition).rank_for(subscriber, apply_threshold=False)
+    with get_connection() as connection:
+        return send_one(connection, subscriber, edition, ranked)
+
+
+def latest_edition_sample(limit=5):
+    """The top papers of the latest daily edition, for the signup page."""
+    edition = Edition.objects.filter(cadence=Cadence.DAILY).order_by("-date").first()
+    if edition is None:
+        return []
+    entries = edition.entries.filter(pulled=False).select_related("paper").order_by("rank")[:limit]
+    return [e.paper for e in entries]

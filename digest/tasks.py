@@ -1,0 +1,38 @@
+"""Celery tasks: thin wrappers around digest services."""
+
+import random
+
+from celery import shared_task
+from django.utils.dateparse import parse_date
+
+from . import services
+from .models import Edition
+from .sending import TransientSendError, send_edition_to
+
+MAX_SEND_RETRIES = 6
+
+
+@shared_task(acks_late=True)
+def run_daily_job(day=None):
+    return services.run_daily_job(parse_date(day) if day else None)
+
+
+@shared_task(acks_late=True)
+def enqueue_due_digests():
+    return services.enqueue_due_digests()
+
+
+@shared_task(bind=True, acks_late=True, max_retries=MAX_SEND_RETRIES)
+def send_digest_chunk(self, edition_id, subscriber_ids):
+    """Send one chunk; retried with exponential backoff and jitter on transient ESP errors.
+
+    Safe to run twice: only pending deliveries are sent, each claimed by a
+    compare-and-swap.
+    """
+    edition = Edition.objects.get(pk=edition_id)
+    try:
+        report = send_edition_to(edition, subscriber_ids)
+    except TransientSendError as exc:
+        countdown = min(2 ** self.request.retries * 30, 3600) * random.uniform(0.5, 1.5)
+        raise self.retry(exc=exc, countdown=countdown)
+    return {"sent": report.sent, "skipped": report.skipped, "failed": report.failed}

@@ -1,0 +1,51 @@
+"""Public edition pages, "view in browser" and feedback votes. Views only call services."""
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils.dateparse import parse_date
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from subscriptions import tokens
+
+from . import feedback as feedback_service
+from .models import Cadence, Delivery, Edition
+from .rendering import render_delivery_html
+
+
+def edition_page(request, cadence, date):
+    day = parse_date(date) if len(date) == 10 else None
+    if cadence not in Cadence.values or day is None:
+        raise Http404("No such edition")
+    edition = get_object_or_404(Edition, cadence=cadence, date=day)
+    entries = edition.entries.filter(pulled=False, paper__withdrawn_at__isnull=True).select_related("paper")
+    return render(request, "digest/edition.html", {"edition": edition, "entries": entries})
+
+
+def view_in_browser(request, token):
+    try:
+        payload = tokens.read_token(token, tokens.VIEW)
+    except tokens.InvalidToken:
+        return render(request, "digest/invalid_link.html", status=400)
+    delivery = Delivery.objects.filter(
+        subscriber=payload.subscriber, edition_id=payload.extra.get("e"), status=Delivery.Status.SENT
+    ).select_related("edition", "subscriber").first()
+    if delivery is None:
+        raise Http404("No such digest")
+    response = HttpResponse(render_delivery_html(delivery))
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@csrf_exempt  # the signed token is the credential; GET never votes (mail scanners prefetch links)
+@require_http_methods(["GET", "POST"])
+def feedback(request, token):
+    try:
+        payload = tokens.read_token(token, tokens.FEEDBACK)
+        vote = feedback_service.vote_from_payload(payload)
+    except (tokens.InvalidToken, feedback_service.InvalidVote):
+        return render(request, "digest/invalid_link.html", status=400)
+    if request.method == "GET":
+        return render(request, "digest/vote_confirm.html", {"vote": vote})
+    feedback_service.record_vote(vote)
+    return render(request, "digest/vote_recorded.html", {"vote": vote})

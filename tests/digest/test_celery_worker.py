@@ -1,0 +1,75 @@
+"""The daily job through a real Celery worker process, with Redis as the broker."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from digest.models import Delivery
+from tests.factories import SubscriberFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def celery_worker_process(redis_server, test_database_url, tmp_path):
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url,
+        "REDIS_URL": redis_server.url(),
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "VAR_DIR": str(tmp_path),
+        "PAPER_SOURCES": "bundled",
+    }
+    log = open(tmp_path / "worker.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,fetch,build,send",
+         "--concurrency", "2", "--loglevel", "info", "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    yield process, tmp_path
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def wait_until(predicate, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_daily_job_runs_in_a_real_worker_and_sends_each_digest_once(celery_worker_process, redis_server):
+    process, workdir = celery_worker_process
+    subscribers = SubscriberFactory.create_batch(4, interests="")
+    client = Celery(broker=redis_server.url())
+
+    client.send_task("digest.tasks.run_daily_job", queue="default")
+    done = wait_until(lambda: Delivery.objects.filter(status="sent").count() == 4)
+    client.send_task("digest.tasks.run_daily_job", queue="default")  # a second run: no new email
+    client.send_task("digest.tasks.enqueue_due_digests", queue="default")
+    time.sleep(3)
+
+    log = (workdir / "worker.log").read_text()
+    assert done, f"worker did not send the digests; its log:\n{log[-3000:]}"
+    assert process.poll() is None, "the worker died"
+    emails = sorted((workdir / "outbox").glob("*.eml"))
+    assert len(emails) == 4
+    recipients = sorted(
+        next(line for line in p.read_text().splitlines() if line.startswith("To: "))[4:] for p in emails
+    )
+    assert recipients == sorted(s.email for s in subscribers)
+    assert "digest.tasks.send_digest_chunk" in log  # the send step ran in the worker

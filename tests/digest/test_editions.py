@@ -1,0 +1,57 @@
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from digest.editions import edition_date_for, get_or_build_edition
+from digest.models import Edition
+from tests.digest.builders import papers_on_topics
+from tests.factories import PaperFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "day, cadence, expected",
+    [
+        (date(2026, 11, 20), "daily", date(2026, 11, 20)),  # Friday
+        (date(2026, 11, 21), "daily", date(2026, 11, 20)),  # Saturday → Friday's
+        (date(2026, 11, 22), "daily", date(2026, 11, 20)),  # Sunday → Friday's
+        (date(2026, 11, 22), "weekly", date(2026, 11, 16)),  # Sunday → that week's Monday
+        (date(2026, 11, 16), "weekly", date(2026, 11, 16)),
+    ],
+)
+def test_edition_date_is_the_latest_of_its_cadence(day, cadence, expected):
+    assert edition_date_for(cadence, day) == expected
+
+
+def test_edition_is_built_once_and_ranked_by_trending_score():
+    papers_on_topics()
+    first, created = get_or_build_edition("daily", timezone.localdate())
+    again, created_again = get_or_build_edition("daily", timezone.localdate())
+    assert created and not created_again
+    assert first.pk == again.pk
+    scores = list(first.entries.order_by("rank").values_list("trending_score", flat=True))
+    assert scores == sorted(scores, reverse=True)
+    assert Edition.objects.count() == 1
+
+
+def test_withdrawn_papers_never_enter_an_edition():
+    papers = papers_on_topics(3)
+    papers[0].withdrawn_at = timezone.now()
+    papers[0].save()
+    edition, _ = get_or_build_edition("daily", timezone.localdate())
+    assert papers[0] not in edition.papers.all()
+    assert edition.papers.count() == 2
+
+
+def test_next_edition_holds_only_papers_first_seen_after_the_previous_one():
+    with time_machine.travel(datetime(2026, 11, 17, 7, 0, tzinfo=UTC), tick=False):  # Tuesday
+        tuesday_paper = PaperFactory(first_seen_at=timezone.now() - timedelta(hours=1))
+        tuesday, _ = get_or_build_edition("daily", timezone.localdate())
+    with time_machine.travel(datetime(2026, 11, 18, 7, 0, tzinfo=UTC), tick=False):  # Wednesday
+        wednesday_paper = PaperFactory(first_seen_at=timezone.now() - timedelta(hours=1))
+        wednesday, _ = get_or_build_edition("daily", timezone.localdate())
+    assert list(tuesday.papers.all()) == [tuesday_paper]
+    assert list(wednesday.papers.all()) == [wednesday_paper]

@@ -1,0 +1,134 @@
+"""The delivery ledger: every subscriber gets each edition at most once."""
+
+import smtplib
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from anymail.exceptions import AnymailRequestsAPIError
+from django.utils import timezone
+
+from digest import sending
+from digest.models import Delivery
+from digest.sending import (
+    TransientSendError,
+    claim_deliveries,
+    reconcile_stale_deliveries,
+    send_edition_to,
+    start_sending,
+)
+from subscriptions.models import Subscriber
+from tests.digest.builders import built_edition
+from tests.factories import SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def api_error(status):
+    response = mock.Mock(status_code=status, text="error", reason="x")
+    return AnymailRequestsAPIError("ESP said no", status_code=status, response=response)
+
+
+def test_sending_an_edition_twice_emails_each_subscriber_once(mailoutbox):
+    edition = built_edition()
+    subscribers = SubscriberFactory.create_batch(3, interests="")
+    ids = [s.pk for s in subscribers]
+
+    first = send_edition_to(edition, ids)
+    second = send_edition_to(edition, ids)
+
+    assert first.sent == 3 and second.sent == 0
+    assert len(mailoutbox) == 3
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(s.email for s in subscribers)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_only_one_caller_wins_the_claim():
+    edition = built_edition()
+    subscriber = SubscriberFactory()
+    claim_deliveries(edition, [subscriber.pk])
+    claim_deliveries(edition, [subscriber.pk])
+    delivery = Delivery.objects.get()
+    assert start_sending(delivery.pk) is True
+    assert start_sending(delivery.pk) is False
+    delivery.refresh_from_db()
+    assert delivery.status == "sending" and delivery.attempts == 1
+
+
+def test_unsubscribed_after_claim_is_skipped_not_sent(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory()
+    claim_deliveries(edition, [subscriber.pk])
+    Subscriber.objects.filter(pk=subscriber.pk).update(status=Subscriber.Status.UNSUBSCRIBED)
+
+    report = send_edition_to(edition, [subscriber.pk])
+
+    assert report.sent == 0 and mailoutbox == []
+    assert Delivery.objects.get().status == "skipped"
+
+
+def test_sent_delivery_records_papers_reasons_and_message_id(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory(interests="diffusion models", max_papers=5)
+    send_edition_to(edition, [subscriber.pk])
+    delivery = Delivery.objects.get()
+    assert delivery.status == "sent" and delivery.sent_at is not None
+    assert delivery.esp_message_id == mailoutbox[0].extra_headers["Message-ID"]
+    assert delivery.paper_ids and set(delivery.reasons) == {str(pid) for pid in delivery.paper_ids}
+
+
+def test_transient_esp_error_returns_delivery_to_pending_for_a_retry(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory(interests="")
+    with mock.patch.object(sending, "send_one", side_effect=api_error(503)):
+        with pytest.raises(TransientSendError):
+            send_edition_to(edition, [subscriber.pk])
+    assert Delivery.objects.get().status == "pending"
+
+    send_edition_to(edition, [subscriber.pk])  # the retry
+    delivery = Delivery.objects.get()
+    assert delivery.status == "sent" and delivery.attempts == 2
+    assert len(mailoutbox) == 1
+
+
+def test_permanent_refusal_marks_delivery_failed_and_is_not_retried(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory(interests="")
+    with mock.patch.object(sending, "send_one", side_effect=api_error(400)):
+        report = send_edition_to(edition, [subscriber.pk])
+    assert report.failed == 1
+    assert Delivery.objects.get().status == "failed"
+    assert send_edition_to(edition, [subscriber.pk]).sent == 0
+
+
+def test_unknown_outcome_is_never_resent_and_is_reconciled_as_failed(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory(interests="")
+    with mock.patch.object(sending, "send_one", side_effect=smtplib.SMTPServerDisconnected("gone")):
+        send_edition_to(edition, [subscriber.pk])
+    assert Delivery.objects.get().status == "sending"
+    assert send_edition_to(edition, [subscriber.pk]).sent == 0  # a retry does not resend
+
+    assert reconcile_stale_deliveries(timezone.now() + timedelta(hours=1)) == 1
+    assert Delivery.objects.get().status == "failed"
+    assert mailoutbox == []
+
+
+def test_subscriber_with_nothing_relevant_is_skipped_with_a_reason(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory(interests="medieval poetry manuscripts")
+    send_edition_to(edition, [subscriber.pk])
+    delivery = Delivery.objects.get()
+    assert delivery.status == "skipped" and "relevance" in delivery.reason
+    assert mailoutbox == []
+
+
+def test_no_paper_is_sent_twice_to_the_same_subscriber(mailoutbox):
+    daily = built_edition("daily")
+    weekly = built_edition("weekly", papers=[])
+    subscriber = SubscriberFactory(interests="", max_papers=20)
+    send_edition_to(daily, [subscriber.pk])
+    send_edition_to(weekly, [subscriber.pk])
+    first, second = Delivery.objects.order_by("created_at")
+    assert first.paper_ids
+    assert not set(first.paper_ids) & set(second.paper_ids)
