@@ -17,7 +17,7 @@ from papers.models import Paper, PaperSignal
 from .models import Cadence, Edition, EditionPaper
 from .trending import trending_reason, trending_score
 
-EDITION_SIZE_LIMIT = 200
+EDITION_SIZE_LIMIT = 500
 LOOKBACK = {Cadence.DAILY: timedelta(days=1), Cadence.WEEKLY: timedelta(days=7)}
 MAX_LOOKBACK = timedelta(days=14)
 

@@ -1,13 +1,15 @@
 """Personal ranking: which of an edition's papers each subscriber gets, and why.
 
-Relevance is the cosine similarity between a subscriber profile and each
+Relevance is the cosine similarity between a subscriber's profile and each
 paper, in a vector space fitted once per edition (TF-IDF by default; any
 class with ``fit_transform``/``transform``/``analyze`` named by
-settings.DIGEST_EMBEDDER can replace it). The profile is the subscriber's
-interest text and arXiv categories, pulled towards papers they liked and
-away from papers they disliked.
+settings.DIGEST_EMBEDDER can replace it). The profile is one vector per
+interest phrase (plus their arXiv categories), pulled towards papers they
+liked and away from papers they disliked; a paper scores its best match, so
+listing more interests never dilutes any of them. Papers in one of the
+subscriber's arXiv categories get a bonus.
 
-    final = w · relevance + (1 − w) · trending / max(trending)
+    final = w · relevance / max(relevance) + (1 − w) · trending / max(trending)
 
 with w = settings.DIGEST_RELEVANCE_WEIGHT for a subscriber with interests,
 and 0 (pure trending) for one without.
@@ -77,22 +79,31 @@ class EditionRanker:
         top = max((e.trending_score for e in self.entries), default=0.0) or 1.0
         self.trending = np.array([e.trending_score / top for e in self.entries], dtype=np.float32)
 
-    def profile_vector(self, subscriber, liked=(), disliked=()):
-        text = " ".join([subscriber.interests, *subscriber.categories])
-        vector = self.embedder.transform([text]).toarray()[0]
-        liked_texts = [paper_text(p) for p in liked]
-        if liked_texts:
-            vector = vector + LIKE_WEIGHT * self.embedder.transform(liked_texts).toarray().mean(axis=0)
-        disliked_texts = [paper_text(p) for p in disliked]
-        if disliked_texts:
-            vector = vector - DISLIKE_WEIGHT * self.embedder.transform(disliked_texts).toarray().mean(axis=0)
-        norm = np.linalg.norm(vector)
-        return vector / norm if norm else vector
+    def profile_vectors(self, subscriber, liked=(), disliked=()):
+        """One unit vector per interest phrase (and one for the categories), each pulled
+        towards liked papers and away from disliked ones."""
+        texts = subscriber.interest_terms or [subscriber.interests]
+        if subscriber.categories:
+            texts = [*texts, " ".join(subscriber.categories)]
+        vectors = self.embedder.transform(texts).toarray()
+        if liked:
+            liked_mean = self.embedder.transform([paper_text(p) for p in liked]).toarray().mean(axis=0)
+            vectors = np.vstack([vectors + LIKE_WEIGHT * liked_mean, liked_mean])
+        if disliked:
+            vectors = vectors - DISLIKE_WEIGHT * self.embedder.transform(
+                [paper_text(p) for p in disliked]
+            ).toarray().mean(axis=0)
+        return normalize(vectors)
+
+    def relevance_by_phrase(self, subscriber, liked=(), disliked=()):
+        """Cosine similarity of every paper to every profile vector: (papers × phrases)."""
+        return np.asarray(self.paper_vectors @ self.profile_vectors(subscriber, liked, disliked).T)
 
     def relevance(self, subscriber, liked=(), disliked=()):
+        """A paper is as relevant as its best-matching interest: phrases do not dilute each other."""
         if not self.papers:
             return np.zeros(0, dtype=np.float32)
-        scores = np.asarray(self.paper_vectors @ self.profile_vector(subscriber, liked, disliked))
+        scores = self.relevance_by_phrase(subscriber, liked, disliked).max(axis=1)
         wanted = set(subscriber.categories or [])
         if wanted:
             bonus = [CATEGORY_BONUS if wanted & set(p.categories or []) else 0.0 for p in self.papers]
@@ -119,7 +130,17 @@ class EditionRanker:
         if liked:
             nearest = max(liked, key=lambda p: self._similarity_to(p, i))
             return f"like “{nearest.title}”, which you liked"
+        closest = self.closest_interest(subscriber, i)
+        if closest:
+            return f"related to your interest in {closest}"
         return self.entries[i].trending_reason
+
+    def closest_interest(self, subscriber, i):
+        terms = subscriber.interest_terms
+        if not terms:
+            return ""
+        similarities = (self.paper_vectors[i] @ self.embedder.transform(terms).T).toarray()[0]
+        return terms[int(similarities.argmax())] if similarities.max() > 0 else ""
 
     def _similarity_to(self, other_paper, i):
         vector = self.embedder.transform([paper_text(other_paper)])
@@ -133,6 +154,7 @@ class EditionRanker:
         has_profile = bool(subscriber.interests.strip() or subscriber.categories or liked)
         relevance = self.relevance(subscriber, liked, disliked) if has_profile else None
         weight = settings.DIGEST_RELEVANCE_WEIGHT if has_profile else 0.0
+        top_relevance = float(relevance.max()) if relevance is not None and len(relevance) else 0.0
         ranked = []
         for i, paper in enumerate(self.papers):
             if paper.pk in excluded:
@@ -140,7 +162,8 @@ class EditionRanker:
             rel = float(relevance[i]) if relevance is not None else 0.0
             if has_profile and apply_threshold and rel < RELEVANCE_THRESHOLD:
                 continue
-            score = weight * rel + (1 - weight) * float(self.trending[i])
+            relative = rel / top_relevance if top_relevance > 0 else 0.0
+            score = weight * relative + (1 - weight) * float(self.trending[i])
             reason = self.why(subscriber, i, liked) if has_profile else self.entries[i].trending_reason
             ranked.append(RankedPaper(paper, score, rel, reason))
         ranked.sort(key=lambda r: (-r.score, r.paper.arxiv_id))

@@ -50,7 +50,7 @@ def test_hostile_titles_are_escaped_in_html_and_plain_in_text(mailoutbox):
     message, _ = sent_digest(mailoutbox, interests="")
     html = html_part(message)
     assert "<script>" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;Bold&lt;/b&gt;" in html
+    assert '&lt;script&gt;alert("x")&lt;/script&gt; &amp; &lt;b&gt;Bold&lt;/b&gt;' in html
     assert HOSTILE_TITLE in message.body
     assert "\n" not in message.subject
 

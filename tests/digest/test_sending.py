@@ -5,6 +5,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+import requests
 from anymail.exceptions import AnymailRequestsAPIError
 from django.utils import timezone
 
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.django_db
 
 
 def api_error(status):
-    response = mock.Mock(status_code=status, text="error", reason="x")
+    response = requests.Response()
+    response.status_code, response.reason, response._content = status, "ESP said no", b"{}"
     return AnymailRequestsAPIError("ESP said no", status_code=status, response=response)
 
 
