@@ -29,6 +29,9 @@ class Paper(models.Model):
     authors_count = models.PositiveIntegerField(null=True, blank=True)
     organization = models.CharField(max_length=300, blank=True)
     published_at = models.DateTimeField(null=True, blank=True)
+    revised_at = models.DateTimeField(
+        null=True, blank=True, help_text="When arXiv last revised the paper (its current version)."
+    )
     upvotes = models.PositiveIntegerField(default=0)
     num_comments = models.PositiveIntegerField(default=0)
     github_stars = models.PositiveIntegerField(default=0)

@@ -1,0 +1,206 @@
+"""The interface every paper source implements, and the record it produces.
+
+A source turns one response (bytes from the network, or a saved file) into a
+``ParsedBatch``: clean ``PaperRecord``s plus the items it skipped and why. It
+never touches the database; ``papers.ingest`` merges batches into it.
+"""
+
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# New-style ids (0704.0001 onwards) and old-style ids (hep-th/9901001, math.GT/0309136).
+ARXIV_ID_RE = re.compile(
+    r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?",
+)
+
+
+class SourceError(Exception):
+    """A source could not deliver a usable response; the message names the source."""
+
+    def __init__(self, source, problem):
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+class SkipItem(Exception):
+    """Raised by item parsers for one malformed item; the batch goes on without it."""
+
+
+@dataclass
+class PaperRecord:
+    """One paper as one source reports it. ``None`` means "this source does not say"."""
+
+    key: str
+    title: str
+    version: int | None = None
+    abstract: str | None = None
+    author_names: list[str] | None = None
+    authors_count: int | None = None
+    organization: str | None = None
+    published_at: datetime | None = None
+    revised_at: datetime | None = None
+    upvotes: int | None = None
+    num_comments: int | None = None
+    github_stars: int | None = None
+    ai_summary: str | None = None
+    ai_keywords: list[str] | None = None
+    primary_category: str | None = None
+    categories: list[str] | None = None
+    arxiv_url: str | None = None
+    pdf_url: str | None = None
+    hf_url: str | None = None
+    code_url: str | None = None
+    project_url: str | None = None
+    thumbnail_url: str | None = None
+    comment: str | None = None
+    journal_ref: str | None = None
+    doi: str | None = None
+    withdrawn_at: datetime | None = None
+    update_only: bool = False  # e.g. an arXiv RSS "replace": never creates a paper
+
+
+# The Paper fields a record can carry (everything but the key and the flags).
+PAPER_FIELDS = tuple(f.name for f in fields(PaperRecord) if f.name not in {"key", "update_only"})
+
+
+@dataclass
+class ParsedBatch:
+    records: list[PaperRecord] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def extend(self, other):
+        self.records.extend(other.records)
+        self.skipped.extend(other.skipped)
+
+
+class Source:
+    """Base class of the sources. Subclasses set the class attributes and
+    implement ``parse`` (one saved or downloaded response) and ``fetch``."""
+
+    name = ""
+    #: Fields this source is the reference for: its values replace what another
+    #: source stored. Every other field it reports only fills a blank.
+    authoritative_fields = frozenset()
+    #: Whether this source observes community signals (one PaperSignal per paper per day).
+    records_signals = False
+
+    def fetch(self, *, date=None, categories=None, on_progress=None):
+        """Download and parse; returns a ParsedBatch or raises SourceError."""
+        raise NotImplementedError
+
+    def parse(self, payload):
+        """Parse one response body (bytes); returns a ParsedBatch or raises SourceError."""
+        raise NotImplementedError
+
+    def load(self, *, date=None, categories=None, from_file=None, on_progress=None):
+        if from_file:
+            return self.parse(self.read_file(from_file))
+        return self.fetch(date=date, categories=categories, on_progress=on_progress)
+
+    def read_file(self, path):
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise self.error(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    def error(self, problem):
+        return SourceError(self.name, problem)
+
+    def parse_items(self, items, parse_item, key_of=None):
+        """Apply ``parse_item`` to each item, skipping (with a logged reason) the malformed ones."""
+        batch = ParsedBatch()
+        for position, item in enumerate(items, start=1):
+            try:
+                batch.records.append(parse_item(item))
+            except SkipItem as exc:
+                key = (key_of(item) if key_of else None) or f"item {position}"
+                log.warning("skipped item source=%s key=%s reason=%s", self.name, key, exc)
+                batch.skipped.append((key, str(exc)))
+        return batch
+
+
+# --- Small cleaning helpers shared by the parsers ---------------------------
+
+
+def normalise_whitespace(text):
+    """Collapse runs of whitespace (arXiv wraps titles and abstracts) into single spaces."""
+    return " ".join(str(text).split()) if text is not None else None
+
+
+def clean_text(text, max_length=None):
+    """Plain text, whitespace normalised, NFC, optionally cut; '' becomes None."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise SkipItem(f"expected text, got {type(text).__name__}")
+    text = normalise_whitespace(unicodedata.normalize("NFC", text))
+    if max_length:
+        text = text[:max_length]
+    return text or None
+
+
+def clean_url(url, max_length=500):
+    """An http(s) URL or None: anything else (javascript:, relative, too long) is dropped."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    if not re.match(r"https?://[^\s/]+", url, re.IGNORECASE) or len(url) > max_length:
+        return None
+    return url
+
+
+def clean_count(value, name):
+    """A non-negative integer, or None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SkipItem(f"{name} is not a non-negative integer: {value!r}")
+    return value
+
+
+def clean_names(names, max_length=300):
+    return [n[:max_length] for n in (clean_text(n) for n in names) if n]
+
+
+def clean_keywords(values):
+    if not isinstance(values, list):
+        return None
+    return [k for k in (clean_text(v, 100) for v in values if isinstance(v, str)) if k] or None
+
+
+def split_arxiv_id(raw):
+    """'http://arxiv.org/abs/2501.01234v2' -> ('2501.01234', 2); version None when absent."""
+    match = ARXIV_ID_RE.search(str(raw or ""))
+    if not match:
+        raise SkipItem(f"not an arXiv id: {raw!r}")
+    version = match.group("version")
+    return match.group("id"), int(version) if version else None
+
+
+def parse_timestamp(value):
+    """An ISO 8601 timestamp (or YYYY-MM-DD) as an aware datetime; None when absent."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise SkipItem(f"not a timestamp: {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SkipItem(f"not a timestamp: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def struct_time_to_datetime(value):
+    """feedparser's UTC ``*_parsed`` struct_time as an aware datetime."""
+    return datetime(*value[:6], tzinfo=timezone.utc) if value else None
+
+
+def day_to_datetime(day: date):
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
