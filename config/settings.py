@@ -197,6 +197,12 @@ if not DEBUG:
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "subscriptions.views.rate_limited"
+MIDDLEWARE.append("django_ratelimit.middleware.RatelimitMiddleware")  # RATELIMIT_VIEW answers 429
+RATELIMIT_IP_META_KEY = "subscriptions.ratelimits.client_ip"
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)  # proxies appending X-Forwarded-For
+SUBSCRIBE_RATE_PER_IP = env("SUBSCRIBE_RATE_PER_IP", default="20/10m")
+SUBSCRIBE_RATE_PER_EMAIL = env("SUBSCRIBE_RATE_PER_EMAIL", default="5/h")
+CSRF_FAILURE_VIEW = "subscriptions.views.csrf_failure"
 SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # --- Logging --------------------------------------------------------------

@@ -4,6 +4,7 @@ import hashlib
 import secrets
 
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
 
 
@@ -19,6 +20,7 @@ class Subscriber(models.Model):
         UNSUBSCRIBED = "unsubscribed"
         BOUNCED = "bounced"
         COMPLAINED = "complained"
+        SUPPRESSED = "suppressed"  # by an operator
 
     class Frequency(models.TextChoices):
         DAILY = "daily", "Daily (weekdays)"
@@ -50,12 +52,22 @@ class Subscriber(models.Model):
     created_at = models.DateTimeField(default=dj_timezone.now)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_via = models.CharField(
+        max_length=32, blank=True, help_text="How they left: page, one-click, webhook, …"
+    )
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    notice_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last 'already subscribed' email (10-minute cap)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "frequency"], name="subscriber_due_idx")]
+        constraints = [
+            # Mailboxes are case-insensitive in practice: one row per address, whatever its case.
+            models.UniqueConstraint(Lower("email"), name="subscriber_email_ci_unique"),
+        ]
 
     def __str__(self):
         return self.email

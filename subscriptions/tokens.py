@@ -5,6 +5,9 @@ confirming) is refused on another endpoint (say, unsubscribing). Tokens carry
 the first characters of the subscriber's ``token_secret``: rotating that
 secret revokes every link issued before. Confirmation tokens expire; the
 others live as long as the secret.
+
+The subclasses of ``InvalidToken`` let a page say *why* a link does not work
+(expired, or its subscriber deleted) without ever revealing more than that.
 """
 
 import hmac
@@ -23,10 +26,19 @@ FEEDBACK = "feedback"
 
 CONFIRM_MAX_AGE = 7 * 24 * 60 * 60
 SECRET_PREFIX_LENGTH = 10
+MAX_TOKEN_LENGTH = 1000
 
 
 class InvalidToken(Exception):
     """The token is forged, truncated, expired, revoked or for another purpose."""
+
+
+class ExpiredToken(InvalidToken):
+    """Genuine, but older than the purpose allows."""
+
+
+class UnknownSubscriber(InvalidToken):
+    """Genuine, but the subscriber it names has since been deleted."""
 
 
 @dataclass(frozen=True)
@@ -46,23 +58,32 @@ def make_token(subscriber, purpose, **extra):
     return signing.dumps(payload, salt=_salt(purpose), compress=False)
 
 
-def read_token(token, purpose, *, max_age=None):
-    """Return the subscriber (and extra fields) a token names, or raise InvalidToken."""
+def read_token(token, purpose, *, max_age=None, allow_revoked=False):
+    """Return the subscriber (and extra fields) a token names, or raise InvalidToken.
+
+    ``allow_revoked`` accepts a genuine token whose secret has since been
+    rotated: unsubscribe links use it, because every email we ever sent must
+    keep a working way out.
+    """
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+        raise InvalidToken("missing or oversized token")
     try:
         if purpose == CONFIRM:
             signer = signing.TimestampSigner(salt=_salt(purpose))
             payload = signer.unsign_object(token, max_age=max_age or CONFIRM_MAX_AGE)
         else:
             payload = signing.loads(token, salt=_salt(purpose))
+    except signing.SignatureExpired as exc:
+        raise ExpiredToken(str(exc)) from None
     except (signing.BadSignature, ValueError, TypeError, UnicodeError) as exc:
         raise InvalidToken(str(exc)) from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
+    if not isinstance(payload, dict) or type(payload.get("s")) is not int:
         raise InvalidToken("malformed payload")
     subscriber = Subscriber.objects.filter(pk=payload["s"]).first()
     if subscriber is None:
-        raise InvalidToken("unknown subscriber")
+        raise UnknownSubscriber("unknown subscriber")
     expected = subscriber.token_secret[:SECRET_PREFIX_LENGTH]
-    if not hmac.compare_digest(str(payload.get("k", "")), expected):
+    if not allow_revoked and not hmac.compare_digest(str(payload.get("k", "")), expected):
         raise InvalidToken("revoked")
     extra = {k: v for k, v in payload.items() if k not in ("s", "k")}
     return TokenPayload(subscriber=subscriber, extra=extra)

@@ -1,0 +1,302 @@
+"""Operators look after subscribers here: preferences, state changes, export and import.
+
+Statuses are never edited by hand: the actions go through
+``subscriptions.services`` so that the same rules apply as on the public
+pages (no activation without recorded consent, suppressions respected).
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Max
+from django.http import StreamingHttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.text import Truncator
+
+from digest.models import Delivery, Feedback
+
+from . import csv_io, services
+from .forms import ImportForm
+from .models import Subscriber, Suppression, email_hash
+from .validation import category_choices, clean_interests, normalise_email, timezone_names
+
+
+class SubscriberAdminForm(forms.ModelForm):
+    categories = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = Subscriber
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["categories"].choices = category_choices()
+
+    def clean_email(self):
+        email = normalise_email(self.cleaned_data["email"])
+        others = Subscriber.objects.filter(email__iexact=email).exclude(pk=self.instance.pk)
+        if others.exists():
+            raise ValidationError("Another subscriber already has this address.")
+        reason = services.suppression_reason(email)
+        if reason and self.instance.pk is None:
+            raise ValidationError(f"This address is on the suppression list ({reason}).")
+        return email
+
+    def clean_interests(self):
+        return clean_interests(self.cleaned_data["interests"])
+
+    def clean_timezone(self):
+        zone = self.cleaned_data["timezone"]
+        if zone not in timezone_names():
+            raise ValidationError("Not an IANA time zone, such as Europe/Berlin.")
+        return zone
+
+    def clean_send_hour(self):
+        hour = self.cleaned_data["send_hour"]
+        if not 0 <= hour <= 23:
+            raise ValidationError("An hour from 0 to 23.")
+        return hour
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class DeliveryInline(ReadOnlyInline):
+    model = Delivery
+    fields = ("edition", "status", "paper_count", "sent_at", "opened_at", "clicked_at", "reason")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("edition")
+
+    @admin.display(description="papers")
+    def paper_count(self, delivery):
+        return len(delivery.paper_ids or [])
+
+
+class FeedbackInline(ReadOnlyInline):
+    model = Feedback
+    fields = ("paper", "vote", "created_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("paper")
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(admin.ModelAdmin):
+    form = SubscriberAdminForm
+    change_list_template = "admin/subscriptions/subscriber/change_list.html"
+    list_display = (
+        "email", "status", "frequency", "interests_preview",
+        "created_at", "confirmed_at", "last_delivery",
+    )
+    list_filter = ("status", "frequency", "max_papers", "created_at", "confirmed_at")
+    search_fields = ("email",)
+    list_per_page = 100
+    inlines = (DeliveryInline, FeedbackInline)
+    readonly_fields = (
+        "status", "created_at", "confirmed_at", "confirmation_sent_at", "notice_sent_at",
+        "unsubscribed_at", "unsubscribed_via", "consent_note", "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("email", "status")}),
+        ("Preferences", {"fields": (
+            "interests", "categories", "frequency", "max_papers",
+            "send_hour", "timezone", "always_send_top",
+        )}),
+        ("History and consent", {"fields": (
+            "consent_note", "created_at", "confirmation_sent_at", "confirmed_at",
+            "notice_sent_at", "unsubscribed_at", "unsubscribed_via", "updated_at",
+        )}),
+    )
+    actions = (
+        "resend_confirmation", "send_preview_digest", "suppress",
+        "reactivate", "export_csv", "revoke_links",
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(last_delivery_at=Max("deliveries__sent_at"))
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return self.readonly_fields
+        return ("email", *self.readonly_fields)  # a new address needs its own confirmation
+
+    @admin.display(description="interests")
+    def interests_preview(self, subscriber):
+        return Truncator(subscriber.interests).chars(60)
+
+    @admin.display(description="last delivery", ordering="last_delivery_at")
+    def last_delivery(self, subscriber):
+        return subscriber.last_delivery_at
+
+    def save_model(self, request, obj, form, change):
+        """A subscriber added here starts pending and gets a confirmation email."""
+        super().save_model(request, obj, form, change)
+        if not change and services.send_confirmation(obj):
+            self.message_user(request, f"Confirmation email sent to {obj.email}.")
+
+    # --- Actions --------------------------------------------------------
+
+    @admin.action(description="Resend confirmation email")
+    def resend_confirmation(self, request, queryset):
+        pending = queryset.filter(status=Subscriber.Status.PENDING)
+        sent = sum(1 for subscriber in pending if services.send_confirmation(subscriber))
+        skipped = queryset.count() - sent
+        self.message_user(request, f"Confirmation sent to {sent} subscriber(s).")
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} skipped: not pending, or already sent one in the last 10 minutes.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Send a preview digest now")
+    def send_preview_digest(self, request, queryset):
+        try:
+            from digest.services import send_preview_digest
+        except ImportError:
+            self.message_user(request, "Previews are not available yet.", messages.ERROR)
+            return
+        sent, failed = 0, []
+        for subscriber in queryset:
+            try:
+                result = send_preview_digest(subscriber)
+            except Exception as error:  # one bad subscriber must not hide the others' results
+                failed.append(f"{subscriber.email} ({error})")
+                continue
+            if result is None:
+                failed.append(f"{subscriber.email} (no {subscriber.frequency} edition yet)")
+            else:
+                sent += 1
+        self.message_user(request, f"Preview digest sent for {sent} subscriber(s).")
+        if failed:
+            self.message_user(request, "Not sent: " + "; ".join(failed), messages.WARNING)
+
+    @admin.action(description="Suppress (never email again)")
+    def suppress(self, request, queryset):
+        for subscriber in queryset:
+            services.suppress(subscriber, reason="suppressed")
+        self.message_user(request, f"Suppressed {len(queryset)} subscriber(s).")
+
+    @admin.action(description="Reactivate")
+    def reactivate(self, request, queryset):
+        refused = [s.email for s in queryset if not services.reactivate(s)]
+        self.message_user(request, f"Reactivated {len(queryset) - len(refused)} subscriber(s).")
+        if refused:
+            self.message_user(
+                request,
+                "Never confirmed, so not reactivated (resend the confirmation instead): "
+                + ", ".join(refused),
+                messages.WARNING,
+            )
+
+    @admin.action(description="Revoke email links (rotate secret, email a new link)")
+    def revoke_links(self, request, queryset):
+        for subscriber in queryset:
+            services.revoke_links(subscriber)
+        self.message_user(request, f"New links sent to {len(queryset)} subscriber(s).")
+
+    @admin.action(description="Export as CSV")
+    def export_csv(self, request, queryset):
+        stamp = timezone.now().strftime("%Y-%m-%d")
+        response = StreamingHttpResponse(
+            csv_io.export_lines(queryset.order_by("pk").iterator(chunk_size=500)),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="paperboy-subscribers-{stamp}.csv"'
+        return response
+
+    # --- Import ---------------------------------------------------------
+
+    def get_urls(self):
+        extra = [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="subscriptions_subscriber_import",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def import_view(self, request):
+        if not self.has_add_permission(request):
+            return redirect("admin:subscriptions_subscriber_changelist")
+        form = ImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                parsed = csv_io.parse_import(form.cleaned_data["file"])
+            except csv_io.ImportFileError as error:
+                form.add_error("file", str(error))
+            else:
+                self._report_import(request, parsed)
+                return redirect("admin:subscriptions_subscriber_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import subscribers from CSV",
+            "opts": self.model._meta,
+            "form": form,
+            "columns": sorted(csv_io.IMPORT_COLUMNS),
+            "changelist_url": reverse("admin:subscriptions_subscriber_changelist"),
+        }
+        return TemplateResponse(request, "admin/subscriptions/subscriber/import.html", context)
+
+    def _report_import(self, request, parsed):
+        counts = {result: 0 for result in services.ImportResult}
+        for row in parsed.rows:
+            result = services.import_subscriber(
+                row.email, row.preferences, row.confirmed_at, row.consent_note
+            )
+            counts[result] += 1
+        R = services.ImportResult
+        self.message_user(
+            request,
+            f"Imported {counts[R.PENDING]} pending (confirmation sent) and {counts[R.ACTIVE]} "
+            f"active with earlier consent; skipped {counts[R.EXISTS]} existing and "
+            f"{counts[R.SUPPRESSED]} suppressed address(es).",
+        )
+        if parsed.errors:
+            shown = "; ".join(f"line {line}: {message}" for line, message in parsed.errors[:20])
+            more = f" (and {len(parsed.errors) - 20} more)" if len(parsed.errors) > 20 else ""
+            self.message_user(
+                request, f"{len(parsed.errors)} row(s) not imported: {shown}{more}", messages.WARNING
+            )
+        if parsed.ignored_columns:
+            self.message_user(
+                request, "Ignored unknown columns: " + ", ".join(parsed.ignored_columns), messages.WARNING
+            )
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ("email_hash", "reason", "created_at")
+    list_filter = ("reason",)
+    search_fields = ("email_hash",)
+    readonly_fields = ("email_hash", "reason", "created_at")
+
+    def get_search_results(self, request, queryset, search_term):
+        """Search by address: the term is hashed the same way as the stored entries."""
+        if "@" in search_term:
+            try:
+                search_term = normalise_email(search_term)
+            except ValidationError:
+                pass
+            return queryset.filter(email_hash=email_hash(search_term)), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,207 @@
+"""Subscribers to and from CSV, for the admin's export action and import page.
+
+Export cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``,
+``@`` …) are prefixed with an apostrophe; import removes it again. Import
+validates every row with the same rules as the signup form.
+"""
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from .forms import DEFAULT_SEND_HOUR, DEFAULT_TIMEZONE, PreferencesForm
+from .models import Subscriber
+from .validation import normalise_email
+
+EXPORT_COLUMNS = [
+    "email",
+    "status",
+    "frequency",
+    "max_papers",
+    "interests",
+    "categories",
+    "send_hour",
+    "timezone",
+    "always_send_top",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "last_delivery_at",
+    "consent_note",
+]
+IMPORT_COLUMNS = {
+    "email",
+    "interests",
+    "categories",
+    "frequency",
+    "max_papers",
+    "send_hour",
+    "timezone",
+    "always_send_top",
+    "confirmed_at",
+    "consent_note",
+}
+IGNORED_ON_IMPORT = set(EXPORT_COLUMNS) - IMPORT_COLUMNS  # an export can be imported as is
+MAX_IMPORT_ROWS = 5000
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+TRUE_WORDS = {"1", "true", "yes", "y"}
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read: wrong encoding, no email column, too many rows."""
+
+
+@dataclass
+class ImportRow:
+    line: int
+    email: str
+    preferences: dict
+    confirmed_at: datetime | None = None
+    consent_note: str = ""
+
+
+@dataclass
+class ParsedImport:
+    rows: list = field(default_factory=list)
+    errors: list = field(default_factory=list)  # (line, message)
+    ignored_columns: list = field(default_factory=list)
+
+
+# --- Export -----------------------------------------------------------------
+
+
+def spreadsheet_safe(value):
+    text = "" if value is None else str(value)
+    return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
+
+
+def export_row(subscriber):
+    values = {
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "frequency": subscriber.frequency,
+        "max_papers": subscriber.max_papers,
+        "interests": subscriber.interests,
+        "categories": " ".join(subscriber.categories or []),
+        "send_hour": subscriber.send_hour,
+        "timezone": subscriber.timezone,
+        "always_send_top": "true" if subscriber.always_send_top else "false",
+        "created_at": _iso(subscriber.created_at),
+        "confirmed_at": _iso(subscriber.confirmed_at),
+        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "last_delivery_at": _iso(getattr(subscriber, "last_delivery_at", None)),
+        "consent_note": subscriber.consent_note,
+    }
+    return [spreadsheet_safe(values[column]) for column in EXPORT_COLUMNS]
+
+
+def _iso(value):
+    return value.isoformat() if value else ""
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for streaming csv.writer output."""
+
+    def write(self, value):
+        return value
+
+
+def export_lines(subscribers):
+    writer = csv.writer(_Echo())
+    yield writer.writerow(EXPORT_COLUMNS)
+    for subscriber in subscribers:
+        yield writer.writerow(export_row(subscriber))
+
+
+# --- Import -----------------------------------------------------------------
+
+
+def parse_import(upload):
+    """Read an uploaded CSV into validated rows and per-line errors."""
+    try:
+        text = upload.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportFileError("The file is not UTF-8 text. Save it as “CSV UTF-8” and try again.") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    headers = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
+    if "email" not in headers:
+        raise ImportFileError("The first row must be a header with an “email” column.")
+    reader.fieldnames = headers
+    parsed = ParsedImport(
+        ignored_columns=sorted(set(headers) - IMPORT_COLUMNS - IGNORED_ON_IMPORT - {""})
+    )
+    try:
+        for number, record in enumerate(reader, start=1):
+            if number > MAX_IMPORT_ROWS:
+                raise ImportFileError(f"At most {MAX_IMPORT_ROWS} rows per file: split it, please.")
+            line = reader.line_num
+            try:
+                parsed.rows.append(_parse_record(line, record))
+            except RowError as error:
+                parsed.errors.append((line, str(error)))
+    except csv.Error as error:
+        raise ImportFileError(f"The file is not valid CSV: {error}") from None
+    return parsed
+
+
+class RowError(Exception):
+    pass
+
+
+def _cell(record, name):
+    value = record.get(name)
+    if not isinstance(value, str):  # missing, or extra cells collected under None
+        return ""
+    value = value.strip()
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
+
+
+def _parse_record(line, record):
+    try:
+        email = normalise_email(_cell(record, "email"))
+    except ValidationError as error:
+        raise RowError(" ".join(error.messages)) from None
+    data = {
+        "interests": _cell(record, "interests"),
+        "categories": _cell(record, "categories").replace(",", " ").replace(";", " ").split(),
+        "frequency": _cell(record, "frequency") or Subscriber.Frequency.DAILY,
+        "max_papers": _cell(record, "max_papers") or "10",
+        "send_hour": _cell(record, "send_hour") or str(DEFAULT_SEND_HOUR),
+        "timezone": _cell(record, "timezone") or DEFAULT_TIMEZONE,
+    }
+    if _cell(record, "always_send_top").lower() in TRUE_WORDS:
+        data["always_send_top"] = "on"
+    form = PreferencesForm(data)
+    if not form.is_valid():
+        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+        raise RowError(f"{email}: {problems}")
+    return ImportRow(
+        line=line,
+        email=email,
+        preferences=form.cleaned_data,
+        confirmed_at=_parse_consent_date(_cell(record, "confirmed_at")),
+        consent_note=_cell(record, "consent_note")[:200],
+    )
+
+
+def _parse_consent_date(value):
+    if not value:
+        return None
+    try:
+        moment = parse_datetime(value)
+        day = parse_date(value) if moment is None else None
+    except ValueError:  # well formed, but not a real date (2024-02-30)
+        moment = day = None
+    if moment is None and day is None:
+        raise RowError(f"confirmed_at “{value[:40]}” is not a date like 2024-03-01.")
+    moment = moment or datetime.combine(day, time(0, 0))
+    if timezone.is_naive(moment):
+        moment = moment.replace(tzinfo=UTC)
+    if moment > timezone.now():
+        raise RowError(f"confirmed_at {value[:40]} is in the future.")
+    return moment

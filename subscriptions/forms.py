@@ -1,0 +1,165 @@
+"""The signup, preferences, resend and import forms.
+
+Forms only validate and normalise; what happens next is up to
+``subscriptions.services``. ``cleaned_data`` of a preferences form is exactly
+the ``preferences`` dict the services expect.
+"""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from .models import Subscriber
+from .validation import (
+    MAX_EMAIL_LENGTH,
+    MAX_INTERESTS_TEXT_LENGTH,
+    category_choices,
+    clean_interests,
+    normalise_email,
+    timezone_choices,
+)
+
+SEND_HOUR_CHOICES = [(hour, f"{hour:02d}:00") for hour in range(24)]
+DEFAULT_SEND_HOUR = 7
+DEFAULT_TIMEZONE = "UTC"
+
+
+class CompactSelect(forms.Select):
+    """A select rendered in one template pass: the time zone list has some 600 options."""
+
+    template_name = "subscriptions/widgets/compact_select.html"
+
+
+class NormalisedEmailField(forms.CharField):
+    """An address, stripped and with its domain lowercased and IDNA-encoded."""
+
+    widget = forms.EmailInput
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", MAX_EMAIL_LENGTH)
+        super().__init__(**kwargs)
+
+    def widget_attrs(self, widget):
+        attrs = super().widget_attrs(widget)
+        attrs.update({"autocomplete": "email", "spellcheck": "false", "autocapitalize": "off"})
+        return attrs
+
+    def clean(self, value):
+        value = super().clean(value)
+        return normalise_email(value) if value else value
+
+
+class HoneypotField(forms.CharField):
+    """A field people never see or fill; bots that fill every input give themselves away."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            required=False,
+            max_length=200,
+            widget=forms.TextInput(attrs={"tabindex": "-1", "autocomplete": "off"}),
+            **kwargs,
+        )
+
+
+class PreferencesForm(forms.Form):
+    interests = forms.CharField(
+        required=False,
+        max_length=MAX_INTERESTS_TEXT_LENGTH,
+        label="Your interests",
+        help_text="Keywords or phrases, separated by commas. Up to 20.",
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "diffusion models, RLHF, graph neural networks"}
+        ),
+    )
+    categories = forms.MultipleChoiceField(
+        required=False,
+        label="arXiv categories",
+        widget=forms.CheckboxSelectMultiple,
+    )
+    frequency = forms.ChoiceField(
+        choices=Subscriber.Frequency.choices,
+        initial=Subscriber.Frequency.DAILY,
+        label="How often",
+        widget=forms.RadioSelect,
+    )
+    max_papers = forms.TypedChoiceField(
+        choices=Subscriber.MAX_PAPERS_CHOICES,
+        coerce=int,
+        initial=10,
+        label="Papers per email",
+        widget=forms.RadioSelect,
+    )
+    send_hour = forms.TypedChoiceField(
+        choices=SEND_HOUR_CHOICES, coerce=int, initial=DEFAULT_SEND_HOUR, label="Send at"
+    )
+    timezone = forms.ChoiceField(
+        initial=DEFAULT_TIMEZONE, label="Time zone", widget=CompactSelect
+    )
+    always_send_top = forms.BooleanField(
+        required=False,
+        label="When nothing matches my interests, send the top trending papers anyway",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["categories"].choices = category_choices()
+        self.fields["timezone"].choices = timezone_choices()
+
+    def clean_interests(self):
+        return clean_interests(self.cleaned_data["interests"])
+
+    def clean_categories(self):
+        return list(dict.fromkeys(self.cleaned_data["categories"]))
+
+    @classmethod
+    def initial_for(cls, subscriber):
+        return {name: getattr(subscriber, name) for name in cls.base_fields}
+
+
+class SignupForm(PreferencesForm):
+    email = NormalisedEmailField(label="Email address")
+    website = HoneypotField(label="Leave this field empty")
+
+    field_order = ["email"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:  # a re-shown form keeps the zone the visitor chose
+            self.fields["timezone"].widget.attrs["data-detect-timezone"] = ""
+
+    @property
+    def is_bot(self):
+        return bool(self.cleaned_data.get("website"))
+
+    @property
+    def preferences(self):
+        return {name: self.cleaned_data[name] for name in PreferencesForm.base_fields}
+
+
+class ResendForm(forms.Form):
+    email = NormalisedEmailField(label="Email address")
+    website = HoneypotField(label="Leave this field empty")
+
+    @property
+    def is_bot(self):
+        return bool(self.cleaned_data.get("website"))
+
+
+class ImportForm(forms.Form):
+    MAX_FILE_BYTES = 5 * 1024 * 1024
+
+    file = forms.FileField(
+        label="CSV file",
+        help_text=(
+            "UTF-8, with a header row. Columns: email (required), interests, categories "
+            "(space separated), frequency, max_papers, send_hour, timezone, always_send_top, "
+            "confirmed_at and consent_note. Rows with a confirmed_at date record earlier "
+            "consent and are imported as active; all others are imported as pending and "
+            "get a confirmation email."
+        ),
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > self.MAX_FILE_BYTES:
+            raise ValidationError("The file is larger than 5 MB: split it, please.")
+        return upload

@@ -1,0 +1,506 @@
+"""How people join, steer and leave Paperboy: the business rules, as plain functions.
+
+Views, admin actions, the CSV import and ESP webhooks all go through here.
+Every state change is a single conditional UPDATE (``filter(status__in=…)``),
+so each function is idempotent and safe under concurrent calls, and, outside a
+caller's transaction, committed the moment it returns: a digest already queued
+re-checks the status at send time and finds the change.
+"""
+
+import enum
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from digest.emails import absolute_url, send_email
+
+from .models import Subscriber, Suppression, email_hash, new_token_secret
+from .tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_token
+
+logger = logging.getLogger(__name__)
+
+Status = Subscriber.Status
+
+EMAIL_COOLDOWN = timedelta(minutes=10)
+PREFERENCE_FIELDS = (
+    "interests",
+    "categories",
+    "frequency",
+    "max_papers",
+    "send_hour",
+    "timezone",
+    "always_send_top",
+)
+# Reasons that also keep the signup form from mailing an address again.
+# "deleted" is not one: a person who deleted their data may come back by
+# confirming afresh.
+BLOCKING_SUPPRESSIONS = ("bounced", "complained", "suppressed")
+SUPPRESSION_STATUSES = {"bounced": Status.BOUNCED, "complained": Status.COMPLAINED}
+RECEIVING = (Status.PENDING, Status.ACTIVE, Status.PAUSED)
+NOT_YET_JOINED = (Status.PENDING, Status.UNSUBSCRIBED)
+JOINED = (Status.ACTIVE, Status.PAUSED)
+
+
+class SignupResult(enum.Enum):
+    """What a signup did. Never shown to the visitor: the page is the same for all."""
+
+    CREATED = "created"
+    CONFIRMATION_SENT = "confirmation_sent"
+    THROTTLED = "throttled"
+    ALREADY_SUBSCRIBED = "already_subscribed"
+    BLOCKED = "blocked"
+    IGNORED = "ignored"
+
+
+class ImportResult(enum.Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    EXISTS = "exists"
+    SUPPRESSED = "suppressed"
+
+
+# --- Lookups ----------------------------------------------------------------
+
+
+def find_subscriber(email):
+    return Subscriber.objects.filter(email__iexact=email).first()
+
+
+def suppression_reason(email):
+    return (
+        Suppression.objects.filter(email_hash=email_hash(email))
+        .values_list("reason", flat=True)
+        .first()
+    )
+
+
+def is_blocked(email):
+    return suppression_reason(email) in BLOCKING_SUPPRESSIONS
+
+
+# --- Links and emails -------------------------------------------------------
+
+
+def confirm_url(subscriber):
+    """An absolute confirmation link; ``t`` records when it was requested (see ``can_confirm``)."""
+    token = make_token(subscriber, CONFIRM, t=int(time.time()))
+    return absolute_url(reverse("subscriptions:confirm", args=[token]))
+
+
+def preferences_path(subscriber):
+    return reverse("subscriptions:preferences", args=[make_token(subscriber, PREFERENCES)])
+
+
+def unsubscribe_token(subscriber):
+    return make_token(subscriber, UNSUBSCRIBE)
+
+
+def preferences_url(subscriber):
+    return absolute_url(preferences_path(subscriber))
+
+
+def unsubscribe_url(subscriber):
+    return absolute_url(reverse("subscriptions:unsubscribe", args=[unsubscribe_token(subscriber)]))
+
+
+def digest_sample(limit=5):
+    """Papers from the latest edition for the signup page; empty until the digest app has one."""
+    try:
+        from digest import services as digest_services
+
+        latest_edition_sample = digest_services.latest_edition_sample
+    except (ImportError, AttributeError):  # a digest app without the sample function (yet)
+        return []
+    return list(latest_edition_sample(limit=limit))
+
+
+def _email_context(subscriber, **extra):
+    return {
+        "subscriber": subscriber,
+        "site_url": settings.SITE_URL,
+        "postal_address": settings.EMAIL_POSTAL_ADDRESS,
+        "contact_email": settings.CONTACT_EMAIL,
+        **extra,
+    }
+
+
+def _claim_email_slot(subscriber, field):
+    """Stamp ``field`` with now unless it is younger than the cooldown; True if stamped.
+
+    A single conditional UPDATE, so two simultaneous requests cannot both win.
+    """
+    now = timezone.now()
+    fresh = Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": now - EMAIL_COOLDOWN})
+    claimed = Subscriber.objects.filter(fresh, pk=subscriber.pk).update(**{field: now})
+    if claimed:
+        setattr(subscriber, field, now)
+    return bool(claimed)
+
+
+def _send_or_release(subscriber, field, previous, name, context, subject):
+    """Send one email; if the mail system fails, give the slot back so a retry can work."""
+    try:
+        send_email(name, context, subscriber.email, subject)
+    except Exception:
+        logger.exception("Could not send the %s email to subscriber %s", name, subscriber.pk)
+        Subscriber.objects.filter(pk=subscriber.pk).update(**{field: previous})
+        setattr(subscriber, field, previous)
+        return False
+    return True
+
+
+def send_confirmation(subscriber):
+    """Email a fresh confirmation link, at most once per address per ten minutes."""
+    previous = subscriber.confirmation_sent_at
+    if not _claim_email_slot(subscriber, "confirmation_sent_at"):
+        return False
+    context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
+    return _send_or_release(
+        subscriber, "confirmation_sent_at", previous,
+        "confirm", context, "Confirm your Paperboy subscription",
+    )
+
+
+def send_already_subscribed(subscriber):
+    """Tell a subscriber who signed up again where their preferences are (same cap)."""
+    previous = subscriber.notice_sent_at
+    if not _claim_email_slot(subscriber, "notice_sent_at"):
+        return False
+    context = _email_context(
+        subscriber,
+        preferences_url=preferences_url(subscriber),
+        unsubscribe_url=unsubscribe_url(subscriber),
+    )
+    return _send_or_release(
+        subscriber, "notice_sent_at", previous,
+        "already_subscribed", context, "You are already subscribed to Paperboy",
+    )
+
+
+# --- Joining ----------------------------------------------------------------
+
+
+def _apply_preferences(subscriber, preferences):
+    for name in PREFERENCE_FIELDS:
+        if name in preferences:
+            setattr(subscriber, name, preferences[name])
+
+
+def _create_pending(email, preferences, consent_note):
+    subscriber = Subscriber(email=email, status=Status.PENDING, consent_note=consent_note[:200])
+    _apply_preferences(subscriber, preferences)
+    try:
+        with transaction.atomic():
+            subscriber.save()
+    except IntegrityError:  # the same address, submitted at the same moment
+        return find_subscriber(email), False
+    return subscriber, True
+
+
+def request_subscription(email, preferences, ip=None):
+    """Start, or restart, the double opt-in for ``email``.
+
+    New address: a pending subscriber and a confirmation email. Pending or
+    unsubscribed: the submitted preferences and a fresh confirmation email
+    (nobody receives digests in either state, so nothing is at stake until
+    the mailbox owner confirms). Active or paused: nothing changes; the owner
+    gets a reminder with their preferences link. Bounced, complained or
+    suppressed: nothing at all. The caller shows the same page in every case.
+    """
+    if is_blocked(email):
+        return SignupResult.BLOCKED
+    note = f"Requested on the signup form from {ip or 'an unknown address'}"
+    subscriber = find_subscriber(email)
+    created = False
+    if subscriber is None:
+        subscriber, created = _create_pending(email, preferences, note)
+    if created:
+        send_confirmation(subscriber)
+        return SignupResult.CREATED
+    if subscriber.status in NOT_YET_JOINED:
+        _apply_preferences(subscriber, preferences)
+        subscriber.consent_note = note[:200]
+        subscriber.save(update_fields=[*PREFERENCE_FIELDS, "consent_note", "updated_at"])
+        sent = send_confirmation(subscriber)
+        return SignupResult.CONFIRMATION_SENT if sent else SignupResult.THROTTLED
+    if subscriber.status in JOINED:
+        send_already_subscribed(subscriber)
+        return SignupResult.ALREADY_SUBSCRIBED
+    return SignupResult.BLOCKED
+
+
+def resend_confirmation(email):
+    """The "send it again" form: like signing up again, but never creates anyone."""
+    subscriber = find_subscriber(email)
+    if subscriber is None or is_blocked(email):
+        return SignupResult.IGNORED
+    if subscriber.status in NOT_YET_JOINED:
+        sent = send_confirmation(subscriber)
+        return SignupResult.CONFIRMATION_SENT if sent else SignupResult.THROTTLED
+    if subscriber.status in JOINED:
+        send_already_subscribed(subscriber)
+        return SignupResult.ALREADY_SUBSCRIBED
+    return SignupResult.BLOCKED
+
+
+def can_confirm(subscriber, requested_at=None):
+    """May a confirmation link requested at ``requested_at`` (a UNIX time) activate them?
+
+    Pending: yes. Unsubscribed: only with a link requested after they left, so
+    an old link cannot undo an unsubscription. Anything else: no.
+    """
+    if subscriber.status == Status.PENDING:
+        return True
+    if subscriber.status == Status.UNSUBSCRIBED and requested_at is not None:
+        left = subscriber.unsubscribed_at
+        return left is None or datetime.fromtimestamp(requested_at, tz=UTC) > left
+    return False
+
+
+def confirm_subscriber(subscriber, requested_at=None):
+    """Activate a subscriber who followed their confirmation link; True once they are in.
+
+    Idempotent: an active or paused subscriber is already confirmed.
+    """
+    if subscriber.status in JOINED:
+        return True
+    if not can_confirm(subscriber, requested_at):
+        return False
+    now = timezone.now()
+    note = f"{subscriber.consent_note}; confirmed by email link {now:%Y-%m-%d %H:%M} UTC"
+    with transaction.atomic():
+        Subscriber.objects.filter(pk=subscriber.pk, status=subscriber.status).update(
+            status=Status.ACTIVE,
+            confirmed_at=now,
+            unsubscribed_at=None,
+            unsubscribed_via="",
+            consent_note=note.lstrip("; ")[:200],
+            updated_at=now,
+        )
+        Suppression.objects.filter(email_hash=email_hash(subscriber.email)).exclude(
+            reason__in=BLOCKING_SUPPRESSIONS
+        ).delete()
+    subscriber.refresh_from_db()
+    return subscriber.status in JOINED
+
+
+# --- Steering ---------------------------------------------------------------
+
+
+def update_preferences(subscriber, preferences):
+    _apply_preferences(subscriber, preferences)
+    subscriber.save(update_fields=[*PREFERENCE_FIELDS, "updated_at"])
+    return subscriber
+
+
+def _move(subscriber, from_statuses, to_status, **fields):
+    now = timezone.now()
+    moved = Subscriber.objects.filter(pk=subscriber.pk, status__in=from_statuses).update(
+        status=to_status, updated_at=now, **fields
+    )
+    subscriber.refresh_from_db()
+    return bool(moved)
+
+
+def pause(subscriber):
+    return _move(subscriber, [Status.ACTIVE], Status.PAUSED)
+
+
+def resume(subscriber):
+    """Resume a pause, or re-join after unsubscribing.
+
+    Only reachable through the preferences link, which was mailed to an
+    address that confirmed before: the same proof a confirmation link gives.
+    """
+    if subscriber.confirmed_at is None:
+        return False
+    return _move(
+        subscriber, [Status.PAUSED, Status.UNSUBSCRIBED], Status.ACTIVE,
+        unsubscribed_at=None, unsubscribed_via="",
+    )
+
+
+def revoke_links(subscriber):
+    """Rotate the secret so every link mailed so far stops working, and mail a new one.
+
+    Unsubscribe links are the exception: they keep working (see ``tokens.read_token``).
+    """
+    subscriber.token_secret = new_token_secret()
+    subscriber.save(update_fields=["token_secret", "updated_at"])
+    context = _email_context(subscriber, preferences_url=preferences_url(subscriber))
+    try:
+        send_email("new_link", context, subscriber.email, "Your new Paperboy preferences link")
+    except Exception:
+        logger.exception("Could not send the new link to subscriber %s", subscriber.pk)
+        return False
+    return True
+
+
+# --- Leaving ----------------------------------------------------------------
+
+
+def unsubscribe(subscriber, via):
+    """Stop every email to ``subscriber`` now; True if this call changed anything.
+
+    Idempotent: unsubscribed, bounced, complained or suppressed subscribers are
+    left as they are. ``via`` records how (page, one-click, preferences, webhook…).
+    """
+    return _move(
+        subscriber, RECEIVING, Status.UNSUBSCRIBED,
+        unsubscribed_at=timezone.now(), unsubscribed_via=via[:32],
+    )
+
+
+def suppress(subscriber, reason):
+    """Never email ``subscriber`` again: "bounced", "complained" (ESP webhooks) or an operator's reason.
+
+    Records the hashed address in the suppression list too, so that the
+    address stays blocked after the subscriber is deleted. Idempotent.
+    """
+    status = SUPPRESSION_STATUSES.get(reason, Status.SUPPRESSED)
+    with transaction.atomic():
+        Subscriber.objects.filter(pk=subscriber.pk).exclude(status=status).update(
+            status=status, updated_at=timezone.now()
+        )
+        suppress_email(subscriber.email, reason)
+    subscriber.refresh_from_db()
+    return subscriber
+
+
+def suppress_email(email, reason):
+    """Put a bare address on the suppression list, whether or not anyone subscribed it."""
+    Suppression.objects.update_or_create(
+        email_hash=email_hash(email), defaults={"reason": reason[:32]}
+    )
+
+
+def reactivate(subscriber):
+    """An operator's override: active again, suppression lifted.
+
+    Refused (False) for anyone who never confirmed: consent cannot be made up.
+    """
+    if subscriber.confirmed_at is None:
+        return False
+    with transaction.atomic():
+        moved = _move(
+            subscriber,
+            [s for s in Status if s != Status.ACTIVE],
+            Status.ACTIVE,
+            unsubscribed_at=None,
+            unsubscribed_via="",
+        )
+        Suppression.objects.filter(email_hash=email_hash(subscriber.email)).delete()
+    return moved or subscriber.status == Status.ACTIVE
+
+
+def delete_subscriber(subscriber):
+    """Erase the subscriber with their deliveries and feedback, keeping only a hashed suppression.
+
+    The hash stops an import from re-adding the address; an existing stronger
+    reason (bounced, complained) is kept.
+    """
+    with transaction.atomic():
+        Suppression.objects.get_or_create(
+            email_hash=email_hash(subscriber.email), defaults={"reason": "deleted"}
+        )
+        subscriber.delete()
+
+
+# --- Data rights ------------------------------------------------------------
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+def export_subscriber_data(subscriber):
+    """Everything Paperboy holds about one subscriber, as JSON-ready data."""
+    from digest.models import Delivery, Feedback
+    from papers.models import Paper
+
+    deliveries = list(
+        Delivery.objects.filter(subscriber=subscriber).select_related("edition").order_by("created_at")
+    )
+    paper_ids = {pk for d in deliveries for pk in d.paper_ids}
+    papers = Paper.objects.in_bulk(paper_ids)
+    feedback = Feedback.objects.filter(subscriber=subscriber).select_related("paper").order_by("created_at")
+    return {
+        "exported_at": timezone.now().isoformat(),
+        "profile": {
+            "email": subscriber.email,
+            "status": subscriber.status,
+            "interests": subscriber.interest_terms,
+            "categories": subscriber.categories,
+            "frequency": subscriber.frequency,
+            "max_papers": subscriber.max_papers,
+            "send_hour": subscriber.send_hour,
+            "timezone": subscriber.timezone,
+            "always_send_top": subscriber.always_send_top,
+            "consent": subscriber.consent_note,
+            "created_at": _iso(subscriber.created_at),
+            "confirmed_at": _iso(subscriber.confirmed_at),
+            "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+            "updated_at": _iso(subscriber.updated_at),
+        },
+        "deliveries": [
+            {
+                "edition": str(d.edition),
+                "status": d.status,
+                "papers": [_paper_ref(papers.get(pk), pk) for pk in d.paper_ids],
+                "sent_at": _iso(d.sent_at),
+                "delivered_at": _iso(d.delivered_at),
+                "opened_at": _iso(d.opened_at),
+                "clicked_at": _iso(d.clicked_at),
+            }
+            for d in deliveries
+        ],
+        "feedback": [
+            {"paper": _paper_ref(f.paper, f.paper_id), "vote": f.vote, "at": _iso(f.created_at)}
+            for f in feedback
+        ],
+    }
+
+
+def _paper_ref(paper, pk):
+    if paper is None:
+        return {"id": pk}
+    return {"arxiv_id": paper.arxiv_id, "title": paper.title}
+
+
+# --- Import -----------------------------------------------------------------
+
+
+def import_subscriber(email, preferences, confirmed_at=None, consent_note=""):
+    """Add one subscriber from an operator's list.
+
+    With ``confirmed_at`` (earlier, recorded consent) they start active;
+    without, pending, with a confirmation email. Existing and suppressed
+    addresses are left alone.
+    """
+    if suppression_reason(email) is not None:
+        return ImportResult.SUPPRESSED
+    if find_subscriber(email) is not None:
+        return ImportResult.EXISTS
+    subscriber = Subscriber(email=email)
+    _apply_preferences(subscriber, preferences)
+    if confirmed_at:
+        subscriber.status = Status.ACTIVE
+        subscriber.confirmed_at = confirmed_at
+        subscriber.consent_note = (consent_note or "Imported with earlier consent")[:200]
+    else:
+        subscriber.consent_note = "Imported; awaiting confirmation"
+    try:
+        with transaction.atomic():
+            subscriber.save()
+    except IntegrityError:
+        return ImportResult.EXISTS
+    if not confirmed_at:
+        send_confirmation(subscriber)
+        return ImportResult.PENDING
+    return ImportResult.ACTIVE

@@ -1,0 +1,115 @@
+"""Normalising and validating what people type: addresses, interests, time zones.
+
+Every rule here raises ``ValidationError`` with a message meant for the person
+at the keyboard; nothing here touches the database.
+"""
+
+import re
+import unicodedata
+import zoneinfo
+from functools import lru_cache
+
+import idna
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+
+MAX_EMAIL_LENGTH = 254
+MAX_INTERESTS = 20
+MAX_INTEREST_LENGTH = 60
+MAX_INTERESTS_TEXT_LENGTH = 1000
+
+CATEGORY_LABELS = {
+    "cs.LG": "Machine learning",
+    "cs.CL": "Computation & language",
+    "cs.CV": "Computer vision",
+    "cs.AI": "Artificial intelligence",
+    "stat.ML": "Statistical ML",
+    "cs.RO": "Robotics",
+    "cs.IR": "Information retrieval",
+    "cs.NE": "Neural & evolutionary computing",
+    "cs.SD": "Sound",
+    "eess.AS": "Audio & speech",
+}
+
+INVALID_EMAIL = "Enter an email address like name@example.org."
+# No "localhost" exception: a confirmation sent there would reach nobody.
+_email_validator = EmailValidator(message=INVALID_EMAIL, allowlist=[])
+_INTEREST_SEPARATORS = re.compile(r"[,;\n]")
+
+
+def normalise_email(value):
+    """Strip, lowercase and IDNA-encode the domain; the local part stays as typed."""
+    value = (value or "").strip()
+    if not value:
+        raise ValidationError("Enter your email address.", code="required")
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise ValidationError("That address is too long to be real.", code="max_length")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
+        raise ValidationError(
+            "An email address cannot contain line breaks or control characters.", code="control"
+        )
+    local, at, domain = value.rpartition("@")
+    if not (local and at and domain):
+        raise ValidationError(INVALID_EMAIL, code="invalid")
+    try:
+        domain = idna.encode(domain.rstrip("."), uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        raise ValidationError(
+            "The part after the @ is not a valid domain name.", code="invalid_domain"
+        ) from None
+    address = f"{local}@{domain.lower()}"
+    if len(address) > MAX_EMAIL_LENGTH:
+        raise ValidationError("That address is too long to be real.", code="max_length")
+    _email_validator(address)
+    return address
+
+
+def clean_interests(text):
+    """Split on commas, semicolons or lines; tidy, de-duplicate and cap the list."""
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" or ch == "\n" else " " for ch in text)
+    terms = []
+    seen = set()
+    for raw in _INTEREST_SEPARATORS.split(text):
+        term = " ".join(raw.split())
+        if term and term.casefold() not in seen:
+            seen.add(term.casefold())
+            terms.append(term)
+    too_long = [t for t in terms if len(t) > MAX_INTEREST_LENGTH]
+    if too_long:
+        raise ValidationError(
+            "Keep each interest under %(limit)d characters (“%(term)s…” is longer).",
+            code="interest_too_long",
+            params={"limit": MAX_INTEREST_LENGTH, "term": too_long[0][:30]},
+        )
+    if len(terms) > MAX_INTERESTS:
+        raise ValidationError(
+            "Up to %(limit)d interests, please: you listed %(count)d.",
+            code="too_many_interests",
+            params={"limit": MAX_INTERESTS, "count": len(terms)},
+        )
+    return ", ".join(terms)
+
+
+@lru_cache(maxsize=1)
+def timezone_names():
+    """The IANA time zones this machine knows (zoneinfo.available_timezones), sorted."""
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+@lru_cache(maxsize=1)
+def timezone_choices():
+    """UTC first, then every zone grouped by region ("Europe" → "Berlin")."""
+    groups = {}
+    for name in timezone_names():
+        region, _, place = name.partition("/")
+        if place:
+            groups.setdefault(region, []).append((name, place.replace("_", " ").replace("/", " / ")))
+        elif name != "UTC":
+            groups.setdefault("Other", []).append((name, name))
+    return [("UTC", "UTC"), *sorted(groups.items())]
+
+
+def category_choices():
+    """The arXiv categories Paperboy fetches, with a readable label each."""
+    return [(code, f"{CATEGORY_LABELS.get(code, code)} ({code})") for code in settings.ARXIV_CATEGORIES]

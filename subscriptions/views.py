@@ -1,0 +1,240 @@
+"""Signup, confirmation, preferences and unsubscribe pages.
+
+Views parse the request, call ``subscriptions.services`` and render. Pages
+reached through an emailed link find their subscriber by signed token
+(``subscriptions.tokens``); a link that does not check out gets a friendly
+page, never an error. GET never changes anything: every change is a POST.
+"""
+
+import json
+import logging
+from functools import wraps
+
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.decorators import ratelimit
+
+from . import services
+from .forms import PreferencesForm, ResendForm, SignupForm
+from .ratelimits import client_ip, email_key, email_rate, ip_rate
+from .tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, ExpiredToken, InvalidToken, UnknownSubscriber, read_token
+
+logger = logging.getLogger(__name__)
+
+ONE_CLICK_BODY = "One-Click"
+
+
+def _limited(group):
+    """Per-IP and per-address limits on a form's POSTs; blocked requests get ``rate_limited``."""
+
+    def decorate(view):
+        view = ratelimit(group=f"{group}:email", key=email_key, rate=email_rate, method="POST")(view)
+        return ratelimit(group=f"{group}:ip", key="ip", rate=ip_rate, method="POST")(view)
+
+    return decorate
+
+
+def rate_limited(request, exception):
+    return render(request, "subscriptions/rate_limited.html", status=429)
+
+
+def csrf_failure(request, reason=""):
+    return render(request, "subscriptions/csrf_failure.html", status=403)
+
+
+def invalid_link(request):
+    return render(request, "subscriptions/invalid_link.html", status=404)
+
+
+# --- Joining ----------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@_limited("signup")
+def signup(request):
+    if request.method == "POST":
+        form = SignupForm(request.POST)
+        if form.is_valid():
+            if form.is_bot:
+                logger.info("Signup honeypot filled from %s", client_ip(request))
+            else:
+                services.request_subscription(
+                    form.cleaned_data["email"], form.preferences, ip=client_ip(request)
+                )
+            return redirect("subscriptions:check_inbox")
+    else:
+        form = SignupForm()
+    context = {"form": form, "sample": services.digest_sample(limit=5)}
+    return render(request, "subscriptions/signup.html", context, status=400 if form.errors else 200)
+
+
+@require_GET
+def check_inbox(request):
+    return render(request, "subscriptions/check_inbox.html", {"form": ResendForm()})
+
+
+@require_http_methods(["GET", "POST"])
+@_limited("resend")
+def resend(request):
+    form = ResendForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if not form.is_bot:
+            services.resend_confirmation(form.cleaned_data["email"])
+        return redirect("subscriptions:check_inbox")
+    status = 400 if form.errors else 200
+    return render(request, "subscriptions/resend.html", {"form": form}, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def confirm(request, token):
+    """GET shows a button (auto-submitted by site.js); only the POST confirms.
+
+    Link scanners in mail systems fetch every URL in a message: a GET that
+    confirmed would subscribe people who never clicked.
+    """
+    try:
+        payload = read_token(token, CONFIRM)
+    except ExpiredToken:
+        return render(request, "subscriptions/link_expired.html", {"form": ResendForm()}, status=410)
+    except InvalidToken:
+        return invalid_link(request)
+    subscriber = payload.subscriber
+    if subscriber.status in services.JOINED:
+        return _confirmed(request, subscriber, already=True)
+    requested_at = payload.extra.get("t")
+    if not services.can_confirm(subscriber, requested_at):
+        return invalid_link(request)
+    if request.method == "POST" and services.confirm_subscriber(subscriber, requested_at):
+        return _confirmed(request, subscriber, already=False)
+    return render(request, "subscriptions/confirm.html", {"subscriber": subscriber})
+
+
+def _confirmed(request, subscriber, already):
+    context = {
+        "subscriber": subscriber,
+        "already": already,
+        "preferences_url": services.preferences_path(subscriber),
+    }
+    return render(request, "subscriptions/confirmed.html", context)
+
+
+# --- Preferences ------------------------------------------------------------
+
+
+def _preferences_subscriber(view):
+    """Resolve the preferences token to a subscriber, or answer with the invalid-link page."""
+
+    @wraps(view)
+    def wrapped(request, token):
+        try:
+            subscriber = read_token(token, PREFERENCES).subscriber
+        except InvalidToken:
+            return invalid_link(request)
+        return view(request, token, subscriber)
+
+    return never_cache(wrapped)
+
+
+@require_http_methods(["GET", "POST"])
+@_preferences_subscriber
+def preferences(request, token, subscriber):
+    if request.method == "POST":
+        form = PreferencesForm(request.POST)
+        if form.is_valid():
+            services.update_preferences(subscriber, form.cleaned_data)
+            messages.success(request, "Saved. Your next digest follows these preferences.")
+            return redirect("subscriptions:preferences", token)
+    else:
+        form = PreferencesForm(initial=PreferencesForm.initial_for(subscriber))
+    context = {
+        "form": form,
+        "subscriber": subscriber,
+        "token": token,
+        "unsubscribe_token": services.unsubscribe_token(subscriber),
+    }
+    return render(request, "subscriptions/preferences.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+@_preferences_subscriber
+def pause(request, token, subscriber):
+    if services.pause(subscriber):
+        messages.success(request, "Paused. No digests until you resume.")
+    return redirect("subscriptions:preferences", token)
+
+
+@require_POST
+@_preferences_subscriber
+def resume(request, token, subscriber):
+    if services.resume(subscriber):
+        messages.success(request, "Welcome back: your digests start again with the next edition.")
+    return redirect("subscriptions:preferences", token)
+
+
+@require_POST
+@_preferences_subscriber
+def new_link(request, token, subscriber):
+    services.revoke_links(subscriber)
+    return render(request, "subscriptions/new_link_sent.html", {"subscriber": subscriber})
+
+
+@require_POST
+@_preferences_subscriber
+def my_data(request, token, subscriber):
+    data = services.export_subscriber_data(subscriber)
+    response = HttpResponse(
+        json.dumps(data, indent=2, ensure_ascii=False), content_type="application/json; charset=utf-8"
+    )
+    stamp = timezone.now().strftime("%Y-%m-%d")
+    response["Content-Disposition"] = f'attachment; filename="paperboy-my-data-{stamp}.json"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@_preferences_subscriber
+def delete(request, token, subscriber):
+    if request.method == "POST":
+        services.delete_subscriber(subscriber)
+        return render(request, "subscriptions/deleted.html")
+    return render(request, "subscriptions/delete.html", {"subscriber": subscriber, "token": token})
+
+
+# --- Leaving ----------------------------------------------------------------
+
+
+@csrf_exempt
+@never_cache
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request, token):
+    """GET asks; any POST unsubscribes, including RFC 8058 one-click from a mail provider.
+
+    CSRF-exempt on purpose: one-click requests carry no cookie and no CSRF
+    token, and the signed token in the URL is the authorisation. The worst a
+    forged cross-site POST could do is what the link itself does. Revoked
+    tokens still work here, so that every email ever sent keeps a way out.
+    """
+    try:
+        subscriber = read_token(token, UNSUBSCRIBE, allow_revoked=True).subscriber
+    except UnknownSubscriber:
+        return render(request, "subscriptions/unsubscribed.html", {"gone": True})
+    except InvalidToken:
+        return invalid_link(request)
+    if request.method == "POST":
+        services.unsubscribe(subscriber, via=_unsubscribe_channel(request))
+    context = {"subscriber": subscriber, "preferences_url": services.preferences_path(subscriber)}
+    if request.method == "GET" and subscriber.status in services.RECEIVING:
+        return render(request, "subscriptions/unsubscribe.html", context)
+    context["can_resume"] = subscriber.status == subscriber.Status.UNSUBSCRIBED
+    return render(request, "subscriptions/unsubscribed.html", context)
+
+
+def _unsubscribe_channel(request):
+    if request.POST.get("List-Unsubscribe") == ONE_CLICK_BODY:
+        return "one-click"
+    return "preferences" if request.POST.get("from") == "preferences" else "page"

@@ -1,0 +1,94 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from subscriptions.forms import PreferencesForm, SignupForm
+from subscriptions.validation import (
+    MAX_INTERESTS,
+    clean_interests,
+    normalise_email,
+    timezone_names,
+)
+from tests.subscriptions.helpers import preference_data, signup_data
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("  Ada@EXAMPLE.org \n", "Ada@example.org"),
+        ("ada@exämple.org", "ada@xn--exmple-cua.org"),
+        ("ada@EXAMPLE.org.", "ada@example.org"),
+    ],
+)
+def test_email_is_stripped_and_its_domain_lowercased_and_idna_encoded(typed, stored):
+    assert normalise_email(typed) == stored
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "victim@example.org\nBcc: everyone@example.org",
+        "victim@example.org\r\nSubject: hi",
+        "vic\x00tim@example.org",
+        "not-an-address",
+        "two@@example.org",
+        "ada@exa_mple.org",
+        "ada@example..org",
+        "ada@localhost",
+        "a" * 250 + "@example.org",
+        "",
+    ],
+)
+def test_malformed_or_injected_addresses_are_refused_with_a_message(typed):
+    with pytest.raises(ValidationError) as caught:
+        normalise_email(typed)
+    assert caught.value.messages[0]
+
+
+def test_a_newline_in_the_email_gets_a_clear_message():
+    form = SignupForm(signup_data(email="a@example.org\nBcc: b@example.org"))
+    assert not form.is_valid()
+    assert "line breaks" in form.errors["email"][0]
+
+
+def test_interests_are_split_tidied_and_deduplicated():
+    text = "diffusion models;  RLHF\ngraph   neural networks, rlhf,,"
+    assert clean_interests(text) == "diffusion models, RLHF, graph neural networks"
+
+
+def test_too_many_interests_are_refused():
+    with pytest.raises(ValidationError, match="Up to 20 interests"):
+        clean_interests(", ".join(f"topic {n}" for n in range(MAX_INTERESTS + 1)))
+
+
+def test_an_overlong_interest_is_refused():
+    with pytest.raises(ValidationError, match="under 60 characters"):
+        clean_interests("x" * 61)
+
+
+def test_interests_text_has_a_length_cap():
+    form = PreferencesForm(preference_data(interests="a, " * 600))
+    assert not form.is_valid()
+    assert "interests" in form.errors
+
+
+def test_time_zones_come_from_the_iana_list():
+    assert "Europe/Berlin" in timezone_names()
+    assert PreferencesForm(preference_data(timezone="Europe/Berlin")).is_valid()
+    assert not PreferencesForm(preference_data(timezone="Mars/Olympus_Mons")).is_valid()
+    assert not PreferencesForm(preference_data(timezone="Europe/Berlin\n")).is_valid()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_papers", "7"), ("frequency", "hourly"), ("send_hour", "24"), ("categories", "cs.XX")],
+)
+def test_values_outside_the_offered_choices_are_refused(field, value):
+    assert field in PreferencesForm(preference_data(**{field: value})).errors
+
+
+def test_email_alone_is_not_enough_for_the_form_but_defaults_fill_the_rest():
+    form = SignupForm(initial=None)
+    assert form["frequency"].value() == "daily"
+    assert form["max_papers"].value() == 10
+    assert form["send_hour"].value() == 7
+    assert form["timezone"].value() == "UTC"
