@@ -173,6 +173,11 @@ ARXIV_RSS_URL = env("ARXIV_RSS_URL", default="https://rss.arxiv.org/rss/")
 ARXIV_CATEGORIES = env.list("ARXIV_CATEGORIES", default=["cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML"])
 ARXIV_MIN_INTERVAL_SECONDS = env.float("ARXIV_MIN_INTERVAL_SECONDS", default=3.0)
 HTTP_TIMEOUT_SECONDS = env.float("HTTP_TIMEOUT_SECONDS", default=20.0)
+HTTP_RETRIES = env.int("HTTP_RETRIES", default=3)  # per request, for 429/5xx, resets, timeouts
+HTTP_BACKOFF_SECONDS = env.float("HTTP_BACKOFF_SECONDS", default=1.0)  # doubles on each retry
+HTTP_MAX_RETRY_AFTER_SECONDS = env.float("HTTP_MAX_RETRY_AFTER_SECONDS", default=60.0)
+ARXIV_PAGE_SIZE = env.int("ARXIV_PAGE_SIZE", default=500)
+ARXIV_MAX_RESULTS = env.int("ARXIV_MAX_RESULTS", default=2000)  # per fetch, newest first
 
 # --- Digest ---------------------------------------------------------------
 DIGEST_SEND_BATCH_SIZE = env.int("DIGEST_SEND_BATCH_SIZE", default=500)

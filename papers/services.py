@@ -90,20 +90,36 @@ def record_failed_run(name, started_at, exc):
     )
 
 
+# When a source fails in the daily fetch, this one is tried in its place.
+FALLBACKS = {"hf": "hf-html"}
+
+
 def fetch_configured_sources(names=None):
     """Fetch every source in settings.PAPER_SOURCES; one failing does not stop the others.
 
-    Returns ``{source: report dict}`` for successes and ``{source: {"error": ...}}``
-    for failures (JSON-serialisable, for the Celery result and the daily job summary).
+    A failed source with a fallback (the Hugging Face API -> its papers page) is
+    followed by the fallback. Returns ``{source: report dict}``, with
+    ``{"source": ..., "error": ...}`` for failures: JSON-serialisable, for the
+    Celery result and the daily job summary.
     """
+    names = list(settings.PAPER_SOURCES if names is None else names)
     summary = {}
-    for name in names if names is not None else settings.PAPER_SOURCES:
-        try:
-            summary[name] = fetch_from_source(name).as_dict()
-        except SourceError as exc:
-            log.error("fetch failed: %s", exc)
-            summary[name] = {"source": name, "error": str(exc)}
-        except Exception as exc:  # a bug in one source must not cost the others their fetch
-            log.exception("fetch crashed source=%s", name)
-            summary[name] = {"source": name, "error": f"{type(exc).__name__}: {exc}"}
+    for name in names:
+        summary[name] = fetch_quietly(name)
+        fallback = FALLBACKS.get(name)
+        if "error" in summary[name] and fallback and fallback not in names:
+            log.warning("trying %s in place of %s", fallback, name)
+            summary[fallback] = fetch_quietly(fallback)
     return summary
+
+
+def fetch_quietly(name):
+    """fetch_from_source, with any failure logged and returned instead of raised."""
+    try:
+        return fetch_from_source(name).as_dict()
+    except SourceError as exc:
+        log.error("fetch failed: %s", exc)
+        return {"source": name, "error": str(exc)}
+    except Exception as exc:  # a bug in one source must not cost the others their fetch
+        log.exception("fetch crashed source=%s", name)
+        return {"source": name, "error": f"{type(exc).__name__}: {exc}"}

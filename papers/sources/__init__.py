@@ -5,6 +5,10 @@ from importlib import import_module
 from .base import SourceError
 
 SOURCE_CLASSES = {
+    "hf": "papers.sources.huggingface.HuggingFaceApiSource",
+    "arxiv": "papers.sources.arxiv.ArxivApiSource",
+    "arxiv-rss": "papers.sources.arxiv.ArxivRssSource",
+    "hf-html": "papers.sources.huggingface.HuggingFacePageSource",
     "bundled": "papers.sources.bundled.BundledSource",
 }
 

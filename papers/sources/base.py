@@ -179,7 +179,7 @@ def split_arxiv_id(raw):
     """'http://arxiv.org/abs/2501.01234v2' -> ('2501.01234', 2); version None when absent."""
     match = ARXIV_ID_RE.search(str(raw or ""))
     if not match:
-        raise SkipItem(f"not an arXiv id: {raw!r}")
+        raise SkipItem(f"not an arXiv id: {str(raw)[:80]!r}")
     version = match.group("version")
     return match.group("id"), int(version) if version else None
 

@@ -1,0 +1,178 @@
+"""Hugging Face daily papers: the JSON API, and the papers page as its fallback.
+
+Both deliver the same item shape: top-level ``title``, ``summary``,
+``publishedAt`` (the day it was featured), ``thumbnail``, ``numComments``...
+and ``paper`` with the arXiv ``id``, ``authors``, ``upvotes``, ``githubRepo``,
+``githubStars``, ``ai_summary``, ``organization``, ``withdrawnAt``. Every field
+but ``paper.id`` and a title is optional.
+"""
+
+import json
+
+import lxml.etree
+import lxml.html
+from django.conf import settings
+
+from .base import (
+    ARXIV_ID_RE,
+    PaperRecord,
+    ParsedBatch,
+    SkipItem,
+    Source,
+    clean_count,
+    clean_keywords,
+    clean_names,
+    clean_text,
+    clean_url,
+    parse_timestamp,
+)
+from .http import HttpClient
+
+HF_PAPER_URL = "https://huggingface.co/papers/{}"
+ARXIV_ABS_URL = "https://arxiv.org/abs/{}"
+PAGE_SIZE = 100  # the API's largest page
+MAX_PAGES = 10
+
+
+class HuggingFaceSource(Source):
+    """What the two Hugging Face sources share: the item parser and field ownership."""
+
+    authoritative_fields = frozenset(
+        {
+            "upvotes", "num_comments", "github_stars", "ai_summary", "ai_keywords",
+            "organization", "thumbnail_url", "code_url", "project_url", "hf_url",
+        }
+    )
+    records_signals = True
+
+    def parse_papers(self, items):
+        return self.parse_items(items, parse_item, key_of=item_key)
+
+
+class HuggingFaceApiSource(HuggingFaceSource):
+    name = "hf"
+
+    def fetch(self, *, date=None, categories=None, on_progress=None):
+        client = HttpClient(self.name)
+        batch = ParsedBatch()
+        for page in range(MAX_PAGES):
+            params = {"limit": PAGE_SIZE, "p": page}
+            if date:
+                params["date"] = date.isoformat()
+            items = self.decode(client.get(settings.HF_API_URL, params=params))
+            batch.extend(self.parse_papers(items))
+            if on_progress:
+                on_progress("download", len(batch.records) + len(batch.skipped), None)
+            if len(items) < PAGE_SIZE:
+                break
+        return batch
+
+    def parse(self, payload):
+        return self.parse_papers(self.decode(payload))
+
+    def decode(self, payload):
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self.error(f"invalid JSON (truncated or corrupt response): {exc}") from None
+        if isinstance(data, dict) and "error" in data:
+            raise self.error(f"API error: {clean_text(str(data['error']), 300)}")
+        if not isinstance(data, list):
+            raise self.error(f"expected a list of papers, got a JSON {type(data).__name__}")
+        return data
+
+
+class HuggingFacePageSource(HuggingFaceSource):
+    """The daily papers page, which embeds the API's items as JSON in the
+    ``data-props`` attribute of its ``DailyPapers`` element."""
+
+    name = "hf-html"
+
+    def fetch(self, *, date=None, categories=None, on_progress=None):
+        url = settings.HF_PAPERS_PAGE_URL.rstrip("/")
+        if date:
+            url += f"/date/{date.isoformat()}"
+        return self.parse(HttpClient(self.name).get(url))
+
+    def parse(self, payload):
+        try:
+            document = lxml.html.fromstring(payload)
+        except (lxml.etree.ParserError, ValueError) as exc:
+            raise self.error(f"not an HTML page: {exc}") from None
+        nodes = document.xpath('//*[@data-target="DailyPapers"][@data-props]')
+        if not nodes:
+            raise self.error("the page has no DailyPapers data (layout changed or an error page)")
+        try:
+            props = json.loads(nodes[0].get("data-props"))
+        except ValueError as exc:
+            raise self.error(f"the DailyPapers data is not valid JSON: {exc}") from None
+        items = props.get("dailyPapers") if isinstance(props, dict) else props
+        if not isinstance(items, list):
+            raise self.error("the DailyPapers data has no list of papers")
+        return self.parse_papers(items)
+
+
+def item_key(item):
+    paper = item.get("paper") if isinstance(item, dict) else None
+    key = paper.get("id") if isinstance(paper, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def parse_item(item):
+    """One daily-papers item as a PaperRecord; SkipItem when it cannot be used."""
+    if not isinstance(item, dict):
+        raise SkipItem("not a JSON object")
+    paper = item.get("paper")
+    if not isinstance(paper, dict):
+        raise SkipItem("no paper object")
+    arxiv_id, version = parse_paper_id(paper.get("id"))
+    title = clean_text(paper.get("title") or item.get("title"))
+    if not title:
+        raise SkipItem("no title")
+    names = author_names(paper.get("authors"))
+    return PaperRecord(
+        key=arxiv_id,
+        version=version,
+        title=title,
+        abstract=clean_text(paper.get("summary") or item.get("summary")),
+        author_names=names or None,
+        authors_count=len(names) or None,
+        organization=organization_name(paper.get("organization") or item.get("organization")),
+        published_at=parse_timestamp(paper.get("publishedAt")),
+        upvotes=clean_count(paper.get("upvotes"), "upvotes"),
+        num_comments=clean_count(item.get("numComments"), "numComments"),
+        github_stars=clean_count(paper.get("githubStars"), "githubStars"),
+        ai_summary=clean_text(paper.get("ai_summary")),
+        ai_keywords=clean_keywords(paper.get("ai_keywords")),
+        arxiv_url=ARXIV_ABS_URL.format(arxiv_id),
+        hf_url=HF_PAPER_URL.format(arxiv_id),
+        code_url=clean_url(paper.get("githubRepo")),
+        project_url=clean_url(paper.get("projectPage")),
+        thumbnail_url=clean_url(item.get("thumbnail")),
+        withdrawn_at=parse_timestamp(paper.get("withdrawnAt")),
+    )
+
+
+def parse_paper_id(value):
+    match = ARXIV_ID_RE.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        raise SkipItem(f"paper.id is not an arXiv id: {value!r}")
+    version = match.group("version")
+    return match.group("id"), int(version) if version else None
+
+
+def author_names(authors):
+    if authors is None:
+        return []
+    if not isinstance(authors, list):
+        raise SkipItem("paper.authors is not a list")
+    return clean_names(
+        a.get("name") for a in authors
+        if isinstance(a, dict) and isinstance(a.get("name"), str) and not a.get("hidden")
+    )
+
+
+def organization_name(value):
+    if isinstance(value, dict):
+        return clean_text(value.get("fullname") or value.get("name"), 300)
+    return clean_text(value, 300) if isinstance(value, str) else None

@@ -1,0 +1,128 @@
+from datetime import date
+
+import pytest
+
+from papers.sources.arxiv import ArxivApiSource, ArxivRssSource, search_query, split_creators
+from papers.sources.base import SourceError, split_arxiv_id
+
+
+def api_records(fixture_bytes, name="api_page.xml"):
+    return ArxivApiSource().parse(fixture_bytes("arxiv", name))
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("http://arxiv.org/abs/2501.08001v2", ("2501.08001", 2)),
+        ("2501.08001", ("2501.08001", None)),
+        ("oai:arXiv.org:2501.0800v13", ("2501.0800", 13)),
+        ("http://arxiv.org/abs/hep-th/9901001v1", ("hep-th/9901001", 1)),
+        ("http://arxiv.org/abs/math.GT/0309136v2", ("math.GT/0309136", 2)),
+    ],
+)
+def test_arxiv_ids_split_into_canonical_id_and_version(raw, expected):
+    assert split_arxiv_id(raw) == expected
+
+
+def test_api_entry_fields(fixture_bytes):
+    moe = api_records(fixture_bytes).records[0]
+    assert (moe.key, moe.version) == ("2501.08001", 2)
+    assert moe.title == "Sparse Mixture-of-Experts at Scale: Routing Without Tears"
+    assert moe.abstract.startswith("We study sparse mixture-of-experts language models and show")
+    assert "\n" not in moe.abstract and "  " not in moe.abstract
+    assert "$\\mathcal{O}(\\log n)$" in moe.abstract
+    assert moe.author_names == ["Zoë Müller", "Jiří Novák", "李明"]
+    assert moe.primary_category == "cs.LG" and moe.categories == ["cs.LG", "cs.CL"]
+    assert moe.pdf_url == "https://arxiv.org/pdf/2501.08001v2"
+    assert moe.arxiv_url == "https://arxiv.org/abs/2501.08001"
+    assert moe.comment == "v2: fixed Table 3; 14 pages, 6 figures"
+    assert moe.journal_ref == "ICML 2025" and moe.doi == "10.1000/moe.2025.001"
+    assert moe.published_at.isoformat() == "2025-01-14T09:30:00+00:00"
+    assert moe.revised_at.isoformat() == "2025-01-15T18:02:11+00:00"
+    assert moe.withdrawn_at is None
+
+
+def test_primary_category_comes_first_even_when_listed_later(fixture_bytes):
+    cross = api_records(fixture_bytes).records[1]
+    assert cross.categories == ["stat.ML", "cs.LG"]
+
+
+def test_html_in_api_titles_is_kept_as_text(fixture_bytes):
+    cross = api_records(fixture_bytes).records[1]
+    assert cross.title == "On the <b>Bold</b> Claims of $\\alpha$-Divergence Training & Friends"
+    assert '<script>alert("x")</script>' in cross.abstract
+
+
+def test_withdrawal_comment_flags_the_paper(fixture_bytes):
+    withdrawn = api_records(fixture_bytes).records[2]
+    assert withdrawn.withdrawn_at == withdrawn.revised_at
+
+
+def test_entry_with_a_broken_id_is_skipped(fixture_bytes):
+    assert [key for key, _ in api_records(fixture_bytes).skipped] == ["http://arxiv.org/abs/not-an-id"]
+
+
+@pytest.mark.parametrize(
+    "fixture, problem",
+    [
+        ("api_truncated.xml", "arxiv: invalid XML (truncated or corrupt response)"),
+        ("api_error.xml", "arxiv: API error: max_results must be non-negative"),
+        ("rss_weekday.xml", "arxiv: the response is not an arXiv ATOM feed"),
+    ],
+)
+def test_unusable_api_responses_raise_naming_the_source(fixture_bytes, fixture, problem):
+    with pytest.raises(SourceError) as caught:
+        api_records(fixture_bytes, fixture)
+    assert str(caught.value).startswith(problem)
+
+
+def test_empty_body_is_not_an_empty_feed():
+    with pytest.raises(SourceError, match="arxiv-rss: the response is not an arXiv RSS feed"):
+        ArxivRssSource().parse(b"")
+
+
+def test_search_query_joins_categories_and_limits_to_a_day():
+    assert search_query(["cs.LG", "stat.ML"]) == "cat:cs.LG OR cat:stat.ML"
+    assert search_query(["cs.LG"], date(2025, 1, 15)) == (
+        "(cat:cs.LG) AND submittedDate:[202501150000 TO 202501152359]"
+    )
+
+
+def test_rss_announce_types(fixture_bytes):
+    batch = ArxivRssSource().parse(fixture_bytes("arxiv", "rss_weekday.xml"))
+    kinds = {(r.key, r.version): r.update_only for r in batch.records}
+    assert kinds[("2501.09001", 1)] is False  # new
+    assert kinds[("2501.09002", 1)] is False  # cross
+    assert kinds[("2501.08001", 3)] is True  # replace
+    assert kinds[("2401.00042", 4)] is True  # replace-cross
+
+
+def test_rss_item_fields(fixture_bytes):
+    new = ArxivRssSource().parse(fixture_bytes("arxiv", "rss_weekday.xml")).records[0]
+    assert new.author_names == ["Søren Kierkegaard", "Émilie du Châtelet", "Ngũgĩ wa Thiong'o"]
+    assert new.abstract == "We propose tiny experts that route tokens cheaply. Code is released."
+    assert new.categories == ["cs.LG", "cs.CL"]
+    assert new.published_at.isoformat() == "2025-01-16T05:00:00+00:00"
+
+
+def test_rss_item_without_an_id_is_skipped(fixture_bytes):
+    batch = ArxivRssSource().parse(fixture_bytes("arxiv", "rss_weekday.xml"))
+    assert [key for key, _ in batch.skipped] == ["https://arxiv.org/"]
+
+
+def test_weekend_rss_feed_is_empty_not_an_error(fixture_bytes):
+    batch = ArxivRssSource().parse(fixture_bytes("arxiv", "rss_weekend.xml"))
+    assert batch.records == [] and batch.skipped == []
+
+
+@pytest.mark.parametrize(
+    "creators, names",
+    [
+        ("A. One, B. Two, C. Three", ["A. One", "B. Two", "C. Three"]),
+        ("A. One, B. Two and C. Three", ["A. One", "B. Two", "C. Three"]),
+        ("Alexander Sandberg", ["Alexander Sandberg"]),
+        ("", []),
+    ],
+)
+def test_dc_creator_is_split_into_names(creators, names):
+    assert split_creators(creators) == names

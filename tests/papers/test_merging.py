@@ -1,0 +1,186 @@
+"""One row per paper, whichever sources report it and in whatever order."""
+
+from datetime import date
+
+import pytest
+import time_machine
+
+from papers.ingest import store_batch
+from papers.models import Authorship, Paper, PaperSignal
+from papers.services import fetch_from_source
+from papers.sources.arxiv import ArxivApiSource
+from papers.sources.base import PaperRecord
+from papers.sources.huggingface import HuggingFaceApiSource
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def replay(fixture_path):
+    def run(source, *parts):
+        return fetch_from_source(source, from_file=fixture_path(*parts))
+
+    return run
+
+
+def test_hf_then_arxiv_merge_into_one_row_each_contributing_its_fields(replay):
+    replay("hf", "hf", "daily_papers.json")
+    report = replay("arxiv", "arxiv", "api_page.xml")
+    assert report.updated >= 1
+    paper = Paper.objects.get(arxiv_id="2501.08001")
+    # from Hugging Face
+    assert paper.upvotes == 87 and paper.num_comments == 4 and paper.github_stars == 412
+    assert paper.code_url == "https://github.com/example/tiny-moe"
+    assert paper.ai_summary and paper.ai_keywords and paper.organization == "ETH Zürich"
+    assert paper.thumbnail_url and paper.hf_url
+    # from arXiv
+    assert paper.version == 2 and paper.categories == ["cs.LG", "cs.CL"]
+    assert paper.pdf_url == "https://arxiv.org/pdf/2501.08001v2"
+    assert paper.comment.startswith("v2:") and paper.doi == "10.1000/moe.2025.001"
+    assert paper.source == "hf"  # the first to report it
+    assert Paper.objects.filter(arxiv_id__startswith="2501.08001").count() == 1
+
+
+def test_arxiv_then_hf_gives_the_same_row(replay):
+    replay("arxiv", "arxiv", "api_page.xml")
+    replay("hf", "hf", "daily_papers.json")
+    paper = Paper.objects.get(arxiv_id="2501.08001")
+    assert paper.upvotes == 87 and paper.version == 2 and paper.pdf_url.endswith("v2")
+    assert paper.source == "arxiv"
+
+
+def test_a_source_never_blanks_what_another_filled(replay):
+    replay("hf", "hf", "daily_papers.json")
+    replay("arxiv", "arxiv", "api_page.xml")
+    replay("hf", "hf", "daily_papers_next_day.json")  # no ai_summary, no githubRepo
+    paper = Paper.objects.get(arxiv_id="2501.08001")
+    assert paper.ai_summary.startswith("A fixed routing rule")
+    assert paper.code_url == "https://github.com/example/tiny-moe"
+    assert paper.upvotes == 140 and paper.github_stars == 530 and paper.num_comments == 9
+
+
+def test_an_unversioned_source_does_not_override_arxiv_text(replay):
+    replay("arxiv", "arxiv", "api_page.xml")
+    replay("hf", "hf", "daily_papers_next_day.json")
+    assert Paper.objects.get(arxiv_id="2501.08001").title == (
+        "Sparse Mixture-of-Experts at Scale: Routing Without Tears"
+    )
+
+
+def test_newer_version_updates_title_abstract_version_and_authors_in_place(replay):
+    replay("arxiv", "arxiv", "api_page.xml")
+    report = replay("arxiv-rss", "arxiv", "rss_weekday.xml")
+    paper = Paper.objects.get(arxiv_id="2501.08001")
+    assert paper.version == 3
+    assert paper.title.endswith("(Revised)")
+    assert paper.abstract == "The third version of the mixture-of-experts paper."
+    assert report.updated == 1 and report.created == 2
+    assert Paper.objects.filter(title__startswith="Sparse Mixture").count() == 1
+
+
+def test_older_version_never_downgrades(replay):
+    source = ArxivApiSource()
+    replay("arxiv", "arxiv", "api_page.xml")
+    old = PaperRecord(key="2501.08001", version=1, title="Old title", abstract="Old abstract")
+    result = store_batch([old], source)
+    paper = Paper.objects.get(arxiv_id="2501.08001")
+    assert (paper.version, paper.title) == (2, "Sparse Mixture-of-Experts at Scale: Routing Without Tears")
+    assert result.unchanged == 1
+
+
+def test_duplicates_in_one_response_keep_the_newest_version(replay):
+    report = replay("arxiv", "arxiv", "api_page.xml")
+    assert ("2501.08001", "duplicate in this response") in report.skipped
+    assert Paper.objects.get(arxiv_id="2501.08001").version == 2
+
+
+def test_duplicates_in_one_hf_response_make_one_row(replay):
+    report = replay("hf", "hf", "daily_papers.json")
+    assert report.created == 4
+    assert ("2501.08001", "duplicate in this response") in report.skipped
+    assert Paper.objects.get(arxiv_id="2501.08001").upvotes == 87  # the first listing
+
+
+def test_rss_replace_for_an_unknown_paper_is_skipped_not_created(replay):
+    report = replay("arxiv-rss", "arxiv", "rss_weekday.xml")
+    assert ("2401.00042", "update for a paper not in the database") in report.skipped
+    assert not Paper.objects.filter(arxiv_id="2401.00042").exists()
+
+
+def test_rss_cross_listing_is_added(replay):
+    replay("arxiv-rss", "arxiv", "rss_weekday.xml")
+    assert Paper.objects.get(arxiv_id="2501.09002").categories == ["math.OC", "cs.LG"]
+
+
+def test_weekend_rss_run_is_ok_and_changes_nothing(replay):
+    report = replay("arxiv-rss", "arxiv", "rss_weekend.xml")
+    assert (report.created, report.updated, report.unchanged, report.skipped) == (0, 0, 0, [])
+    assert Paper.objects.count() == 0
+
+
+def test_authors_are_ordered_shared_rows(replay):
+    replay("arxiv", "arxiv", "api_page.xml")
+    paper = Paper.objects.get(arxiv_id="2501.08001")
+    ordered = Authorship.objects.filter(paper=paper).order_by("position")
+    assert [a.author.name for a in ordered] == ["Zoë Müller", "Jiří Novák", "李明"]
+    replay("arxiv-rss", "arxiv", "rss_weekday.xml")  # same authors in v3
+    assert paper.authors.count() == 3
+    assert Paper.objects.get(arxiv_id="2501.08001").author_names == ["Zoë Müller", "Jiří Novák", "李明"]
+
+
+def test_withdrawn_papers_are_kept_and_flagged(replay):
+    replay("hf", "hf", "daily_papers.json")
+    replay("arxiv", "arxiv", "api_page.xml")
+    assert Paper.objects.get(arxiv_id="2501.09102").withdrawn_at is not None  # HF withdrawnAt
+    assert Paper.objects.get(arxiv_id="2501.08003").withdrawn_at is not None  # arXiv comment
+
+
+def test_withdrawal_is_never_cleared_by_a_later_fetch(replay):
+    replay("hf", "hf", "daily_papers.json")
+    unflagged = PaperRecord(key="2501.09102", title="A Result That Did Not Hold", upvotes=13)
+    store_batch([unflagged], HuggingFaceApiSource())
+    assert Paper.objects.get(arxiv_id="2501.09102").withdrawn_at is not None
+
+
+def test_html_in_titles_is_stored_verbatim(replay):
+    replay("hf", "hf", "daily_papers.json")
+    assert Paper.objects.get(arxiv_id="2501.09101").title.startswith("Why <script>alert('x')</script>")
+
+
+def test_one_signal_per_paper_per_day_with_the_latest_values(replay):
+    with time_machine.travel("2025-01-16 07:00Z", tick=False):
+        replay("hf", "hf", "daily_papers.json")
+        replay("hf", "hf", "daily_papers.json")  # a second fetch the same day
+    with time_machine.travel("2025-01-17 07:00Z", tick=False):
+        replay("hf", "hf", "daily_papers_next_day.json")
+    signals = PaperSignal.objects.filter(paper__arxiv_id="2501.08001").order_by("date")
+    assert [(s.date, s.upvotes, s.num_comments, s.github_stars) for s in signals] == [
+        (date(2025, 1, 16), 87, 4, 412),
+        (date(2025, 1, 17), 140, 9, 530),
+    ]
+
+
+def test_arxiv_sources_record_no_signals(replay):
+    replay("arxiv", "arxiv", "api_page.xml")
+    assert PaperSignal.objects.count() == 0
+
+
+def test_refetching_the_same_response_leaves_rows_unchanged(replay):
+    first = replay("arxiv", "arxiv", "api_page.xml")
+    again = replay("arxiv", "arxiv", "api_page.xml")
+    assert first.created == 3
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
+
+
+def test_a_batch_costs_a_bounded_number_of_queries(django_assert_max_num_queries):
+    records = [
+        PaperRecord(key=f"2501.{n:05d}", version=1, title=f"Paper {n}", author_names=[f"Author {n}", "Shared"])
+        for n in range(300)
+    ]
+    with django_assert_max_num_queries(12):
+        store_batch(records, ArxivApiSource())
+    for record in records:
+        record.version, record.title = 2, record.title + " v2"
+    with django_assert_max_num_queries(12):
+        result = store_batch(records, ArxivApiSource())
+    assert result.updated == 300
