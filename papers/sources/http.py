@@ -1,17 +1,19 @@
 """The HTTP client of the network sources: timeouts, retries with backoff, a polite
 User-Agent, a minimum interval between calls, and every failure as one SourceError line."""
 
+import logging
 import time
 from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import NewConnectionError, TimeoutError
 from urllib3.util.retry import Retry
 
 from .base import SourceError
 
+log = logging.getLogger(__name__)
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
@@ -36,10 +38,10 @@ class CappedRetry(Retry):
 class Throttle:
     """Keeps at least ``interval`` seconds between calls (arXiv asks for 3 s)."""
 
-    def __init__(self, interval, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, interval, clock=None, sleep=None):
         self.interval = interval
-        self.clock = clock
-        self.sleep = sleep
+        self.clock = clock or time.monotonic
+        self.sleep = sleep or time.sleep
         self.last = None
 
     def wait(self):
@@ -72,29 +74,50 @@ def build_session(backoff=None):
     return session
 
 
+class BrokenBody(Exception):
+    """The connection broke after the headers, while the body was being read."""
+
+
 class HttpClient:
     """GETs for one source. ``min_interval`` spaces calls out (and backoff is never shorter)."""
 
     def __init__(self, source_name, min_interval=0.0):
         self.source_name = source_name
         self.throttle = Throttle(min_interval)
-        backoff = max(settings.HTTP_BACKOFF_SECONDS, min_interval)
-        self.session = build_session(backoff=backoff)
+        self.backoff = max(settings.HTTP_BACKOFF_SECONDS, min_interval)
+        self.session = build_session(backoff=self.backoff)
         self.timeout = settings.HTTP_TIMEOUT_SECONDS
 
     def get(self, url, params=None):
-        """The body of a 2xx response, or SourceError naming the source and the problem."""
+        """The body of a 2xx response, or SourceError naming the source and the problem.
+
+        urllib3 retries connection errors, timeouts and 429/5xx answers; a body
+        cut off midway is past its reach, so it is retried here the same way.
+        """
         shown = f"{url}?{urlencode(params)}" if params else url
-        self.throttle.wait()
+        retries = settings.HTTP_RETRIES
+        for attempt in range(retries + 1):
+            self.throttle.wait()
+            try:
+                return self.get_once(url, params, shown)
+            except BrokenBody as exc:
+                if attempt == retries:
+                    raise self.error(
+                        f"connection broken while reading the response ({shown}): {exc}"
+                    ) from None
+                log.warning("retrying source=%s after a broken response: %s", self.source_name, exc)
+                time.sleep(self.backoff * 2**attempt)
+
+    def get_once(self, url, params, shown):
         try:
             response = self.session.get(url, params=params, timeout=self.timeout)
             body = response.content  # read it all here, so a reset mid-body is caught too
         except requests.exceptions.Timeout:
             raise self.error(f"timed out after {self.timeout:g} s ({shown})") from None
         except requests.exceptions.ChunkedEncodingError as exc:
-            raise self.error(f"connection broken while reading the response ({shown}): {exc}") from None
+            raise BrokenBody(describe(exc)) from None
         except requests.exceptions.ConnectionError as exc:
-            if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
+            if any(is_timeout(reason) for reason in reasons(exc)):
                 raise self.error(f"timed out after {self.timeout:g} s ({shown})") from None
             raise self.error(f"connection failed ({shown}): {describe(exc)}") from None
         except requests.exceptions.RequestException as exc:
@@ -117,14 +140,25 @@ def http_problem(response, shown):
     return problem
 
 
+def reasons(exc):
+    """The chain of causes inside a requests/urllib3 error, outermost first."""
+    chain = [exc]
+    while True:
+        current = chain[-1]
+        inner = getattr(current, "reason", None)
+        if inner is None and current.args and isinstance(current.args[0], Exception):
+            inner = current.args[0]
+        if not isinstance(inner, Exception) or inner in chain:
+            return chain
+        chain.append(inner)
+
+
+def is_timeout(reason):
+    # urllib3's NewConnectionError (refused, unreachable) subclasses its timeout error
+    return isinstance(reason, TimeoutError) and not isinstance(reason, NewConnectionError)
+
+
 def describe(exc):
     """The innermost reason of a requests/urllib3 error, on one line."""
-    reason = exc
-    while True:
-        inner = getattr(reason, "reason", None)
-        if inner is None and reason.args and isinstance(reason.args[0], Exception):
-            inner = reason.args[0]
-        if inner is None or inner is reason:
-            break
-        reason = inner
+    reason = reasons(exc)[-1]
     return " ".join(str(reason).split()) or type(reason).__name__

@@ -1,3 +1,5 @@
+from io import StringIO
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -7,8 +9,6 @@ pytestmark = pytest.mark.django_db
 
 
 def run(*args):
-    from io import StringIO
-
     out = StringIO()
     call_command("fetch_papers", *args, stdout=out)
     return out.getvalue()
@@ -37,3 +37,36 @@ def test_command_failure_is_one_line_naming_the_source(fixture_path):
 def test_command_rejects_a_bad_date():
     with pytest.raises(CommandError, match="not a date"):
         run("--source", "bundled", "--date", "2025-13-40")
+
+
+class Terminal(StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(capsys):
+    call_command("fetch_papers", "--source", "bundled", stdout=StringIO())
+    assert "store" not in capsys.readouterr().err
+    call_command("fetch_papers", "--source", "bundled", stdout=Terminal())
+    assert "/415" in capsys.readouterr().err
+
+
+def test_hf_replay_from_file(fixture_path):
+    out = run("--source", "hf", "--from-file", str(fixture_path("hf", "daily_papers.json")))
+    assert out.startswith("hf: 4 new, 0 updated, 0 unchanged, 3 skipped (7 read)")
+    assert "  skipped 2501.08001: duplicate in this response" in out
+
+
+def test_categories_reach_the_arxiv_query(monkeypatch):
+    seen = {}
+
+    def fake_fetch(name, **kwargs):
+        seen.update(kwargs, name=name)
+        from papers.services import FetchReport
+
+        return FetchReport(source=name)
+
+    monkeypatch.setattr("papers.management.commands.fetch_papers.fetch_from_source", fake_fetch)
+    run("--source", "arxiv", "--category", "cs.LG", "cs.CL", "--date", "2025-01-15")
+    assert seen["name"] == "arxiv" and seen["categories"] == ["cs.LG", "cs.CL"]
+    assert seen["date"].isoformat() == "2025-01-15"

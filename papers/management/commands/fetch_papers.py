@@ -1,5 +1,4 @@
 import argparse
-import sys
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_date
@@ -57,7 +56,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        progress = ProgressBars(sys.stdout)
+        progress = ProgressBars(self.stdout)
         try:
             report = fetch_from_source(
                 options["source"],

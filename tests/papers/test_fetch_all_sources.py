@@ -1,0 +1,81 @@
+"""The daily fetch: every configured source, one failing never stopping the others."""
+
+import pytest
+import responses
+
+from papers.models import FetchRun, Paper
+from papers.services import fetch_configured_sources
+from papers.tasks import fetch_all_sources
+
+pytestmark = pytest.mark.django_db
+HF_API = "https://huggingface.test/api/daily_papers"
+HF_PAGE = "https://huggingface.test/papers"
+RSS = "https://rss.arxiv.test/rss/cs.LG"
+
+
+@pytest.fixture(autouse=True)
+def _sources(settings):
+    settings.HF_API_URL = HF_API
+    settings.HF_PAPERS_PAGE_URL = HF_PAGE
+    settings.ARXIV_RSS_URL = "https://rss.arxiv.test/rss/"
+    settings.ARXIV_CATEGORIES = ["cs.LG"]
+    settings.HTTP_RETRIES = 0
+
+
+@responses.activate
+def test_task_fetches_every_configured_source_and_survives_a_failure(settings, fixture_bytes):
+    settings.PAPER_SOURCES = ["arxiv-rss", "bundled"]
+    responses.get(RSS, body=b"<html>not a feed</html>")
+    summary = fetch_all_sources()
+    assert summary["arxiv-rss"]["error"].startswith("arxiv-rss: ")
+    assert summary["bundled"]["created"] == 415
+    assert dict(FetchRun.objects.values_list("source", "status")) == {
+        "arxiv-rss": "failed",
+        "bundled": "ok",
+    }
+
+
+def test_a_crash_in_one_source_is_contained(settings, monkeypatch):
+    settings.PAPER_SOURCES = ["hf", "bundled"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("papers.sources.huggingface.HuggingFaceApiSource.fetch", broken)
+    monkeypatch.setattr("papers.services.FALLBACKS", {})
+    summary = fetch_configured_sources()
+    assert summary["hf"]["error"] == "RuntimeError: bug"
+    assert summary["bundled"]["created"] == 415
+    assert FetchRun.objects.get(source="hf").error == "RuntimeError: bug"
+
+
+@responses.activate
+def test_hf_api_failure_falls_back_to_the_papers_page(settings, fixture_bytes):
+    settings.PAPER_SOURCES = ["hf"]
+    responses.get(HF_API, status=503)
+    responses.get(HF_PAGE, body=fixture_bytes("hf", "papers_page.html"))
+    summary = fetch_configured_sources()
+    assert "HTTP 503" in summary["hf"]["error"]
+    assert summary["hf-html"]["created"] == 3
+    assert Paper.objects.get(arxiv_id="2501.08001").upvotes == 87
+
+
+@responses.activate
+def test_no_fallback_when_the_api_works(settings, fixture_bytes):
+    settings.PAPER_SOURCES = ["hf"]
+    responses.get(HF_API, body=fixture_bytes("hf", "daily_papers.json"))
+    assert list(fetch_configured_sources()) == ["hf"]
+
+
+def test_summary_is_json_serialisable(settings):
+    import json
+
+    settings.PAPER_SOURCES = ["bundled"]
+    assert json.loads(json.dumps(fetch_all_sources()))["bundled"]["unchanged"] == 0
+
+
+def test_task_runs_through_celery_under_its_routed_name(settings):
+    settings.PAPER_SOURCES = ["bundled"]
+    assert fetch_all_sources.name == "papers.tasks.fetch_all_sources"  # routed to the fetch queue
+    result = fetch_all_sources.apply()
+    assert result.successful() and result.get()["bundled"]["created"] == 415
