@@ -130,6 +130,10 @@ CELERY_TASK_ROUTES = {
     "digest.tasks.send_*": {"queue": "send"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING below, like the web
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+BEAT_INTERVAL_SECONDS = env.float("BEAT_INTERVAL_SECONDS", default=0)  # >0: every beat job every N s (staging, tests)
 DAILY_JOB_HOUR = env.int("DAILY_JOB_HOUR", default=6)  # local hour of the fetch + edition step
 
 # --- Email ----------------------------------------------------------------
@@ -153,6 +157,7 @@ ANYMAIL = {
     "POSTMARK_API_URL": env("POSTMARK_API_URL", default="https://api.postmarkapp.com/"),
     "AMAZON_SES_CLIENT_PARAMS": {"region_name": env("AWS_REGION", default="us-east-1")},
     "WEBHOOK_SECRET": env("WEBHOOK_SECRET", default=""),
+    "REQUESTS_TIMEOUT": env.float("ESP_TIMEOUT_SECONDS", default=30.0),
 }
 if ESP:
     EMAIL_BACKEND = f"anymail.backends.{ESP}.EmailBackend"
@@ -212,13 +217,18 @@ SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_
 
 # --- Logging --------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env("LOG_FORMAT", default="line")  # "json": one JSON object per line (see config/logging.py)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_emails": {"()": "config.logging.RedactEmailsFilter"}},
     "formatters": {
-        "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "line": {"()": "config.logging.LineFormatter"},
+        "json": {"()": "config.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact_emails"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

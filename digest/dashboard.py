@@ -1,0 +1,510 @@
+"""The operator dashboard (``/admin/dashboard/``) and the daily status report.
+
+Every number comes from the subscriber table and the delivery ledger. Charts
+are drawn server-side: this module computes the geometry (bars, lines, axis
+labels) and ``templates/admin/paperboy_dashboard.html`` writes it out as
+inline SVG, so the page needs no JavaScript and no CDN.
+
+Subscribers have no status history, so "subscribers over time" is rebuilt
+from their timestamps: pending from ``created_at``, active from
+``confirmed_at``, and their current leaving status (unsubscribed, bounced,
+complained, suppressed, paused) from ``unsubscribed_at``, or from
+``updated_at`` when that is unset.
+"""
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import Case, Count, DateField, Q, Value, When
+from django.db.models.functions import Coalesce, TruncDate
+from django.shortcuts import render
+from django.utils import timezone
+
+from papers.models import FetchRun, Paper
+from subscriptions.models import Subscriber
+
+from .models import Cadence, Delivery, Feedback
+
+WINDOW_DAYS = 30
+TOP_PAPERS = 10
+SPAM_RATE_WARNING = 0.001  # mailbox providers: keep complaints under 0.1% ...
+SPAM_RATE_LIMIT = 0.003  # ... and never reach 0.3%
+
+LEFT_STATUSES = {
+    Subscriber.Status.UNSUBSCRIBED,
+    Subscriber.Status.BOUNCED,
+    Subscriber.Status.COMPLAINED,
+    Subscriber.Status.SUPPRESSED,
+    Subscriber.Status.PAUSED,
+}
+SUBSCRIBER_COLOURS = {
+    "active": "#2e7d32",
+    "pending": "#9e9e9e",
+    "paused": "#fbc02d",
+    "unsubscribed": "#5c6bc0",
+    "bounced": "#ef6c00",
+    "complained": "#c62828",
+    "suppressed": "#6d4c41",
+}
+DELIVERY_COLOURS = {
+    "sent": "#2e7d32",
+    "skipped": "#9e9e9e",
+    "failed": "#c62828",
+    "sending": "#fbc02d",
+    "pending": "#5c6bc0",
+}
+
+
+# --- Series ---------------------------------------------------------------
+
+
+def window(days, today):
+    return [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+
+
+def local_midnight(day):
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def day_of(field_name, floor):
+    """The local date of ``field_name``, raised to ``floor`` (so history before the
+    window collapses into one group); NULL stays NULL."""
+    return Case(
+        When(**{f"{field_name}__lt": local_midnight(floor)}, then=Value(floor)),
+        default=TruncDate(field_name),
+        output_field=DateField(),
+    )
+
+
+def subscriber_history(days=WINDOW_DAYS, today=None):
+    """{day: Counter(status)}: how many subscribers were in each status at the end of each day."""
+    today = today or timezone.localdate()
+    days_shown = window(days, today)
+    floor = days_shown[0]
+    groups = (
+        Subscriber.objects.annotate(
+            joined=day_of("created_at", floor),
+            confirmed=day_of("confirmed_at", floor),
+            left=Case(
+                When(status__in=LEFT_STATUSES, then=Coalesce(day_of("unsubscribed_at", floor), day_of("updated_at", floor))),
+                output_field=DateField(),
+            ),
+        )
+        .values("status", "joined", "confirmed", "left")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    history = {day: Counter() for day in days_shown}
+    for group in groups:
+        for day in days_shown:
+            status = status_on(group, day)
+            if status:
+                history[day][status] += group["n"]
+    return history
+
+
+def status_on(group, day):
+    """The status a group of subscribers had at the end of ``day`` (None: not yet signed up)."""
+    if group["joined"] > day:
+        return None
+    if group["left"] is not None and group["left"] <= day:
+        return group["status"]
+    if group["status"] == Subscriber.Status.PENDING:
+        return "pending"
+    if group["confirmed"] is None or group["confirmed"] <= day:
+        return "active"
+    return "pending"
+
+
+def delivery_history(days=WINDOW_DAYS, today=None):
+    """{day: Counter(status)} of deliveries by the day they were claimed."""
+    today = today or timezone.localdate()
+    days_shown = window(days, today)
+    rows = (
+        Delivery.objects.filter(created_at__gte=local_midnight(days_shown[0]))
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    history = {day: Counter() for day in days_shown}
+    for row in rows:
+        if row["day"] in history:
+            history[row["day"]][row["status"]] = row["n"]
+    return history
+
+
+@dataclass
+class RatePoint:
+    day: date
+    sent: int
+    bounced: int
+    complained: int
+
+    @property
+    def bounce_rate(self):
+        return self.bounced / self.sent if self.sent else None
+
+    @property
+    def complaint_rate(self):
+        return self.complained / self.sent if self.sent else None
+
+
+def rate_history(days=WINDOW_DAYS, today=None):
+    """Per day: digests sent, and subscribers who bounced or complained that day."""
+    today = today or timezone.localdate()
+    days_shown = window(days, today)
+    since = local_midnight(days_shown[0])
+    sent = dict(
+        Delivery.objects.filter(status=Delivery.Status.SENT, sent_at__gte=since)
+        .annotate(day=TruncDate("sent_at"))
+        .values_list("day")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    left = Counter()
+    rows = (
+        Subscriber.objects.filter(status__in=[Subscriber.Status.BOUNCED, Subscriber.Status.COMPLAINED])
+        .annotate(day=TruncDate(Coalesce("unsubscribed_at", "updated_at")))
+        .filter(day__gte=days_shown[0])
+        .values_list("day", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for day, status, n in rows:
+        left[(day, status)] = n
+    return [
+        RatePoint(day, sent.get(day, 0), left[(day, "bounced")], left[(day, "complained")])
+        for day in days_shown
+    ]
+
+
+def rate_summary(points):
+    """Totals over ``points`` and how they compare with the mailbox providers' thresholds."""
+    sent = sum(p.sent for p in points)
+    bounced = sum(p.bounced for p in points)
+    complained = sum(p.complained for p in points)
+    complaint_rate = complained / sent if sent else 0.0
+    if complaint_rate >= SPAM_RATE_LIMIT:
+        verdict = "over the 0.3% limit: mail is being filtered as spam"
+    elif complaint_rate >= SPAM_RATE_WARNING:
+        verdict = "above 0.1%: act before it reaches 0.3%"
+    else:
+        verdict = "under 0.1%: healthy"
+    bounce_rate = bounced / sent if sent else 0.0
+    return {
+        "sent": sent,
+        "bounced": bounced,
+        "complained": complained,
+        "bounce_rate": bounce_rate,
+        "bounce_rate_text": f"{bounce_rate:.2%}",
+        "complaint_rate": complaint_rate,
+        "complaint_rate_text": f"{complaint_rate:.2%}",
+        "verdict": verdict,
+        "healthy": complaint_rate < SPAM_RATE_WARNING,
+    }
+
+
+@dataclass
+class PaperEngagement:
+    paper: Paper
+    clicks: int
+    likes: int
+    dislikes: int
+
+
+def top_papers_of_week(limit=TOP_PAPERS, now=None):
+    """The papers readers engaged with most in the last seven days.
+
+    Clicks: digests whose reader clicked a link (ESP click tracking), credited to
+    every paper of that digest; likes and dislikes: feedback votes.
+    """
+    since = (now or timezone.now()) - timedelta(days=7)
+    clicks = Counter()
+    for paper_ids in Delivery.objects.filter(clicked_at__gte=since).values_list("paper_ids", flat=True):
+        clicks.update(set(paper_ids or ()))
+    votes = (
+        Feedback.objects.filter(created_at__gte=since)
+        .values("paper_id")
+        .annotate(likes=Count("pk", filter=Q(vote=1)), dislikes=Count("pk", filter=Q(vote=-1)))
+        .order_by()
+    )
+    likes = {row["paper_id"]: (row["likes"], row["dislikes"]) for row in votes}
+    ranked = sorted(
+        set(clicks) | set(likes),
+        key=lambda pid: (clicks[pid] + likes.get(pid, (0, 0))[0], clicks[pid]),
+        reverse=True,
+    )[:limit]
+    papers = Paper.objects.in_bulk(ranked)
+    return [
+        PaperEngagement(papers[pid], clicks[pid], *likes.get(pid, (0, 0)))
+        for pid in ranked
+        if pid in papers
+    ]
+
+
+# --- The day's status (also printed by `manage.py digest_status`) ----------
+
+
+@dataclass
+class EditionStatus:
+    cadence: str
+    edition: object  # the Edition, or None when it was not built
+    papers: int = 0
+    counts: dict = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class DailyStatus:
+    day: date
+    editions: list
+    steps: list
+
+
+def edition_statuses(moment):
+    from .scheduling import current_edition
+
+    statuses = []
+    for cadence in Cadence.values:
+        edition = current_edition(cadence, moment)
+        status = EditionStatus(cadence, edition)
+        if edition is not None:
+            status.papers = edition.entries.filter(pulled=False).count()
+            counts = dict(edition.deliveries.values_list("status").annotate(n=Count("pk")).order_by())
+            status.counts = {s: counts.get(s, 0) for s in Delivery.Status.values}
+        statuses.append(status)
+    return statuses
+
+
+def percentile(sorted_values, fraction):
+    index = max(math.ceil(fraction * len(sorted_values)) - 1, 0)
+    return sorted_values[index]
+
+
+def spread(values):
+    ordered = sorted(values)
+    return percentile(ordered, 0.5), percentile(ordered, 0.95), ordered[-1]
+
+
+def fetch_steps(day):
+    runs = FetchRun.objects.filter(
+        started_at__gte=local_midnight(day), started_at__lt=local_midnight(day + timedelta(days=1))
+    ).exclude(finished_at=None)
+    return [
+        Step(
+            f"fetch {run.source}",
+            (run.finished_at - run.started_at).total_seconds(),
+            f"{run.status} at {timezone.localtime(run.started_at):%H:%M}, {run.created} new, {run.updated} updated",
+        )
+        for run in runs
+    ]
+
+
+def send_steps(edition):
+    """How long one message took to send, how long deliveries waited for a worker,
+    and the whole send window of an edition."""
+    rows = list(
+        edition.deliveries.exclude(sent_at=None)
+        .exclude(sending_at=None)
+        .values_list("pk", "created_at", "sending_at", "sent_at")
+    )
+    if not rows:
+        return []
+    label = f"{edition.cadence} {edition.date}"
+    sending = [(sent - started).total_seconds() for _, _, started, sent in rows]
+    waiting = [(started - created).total_seconds() for _, created, started, _ in rows]
+    slowest = max(rows, key=lambda row: row[3] - row[2])
+    send_p50, send_p95, send_max = spread(sending)
+    wait_p50, wait_p95, wait_max = spread(waiting)
+    first = min(created for _, created, _, _ in rows)
+    last = max(sent for _, _, _, sent in rows)
+    return [
+        Step(f"send one message ({label})", send_max,
+             f"p50 {send_p50:.2f}s, p95 {send_p95:.2f}s, slowest delivery {slowest[0]}"),
+        Step(f"wait for a send worker ({label})", wait_max, f"p50 {wait_p50:.2f}s, p95 {wait_p95:.2f}s"),
+        Step(f"send window ({label})", (last - first).total_seconds(),
+             f"{timezone.localtime(first):%H:%M:%S} to {timezone.localtime(last):%H:%M:%S}, {len(rows)} sent"),
+    ]
+
+
+def daily_status(day=None):
+    """The day's editions with their delivery counts, and its slowest steps first."""
+    from .services import moment_for
+
+    day = day or timezone.localdate()
+    editions = edition_statuses(moment_for(day))
+    steps = fetch_steps(day)
+    for status in editions:
+        if status.edition is not None:
+            steps += send_steps(status.edition)
+    steps.sort(key=lambda step: step.seconds, reverse=True)
+    return DailyStatus(day, editions, steps)
+
+
+# --- Chart geometry ---------------------------------------------------------
+
+CHART_WIDTH, CHART_HEIGHT = 720, 220
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 52, 12, 10, 28
+
+
+@dataclass
+class Chart:
+    width: int = CHART_WIDTH
+    height: int = CHART_HEIGHT
+    bars: list = field(default_factory=list)  # dicts: x, y, width, height, colour, title
+    lines: list = field(default_factory=list)  # dicts: points, colour, dashed, label
+    dots: list = field(default_factory=list)  # dicts: x, y, colour, title
+    gridlines: list = field(default_factory=list)  # dicts: y, label
+    x_labels: list = field(default_factory=list)  # dicts: x, text
+    legend: list = field(default_factory=list)  # (colour, label)
+
+    @property
+    def plot_left(self):
+        return MARGIN_LEFT
+
+    @property
+    def plot_right(self):
+        return self.width - MARGIN_RIGHT
+
+    @property
+    def plot_bottom(self):
+        return self.height - MARGIN_BOTTOM
+
+    @property
+    def plot_height(self):
+        return self.plot_bottom - MARGIN_TOP
+
+    def y_for(self, value, top):
+        return round(self.plot_bottom - self.plot_height * value / top, 1)
+
+
+def nice_ceiling(value):
+    """The smallest of 1, 2, 2.5, 5 × 10^k that is at least ``value``."""
+    if value <= 0:
+        return 1
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if step * magnitude >= value:
+            return step * magnitude
+    return 10 * magnitude
+
+
+def x_slots(chart, count):
+    slot = (chart.plot_right - chart.plot_left) / max(count, 1)
+    return slot, [chart.plot_left + slot * i for i in range(count)]
+
+
+def add_gridlines(chart, top, formatter, steps=4):
+    for i in range(steps + 1):
+        value = top * i / steps
+        chart.gridlines.append({"y": chart.y_for(value, top), "label": formatter(value)})
+
+
+def add_day_labels(chart, days, slot, xs, every=5):
+    for i, (day, x) in enumerate(zip(days, xs)):
+        if (len(days) - 1 - i) % every == 0:
+            chart.x_labels.append({"x": round(x + slot / 2, 1), "text": f"{day:%-d %b}"})
+
+
+def stacked_bar_chart(history, colours):
+    """Stacked bars, one per day, one segment per status (in ``colours`` order)."""
+    chart = Chart()
+    days = list(history)
+    top = nice_ceiling(max((sum(c.values()) for c in history.values()), default=0))
+    slot, xs = x_slots(chart, len(days))
+    for day, x in zip(days, xs):
+        base = 0
+        for status, colour in colours.items():
+            count = history[day].get(status, 0)
+            if not count:
+                continue
+            y_top, y_base = chart.y_for(base + count, top), chart.y_for(base, top)
+            chart.bars.append({
+                "x": round(x + slot * 0.1, 1), "y": y_top, "width": round(slot * 0.8, 1),
+                "height": round(y_base - y_top, 1), "colour": colour,
+                "title": f"{day:%a %-d %b}: {count} {status}",
+            })
+            base += count
+    add_gridlines(chart, top, lambda v: f"{v:g}")
+    add_day_labels(chart, days, slot, xs)
+    present = {status for counts in history.values() for status in counts}
+    chart.legend = [(colour, status) for status, colour in colours.items() if status in present]
+    return chart
+
+
+def rate_chart(points):
+    """Daily bounce and complaint rates against the 0.1% and 0.3% thresholds."""
+    chart = Chart()
+    rates = [r for p in points for r in (p.bounce_rate, p.complaint_rate) if r is not None]
+    top = nice_ceiling(max([SPAM_RATE_LIMIT * 1.5, *rates]))
+    slot, xs = x_slots(chart, len(points))
+    series = (("bounce rate", "bounce_rate", "#ef6c00"), ("complaint rate", "complaint_rate", "#c62828"))
+    for label, attribute, colour in series:
+        plotted = [
+            (round(x + slot / 2, 1), chart.y_for(getattr(p, attribute), top), p)
+            for p, x in zip(points, xs)
+            if getattr(p, attribute) is not None
+        ]
+        chart.lines.append({"points": " ".join(f"{x},{y}" for x, y, _ in plotted), "colour": colour,
+                            "dashed": False, "label": label})
+        chart.dots += [
+            {"x": x, "y": y, "colour": colour,
+             "title": f"{p.day:%a %-d %b}: {label} {getattr(p, attribute):.3%} of {p.sent} sent"}
+            for x, y, p in plotted
+        ]
+        chart.legend.append((colour, label))
+    for threshold, colour in ((SPAM_RATE_WARNING, "#fbc02d"), (SPAM_RATE_LIMIT, "#b71c1c")):
+        y = chart.y_for(threshold, top)
+        chart.lines.append({"points": f"{chart.plot_left},{y} {chart.plot_right},{y}", "colour": colour,
+                            "dashed": True, "label": f"{threshold:.1%} threshold"})
+        chart.legend.append((colour, f"{threshold:.1%} threshold"))
+    add_gridlines(chart, top, lambda v: f"{v:.2%}")
+    add_day_labels(chart, [p.day for p in points], slot, xs)
+    return chart
+
+
+def engagement_bars(rows, width=240):
+    """Bar lengths (in px) for the clicks and likes of the top papers."""
+    top = max([r.clicks for r in rows] + [r.likes for r in rows] + [1])
+    return [
+        {"row": r, "clicks_width": round(width * r.clicks / top, 1), "likes_width": round(width * r.likes / top, 1)}
+        for r in rows
+    ]
+
+
+# --- The view ---------------------------------------------------------------
+
+
+def dashboard_context(today=None):
+    today = today or timezone.localdate()
+    rates = rate_history(today=today)
+    return {
+        "title": "Paperboy dashboard",
+        "today": daily_status(today),
+        "subscribers_chart": stacked_bar_chart(subscriber_history(today=today), SUBSCRIBER_COLOURS),
+        "deliveries_chart": stacked_bar_chart(delivery_history(today=today), DELIVERY_COLOURS),
+        "rates_chart": rate_chart(rates),
+        "rate_summaries": [
+            ("Last 7 days", rate_summary(rates[-7:])),
+            (f"Last {WINDOW_DAYS} days", rate_summary(rates)),
+        ],
+        "top_papers": engagement_bars(top_papers_of_week()),
+        "window_days": WINDOW_DAYS,
+    }
+
+
+def dashboard_view(request):
+    """Staff only: wrapped in ``admin.site.admin_view`` in config/urls.py."""
+    from django.contrib import admin
+
+    context = {**admin.site.each_context(request), **dashboard_context()}
+    return render(request, "admin/paperboy_dashboard.html", context)

@@ -1,0 +1,74 @@
+"""Print the day's editions, their sent/skipped/failed counts and the slowest steps."""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+
+from digest.dashboard import daily_status
+
+STEPS_SHOWN = 8
+
+
+class Command(BaseCommand):
+    help = "Today's editions, how many digests were sent, skipped or failed, and the slowest steps."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--date", help="YYYY-MM-DD on the edition clock (default: today)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args, **options):
+        day = parse_date(options["date"]) if options["date"] else None
+        if options["date"] and day is None:
+            raise CommandError(f"--date must be YYYY-MM-DD, not {options['date']!r}")
+        status = daily_status(day)
+        self.stdout.write(as_json(status) if options["json"] else as_text(status))
+
+
+def edition_line(status):
+    if status.edition is None:
+        return f"{status.cadence.capitalize()} edition: not built"
+    counts = status.counts
+    built = timezone.localtime(status.edition.built_at)
+    return (
+        f"{status.edition} ({status.papers} papers, built {built:%Y-%m-%d %H:%M}): "
+        f"{counts['sent']} sent, {counts['skipped']} skipped, {counts['failed']} failed, "
+        f"{counts['pending']} pending, {counts['sending']} sending"
+    )
+
+
+def as_text(status):
+    lines = [f"Paperboy status for {status.day:%A %Y-%m-%d}", ""]
+    lines += [edition_line(edition) for edition in status.editions]
+    lines += ["", "Slowest steps:"]
+    if not status.steps:
+        lines.append("  nothing ran on this day")
+    width = max((len(step.name) for step in status.steps), default=0)
+    lines += [
+        f"  {step.name:<{width}}  {step.seconds:8.2f} s  {step.detail}"
+        for step in status.steps[:STEPS_SHOWN]
+    ]
+    return "\n".join(lines)
+
+
+def as_json(status):
+    return json.dumps(
+        {
+            "date": status.day.isoformat(),
+            "editions": [
+                {
+                    "cadence": edition.cadence,
+                    "date": edition.edition.date.isoformat() if edition.edition else None,
+                    "papers": edition.papers,
+                    "deliveries": edition.counts,
+                }
+                for edition in status.editions
+            ],
+            "slowest_steps": [
+                {"step": step.name, "seconds": round(step.seconds, 3), "detail": step.detail}
+                for step in status.steps
+            ],
+        },
+        indent=2,
+    )
