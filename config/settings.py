@@ -86,7 +86,9 @@ USE_TZ = True
 
 # --- Static files ---------------------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "static"
+# collectstatic's target; whitenoise serves it in production. In DEBUG, files come
+# straight from the apps (whitenoise's finders), so no collected copy is needed.
+STATIC_ROOT = env("STATIC_ROOT", default=None if DEBUG else str(VAR_DIR / "static"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
