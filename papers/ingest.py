@@ -143,13 +143,15 @@ def load_existing(keys):
 
 
 def save_changes(updates, now):
-    """One bulk UPDATE per set of changed fields (papers mostly change the same few fields)."""
-    by_fields = {}
+    """One bulk UPDATE (per chunk) over the union of the changed fields: the other
+    fields of each row are written back unchanged, which keeps the query count bounded."""
+    papers, fields = [], {"updated_at"}
     for paper, changed in updates:
         paper.updated_at = now
-        by_fields.setdefault(tuple(sorted(changed)), []).append(paper)
-    for changed, papers in by_fields.items():
-        Paper.objects.bulk_update(papers, [*changed, "updated_at"], batch_size=CHUNK)
+        papers.append(paper)
+        fields.update(changed)
+    if papers:
+        Paper.objects.bulk_update(papers, sorted(fields), batch_size=CHUNK)
 
 
 def link_authors(papers, replace=()):

@@ -67,7 +67,7 @@ def test_entry_with_a_broken_id_is_skipped(fixture_bytes):
     [
         ("api_truncated.xml", "arxiv: invalid XML (truncated or corrupt response)"),
         ("api_error.xml", "arxiv: API error: max_results must be non-negative"),
-        ("rss_weekday.xml", "arxiv: the response is not an arXiv ATOM feed"),
+        ("rss_weekday.xml", "arxiv: the response is not an arXiv Atom feed"),
     ],
 )
 def test_unusable_api_responses_raise_naming_the_source(fixture_bytes, fixture, problem):
@@ -126,3 +126,15 @@ def test_weekend_rss_feed_is_empty_not_an_error(fixture_bytes):
 )
 def test_dc_creator_is_split_into_names(creators, names):
     assert split_creators(creators) == names
+
+
+def test_api_parser_never_expands_external_entities(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    payload = f"""<?xml version="1.0"?>
+<!DOCTYPE feed [<!ENTITY leak SYSTEM "file://{secret}">]>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <entry><id>http://arxiv.org/abs/2501.00001v1</id><title>Leak &leak; here</title></entry>
+</feed>""".encode()
+    batch = ArxivApiSource().parse(payload)
+    assert all("TOP-SECRET" not in (r.title + (r.abstract or "")) for r in batch.records)
