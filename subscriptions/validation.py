@@ -99,12 +99,12 @@ def timezone_names():
 
 @lru_cache(maxsize=1)
 def timezone_choices():
-    """UTC first, then every zone grouped by region ("Europe" → "Berlin")."""
+    """UTC first, then every zone grouped by region; labels stay whole ("Europe/Berlin")."""
     groups = {}
     for name in timezone_names():
         region, _, place = name.partition("/")
         if place:
-            groups.setdefault(region, []).append((name, place.replace("_", " ").replace("/", " / ")))
+            groups.setdefault(region, []).append((name, name.replace("_", " ")))
         elif name != "UTC":
             groups.setdefault("Other", []).append((name, name))
     return [("UTC", "UTC"), *sorted(groups.items())]

@@ -1,0 +1,200 @@
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+from digest.models import Delivery, Feedback
+from subscriptions import services
+from subscriptions.models import Subscriber, Suppression
+from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:subscriptions_subscriber_changelist"
+IMPORT = "admin:subscriptions_subscriber_import"
+
+
+def run_action(admin_client, action, subscribers, **extra):
+    return admin_client.post(
+        reverse(CHANGELIST),
+        {"action": action, "_selected_action": [s.pk for s in subscribers], **extra},
+        follow=True,
+    )
+
+
+def upload(text, name="subscribers.csv"):
+    data = text.encode() if isinstance(text, str) else text
+    return SimpleUploadedFile(name, data, content_type="text/csv")
+
+
+def test_the_list_shows_status_frequency_interests_dates_and_last_delivery(admin_client, subscriber):
+    Delivery.objects.create(
+        subscriber=subscriber, edition=EditionFactory(), status="sent", sent_at=timezone.now()
+    )
+    response = admin_client.get(reverse(CHANGELIST))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for header in ("Email", "Status", "Frequency", "Interests", "Created at", "Confirmed at", "Last delivery"):
+        assert header in html, header
+    assert "diffusion models" in html
+
+
+def test_search_by_email_and_filter_by_status(admin_client):
+    SubscriberFactory(email="findme@example.org")
+    SubscriberFactory(email="other@example.org", status="pending", confirmed_at=None)
+    html = admin_client.get(reverse(CHANGELIST), {"q": "findme"}).content.decode()
+    assert "findme@example.org" in html and "other@example.org" not in html
+    html = admin_client.get(reverse(CHANGELIST), {"status__exact": "pending"}).content.decode()
+    assert "other@example.org" in html and "findme@example.org" not in html
+
+
+def test_the_change_page_shows_deliveries_and_feedback_inline(admin_client, subscriber):
+    paper = PaperFactory(title="Inline paper title")
+    Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk], status="sent")
+    Feedback.objects.create(subscriber=subscriber, paper=paper, vote=1)
+    response = admin_client.get(reverse("admin:subscriptions_subscriber_change", args=[subscriber.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Deliveries" in html and "Feedback" in html
+    assert "Inline paper title" in html
+    assert subscriber.token_secret not in html
+
+
+def test_operators_edit_preferences_but_not_the_status(admin_client, subscriber):
+    url = reverse("admin:subscriptions_subscriber_change", args=[subscriber.pk])
+    response = admin_client.post(url, {
+        "interests": "world models", "categories": ["cs.CV"], "frequency": "weekly", "max_papers": "5",
+        "send_hour": "9", "timezone": "Europe/Paris", "status": "bounced",
+        "deliveries-TOTAL_FORMS": "0", "deliveries-INITIAL_FORMS": "0",
+        "feedback-TOTAL_FORMS": "0", "feedback-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    subscriber.refresh_from_db()
+    assert (subscriber.interests, subscriber.frequency, subscriber.timezone) == ("world models", "weekly", "Europe/Paris")
+    assert subscriber.status == "active"
+
+
+def test_action_resend_confirmation_only_mails_pending(admin_client, subscriber, pending):
+    response = run_action(admin_client, "resend_confirmation", [subscriber, pending])
+    assert [m.to for m in mail.outbox] == [["pending@example.org"]]
+    assert "1 skipped" in response.content.decode()
+
+
+def test_action_send_preview_digest_calls_the_digest_app(admin_client, subscriber, monkeypatch):
+    import digest.services
+
+    previewed = []
+    monkeypatch.setattr(digest.services, "send_preview_digest", lambda s: previewed.append(s) or "sent", raising=False)
+    response = run_action(admin_client, "send_preview_digest", [subscriber])
+    assert previewed == [subscriber]
+    assert "Preview digest sent for 1" in response.content.decode()
+
+
+def test_action_suppress_and_reactivate(admin_client, subscriber, pending):
+    run_action(admin_client, "suppress", [subscriber, pending])
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {"suppressed"}
+    assert Suppression.objects.count() == 2
+    response = run_action(admin_client, "reactivate", [subscriber, pending])
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
+    assert Subscriber.objects.get(pk=pending.pk).status == "suppressed"
+    assert "Never confirmed" in response.content.decode()
+
+
+def test_action_export_csv_is_spreadsheet_safe(admin_client, subscriber):
+    subscriber.interests = "=HYPERLINK(\"http://evil.example\"), RLHF"
+    subscriber.save()
+    response = admin_client.post(
+        reverse(CHANGELIST), {"action": "export_csv", "_selected_action": [subscriber.pk]}
+    )
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0]["email"] == "ada@example.org"
+    assert rows[0]["status"] == "active"
+    assert rows[0]["interests"].startswith("'=")
+
+
+def test_import_creates_pending_with_confirmation_or_active_with_consent(admin_client):
+    text = (
+        "email,interests,categories,frequency,max_papers,confirmed_at,consent_note\n"
+        "new@example.org,RLHF,cs.CL cs.LG,weekly,5,,\n"
+        "old@example.org,diffusion,,daily,10,2024-03-01,2024 newsletter form\n"
+    )
+    response = admin_client.post(reverse(IMPORT), {"file": upload(text)}, follow=True)
+    assert "Imported 1 pending" in response.content.decode()
+    new = Subscriber.objects.get(email="new@example.org")
+    assert (new.status, new.frequency, new.categories) == ("pending", "weekly", ["cs.CL", "cs.LG"])
+    old = Subscriber.objects.get(email="old@example.org")
+    assert (old.status, old.confirmed_at.date().isoformat()) == ("active", "2024-03-01")
+    assert old.consent_note == "2024 newsletter form"
+    assert [m.to for m in mail.outbox] == [["new@example.org"]]
+
+
+def test_import_skips_existing_deleted_and_invalid_rows_and_says_so(admin_client, subscriber):
+    services.delete_subscriber(SubscriberFactory(email="deleted@example.org"))
+    future = (timezone.now() + timedelta(days=3)).date().isoformat()
+    text = (
+        "email,timezone,confirmed_at\n"
+        "ADA@example.org,,\n"
+        "deleted@example.org,,2020-01-01\n"
+        "broken\nBcc,,\n"
+        "tz@example.org,Mars/Base,\n"
+        "future@example.org,,%s\n"
+        "fine@example.org,Asia/Tokyo,\n" % future
+    )
+    response = admin_client.post(reverse(IMPORT), {"file": upload(text)}, follow=True)
+    html = response.content.decode()
+    assert "skipped 1 existing and 1 suppressed" in html
+    assert "not imported" in html
+    assert set(Subscriber.objects.values_list("email", flat=True)) == {"ada@example.org", "fine@example.org"}
+
+
+def test_import_of_a_round_tripped_export_recognises_consent(admin_client, subscriber):
+    export = admin_client.post(reverse(CHANGELIST), {"action": "export_csv", "_selected_action": [subscriber.pk]})
+    text = b"".join(export.streaming_content).decode()
+    services.delete_subscriber(subscriber)
+    Suppression.objects.all().delete()
+    admin_client.post(reverse(IMPORT), {"file": upload(text)})
+    assert Subscriber.objects.get().status == "active"
+
+
+def test_import_refuses_a_file_that_is_not_utf8(admin_client):
+    response = admin_client.post(reverse(IMPORT), {"file": upload(b"email\n\xff\xfe@x.org\n")})
+    assert response.status_code == 200
+    assert "not UTF-8" in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+def test_import_needs_an_email_column(admin_client):
+    response = admin_client.post(reverse(IMPORT), {"file": upload("mail,name\na@example.org,A\n")})
+    assert "email" in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+def test_the_import_page_is_for_staff_only(client):
+    response = client.get(reverse(IMPORT))
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_adding_a_subscriber_by_hand_starts_pending_and_sends_a_confirmation(admin_client):
+    response = admin_client.post(reverse("admin:subscriptions_subscriber_add"), {
+        "email": "Hand@EXAMPLE.org", "interests": "", "frequency": "daily", "max_papers": "10",
+        "send_hour": "7", "timezone": "UTC",
+        "deliveries-TOTAL_FORMS": "0", "deliveries-INITIAL_FORMS": "0",
+        "feedback-TOTAL_FORMS": "0", "feedback-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 302, response.content.decode()[:3000]
+    subscriber = Subscriber.objects.get()
+    assert (subscriber.email, subscriber.status) == ("Hand@example.org", "pending")
+    assert mail.outbox[0].to == ["Hand@example.org"]
+
+
+def test_suppressions_are_searchable_by_address(admin_client):
+    services.suppress_email("hidden@example.org", "complained")
+    html = admin_client.get(reverse("admin:subscriptions_suppression_changelist"), {"q": "Hidden@Example.org"}).content.decode()
+    assert "complained" in html

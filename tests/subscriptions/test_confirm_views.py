@@ -1,0 +1,110 @@
+import time
+
+import pytest
+from django.urls import reverse
+
+from subscriptions import services
+from subscriptions.models import Subscriber
+from subscriptions.tokens import CONFIRM, make_token
+from tests.subscriptions.helpers import confirm_path
+
+pytestmark = pytest.mark.django_db
+
+
+def status_of(subscriber):
+    return Subscriber.objects.get(pk=subscriber.pk).status
+
+
+def test_get_shows_a_confirm_button_and_changes_nothing(client, pending):
+    response = client.get(confirm_path(pending))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "data-autosubmit" in html
+    assert 'method="post"' in html
+    assert status_of(pending) == "pending"
+    assert Subscriber.objects.get(pk=pending.pk).confirmed_at is None
+
+
+def test_a_link_scanner_fetching_twice_changes_nothing(client, pending):
+    for _ in range(2):
+        client.get(confirm_path(pending))
+        client.head(confirm_path(pending))
+    assert status_of(pending) == "pending"
+
+
+def test_post_confirms_and_links_to_preferences(client, pending):
+    response = client.post(confirm_path(pending))
+    assert response.status_code == 200
+    assert status_of(pending) == "active"
+    assert Subscriber.objects.get(pk=pending.pk).confirmed_at is not None
+    assert "/preferences/" in response.content.decode()
+
+
+def test_the_confirm_post_needs_csrf(pending):
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(confirm_path(pending))
+    assert response.status_code == 403
+    assert status_of(pending) == "pending"
+
+
+def test_an_already_confirmed_subscriber_sees_success(client, subscriber):
+    response = client.get(confirm_path(subscriber))
+    assert response.status_code == 200
+    assert "already subscribed" in response.content.decode()
+
+
+def test_an_expired_link_offers_a_new_one(client, pending, time_machine):
+    time_machine.move_to(time.time() - 8 * 24 * 3600)
+    token = make_token(pending, CONFIRM, t=int(time.time()))
+    time_machine.move_to(time.time() + 8 * 24 * 3600)
+    response = client.post(reverse("subscriptions:confirm", args=[token]))
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
+    assert reverse("subscriptions:resend") in response.content.decode()
+    assert status_of(pending) == "pending"
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_a_tampered_link_gets_a_friendly_page(client, pending, method):
+    token = make_token(pending, CONFIRM, t=int(time.time()))
+    tampered = token[:-3] + ("xyz" if not token.endswith("xyz") else "abc")
+    response = getattr(client, method)(reverse("subscriptions:confirm", args=[tampered]))
+    assert response.status_code == 404
+    assert "This link doesn’t work" in response.content.decode()
+    assert status_of(pending) == "pending"
+
+
+def test_an_unsubscribe_token_cannot_confirm(client, pending):
+    from subscriptions.tokens import UNSUBSCRIBE
+
+    response = client.post(reverse("subscriptions:confirm", args=[make_token(pending, UNSUBSCRIBE)]))
+    assert response.status_code == 404
+    assert status_of(pending) == "pending"
+
+
+def test_a_link_from_before_unsubscribing_does_not_resubscribe(client, subscriber):
+    old_link = confirm_path(subscriber, t=int(time.time()) - 3600)
+    services.unsubscribe(subscriber, via="page")
+    response = client.post(old_link)
+    assert response.status_code == 404
+    assert status_of(subscriber) == "unsubscribed"
+
+
+def test_a_suppressed_subscriber_cannot_confirm(client, pending):
+    services.suppress(pending, reason="complained")
+    assert client.post(confirm_path(pending)).status_code == 404
+    assert status_of(pending) == "complained"
+
+
+def test_a_deleted_subscribers_link_is_friendly(client, pending):
+    path = confirm_path(pending)
+    services.delete_subscriber(pending)
+    response = client.get(path)
+    assert response.status_code == 404
+
+
+def test_confirm_pages_are_not_cached_or_indexed(client, pending):
+    response = client.get(confirm_path(pending))
+    assert "no-store" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+    assert 'name="robots" content="noindex"' in response.content.decode()

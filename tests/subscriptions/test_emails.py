@@ -1,0 +1,50 @@
+import pytest
+from django.core import mail
+
+from subscriptions import services
+from tests.subscriptions.helpers import link_in
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_confirmation_email_has_text_and_html_with_the_same_link(pending):
+    services.send_confirmation(pending)
+    message = mail.outbox[0]
+    assert message.subject == "Confirm your Paperboy subscription"
+    assert message.to == ["pending@example.org"]
+    html, mimetype = message.alternatives[0]
+    assert mimetype == "text/html"
+    path = link_in(message.body, "confirm")
+    assert path in html
+    assert 'width="600"' in html
+    assert "style=" in html  # the builder inlined the CSS
+    assert "7 days" in message.body
+
+
+def test_the_confirmation_email_is_not_list_mail(pending):
+    services.send_confirmation(pending)
+    assert "List-Unsubscribe" not in mail.outbox[0].extra_headers
+
+
+def test_the_confirmation_link_confirms(client, pending):
+    services.send_confirmation(pending)
+    client.post(link_in(mail.outbox[0].body, "confirm"))
+    pending.refresh_from_db()
+    assert pending.status == "active"
+
+
+def test_the_already_subscribed_email_carries_preferences_and_one_click_unsubscribe(subscriber):
+    services.send_already_subscribed(subscriber)
+    message = mail.outbox[0]
+    assert link_in(message.body, "preferences")
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "/unsubscribe/" in message.extra_headers["List-Unsubscribe"]
+
+
+def test_an_address_is_escaped_in_the_html(db):
+    from tests.factories import SubscriberFactory
+
+    odd = SubscriberFactory(email="o'<b>@example.org", status="pending", confirmed_at=None)
+    services.send_confirmation(odd)
+    html = mail.outbox[0].alternatives[0][0]
+    assert "<b>@example.org" not in html

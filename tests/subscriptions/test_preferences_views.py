@@ -1,0 +1,143 @@
+import json
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+
+from digest.models import Delivery, Feedback
+from subscriptions.models import Subscriber, Suppression, email_hash
+from subscriptions.tokens import PREFERENCES, make_token
+from tests.factories import EditionFactory, PaperFactory
+from tests.subscriptions.helpers import preference_data, preferences_path
+
+pytestmark = pytest.mark.django_db
+
+
+def token_of(subscriber):
+    return make_token(subscriber, PREFERENCES)
+
+
+def test_the_page_shows_the_current_preferences(client, subscriber):
+    subscriber.interests = "sparse attention"
+    subscriber.timezone = "Asia/Tokyo"
+    subscriber.save()
+    response = client.get(preferences_path(subscriber))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "ada@example.org" in html
+    assert "sparse attention" in html
+    assert '<option value="Asia/Tokyo" selected>' in html
+
+
+def test_get_changes_nothing(client, subscriber):
+    before = Subscriber.objects.values().get(pk=subscriber.pk)
+    client.get(preferences_path(subscriber))
+    client.get(reverse("subscriptions:delete", args=[token_of(subscriber)]))
+    assert Subscriber.objects.values().get(pk=subscriber.pk) == before
+
+
+def test_saving_updates_every_preference(client, subscriber):
+    data = preference_data(
+        interests="graph neural networks; RLHF", frequency="weekly", max_papers="20",
+        send_hour="18", timezone="America/New_York", categories=["cs.CV"], always_send_top="on",
+    )
+    response = client.post(preferences_path(subscriber), data, follow=True)
+    assert response.redirect_chain[-1][1] == 302
+    assert "Saved" in response.content.decode()
+    subscriber.refresh_from_db()
+    assert subscriber.interests == "graph neural networks, RLHF"
+    assert (subscriber.frequency, subscriber.max_papers, subscriber.send_hour) == ("weekly", 20, 18)
+    assert (subscriber.timezone, subscriber.categories) == ("America/New_York", ["cs.CV"])
+    assert subscriber.always_send_top is True
+
+
+def test_invalid_preferences_save_nothing(client, subscriber):
+    response = client.post(preferences_path(subscriber), preference_data(timezone="Nowhere/Land", frequency="weekly"))
+    assert response.status_code == 400
+    assert "Nothing was saved" in response.content.decode()
+    assert Subscriber.objects.get(pk=subscriber.pk).frequency == "daily"
+
+
+def test_the_preferences_form_needs_csrf(subscriber):
+    response = Client(enforce_csrf_checks=True).post(preferences_path(subscriber), preference_data(frequency="weekly"))
+    assert response.status_code == 403
+    assert Subscriber.objects.get(pk=subscriber.pk).frequency == "daily"
+
+
+def test_pause_and_resume(client, subscriber):
+    token = token_of(subscriber)
+    client.post(reverse("subscriptions:pause", args=[token]))
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "paused"
+    assert "Resume my digests" in client.get(preferences_path(subscriber)).content.decode()
+    client.post(reverse("subscriptions:resume", args=[token]))
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
+
+
+def test_pause_by_get_is_refused(client, subscriber):
+    response = client.get(reverse("subscriptions:pause", args=[token_of(subscriber)]))
+    assert response.status_code == 405
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
+
+
+def test_an_unsubscribed_subscriber_can_come_back_from_the_page(client, subscriber):
+    subscriber.status = "unsubscribed"
+    subscriber.save()
+    assert "Subscribe again" in client.get(preferences_path(subscriber)).content.decode()
+    client.post(reverse("subscriptions:resume", args=[token_of(subscriber)]))
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
+
+
+def test_my_data_downloads_as_json(client, subscriber):
+    paper = PaperFactory()
+    Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk], status="sent")
+    Feedback.objects.create(subscriber=subscriber, paper=paper, vote=1)
+    response = client.post(reverse("subscriptions:my_data", args=[token_of(subscriber)]))
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/json")
+    assert response["Content-Disposition"].startswith("attachment;")
+    data = json.loads(response.content)
+    assert set(data) >= {"profile", "deliveries", "feedback"}
+    assert data["profile"]["email"] == "ada@example.org"
+    assert len(data["deliveries"]) == len(data["feedback"]) == 1
+
+
+def test_delete_asks_first_then_erases(client, subscriber):
+    url = reverse("subscriptions:delete", args=[token_of(subscriber)])
+    assert "Delete everything?" in client.get(url).content.decode()
+    response = client.post(url)
+    assert response.status_code == 200
+    assert "Everything is deleted" in response.content.decode()
+    assert not Subscriber.objects.exists()
+    assert Suppression.objects.get().email_hash == email_hash("ada@example.org")
+
+
+def test_after_deletion_the_link_is_dead_but_friendly(client, subscriber):
+    path = preferences_path(subscriber)
+    client.post(reverse("subscriptions:delete", args=[token_of(subscriber)]))
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "This link doesn’t work" in response.content.decode()
+
+
+def test_a_new_link_revokes_the_old_one(client, subscriber):
+    old = preferences_path(subscriber)
+    response = client.post(reverse("subscriptions:new_link", args=[token_of(subscriber)]))
+    assert response.status_code == 200
+    assert client.get(old).status_code == 404
+    new = mail.outbox[0].body.split("/preferences/")[1].split("/")[0]
+    assert client.get(reverse("subscriptions:preferences", args=[new])).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["garbage", "a" * 2000, "Ω≈ç√", "..", "%00"])
+def test_bad_tokens_get_a_friendly_page(client, token):
+    response = client.get(f"/preferences/{token}/")
+    assert response.status_code == 404
+    assert "This link doesn’t work" in response.content.decode()
+
+
+def test_a_tampered_token_cannot_post_either(client, subscriber):
+    token = token_of(subscriber)[:-2] + "zz"
+    response = client.post(reverse("subscriptions:pause", args=[token]))
+    assert response.status_code == 404
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"

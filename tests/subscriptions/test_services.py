@@ -1,0 +1,275 @@
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from digest.models import Delivery, Feedback
+from subscriptions import services
+from subscriptions.models import Subscriber, Suppression, email_hash
+from subscriptions.services import ImportResult, SignupResult
+from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+PREFERENCES = {
+    "interests": "RLHF",
+    "categories": ["cs.CL"],
+    "frequency": "weekly",
+    "max_papers": 5,
+    "send_hour": 8,
+    "timezone": "Asia/Tokyo",
+    "always_send_top": True,
+}
+
+
+def signup(email="new@example.org", preferences=PREFERENCES):
+    return services.request_subscription(email, preferences, ip="203.0.113.9")
+
+
+# --- Joining ------------------------------------------------------------------
+
+
+def test_a_new_address_becomes_pending_with_its_preferences_and_gets_a_confirmation():
+    assert signup() is SignupResult.CREATED
+    subscriber = Subscriber.objects.get(email="new@example.org")
+    assert subscriber.status == "pending"
+    assert (subscriber.frequency, subscriber.max_papers, subscriber.timezone) == ("weekly", 5, "Asia/Tokyo")
+    assert subscriber.categories == ["cs.CL"]
+    assert "203.0.113.9" in subscriber.consent_note
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["new@example.org"]
+    assert "/confirm/" in mail.outbox[0].body
+
+
+def test_at_most_one_confirmation_per_address_per_ten_minutes(time_machine):
+    signup()
+    assert signup() is SignupResult.THROTTLED
+    assert services.resend_confirmation("new@example.org") is SignupResult.THROTTLED
+    assert len(mail.outbox) == 1
+    time_machine.move_to(timezone.now() + timedelta(minutes=11))
+    assert signup() is SignupResult.CONFIRMATION_SENT
+    assert len(mail.outbox) == 2
+
+
+def test_the_cap_ignores_the_case_of_the_address():
+    signup("new@example.org")
+    signup("NEW@example.org")
+    assert Subscriber.objects.count() == 1
+    assert len(mail.outbox) == 1
+
+
+def test_a_pending_address_resubmitting_takes_the_new_preferences(pending, time_machine):
+    time_machine.move_to(timezone.now() + timedelta(minutes=11))
+    signup(pending.email, {**PREFERENCES, "interests": "graph neural networks"})
+    pending.refresh_from_db()
+    assert pending.interests == "graph neural networks"
+    assert pending.status == "pending"
+
+
+def test_an_active_subscriber_signing_up_again_changes_nothing_and_gets_their_link(subscriber):
+    before = Subscriber.objects.values().get(pk=subscriber.pk)
+    assert signup(subscriber.email) is SignupResult.ALREADY_SUBSCRIBED
+    after = Subscriber.objects.values().get(pk=subscriber.pk)
+    assert {k: v for k, v in after.items() if k != "notice_sent_at"} == {
+        k: v for k, v in before.items() if k != "notice_sent_at"
+    }
+    assert len(mail.outbox) == 1
+    assert "/preferences/" in mail.outbox[0].body
+    signup(subscriber.email)
+    assert len(mail.outbox) == 1  # the reminder is capped too
+
+
+@pytest.mark.parametrize("reason", ["bounced", "complained", "suppressed"])
+def test_suppressed_addresses_get_nothing(reason):
+    services.suppress_email("gone@example.org", reason)
+    assert signup("gone@example.org") is SignupResult.BLOCKED
+    assert not Subscriber.objects.exists()
+    assert mail.outbox == []
+
+
+def test_a_failing_mail_system_leaves_a_pending_row_and_a_free_slot(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ConnectionError("ESP down")
+
+    monkeypatch.setattr(services, "send_email", broken)
+    signup()
+    subscriber = Subscriber.objects.get()
+    assert subscriber.status == "pending"
+    assert subscriber.confirmation_sent_at is None  # so the visitor can retry at once
+    monkeypatch.undo()
+    assert signup() is SignupResult.CONFIRMATION_SENT
+
+
+def test_confirming_activates_and_records_when(pending):
+    assert services.confirm_subscriber(pending)
+    pending.refresh_from_db()
+    assert pending.status == "active"
+    assert pending.confirmed_at is not None
+    assert "confirmed by email link" in pending.consent_note
+
+
+def test_confirming_twice_is_harmless(pending):
+    services.confirm_subscriber(pending)
+    first = Subscriber.objects.get(pk=pending.pk).confirmed_at
+    assert services.confirm_subscriber(pending)
+    assert Subscriber.objects.get(pk=pending.pk).confirmed_at == first
+
+
+def test_an_old_confirmation_link_cannot_undo_an_unsubscription(subscriber):
+    requested = timezone.now().timestamp()
+    services.unsubscribe(subscriber, via="page")
+    assert not services.confirm_subscriber(subscriber, requested_at=requested - 60)
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "unsubscribed"
+    later = subscriber.unsubscribed_at.timestamp() + 1
+    assert services.confirm_subscriber(subscriber, requested_at=later)
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
+
+
+def test_an_unsubscribed_address_signing_up_again_gets_a_confirmation_but_stays_out(subscriber):
+    services.unsubscribe(subscriber, via="page")
+    assert signup(subscriber.email) is SignupResult.CONFIRMATION_SENT
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "unsubscribed"
+    assert "/confirm/" in mail.outbox[0].body
+
+
+def test_coming_back_after_deleting_lifts_the_deleted_suppression():
+    subscriber = SubscriberFactory(email="back@example.org")
+    services.delete_subscriber(subscriber)
+    signup("back@example.org")
+    returning = Subscriber.objects.get(email="back@example.org")
+    services.confirm_subscriber(returning)
+    assert not Suppression.objects.filter(email_hash=email_hash("back@example.org")).exists()
+
+
+# --- Steering and leaving -----------------------------------------------------
+
+
+def test_update_preferences_saves_only_preference_fields(subscriber):
+    services.update_preferences(subscriber, {**PREFERENCES, "status": "bounced", "email": "x@y.org"})
+    subscriber.refresh_from_db()
+    assert subscriber.frequency == "weekly"
+    assert (subscriber.status, subscriber.email) == ("active", "ada@example.org")
+
+
+def test_pause_and_resume(subscriber):
+    assert services.pause(subscriber)
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "paused"
+    assert services.resume(subscriber)
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
+
+
+def test_resume_never_activates_someone_who_never_confirmed(pending):
+    assert not services.resume(pending)
+    assert Subscriber.objects.get(pk=pending.pk).status == "pending"
+
+
+def test_unsubscribe_is_immediate_and_idempotent(subscriber):
+    assert services.unsubscribe(subscriber, via="webhook")
+    row = Subscriber.objects.get(pk=subscriber.pk)
+    assert (row.status, row.unsubscribed_via) == ("unsubscribed", "webhook")
+    first = row.unsubscribed_at
+    assert not services.unsubscribe(subscriber, via="page")
+    assert Subscriber.objects.get(pk=subscriber.pk).unsubscribed_at == first
+
+
+def test_unsubscribe_leaves_a_bounced_subscriber_bounced(subscriber):
+    services.suppress(subscriber, reason="bounced")
+    services.unsubscribe(subscriber, via="webhook")
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "bounced"
+
+
+@pytest.mark.parametrize(("reason", "status"), [("bounced", "bounced"), ("complained", "complained"), ("spam trap", "suppressed")])
+def test_suppress_sets_the_status_and_a_hashed_entry_idempotently(subscriber, reason, status):
+    services.suppress(subscriber, reason=reason)
+    services.suppress(subscriber, reason=reason)
+    assert Subscriber.objects.get(pk=subscriber.pk).status == status
+    entry = Suppression.objects.get()
+    assert entry.email_hash == email_hash("ada@example.org")
+    assert entry.reason == reason
+    assert "ada" not in entry.email_hash
+
+
+def test_reactivate_lifts_a_suppression_but_needs_earlier_consent(subscriber, pending):
+    services.suppress(subscriber, reason="complained")
+    assert services.reactivate(subscriber)
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
+    assert not Suppression.objects.exists()
+    assert not services.reactivate(pending)
+    assert Subscriber.objects.get(pk=pending.pk).status == "pending"
+
+
+def test_revoking_links_rotates_the_secret_and_mails_a_new_link(subscriber):
+    old = subscriber.token_secret
+    services.revoke_links(subscriber)
+    assert Subscriber.objects.get(pk=subscriber.pk).token_secret != old
+    assert "/preferences/" in mail.outbox[0].body
+
+
+# --- Data rights --------------------------------------------------------------
+
+
+def test_my_data_holds_profile_deliveries_and_feedback(subscriber):
+    paper = PaperFactory(title="Sparse attention at scale")
+    Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk], status="sent")
+    Feedback.objects.create(subscriber=subscriber, paper=paper, vote=1)
+    data = services.export_subscriber_data(subscriber)
+    assert data["profile"]["email"] == "ada@example.org"
+    assert data["profile"]["interests"] == ["diffusion models"]
+    assert "token_secret" not in str(data)
+    assert data["deliveries"][0]["papers"] == [{"arxiv_id": paper.arxiv_id, "title": paper.title}]
+    assert data["feedback"][0]["vote"] == 1
+
+
+def test_deleting_erases_everything_but_a_hash(subscriber):
+    paper = PaperFactory()
+    Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk])
+    Feedback.objects.create(subscriber=subscriber, paper=paper, vote=-1)
+    services.delete_subscriber(subscriber)
+    assert not Subscriber.objects.exists()
+    assert not Delivery.objects.exists()
+    assert not Feedback.objects.exists()
+    assert Suppression.objects.get().email_hash == email_hash("ada@example.org")
+
+
+def test_deleting_keeps_a_stronger_suppression_reason(subscriber):
+    services.suppress(subscriber, reason="complained")
+    services.delete_subscriber(subscriber)
+    assert Suppression.objects.get().reason == "complained"
+
+
+# --- Import -------------------------------------------------------------------
+
+
+def test_import_without_consent_creates_pending_and_sends_a_confirmation():
+    assert services.import_subscriber("imp@example.org", PREFERENCES) is ImportResult.PENDING
+    assert Subscriber.objects.get().status == "pending"
+    assert "/confirm/" in mail.outbox[0].body
+
+
+def test_import_with_recorded_consent_creates_active_without_email():
+    consented = timezone.now() - timedelta(days=30)
+    result = services.import_subscriber("imp@example.org", PREFERENCES, consented, "Old list, 2024 form")
+    assert result is ImportResult.ACTIVE
+    subscriber = Subscriber.objects.get()
+    assert (subscriber.status, subscriber.confirmed_at) == ("active", consented)
+    assert subscriber.consent_note == "Old list, 2024 form"
+    assert mail.outbox == []
+
+
+def test_import_cannot_re_add_a_deleted_subscriber(subscriber):
+    services.delete_subscriber(subscriber)
+    assert services.import_subscriber("ada@example.org", PREFERENCES) is ImportResult.SUPPRESSED
+    assert services.import_subscriber("ADA@example.org", PREFERENCES, timezone.now()) is ImportResult.SUPPRESSED
+    assert not Subscriber.objects.exists()
+
+
+def test_import_skips_existing_addresses(subscriber):
+    assert services.import_subscriber("Ada@Example.org", PREFERENCES) is ImportResult.EXISTS
+
+
+def test_digest_sample_falls_back_to_nothing_without_the_digest_function(monkeypatch):
+    import digest.services
+
+    monkeypatch.delattr(digest.services, "latest_edition_sample", raising=False)
+    assert services.digest_sample() == []

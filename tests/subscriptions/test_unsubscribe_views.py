@@ -1,0 +1,151 @@
+import pytest
+from django.db import connections
+from django.test import Client
+from django.urls import reverse
+
+from subscriptions import services
+from subscriptions.models import Subscriber
+from subscriptions.tokens import UNSUBSCRIBE, make_token
+from tests.factories import SubscriberFactory
+from tests.subscriptions.helpers import unsubscribe_path
+
+pytestmark = pytest.mark.django_db
+
+
+def status_of(subscriber):
+    return Subscriber.objects.get(pk=subscriber.pk).status
+
+
+def one_click(path):
+    """POST exactly as a mailbox provider does (RFC 8058): no cookies, no CSRF token."""
+    provider = Client(enforce_csrf_checks=True)
+    return provider.post(
+        path, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+
+
+def test_get_asks_and_changes_nothing(client, subscriber):
+    response = client.get(unsubscribe_path(subscriber))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Unsubscribe from Paperboy?" in html
+    assert 'method="post"' in html
+    assert status_of(subscriber) == "active"
+    client.head(unsubscribe_path(subscriber))
+    assert status_of(subscriber) == "active"
+
+
+def test_the_button_unsubscribes(client, subscriber):
+    response = client.post(unsubscribe_path(subscriber))
+    assert response.status_code == 200
+    assert "You’re unsubscribed" in response.content.decode()
+    row = Subscriber.objects.get(pk=subscriber.pk)
+    assert (row.status, row.unsubscribed_via) == ("unsubscribed", "page")
+    assert row.unsubscribed_at is not None
+
+
+def test_one_click_post_from_a_mail_provider_unsubscribes_at_once(subscriber):
+    response = one_click(unsubscribe_path(subscriber))
+    assert response.status_code == 200
+    row = Subscriber.objects.get(pk=subscriber.pk)
+    assert (row.status, row.unsubscribed_via) == ("unsubscribed", "one-click")
+
+
+def test_one_click_sets_no_cookie(subscriber):
+    response = one_click(unsubscribe_path(subscriber))
+    assert not response.cookies
+
+
+def test_one_click_as_multipart_works_too(subscriber):
+    response = Client(enforce_csrf_checks=True).post(
+        unsubscribe_path(subscriber), {"List-Unsubscribe": "One-Click"}
+    )
+    assert response.status_code == 200
+    assert status_of(subscriber) == "unsubscribed"
+
+
+def test_the_emailed_link_and_header_point_at_this_endpoint(subscriber):
+    from digest.emails import build_email
+
+    message = build_email("already_subscribed", {
+        "subscriber": subscriber, "preferences_url": "x",
+        "unsubscribe_url": services.unsubscribe_url(subscriber),
+    }, subscriber.email, "s")
+    header = message.extra_headers["List-Unsubscribe"]
+    path = header.split("<")[1].split(">")[0].split("://", 1)[1].split("/", 1)[1]
+    assert one_click("/" + path).status_code == 200
+    assert status_of(subscriber) == "unsubscribed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unsubscribing_is_committed_before_the_response():
+    """A sending worker on its own connection must see the change at once."""
+    subscriber = SubscriberFactory()
+    one_click(unsubscribe_path(subscriber))
+    worker = connections.create_connection("default")
+    try:
+        with worker.cursor() as cursor:
+            cursor.execute("SELECT status FROM subscriptions_subscriber WHERE id = %s", [subscriber.pk])
+            assert cursor.fetchone() == ("unsubscribed",)
+    finally:
+        worker.close()
+
+
+def test_already_unsubscribed_still_sees_success(client, subscriber):
+    one_click(unsubscribe_path(subscriber))
+    first = Subscriber.objects.get(pk=subscriber.pk).unsubscribed_at
+    for response in (client.get(unsubscribe_path(subscriber)), client.post(unsubscribe_path(subscriber)),
+                     one_click(unsubscribe_path(subscriber))):
+        assert response.status_code == 200
+        assert "You’re unsubscribed" in response.content.decode()
+    assert Subscriber.objects.get(pk=subscriber.pk).unsubscribed_at == first
+
+
+def test_a_deleted_subscriber_still_sees_success(client, subscriber):
+    path = unsubscribe_path(subscriber)
+    services.delete_subscriber(subscriber)
+    assert one_click(path).status_code == 200
+    response = client.get(path)
+    assert response.status_code == 200
+    assert "no longer hold any data" in response.content.decode()
+
+
+def test_links_in_old_emails_work_after_revocation(subscriber):
+    path = unsubscribe_path(subscriber)
+    services.revoke_links(subscriber)
+    assert one_click(path).status_code == 200
+    assert status_of(subscriber) == "unsubscribed"
+
+
+@pytest.mark.parametrize("token", ["nope", "x" * 3000, "€€€", "1:2:3"])
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_unknown_or_garbage_tokens_get_a_friendly_page(client, token, method):
+    response = getattr(client, method)(f"/unsubscribe/{token}/")
+    assert response.status_code == 404
+    assert "This link doesn’t work" in response.content.decode()
+    assert "Traceback" not in response.content.decode()
+
+
+def test_a_tampered_token_unsubscribes_nobody(subscriber):
+    token = make_token(subscriber, UNSUBSCRIBE)
+    forged = token.rsplit(":", 1)[0] + ":" + "A" * 27
+    assert one_click(reverse("subscriptions:unsubscribe", args=[forged])).status_code == 404
+    assert status_of(subscriber) == "active"
+
+
+def test_a_preferences_token_cannot_unsubscribe(subscriber):
+    from subscriptions.tokens import PREFERENCES
+
+    path = reverse("subscriptions:unsubscribe", args=[make_token(subscriber, PREFERENCES)])
+    assert one_click(path).status_code == 404
+    assert status_of(subscriber) == "active"
+
+
+def test_the_preferences_page_button_records_where_they_left(client, subscriber):
+    client.post(unsubscribe_path(subscriber), {"from": "preferences"})
+    assert Subscriber.objects.get(pk=subscriber.pk).unsubscribed_via == "preferences"
+
+
+def test_unsubscribe_by_put_is_refused(client, subscriber):
+    assert client.put(unsubscribe_path(subscriber)).status_code == 405
+    assert status_of(subscriber) == "active"
