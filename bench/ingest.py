@@ -26,8 +26,18 @@ WORDS = (
     "reinforcement policy reward vision benchmark scaling robust efficient agent "
     "retrieval reasoning alignment token expert mixture contrastive latent"
 ).split()
-NAMES = ["Zoë Müller", "Jiří Novák", "李明", "Ada Lovelace", "Alan Turing", "Grace Hopper",
-         "Søren Kierkegaard", "Émilie du Châtelet", "Ngũgĩ wa Thiong'o", "Yann Example"]
+NAMES = [
+    "Zoë Müller",
+    "Jiří Novák",
+    "李明",
+    "Ada Lovelace",
+    "Alan Turing",
+    "Grace Hopper",
+    "Søren Kierkegaard",
+    "Émilie du Châtelet",
+    "Ngũgĩ wa Thiong'o",
+    "Yann Example",
+]
 CATEGORIES = ["cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML"]
 
 
@@ -43,34 +53,55 @@ def authors(rng, n):
     return [f"{rng.choice(NAMES)} {n % 97}-{k}" for k in range(rng.randint(2, 8))]
 
 
-def arxiv_feed(count, seed=1):
-    rng = random.Random(seed)
-    entries = []
-    for n in range(count):
-        title = words(rng, 12).capitalize()
-        wrapped_title = title[:40] + "\n  " + title[40:]  # arXiv wraps long titles
-        abstract = "\n".join(words(rng, 14) for _ in range(10))
-        primary, *others = rng.sample(CATEGORIES, rng.randint(1, 3))
-        entries.append(f"""  <entry>
-    <id>http://arxiv.org/abs/{arxiv_id(n)}v{1 + n % 3}</id>
+ENTRY = """  <entry>
+    <id>http://arxiv.org/abs/{id}v{version}</id>
     <updated>2025-01-15T10:00:00Z</updated>
     <published>2025-01-14T10:00:00Z</published>
-    <title>{escape(wrapped_title)}</title>
-    <summary>{escape(abstract)}</summary>
-{"".join(f"    <author><name>{escape(a)}</name></author>{chr(10)}" for a in authors(rng, n))}    <arxiv:comment xmlns:arxiv="http://arxiv.org/schemas/atom">{rng.randint(8, 40)} pages, {rng.randint(1, 12)} figures</arxiv:comment>
-    <link href="http://arxiv.org/abs/{arxiv_id(n)}v1" rel="alternate" type="text/html"/>
-    <link title="pdf" href="http://arxiv.org/pdf/{arxiv_id(n)}v1" rel="related" type="application/pdf"/>
-    <arxiv:primary_category xmlns:arxiv="http://arxiv.org/schemas/atom" term="{primary}" scheme="http://arxiv.org/schemas/atom"/>
-{"".join(f'    <category term="{c}" scheme="http://arxiv.org/schemas/atom"/>{chr(10)}' for c in [primary, *others])}  </entry>
-""")
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<feed xmlns="http://www.w3.org/2005/Atom">
+    <title>{title}</title>
+    <summary>{abstract}</summary>
+{authors}    <arxiv:comment>{pages} pages, {figures} figures</arxiv:comment>
+    <link href="http://arxiv.org/abs/{id}v{version}" rel="alternate" type="text/html"/>
+    <link title="pdf" href="http://arxiv.org/pdf/{id}v{version}" rel="related"
+          type="application/pdf"/>
+    <arxiv:primary_category term="{primary}" scheme="http://arxiv.org/schemas/atom"/>
+{categories}  </entry>
+"""
+FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:arxiv="http://arxiv.org/schemas/atom"
+      xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">
   <title type="html">ArXiv Query: benchmark</title>
   <id>http://arxiv.org/api/benchmark</id>
   <updated>2025-01-16T00:00:00-05:00</updated>
-  <opensearch:totalResults xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">{count}</opensearch:totalResults>
-{"".join(entries)}</feed>
-""".encode()
+  <opensearch:totalResults>{count}</opensearch:totalResults>
+{entries}</feed>
+"""
+
+
+def arxiv_entry(rng, n):
+    title = words(rng, 12).capitalize()
+    primary, *others = rng.sample(CATEGORIES, rng.randint(1, 3))
+    return ENTRY.format(
+        id=arxiv_id(n),
+        version=1 + n % 3,
+        title=escape(title[:40] + "\n  " + title[40:]),  # arXiv wraps long titles
+        abstract=escape("\n".join(words(rng, 14) for _ in range(10))),
+        authors="".join(
+            f"    <author><name>{escape(a)}</name></author>\n" for a in authors(rng, n)
+        ),
+        pages=rng.randint(8, 40),
+        figures=rng.randint(1, 12),
+        primary=primary,
+        categories="".join(
+            f'    <category term="{c}" scheme="http://arxiv.org/schemas/atom"/>\n'
+            for c in [primary, *others]
+        ),
+    )
+
+
+def arxiv_feed(count, seed=1):
+    rng = random.Random(seed)
+    entries = "".join(arxiv_entry(rng, n) for n in range(count))
+    return FEED.format(count=count, entries=entries).encode()
 
 
 def hf_response(count, seed=2):
@@ -79,24 +110,26 @@ def hf_response(count, seed=2):
     items = []
     for n in range(count):
         key = arxiv_id(n * 2) if n % 2 == 0 else f"2502.{n:05d}"
-        items.append({
-            "paper": {
-                "id": key,
-                "authors": [{"name": a, "hidden": False} for a in authors(rng, n)],
-                "publishedAt": "2025-01-14T10:00:00.000Z",
-                "title": words(rng, 10).capitalize(),
-                "summary": words(rng, 120),
-                "upvotes": rng.randint(0, 300),
-                "ai_summary": words(rng, 20),
-                "ai_keywords": rng.sample(WORDS, 4),
-                "githubRepo": f"https://github.com/example/repo-{n}",
-                "githubStars": rng.randint(0, 5000),
-                "organization": {"name": "lab", "fullname": "Example Lab"},
-            },
-            "title": "",
-            "numComments": rng.randint(0, 20),
-            "thumbnail": f"https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/{key}.png",
-        })
+        items.append(
+            {
+                "paper": {
+                    "id": key,
+                    "authors": [{"name": a, "hidden": False} for a in authors(rng, n)],
+                    "publishedAt": "2025-01-14T10:00:00.000Z",
+                    "title": words(rng, 10).capitalize(),
+                    "summary": words(rng, 120),
+                    "upvotes": rng.randint(0, 300),
+                    "ai_summary": words(rng, 20),
+                    "ai_keywords": rng.sample(WORDS, 4),
+                    "githubRepo": f"https://github.com/example/repo-{n}",
+                    "githubStars": rng.randint(0, 5000),
+                    "organization": {"name": "lab", "fullname": "Example Lab"},
+                },
+                "title": "",
+                "numComments": rng.randint(0, 20),
+                "thumbnail": f"https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/{key}.png",
+            }
+        )
     return json.dumps(items).encode()
 
 
@@ -170,7 +203,10 @@ def one_round(arxiv_payload, hf_payload):
 
 def median_runs(rounds):
     """Per scenario, the run with the median total time."""
-    return [sorted(runs, key=lambda run: run["total"])[len(runs) // 2] for runs in zip(*rounds)]
+    return [
+        sorted(runs, key=lambda run: run["total"])[len(runs) // 2]
+        for runs in zip(*rounds, strict=True)
+    ]
 
 
 def main():
@@ -180,10 +216,13 @@ def main():
         runs = median_runs([one_round(arxiv_payload, hf_payload) for _ in range(ROUNDS)])
     finally:
         server.stop()
-    print(f"arXiv feed: {ARXIV_ENTRIES} entries, {len(arxiv_payload) / 1e6:.1f} MB; "
-          f"HF response: {HF_ITEMS} items, {len(hf_payload) / 1e6:.1f} MB; "
-          f"median of {ROUNDS} rounds on PostgreSQL")
-    print(f"{'run':<20} {'items':>6} {'parse s':>8} {'store s':>8} {'total s':>8} {'queries':>8}  result")
+    print(
+        f"arXiv feed: {ARXIV_ENTRIES} entries, {len(arxiv_payload) / 1e6:.1f} MB; "
+        f"HF response: {HF_ITEMS} items, {len(hf_payload) / 1e6:.1f} MB; "
+        f"median of {ROUNDS} rounds on PostgreSQL"
+    )
+    columns = ("items", "parse s", "store s", "total s", "queries")
+    print(f"{'run':<20} " + " ".join(f"{c:>8}" for c in columns) + "  result")
     failed = False
     for run in runs:
         target = TARGETS.get(run["label"])
@@ -191,8 +230,10 @@ def main():
         if target:
             verdict = f"  (target < {target:g} s: {'ok' if run['total'] < target else 'MISSED'})"
             failed |= run["total"] >= target
-        print(f"{run['label']:<20} {run['items']:>6} {run['parse']:>8.2f} {run['store']:>8.2f} "
-              f"{run['total']:>8.2f} {run['queries']:>8}  {run['result']}{verdict}")
+        print(
+            f"{run['label']:<20} {run['items']:>8} {run['parse']:>8.2f} {run['store']:>8.2f} "
+            f"{run['total']:>8.2f} {run['queries']:>8}  {run['result']}{verdict}"
+        )
     return 1 if failed else 0
 
 

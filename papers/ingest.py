@@ -184,7 +184,9 @@ def record_signals(papers, day):
     """One PaperSignal per paper per day: today's values replace an earlier fetch's."""
     PaperSignal.objects.bulk_create(
         [
-            PaperSignal(paper_id=p.pk, date=day, **{name: getattr(p, name) for name in SIGNAL_FIELDS})
+            PaperSignal(
+                paper_id=p.pk, date=day, **{name: getattr(p, name) for name in SIGNAL_FIELDS}
+            )
             for p in papers
         ],
         update_conflicts=True,

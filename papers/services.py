@@ -4,6 +4,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from .ingest import store_batch
@@ -80,14 +81,19 @@ def record_run(report, started_at):
 
 
 def record_failed_run(name, started_at, exc):
+    """Record the failure; if the database itself is what failed, log instead, so the
+    original error (not this one) is what the caller sees."""
     error = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
-    FetchRun.objects.create(
-        source=name[:32],
-        started_at=started_at,
-        finished_at=timezone.now(),
-        status=FetchRun.Status.FAILED,
-        error=error,
-    )
+    try:
+        FetchRun.objects.create(
+            source=name[:32],
+            started_at=started_at,
+            finished_at=timezone.now(),
+            status=FetchRun.Status.FAILED,
+            error=error,
+        )
+    except DatabaseError:
+        log.exception("could not record the failed fetch of %s: %s", name, error)
 
 
 # When a source fails in the daily fetch, this one is tried in its place.

@@ -22,7 +22,9 @@ def get_source(name):
     try:
         path = SOURCE_CLASSES[name]
     except KeyError:
-        raise SourceError(name, f"unknown source; choose from {', '.join(SOURCE_CLASSES)}") from None
+        raise SourceError(
+            name, f"unknown source; choose from {', '.join(SOURCE_CLASSES)}"
+        ) from None
     module, _, cls = path.rpartition(".")
     return getattr(import_module(module), cls)()
 

@@ -31,7 +31,9 @@ from .http import HttpClient
 
 ABS_URL = "https://arxiv.org/abs/{}"
 PDF_URL = "https://arxiv.org/pdf/{}"
-WITHDRAWN_RE = re.compile(r"^\s*(?:this (?:paper|submission|article) has been withdrawn|withdrawn\b)", re.I)
+WITHDRAWN_RE = re.compile(
+    r"^\s*(?:this (?:paper|submission|article) has been withdrawn|withdrawn\b)", re.I
+)
 RSS_PREFIX_RE = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*\S+\s*(?:Abstract:\s*)?", re.I)
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
@@ -51,8 +53,15 @@ class ArxivApiSource(ArxivSource):
     name = "arxiv"
     authoritative_fields = frozenset(
         {
-            "primary_category", "categories", "arxiv_url", "pdf_url", "comment",
-            "journal_ref", "doi", "published_at", "revised_at",
+            "primary_category",
+            "categories",
+            "arxiv_url",
+            "pdf_url",
+            "comment",
+            "journal_ref",
+            "doi",
+            "published_at",
+            "revised_at",
         }
     )
 
@@ -113,12 +122,20 @@ class ArxivRssSource(ArxivSource):
 
     def fetch(self, *, date=None, categories=None, on_progress=None):
         if date:
-            raise self.error("the RSS feed only has the latest announcement; --date is not supported")
-        url = settings.ARXIV_RSS_URL.rstrip("/") + "/" + "+".join(categories or settings.ARXIV_CATEGORIES)
+            raise self.error(
+                "the RSS feed only has the latest announcement; --date is not supported"
+            )
+        url = (
+            settings.ARXIV_RSS_URL.rstrip("/")
+            + "/"
+            + "+".join(categories or settings.ARXIV_CATEGORIES)
+        )
         return self.parse(self.client().get(url))
 
     def parse(self, payload):
-        feed = feedparser.parse(io.BytesIO(payload), sanitize_html=False, resolve_relative_uris=False)
+        feed = feedparser.parse(
+            io.BytesIO(payload), sanitize_html=False, resolve_relative_uris=False
+        )
         if feed.get("bozo") and not isinstance(
             feed.get("bozo_exception"), feedparser.CharacterEncodingOverride
         ):
@@ -149,7 +166,9 @@ def parse_api_entry(entry):
     if not title:
         raise SkipItem("no title")
     names = clean_names(
-        name for name in (a.findtext(f"{ATOM}name") for a in entry.iterfind(f"{ATOM}author")) if name
+        name
+        for name in (a.findtext(f"{ATOM}name") for a in entry.iterfind(f"{ATOM}author"))
+        if name
     )
     primary = entry.find(f"{ARXIV}primary_category")
     primary = clean_text(primary.get("term"), 40) if primary is not None else None
@@ -215,7 +234,7 @@ def parse_rss_item(entry, announced_at):
 
 
 def split_creators(creators):
-    """RSS ``dc:creator`` is one string: 'A. One, B. Two, C. Three' (sometimes '... and D. Four')."""
+    """RSS ``dc:creator`` is one string: 'A. One, B. Two, C. Three' (or '... and D. Four')."""
     if not creators:
         return []
     return clean_names(re.split(r",\s*|\s+and\s+", creators))

@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError, TimeoutError
+from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
 from .base import SourceError
@@ -155,7 +156,7 @@ def reasons(exc):
 
 def is_timeout(reason):
     # urllib3's NewConnectionError (refused, unreachable) subclasses its timeout error
-    return isinstance(reason, TimeoutError) and not isinstance(reason, NewConnectionError)
+    return isinstance(reason, Urllib3TimeoutError) and not isinstance(reason, NewConnectionError)
 
 
 def describe(exc):

@@ -39,8 +39,16 @@ class HuggingFaceSource(Source):
 
     authoritative_fields = frozenset(
         {
-            "upvotes", "num_comments", "github_stars", "ai_summary", "ai_keywords",
-            "organization", "thumbnail_url", "code_url", "project_url", "hf_url",
+            "upvotes",
+            "num_comments",
+            "github_stars",
+            "ai_summary",
+            "ai_keywords",
+            "organization",
+            "thumbnail_url",
+            "code_url",
+            "project_url",
+            "hf_url",
         }
     )
     records_signals = True
@@ -54,17 +62,20 @@ class HuggingFaceApiSource(HuggingFaceSource):
 
     def fetch(self, *, date=None, categories=None, on_progress=None):
         client = HttpClient(self.name)
-        batch = ParsedBatch()
+        batch, seen = ParsedBatch(), set()
         for page in range(MAX_PAGES):
             params = {"limit": PAGE_SIZE, "p": page}
             if date:
                 params["date"] = date.isoformat()
             items = self.decode(client.get(settings.HF_API_URL, params=params))
-            batch.extend(self.parse_papers(items))
+            parsed = self.parse_papers(items)
+            batch.extend(parsed)
             if on_progress:
                 on_progress("download", len(batch.records) + len(batch.skipped), None)
-            if len(items) < PAGE_SIZE:
+            keys = {record.key for record in parsed.records}
+            if len(items) < PAGE_SIZE or keys <= seen:  # last page, or paging ignored
                 break
+            seen |= keys
         return batch
 
     def parse(self, payload):
@@ -167,7 +178,8 @@ def author_names(authors):
     if not isinstance(authors, list):
         raise SkipItem("paper.authors is not a list")
     return clean_names(
-        a.get("name") for a in authors
+        a.get("name")
+        for a in authors
         if isinstance(a, dict) and isinstance(a.get("name"), str) and not a.get("hidden")
     )
 

@@ -59,7 +59,9 @@ def test_withdrawal_comment_flags_the_paper(fixture_bytes):
 
 
 def test_entry_with_a_broken_id_is_skipped(fixture_bytes):
-    assert [key for key, _ in api_records(fixture_bytes).skipped] == ["http://arxiv.org/abs/not-an-id"]
+    assert [key for key, _ in api_records(fixture_bytes).skipped] == [
+        "http://arxiv.org/abs/not-an-id"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -21,14 +21,21 @@ def test_bundled_command_prints_counts_and_is_idempotent():
 
 
 def test_command_lists_skipped_items_with_reasons(fixture_path):
-    out = run("--source", "bundled", "--from-file", str(fixture_path("bundled", "corpus_sample.jsonl")))
+    out = run(
+        "--source", "bundled", "--from-file", str(fixture_path("bundled", "corpus_sample.jsonl"))
+    )
     assert "3 new" in out and "2 skipped" in out
     assert "  skipped item 3: no title" in out
 
 
 def test_command_failure_is_one_line_naming_the_source(fixture_path):
     with pytest.raises(CommandError) as caught:
-        run("--source", "bundled", "--from-file", str(fixture_path("bundled", "corpus_truncated.jsonl")))
+        run(
+            "--source",
+            "bundled",
+            "--from-file",
+            str(fixture_path("bundled", "corpus_truncated.jsonl")),
+        )
     message = str(caught.value)
     assert message.startswith("bundled: ") and "\n" not in message
     assert FetchRun.objects.get().status == "failed"

@@ -7,7 +7,6 @@ from django.core.management import CommandError, call_command
 from papers.models import FetchRun, Paper
 from papers.services import fetch_from_source
 from papers.sources.base import SourceError
-from papers.sources.http import HttpClient, Throttle
 
 from .local_http import ScriptedServer, reply, reset_halfway, stall
 
@@ -34,19 +33,6 @@ def failure_of(name, **kwargs):
     run = FetchRun.objects.get()
     assert (run.source, run.status, run.error) == (name, "failed", message)
     return message
-
-
-@responses.activate
-def test_hf_fetch_sends_date_and_a_user_agent_naming_paperboy(fixture_bytes, settings):
-    responses.get(HF_API, body=fixture_bytes("hf", "daily_papers.json"))
-    from datetime import date
-
-    report = fetch_from_source("hf", date=date(2025, 1, 16))
-    request = responses.calls[0].request
-    assert "date=2025-01-16" in request.url and "limit=100" in request.url
-    assert request.headers["User-Agent"] == settings.HTTP_USER_AGENT
-    assert "Paperboy" in settings.HTTP_USER_AGENT and "mailto:" in settings.HTTP_USER_AGENT
-    assert report.created == 4
 
 
 @responses.activate
@@ -83,7 +69,10 @@ def test_rate_limit_persisting_names_the_retry_after():
 def test_rate_limit_waits_for_retry_after_capped(fixture_bytes, settings):
     """A real socket: urllib3 honours Retry-After (capped by settings) before the retry."""
     settings.HTTP_MAX_RETRY_AFTER_SECONDS = 0.3
-    script = [reply(429, headers={"Retry-After": "3600"}), reply(200, fixture_bytes("hf", "daily_papers.json"))]
+    script = [
+        reply(429, headers={"Retry-After": "3600"}),
+        reply(200, fixture_bytes("hf", "daily_papers.json")),
+    ]
     with ScriptedServer(script) as server:
         settings.HF_API_URL = server.url + "/api/daily_papers"
         import time
@@ -109,16 +98,10 @@ def test_truncated_json_fails_whole(fixture_bytes):
 
 @responses.activate
 def test_html_page_without_data_fails(fixture_bytes):
-    responses.get("https://huggingface.test/papers", body=fixture_bytes("hf", "papers_page_without_data.html"))
+    responses.get(
+        "https://huggingface.test/papers", body=fixture_bytes("hf", "papers_page_without_data.html")
+    )
     assert "no DailyPapers data" in failure_of("hf-html")
-
-
-@responses.activate
-def test_html_page_for_a_date(fixture_bytes):
-    responses.get("https://huggingface.test/papers/date/2025-01-16", body=fixture_bytes("hf", "papers_page.html"))
-    from datetime import date
-
-    assert fetch_from_source("hf-html", date=date(2025, 1, 16)).created == 3
 
 
 def test_timeout_is_retried_then_reported(settings):
@@ -135,7 +118,10 @@ def test_connection_reset_halfway_through_a_page_writes_nothing(fixture_bytes, s
     """Page 1 of the arXiv answer arrives, page 2 is cut off every time: no paper is stored."""
     settings.ARXIV_PAGE_SIZE = 2
     settings.HTTP_RETRIES = 1
-    page_1, page_2 = fixture_bytes("arxiv", "api_paged_1.xml"), fixture_bytes("arxiv", "api_paged_2.xml")
+    page_1, page_2 = (
+        fixture_bytes("arxiv", "api_paged_1.xml"),
+        fixture_bytes("arxiv", "api_paged_2.xml"),
+    )
     with ScriptedServer([reply(200, page_1), reset_halfway(page_2)]) as server:
         settings.ARXIV_API_URL = server.url + "/api/query"
         message = failure_of("arxiv")
@@ -145,7 +131,10 @@ def test_connection_reset_halfway_through_a_page_writes_nothing(fixture_bytes, s
 
 def test_a_reset_once_is_retried_and_the_batch_lands(fixture_bytes, settings):
     settings.ARXIV_PAGE_SIZE = 2
-    page_1, page_2 = fixture_bytes("arxiv", "api_paged_1.xml"), fixture_bytes("arxiv", "api_paged_2.xml")
+    page_1, page_2 = (
+        fixture_bytes("arxiv", "api_paged_1.xml"),
+        fixture_bytes("arxiv", "api_paged_2.xml"),
+    )
     script = [reply(200, page_1), reset_halfway(page_2), reply(200, page_2)]
     with ScriptedServer(script) as server:
         settings.ARXIV_API_URL = server.url + "/api/query"
@@ -160,73 +149,10 @@ def test_connection_refused_is_reported(settings):
     assert "connection failed" in failure_of("hf")
 
 
-@responses.activate
-def test_arxiv_pages_through_results_with_the_query(fixture_bytes, settings):
-    settings.ARXIV_PAGE_SIZE = 2
-    responses.get(ARXIV_API, body=fixture_bytes("arxiv", "api_paged_1.xml"))
-    responses.get(ARXIV_API, body=fixture_bytes("arxiv", "api_paged_2.xml"))
-    report = fetch_from_source("arxiv", categories=["cs.CL", "cs.LG"])
-    assert report.created == 3
-    first, second = (call.request.url for call in responses.calls)
-    assert "search_query=cat%3Acs.CL+OR+cat%3Acs.LG" in first
-    assert "sortBy=submittedDate" in first and "sortOrder=descending" in first
-    assert "start=0" in first and "max_results=2" in first and "start=2" in second
-
-
-@responses.activate
-def test_arxiv_stops_at_max_results(fixture_bytes, settings):
-    settings.ARXIV_PAGE_SIZE = 2
-    settings.ARXIV_MAX_RESULTS = 2
-    responses.get(ARXIV_API, body=fixture_bytes("arxiv", "api_paged_1.xml"))
-    assert fetch_from_source("arxiv").created == 2
-    assert len(responses.calls) == 1
-
-
-@responses.activate
-def test_rss_url_names_the_categories(fixture_bytes):
-    responses.get("https://rss.arxiv.test/rss/cs.LG+cs.CL", body=fixture_bytes("arxiv", "rss_weekend.xml"))
-    report = fetch_from_source("arxiv-rss", categories=["cs.LG", "cs.CL"])
-    assert report.created == 0 and FetchRun.objects.get().status == "ok"
-
-
 def test_rss_refuses_a_date():
     from datetime import date
 
     assert "--date is not supported" in failure_of("arxiv-rss", date=date(2025, 1, 1))
-
-
-def test_arxiv_calls_are_spaced_by_the_configured_interval(fixture_bytes, settings, monkeypatch):
-    """The 3-second rule, checked with a fake clock instead of real waiting."""
-    settings.ARXIV_MIN_INTERVAL_SECONDS = 3
-    settings.ARXIV_PAGE_SIZE = 2
-    naps = []
-    monkeypatch.setattr("papers.sources.http.time.sleep", naps.append)
-    monkeypatch.setattr("papers.sources.http.time.monotonic", lambda: 100.0)
-    with responses.RequestsMock() as mocked:
-        mocked.get(ARXIV_API, body=fixture_bytes("arxiv", "api_paged_1.xml"))
-        mocked.get(ARXIV_API, body=fixture_bytes("arxiv", "api_paged_2.xml"))
-        fetch_from_source("arxiv")
-    assert naps == [3.0]
-
-
-def test_throttle_only_waits_for_what_is_left_of_the_interval():
-    now, naps = [10.0], []
-    throttle = Throttle(3, clock=lambda: now[0], sleep=naps.append)
-    throttle.wait()
-    now[0] = 11.0
-    throttle.wait()
-    now[0] = 20.0
-    throttle.wait()
-    assert naps == [2.0]
-
-
-def test_every_request_has_a_timeout(settings):
-    settings.HTTP_TIMEOUT_SECONDS = 7
-    client = HttpClient("hf")
-    with responses.RequestsMock() as mocked:
-        mocked.get(HF_API, body="[]")
-        client.get(HF_API)
-        assert mocked.calls[0].request.req_kwargs["timeout"] == 7
 
 
 @responses.activate

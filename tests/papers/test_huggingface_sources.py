@@ -23,7 +23,9 @@ def test_api_item_takes_upvotes_from_the_paper_and_the_rest_of_the_optional_fiel
     assert moe.ai_summary.startswith("A fixed routing rule")
     assert moe.thumbnail_url.endswith("/2501.08001.png")
     assert moe.hf_url == "https://huggingface.co/papers/2501.08001"
-    assert moe.published_at.isoformat() == "2025-01-14T09:30:00+00:00"  # arXiv date, not featured day
+    assert (
+        moe.published_at.isoformat() == "2025-01-14T09:30:00+00:00"
+    )  # arXiv date, not featured day
 
 
 def test_hidden_authors_are_left_out_and_non_ascii_names_kept(fixture_bytes):
@@ -47,8 +49,10 @@ def test_html_and_latex_in_titles_stay_as_text_with_whitespace_normalised(fixtur
 
 
 def test_withdrawn_at_is_read(fixture_bytes):
-    assert by_key(parse_api(fixture_bytes))["2501.09102"].withdrawn_at.isoformat().startswith(
-        "2025-01-15T10:00"
+    assert (
+        by_key(parse_api(fixture_bytes))["2501.09102"]
+        .withdrawn_at.isoformat()
+        .startswith("2025-01-15T10:00")
     )
 
 

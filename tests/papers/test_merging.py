@@ -84,7 +84,10 @@ def test_older_version_never_downgrades(replay):
     old = PaperRecord(key="2501.08001", version=1, title="Old title", abstract="Old abstract")
     result = store_batch([old], source)
     paper = Paper.objects.get(arxiv_id="2501.08001")
-    assert (paper.version, paper.title) == (2, "Sparse Mixture-of-Experts at Scale: Routing Without Tears")
+    assert (paper.version, paper.title) == (
+        2,
+        "Sparse Mixture-of-Experts at Scale: Routing Without Tears",
+    )
     assert result.unchanged == 1
 
 
@@ -125,7 +128,11 @@ def test_authors_are_ordered_shared_rows(replay):
     assert [a.author.name for a in ordered] == ["Zoë Müller", "Jiří Novák", "李明"]
     replay("arxiv-rss", "arxiv", "rss_weekday.xml")  # same authors in v3
     assert paper.authors.count() == 3
-    assert Paper.objects.get(arxiv_id="2501.08001").author_names == ["Zoë Müller", "Jiří Novák", "李明"]
+    assert Paper.objects.get(arxiv_id="2501.08001").author_names == [
+        "Zoë Müller",
+        "Jiří Novák",
+        "李明",
+    ]
 
 
 def test_withdrawn_papers_are_kept_and_flagged(replay):
@@ -144,7 +151,9 @@ def test_withdrawal_is_never_cleared_by_a_later_fetch(replay):
 
 def test_html_in_titles_is_stored_verbatim(replay):
     replay("hf", "hf", "daily_papers.json")
-    assert Paper.objects.get(arxiv_id="2501.09101").title.startswith("Why <script>alert('x')</script>")
+    assert Paper.objects.get(arxiv_id="2501.09101").title.startswith(
+        "Why <script>alert('x')</script>"
+    )
 
 
 def test_one_signal_per_paper_per_day_with_the_latest_values(replay):
@@ -174,7 +183,12 @@ def test_refetching_the_same_response_leaves_rows_unchanged(replay):
 
 def test_a_batch_costs_a_bounded_number_of_queries(django_assert_max_num_queries):
     records = [
-        PaperRecord(key=f"2501.{n:05d}", version=1, title=f"Paper {n}", author_names=[f"Author {n}", "Shared"])
+        PaperRecord(
+            key=f"2501.{n:05d}",
+            version=1,
+            title=f"Paper {n}",
+            author_names=[f"Author {n}", "Shared"],
+        )
         for n in range(300)
     ]
     with django_assert_max_num_queries(12):
@@ -184,3 +198,19 @@ def test_a_batch_costs_a_bounded_number_of_queries(django_assert_max_num_queries
     with django_assert_max_num_queries(12):
         result = store_batch(records, ArxivApiSource())
     assert result.updated == 300
+
+
+def test_a_failure_while_storing_rolls_back_the_whole_batch(replay, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(
+        "papers.ingest.record_signals", fail
+    )  # after papers and authors are written
+    with pytest.raises(RuntimeError):
+        replay("hf", "hf", "daily_papers.json")
+    assert Paper.objects.count() == 0 and Authorship.objects.count() == 0
+    from papers.models import FetchRun
+
+    run = FetchRun.objects.get()
+    assert run.status == "failed" and run.error == "RuntimeError: disk full"

@@ -48,7 +48,11 @@ class Command(BaseCommand):
         parser.add_argument("--source", required=True, choices=source_names())
         parser.add_argument("--date", type=parse_day, help="YYYY-MM-DD (default: the latest)")
         parser.add_argument(
-            "--category", dest="categories", nargs="+", action="extend", metavar="CATEGORY",
+            "--category",
+            dest="categories",
+            nargs="+",
+            action="extend",
+            metavar="CATEGORY",
             help="arXiv categories, e.g. cs.LG cs.CL (default: settings.ARXIV_CATEGORIES)",
         )
         parser.add_argument(
