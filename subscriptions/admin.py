@@ -101,31 +101,68 @@ class SubscriberAdmin(admin.ModelAdmin):
     form = SubscriberAdminForm
     change_list_template = "admin/subscriptions/subscriber/change_list.html"
     list_display = (
-        "email", "status", "frequency", "interests_preview",
-        "created_at", "confirmed_at", "last_delivery",
+        "email",
+        "status",
+        "frequency",
+        "interests_preview",
+        "created_at",
+        "confirmed_at",
+        "last_delivery",
     )
     list_filter = ("status", "frequency", "max_papers", "created_at", "confirmed_at")
     search_fields = ("email",)
     list_per_page = 100
     inlines = (DeliveryInline, FeedbackInline)
     readonly_fields = (
-        "status", "created_at", "confirmed_at", "confirmation_sent_at", "notice_sent_at",
-        "unsubscribed_at", "unsubscribed_via", "consent_note", "updated_at",
+        "status",
+        "created_at",
+        "confirmed_at",
+        "confirmation_sent_at",
+        "notice_sent_at",
+        "unsubscribed_at",
+        "unsubscribed_via",
+        "consent_note",
+        "updated_at",
     )
     fieldsets = (
         (None, {"fields": ("email", "status")}),
-        ("Preferences", {"fields": (
-            "interests", "categories", "frequency", "max_papers",
-            "send_hour", "timezone", "always_send_top",
-        )}),
-        ("History and consent", {"fields": (
-            "consent_note", "created_at", "confirmation_sent_at", "confirmed_at",
-            "notice_sent_at", "unsubscribed_at", "unsubscribed_via", "updated_at",
-        )}),
+        (
+            "Preferences",
+            {
+                "fields": (
+                    "interests",
+                    "categories",
+                    "frequency",
+                    "max_papers",
+                    "send_hour",
+                    "timezone",
+                    "always_send_top",
+                )
+            },
+        ),
+        (
+            "History and consent",
+            {
+                "fields": (
+                    "consent_note",
+                    "created_at",
+                    "confirmation_sent_at",
+                    "confirmed_at",
+                    "notice_sent_at",
+                    "unsubscribed_at",
+                    "unsubscribed_via",
+                    "updated_at",
+                )
+            },
+        ),
     )
     actions = (
-        "resend_confirmation", "send_preview_digest", "suppress",
-        "reactivate", "export_csv", "revoke_links",
+        "resend_confirmation",
+        "send_preview_digest",
+        "suppress",
+        "reactivate",
+        "export_csv",
+        "revoke_links",
     )
 
     def get_queryset(self, request):
@@ -273,11 +310,15 @@ class SubscriberAdmin(admin.ModelAdmin):
             shown = "; ".join(f"line {line}: {message}" for line, message in parsed.errors[:20])
             more = f" (and {len(parsed.errors) - 20} more)" if len(parsed.errors) > 20 else ""
             self.message_user(
-                request, f"{len(parsed.errors)} row(s) not imported: {shown}{more}", messages.WARNING
+                request,
+                f"{len(parsed.errors)} row(s) not imported: {shown}{more}",
+                messages.WARNING,
             )
         if parsed.ignored_columns:
             self.message_user(
-                request, "Ignored unknown columns: " + ", ".join(parsed.ignored_columns), messages.WARNING
+                request,
+                "Ignored unknown columns: " + ", ".join(parsed.ignored_columns),
+                messages.WARNING,
             )
 
 

@@ -126,7 +126,9 @@ def parse_import(upload):
     try:
         text = upload.read().decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ImportFileError("The file is not UTF-8 text. Save it as “CSV UTF-8” and try again.") from None
+        raise ImportFileError(
+            "The file is not UTF-8 text. Save it as “CSV UTF-8” and try again."
+        ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     headers = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
     if "email" not in headers:

@@ -91,9 +91,7 @@ class PreferencesForm(forms.Form):
     send_hour = forms.TypedChoiceField(
         choices=SEND_HOUR_CHOICES, coerce=int, initial=DEFAULT_SEND_HOUR, label="Send at"
     )
-    timezone = forms.ChoiceField(
-        initial=DEFAULT_TIMEZONE, label="Time zone", widget=CompactSelect
-    )
+    timezone = forms.ChoiceField(initial=DEFAULT_TIMEZONE, label="Time zone", widget=CompactSelect)
     always_send_top = forms.BooleanField(
         required=False,
         label="When nothing matches my interests, send the top trending papers anyway",
@@ -116,15 +114,27 @@ class PreferencesForm(forms.Form):
 
 
 class SignupForm(PreferencesForm):
+    """Email alone is enough: a preference left out of the POST takes its default."""
+
     email = NormalisedEmailField(label="Email address")
     website = HoneypotField(label="Leave this field empty")
 
     field_order = ["email"]
+    DEFAULTED = ("frequency", "max_papers", "send_hour", "timezone")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for name in self.DEFAULTED:
+            self.fields[name].required = False
         if not self.is_bound:  # a re-shown form keeps the zone the visitor chose
             self.fields["timezone"].widget.attrs["data-detect-timezone"] = ""
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.DEFAULTED:
+            if name in cleaned and cleaned[name] in ("", None):
+                cleaned[name] = self.fields[name].initial
+        return cleaned
 
     @property
     def is_bot(self):

@@ -162,8 +162,12 @@ def send_confirmation(subscriber):
         return False
     context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
     return _send_or_release(
-        subscriber, "confirmation_sent_at", previous,
-        "confirm", context, "Confirm your Paperboy subscription",
+        subscriber,
+        "confirmation_sent_at",
+        previous,
+        "confirm",
+        context,
+        "Confirm your Paperboy subscription",
     )
 
 
@@ -178,8 +182,12 @@ def send_already_subscribed(subscriber):
         unsubscribe_url=unsubscribe_url(subscriber),
     )
     return _send_or_release(
-        subscriber, "notice_sent_at", previous,
-        "already_subscribed", context, "You are already subscribed to Paperboy",
+        subscriber,
+        "notice_sent_at",
+        previous,
+        "already_subscribed",
+        context,
+        "You are already subscribed to Paperboy",
     )
 
 
@@ -321,8 +329,11 @@ def resume(subscriber):
     if subscriber.confirmed_at is None:
         return False
     return _move(
-        subscriber, [Status.PAUSED, Status.UNSUBSCRIBED], Status.ACTIVE,
-        unsubscribed_at=None, unsubscribed_via="",
+        subscriber,
+        [Status.PAUSED, Status.UNSUBSCRIBED],
+        Status.ACTIVE,
+        unsubscribed_at=None,
+        unsubscribed_via="",
     )
 
 
@@ -352,16 +363,21 @@ def unsubscribe(subscriber, via):
     left as they are. ``via`` records how (page, one-click, preferences, webhook…).
     """
     return _move(
-        subscriber, RECEIVING, Status.UNSUBSCRIBED,
-        unsubscribed_at=timezone.now(), unsubscribed_via=via[:32],
+        subscriber,
+        RECEIVING,
+        Status.UNSUBSCRIBED,
+        unsubscribed_at=timezone.now(),
+        unsubscribed_via=via[:32],
     )
 
 
 def suppress(subscriber, reason):
-    """Never email ``subscriber`` again: "bounced", "complained" (ESP webhooks) or an operator's reason.
+    """Never email ``subscriber`` again, for ``reason``.
 
-    Records the hashed address in the suppression list too, so that the
-    address stays blocked after the subscriber is deleted. Idempotent.
+    ESP webhooks pass "bounced" or "complained"; any other reason (an
+    operator's) gives the status "suppressed". The hashed address goes on
+    the suppression list too, so that it stays blocked after the subscriber
+    is deleted. Idempotent.
     """
     status = SUPPRESSION_STATUSES.get(reason, Status.SUPPRESSED)
     with transaction.atomic():
@@ -425,11 +441,17 @@ def export_subscriber_data(subscriber):
     from papers.models import Paper
 
     deliveries = list(
-        Delivery.objects.filter(subscriber=subscriber).select_related("edition").order_by("created_at")
+        Delivery.objects.filter(subscriber=subscriber)
+        .select_related("edition")
+        .order_by("created_at")
     )
     paper_ids = {pk for d in deliveries for pk in d.paper_ids}
     papers = Paper.objects.in_bulk(paper_ids)
-    feedback = Feedback.objects.filter(subscriber=subscriber).select_related("paper").order_by("created_at")
+    feedback = (
+        Feedback.objects.filter(subscriber=subscriber)
+        .select_related("paper")
+        .order_by("created_at")
+    )
     return {
         "exported_at": timezone.now().isoformat(),
         "profile": {

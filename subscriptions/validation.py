@@ -112,4 +112,6 @@ def timezone_choices():
 
 def category_choices():
     """The arXiv categories Paperboy fetches, with a readable label each."""
-    return [(code, f"{CATEGORY_LABELS.get(code, code)} ({code})") for code in settings.ARXIV_CATEGORIES]
+    return [
+        (code, f"{CATEGORY_LABELS.get(code, code)} ({code})") for code in settings.ARXIV_CATEGORIES
+    ]

@@ -22,7 +22,15 @@ from django_ratelimit.decorators import ratelimit
 from . import services
 from .forms import PreferencesForm, ResendForm, SignupForm
 from .ratelimits import client_ip, email_key, email_rate, ip_rate
-from .tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, ExpiredToken, InvalidToken, UnknownSubscriber, read_token
+from .tokens import (
+    CONFIRM,
+    PREFERENCES,
+    UNSUBSCRIBE,
+    ExpiredToken,
+    InvalidToken,
+    UnknownSubscriber,
+    read_token,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +41,18 @@ def _limited(group):
     """Per-IP and per-address limits on a form's POSTs; blocked requests get ``rate_limited``."""
 
     def decorate(view):
-        view = ratelimit(group=f"{group}:email", key=email_key, rate=email_rate, method="POST")(view)
+        view = ratelimit(group=f"{group}:email", key=email_key, rate=email_rate, method="POST")(
+            view
+        )
         return ratelimit(group=f"{group}:ip", key="ip", rate=ip_rate, method="POST")(view)
 
     return decorate
 
 
 def rate_limited(request, exception):
-    return render(request, "subscriptions/rate_limited.html", status=429)
+    response = render(request, "subscriptions/rate_limited.html", status=429)
+    response["Retry-After"] = "600"
+    return response
 
 
 def csrf_failure(request, reason=""):
@@ -91,7 +103,7 @@ def resend(request):
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request, token):
     """GET shows a button (auto-submitted by site.js); only the POST confirms.
 
@@ -101,7 +113,9 @@ def confirm(request, token):
     try:
         payload = read_token(token, CONFIRM)
     except ExpiredToken:
-        return render(request, "subscriptions/link_expired.html", {"form": ResendForm()}, status=410)
+        return render(
+            request, "subscriptions/link_expired.html", {"form": ResendForm()}, status=410
+        )
     except InvalidToken:
         return invalid_link(request)
     subscriber = payload.subscriber
@@ -141,7 +155,7 @@ def _preferences_subscriber(view):
     return never_cache(wrapped)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @_preferences_subscriber
 def preferences(request, token, subscriber):
     if request.method == "POST":
@@ -158,7 +172,9 @@ def preferences(request, token, subscriber):
         "token": token,
         "unsubscribe_token": services.unsubscribe_token(subscriber),
     }
-    return render(request, "subscriptions/preferences.html", context, status=400 if form.errors else 200)
+    return render(
+        request, "subscriptions/preferences.html", context, status=400 if form.errors else 200
+    )
 
 
 @require_POST
@@ -189,7 +205,8 @@ def new_link(request, token, subscriber):
 def my_data(request, token, subscriber):
     data = services.export_subscriber_data(subscriber)
     response = HttpResponse(
-        json.dumps(data, indent=2, ensure_ascii=False), content_type="application/json; charset=utf-8"
+        json.dumps(data, indent=2, ensure_ascii=False),
+        content_type="application/json; charset=utf-8",
     )
     stamp = timezone.now().strftime("%Y-%m-%d")
     response["Content-Disposition"] = f'attachment; filename="paperboy-my-data-{stamp}.json"'
@@ -210,7 +227,7 @@ def delete(request, token, subscriber):
 
 @csrf_exempt
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request, token):
     """GET asks; any POST unsubscribes, including RFC 8058 one-click from a mail provider.
 
@@ -228,7 +245,7 @@ def unsubscribe(request, token):
     if request.method == "POST":
         services.unsubscribe(subscriber, via=_unsubscribe_channel(request))
     context = {"subscriber": subscriber, "preferences_url": services.preferences_path(subscriber)}
-    if request.method == "GET" and subscriber.status in services.RECEIVING:
+    if request.method != "POST" and subscriber.status in services.RECEIVING:
         return render(request, "subscriptions/unsubscribe.html", context)
     context["can_resume"] = subscriber.status == subscriber.Status.UNSUBSCRIBED
     return render(request, "subscriptions/unsubscribed.html", context)

@@ -32,14 +32,24 @@ def upload(text, name="subscribers.csv"):
     return SimpleUploadedFile(name, data, content_type="text/csv")
 
 
-def test_the_list_shows_status_frequency_interests_dates_and_last_delivery(admin_client, subscriber):
+def test_the_list_shows_status_frequency_interests_dates_and_last_delivery(
+    admin_client, subscriber
+):
     Delivery.objects.create(
         subscriber=subscriber, edition=EditionFactory(), status="sent", sent_at=timezone.now()
     )
     response = admin_client.get(reverse(CHANGELIST))
     assert response.status_code == 200
     html = response.content.decode()
-    for header in ("Email", "Status", "Frequency", "Interests", "Created at", "Confirmed at", "Last delivery"):
+    for header in (
+        "Email",
+        "Status",
+        "Frequency",
+        "Interests",
+        "Created at",
+        "Confirmed at",
+        "Last delivery",
+    ):
         assert header in html, header
     assert "diffusion models" in html
 
@@ -55,9 +65,13 @@ def test_search_by_email_and_filter_by_status(admin_client):
 
 def test_the_change_page_shows_deliveries_and_feedback_inline(admin_client, subscriber):
     paper = PaperFactory(title="Inline paper title")
-    Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk], status="sent")
+    Delivery.objects.create(
+        subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk], status="sent"
+    )
     Feedback.objects.create(subscriber=subscriber, paper=paper, vote=1)
-    response = admin_client.get(reverse("admin:subscriptions_subscriber_change", args=[subscriber.pk]))
+    response = admin_client.get(
+        reverse("admin:subscriptions_subscriber_change", args=[subscriber.pk])
+    )
     assert response.status_code == 200
     html = response.content.decode()
     assert "Deliveries" in html and "Feedback" in html
@@ -67,15 +81,29 @@ def test_the_change_page_shows_deliveries_and_feedback_inline(admin_client, subs
 
 def test_operators_edit_preferences_but_not_the_status(admin_client, subscriber):
     url = reverse("admin:subscriptions_subscriber_change", args=[subscriber.pk])
-    response = admin_client.post(url, {
-        "interests": "world models", "categories": ["cs.CV"], "frequency": "weekly", "max_papers": "5",
-        "send_hour": "9", "timezone": "Europe/Paris", "status": "bounced",
-        "deliveries-TOTAL_FORMS": "0", "deliveries-INITIAL_FORMS": "0",
-        "feedback-TOTAL_FORMS": "0", "feedback-INITIAL_FORMS": "0",
-    })
+    response = admin_client.post(
+        url,
+        {
+            "interests": "world models",
+            "categories": ["cs.CV"],
+            "frequency": "weekly",
+            "max_papers": "5",
+            "send_hour": "9",
+            "timezone": "Europe/Paris",
+            "status": "bounced",
+            "deliveries-TOTAL_FORMS": "0",
+            "deliveries-INITIAL_FORMS": "0",
+            "feedback-TOTAL_FORMS": "0",
+            "feedback-INITIAL_FORMS": "0",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     subscriber.refresh_from_db()
-    assert (subscriber.interests, subscriber.frequency, subscriber.timezone) == ("world models", "weekly", "Europe/Paris")
+    assert (subscriber.interests, subscriber.frequency, subscriber.timezone) == (
+        "world models",
+        "weekly",
+        "Europe/Paris",
+    )
     assert subscriber.status == "active"
 
 
@@ -89,7 +117,12 @@ def test_action_send_preview_digest_calls_the_digest_app(admin_client, subscribe
     import digest.services
 
     previewed = []
-    monkeypatch.setattr(digest.services, "send_preview_digest", lambda s: previewed.append(s) or "sent", raising=False)
+    monkeypatch.setattr(
+        digest.services,
+        "send_preview_digest",
+        lambda s: previewed.append(s) or "sent",
+        raising=False,
+    )
     response = run_action(admin_client, "send_preview_digest", [subscriber])
     assert previewed == [subscriber]
     assert "Preview digest sent for 1" in response.content.decode()
@@ -106,7 +139,7 @@ def test_action_suppress_and_reactivate(admin_client, subscriber, pending):
 
 
 def test_action_export_csv_is_spreadsheet_safe(admin_client, subscriber):
-    subscriber.interests = "=HYPERLINK(\"http://evil.example\"), RLHF"
+    subscriber.interests = '=HYPERLINK("http://evil.example"), RLHF'
     subscriber.save()
     response = admin_client.post(
         reverse(CHANGELIST), {"action": "export_csv", "_selected_action": [subscriber.pk]}
@@ -143,18 +176,23 @@ def test_import_skips_existing_deleted_and_invalid_rows_and_says_so(admin_client
         "deleted@example.org,,2020-01-01\n"
         "broken\nBcc,,\n"
         "tz@example.org,Mars/Base,\n"
-        "future@example.org,,%s\n"
-        "fine@example.org,Asia/Tokyo,\n" % future
+        f"future@example.org,,{future}\n"
+        "fine@example.org,Asia/Tokyo,\n"
     )
     response = admin_client.post(reverse(IMPORT), {"file": upload(text)}, follow=True)
     html = response.content.decode()
     assert "skipped 1 existing and 1 suppressed" in html
     assert "not imported" in html
-    assert set(Subscriber.objects.values_list("email", flat=True)) == {"ada@example.org", "fine@example.org"}
+    assert set(Subscriber.objects.values_list("email", flat=True)) == {
+        "ada@example.org",
+        "fine@example.org",
+    }
 
 
 def test_import_of_a_round_tripped_export_recognises_consent(admin_client, subscriber):
-    export = admin_client.post(reverse(CHANGELIST), {"action": "export_csv", "_selected_action": [subscriber.pk]})
+    export = admin_client.post(
+        reverse(CHANGELIST), {"action": "export_csv", "_selected_action": [subscriber.pk]}
+    )
     text = b"".join(export.streaming_content).decode()
     services.delete_subscriber(subscriber)
     Suppression.objects.all().delete()
@@ -182,12 +220,21 @@ def test_the_import_page_is_for_staff_only(client):
 
 
 def test_adding_a_subscriber_by_hand_starts_pending_and_sends_a_confirmation(admin_client):
-    response = admin_client.post(reverse("admin:subscriptions_subscriber_add"), {
-        "email": "Hand@EXAMPLE.org", "interests": "", "frequency": "daily", "max_papers": "10",
-        "send_hour": "7", "timezone": "UTC",
-        "deliveries-TOTAL_FORMS": "0", "deliveries-INITIAL_FORMS": "0",
-        "feedback-TOTAL_FORMS": "0", "feedback-INITIAL_FORMS": "0",
-    })
+    response = admin_client.post(
+        reverse("admin:subscriptions_subscriber_add"),
+        {
+            "email": "Hand@EXAMPLE.org",
+            "interests": "",
+            "frequency": "daily",
+            "max_papers": "10",
+            "send_hour": "7",
+            "timezone": "UTC",
+            "deliveries-TOTAL_FORMS": "0",
+            "deliveries-INITIAL_FORMS": "0",
+            "feedback-TOTAL_FORMS": "0",
+            "feedback-INITIAL_FORMS": "0",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     subscriber = Subscriber.objects.get()
     assert (subscriber.email, subscriber.status) == ("Hand@example.org", "pending")
@@ -196,5 +243,7 @@ def test_adding_a_subscriber_by_hand_starts_pending_and_sends_a_confirmation(adm
 
 def test_suppressions_are_searchable_by_address(admin_client):
     services.suppress_email("hidden@example.org", "complained")
-    html = admin_client.get(reverse("admin:subscriptions_suppression_changelist"), {"q": "Hidden@Example.org"}).content.decode()
+    html = admin_client.get(
+        reverse("admin:subscriptions_suppression_changelist"), {"q": "Hidden@Example.org"}
+    ).content.decode()
     assert "complained" in html

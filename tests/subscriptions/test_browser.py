@@ -21,29 +21,55 @@ from tests.subscriptions.helpers import link_in
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 SAMPLE = [
-    ("Sparse Mixture-of-Experts Routers Learn to Specialise Early",
-     ["Mei Tanaka", "Lucas Ferreira", "Anika Patel", "Jonas Weber"], "Kyoto ML Lab", 412,
-     "Routers in sparse MoE models settle on expert specialisations within the first few thousand steps; "
-     "freezing them early saves a fifth of training compute at equal quality."),
-    ("Direct Preference Optimisation Without a Reference Model",
-     ["Sara Lindqvist", "Omar Haddad"], "Nordic AI Institute", 287,
-     "A reference-free variant of DPO that matches RLHF quality on chat benchmarks while halving memory use."),
-    ("Diffusion Transformers Are Secretly Good Video Predictors",
-     ["Priya Raman", "Tomás Ortega", "Hannah Kim"], "Open Vision Collective", 240,
-     "A pretrained image diffusion transformer, fine-tuned on 2% of the usual data, predicts the next second of video."),
-    ("Graph Neural Networks for Retrosynthesis at Industrial Scale",
-     ["Felix Braun", "Aylin Demir"], "ChemAI Group", 156,
-     "Message passing over reaction graphs plans syntheses for 94% of a held-out set of drug candidates."),
+    (
+        "Sparse Mixture-of-Experts Routers Learn to Specialise Early",
+        ["Mei Tanaka", "Lucas Ferreira", "Anika Patel", "Jonas Weber"],
+        "Kyoto ML Lab",
+        412,
+        "Routers in sparse MoE models settle on expert specialisations within the first few "
+        "thousand steps; freezing them early saves a fifth of training compute at equal quality.",
+    ),
+    (
+        "Direct Preference Optimisation Without a Reference Model",
+        ["Sara Lindqvist", "Omar Haddad"],
+        "Nordic AI Institute",
+        287,
+        "A reference-free variant of DPO that matches RLHF quality on chat benchmarks "
+        "while halving memory use.",
+    ),
+    (
+        "Diffusion Transformers Are Secretly Good Video Predictors",
+        ["Priya Raman", "Tomás Ortega", "Hannah Kim"],
+        "Open Vision Collective",
+        240,
+        "A pretrained image diffusion transformer, fine-tuned on 2% of the usual data, "
+        "predicts the next second of video.",
+    ),
+    (
+        "Graph Neural Networks for Retrosynthesis at Industrial Scale",
+        ["Felix Braun", "Aylin Demir"],
+        "ChemAI Group",
+        156,
+        "Message passing over reaction graphs plans syntheses for 94% of a held-out set "
+        "of drug candidates.",
+    ),
 ]
 
 
 def make_sample():
     return [
-        PaperFactory(title=title, author_names=authors, organization=lab, upvotes=upvotes, ai_summary=summary)
+        PaperFactory(
+            title=title, author_names=authors, organization=lab, upvotes=upvotes, ai_summary=summary
+        )
         for title, authors, lab, upvotes, summary in SAMPLE
     ]
 
@@ -75,7 +101,9 @@ def test_a_reader_joins_confirms_steers_downloads_their_data_and_leaves(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(
-            timezone_id="Europe/Berlin", viewport={"width": 1280, "height": 900}, accept_downloads=True
+            timezone_id="Europe/Berlin",
+            viewport={"width": 1280, "height": 900},
+            accept_downloads=True,
         )
         context.set_default_timeout(10_000)
         page = context.new_page()
@@ -97,7 +125,11 @@ def test_a_reader_joins_confirms_steers_downloads_their_data_and_leaves(
         expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
 
         subscriber = Subscriber.objects.get()
-        assert (subscriber.status, subscriber.frequency, subscriber.max_papers) == ("pending", "weekly", 20)
+        assert (subscriber.status, subscriber.frequency, subscriber.max_papers) == (
+            "pending",
+            "weekly",
+            20,
+        )
         assert subscriber.timezone == "Europe/Berlin"
 
         # Confirm from the email: the page submits itself.
@@ -118,7 +150,11 @@ def test_a_reader_joins_confirms_steers_downloads_their_data_and_leaves(
         expect(page.get_by_text("Saved.")).to_be_visible()
         subscriber.refresh_from_db()
         assert subscriber.interests == "diffusion models, RLHF, mixture of experts"
-        assert (subscriber.frequency, subscriber.send_hour, subscriber.categories) == ("daily", 18, ["cs.CV"])
+        assert (subscriber.frequency, subscriber.send_hour, subscriber.categories) == (
+            "daily",
+            18,
+            ["cs.CV"],
+        )
         preferences_png = screenshot_dir / "preferences.png"
         page.screenshot(path=preferences_png, full_page=True)
         keep_screenshot(preferences_png)

@@ -39,8 +39,13 @@ def test_get_changes_nothing(client, subscriber):
 
 def test_saving_updates_every_preference(client, subscriber):
     data = preference_data(
-        interests="graph neural networks; RLHF", frequency="weekly", max_papers="20",
-        send_hour="18", timezone="America/New_York", categories=["cs.CV"], always_send_top="on",
+        interests="graph neural networks; RLHF",
+        frequency="weekly",
+        max_papers="20",
+        send_hour="18",
+        timezone="America/New_York",
+        categories=["cs.CV"],
+        always_send_top="on",
     )
     response = client.post(preferences_path(subscriber), data, follow=True)
     assert response.redirect_chain[-1][1] == 302
@@ -53,14 +58,18 @@ def test_saving_updates_every_preference(client, subscriber):
 
 
 def test_invalid_preferences_save_nothing(client, subscriber):
-    response = client.post(preferences_path(subscriber), preference_data(timezone="Nowhere/Land", frequency="weekly"))
+    response = client.post(
+        preferences_path(subscriber), preference_data(timezone="Nowhere/Land", frequency="weekly")
+    )
     assert response.status_code == 400
     assert "Nothing was saved" in response.content.decode()
     assert Subscriber.objects.get(pk=subscriber.pk).frequency == "daily"
 
 
 def test_the_preferences_form_needs_csrf(subscriber):
-    response = Client(enforce_csrf_checks=True).post(preferences_path(subscriber), preference_data(frequency="weekly"))
+    response = Client(enforce_csrf_checks=True).post(
+        preferences_path(subscriber), preference_data(frequency="weekly")
+    )
     assert response.status_code == 403
     assert Subscriber.objects.get(pk=subscriber.pk).frequency == "daily"
 
@@ -90,7 +99,9 @@ def test_an_unsubscribed_subscriber_can_come_back_from_the_page(client, subscrib
 
 def test_my_data_downloads_as_json(client, subscriber):
     paper = PaperFactory()
-    Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk], status="sent")
+    Delivery.objects.create(
+        subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk], status="sent"
+    )
     Feedback.objects.create(subscriber=subscriber, paper=paper, vote=1)
     response = client.post(reverse("subscriptions:my_data", args=[token_of(subscriber)]))
     assert response.status_code == 200

@@ -34,7 +34,11 @@ def test_a_new_address_becomes_pending_with_its_preferences_and_gets_a_confirmat
     assert signup() is SignupResult.CREATED
     subscriber = Subscriber.objects.get(email="new@example.org")
     assert subscriber.status == "pending"
-    assert (subscriber.frequency, subscriber.max_papers, subscriber.timezone) == ("weekly", 5, "Asia/Tokyo")
+    assert (subscriber.frequency, subscriber.max_papers, subscriber.timezone) == (
+        "weekly",
+        5,
+        "Asia/Tokyo",
+    )
     assert subscriber.categories == ["cs.CL"]
     assert "203.0.113.9" in subscriber.consent_note
     assert len(mail.outbox) == 1
@@ -146,7 +150,9 @@ def test_coming_back_after_deleting_lifts_the_deleted_suppression():
 
 
 def test_update_preferences_saves_only_preference_fields(subscriber):
-    services.update_preferences(subscriber, {**PREFERENCES, "status": "bounced", "email": "x@y.org"})
+    services.update_preferences(
+        subscriber, {**PREFERENCES, "status": "bounced", "email": "x@y.org"}
+    )
     subscriber.refresh_from_db()
     assert subscriber.frequency == "weekly"
     assert (subscriber.status, subscriber.email) == ("active", "ada@example.org")
@@ -179,7 +185,10 @@ def test_unsubscribe_leaves_a_bounced_subscriber_bounced(subscriber):
     assert Subscriber.objects.get(pk=subscriber.pk).status == "bounced"
 
 
-@pytest.mark.parametrize(("reason", "status"), [("bounced", "bounced"), ("complained", "complained"), ("spam trap", "suppressed")])
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [("bounced", "bounced"), ("complained", "complained"), ("spam trap", "suppressed")],
+)
 def test_suppress_sets_the_status_and_a_hashed_entry_idempotently(subscriber, reason, status):
     services.suppress(subscriber, reason=reason)
     services.suppress(subscriber, reason=reason)
@@ -211,7 +220,9 @@ def test_revoking_links_rotates_the_secret_and_mails_a_new_link(subscriber):
 
 def test_my_data_holds_profile_deliveries_and_feedback(subscriber):
     paper = PaperFactory(title="Sparse attention at scale")
-    Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk], status="sent")
+    Delivery.objects.create(
+        subscriber=subscriber, edition=EditionFactory(), paper_ids=[paper.pk], status="sent"
+    )
     Feedback.objects.create(subscriber=subscriber, paper=paper, vote=1)
     data = services.export_subscriber_data(subscriber)
     assert data["profile"]["email"] == "ada@example.org"
@@ -249,7 +260,9 @@ def test_import_without_consent_creates_pending_and_sends_a_confirmation():
 
 def test_import_with_recorded_consent_creates_active_without_email():
     consented = timezone.now() - timedelta(days=30)
-    result = services.import_subscriber("imp@example.org", PREFERENCES, consented, "Old list, 2024 form")
+    result = services.import_subscriber(
+        "imp@example.org", PREFERENCES, consented, "Old list, 2024 form"
+    )
     assert result is ImportResult.ACTIVE
     subscriber = Subscriber.objects.get()
     assert (subscriber.status, subscriber.confirmed_at) == ("active", consented)
@@ -260,7 +273,10 @@ def test_import_with_recorded_consent_creates_active_without_email():
 def test_import_cannot_re_add_a_deleted_subscriber(subscriber):
     services.delete_subscriber(subscriber)
     assert services.import_subscriber("ada@example.org", PREFERENCES) is ImportResult.SUPPRESSED
-    assert services.import_subscriber("ADA@example.org", PREFERENCES, timezone.now()) is ImportResult.SUPPRESSED
+    assert (
+        services.import_subscriber("ADA@example.org", PREFERENCES, timezone.now())
+        is ImportResult.SUPPRESSED
+    )
     assert not Subscriber.objects.exists()
 
 

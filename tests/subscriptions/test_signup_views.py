@@ -4,7 +4,8 @@ import pytest
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
-from hypothesis import HealthCheck, given, settings as hypothesis_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from subscriptions import services
@@ -85,12 +86,15 @@ def test_signing_up_creates_a_pending_subscriber_and_sends_a_confirmation(client
 
 
 def test_email_alone_is_enough(client):
-    response = client.post(
-        SIGNUP, {"email": "min@example.org", "frequency": "daily", "max_papers": "10",
-                 "send_hour": "7", "timezone": "UTC"}
-    )
+    response = client.post(SIGNUP, {"email": "min@example.org"})
     assert response.status_code == 302
-    assert Subscriber.objects.get().email == "min@example.org"
+    subscriber = Subscriber.objects.get()
+    assert (subscriber.email, subscriber.frequency, subscriber.max_papers) == (
+        "min@example.org",
+        "daily",
+        10,
+    )
+    assert (subscriber.send_hour, subscriber.timezone, subscriber.interests) == (7, "UTC", "")
 
 
 def test_the_check_inbox_page_offers_to_resend(client):
@@ -110,8 +114,13 @@ def test_new_pending_active_and_unsubscribed_addresses_get_identical_responses(c
     SubscriberFactory(email="active@example.org")
     SubscriberFactory(email="left@example.org", status="unsubscribed")
     services.suppress_email("bounced@example.org", "bounced")
-    emails = ["new@example.org", "pending@example.org", "active@example.org",
-              "left@example.org", "bounced@example.org"]
+    emails = [
+        "new@example.org",
+        "pending@example.org",
+        "active@example.org",
+        "left@example.org",
+        "bounced@example.org",
+    ]
     responses = [_comparable(post_signup(client, email=email)) for email in emails]
     assert all(r == responses[0] for r in responses)
     followed = [_comparable(Client().get(r[1])) for r in responses]
@@ -181,7 +190,9 @@ def test_invalid_utf8_is_a_clean_400(client):
 
 def test_a_broken_multipart_body_is_not_a_500(client):
     response = client.generic(
-        "POST", SIGNUP, b"--xx\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\n",
+        "POST",
+        SIGNUP,
+        b'--xx\r\nContent-Disposition: form-data; name="email"\r\n\r\n',
         content_type="multipart/form-data; boundary=xx",
     )
     assert response.status_code == 400
@@ -192,14 +203,18 @@ def test_too_many_fields_is_a_clean_400(client):
     assert response.status_code == 400
 
 
-@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     email=st.text(max_size=80),
     interests=st.text(max_size=300),
     timezone=st.one_of(st.sampled_from(["UTC", "Europe/Berlin"]), st.text(max_size=40)),
     send_hour=st.text(max_size=4),
 )
-def test_no_input_gives_a_500_or_a_half_made_row(client, settings, email, interests, timezone, send_hour):
+def test_no_input_gives_a_500_or_a_half_made_row(
+    client, settings, email, interests, timezone, send_hour
+):
     settings.RATELIMIT_ENABLE = False
     data = signup_data(email=email, interests=interests, timezone=timezone, send_hour=send_hour)
     response = client.post(SIGNUP, data)
@@ -218,6 +233,7 @@ def test_signup_is_rate_limited_per_ip(client, settings):
         assert post_signup(client, email=f"r{n}@example.org").status_code == 302
     response = post_signup(client, email="r9@example.org")
     assert response.status_code == 429
+    assert response["Retry-After"] == "600"
     assert "a lot of requests" in response.content.decode()
     assert not Subscriber.objects.filter(email="r9@example.org").exists()
     other_ip = Client(REMOTE_ADDR="198.51.100.7")
@@ -227,7 +243,10 @@ def test_signup_is_rate_limited_per_ip(client, settings):
 def test_signup_is_rate_limited_per_email_across_ips(settings):
     settings.SUBSCRIBE_RATE_PER_EMAIL = "2/h"
     for n in range(2):
-        assert post_signup(Client(REMOTE_ADDR=f"198.51.100.{n}"), email="same@example.org").status_code == 302
+        assert (
+            post_signup(Client(REMOTE_ADDR=f"198.51.100.{n}"), email="same@example.org").status_code
+            == 302
+        )
     response = post_signup(Client(REMOTE_ADDR="198.51.100.99"), email="SAME@Example.org ")
     assert response.status_code == 429
 
@@ -259,14 +278,21 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_limited(settings):
 @pytest.mark.redis
 def test_rate_limits_work_on_the_redis_cache(settings, redis_server):
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_server.url(3)}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_server.url(3),
+        }
     }
     settings.SUBSCRIBE_RATE_PER_IP = "2/m"
     from django.core.cache import cache
 
     cache.clear()
     client = Client(REMOTE_ADDR="192.0.2.44")
-    assert [post_signup(client, email=f"k{n}@example.org").status_code for n in range(3)] == [302, 302, 429]
+    assert [post_signup(client, email=f"k{n}@example.org").status_code for n in range(3)] == [
+        302,
+        302,
+        429,
+    ]
     assert any(key.startswith(b":1:rl:") for key in cache._cache.get_client().keys("*"))
 
 

@@ -31,7 +31,7 @@ def test_get_asks_and_changes_nothing(client, subscriber):
     assert "Unsubscribe from Paperboy?" in html
     assert 'method="post"' in html
     assert status_of(subscriber) == "active"
-    client.head(unsubscribe_path(subscriber))
+    assert client.head(unsubscribe_path(subscriber)).status_code == 200
     assert status_of(subscriber) == "active"
 
 
@@ -67,10 +67,16 @@ def test_one_click_as_multipart_works_too(subscriber):
 def test_the_emailed_link_and_header_point_at_this_endpoint(subscriber):
     from digest.emails import build_email
 
-    message = build_email("already_subscribed", {
-        "subscriber": subscriber, "preferences_url": "x",
-        "unsubscribe_url": services.unsubscribe_url(subscriber),
-    }, subscriber.email, "s")
+    message = build_email(
+        "already_subscribed",
+        {
+            "subscriber": subscriber,
+            "preferences_url": "x",
+            "unsubscribe_url": services.unsubscribe_url(subscriber),
+        },
+        subscriber.email,
+        "s",
+    )
     header = message.extra_headers["List-Unsubscribe"]
     path = header.split("<")[1].split(">")[0].split("://", 1)[1].split("/", 1)[1]
     assert one_click("/" + path).status_code == 200
@@ -85,7 +91,9 @@ def test_unsubscribing_is_committed_before_the_response():
     worker = connections.create_connection("default")
     try:
         with worker.cursor() as cursor:
-            cursor.execute("SELECT status FROM subscriptions_subscriber WHERE id = %s", [subscriber.pk])
+            cursor.execute(
+                "SELECT status FROM subscriptions_subscriber WHERE id = %s", [subscriber.pk]
+            )
             assert cursor.fetchone() == ("unsubscribed",)
     finally:
         worker.close()
@@ -94,8 +102,11 @@ def test_unsubscribing_is_committed_before_the_response():
 def test_already_unsubscribed_still_sees_success(client, subscriber):
     one_click(unsubscribe_path(subscriber))
     first = Subscriber.objects.get(pk=subscriber.pk).unsubscribed_at
-    for response in (client.get(unsubscribe_path(subscriber)), client.post(unsubscribe_path(subscriber)),
-                     one_click(unsubscribe_path(subscriber))):
+    for response in (
+        client.get(unsubscribe_path(subscriber)),
+        client.post(unsubscribe_path(subscriber)),
+        one_click(unsubscribe_path(subscriber)),
+    ):
         assert response.status_code == 200
         assert "You’re unsubscribed" in response.content.decode()
     assert Subscriber.objects.get(pk=subscriber.pk).unsubscribed_at == first

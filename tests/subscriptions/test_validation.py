@@ -86,8 +86,8 @@ def test_values_outside_the_offered_choices_are_refused(field, value):
     assert field in PreferencesForm(preference_data(**{field: value})).errors
 
 
-def test_email_alone_is_not_enough_for_the_form_but_defaults_fill_the_rest():
-    form = SignupForm(initial=None)
+def test_the_form_starts_with_sensible_defaults():
+    form = SignupForm()
     assert form["frequency"].value() == "daily"
     assert form["max_papers"].value() == 10
     assert form["send_hour"].value() == 7
