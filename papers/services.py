@@ -1,5 +1,6 @@
 """Fetching papers: run one source into the database, or every configured source."""
 
+import datetime
 import logging
 from dataclasses import asdict, dataclass, field
 
@@ -46,6 +47,8 @@ def fetch_from_source(name, *, date=None, categories=None, from_file=None, on_pr
     """
     started_at = timezone.now()
     try:
+        if isinstance(date, str):
+            date = parse_day(name, date)
         source = get_source(name)
         batch = source.load(
             date=date, categories=categories, from_file=from_file, on_progress=on_progress
@@ -65,6 +68,13 @@ def fetch_from_source(name, *, date=None, categories=None, from_file=None, on_pr
     report.run_id = record_run(report, started_at).pk
     log.info("fetched %s", report.summary())
     return report
+
+
+def parse_day(name, value):
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise SourceError(name, f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
 def record_run(report, started_at):

@@ -69,3 +69,16 @@ def test_truncated_corpus_fails_whole_and_writes_nothing(fixture_path):
 def test_missing_file_is_a_source_error(tmp_path):
     with pytest.raises(SourceError, match="bundled: cannot read"):
         BundledSource().load(from_file=tmp_path / "absent.jsonl")
+
+
+def test_unknown_source_is_a_source_error_and_a_failed_run():
+    with pytest.raises(SourceError, match="^nope: unknown source; choose from hf, arxiv"):
+        fetch_from_source("nope")
+    assert FetchRun.objects.get().status == FetchRun.Status.FAILED
+
+
+def test_a_date_given_as_text_is_accepted_or_refused_clearly(fixture_path):
+    path = fixture_path("bundled", "corpus_sample.jsonl")
+    assert fetch_from_source("bundled", date="2025-01-15", from_file=path).created == 3
+    with pytest.raises(SourceError, match="bundled: not a date"):
+        fetch_from_source("bundled", date="15/01/2025", from_file=path)
