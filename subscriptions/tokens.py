@@ -45,6 +45,7 @@ class UnknownSubscriber(InvalidToken):
 class TokenPayload:
     subscriber: Subscriber
     extra: dict
+    revoked: bool = False  # only ever True with read_token(..., allow_revoked=True)
 
 
 def _salt(purpose):
@@ -83,7 +84,8 @@ def read_token(token, purpose, *, max_age=None, allow_revoked=False):
     if subscriber is None:
         raise UnknownSubscriber("unknown subscriber")
     expected = subscriber.token_secret[:SECRET_PREFIX_LENGTH]
-    if not allow_revoked and not hmac.compare_digest(str(payload.get("k", "")), expected):
+    revoked = not hmac.compare_digest(str(payload.get("k", "")), expected)
+    if revoked and not allow_revoked:
         raise InvalidToken("revoked")
     extra = {k: v for k, v in payload.items() if k not in ("s", "k")}
-    return TokenPayload(subscriber=subscriber, extra=extra)
+    return TokenPayload(subscriber=subscriber, extra=extra, revoked=revoked)

@@ -11,7 +11,9 @@ import logging
 from functools import wraps
 
 from django.contrib import messages
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -237,21 +239,30 @@ def unsubscribe(request, token):
     tokens still work here, so that every email ever sent keeps a way out.
     """
     try:
-        subscriber = read_token(token, UNSUBSCRIBE, allow_revoked=True).subscriber
+        payload = read_token(token, UNSUBSCRIBE, allow_revoked=True)
     except UnknownSubscriber:
         return render(request, "subscriptions/unsubscribed.html", {"gone": True})
     except InvalidToken:
         return invalid_link(request)
+    subscriber = payload.subscriber
     if request.method == "POST":
         services.unsubscribe(subscriber, via=_unsubscribe_channel(request))
-    context = {"subscriber": subscriber, "preferences_url": services.preferences_path(subscriber)}
+    context = {"subscriber": subscriber}
+    if not payload.revoked:  # a revoked link may leave, but must not lead to the preferences
+        context["preferences_url"] = services.preferences_path(subscriber)
     if request.method != "POST" and subscriber.status in services.RECEIVING:
         return render(request, "subscriptions/unsubscribe.html", context)
-    context["can_resume"] = subscriber.status == subscriber.Status.UNSUBSCRIBED
+    left = subscriber.status == subscriber.Status.UNSUBSCRIBED
+    context["can_resume"] = left and "preferences_url" in context
     return render(request, "subscriptions/unsubscribed.html", context)
 
 
 def _unsubscribe_channel(request):
-    if request.POST.get("List-Unsubscribe") == ONE_CLICK_BODY:
+    """How the POST came: recorded for operators, never a reason to refuse it."""
+    try:
+        form = request.POST
+    except (RequestDataTooBig, TooManyFieldsSent, MultiPartParserError):
+        return "page"
+    if form.get("List-Unsubscribe") == ONE_CLICK_BODY:
         return "one-click"
-    return "preferences" if request.POST.get("from") == "preferences" else "page"
+    return "preferences" if form.get("from") == "preferences" else "page"

@@ -315,3 +315,16 @@ def test_resend_with_a_bad_address_shows_the_error(client):
     response = client.post(reverse("subscriptions:resend"), {"email": "nope"})
     assert response.status_code == 400
     assert "name@example.org" in response.content.decode()
+
+
+def test_the_sample_comes_from_the_latest_daily_edition(client):
+    from digest.models import EditionPaper
+    from tests.factories import EditionFactory
+
+    edition = EditionFactory()
+    for rank, title in enumerate(["Top of the edition", "Runner-up paper"], start=1):
+        EditionPaper.objects.create(
+            edition=edition, paper=PaperFactory(title=title), rank=rank, trending_score=1 / rank
+        )
+    html = client.get("/").content.decode()
+    assert html.index("Top of the edition") < html.index("Runner-up paper")

@@ -128,6 +128,17 @@ def test_links_in_old_emails_work_after_revocation(subscriber):
     assert status_of(subscriber) == "unsubscribed"
 
 
+def test_a_revoked_link_does_not_lead_to_the_preferences(client, subscriber):
+    path = unsubscribe_path(subscriber)
+    services.revoke_links(subscriber)
+    assert "/preferences/" not in client.get(path).content.decode()
+    assert "/preferences/" not in client.post(path).content.decode()
+
+
+def test_a_current_link_offers_the_way_back(client, subscriber):
+    assert "/preferences/" in client.post(unsubscribe_path(subscriber)).content.decode()
+
+
 @pytest.mark.parametrize("token", ["nope", "x" * 3000, "€€€", "1:2:3"])
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_unknown_or_garbage_tokens_get_a_friendly_page(client, token, method):
@@ -160,3 +171,14 @@ def test_the_preferences_page_button_records_where_they_left(client, subscriber)
 def test_unsubscribe_by_put_is_refused(client, subscriber):
     assert client.put(unsubscribe_path(subscriber)).status_code == 405
     assert status_of(subscriber) == "active"
+
+
+def test_a_post_with_a_broken_body_still_unsubscribes(subscriber):
+    response = Client(enforce_csrf_checks=True).generic(
+        "POST",
+        unsubscribe_path(subscriber),
+        b"--xx\r\nContent-Disposition: form-data; name=",
+        content_type="multipart/form-data; boundary=xx",
+    )
+    assert response.status_code == 200
+    assert status_of(subscriber) == "unsubscribed"
