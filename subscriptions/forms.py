@@ -5,8 +5,11 @@ Forms only validate and normalise; what happens next is up to
 the ``preferences`` dict the services expect.
 """
 
+from functools import lru_cache
+
 from django import forms
 from django.core.exceptions import ValidationError
+from django.template.loader import render_to_string
 
 from .models import Subscriber
 from .validation import (
@@ -16,6 +19,7 @@ from .validation import (
     clean_interests,
     normalise_email,
     timezone_choices,
+    timezone_groups,
 )
 
 SEND_HOUR_CHOICES = [(hour, f"{hour:02d}:00") for hour in range(24)]
@@ -23,10 +27,25 @@ DEFAULT_SEND_HOUR = 7
 DEFAULT_TIMEZONE = "UTC"
 
 
-class CompactSelect(forms.Select):
-    """A select rendered in one template pass: the time zone list has some 600 options."""
+class TimezoneSelect(forms.Select):
+    """The ~600 time zones, their options rendered once per selected value and cached.
 
-    template_name = "subscriptions/widgets/compact_select.html"
+    Rendering that many options through Django's per-option widget templates
+    took most of the signup page's time.
+    """
+
+    template_name = "subscriptions/widgets/timezone_select.html"
+
+    def get_context(self, name, value, attrs):
+        context = forms.Widget.get_context(self, name, value, attrs)  # skips the optgroups
+        context["widget"]["options"] = timezone_options(value if isinstance(value, str) else "")
+        return context
+
+
+@lru_cache(maxsize=32)
+def timezone_options(selected):
+    context = {"groups": timezone_groups(), "selected": selected}
+    return render_to_string("subscriptions/widgets/timezone_options.html", context)
 
 
 class NormalisedEmailField(forms.CharField):
@@ -91,7 +110,7 @@ class PreferencesForm(forms.Form):
     send_hour = forms.TypedChoiceField(
         choices=SEND_HOUR_CHOICES, coerce=int, initial=DEFAULT_SEND_HOUR, label="Send at"
     )
-    timezone = forms.ChoiceField(initial=DEFAULT_TIMEZONE, label="Time zone", widget=CompactSelect)
+    timezone = forms.ChoiceField(initial=DEFAULT_TIMEZONE, label="Time zone", widget=TimezoneSelect)
     always_send_top = forms.BooleanField(
         required=False,
         label="When nothing matches my interests, send the top trending papers anyway",

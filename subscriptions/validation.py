@@ -98,16 +98,20 @@ def timezone_names():
 
 
 @lru_cache(maxsize=1)
-def timezone_choices():
-    """UTC first, then every zone grouped by region; labels stay whole ("Europe/Berlin")."""
+def timezone_groups():
+    """Every zone but UTC, grouped by region: ("Africa", [("Africa/Abidjan", label), …]), …"""
     groups = {}
     for name in timezone_names():
         region, _, place = name.partition("/")
-        if place:
-            groups.setdefault(region, []).append((name, name.replace("_", " ")))
-        elif name != "UTC":
-            groups.setdefault("Other", []).append((name, name))
-    return [("UTC", "UTC"), *sorted(groups.items())]
+        if name != "UTC":
+            groups.setdefault(region if place else "Other", []).append(
+                (name, name.replace("_", " "))
+            )
+    return tuple(sorted(groups.items()))
+
+
+def timezone_choices():
+    return [("UTC", "UTC"), *timezone_groups()]
 
 
 def category_choices():
