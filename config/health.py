@@ -83,7 +83,17 @@ def source_status(name, now):
 
 
 def check_sources(now):
+    """Each configured source must have succeeded lately, itself or through its fallback
+    (the Hugging Face API through its papers page)."""
+    from papers.services import FALLBACKS
+
     sources = {name: source_status(name, now) for name in settings.PAPER_SOURCES}
+    for name, status in sources.items():
+        fallback = FALLBACKS.get(name)
+        if not status["ok"] and fallback and fallback not in sources:
+            covering = source_status(fallback, now)
+            if covering["ok"]:
+                status.update(ok=True, via_fallback=fallback, fallback_age_hours=covering["age_hours"])
     stale = [
         f"{name} last succeeded {status['age_hours']}h ago" if status["age_hours"] is not None
         else f"{name} never fetched successfully"
@@ -140,13 +150,13 @@ def check_deliveries(now):
     finished = counts["sent_24h"] + counts["failed_24h"]
     rate = counts["failed_24h"] / finished if finished else 0.0
     too_many_failed = counts["failed_24h"] >= FAILED_MIN_COUNT and rate > FAILED_RATE_MAX
-    issues = [
-        f"{counts['pending_overdue']} pending for over {PENDING_MAX_AGE.seconds // 60} min (no send worker?)"
-        if counts["pending_overdue"] else "",
-        f"{counts['sending_stale']} stuck in sending" if counts["sending_stale"] else "",
-        f"{counts['failed_24h']} failed in 24h ({rate:.1%})" if too_many_failed else "",
-    ]
-    issues = [issue for issue in issues if issue]
+    issues = []
+    if counts["pending_overdue"]:
+        issues.append(f"{counts['pending_overdue']} pending for over {PENDING_MAX_AGE} (is a send worker running?)")
+    if counts["sending_stale"]:
+        issues.append(f"{counts['sending_stale']} stuck in sending (a worker died mid-send?)")
+    if too_many_failed:
+        issues.append(f"{counts['failed_24h']} failed in 24h ({rate:.1%})")
     return {"ok": not issues, **counts, "failed_rate_24h": round(rate, 4), "problem": "; ".join(issues)}
 
 

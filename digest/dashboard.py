@@ -403,7 +403,7 @@ def x_slots(chart, count):
     return slot, [chart.plot_left + slot * i for i in range(count)]
 
 
-def add_gridlines(chart, top, formatter, steps=4):
+def add_gridlines(chart, top, formatter, steps=5):
     for i in range(steps + 1):
         value = top * i / steps
         chart.gridlines.append({"y": chart.y_for(value, top), "label": formatter(value)})

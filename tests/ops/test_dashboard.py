@@ -1,0 +1,127 @@
+"""The operator dashboard: staff only, charts drawn server-side, numbers from the ledger."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from digest import dashboard
+from digest.models import Delivery, Feedback
+from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+WEDNESDAY = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def wednesday():
+    with time_machine.travel(WEDNESDAY, tick=False):
+        yield timezone.now()
+
+
+@pytest.fixture
+def staff_client(client):
+    user = User.objects.create_user("operator", password="x", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+def days_ago(n):
+    return timezone.now() - timedelta(days=n)
+
+
+def test_dashboard_is_for_staff_only(client):
+    User.objects.create_user("reader", password="x")
+
+    anonymous = client.get("/admin/dashboard/")
+    client.login(username="reader", password="x")
+    not_staff = client.get("/admin/dashboard/")
+
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+    assert not_staff.status_code == 302 and "/admin/login/" in not_staff["Location"]
+
+
+def test_dashboard_draws_its_charts_as_inline_svg_without_any_cdn(staff_client, wednesday):
+    edition = EditionFactory(date=wednesday.date())
+    paper = PaperFactory(title="Sparse experts, routed")
+    for subscriber in SubscriberFactory.create_batch(3):
+        Delivery.objects.create(
+            subscriber=subscriber, edition=edition, status="sent", sent_at=timezone.now(),
+            paper_ids=[paper.pk], clicked_at=timezone.now(),
+        )
+        Feedback.objects.create(subscriber=subscriber, paper=paper, vote=1)
+
+    response = staff_client.get("/admin/dashboard/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('class="paperboy-chart"') == 3
+    assert "0.1% threshold" in html and "0.3% threshold" in html
+    assert "Sparse experts, routed" in html
+    assert not re.search(r"""(src|href)="(https?:)?//(?!arxiv\.org|huggingface\.co)""", html)
+
+
+def test_subscribers_over_time_follow_each_subscribers_timestamps(wednesday):
+    SubscriberFactory(
+        status="unsubscribed", created_at=days_ago(10), confirmed_at=days_ago(9), unsubscribed_at=days_ago(2)
+    )
+    SubscriberFactory(status="pending", created_at=days_ago(1), confirmed_at=None)
+    SubscriberFactory(status="active", created_at=days_ago(40), confirmed_at=days_ago(40))
+
+    history = dashboard.subscriber_history(days=12)
+    on = {(timezone.localdate() - day).days: dict(counts) for day, counts in history.items()}
+
+    assert on[11] == {"active": 1}
+    assert on[10] == {"active": 1, "pending": 1}
+    assert on[9] == on[3] == {"active": 2}
+    assert on[2] == {"active": 1, "unsubscribed": 1}
+    assert on[0] == {"active": 1, "unsubscribed": 1, "pending": 1}
+
+
+def test_deliveries_per_day_are_counted_by_status(wednesday):
+    edition = EditionFactory(date=wednesday.date())
+    statuses = ["sent", "sent", "failed", "skipped"]
+    for subscriber, status in zip(SubscriberFactory.create_batch(4), statuses):
+        Delivery.objects.create(subscriber=subscriber, edition=edition, status=status)
+
+    history = dashboard.delivery_history(days=3)
+
+    assert history[timezone.localdate()] == {"sent": 2, "failed": 1, "skipped": 1}
+
+
+def test_complaint_rate_is_judged_against_the_mailbox_provider_thresholds(wednesday):
+    edition = EditionFactory(date=wednesday.date())
+    for subscriber in SubscriberFactory.create_batch(500):
+        Delivery.objects.create(subscriber=subscriber, edition=edition, status="sent", sent_at=timezone.now())
+    SubscriberFactory(status="complained", unsubscribed_at=timezone.now())
+    SubscriberFactory.create_batch(2, status="bounced", unsubscribed_at=timezone.now())
+
+    today = dashboard.rate_history(days=7)[-1]
+    summary = dashboard.rate_summary(dashboard.rate_history(days=7))
+
+    assert (today.sent, today.bounced, today.complained) == (500, 2, 1)
+    assert today.complaint_rate == pytest.approx(0.002) and today.bounce_rate == pytest.approx(0.004)
+    assert summary["verdict"].startswith("above 0.1%") and not summary["healthy"]
+
+
+def test_top_papers_of_the_week_rank_by_clicks_and_likes(wednesday):
+    edition = EditionFactory(date=wednesday.date())
+    popular, liked, old = PaperFactory.create_batch(3)
+    readers = SubscriberFactory.create_batch(3)
+    for reader in readers:
+        Delivery.objects.create(
+            subscriber=reader, edition=edition, status="sent", paper_ids=[popular.pk], clicked_at=timezone.now()
+        )
+    Feedback.objects.create(subscriber=readers[0], paper=liked, vote=1)
+    Feedback.objects.create(subscriber=readers[1], paper=liked, vote=-1)
+    Feedback.objects.create(subscriber=readers[2], paper=old, vote=1, created_at=days_ago(9))
+
+    top = dashboard.top_papers_of_week()
+
+    assert [(row.paper, row.clicks, row.likes, row.dislikes) for row in top] == [
+        (popular, 3, 0, 0), (liked, 0, 1, 1)
+    ]

@@ -1,0 +1,79 @@
+"""`manage.py digest_status`: today's editions, their counts and the slowest steps."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from digest.models import Delivery
+from papers.models import FetchRun
+from tests.factories import EditionFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args):
+    out = StringIO()
+    call_command("digest_status", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def morning():
+    """Wednesday 09:00: a fetch that took 12 s, and an edition with 3 sent (one slow),
+    1 skipped, 1 failed."""
+    with time_machine.travel(datetime(2026, 11, 18, 9, 0, tzinfo=UTC), tick=False):
+        yield build_morning(timezone.now())
+
+
+def build_morning(now):
+    FetchRun.objects.create(
+        source="hf", started_at=now - timedelta(minutes=10), finished_at=now - timedelta(minutes=10) + timedelta(seconds=12),
+        status="ok", created=42,
+    )
+    edition = EditionFactory(cadence="daily")
+    subscribers = SubscriberFactory.create_batch(5)
+    for subscriber, seconds in zip(subscribers[:3], (0.2, 0.3, 4.5)):
+        Delivery.objects.create(
+            subscriber=subscriber, edition=edition, status="sent", created_at=now - timedelta(seconds=30),
+            sending_at=now - timedelta(seconds=10), sent_at=now - timedelta(seconds=10) + timedelta(seconds=seconds),
+        )
+    Delivery.objects.create(subscriber=subscribers[3], edition=edition, status="skipped", reason="nothing relevant")
+    Delivery.objects.create(subscriber=subscribers[4], edition=edition, status="failed", reason="HTTP 400")
+    return edition
+
+
+def test_status_prints_the_editions_counts_and_the_slowest_steps_first(morning):
+    output = run()
+
+    assert f"Daily edition {morning.date:%Y-%m-%d}" in output
+    assert "3 sent, 1 skipped, 1 failed, 0 pending, 0 sending" in output
+    assert "Weekly edition: not built" in output
+    steps = output.split("Slowest steps:")[1].strip().splitlines()
+    assert steps[0].strip().startswith("send window") and "24.50 s" in steps[0]  # first claim to last send
+    assert any("wait for a send worker" in line and "20.00 s" in line for line in steps)
+    assert any(line.strip().startswith("fetch hf") and "12.00 s" in line and "42 new" in line for line in steps)
+    assert any("send one message" in line and "4.50 s" in line for line in steps)
+
+
+def test_status_as_json_for_scripts(morning):
+    data = json.loads(run("--json"))
+
+    daily = next(e for e in data["editions"] if e["cadence"] == "daily")
+    assert daily["deliveries"] == {"pending": 0, "sending": 0, "sent": 3, "failed": 1, "skipped": 1}
+    assert data["slowest_steps"][0]["seconds"] >= data["slowest_steps"][-1]["seconds"]
+
+
+def test_status_of_a_quiet_day_says_nothing_ran():
+    output = run("--date", "2026-01-05")
+
+    assert "Daily edition: not built" in output and "nothing ran on this day" in output
+
+
+def test_status_rejects_a_malformed_date():
+    with pytest.raises(CommandError, match="YYYY-MM-DD"):
+        run("--date", "yesterday")

@@ -1,0 +1,174 @@
+"""/healthz for load balancers and /healthz/deep for alerting: JSON, 200 or 503."""
+
+from datetime import UTC, datetime, timedelta
+from unittest import mock
+
+import pytest
+import time_machine
+from django.db import OperationalError
+from django.utils import timezone
+
+from digest.models import Delivery
+from papers.models import FetchRun
+from tests.factories import EditionFactory, SubscriberFactory
+from tests.servers import free_port
+
+pytestmark = pytest.mark.django_db
+
+WEDNESDAY_10AM = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def wednesday_morning(settings):
+    settings.PAPER_SOURCES = ["hf", "arxiv-rss"]
+    settings.REDIS_URL = ""
+    with time_machine.travel(WEDNESDAY_10AM, tick=False):
+        yield timezone.now()
+
+
+def fetched(source, hours_ago, status=FetchRun.Status.OK, error=""):
+    moment = timezone.now() - timedelta(hours=hours_ago)
+    return FetchRun.objects.create(
+        source=source, started_at=moment, finished_at=moment + timedelta(seconds=3), status=status, error=error
+    )
+
+
+def healthy_pipeline():
+    """This morning's fetches, editions and sent digests."""
+    fetched("hf", 4)
+    fetched("arxiv-rss", 4)
+    daily = EditionFactory(cadence="daily", date=datetime(2026, 11, 18).date())
+    EditionFactory(cadence="weekly", date=datetime(2026, 11, 16).date())
+    for subscriber in SubscriberFactory.create_batch(3):
+        Delivery.objects.create(subscriber=subscriber, edition=daily, status="sent", sent_at=timezone.now())
+    return daily
+
+
+def test_healthz_answers_200_when_database_and_redis_answer(client, settings, redis_server):
+    settings.REDIS_URL = redis_server.url()
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] and body["checks"]["redis"]["ok"]
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_healthz_answers_503_when_redis_is_unreachable(client, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["problems"][0].startswith("redis: ConnectionError")
+
+
+def test_healthz_answers_503_when_the_database_is_unreachable(client, settings):
+    settings.REDIS_URL = ""
+    with mock.patch("config.health.connection.cursor", side_effect=OperationalError("connection refused")):
+        response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == {
+        "ok": False, "error": "OperationalError: connection refused", "ms": mock.ANY
+    }
+
+
+def test_deep_health_reports_sources_editions_and_deliveries(client, wednesday_morning):
+    healthy_pipeline()
+
+    response = client.get("/healthz/deep")
+
+    assert response.status_code == 200, response.json()
+    checks = response.json()["checks"]
+    assert checks["sources"]["sources"]["hf"]["age_hours"] == pytest.approx(4, abs=0.01)
+    assert checks["editions"]["editions"]["daily"]["latest_date"] == "2026-11-18"
+    assert checks["editions"]["editions"]["weekly"]["latest_date"] == "2026-11-16"
+    assert checks["deliveries"]["sent_24h"] == 3 and checks["deliveries"]["failed_24h"] == 0
+
+
+def test_deep_health_fails_when_a_source_has_not_succeeded_for_a_day(client, wednesday_morning):
+    healthy_pipeline()
+    FetchRun.objects.filter(source="arxiv-rss").delete()
+    fetched("arxiv-rss", 30)
+    fetched("arxiv-rss", 1, status=FetchRun.Status.FAILED, error="arxiv-rss: HTTP 503 from rss.arxiv.org")
+
+    response = client.get("/healthz/deep")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["problems"] == ["sources: arxiv-rss last succeeded 30.0h ago"]
+    assert body["checks"]["sources"]["sources"]["arxiv-rss"]["last_error"] == "arxiv-rss: HTTP 503 from rss.arxiv.org"
+
+
+def test_deep_health_accepts_the_hugging_face_page_standing_in_for_its_api(client, wednesday_morning):
+    healthy_pipeline()
+    FetchRun.objects.filter(source="hf").delete()
+    fetched("hf", 2, status=FetchRun.Status.FAILED, error="hf: HTTP 500")
+    fetched("hf-html", 2)
+
+    response = client.get("/healthz/deep")
+
+    assert response.status_code == 200
+    assert response.json()["checks"]["sources"]["sources"]["hf"]["via_fallback"] == "hf-html"
+
+
+def test_deep_health_fails_when_todays_edition_was_not_built_after_the_job_hour(client, wednesday_morning):
+    daily = healthy_pipeline()
+    daily.date = datetime(2026, 11, 17).date()
+    daily.save()
+
+    response = client.get("/healthz/deep")
+
+    assert response.status_code == 503
+    assert response.json()["problems"] == ["editions: no daily edition for 2026-11-18 (latest 2026-11-17)"]
+
+
+def test_deep_health_does_not_expect_todays_edition_before_the_job_hour(client, settings):
+    settings.PAPER_SOURCES, settings.REDIS_URL = ["hf"], ""
+    with time_machine.travel(datetime(2026, 11, 18, 5, 0, tzinfo=UTC), tick=False):
+        fetched("hf", 20)
+        EditionFactory(cadence="daily", date=datetime(2026, 11, 17).date())
+        EditionFactory(cadence="weekly", date=datetime(2026, 11, 16).date())
+        response = client.get("/healthz/deep")
+
+    assert response.status_code == 200, response.json()
+
+
+def test_deep_health_fails_on_deliveries_stuck_pending_or_failing(client, wednesday_morning):
+    daily = healthy_pipeline()
+    hour_ago = timezone.now() - timedelta(hours=1)
+    for subscriber in SubscriberFactory.create_batch(2):
+        Delivery.objects.create(subscriber=subscriber, edition=daily, status="pending", created_at=hour_ago)
+    for subscriber in SubscriberFactory.create_batch(3):
+        Delivery.objects.create(subscriber=subscriber, edition=daily, status="failed", reason="HTTP 400")
+
+    response = client.get("/healthz/deep")
+
+    assert response.status_code == 503
+    deliveries = response.json()["checks"]["deliveries"]
+    assert deliveries["pending_overdue"] == 2 and deliveries["failed_24h"] == 3
+    assert deliveries["failed_rate_24h"] == 0.5
+    assert "2 pending for over" in deliveries["problem"] and "3 failed in 24h (50.0%)" in deliveries["problem"]
+
+
+def test_deep_health_fails_when_no_worker_consumes_the_queues(client, settings, redis_server):
+    settings.REDIS_URL = redis_server.url()
+    settings.PAPER_SOURCES = []
+
+    with mock.patch("config.health.check_editions", return_value={"ok": True}):
+        response = client.get("/healthz/deep")
+
+    assert response.status_code == 503
+    workers = response.json()["checks"]["workers"]
+    assert workers["workers"] == [] and workers["problem"] == "no worker consumes default, fetch, build, send"
+
+
+def test_health_answers_never_contain_an_email_address(client, wednesday_morning):
+    healthy_pipeline()
+
+    body = client.get("/healthz/deep").content.decode()
+
+    assert "@" not in body

@@ -1,0 +1,74 @@
+"""Structured logs: one line per event, ids rather than addresses at INFO."""
+
+import json
+import logging
+
+import pytest
+
+from config.logging import JsonFormatter, LineFormatter, RedactEmailsFilter
+from digest.sending import send_edition_to
+from tests.digest.builders import built_edition
+from tests.factories import SubscriberFactory
+
+
+def record(message, *args, level=logging.INFO, exc_info=None):
+    return logging.LogRecord("digest.sending", level, __file__, 1, message, args, exc_info)
+
+
+@pytest.mark.django_db
+def test_sending_a_digest_logs_ids_and_no_address_at_info(caplog, mailoutbox):
+    edition = built_edition()
+    subscribers = SubscriberFactory.create_batch(2, interests="")
+
+    with caplog.at_level(logging.INFO):
+        send_edition_to(edition, [s.pk for s in subscribers])
+
+    info = [r.getMessage() for r in caplog.records if r.levelno <= logging.INFO]
+    sent = [line for line in info if line.startswith("digest sent ")]
+    assert len(sent) == 2 and len(mailoutbox) == 2
+    assert all(f"subscriber={s.pk} " in " ".join(sent) for s in subscribers)
+    assert all(f"edition={edition.pk} " in line and "esp_message_id=<" in line for line in sent)
+    assert not [line for line in info for s in subscribers if s.email in line]
+
+
+def test_the_filter_redacts_addresses_below_warning_but_keeps_message_ids():
+    info = record("resent to %s esp_message_id=%s", "ada@example.org", "<20261120.1@mg.example.org>")
+    warning = record("bounced %s", "ada@example.org", level=logging.WARNING)
+
+    RedactEmailsFilter().filter(info)
+    RedactEmailsFilter().filter(warning)
+
+    assert info.getMessage() == "resent to <email redacted> esp_message_id=<20261120.1@mg.example.org>"
+    assert warning.getMessage() == "bounced ada@example.org"
+
+
+def test_line_format_keeps_a_traceback_on_the_event_line():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        line = LineFormatter().format(record("send failed subscriber=%s", 7, level=logging.ERROR, exc_info=sys.exc_info()))
+
+    assert "\n" not in line
+    assert "ERROR digest.sending send failed subscriber=7" in line and "ValueError: boom" in line
+
+
+def test_json_format_lifts_the_key_value_pairs_into_fields():
+    line = JsonFormatter().format(
+        record("digest sent subscriber=%s edition=%s esp_message_id=%s papers=%d", 12, 3, "<a.1@mg.example.org>", 5)
+    )
+
+    event = json.loads(line)
+    assert event["level"] == "INFO" and event["logger"] == "digest.sending"
+    assert (event["subscriber"], event["edition"], event["esp_message_id"], event["papers"]) == (
+        "12", "3", "<a.1@mg.example.org>", "5"
+    )
+
+
+def test_logging_settings_route_every_record_through_the_redacting_handler(settings):
+    handler = settings.LOGGING["handlers"]["console"]
+
+    assert handler["filters"] == ["redact_emails"]
+    assert settings.LOGGING["root"]["handlers"] == ["console"]
+    assert settings.CELERY_WORKER_HIJACK_ROOT_LOGGER is False  # workers log the same way
