@@ -328,3 +328,10 @@ def test_the_sample_comes_from_the_latest_daily_edition(client):
         )
     html = client.get("/").content.decode()
     assert html.index("Top of the edition") < html.index("Runner-up paper")
+
+
+def test_resend_answers_the_same_for_every_address(client, pending, subscriber):
+    url = reverse("subscriptions:resend")
+    emails = ["nobody@example.org", pending.email, subscriber.email]
+    responses = [_comparable(client.post(url, {"email": email})) for email in emails]
+    assert all(r == responses[0] for r in responses)
