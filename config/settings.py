@@ -198,6 +198,7 @@ DIGEST_EMBEDDER = env("DIGEST_EMBEDDER", default="digest.ranking.TfidfEmbedder")
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/deep)?$"]  # load balancers probe over plain HTTP
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:

@@ -172,3 +172,15 @@ def test_health_answers_never_contain_an_email_address(client, wednesday_morning
     body = client.get("/healthz/deep").content.decode()
 
     assert "@" not in body
+
+
+def test_health_answers_plain_http_probes_even_when_https_is_enforced(settings):
+    from django.test import Client
+
+    settings.SECURE_SSL_REDIRECT = True
+    settings.REDIS_URL = ""
+    client = Client()  # built after the setting, so its SecurityMiddleware enforces HTTPS
+
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz/deep").status_code in (200, 503)
+    assert client.get("/admin/").status_code == 301
