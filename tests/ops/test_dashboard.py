@@ -125,3 +125,10 @@ def test_top_papers_of_the_week_rank_by_clicks_and_likes(wednesday):
     assert [(row.paper, row.clicks, row.likes, row.dislikes) for row in top] == [
         (popular, 3, 0, 0), (liked, 0, 1, 1)
     ]
+
+
+def test_admin_index_links_to_the_dashboard(admin_client):
+    html = admin_client.get("/admin/").content.decode()
+
+    assert 'href="/admin/dashboard/"' in html and 'href="/healthz/deep"' in html
+    assert "Subscribers" in html  # the stock app list is still there
