@@ -22,6 +22,12 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from config.celery_app import app
+from digest.editions import edition_date_for
+from digest.models import Cadence, Delivery, Edition
+from papers.models import FetchRun
+from papers.services import FALLBACKS
+
 FETCH_MAX_AGE = timedelta(hours=26)  # the daily fetch, plus two hours of grace
 EDITION_GRACE = timedelta(hours=2)  # after DAILY_JOB_HOUR, today's edition must exist
 PENDING_MAX_AGE = timedelta(minutes=45)  # enqueueing runs every 15 minutes
@@ -65,8 +71,6 @@ def age_hours(moment, now):
 
 
 def source_status(name, now):
-    from papers.models import FetchRun
-
     runs = FetchRun.objects.filter(source=name)
     last_run = runs.first()
     last_ok = runs.filter(status=FetchRun.Status.OK).first()
@@ -85,8 +89,6 @@ def source_status(name, now):
 def check_sources(now):
     """Each configured source must have succeeded lately, itself or through its fallback
     (the Hugging Face API through its papers page)."""
-    from papers.services import FALLBACKS
-
     sources = {name: source_status(name, now) for name in settings.PAPER_SOURCES}
     for name, status in sources.items():
         fallback = FALLBACKS.get(name)
@@ -105,8 +107,6 @@ def check_sources(now):
 
 def expected_edition_date(cadence, now):
     """The edition that should exist by now: today's once the daily job hour has passed."""
-    from digest.editions import edition_date_for
-
     local = timezone.localtime(now)
     job_done_by = local.replace(hour=settings.DAILY_JOB_HOUR, minute=0, second=0) + EDITION_GRACE
     day = local.date() if local >= job_done_by else local.date() - timedelta(days=1)
@@ -114,8 +114,6 @@ def expected_edition_date(cadence, now):
 
 
 def check_editions(now):
-    from digest.models import Cadence, Edition
-
     editions = {}
     for cadence in Cadence.values:
         latest = Edition.objects.filter(cadence=cadence).annotate(n=Count("entries")).first()
@@ -136,8 +134,6 @@ def check_editions(now):
 
 
 def check_deliveries(now):
-    from digest.models import Delivery
-
     status = Delivery.Status
     stale_cutoff = now - timedelta(minutes=settings.DIGEST_SENDING_STALE_MINUTES)
     counts = Delivery.objects.aggregate(
@@ -164,8 +160,6 @@ def check_workers():
     """Which Celery workers answer, and whether every queue has a consumer."""
     if not settings.REDIS_URL:
         return {"ok": True, "skipped": "REDIS_URL unset: tasks run in-process"}
-    from config.celery_app import app
-
     replies = app.control.inspect(timeout=WORKER_REPLY_SECONDS).active_queues() or {}
     consumers = {queue: 0 for queue in REQUIRED_QUEUES}
     for queues in replies.values():

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
+from django.contrib import admin
 from django.db.models import Case, Count, DateField, Q, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import render
@@ -26,6 +27,8 @@ from papers.models import FetchRun, Paper
 from subscriptions.models import Subscriber
 
 from .models import Cadence, Delivery, Feedback
+from .scheduling import current_edition
+from .services import moment_for
 
 WINDOW_DAYS = 30
 TOP_PAPERS = 10
@@ -271,8 +274,6 @@ class DailyStatus:
 
 
 def edition_statuses(moment):
-    from .scheduling import current_edition
-
     statuses = []
     for cadence in Cadence.values:
         edition = current_edition(cadence, moment)
@@ -338,8 +339,6 @@ def send_steps(edition):
 
 def daily_status(day=None):
     """The day's editions with their delivery counts, and its slowest steps first."""
-    from .services import moment_for
-
     day = day or timezone.localdate()
     editions = edition_statuses(moment_for(day))
     steps = fetch_steps(day)
@@ -504,7 +503,5 @@ def dashboard_context(today=None):
 
 def dashboard_view(request):
     """Staff only: wrapped in ``admin.site.admin_view`` in config/urls.py."""
-    from django.contrib import admin
-
     context = {**admin.site.each_context(request), **dashboard_context()}
     return render(request, "admin/paperboy_dashboard.html", context)
