@@ -2,8 +2,8 @@
 
 A ``Stack`` holds the environment every process of one test shares (the test
 database, a Redis database of its own, a work directory, the site URL) and
-stops everything it started, in reverse order: terminate, wait, then kill the
-process group. Every wait is bounded.
+stops everything it started: SIGTERM to all at once, a bounded wait for each,
+then SIGKILL to whatever is left of each process group.
 """
 
 import os
