@@ -15,9 +15,16 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # New-style ids (0704.0001 onwards) and old-style ids (hep-th/9901001, math.GT/0309136).
+# ASCII digits only, and archive names of arXiv's length: the key must fit Paper.arxiv_id.
 ARXIV_ID_RE = re.compile(
-    r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?",
+    r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z\-]{0,15}(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d{1,4}))?",
+    re.ASCII,
 )
+# Characters no text field should keep: C0/C1 controls (PostgreSQL refuses NUL outright)
+# and lone surrogates (which cannot be encoded as UTF-8).
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+MAX_COUNT = 2**31 - 1  # the largest value of a PositiveIntegerField on PostgreSQL
 
 
 class SourceError(Exception):
@@ -140,6 +147,7 @@ def clean_text(text, max_length=None):
         return None
     if not isinstance(text, str):
         raise SkipItem(f"expected text, got {type(text).__name__}")
+    text = CONTROL_RE.sub(" ", SURROGATE_RE.sub("\ufffd", text))
     text = normalise_whitespace(unicodedata.normalize("NFC", text))
     if max_length:
         text = text[:max_length]
@@ -151,7 +159,9 @@ def clean_url(url, max_length=500):
     if not isinstance(url, str):
         return None
     url = url.strip()
-    if not re.match(r"https?://[^\s/]+", url, re.IGNORECASE) or len(url) > max_length:
+    if not re.fullmatch(r"https?://[^\s/]+\S*", url, re.IGNORECASE) or len(url) > max_length:
+        return None
+    if CONTROL_RE.search(url) or SURROGATE_RE.search(url):
         return None
     return url
 
@@ -162,6 +172,8 @@ def clean_count(value, name):
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SkipItem(f"{name} is not a non-negative integer: {value!r}")
+    if value > MAX_COUNT:
+        raise SkipItem(f"{name} is out of range: {value}")
     return value
 
 

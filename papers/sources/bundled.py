@@ -60,6 +60,8 @@ class BundledSource(Source):
             return json.loads(line)
         except json.JSONDecodeError as exc:
             raise self.error(f"invalid JSON on line {number}: {exc.msg}") from exc
+        except RecursionError:
+            raise self.error(f"invalid JSON on line {number}: nested too deeply") from None
 
     @staticmethod
     def key_of(item):

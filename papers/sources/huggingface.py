@@ -84,7 +84,7 @@ class HuggingFaceApiSource(HuggingFaceSource):
     def decode(self, payload):
         try:
             data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise self.error(f"invalid JSON (truncated or corrupt response): {exc}") from None
         if isinstance(data, dict) and "error" in data:
             raise self.error(f"API error: {clean_text(str(data['error']), 300)}")
@@ -115,7 +115,7 @@ class HuggingFacePageSource(HuggingFaceSource):
             raise self.error("the page has no DailyPapers data (layout changed or an error page)")
         try:
             props = json.loads(nodes[0].get("data-props"))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise self.error(f"the DailyPapers data is not valid JSON: {exc}") from None
         items = props.get("dailyPapers") if isinstance(props, dict) else props
         if not isinstance(items, list):
