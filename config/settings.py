@@ -192,7 +192,11 @@ ARXIV_MAX_RESULTS = env.int("ARXIV_MAX_RESULTS", default=2000)  # per fetch, new
 DIGEST_SEND_BATCH_SIZE = env.int("DIGEST_SEND_BATCH_SIZE", default=500)
 DIGEST_SENDING_STALE_MINUTES = env.int("DIGEST_SENDING_STALE_MINUTES", default=30)
 DIGEST_RELEVANCE_WEIGHT = env.float("DIGEST_RELEVANCE_WEIGHT", default=0.7)
-DIGEST_EMBEDDER = env("DIGEST_EMBEDDER", default="digest.ranking.TfidfEmbedder")
+DIGEST_EMBEDDER = env("DIGEST_EMBEDDER", default="digest.embedding.TfidfEmbedder")
+DIGEST_SENTENCE_MODEL = env("DIGEST_SENTENCE_MODEL", default="all-MiniLM-L6-v2")
+DIGEST_ESP_BATCH_LIMIT = env.int("DIGEST_ESP_BATCH_LIMIT", default=0)  # 0: the ESP's own limit
+DIGEST_ESP_BATCH_MAX_BYTES = env.int("DIGEST_ESP_BATCH_MAX_BYTES", default=10 * 1024 * 1024)
+DIGEST_ESP_TEMPLATE_ID = env("DIGEST_ESP_TEMPLATE_ID", default="")  # Postmark/SES batch template
 
 # --- Security -------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -4,9 +4,10 @@ The edition clock is settings.TIME_ZONE. A daily edition exists for each
 weekday; a weekly edition for each Monday. An edition holds the papers first
 seen since the previous edition of its cadence (the first edition ever looks
 back one day, or seven for weekly; never more than fourteen), not withdrawn,
-ranked by trending score.
+ranked by trending score. Papers on the operators' blocklist never enter one.
 """
 
+import logging
 from datetime import datetime, time, timedelta
 
 from django.db import IntegrityError, transaction
@@ -14,12 +15,16 @@ from django.utils import timezone
 
 from papers.models import Paper, PaperSignal
 
-from .models import Cadence, Edition, EditionPaper
-from .trending import trending_reason, trending_score
+from .models import BlockedPaper, Cadence, Edition, EditionPaper
+from .ranking import Candidate
+from .trending import NO_GAIN, SignalGain, trending_reason, trending_score
+
+log = logging.getLogger(__name__)
 
 EDITION_SIZE_LIMIT = 500
 LOOKBACK = {Cadence.DAILY: timedelta(days=1), Cadence.WEEKLY: timedelta(days=7)}
 MAX_LOOKBACK = timedelta(days=14)
+NEW_LABEL = {Cadence.DAILY: "new today", Cadence.WEEKLY: "new this week"}
 
 
 def edition_date_for(cadence, day):
@@ -44,7 +49,7 @@ def edition_window_end(cadence, edition_date):
 
 
 def eligible_papers(cadence, edition_date, until):
-    """Papers first seen since the previous edition of the cadence, not withdrawn."""
+    """Papers first seen since the previous edition of the cadence, not withdrawn nor blocked."""
     previous = (
         Edition.objects.filter(cadence=cadence, date__lt=edition_date).order_by("-date").first()
     )
@@ -53,17 +58,49 @@ def eligible_papers(cadence, edition_date, until):
         since = max(previous.built_at, until - MAX_LOOKBACK)
     return Paper.objects.filter(
         first_seen_at__gt=since, first_seen_at__lte=until, withdrawn_at__isnull=True
-    )
+    ).exclude(pk__in=BlockedPaper.objects.values("paper_id"))
 
 
 def signal_gains(papers, day):
-    """Upvote gain since the day before, per paper id (velocity for the trending score)."""
-    ids = [p.pk for p in papers]
-    yesterday = {
-        s.paper_id: s.upvotes
-        for s in PaperSignal.objects.filter(paper_id__in=ids, date=day - timedelta(days=1))
+    """Signal gained since the day before ``day``, per paper id (the trending velocity).
+
+    A paper without yesterday's PaperSignal has no known gain.
+    """
+    by_id = {p.pk: p for p in papers}
+    yesterday = PaperSignal.objects.filter(paper_id__in=list(by_id), date=day - timedelta(days=1))
+    return {
+        signal.paper_id: SignalGain(
+            upvotes=by_id[signal.paper_id].upvotes - signal.upvotes,
+            comments=by_id[signal.paper_id].num_comments - signal.num_comments,
+            stars=by_id[signal.paper_id].github_stars - signal.github_stars,
+        )
+        for signal in yesterday
     }
-    return {p.pk: p.upvotes - yesterday[p.pk] for p in papers if p.pk in yesterday}
+
+
+def ranked_candidates(papers, cadence, day, as_of):
+    """``papers`` as trending-ranked candidates (best first, at most EDITION_SIZE_LIMIT)."""
+    papers = list(papers)
+    gains = signal_gains(papers, day)
+    scored = [
+        Candidate(
+            paper=paper,
+            trending_score=trending_score(paper, gains.get(paper.pk, NO_GAIN), as_of),
+            trending_reason=trending_reason(
+                paper, gains.get(paper.pk, NO_GAIN), new_label=NEW_LABEL[cadence]
+            ),
+        )
+        for paper in papers
+    ]
+    scored.sort(key=lambda c: (-c.trending_score, c.paper.arxiv_id))
+    return scored[:EDITION_SIZE_LIMIT]
+
+
+def edition_candidates(cadence, day):
+    """What the edition of ``cadence`` for ``day`` would hold if it were built now."""
+    edition_date = edition_date_for(cadence, day)
+    as_of = edition_window_end(cadence, edition_date)
+    return ranked_candidates(eligible_papers(cadence, edition_date, as_of), cadence, edition_date, as_of)
 
 
 def get_or_build_edition(cadence, day):
@@ -76,28 +113,23 @@ def get_or_build_edition(cadence, day):
     existing = Edition.objects.filter(cadence=cadence, date=edition_date).first()
     if existing is not None:
         return existing, False
-    as_of = edition_window_end(cadence, edition_date)
-    papers = list(eligible_papers(cadence, edition_date, as_of))
-    gains = signal_gains(papers, edition_date)
-    scored = sorted(
-        ((trending_score(p, gains.get(p.pk, 0), as_of), p) for p in papers),
-        key=lambda pair: (-pair[0], pair[1].arxiv_id),
-    )[:EDITION_SIZE_LIMIT]
+    candidates = edition_candidates(cadence, day)
     try:
         with transaction.atomic():
             edition = Edition.objects.create(cadence=cadence, date=edition_date)
             EditionPaper.objects.bulk_create(
                 EditionPaper(
                     edition=edition,
-                    paper=paper,
+                    paper=candidate.paper,
                     rank=rank,
-                    trending_score=score,
-                    trending_reason=trending_reason(paper, gains.get(paper.pk, 0)),
+                    trending_score=candidate.trending_score,
+                    trending_reason=candidate.trending_reason[:200],
                 )
-                for rank, (score, paper) in enumerate(scored, start=1)
+                for rank, candidate in enumerate(candidates, start=1)
             )
     except IntegrityError:
         return Edition.objects.get(cadence=cadence, date=edition_date), False
+    log.info("edition built cadence=%s date=%s papers=%d", cadence, edition_date, len(candidates))
     return edition, True
 
 

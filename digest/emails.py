@@ -5,12 +5,16 @@ A message is a template pair, ``templates/emails/<name>.txt`` and
 inlined by css-inline (``@media`` rules, such as dark mode, are kept in a
 style tag). Whenever the context has an ``unsubscribe_url`` the builder adds
 ``List-Unsubscribe`` (URL and mailto), ``List-Unsubscribe-Post`` (RFC 8058
-one-click) and ``List-Id``, so no email type can forget them.
+one-click) and ``List-Id``, so no email type can forget them; a batch
+message (``build_batch_email``) gets them per recipient through anymail's
+``merge_headers``.
 """
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import css_inline
+from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import make_msgid
@@ -30,9 +34,17 @@ def absolute_url(path):
     return f"{settings.SITE_URL}{path}"
 
 
+def new_message_id():
+    return make_msgid(domain=settings.EMAIL_MESSAGE_ID_DOMAIN)
+
+
+def list_unsubscribe(unsubscribe_url):
+    return f"<{unsubscribe_url}>, <mailto:{settings.EMAIL_UNSUBSCRIBE_MAILTO}>"
+
+
 def list_headers(unsubscribe_url):
     return {
-        "List-Unsubscribe": f"<{unsubscribe_url}>, <mailto:{settings.EMAIL_UNSUBSCRIBE_MAILTO}>",
+        "List-Unsubscribe": list_unsubscribe(unsubscribe_url),
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "List-Id": settings.EMAIL_LIST_ID,
     }
@@ -45,22 +57,94 @@ def render_bodies(name, context):
     return text, html
 
 
-def build_email(name, context, to, subject, *, headers=None, bodies=None):
-    """Build (but do not send) the email ``name`` for one recipient."""
+def one_line(subject):
+    return " ".join(subject.split())  # no newline can reach the header
+
+
+def build_email(name, context, to, subject, *, headers=None, bodies=None, metadata=None):
+    """Build (but do not send) the email ``name`` for one recipient.
+
+    ``metadata`` travels with the message through anymail ESPs and comes back
+    in their webhook events.
+    """
     text, html = bodies or render_bodies(name, context)
-    all_headers = {"Message-ID": make_msgid(domain=settings.EMAIL_MESSAGE_ID_DOMAIN)}
+    all_headers = {"Message-ID": new_message_id()}
     if context.get("unsubscribe_url"):
         all_headers.update(list_headers(context["unsubscribe_url"]))
     all_headers.update(headers or {})
     message = EmailMultiAlternatives(
-        subject=" ".join(subject.split()),  # no newline can reach the header
+        subject=one_line(subject),
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to],
         headers=all_headers,
     )
     message.attach_alternative(html, "text/html")
+    if metadata:
+        message.metadata = metadata
     return message
+
+
+@dataclass(frozen=True)
+class BatchPart:
+    """One recipient's fully rendered email inside a batch message."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+    context: dict
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MergeFields:
+    """Where an ESP puts each recipient's subject and bodies: placeholders, or a stored template."""
+
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    template_id: str = ""
+
+
+def build_batch_email(parts, fields):
+    """One anymail batch message for many recipients, each with their own email.
+
+    Every recipient's subject and bodies go in ``merge_data`` (keys
+    ``subject``, ``text`` and ``html``), which the ESP substitutes into the
+    placeholders of ``fields`` or into its stored template. The per-recipient
+    headers (Message-ID, List-Unsubscribe) go in ``merge_headers``; the shared
+    list headers on the message.
+    """
+    message = AnymailMessage(
+        subject=fields.subject,
+        body=fields.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[part.to for part in parts],
+    )
+    if fields.html:
+        message.attach_alternative(fields.html, "text/html")
+    if fields.template_id:
+        message.template_id = fields.template_id
+    message.merge_data = {
+        part.to: {"subject": one_line(part.subject), "text": part.text, "html": part.html}
+        for part in parts
+    }
+    message.merge_headers = {part.to: personal_headers(part.context) for part in parts}
+    message.merge_metadata = {part.to: part.metadata for part in parts}
+    if any(part.context.get("unsubscribe_url") for part in parts):
+        message.extra_headers = {
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": settings.EMAIL_LIST_ID,
+        }
+    return message
+
+
+def personal_headers(context):
+    headers = {"Message-ID": new_message_id()}
+    if context.get("unsubscribe_url"):
+        headers["List-Unsubscribe"] = list_unsubscribe(context["unsubscribe_url"])
+    return headers
 
 
 def send_email(name, context, to, subject, **kwargs):

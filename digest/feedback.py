@@ -1,10 +1,18 @@
-"""Reader votes (👍/👎) on papers in their digest; they steer the relevance model."""
+"""Reader votes (👍/👎) on papers in their digest; they steer the relevance model.
+
+A digest carries one signed token per reader and edition; each vote link is
+that token plus the paper and the choice. A vote counts only for a paper of
+that edition, and only when posted: a GET (what mail scanners prefetch) just
+shows the page that posts it.
+"""
 
 from dataclasses import dataclass
 
-from papers.models import Paper
+from subscriptions import tokens
 
-from .models import Feedback
+from .models import EditionPaper, Feedback
+
+CHOICES = {"up": Feedback.Vote.LIKE, "down": Feedback.Vote.DISLIKE}
 
 
 class InvalidVote(Exception):
@@ -14,16 +22,27 @@ class InvalidVote(Exception):
 @dataclass(frozen=True)
 class Vote:
     subscriber: object
-    paper: Paper
+    paper: object
     value: int
 
+    @property
+    def is_like(self):
+        return self.value > 0
 
-def vote_from_payload(payload):
-    value = payload.extra.get("v")
-    paper = Paper.objects.filter(pk=payload.extra.get("p")).first()
-    if value not in (1, -1) or paper is None:
-        raise InvalidVote("unknown paper or vote")
-    return Vote(payload.subscriber, paper, value)
+
+def vote_from_link(token, paper_id, choice):
+    """The vote a link stands for; InvalidVote (or tokens.InvalidToken) when it is not genuine."""
+    payload = tokens.read_token(token, tokens.FEEDBACK)
+    if choice not in CHOICES:
+        raise InvalidVote("unknown choice")
+    entry = (
+        EditionPaper.objects.filter(edition_id=payload.extra.get("e"), paper_id=paper_id)
+        .select_related("paper")
+        .first()
+    )
+    if entry is None:
+        raise InvalidVote("the paper is not in that edition")
+    return Vote(payload.subscriber, entry.paper, CHOICES[choice])
 
 
 def record_vote(vote):

@@ -65,10 +65,15 @@ class Delivery(models.Model):
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
     )
-    paper_ids = models.JSONField(default=list, blank=True)
+    paper_ids = models.JSONField(
+        default=list, blank=True, help_text="The papers handed (or perhaps handed) to the ESP."
+    )
     reasons = models.JSONField(default=dict, blank=True, help_text="Why-line per paper id.")
     reason = models.CharField(max_length=300, blank=True, help_text="Why skipped or failed.")
     esp_message_id = models.CharField(max_length=300, blank=True, db_index=True)
+    send_token = models.CharField(
+        max_length=32, blank=True, help_text="Set by the compare-and-swap that won this send."
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     sending_at = models.DateTimeField(null=True, blank=True)
@@ -76,6 +81,8 @@ class Delivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -92,6 +99,8 @@ class Delivery(models.Model):
 
 
 class Feedback(models.Model):
+    """A reader's 👍/👎 on a paper from their digest; it steers their relevance model."""
+
     class Vote(models.IntegerChoices):
         LIKE = 1, "👍"
         DISLIKE = -1, "👎"
@@ -108,3 +117,41 @@ class Feedback(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["subscriber", "paper"], name="feedback_unique")
         ]
+
+
+class BlockedPaper(models.Model):
+    """A paper an operator pulled: it leaves every edition page and every digest not yet sent."""
+
+    paper = models.OneToOneField("papers.Paper", on_delete=models.CASCADE, related_name="block")
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"blocked: {self.paper}"
+
+
+class WebhookEvent(models.Model):
+    """One ESP tracking event, stored once (unique ``event_id``) and applied once (``applied_at``)."""
+
+    event_id = models.CharField(max_length=200, unique=True)
+    esp = models.CharField(max_length=40)
+    event_type = models.CharField(max_length=20, db_index=True)
+    recipient = models.EmailField(max_length=254, blank=True)
+    message_id = models.CharField(max_length=300, blank=True)
+    delivery = models.ForeignKey(
+        Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="Metadata, reject reason, description.")
+    received_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self):
+        return f"{self.esp} {self.event_type} {self.recipient}"

@@ -1,32 +1,62 @@
-"""Personal ranking: which of an edition's papers each subscriber gets, and why.
+"""Personal ranking: which of an edition's papers each reader gets, and why.
 
-Relevance is the cosine similarity between a subscriber's profile and each
-paper, in a vector space fitted once per edition (TF-IDF by default; any
-class with ``fit_transform``/``transform``/``analyze`` named by
-settings.DIGEST_EMBEDDER can replace it). The profile is one vector per
-interest phrase (plus their arXiv categories), pulled towards papers they
-liked and away from papers they disliked; a paper scores its best match, so
-listing more interests never dilutes any of them. Papers in one of the
-subscriber's arXiv categories get a bonus.
+The papers of an edition are embedded once (``digest.embedding``; TF-IDF by
+default) and every reader is ranked against those vectors.
 
-    final = w · relevance / max(relevance) + (1 − w) · trending / max(trending)
+Relevance, before a reader has MODEL_MIN_LIKES likes: the cosine similarity
+of each paper to the reader's profile, a set of vectors: one per interest
+phrase, one per liked paper, and (weighted CATEGORY_TOPIC_WEIGHT) one per
+arXiv category's topic phrase. A paper is as relevant as its best match, so
+listing more interests never dilutes any of them; papers in one of the
+reader's categories get CATEGORY_BONUS; papers like one the reader disliked
+lose DISLIKE_PENALTY × that similarity. A paper passes the send threshold
+at RELEVANCE_THRESHOLD.
 
-with w = settings.DIGEST_RELEVANCE_WEIGHT for a subscriber with interests,
-and 0 (pure trending) for one without.
+Relevance from MODEL_MIN_LIKES likes on, as arxiv-sanity does: a small
+logistic regression per reader, fitted on the fly in the edition's vector
+space: liked papers and interest phrases are the positives; disliked papers,
+papers we sent that got no vote ("ignored", weighted lower) and the rest of
+the edition (weighted lower still) the negatives, the two sides balanced.
+Relevance is the model's probability that the reader likes the paper; it
+passes the threshold at MODEL_THRESHOLD.
+
+The final score:
+
+    score = w · relevance / max(relevance) + (1 − w) · trending / max(trending)
+
+with w = settings.DIGEST_RELEVANCE_WEIGHT for a reader with any profile and
+0 (the pure trending list) for a reader without interests, categories or likes.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.utils.module_loading import import_string
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
+
+from .categories import category_label, category_topic
+from .embedding import load_embedder, paper_text, similarities, terms
 
 RELEVANCE_THRESHOLD = 0.08
+MODEL_THRESHOLD = 0.5
+MODEL_MIN_LIKES = 5
+MODEL_C = 4.0
+IGNORED_WEIGHT = 0.5
+UNLABELLED_WEIGHT = 0.1
 CATEGORY_BONUS = 0.25
-LIKE_WEIGHT = 0.5
-DISLIKE_WEIGHT = 0.5
+CATEGORY_TOPIC_WEIGHT = 0.7
+DISLIKE_PENALTY = 0.5
+WHY_TERMS_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A paper an edition offers, with its trending score and why-line."""
+
+    paper: object
+    trending_score: float
+    trending_reason: str
 
 
 @dataclass(frozen=True)
@@ -35,145 +65,233 @@ class RankedPaper:
     score: float
     relevance: float
     reason: str
+    trending: float = 0.0
 
 
-class TfidfEmbedder:
-    """TF-IDF over titles, abstracts and keywords, fitted on one edition's papers."""
+@dataclass(frozen=True)
+class ProfileVector:
+    """One thing a reader cares about: an interest phrase, a category, or a liked paper."""
 
-    def __init__(self):
-        self.vectorizer = TfidfVectorizer(
-            stop_words="english", sublinear_tf=True, ngram_range=(1, 2), min_df=1, dtype=np.float32
-        )
-
-    def fit_transform(self, texts):
-        return normalize(self.vectorizer.fit_transform(texts))
-
-    def transform(self, texts):
-        return normalize(self.vectorizer.transform(texts))
-
-    def analyze(self, text):
-        """The unigram tokens of ``text``, as the vectorizer sees them."""
-        return [t for t in self.vectorizer.build_analyzer()(text) if " " not in t]
+    kind: str  # "interest", "category" or "liked"
+    label: str
+    weight: float
 
 
-def paper_text(paper):
-    keywords = " ".join(paper.ai_keywords or [])
-    return f"{paper.title}. {paper.title}. {paper.abstract} {keywords}"
+@dataclass
+class Match:
+    """How one reader's profile meets every paper of the edition."""
 
-
-def load_embedder():
-    return import_string(settings.DIGEST_EMBEDDER)()
+    relevance: np.ndarray
+    passes: np.ndarray
+    similarity: np.ndarray | None  # papers × profile vectors, weighted
+    vectors: list
 
 
 class EditionRanker:
-    """Ranks one edition for many subscribers; the paper vectors are computed once."""
+    """Ranks one edition for many readers: the paper vectors are computed once.
 
-    def __init__(self, edition_entries):
-        self.entries = [e for e in edition_entries if not e.paper.withdrawn_at]
-        self.papers = [e.paper for e in self.entries]
-        self.embedder = load_embedder()
+    ``candidates`` are EditionPaper rows or ``Candidate`` objects (anything with
+    ``paper``, ``trending_score`` and ``trending_reason``).
+    """
+
+    def __init__(self, candidates):
+        self.entries = [c for c in candidates if not c.paper.withdrawn_at]
+        self.papers = [c.paper for c in self.entries]
         self.index = {p.pk: i for i, p in enumerate(self.papers)}
-        if self.papers:
-            self.paper_vectors = self.embedder.fit_transform([paper_text(p) for p in self.papers])
-            self.paper_tokens = [set(self.embedder.analyze(paper_text(p))) for p in self.papers]
-        top = max((e.trending_score for e in self.entries), default=0.0) or 1.0
-        self.trending = np.array([e.trending_score / top for e in self.entries], dtype=np.float32)
+        self.embedder = load_embedder()
+        self.paper_vectors = self.embedder.fit_transform([paper_text(p) for p in self.papers]) if self.papers else None
+        top = max((c.trending_score for c in self.entries), default=0.0) or 1.0
+        self.trending = np.array([c.trending_score / top for c in self.entries], dtype=np.float64)
+        by_arxiv_id = sorted(range(len(self.papers)), key=lambda i: self.papers[i].arxiv_id)
+        self.tie_break = np.empty(len(self.papers), dtype=np.int64)
+        self.tie_break[by_arxiv_id] = np.arange(len(self.papers))
+        self._text_vectors = {}
+        self._paper_terms = {}
 
-    def profile_vectors(self, subscriber, liked=(), disliked=()):
-        """One unit vector per interest phrase (and one for the categories), each pulled
-        towards liked papers and away from disliked ones."""
-        texts = subscriber.interest_terms or [subscriber.interests]
-        if subscriber.categories:
-            texts = [*texts, " ".join(subscriber.categories)]
-        vectors = self.embedder.transform(texts).toarray()
-        if liked:
-            liked_mean = self.embedder.transform([paper_text(p) for p in liked]).toarray().mean(axis=0)
-            vectors = np.vstack([vectors + LIKE_WEIGHT * liked_mean, liked_mean])
-        if disliked:
-            vectors = vectors - DISLIKE_WEIGHT * self.embedder.transform(
-                [paper_text(p) for p in disliked]
-            ).toarray().mean(axis=0)
-        return normalize(vectors)
+    # --- vectors, cached for the life of the ranker -----------------------
 
-    def relevance_by_phrase(self, subscriber, liked=(), disliked=()):
-        """Cosine similarity of every paper to every profile vector: (papers × phrases)."""
-        return np.asarray(self.paper_vectors @ self.profile_vectors(subscriber, liked, disliked).T)
+    def text_vectors(self, texts):
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_vectors]
+        if missing:
+            for text, row in zip(missing, self._rows(self.embedder.transform(missing))):
+                self._text_vectors[text] = row
+        return self._stack([self._text_vectors[t] for t in texts])
 
-    def relevance(self, subscriber, liked=(), disliked=()):
-        """A paper is as relevant as its best-matching interest: phrases do not dilute each other."""
-        if not self.papers:
-            return np.zeros(0, dtype=np.float32)
-        scores = self.relevance_by_phrase(subscriber, liked, disliked).max(axis=1)
+    def vectors_of(self, papers):
+        """Vectors of any papers: rows of the edition matrix, or embedded (once) in its space."""
+        rows = []
+        outside = [p for p in papers if p.pk not in self.index]
+        outside_rows = dict(zip([p.pk for p in outside], self._rows(self.text_vectors([paper_text(p) for p in outside])))) if outside else {}
+        for paper in papers:
+            i = self.index.get(paper.pk)
+            rows.append(self.paper_vectors[i] if i is not None else outside_rows[paper.pk])
+        return self._stack(rows)
+
+    @staticmethod
+    def _rows(matrix):
+        return [matrix[i] if sparse.issparse(matrix) else matrix[i : i + 1] for i in range(matrix.shape[0])]
+
+    @staticmethod
+    def _stack(rows):
+        if not rows:
+            return None
+        return sparse.vstack(rows).tocsr() if sparse.issparse(rows[0]) else np.vstack(rows)
+
+    def paper_terms(self, i):
+        if i not in self._paper_terms:
+            self._paper_terms[i] = set(terms(paper_text(self.papers[i])))
+        return self._paper_terms[i]
+
+    # --- relevance --------------------------------------------------------
+
+    @staticmethod
+    def profile_vectors(subscriber, liked):
+        vectors = [ProfileVector("interest", term, 1.0) for term in subscriber.interest_terms]
+        vectors += [
+            ProfileVector("category", code, CATEGORY_TOPIC_WEIGHT)
+            for code in subscriber.categories or []
+            if category_topic(code)
+        ]
+        vectors += [ProfileVector("liked", paper.title, 1.0) for paper in liked]
+        return vectors
+
+    def profile_matrix(self, vectors, liked):
+        texts = [v.label if v.kind == "interest" else category_topic(v.label) for v in vectors if v.kind != "liked"]
+        parts = [m for m in (self.text_vectors(texts) if texts else None, self.vectors_of(liked) if liked else None) if m is not None]
+        if not parts:
+            return None
+        return sparse.vstack(parts).tocsr() if sparse.issparse(parts[0]) else np.vstack(parts)
+
+    def category_bonus(self, subscriber):
         wanted = set(subscriber.categories or [])
-        if wanted:
-            bonus = [CATEGORY_BONUS if wanted & set(p.categories or []) else 0.0 for p in self.papers]
-            scores = scores + np.array(bonus, dtype=np.float32)
-        return scores.ravel()
+        return np.array(
+            [CATEGORY_BONUS if wanted & set(p.categories or []) else 0.0 for p in self.papers]
+        ) if wanted else 0.0
 
-    def matched_terms(self, subscriber, paper_index):
-        tokens = self.paper_tokens[paper_index]
-        matched = []
-        for term in subscriber.interest_terms:
-            term_tokens = self.embedder.analyze(term)
-            if term_tokens and all(t in tokens for t in term_tokens):
-                matched.append(term)
-        return matched
+    def match(self, subscriber, liked=(), disliked=(), ignored=()):
+        """Relevance of every paper for one reader (see the module docstring)."""
+        liked, disliked = list(liked), list(disliked)
+        vectors = self.profile_vectors(subscriber, liked)
+        matrix = self.profile_matrix(vectors, liked)
+        similarity = None
+        cosine = np.zeros(len(self.papers))
+        if matrix is not None:
+            weights = np.array([v.weight for v in vectors])
+            similarity = similarities(self.paper_vectors, matrix) * weights
+            cosine = similarity.max(axis=1)
+        cosine = cosine + self.category_bonus(subscriber)
+        if disliked:
+            cosine = cosine - DISLIKE_PENALTY * similarities(self.paper_vectors, self.vectors_of(disliked)).max(axis=1)
+        if len(liked) >= MODEL_MIN_LIKES:
+            relevance = self.model_probability(subscriber, liked, disliked, list(ignored))
+            return Match(relevance, relevance >= MODEL_THRESHOLD, similarity, vectors)
+        return Match(cosine, cosine >= RELEVANCE_THRESHOLD, similarity, vectors)
 
-    def why(self, subscriber, i, liked):
-        paper = self.papers[i]
-        terms = self.matched_terms(subscriber, i)
-        if terms:
-            return "matches your interests: " + ", ".join(terms)
-        categories = sorted(set(subscriber.categories or []) & set(paper.categories or []))
-        if categories:
-            return "in " + ", ".join(categories)
-        if liked:
-            nearest = max(liked, key=lambda p: self._similarity_to(p, i))
-            return f"like “{nearest.title}”, which you liked"
-        closest = self.closest_interest(subscriber, i)
-        if closest:
-            return f"related to your interest in {closest}"
+    def model_probability(self, subscriber, liked, disliked, ignored):
+        """P(reader likes paper) from a per-reader logistic regression (arxiv-sanity style)."""
+        labelled = {p.pk for p in (*liked, *disliked, *ignored)}
+        unlabelled = [p for p in self.papers if p.pk not in labelled]
+        interests = subscriber.interest_terms
+        positives = [m for m in (self.vectors_of(liked), self.text_vectors(interests) if interests else None) if m is not None]
+        negatives = [m for m in (self.vectors_of(disliked), self.vectors_of(ignored), self.vectors_of(unlabelled)) if m is not None]
+        if not negatives:
+            return np.full(len(self.papers), 1.0)
+        stack = sparse.vstack if sparse.issparse(positives[0]) else np.vstack
+        features = stack(positives + negatives)
+        n_positive = sum(m.shape[0] for m in positives)
+        labels = np.r_[np.ones(n_positive), np.zeros(features.shape[0] - n_positive)]
+        weights = np.r_[
+            np.ones(n_positive),
+            np.ones(len(disliked)),
+            np.full(len(ignored), IGNORED_WEIGHT),
+            np.full(len(unlabelled), UNLABELLED_WEIGHT),
+        ]
+        weights[labels == 0] *= weights[labels == 1].sum() / weights[labels == 0].sum()
+        model = LogisticRegression(C=MODEL_C, max_iter=1000)
+        model.fit(features, labels, sample_weight=weights)
+        return model.predict_proba(self.paper_vectors)[:, 1]
+
+    # --- ranking ----------------------------------------------------------
+
+    def rank_for(self, subscriber, *, exclude_ids=(), liked=(), disliked=(), ignored=(),
+                 limit=None, apply_threshold=True):
+        """The papers ``subscriber`` gets, best first: an empty list means nothing worth sending.
+
+        Papers in ``exclude_ids`` (already sent) and the reader's voted papers
+        are never offered. ``apply_threshold=False`` ranks without the send
+        threshold (previews, the ``recommend`` command).
+        """
+        if not self.papers:
+            return []
+        limit = limit or subscriber.max_papers
+        liked, disliked = list(liked), list(disliked)
+        excluded = set(exclude_ids) | {p.pk for p in (*liked, *disliked)}
+        open_ = np.array([p.pk not in excluded for p in self.papers])
+        has_profile = bool(subscriber.interest_terms or subscriber.categories or liked)
+        if not has_profile:
+            return self.top_trending(open_, limit)
+        match = self.match(subscriber, liked, disliked, ignored)
+        eligible = open_ & match.passes if apply_threshold else open_
+        if not eligible.any():
+            return self.top_trending(open_, limit) if apply_threshold and subscriber.always_send_top else []
+        weight = settings.DIGEST_RELEVANCE_WEIGHT
+        top_relevance = match.relevance[open_].max()
+        relative = match.relevance / top_relevance if top_relevance > 0 else np.zeros(len(self.papers))
+        scores = weight * relative + (1 - weight) * self.trending
+        return [
+            RankedPaper(self.papers[i], float(scores[i]), float(match.relevance[i]),
+                        self.why(subscriber, i, match, liked), float(self.trending[i]))
+            for i in self.best(scores, eligible, limit)
+        ]
+
+    def top_trending(self, eligible, limit):
+        return [
+            RankedPaper(self.papers[i], float(self.trending[i]), 0.0, self.entries[i].trending_reason,
+                        float(self.trending[i]))
+            for i in self.best(self.trending, eligible, limit)
+        ]
+
+    def best(self, scores, eligible, limit):
+        """Indices of the ``limit`` best eligible papers; ties go to the lower arXiv id."""
+        order = np.lexsort((self.tie_break, -scores))
+        return [int(i) for i in order if eligible[i]][:limit]
+
+    # --- why-lines --------------------------------------------------------
+
+    def why(self, subscriber, i, match, liked):
+        reason = self.personal_reason(subscriber, i, match, liked)
+        trending = self.entries[i].trending_reason
+        if trending.startswith("trending:") and reason != trending:
+            return f"{reason} · {trending}"
+        return reason
+
+    def personal_reason(self, subscriber, i, match, liked):
+        """Interest terms the paper contains; else the liked paper, category or interest it is closest to."""
+        matched = self.matched_interests(subscriber, i)
+        if matched:
+            return "matches your interests: " + ", ".join(matched[:WHY_TERMS_SHOWN])
+        nearest = self.nearest_profile_vector(i, match)
+        if nearest is not None and nearest.kind == "liked":
+            return f"like “{nearest.label}”, which you liked"
+        shared = sorted(set(subscriber.categories or []) & set(self.papers[i].categories or []))
+        if shared:
+            return "in " + ", ".join(shared)
+        if nearest is not None and nearest.kind == "interest":
+            return f"related to your interest in {nearest.label}"
+        if nearest is not None and nearest.kind == "category":
+            return f"related to {nearest.label} ({category_label(nearest.label)})"
         return self.entries[i].trending_reason
 
-    def closest_interest(self, subscriber, i):
-        terms = subscriber.interest_terms
-        if not terms:
-            return ""
-        similarities = (self.paper_vectors[i] @ self.embedder.transform(terms).T).toarray()[0]
-        return terms[int(similarities.argmax())] if similarities.max() > 0 else ""
-
-    def _similarity_to(self, other_paper, i):
-        vector = self.embedder.transform([paper_text(other_paper)])
-        return float((self.paper_vectors[i] @ vector.T).toarray()[0, 0])
-
-    def rank_for(self, subscriber, *, exclude_ids=(), liked=(), disliked=(), limit=None,
-                 apply_threshold=True):
-        """The papers ``subscriber`` gets, best first: an empty list means nothing worth sending."""
-        limit = limit or subscriber.max_papers
-        excluded = set(exclude_ids) | {p.pk for p in liked} | {p.pk for p in disliked}
-        has_profile = bool(subscriber.interests.strip() or subscriber.categories or liked)
-        relevance = self.relevance(subscriber, liked, disliked) if has_profile else None
-        weight = settings.DIGEST_RELEVANCE_WEIGHT if has_profile else 0.0
-        top_relevance = float(relevance.max()) if relevance is not None and len(relevance) else 0.0
-        ranked = []
-        for i, paper in enumerate(self.papers):
-            if paper.pk in excluded:
-                continue
-            rel = float(relevance[i]) if relevance is not None else 0.0
-            if has_profile and apply_threshold and rel < RELEVANCE_THRESHOLD:
-                continue
-            relative = rel / top_relevance if top_relevance > 0 else 0.0
-            score = weight * relative + (1 - weight) * float(self.trending[i])
-            reason = self.why(subscriber, i, liked) if has_profile else self.entries[i].trending_reason
-            ranked.append(RankedPaper(paper, score, rel, reason))
-        ranked.sort(key=lambda r: (-r.score, r.paper.arxiv_id))
-        if not ranked and has_profile and subscriber.always_send_top and apply_threshold:
-            return self.top_trending(excluded, limit)
-        return ranked[:limit]
-
-    def top_trending(self, excluded, limit):
+    def matched_interests(self, subscriber, i):
+        paper_terms = self.paper_terms(i)
         return [
-            RankedPaper(e.paper, float(self.trending[i]), 0.0, e.trending_reason)
-            for i, e in enumerate(self.entries)
-            if e.paper.pk not in excluded
-        ][:limit]
+            phrase for phrase in subscriber.interest_terms
+            if (phrase_terms := terms(phrase)) and all(t in paper_terms for t in phrase_terms)
+        ]
+
+    @staticmethod
+    def nearest_profile_vector(i, match):
+        if match.similarity is None:
+            return None
+        best = int(match.similarity[i].argmax())
+        return match.vectors[best] if match.similarity[i, best] > 0 else None

@@ -1,17 +1,30 @@
-"""The digest email for one subscriber: subject, links and the two bodies."""
+"""The digest email: subject, preheader, links and the two bodies.
+
+``DigestRenderer`` renders one edition's digests. What every reader shares,
+each paper's block (title, authors, summary, links), is rendered once per
+edition from ``emails/digest_paper.{html,txt}`` and marked safe; a reader's
+email is the ``emails/digest.{html,txt}`` frame around those blocks with what
+is theirs alone: rank, why-line, vote links, footer links. All of it is
+Django templates, autoescaped; nothing is built by concatenating HTML.
+"""
 
 import re
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.template.loader import get_template
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 
 from subscriptions import tokens
 
-from .emails import absolute_url, render_bodies
+from .emails import absolute_url, inline_css
 
 SUMMARY_LIMIT = 320
 AUTHORS_SHOWN = 3
+SUBJECT_TITLE_LIMIT = 70
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+VOTES = {"up": 1, "down": -1}
 
 
 def short_summary(paper):
@@ -37,78 +50,171 @@ def author_line(paper):
     return ""
 
 
-def subscriber_links(subscriber):
-    unsubscribe = tokens.make_token(subscriber, tokens.UNSUBSCRIBE)
-    return {
-        "unsubscribe_url": absolute_url(reverse("subscriptions:unsubscribe", args=[unsubscribe])),
-        "preferences_url": absolute_url(
-            reverse("subscriptions:preferences", args=[tokens.make_token(subscriber, tokens.PREFERENCES)])
-        ),
-    }
+def paper_page_url(paper, fallback):
+    return paper.hf_url or paper.arxiv_url or fallback
 
 
-def feedback_urls(subscriber, paper):
-    def url(vote):
-        token = tokens.make_token(subscriber, tokens.FEEDBACK, p=paper.pk, v=vote)
-        return absolute_url(reverse("digest:feedback", args=[token]))
+def meta_line(paper):
+    """Authors, organisation, upvotes and comments: the parts the paper has."""
+    parts = [author_line(paper), paper.organization]
+    if paper.upvotes:
+        parts.append(f"▲ {paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}")
+    if paper.num_comments:
+        parts.append(f"💬 {paper.num_comments} comment{'s' if paper.num_comments != 1 else ''}")
+    return [p for p in parts if p]
 
-    return url(1), url(-1)
 
-
-def paper_item(subscriber, ranked):
-    like_url, dislike_url = feedback_urls(subscriber, ranked.paper)
-    return {
-        "paper": ranked.paper,
-        "reason": ranked.reason,
-        "authors": author_line(ranked.paper),
-        "summary": short_summary(ranked.paper),
-        "like_url": like_url,
-        "dislike_url": dislike_url,
-    }
+def paper_links(paper):
+    links = [
+        ("arXiv", paper.arxiv_url),
+        ("PDF", paper.pdf_url),
+        ("Hugging Face", paper.hf_url),
+        ("Code", paper.code_url),
+        ("Project", paper.project_url),
+    ]
+    return [(label, url) for label, url in links if url]
 
 
 def digest_subject(edition, ranked):
-    top = ranked[0].paper.title if ranked else ""
-    if len(top) > 70:
-        top = top[:69].rstrip() + "…"
+    top = ranked[0].paper.title if ranked else "nothing new"
+    top = " ".join(top.split())
+    if len(top) > SUBJECT_TITLE_LIMIT:
+        top = top[: SUBJECT_TITLE_LIMIT - 1].rstrip() + "…"
+    if edition.cadence == "weekly":
+        return f"Paperboy weekly, {edition.date:%-d %b}: {top}"
     return f"Paperboy {edition.date:%a %-d %b}: {top}"
 
 
-def digest_context(subscriber, edition, ranked):
-    view_token = tokens.make_token(subscriber, tokens.VIEW, e=edition.pk)
-    return {
-        "subscriber": subscriber,
-        "edition": edition,
-        "items": [paper_item(subscriber, r) for r in ranked],
-        "preheader": " · ".join(r.paper.title for r in ranked[1:3]) or "Today's trending papers",
-        "view_url": absolute_url(reverse("digest:view_in_browser", args=[view_token])),
-        "edition_url": absolute_url(
+def preheader(ranked):
+    others = [r.paper.title for r in ranked[1:3]]
+    if not others:
+        return "Today's pick, chosen for you"
+    more = len(ranked) - 3
+    return "Also: " + " · ".join(others) + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass(frozen=True)
+class PaperBlock:
+    """One paper's shared part of the email, rendered once per edition."""
+
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    subject: str
+    context: dict
+    text: str
+    html: str
+
+
+class DigestRenderer:
+    """Renders the digests of one edition; paper blocks are rendered once and reused."""
+
+    def __init__(self, edition):
+        self.edition = edition
+        self.edition_url = absolute_url(
             reverse("digest:edition", args=[edition.cadence, edition.date.isoformat()])
-        ),
-        "site_url": settings.SITE_URL,
-        "postal_address": settings.EMAIL_POSTAL_ADDRESS,
-        "contact_email": settings.CONTACT_EMAIL,
-        **subscriber_links(subscriber),
+        )
+        self.templates = {
+            name: get_template(f"emails/{name}")
+            for name in ("digest.html", "digest.txt", "digest_paper.html", "digest_paper.txt")
+        }
+        self.blocks = {}
+
+    def block(self, paper):
+        if paper.pk not in self.blocks:
+            context = {
+                "paper": paper,
+                "page_url": paper_page_url(paper, self.edition_url),
+                "meta": meta_line(paper),
+                "summary": short_summary(paper),
+                "links": paper_links(paper),
+            }
+            self.blocks[paper.pk] = PaperBlock(
+                html=mark_safe(self.templates["digest_paper.html"].render(context)),  # autoescaped above
+                text=self.templates["digest_paper.txt"].render(context),
+            )
+        return self.blocks[paper.pk]
+
+    def context(self, subscriber, ranked):
+        vote_token = tokens.make_token(subscriber, tokens.FEEDBACK, e=self.edition.pk)
+        view_token = tokens.make_token(subscriber, tokens.VIEW, e=self.edition.pk)
+        return {
+            "subscriber": subscriber,
+            "edition": self.edition,
+            "items": [
+                {
+                    "block": self.block(r.paper),
+                    "paper": r.paper,
+                    "reason": r.reason,
+                    "like_url": vote_url(vote_token, r.paper, "up"),
+                    "dislike_url": vote_url(vote_token, r.paper, "down"),
+                }
+                for r in ranked
+            ],
+            "preheader": preheader(ranked),
+            "view_url": absolute_url(reverse("digest:view_in_browser", args=[view_token])),
+            "feed_url": feed_url(subscriber),
+            "edition_url": self.edition_url,
+            "site_url": settings.SITE_URL,
+            "postal_address": settings.EMAIL_POSTAL_ADDRESS,
+            "contact_email": settings.CONTACT_EMAIL,
+            **subscriber_links(subscriber),
+        }
+
+    def render(self, subscriber, ranked):
+        context = self.context(subscriber, ranked)
+        return RenderedDigest(
+            subject=digest_subject(self.edition, ranked),
+            context=context,
+            text=self.templates["digest.txt"].render(context),
+            html=inline_css(self.templates["digest.html"].render(context)),
+        )
+
+
+def vote_url(token, paper, choice):
+    return absolute_url(reverse("digest:vote", args=[token, paper.pk, choice]))
+
+
+def feed_url(subscriber):
+    return absolute_url(reverse("digest:feed", args=[tokens.make_token(subscriber, tokens.FEED)]))
+
+
+def subscriber_links(subscriber):
+    unsubscribe = tokens.make_token(subscriber, tokens.UNSUBSCRIBE)
+    preferences = tokens.make_token(subscriber, tokens.PREFERENCES)
+    return {
+        "unsubscribe_url": absolute_url(reverse("subscriptions:unsubscribe", args=[unsubscribe])),
+        "preferences_url": absolute_url(reverse("subscriptions:preferences", args=[preferences])),
     }
 
 
 def render_digest(subscriber, edition, ranked):
     """Return (subject, context, (text, html)) for one subscriber's digest."""
-    context = digest_context(subscriber, edition, ranked)
-    return digest_subject(edition, ranked), context, render_bodies("digest", context)
+    digest = DigestRenderer(edition).render(subscriber, ranked)
+    return digest.subject, digest.context, (digest.text, digest.html)
 
 
-def render_delivery_html(delivery):
-    """The HTML of a digest as it was sent, rebuilt from the ledger (same papers, same reasons)."""
+def delivered_papers(delivery):
+    """The papers of a sent digest as RankedPaper rows, from the ledger (blocked papers left out)."""
     from papers.models import Paper
 
     from .ranking import RankedPaper
 
-    papers = Paper.objects.in_bulk(delivery.paper_ids)
-    ranked = [
+    papers = Paper.objects.filter(pk__in=delivery.paper_ids, block__isnull=True).in_bulk()
+    return [
         RankedPaper(papers[pid], 0.0, 0.0, delivery.reasons.get(str(pid), ""))
         for pid in delivery.paper_ids
         if pid in papers
     ]
-    _, _, (_, html) = render_digest(delivery.subscriber, delivery.edition, ranked)
-    return html
+
+
+def render_delivery(delivery):
+    """A digest as it was sent (same papers, same reasons), rebuilt from the ledger."""
+    return DigestRenderer(delivery.edition).render(delivery.subscriber, delivered_papers(delivery))
+
+
+def render_delivery_html(delivery):
+    return render_delivery(delivery).html

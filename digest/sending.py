@@ -1,24 +1,33 @@
-"""Sending digests exactly once: the Delivery ledger decides, not the retry.
+"""Sending digests at most once: the Delivery ledger decides, not the retry.
 
 1. ``claim_deliveries`` inserts one ``pending`` row per (subscriber, edition);
    the unique constraint makes a second claim a no-op.
-2. ``start_sending`` moves a row from ``pending`` to ``sending`` with a
-   compare-and-swap update that also checks the subscriber is still active.
-   Only the caller that wins may hand the message to the ESP, so two workers,
-   a retried task or a re-run never send the same edition twice.
-3. The outcome is recorded: ``sent`` with the ESP message id, ``skipped`` with
-   a reason, ``failed`` for a permanent refusal, or back to ``pending`` when
-   the ESP clearly did not take the message (connection refused, 5xx, 429)
-   so that a retry may send it.
-4. A row left in ``sending`` (a worker died, or the ESP timed out and we do
-   not know whether it accepted) is never resent blindly:
-   ``reconcile_stale_deliveries`` marks it ``failed`` after a timeout.
+2. Each reader's digest is ranked and rendered from the edition's prepared
+   vectors and paper blocks (``prepare_edition``: once per edition and process).
+3. Right before the ESP call, ``start_sending_batch`` moves the rows of one
+   ESP batch from ``pending`` to ``sending`` with one compare-and-swap UPDATE
+   that stamps them with a fresh token; only the rows carrying that token are
+   sent. Two workers, a retried task or a re-run never send a row twice. The
+   chosen papers are written to the row before the call, so a paper that may
+   have reached the reader is never sent to them again.
+4. The outcome is recorded: ``sent`` with each recipient's ESP message id,
+   ``skipped`` with a reason, ``failed`` for a permanent refusal (a refused
+   recipient is suppressed too), or back to ``pending`` when the ESP surely
+   did not take the message (connection refused, 5xx, 429), so a retry may send it.
+5. When the outcome is unknown (a timeout, a dropped connection, a worker that
+   died) the rows stay in ``sending``; ``reconcile_stale_deliveries`` marks
+   them ``failed`` after DIGEST_SENDING_STALE_MINUTES, never resends them.
+
+With an ESP that batches (``digest.esp``) one API call carries a whole batch;
+otherwise each reader gets their own message over one connection.
 """
 
 import logging
 import smtplib
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import islice
 
 import requests
 from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
@@ -29,16 +38,23 @@ from django.utils import timezone
 
 from subscriptions.models import Subscriber
 
-from .emails import build_email
+from .emails import BatchPart, build_batch_email, build_email
+from .esp import batch_style, batches
 from .models import Delivery, Feedback
-from .ranking import EditionRanker
-from .rendering import render_digest
+from .ranking import MODEL_MIN_LIKES, EditionRanker
+from .rendering import DigestRenderer
 
 log = logging.getLogger(__name__)
 
+ONE_BY_ONE_GROUP = 50
+PROGRESS_EVERY = 500
+IGNORED_PAPERS_LIMIT = 300
+PREPARED_EDITIONS_KEPT = 4
+REFUSED_STATUSES = {"rejected", "invalid"}
+
 
 class TransientSendError(Exception):
-    """The ESP did not take the message this time; the delivery is pending again."""
+    """The ESP did not take some messages this time; their deliveries are pending again."""
 
 
 @dataclass
@@ -50,27 +66,43 @@ class SendReport:
     transient: list = field(default_factory=list)
 
 
+# --- The ledger ---------------------------------------------------------------
+
+
 def claim_deliveries(edition, subscriber_ids):
     """Create a pending delivery for each subscriber that has none for this edition."""
     rows = [Delivery(subscriber_id=sid, edition=edition) for sid in subscriber_ids]
     Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
 
 
-def start_sending(delivery_id):
-    """Compare-and-swap ``pending`` → ``sending``; True only for the one caller that wins."""
-    return bool(
-        Delivery.objects.filter(
-            pk=delivery_id,
-            status=Delivery.Status.PENDING,
-            subscriber__status=Subscriber.Status.ACTIVE,
-        ).update(status=Delivery.Status.SENDING, sending_at=timezone.now(), attempts=F("attempts") + 1)
+def start_sending_batch(delivery_ids):
+    """Compare-and-swap ``pending`` → ``sending`` for many rows at once.
+
+    Returns (token, ids won): only rows still pending, whose subscriber is
+    still active, are taken, and only by this caller.
+    """
+    token = uuid.uuid4().hex
+    Delivery.objects.filter(
+        pk__in=list(delivery_ids),
+        status=Delivery.Status.PENDING,
+        subscriber__in=Subscriber.objects.filter(status=Subscriber.Status.ACTIVE),
+    ).update(
+        status=Delivery.Status.SENDING,
+        sending_at=timezone.now(),
+        attempts=F("attempts") + 1,
+        send_token=token,
     )
+    won = set(Delivery.objects.filter(pk__in=list(delivery_ids), send_token=token).values_list("pk", flat=True))
+    return token, won
+
+
+def start_sending(delivery_id):
+    """Compare-and-swap one row ``pending`` → ``sending``; True only for the caller that wins."""
+    return delivery_id in start_sending_batch([delivery_id])[1]
 
 
 def finish(delivery_id, status, **fields):
-    Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.SENDING).update(
-        status=status, **fields
-    )
+    Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.SENDING).update(status=status, **fields)
 
 
 def skip_inactive(edition, subscriber_ids):
@@ -82,12 +114,96 @@ def skip_inactive(edition, subscriber_ids):
     )
 
 
-def papers_already_sent(subscriber_ids):
+def skip(delivery_ids, reason):
+    return Delivery.objects.filter(pk__in=delivery_ids, status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.SKIPPED, reason=reason[:300]
+    )
+
+
+def reconcile_stale_deliveries(now=None):
+    """Rows stuck in ``sending`` past the timeout: the outcome is unknown, so they are
+    marked failed (at most once) rather than sent again."""
+    cutoff = (now or timezone.now()) - timedelta(minutes=settings.DIGEST_SENDING_STALE_MINUTES)
+    return Delivery.objects.filter(status=Delivery.Status.SENDING, sending_at__lt=cutoff).update(
+        status=Delivery.Status.FAILED, reason="send outcome unknown (stale); not resent"
+    )
+
+
+# --- What each reader gets --------------------------------------------------------
+
+
+@dataclass
+class PreparedEdition:
+    """An edition's ranker (paper vectors) and renderer (paper blocks), shared by all readers."""
+
+    key: tuple
+    ranker: EditionRanker
+    renderer: DigestRenderer
+
+
+_prepared_editions = {}
+
+
+def edition_entries(edition):
+    return list(
+        edition.entries.filter(pulled=False, paper__block__isnull=True)
+        .select_related("paper")
+        .order_by("rank")
+    )
+
+
+def prepare_edition(edition):
+    """The edition's vectors and paper blocks: computed once per process, reused by every chunk.
+
+    Recomputed when an entry is pulled or blocked, a paper changes, or the
+    settings that shape the vectors or the links do.
+    """
+    entries = edition_entries(edition)
+    key = (
+        edition.pk, edition.date, edition.cadence, settings.DIGEST_EMBEDDER, settings.SITE_URL,
+        tuple((e.pk, e.paper_id, e.paper.updated_at) for e in entries),
+    )
+    prepared = _prepared_editions.get(edition.pk)
+    if prepared is None or prepared.key != key:
+        while len(_prepared_editions) >= PREPARED_EDITIONS_KEPT:
+            _prepared_editions.pop(next(iter(_prepared_editions)))
+        prepared = PreparedEdition(key, EditionRanker(entries), DigestRenderer(edition))
+        _prepared_editions[edition.pk] = prepared
+    return prepared
+
+
+def ranker_for(edition):
+    return prepare_edition(edition).ranker
+
+
+@dataclass
+class Readers:
+    """What the ranking needs to know about a chunk of readers, loaded in a few queries."""
+
+    history: dict
+    liked: dict
+    disliked: dict
+    ignored: dict
+
+    def rank(self, ranker, subscriber, **kwargs):
+        sid = subscriber.pk
+        return ranker.rank_for(
+            subscriber,
+            exclude_ids=self.history.get(sid, ()),
+            liked=self.liked.get(sid, ()),
+            disliked=self.disliked.get(sid, ()),
+            ignored=self.ignored.get(sid, ()),
+            **kwargs,
+        )
+
+
+def papers_already_sent(subscriber_ids, excluding_edition=None):
+    """Per subscriber, the papers of every digest that was (or may have been) handed to the ESP."""
+    rows = Delivery.objects.filter(subscriber_id__in=subscriber_ids).exclude(status=Delivery.Status.PENDING)
+    if excluding_edition is not None:
+        rows = rows.exclude(edition=excluding_edition)
     sent = {}
-    rows = Delivery.objects.filter(
-        subscriber_id__in=subscriber_ids, status=Delivery.Status.SENT
-    ).values_list("subscriber_id", "paper_ids")
-    for subscriber_id, paper_ids in rows:
+    for subscriber_id, paper_ids in rows.values_list("subscriber_id", "paper_ids"):
         sent.setdefault(subscriber_id, set()).update(paper_ids)
     return sent
 
@@ -99,9 +215,85 @@ def feedback_papers(subscriber_ids):
     return liked, disliked
 
 
-def ranker_for(edition):
-    entries = edition.entries.filter(pulled=False).select_related("paper").order_by("rank")
-    return EditionRanker(list(entries))
+def ignored_papers(history, liked, disliked):
+    """Papers sent to readers with a model (enough likes) that they did not vote on."""
+    from papers.models import Paper
+
+    wanted = {}
+    for sid, likes in liked.items():
+        if len(likes) >= MODEL_MIN_LIKES:
+            voted = {p.pk for p in (*likes, *disliked.get(sid, ()))}
+            wanted[sid] = sorted(history.get(sid, set()) - voted, reverse=True)[:IGNORED_PAPERS_LIMIT]
+    papers = Paper.objects.in_bulk({pid for ids in wanted.values() for pid in ids})
+    return {sid: [papers[pid] for pid in ids if pid in papers] for sid, ids in wanted.items()}
+
+
+def load_readers(edition, subscriber_ids):
+    history = papers_already_sent(subscriber_ids, excluding_edition=edition)
+    liked, disliked = feedback_papers(subscriber_ids)
+    return Readers(history, liked, disliked, ignored_papers(history, liked, disliked))
+
+
+@dataclass
+class ComposedDigest:
+    delivery: Delivery
+    ranked: list
+    part: BatchPart
+
+
+def compose(deliveries, prepared, readers, report):
+    """Rank and render each reader's digest; readers with nothing worth sending are skipped."""
+    skipped = []
+    for count, delivery in enumerate(deliveries, start=1):
+        subscriber = delivery.subscriber
+        ranked = readers.rank(prepared.ranker, subscriber)
+        if not ranked:
+            skipped.append(delivery.pk)
+        else:
+            digest = prepared.renderer.render(subscriber, ranked)
+            yield ComposedDigest(delivery, ranked, BatchPart(
+                to=subscriber.email, subject=digest.subject, text=digest.text, html=digest.html,
+                context=digest.context, metadata={"delivery_id": str(delivery.pk)},
+            ))
+        if count % PROGRESS_EVERY == 0:
+            log.info("digests composed edition=%s progress=%d/%d", delivery.edition_id, count, len(deliveries))
+    if skipped:
+        reason = "no paper passed the relevance threshold" if prepared.ranker.papers else "no new papers in this edition"
+        report.skipped += skip(skipped, reason)
+        log.info("digests skipped edition=%s count=%d reason=%s", prepared.renderer.edition.pk, len(skipped), reason)
+
+
+def claim_for_send(items, report):
+    """CAS the rows of ``items``; keep the ones won and record their papers before any send."""
+    token, won = start_sending_batch([c.delivery.pk for c in items])
+    report.not_claimed += len(items) - len(won)
+    items = [c for c in items if c.delivery.pk in won]
+    for c in items:
+        c.delivery.paper_ids = [r.paper.pk for r in c.ranked]
+        c.delivery.reasons = {str(r.paper.pk): r.reason for r in c.ranked}
+    Delivery.objects.filter(send_token=token).bulk_update([c.delivery for c in items], ["paper_ids", "reasons"])
+    return token, items
+
+
+def record_sent(token, sent):
+    """``sent``: (delivery, ESP message id) pairs."""
+    now = timezone.now()
+    rows = []
+    for delivery, message_id in sent:
+        delivery.status, delivery.sent_at, delivery.reason = Delivery.Status.SENT, now, ""
+        delivery.esp_message_id = str(message_id or "")[:300]
+        rows.append(delivery)
+    Delivery.objects.filter(send_token=token, status=Delivery.Status.SENDING).bulk_update(
+        rows, ["status", "sent_at", "reason", "esp_message_id"]
+    )
+    for delivery in rows:
+        log.info(
+            "digest sent subscriber=%s edition=%s esp_message_id=%s papers=%d",
+            delivery.subscriber_id, delivery.edition_id, delivery.esp_message_id, len(delivery.paper_ids),
+        )
+
+
+# --- Errors -----------------------------------------------------------------------
 
 
 def classify_send_error(exc):
@@ -119,87 +311,121 @@ def classify_send_error(exc):
     if isinstance(exc, (smtplib.SMTPServerDisconnected, TimeoutError)):
         return "unknown"
     if isinstance(exc, smtplib.SMTPResponseException):
-        return "transient" if exc.smtp_code >= 400 and exc.smtp_code < 500 else "permanent"
+        return "transient" if 400 <= exc.smtp_code < 500 else "permanent"
     return "unknown"
 
 
-def esp_message_id(message):
+def refuses_recipient(exc):
+    return isinstance(exc, (AnymailRecipientsRefused, smtplib.SMTPRecipientsRefused))
+
+
+def suppress_refused(subscriber_ids):
+    """The ESP refused these addresses for good: never email them again."""
+    from subscriptions.services import suppress
+
+    for subscriber in Subscriber.objects.filter(pk__in=subscriber_ids):
+        suppress(subscriber, reason="bounced")
+
+
+def record_send_error(token, deliveries, exc, report):
+    """Apply the outcome of a failed ESP call to the rows it carried."""
+    kind = classify_send_error(exc)
+    text = f"{type(exc).__name__}: {exc}"[:300]
+    ids = [d.pk for d in deliveries]
+    rows = Delivery.objects.filter(pk__in=ids, send_token=token, status=Delivery.Status.SENDING)
+    if kind == "transient":
+        rows.update(status=Delivery.Status.PENDING, reason=text, paper_ids=[], reasons={})
+        report.transient.extend(ids)
+        log.warning("digest send deferred deliveries=%s error=%s", ids, text)
+    elif kind == "permanent":
+        rows.update(status=Delivery.Status.FAILED, reason=text, paper_ids=[], reasons={})
+        report.failed += len(ids)
+        if refuses_recipient(exc):
+            suppress_refused([d.subscriber_id for d in deliveries])
+        log.warning("digest send refused deliveries=%s error=%s", ids, text)
+    else:
+        # Outcome unknown: the ESP may have accepted it. Left in ``sending`` for
+        # reconcile_stale_deliveries; never resent blindly.
+        rows.update(reason=f"outcome unknown: {text}"[:300])
+        log.error("digest send outcome unknown deliveries=%s error=%s", ids, text)
+
+
+# --- Sending ----------------------------------------------------------------------
+
+
+def esp_message_id(message, recipient=None):
     status = getattr(message, "anymail_status", None)
-    if status is not None and status.message_id:
-        return str(status.message_id)
+    if status is not None:
+        if recipient is not None and status.recipients:
+            by_email = {email.lower(): s for email, s in status.recipients.items()}
+            found = by_email.get(recipient.lower())
+            if found is not None and found.message_id is not None:
+                return str(found.message_id)
+        if status.message_id is not None and not isinstance(status.message_id, set):
+            return str(status.message_id)
     return message.extra_headers.get("Message-ID", "")
 
 
-def send_one(connection, subscriber, edition, ranked):
-    subject, context, bodies = render_digest(subscriber, edition, ranked)
-    message = build_email("digest", context, subscriber.email, subject, bodies=bodies)
+def send_one(connection, message):
     message.connection = connection
     message.send()
     return esp_message_id(message)
 
 
-def deliver(connection, delivery, ranker, history, liked, disliked, report):
-    subscriber, edition = delivery.subscriber, delivery.edition
-    if not start_sending(delivery.pk):
-        report.not_claimed += 1
-        return
-    ranked = ranker.rank_for(
-        subscriber,
-        exclude_ids=history.get(subscriber.pk, ()),
-        liked=liked.get(subscriber.pk, ()),
-        disliked=disliked.get(subscriber.pk, ()),
-    )
-    if not ranked:
-        reason = "no paper passed the relevance threshold" if ranker.papers else "no new papers in this edition"
-        finish(delivery.pk, Delivery.Status.SKIPPED, reason=reason)
-        report.skipped += 1
-        log.info("digest skipped subscriber=%s edition=%s reason=nothing-relevant", subscriber.pk, edition.pk)
-        return
+def send_individually(items, report):
+    """One message per reader over one connection (SMTP, the outbox, ESPs without batching)."""
+    items = iter(items)
+    connection = get_connection()
     try:
-        message_id = send_one(connection, subscriber, edition, ranked)
-    except Exception as exc:  # classified below; nothing is lost
-        record_send_error(delivery, exc, report)
+        while group := list(islice(items, ONE_BY_ONE_GROUP)):
+            token, group = claim_for_send(group, report)
+            sent = []
+            for c in group:
+                message = build_email("digest", c.part.context, c.part.to, c.part.subject,
+                                      bodies=(c.part.text, c.part.html), metadata=c.part.metadata)
+                try:
+                    sent.append((c.delivery, send_one(connection, message)))
+                except Exception as exc:  # classified; nothing is lost
+                    record_send_error(token, [c.delivery], exc, report)
+            record_sent(token, sent)
+            report.sent += len(sent)
+    finally:
+        connection.close()
+
+
+def send_batch(connection, group, style, report):
+    """One ESP API call for a whole batch; each recipient's status decides their row."""
+    token, group = claim_for_send(group, report)
+    if not group:
         return
-    finish(
-        delivery.pk,
-        Delivery.Status.SENT,
-        sent_at=timezone.now(),
-        esp_message_id=message_id[:300],
-        paper_ids=[r.paper.pk for r in ranked],
-        reasons={str(r.paper.pk): r.reason for r in ranked},
-        reason="",
-    )
-    report.sent += 1
-    log.info(
-        "digest sent subscriber=%s edition=%s esp_message_id=%s papers=%d",
-        subscriber.pk, edition.pk, message_id, len(ranked),
-    )
+    message = build_batch_email([c.part for c in group], style.fields)
+    message.connection = connection
+    try:
+        message.send()
+    except Exception as exc:  # classified; nothing is lost
+        record_send_error(token, [c.delivery for c in group], exc, report)
+        return
+    statuses = {email.lower(): s for email, s in message.anymail_status.recipients.items()}
+    refused = [c.delivery for c in group if getattr(statuses.get(c.part.to.lower()), "status", None) in REFUSED_STATUSES]
+    if refused:
+        record_send_error(token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
+    refused_ids = {d.pk for d in refused}
+    sent = [(c.delivery, esp_message_id(message, c.part.to)) for c in group if c.delivery.pk not in refused_ids]
+    record_sent(token, sent)
+    report.sent += len(sent)
 
 
-def record_send_error(delivery, exc, report):
-    kind = classify_send_error(exc)
-    text = f"{type(exc).__name__}: {exc}"[:300]
-    if kind == "transient":
-        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
-            status=Delivery.Status.PENDING, reason=text
-        )
-        report.transient.append(delivery.pk)
-        log.warning("digest send deferred subscriber=%s edition=%s error=%s",
-                    delivery.subscriber_id, delivery.edition_id, text)
-    elif kind == "permanent":
-        finish(delivery.pk, Delivery.Status.FAILED, reason=text)
-        report.failed += 1
-        log.warning("digest send refused subscriber=%s edition=%s error=%s",
-                    delivery.subscriber_id, delivery.edition_id, text)
-    else:
-        # Outcome unknown: the ESP may have accepted it. Left in ``sending`` for
-        # reconcile_stale_deliveries; never resent blindly.
-        Delivery.objects.filter(pk=delivery.pk).update(reason=f"outcome unknown: {text}"[:300])
-        log.error("digest send outcome unknown subscriber=%s edition=%s error=%s",
-                  delivery.subscriber_id, delivery.edition_id, text)
+def send_in_batches(items, style, report):
+    connection = get_connection()
+    try:
+        for number, group in enumerate(batches(items, style.max_recipients, lambda c: c.part), start=1):
+            send_batch(connection, group, style, report)
+            log.info("digest batch handed to the ESP batch=%d recipients=%d", number, len(group))
+    finally:
+        connection.close()
 
 
-def send_edition_to(edition, subscriber_ids, *, ranker=None):
+def send_edition_to(edition, subscriber_ids, *, prepared=None):
     """Send ``edition`` to the given subscribers: claim, rank, render, send, record.
 
     Raises TransientSendError after the chunk when some deliveries must be retried.
@@ -210,27 +436,23 @@ def send_edition_to(edition, subscriber_ids, *, ranker=None):
     deliveries = list(
         Delivery.objects.filter(
             edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING
-        ).select_related("subscriber", "edition")
+        ).select_related("subscriber", "edition").order_by("pk")
     )
     report = SendReport()
     if not deliveries:
         return report
-    ranker = ranker or ranker_for(edition)
-    ids = [d.subscriber_id for d in deliveries]
-    history = papers_already_sent(ids)
-    liked, disliked = feedback_papers(ids)
-    with get_connection() as connection:
-        for delivery in deliveries:
-            deliver(connection, delivery, ranker, history, liked, disliked, report)
+    prepared = prepared or prepare_edition(edition)
+    readers = load_readers(edition, [d.subscriber_id for d in deliveries])
+    composed = compose(deliveries, prepared, readers, report)
+    style = batch_style()
+    if style is None:
+        send_individually(composed, report)
+    else:
+        send_in_batches(composed, style, report)
+    log.info(
+        "digest chunk done edition=%s sent=%d skipped=%d failed=%d deferred=%d not_claimed=%d",
+        edition.pk, report.sent, report.skipped, report.failed, len(report.transient), report.not_claimed,
+    )
     if report.transient:
         raise TransientSendError(f"{len(report.transient)} deliveries to retry", report)
     return report
-
-
-def reconcile_stale_deliveries(now=None):
-    """Rows stuck in ``sending`` past the timeout: the outcome is unknown, so they are
-    marked failed (at most once) rather than sent again."""
-    cutoff = (now or timezone.now()) - timedelta(minutes=settings.DIGEST_SENDING_STALE_MINUTES)
-    return Delivery.objects.filter(status=Delivery.Status.SENDING, sending_at__lt=cutoff).update(
-        status=Delivery.Status.FAILED, reason="send outcome unknown (stale); not resent"
-    )

@@ -9,7 +9,13 @@ from django.utils import timezone
 from .editions import build_editions_for, get_or_build_edition
 from .models import Cadence, Delivery, Edition
 from .scheduling import current_edition, due_subscriber_ids, end_of_day
-from .sending import claim_deliveries, ranker_for, reconcile_stale_deliveries, send_one
+from .sending import (
+    claim_deliveries,
+    load_readers,
+    prepare_edition,
+    reconcile_stale_deliveries,
+    send_one,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +98,33 @@ def send_digest_now(subscriber, day=None):
     return edition, report
 
 
+def preview_digest(subscriber):
+    """This subscriber's digest of the latest edition of their cadence, as it would be sent now.
+
+    The send threshold does not apply (an operator wants to see something);
+    nothing is recorded. None when there is no edition yet.
+    """
+    edition = Edition.objects.filter(cadence=subscriber.frequency).order_by("-date").first()
+    if edition is None:
+        return None
+    prepared = prepare_edition(edition)
+    readers = load_readers(edition, [subscriber.pk])
+    ranked = readers.rank(prepared.ranker, subscriber, apply_threshold=False)
+    return prepared.renderer.render(subscriber, ranked)
+
+
 def send_preview_digest(subscriber):
     """Email an operator's preview of this subscriber's digest; not recorded in the ledger."""
     from django.core.mail import get_connection
 
-    edition = Edition.objects.filter(cadence=subscriber.frequency).order_by("-date").first()
-    if edition is None:
+    from .emails import build_email
+
+    digest = preview_digest(subscriber)
+    if digest is None:
         return None
-    ranked = ranker_for(edition).rank_for(subscriber, apply_threshold=False)
-    with get_connection() as connection:
-        return send_one(connection, subscriber, edition, ranked)
+    message = build_email("digest", digest.context, subscriber.email, digest.subject,
+                          bodies=(digest.text, digest.html))
+    return send_one(get_connection(), message)
 
 
 def latest_edition_sample(limit=5):
@@ -109,5 +132,9 @@ def latest_edition_sample(limit=5):
     edition = Edition.objects.filter(cadence=Cadence.DAILY).order_by("-date").first()
     if edition is None:
         return []
-    entries = edition.entries.filter(pulled=False).select_related("paper").order_by("rank")[:limit]
+    entries = (
+        edition.entries.filter(pulled=False, paper__block__isnull=True)
+        .select_related("paper")
+        .order_by("rank")[:limit]
+    )
     return [e.paper for e in entries]

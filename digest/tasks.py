@@ -5,11 +5,18 @@ import random
 from celery import shared_task
 from django.utils.dateparse import parse_date
 
-from . import services
+from . import services, webhooks
 from .models import Edition
 from .sending import TransientSendError, send_edition_to
 
 MAX_SEND_RETRIES = 6
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_MAX_SECONDS = 3600
+
+
+def backoff_seconds(retries):
+    """Exponential backoff with jitter: about 30 s, 1 min, 2 min, … capped at an hour, ±50 %."""
+    return min(2**retries * BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS) * random.uniform(0.5, 1.5)
 
 
 @shared_task(acks_late=True)
@@ -33,6 +40,10 @@ def send_digest_chunk(self, edition_id, subscriber_ids):
     try:
         report = send_edition_to(edition, subscriber_ids)
     except TransientSendError as exc:
-        countdown = min(2 ** self.request.retries * 30, 3600) * random.uniform(0.5, 1.5)
-        raise self.retry(exc=exc, countdown=countdown)
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries))
     return {"sent": report.sent, "skipped": report.skipped, "failed": report.failed}
+
+
+@shared_task(acks_late=True)
+def apply_webhook_event(event_pk):
+    return webhooks.apply_event(event_pk)

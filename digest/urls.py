@@ -13,7 +13,9 @@ class TokenConverter(StringConverter):
 register_converter(TokenConverter, "token")
 
 urlpatterns = [
+    path("digest/", views.archive, name="archive"),
     path("digest/<str:cadence>/<str:date>/", views.edition_page, name="edition"),
     path("d/<token:token>/", views.view_in_browser, name="view_in_browser"),
-    path("vote/<token:token>/", views.feedback, name="feedback"),
+    path("feed/<token:token>/", views.subscriber_feed, name="feed"),
+    path("vote/<token:token>/<int:paper_id>/<str:choice>/", views.vote, name="vote"),
 ]

@@ -1,4 +1,4 @@
-"""Public edition pages, "view in browser" and feedback votes. Views only call services."""
+"""Public edition pages and archive, "view in browser", feedback votes. Views only call services."""
 
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -9,8 +9,16 @@ from django.views.decorators.http import require_http_methods
 from subscriptions import tokens
 
 from . import feedback as feedback_service
+from .feeds import SubscriberDigestFeed
 from .models import Cadence, Delivery, Edition
 from .rendering import render_delivery_html
+
+ARCHIVE_LENGTH = 60
+
+
+def archive(request):
+    editions = Edition.objects.order_by("-date", "cadence")[:ARCHIVE_LENGTH]
+    return render(request, "digest/archive.html", {"editions": editions})
 
 
 def edition_page(request, cadence, date):
@@ -18,8 +26,17 @@ def edition_page(request, cadence, date):
     if cadence not in Cadence.values or day is None:
         raise Http404("No such edition")
     edition = get_object_or_404(Edition, cadence=cadence, date=day)
-    entries = edition.entries.filter(pulled=False, paper__withdrawn_at__isnull=True).select_related("paper")
-    return render(request, "digest/edition.html", {"edition": edition, "entries": entries})
+    entries = edition.entries.filter(
+        pulled=False, paper__withdrawn_at__isnull=True, paper__block__isnull=True
+    ).select_related("paper")
+    siblings = Edition.objects.filter(cadence=cadence)
+    context = {
+        "edition": edition,
+        "entries": entries,
+        "previous": siblings.filter(date__lt=day).order_by("-date").first(),
+        "next": siblings.filter(date__gt=day).order_by("date").first(),
+    }
+    return render(request, "digest/edition.html", context)
 
 
 def view_in_browser(request, token):
@@ -39,13 +56,19 @@ def view_in_browser(request, token):
 
 @csrf_exempt  # the signed token is the credential; GET never votes (mail scanners prefetch links)
 @require_http_methods(["GET", "POST"])
-def feedback(request, token):
+def vote(request, token, paper_id, choice):
     try:
-        payload = tokens.read_token(token, tokens.FEEDBACK)
-        vote = feedback_service.vote_from_payload(payload)
+        vote = feedback_service.vote_from_link(token, paper_id, choice)
     except (tokens.InvalidToken, feedback_service.InvalidVote):
         return render(request, "digest/invalid_link.html", status=400)
     if request.method == "GET":
-        return render(request, "digest/vote_confirm.html", {"vote": vote})
-    feedback_service.record_vote(vote)
-    return render(request, "digest/vote_recorded.html", {"vote": vote})
+        response = render(request, "digest/vote_confirm.html", {"vote": vote})
+    else:
+        feedback_service.record_vote(vote)
+        response = render(request, "digest/vote_recorded.html", {"vote": vote})
+    response["X-Robots-Tag"] = "noindex"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+subscriber_feed = SubscriberDigestFeed()

@@ -1,0 +1,95 @@
+"""Turning paper and interest texts into vectors: the pluggable step of the ranking.
+
+An embedder has two methods, both returning one L2-normalised row per text
+(a SciPy sparse matrix or a NumPy array):
+
+* ``fit_transform(texts)``: learn from one edition's papers and embed them;
+* ``transform(texts)``: embed more texts (interests, liked papers) in that space.
+
+settings.DIGEST_EMBEDDER names the class. TF-IDF is the default, and what the
+tests use; ``SentenceTransformerEmbedder`` swaps in a sentence-embedding model
+for installations that have the ``sentence-transformers`` package and a model.
+"""
+
+import re
+
+import numpy as np
+from django.conf import settings
+from django.utils.module_loading import import_string
+from scipy import sparse
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+WORD = re.compile(r"[a-z0-9][a-z0-9\-]*[a-z0-9]|[a-z0-9]")
+
+
+def paper_text(paper):
+    """Title (twice: it says most), abstract and AI keywords."""
+    keywords = " ".join(paper.ai_keywords or [])
+    return f"{paper.title}. {paper.title}. {paper.abstract} {keywords}"
+
+
+def word_stem(word):
+    """A deliberately tiny stemmer: "models" and "model", "agents" and "agent" are one term."""
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def terms(text):
+    """The content words of ``text``, stemmed: used to say which interests a paper matches."""
+    return [word_stem(w) for w in WORD.findall(text.lower()) if w not in ENGLISH_STOP_WORDS]
+
+
+class TfidfEmbedder:
+    """TF-IDF over words and word pairs, fitted on one edition's papers."""
+
+    def __init__(self):
+        self.vectorizer = TfidfVectorizer(
+            analyzer=self.analyze, sublinear_tf=True, min_df=1, dtype=np.float32
+        )
+
+    @staticmethod
+    def analyze(text):
+        words = terms(text)
+        return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+    def fit_transform(self, texts):
+        return normalize(self.vectorizer.fit_transform(texts))
+
+    def transform(self, texts):
+        return normalize(self.vectorizer.transform(texts))
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-embedding model (settings.DIGEST_SENTENCE_MODEL) instead of TF-IDF.
+
+    Needs the optional ``sentence-transformers`` package and the model files;
+    nothing is fitted per edition, the model is loaded once per process.
+    """
+
+    _models = {}
+
+    def __init__(self):
+        from sentence_transformers import SentenceTransformer
+
+        name = settings.DIGEST_SENTENCE_MODEL
+        if name not in self._models:
+            self._models[name] = SentenceTransformer(name)
+        self.model = self._models[name]
+
+    def transform(self, texts):
+        vectors = self.model.encode(list(texts), normalize_embeddings=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+    fit_transform = transform
+
+
+def load_embedder():
+    return import_string(settings.DIGEST_EMBEDDER)()
+
+
+def similarities(rows, columns):
+    """Cosine similarities (rows × columns) of two sets of unit vectors, as a dense array."""
+    product = rows @ columns.T
+    return product.toarray() if sparse.issparse(product) else np.asarray(product)

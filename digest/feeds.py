@@ -1,0 +1,70 @@
+"""A subscriber's private Atom feed of their digests, for people who prefer a feed reader."""
+
+from django.conf import settings
+from django.contrib.syndication.views import Feed
+from django.http import Http404
+from django.urls import reverse
+from django.utils.feedgenerator import Atom1Feed
+
+from subscriptions import tokens
+
+from .emails import absolute_url
+from .models import Delivery
+from .rendering import delivered_papers, digest_subject
+
+FEED_LENGTH = 30
+
+
+class SubscriberDigestFeed(Feed):
+    feed_type = Atom1Feed
+    description_template = "digest/feed_item.html"
+
+    def __call__(self, request, *args, **kwargs):
+        response = super().__call__(request, *args, **kwargs)
+        response["X-Robots-Tag"] = "noindex"
+        return response
+
+    def get_object(self, request, token):
+        try:
+            return tokens.read_token(token, tokens.FEED).subscriber
+        except tokens.InvalidToken:
+            raise Http404("No such feed") from None
+
+    def title(self, subscriber):
+        return "Your Paperboy digests"
+
+    def subtitle(self, subscriber):
+        return "The machine learning papers picked for you, one entry per digest."
+
+    def link(self, subscriber):
+        return settings.SITE_URL + "/"
+
+    def items(self, subscriber):
+        return (
+            Delivery.objects.filter(subscriber=subscriber, status=Delivery.Status.SENT)
+            .select_related("edition", "subscriber")
+            .order_by("-sent_at")[:FEED_LENGTH]
+        )
+
+    def item_title(self, delivery):
+        return digest_subject(delivery.edition, delivered_papers(delivery))
+
+    def item_link(self, delivery):
+        token = tokens.make_token(delivery.subscriber, tokens.VIEW, e=delivery.edition_id)
+        return absolute_url(reverse("digest:view_in_browser", args=[token]))
+
+    def item_guid(self, delivery):
+        return f"tag:{settings.EMAIL_MESSAGE_ID_DOMAIN},{delivery.edition.date:%Y-%m-%d}:delivery-{delivery.pk}"
+
+    item_guid_is_permalink = False
+
+    def item_pubdate(self, delivery):
+        return delivery.sent_at
+
+    def item_updateddate(self, delivery):
+        return delivery.sent_at
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["papers"] = delivered_papers(kwargs["item"])
+        return context

@@ -1,0 +1,170 @@
+"""ESP tracking webhooks (``/anymail/<esp>/tracking/``): recorded fast, applied once by Celery.
+
+anymail validates each request (WEBHOOK_SECRET basic auth, plus the ESP's
+signature where it has one) and sends every event to ``record_tracking_event``.
+The receiver stores the event under its ``event_id`` (unique; events
+without one get a key made from their content), so a repeated event is
+stored once. Engagement events (delivered, opened, clicked: nearly one per
+email) are handed to Celery (``digest.tasks.apply_webhook_event``) and the
+ESP gets its answer at once. Events that must stop our email (bounced,
+complained, unsubscribed: rare) are applied before answering, so the
+subscriber is suppressed immediately even while the queues are busy with a
+send; if that fails, the ESP's retry brings the event back.
+
+``apply_event`` runs each stored event at most once (the row is locked and
+marked applied in one transaction):
+
+* ``bounced`` (anymail's name for a hard bounce) and ``complained`` suppress
+  the subscriber; ``unsubscribed`` unsubscribes them;
+* ``delivered``, ``opened`` and ``clicked`` stamp the delivery; an open implies
+  delivery and a click an open, and the earliest time wins, so events arriving
+  out of order or twice change nothing. Any of them also settles a delivery
+  left in ``sending`` (outcome unknown) as ``sent``: the ESP has it.
+"""
+
+import hashlib
+import logging
+
+from anymail.exceptions import AnymailWebhookValidationFailure
+from anymail.signals import EventType
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from subscriptions.models import Subscriber
+
+from .models import Delivery, WebhookEvent
+
+log = logging.getLogger(__name__)
+
+TIMESTAMP_FIELDS = {
+    EventType.DELIVERED: ["delivered_at"],
+    EventType.OPENED: ["delivered_at", "opened_at"],
+    EventType.CLICKED: ["delivered_at", "opened_at", "clicked_at"],
+    EventType.BOUNCED: ["bounced_at"],
+    EventType.COMPLAINED: ["complained_at"],
+}
+SUPPRESSING = {EventType.BOUNCED: "bounced", EventType.COMPLAINED: "complained"}
+STOPPING = {*SUPPRESSING, EventType.UNSUBSCRIBED}
+HANDLED = {*TIMESTAMP_FIELDS, EventType.UNSUBSCRIBED}
+PROOF_OF_SENDING = {EventType.DELIVERED, EventType.OPENED, EventType.CLICKED}
+
+
+def event_key(event, esp_name):
+    """The ESP's event id, or a digest of the event's content for ESPs that send none."""
+    if event.event_id:
+        return f"{esp_name}:{event.event_id}"[:200]
+    parts = [esp_name, event.event_type, event.message_id, event.recipient,
+             event.timestamp.isoformat() if event.timestamp else "", event.click_url]
+    return f"{esp_name}:sha256:" + hashlib.sha256("|".join(str(p or "") for p in parts).encode()).hexdigest()
+
+
+def record_tracking_event(sender, event, esp_name, **kwargs):
+    """anymail's tracking signal receiver: store the event once, apply it now or through Celery."""
+    if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
+        raise AnymailWebhookValidationFailure("tracking webhooks are refused until WEBHOOK_SECRET is set")
+    if event.event_type not in HANDLED:
+        return
+    stored = store_event(event, esp_name)
+    if stored.applied_at is not None:
+        log.info("webhook event repeated esp=%s type=%s", esp_name, event.event_type)
+    elif event.event_type in STOPPING:
+        apply_event(stored.pk)
+    else:
+        from .tasks import apply_webhook_event
+
+        transaction.on_commit(lambda: apply_webhook_event.delay(stored.pk))
+
+
+def store_event(event, esp_name):
+    """The stored row for ``event``: new, or the one a repeat of it finds."""
+    key = event_key(event, esp_name)
+    try:
+        with transaction.atomic():
+            return WebhookEvent.objects.create(
+                event_id=key,
+                esp=esp_name[:40],
+                event_type=event.event_type,
+                recipient=(event.recipient or "")[:254],
+                message_id=(event.message_id or "")[:300],
+                occurred_at=event.timestamp,
+                details={
+                    "metadata": {k: str(v) for k, v in (event.metadata or {}).items()},
+                    "reject_reason": event.reject_reason,
+                    "description": (event.description or "")[:500],
+                },
+            )
+    except IntegrityError:
+        return WebhookEvent.objects.get(event_id=key)
+
+
+def find_delivery(event):
+    """The delivery an event is about: by the delivery id we sent as metadata, else by message id."""
+    recipient = Q(subscriber__email__iexact=event.recipient) if event.recipient else Q()
+    delivery_id = str(event.details.get("metadata", {}).get("delivery_id", ""))
+    if delivery_id.isdigit():
+        found = Delivery.objects.filter(recipient, pk=int(delivery_id)).first()
+        if found is not None:
+            return found
+    if event.message_id:
+        bare = event.message_id.strip("<>")
+        return Delivery.objects.filter(
+            recipient, esp_message_id__in=[bare, f"<{bare}>"]
+        ).order_by("-pk").first()
+    return None
+
+
+def find_subscriber(event, delivery):
+    if delivery is not None:
+        return delivery.subscriber
+    if event.recipient:
+        return Subscriber.objects.filter(email__iexact=event.recipient).first()
+    return None
+
+
+def stamp_delivery(delivery, event):
+    """Set each timestamp the event implies, unless an earlier one is already there."""
+    moment = event.occurred_at or event.received_at
+    for name in TIMESTAMP_FIELDS.get(event.event_type, []):
+        Delivery.objects.filter(
+            Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gt": moment}), pk=delivery.pk
+        ).update(**{name: moment})
+    if event.event_type in PROOF_OF_SENDING:
+        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
+            status=Delivery.Status.SENT, sent_at=moment, reason="settled by the ESP's webhook"
+        )
+
+
+def change_subscriber(subscriber, event_type):
+    from subscriptions import services
+
+    if event_type in SUPPRESSING:
+        services.suppress(subscriber, reason=SUPPRESSING[event_type])
+        return f"subscriber suppressed ({SUPPRESSING[event_type]})"
+    if event_type == EventType.UNSUBSCRIBED:
+        services.unsubscribe(subscriber, via="esp")
+        return "subscriber unsubscribed"
+    return ""
+
+
+def apply_event(event_pk):
+    """Apply one stored event, once; returns what it did."""
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().filter(pk=event_pk, applied_at__isnull=True).first()
+        if event is None:
+            return "already applied"
+        delivery = find_delivery(event)
+        subscriber = find_subscriber(event, delivery)
+        outcomes = []
+        if delivery is not None:
+            stamp_delivery(delivery, event)
+            outcomes.append(f"delivery {delivery.pk} updated")
+        if subscriber is not None:
+            outcomes.append(change_subscriber(subscriber, event.event_type))
+        outcome = "; ".join(o for o in outcomes if o) or "no matching delivery or subscriber"
+        WebhookEvent.objects.filter(pk=event.pk).update(
+            applied_at=timezone.now(), delivery=delivery, outcome=outcome[:200]
+        )
+    log.info("webhook event applied esp=%s type=%s outcome=%s", event.esp, event.event_type, outcome)
+    return outcome
