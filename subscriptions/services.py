@@ -267,7 +267,10 @@ def can_confirm(subscriber, requested_at=None):
         return True
     if subscriber.status == Status.UNSUBSCRIBED and requested_at is not None:
         left = subscriber.unsubscribed_at
-        return left is None or datetime.fromtimestamp(requested_at, tz=UTC) > left
+        try:
+            return left is None or datetime.fromtimestamp(requested_at, tz=UTC) > left
+        except (TypeError, ValueError, OverflowError, OSError):  # not a UNIX time
+            return False
     return False
 
 

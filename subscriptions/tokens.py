@@ -84,7 +84,10 @@ def read_token(token, purpose, *, max_age=None, allow_revoked=False):
     if subscriber is None:
         raise UnknownSubscriber("unknown subscriber")
     expected = subscriber.token_secret[:SECRET_PREFIX_LENGTH]
-    revoked = not hmac.compare_digest(str(payload.get("k", "")), expected)
+    # As bytes: compare_digest raises TypeError on str with non-ASCII characters.
+    revoked = not hmac.compare_digest(
+        str(payload.get("k", "")).encode("utf-8", "surrogatepass"), expected.encode()
+    )
     if revoked and not allow_revoked:
         raise InvalidToken("revoked")
     extra = {k: v for k, v in payload.items() if k not in ("s", "k")}
