@@ -1,35 +1,152 @@
-from django.contrib import admin
+"""Editions and their ranked papers, the delivery ledger, votes, webhook events, the blocklist.
 
-from .models import Delivery, Edition, EditionPaper, Feedback
+Operators can preview any subscriber's digest as the real email HTML, resend
+a failed delivery (never a sent one) and block a paper from every digest not
+yet sent. Every change goes through ``digest.services``.
+"""
+
+from django.contrib import admin, messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from subscriptions.models import Subscriber
+
+from . import services
+from .models import BlockedPaper, Delivery, Edition, EditionPaper, Feedback, WebhookEvent
+from .rendering import render_delivery_html
 
 
 class EditionPaperInline(admin.TabularInline):
     model = EditionPaper
-    fields = ["rank", "paper", "trending_score", "trending_reason", "pulled"]
-    readonly_fields = ["rank", "paper", "trending_score", "trending_reason"]
+    fields = ["rank", "paper", "score", "trending_reason", "pulled"]
+    readonly_fields = ["rank", "paper", "score", "trending_reason"]
     extra = 0
     can_delete = False
+    show_change_link = False
+
+    @admin.display(description="trending score")
+    def score(self, entry):
+        return f"{entry.trending_score:.4f}"
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Edition)
 class EditionAdmin(admin.ModelAdmin):
-    list_display = ["date", "cadence", "built_at"]
+    list_display = ["date", "cadence", "built_at", "paper_count", "public_page"]
     list_filter = ["cadence"]
     date_hierarchy = "date"
+    readonly_fields = ["cadence", "date", "built_at"]
     inlines = [EditionPaperInline]
+
+    @admin.display(description="papers")
+    def paper_count(self, edition):
+        return edition.entries.count()
+
+    @admin.display(description="public page")
+    def public_page(self, edition):
+        url = reverse("digest:edition", args=[edition.cadence, edition.date.isoformat()])
+        return format_html('<a href="{}">view</a>', url)
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = ["edition", "subscriber", "status", "sent_at", "attempts", "reason"]
-    list_filter = ["status", "edition__cadence", "edition__date"]
+    list_filter = ["status", "edition", "edition__cadence"]
     search_fields = ["subscriber__email", "esp_message_id"]
+    list_select_related = ["edition", "subscriber"]
     raw_id_fields = ["subscriber", "edition"]
-    readonly_fields = [f.name for f in Delivery._meta.fields]
+    readonly_fields = ["email_links", *[f.name for f in Delivery._meta.fields]]
+    actions = ["resend_failed"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def get_urls(self):
+        own = [
+            path("preview/<int:subscriber_id>/", self.admin_site.admin_view(self.preview_view),
+                 name="digest_delivery_preview"),
+            path("<int:delivery_id>/email/", self.admin_site.admin_view(self.sent_email_view),
+                 name="digest_delivery_email"),
+        ]
+        return own + super().get_urls()
+
+    @admin.display(description="email")
+    def email_links(self, delivery):
+        preview = reverse("admin:digest_delivery_preview", args=[delivery.subscriber_id])
+        if delivery.status != Delivery.Status.SENT:
+            return format_html('<a href="{}">Preview digest for this subscriber</a>', preview)
+        sent = reverse("admin:digest_delivery_email", args=[delivery.pk])
+        return format_html('<a href="{}">The email as sent</a> · <a href="{}">Preview digest for this subscriber</a>',
+                           sent, preview)
+
+    def preview_view(self, request, subscriber_id):
+        """This subscriber's digest of the latest edition, as the real email HTML (not sent, not recorded)."""
+        if not self.has_view_permission(request):
+            raise Http404
+        digest = services.preview_digest(get_object_or_404(Subscriber, pk=subscriber_id))
+        if digest is None:
+            return HttpResponse("No edition of this subscriber's cadence yet.", content_type="text/plain")
+        return HttpResponse(digest.html)
+
+    def sent_email_view(self, request, delivery_id):
+        if not self.has_view_permission(request):
+            raise Http404
+        delivery = get_object_or_404(Delivery.objects.select_related("edition", "subscriber"),
+                                     pk=delivery_id, status=Delivery.Status.SENT)
+        return HttpResponse(render_delivery_html(delivery))
+
+    @admin.action(description="Resend failed deliveries (never a sent one)")
+    def resend_failed(self, request, queryset):
+        resent = sum(services.resend_failed_delivery(d) for d in queryset)
+        self.message_user(request, f"{resent} delivery(ies) queued to be sent again.")
+        if resent < len(queryset):
+            self.message_user(
+                request,
+                f"{len(queryset) - resent} left alone: only failed deliveries the ESP never "
+                "reported delivered can be resent.",
+                messages.WARNING,
+            )
 
 
 @admin.register(Feedback)
 class FeedbackAdmin(admin.ModelAdmin):
     list_display = ["subscriber", "paper", "vote", "created_at"]
     list_filter = ["vote"]
+    search_fields = ["subscriber__email", "paper__title"]
+    list_select_related = ["subscriber", "paper"]
     raw_id_fields = ["subscriber", "paper"]
+
+
+@admin.register(BlockedPaper)
+class BlockedPaperAdmin(admin.ModelAdmin):
+    list_display = ["paper", "reason", "created_at"]
+    search_fields = ["paper__title", "paper__arxiv_id"]
+    raw_id_fields = ["paper"]
+    fields = ["paper", "reason"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+        else:
+            obj.pk = services.block_paper(obj.paper, obj.reason).pk
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["paper"] if obj else []
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "esp", "event_type", "recipient", "delivery", "applied_at", "outcome"]
+    list_filter = ["event_type", "esp"]
+    search_fields = ["recipient", "message_id", "event_id"]
+    raw_id_fields = ["delivery"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -78,8 +78,8 @@ def signal_gains(papers, day):
     }
 
 
-def ranked_candidates(papers, cadence, day, as_of):
-    """``papers`` as trending-ranked candidates (best first, at most EDITION_SIZE_LIMIT)."""
+def ranked_candidates(papers, cadence, day, as_of, limit=EDITION_SIZE_LIMIT):
+    """``papers`` as trending-ranked candidates, best first (at most ``limit``; None: all)."""
     papers = list(papers)
     gains = signal_gains(papers, day)
     scored = [
@@ -93,7 +93,7 @@ def ranked_candidates(papers, cadence, day, as_of):
         for paper in papers
     ]
     scored.sort(key=lambda c: (-c.trending_score, c.paper.arxiv_id))
-    return scored[:EDITION_SIZE_LIMIT]
+    return scored[:limit]
 
 
 def edition_candidates(cadence, day):

@@ -138,8 +138,9 @@ class EditionRanker:
         return sparse.vstack(rows).tocsr() if sparse.issparse(rows[0]) else np.vstack(rows)
 
     def paper_terms(self, i):
+        """The paper's terms in order, space-separated and padded, for whole-phrase lookups."""
         if i not in self._paper_terms:
-            self._paper_terms[i] = set(terms(paper_text(self.papers[i])))
+            self._paper_terms[i] = f" {' '.join(terms(paper_text(self.papers[i])))} "
         return self._paper_terms[i]
 
     # --- relevance --------------------------------------------------------
@@ -283,10 +284,11 @@ class EditionRanker:
         return self.entries[i].trending_reason
 
     def matched_interests(self, subscriber, i):
+        """The interest phrases the paper contains, word for word (stemmed, stop words aside)."""
         paper_terms = self.paper_terms(i)
         return [
             phrase for phrase in subscriber.interest_terms
-            if (phrase_terms := terms(phrase)) and all(t in paper_terms for t in phrase_terms)
+            if (phrase_terms := terms(phrase)) and f" {' '.join(phrase_terms)} " in paper_terms
         ]
 
     @staticmethod

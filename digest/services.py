@@ -138,3 +138,93 @@ def latest_edition_sample(limit=5):
         .order_by("rank")[:limit]
     )
     return [e.paper for e in entries]
+
+
+def resend_failed_delivery(delivery):
+    """Send a failed delivery again; refused (False) for anything but a failed, never-delivered row.
+
+    The row goes back to ``pending`` with one conditional UPDATE, so a sent
+    delivery, or one the ESP reported delivered, opened or clicked, is never
+    sent twice.
+    """
+    from .tasks import send_digest_chunk
+
+    moved = Delivery.objects.filter(
+        pk=delivery.pk,
+        status=Delivery.Status.FAILED,
+        delivered_at__isnull=True,
+        opened_at__isnull=True,
+        clicked_at__isnull=True,
+    ).update(status=Delivery.Status.PENDING, reason="resend requested", paper_ids=[], reasons={}, send_token="")
+    if moved:
+        send_digest_chunk.delay(delivery.edition_id, [delivery.subscriber_id])
+        log.info("digest resend requested delivery=%s", delivery.pk)
+    return bool(moved)
+
+
+def block_paper(paper, reason=""):
+    """Put ``paper`` on the blocklist: it leaves every edition page and every digest not yet sent."""
+    from .models import BlockedPaper, EditionPaper
+
+    blocked, _ = BlockedPaper.objects.get_or_create(paper=paper, defaults={"reason": reason[:300]})
+    pulled = EditionPaper.objects.filter(paper=paper, pulled=False).update(pulled=True)
+    log.info("paper blocked paper=%s editions=%d", paper.pk, pulled)
+    return blocked
+
+
+class UnknownPaper(LookupError):
+    """No paper, or more than one, answers to a reference given by an operator."""
+
+
+def find_paper(reference):
+    """A paper by arXiv id (with or without version), database id, exact title or a unique title part."""
+    from papers.models import Paper
+
+    reference = reference.strip()
+    arxiv_id = reference.removeprefix("arXiv:").rsplit("v", 1)[0] if "." in reference else reference
+    for lookup in ({"arxiv_id": reference}, {"arxiv_id": arxiv_id}, {"title__iexact": reference}):
+        found = Paper.objects.filter(**lookup).first()
+        if found is not None:
+            return found
+    if reference.isdigit():
+        found = Paper.objects.filter(pk=int(reference)).first()
+        if found is not None:
+            return found
+    matches = list(Paper.objects.filter(title__icontains=reference)[:6])
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UnknownPaper(f"no paper matches {reference!r}")
+    titles = "; ".join(p.title[:60] for p in matches[:5])
+    raise UnknownPaper(f"{reference!r} matches several papers ({titles}); give more of the title or the arXiv id")
+
+
+def recommendation_pool(pool, cadence=Cadence.DAILY, day=None):
+    """Candidates for ``recommend``: the latest edition of ``cadence`` (or what it would hold if
+    built now), or, for ``all``, every paper not withdrawn nor blocked, ranked by trending now."""
+    from papers.models import Paper
+
+    from .editions import edition_candidates, ranked_candidates
+    from .sending import edition_entries
+
+    day = day or timezone.localdate()
+    if pool == "all":
+        papers = Paper.objects.filter(withdrawn_at__isnull=True, block__isnull=True)
+        return ranked_candidates(papers, cadence, day, timezone.now(), limit=None)
+    edition = Edition.objects.filter(cadence=cadence).order_by("-date").first()
+    return edition_entries(edition) if edition is not None else edition_candidates(cadence, day)
+
+
+def recommend(*, interests="", categories=(), liked=(), pool="edition", cadence=Cadence.DAILY, limit=10):
+    """What a subscriber with these interests, categories and liked papers would get, best first.
+
+    The send threshold does not apply: ``limit`` papers whenever the pool
+    holds that many besides the liked ones, which are never recommended back.
+    """
+    from subscriptions.models import Subscriber
+
+    from .ranking import EditionRanker
+
+    reader = Subscriber(interests=interests, categories=list(categories), max_papers=limit)
+    ranker = EditionRanker(recommendation_pool(pool, cadence))
+    return ranker.rank_for(reader, liked=list(liked), limit=limit, apply_threshold=False)

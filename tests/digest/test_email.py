@@ -1,7 +1,12 @@
 """The digest email: both parts, list headers, escaping, size."""
 
+from unittest import mock
+
 import pytest
 
+from digest.models import Delivery
+from digest.ranking import EditionRanker
+from digest.rendering import DigestRenderer, short_summary
 from digest.sending import send_edition_to
 from tests.digest.builders import built_edition, papers_on_topics
 from tests.factories import PaperFactory, SubscriberFactory
@@ -62,3 +67,71 @@ def test_html_stays_under_gmail_clipping_with_twenty_long_papers(mailoutbox):
     message, _ = sent_digest(mailoutbox, interests="", max_papers=20)
     assert len(html_part(message).encode()) < 100 * 1024
     assert message.body.count("More like this:") == 20
+
+
+def test_subject_has_the_date_and_the_top_paper_and_the_html_a_preheader(mailoutbox):
+    message, _ = sent_digest(mailoutbox, interests="diffusion models, language models")
+    edition = Delivery.objects.get().edition
+    assert message.subject.startswith(f"Paperboy {edition.date:%a %-d %b}: ")
+    assert message.subject.endswith("Denoising diffusion models for image generation")
+    preheader = html_part(message).split('class="preheader"')[1].split("</div>")[0]
+    assert "Also: " in preheader and "language models" in preheader
+
+
+def test_each_paper_has_authors_organisation_signal_summary_links_and_votes(mailoutbox):
+    PaperFactory(
+        title="Sparse mixtures of diffusion experts",
+        author_names=["Ada Lovelace", "Alan Turing", "Grace Hopper", "Katherine Johnson"],
+        organization="Analytical Engines Lab", upvotes=57, num_comments=3,
+        ai_summary="A short AI summary of the mixture.",
+        abstract="A long abstract that should not be shown. " * 20,
+        hf_url="https://huggingface.co/papers/2611.99999", code_url="https://github.com/example/moe",
+    )
+    message, _ = sent_digest(mailoutbox, interests="diffusion")
+    html, text = html_part(message), message.body
+    for part in (" ".join(html.split()), " ".join(text.split())):
+        assert "Ada Lovelace, Alan Turing, Grace Hopper et al." in part
+        assert "Analytical Engines Lab" in part
+        assert "57 upvotes" in part and "3 comments" in part
+        assert "A short AI summary of the mixture." in part
+        assert "should not be shown" not in part
+        assert "https://huggingface.co/papers/2611.99999" in part and "https://github.com/example/moe" in part
+        assert "https://arxiv.org/abs/" in part and "https://arxiv.org/pdf/" in part
+    assert html.count("/up/") == html.count("/down/") == len(message.body.split("More like this:")) - 1
+
+
+def test_the_abstract_is_cut_at_a_sentence_when_there_is_no_ai_summary():
+    paper = PaperFactory.build(ai_summary="", abstract="First sentence here. " * 10 + "Second part " * 40)
+    summary = short_summary(paper)
+    assert summary.endswith("here.") and len(summary) <= 320
+
+
+def test_footer_links_preferences_unsubscribe_browser_feed_and_postal_line(mailoutbox, settings):
+    message, subscriber = sent_digest(mailoutbox, interests="")
+    for part in (" ".join(html_part(message).split()), " ".join(message.body.split())):
+        assert "/preferences/" in part and "/unsubscribe/" in part and "/d/" in part and "/feed/" in part
+        assert settings.EMAIL_POSTAL_ADDRESS in part and settings.CONTACT_EMAIL in part
+        assert f"subscribed to Paperboy with {subscriber.email}" in part
+
+
+def test_plain_text_part_is_its_own_template_not_stripped_html(mailoutbox):
+    message, _ = sent_digest(mailoutbox, interests="")
+    assert "<a " not in message.body and "&amp;" not in message.body
+    assert message.body.startswith("Paperboy · Daily digest")
+    long_lines = [line for line in message.body.splitlines() if len(line) > 72 and "http" not in line]
+    assert long_lines == []
+
+
+def test_paper_blocks_are_rendered_once_per_edition_for_all_readers():
+    edition = built_edition(papers=papers_on_topics())
+    readers = SubscriberFactory.create_batch(3, interests="")
+    renderer = DigestRenderer(edition)
+    block_template = renderer.templates["digest_paper.html"]
+    ranked = EditionRanker(list(edition.entries.select_related("paper"))).rank_for(readers[0])
+
+    with mock.patch.object(block_template, "render", wraps=block_template.render) as render_block:
+        digests = [renderer.render(reader, ranked) for reader in readers]
+
+    assert render_block.call_count == len(ranked)
+    assert len({d.html for d in digests}) == 3  # still each reader's own email
+    assert all(reader.email in d.html for reader, d in zip(readers, digests))

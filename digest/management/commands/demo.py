@@ -4,9 +4,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.utils import timezone
+from django.utils.text import Truncator
 
 from digest import services
 from digest.models import Delivery
+from digest.rendering import delivered_papers, digest_subject
 from papers.models import Paper
 from subscriptions.models import Subscriber
 
@@ -34,6 +36,8 @@ DEMO_SUBSCRIBERS = [
     },
 ]
 ADMIN_USERNAME = "admin"
+DIGEST_LINES_SHOWN = 3
+TITLE_WIDTH = 90
 
 
 class Command(BaseCommand):
@@ -77,6 +81,26 @@ class Command(BaseCommand):
         password_file.chmod(0o600)
         return password
 
+    def print_digest(self, subscriber):
+        """The subscriber's latest digest: its subject, then each paper with its why-line."""
+        delivery = (
+            subscriber.deliveries.filter(status=Delivery.Status.SENT)
+            .select_related("edition", "subscriber")
+            .order_by("-sent_at")
+            .first()
+        )
+        if delivery is None:
+            return
+        ranked = delivered_papers(delivery)
+        self.stdout.write(self.style.MIGRATE_HEADING(f"  {subscriber.email}, interested in: {subscriber.interests}"))
+        self.stdout.write(f"    Subject: {digest_subject(delivery.edition, ranked)}")
+        for rank, item in enumerate(ranked[:DIGEST_LINES_SHOWN], start=1):
+            self.stdout.write(f"    {rank}. {Truncator(item.paper.title).chars(TITLE_WIDTH)}")
+            self.stdout.write(f"       why: {item.reason}")
+        if len(ranked) > DIGEST_LINES_SHOWN:
+            self.stdout.write(f"    … and {len(ranked) - DIGEST_LINES_SHOWN} more")
+        self.stdout.write("")
+
     def print_summary(self, summary, sent_now, password):
         write = self.stdout.write
         write("")
@@ -88,9 +112,12 @@ class Command(BaseCommand):
             write(f"  edition: {edition}")
         write(f"  digests sent in this run: {sent_now} (a re-run on the same day sends none)")
         for sub in Subscriber.objects.filter(email__in=[s["email"] for s in DEMO_SUBSCRIBERS]):
-            delivery = sub.deliveries.order_by("-created_at").first()
+            delivery = sub.deliveries.select_related("edition").order_by("-created_at").first()
             state = f"{delivery.status} ({delivery.edition})" if delivery else "no delivery yet"
             write(f"    {sub.email:<34} {sub.frequency:<7} {state}")
+        write("")
+        for sub in Subscriber.objects.filter(email__in=[s["email"] for s in DEMO_SUBSCRIBERS]).order_by("email"):
+            self.print_digest(sub)
         if "outbox" in settings.EMAIL_BACKEND:
             write(f"  outbox (one .eml file per email): {settings.OUTBOX_DIR}")
         write(f"  admin: make serve, then http://127.0.0.1:8000/admin/ as {ADMIN_USERNAME} / {password}")

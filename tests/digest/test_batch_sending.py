@@ -1,0 +1,233 @@
+"""Batch sending through anymail: one API call per batch, each reader's own email inside it.
+
+anymail's test backend records every call in mail.outbox with the parameters
+it would send (``anymail_test_params``); in ``digest.esp`` it stands in for
+Mailgun: recipient variables substituted into the message itself.
+"""
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+import requests
+from anymail.backends.test import EmailBackend as AnymailTestBackend
+from anymail.exceptions import AnymailRequestsAPIError
+from anymail.message import AnymailRecipientStatus
+from django.core import mail
+from django.utils import timezone
+
+from digest.esp import BATCH_STYLES, BatchStyle, batch_style
+from digest.models import Delivery
+from digest.sending import TransientSendError, claim_deliveries, reconcile_stale_deliveries, send_edition_to
+from subscriptions import tokens
+from tests.digest.builders import built_edition
+from tests.factories import SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+INTERESTS = ["diffusion models", "graph neural networks", "robot manipulation", "language models", ""]
+
+
+@pytest.fixture
+def esp_outbox(settings):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    settings.DIGEST_ESP_BATCH_LIMIT = 2
+    mail.outbox = []
+    return mail.outbox
+
+
+@pytest.fixture
+def readers():
+    return [SubscriberFactory(interests=interests) for interests in INTERESTS]
+
+
+def api_error(status):
+    response = requests.Response()
+    response.status_code, response.reason, response._content = status, "ESP said no", b"{}"
+    return AnymailRequestsAPIError("ESP said no", status_code=status, response=response)
+
+
+def timeout_error():
+    try:
+        raise requests.Timeout("read timed out")
+    except requests.Timeout:
+        try:
+            raise AnymailRequestsAPIError("timed out talking to the ESP")
+        except AnymailRequestsAPIError as error:
+            return error
+
+
+def params(message):
+    return message.anymail_test_params
+
+
+def test_one_api_call_per_batch_up_to_the_esp_limit(esp_outbox, readers):
+    report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.sent == 5
+    assert [len(params(m)["to"]) for m in esp_outbox] == [2, 2, 1]
+    assert all(params(m)["is_batch_send"] for m in esp_outbox)
+    recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
+    assert sorted(recipients) == sorted(r.email for r in readers)
+
+
+def test_each_recipient_gets_their_own_rendered_email_in_merge_data(esp_outbox, readers):
+    send_edition_to(built_edition(), [r.pk for r in readers])
+
+    bodies = {}
+    for message in esp_outbox:
+        assert (params(message)["subject"], params(message)["text_body"]) == ("%recipient.subject%", "%recipient.text%")
+        assert params(message)["html_body"] == "%recipient.html%"
+        for email, data in params(message)["merge_data"].items():
+            assert set(data) == {"subject", "text", "html"}
+            assert email in data["html"] and email in data["text"] and data["subject"].startswith("Paperboy ")
+            assert not [r.email for r in readers if r.email != email and r.email in data["html"]]
+            bodies[email] = data["html"]
+    assert len(set(bodies.values())) == len(readers)
+    graphs_reader = next(r for r in readers if r.interests == "graph neural networks")
+    assert "matches your interests: graph neural networks" in bodies[graphs_reader.email]
+
+
+def test_each_recipient_gets_their_own_list_unsubscribe_and_message_id(esp_outbox, readers, settings):
+    send_edition_to(built_edition(), [r.pk for r in readers])
+
+    message_ids = set()
+    for message in esp_outbox:
+        assert params(message)["extra_headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert params(message)["extra_headers"]["List-Id"] == settings.EMAIL_LIST_ID
+        for email, headers in params(message)["merge_headers"].items():
+            url = headers["List-Unsubscribe"].split(">")[0].lstrip("<")
+            token = url.removeprefix(f"{settings.SITE_URL}/unsubscribe/").rstrip("/")
+            assert tokens.read_token(token, tokens.UNSUBSCRIBE).subscriber.email == email
+            assert headers["List-Unsubscribe"].endswith(f"<mailto:{settings.EMAIL_UNSUBSCRIBE_MAILTO}>")
+            assert headers["Message-ID"].endswith(f"@{settings.EMAIL_MESSAGE_ID_DOMAIN}>")
+            message_ids.add(headers["Message-ID"])
+    assert len(message_ids) == len(readers)
+
+
+def test_each_delivery_records_its_recipients_esp_message_id_and_metadata(esp_outbox, readers):
+    send_edition_to(built_edition(), [r.pk for r in readers])
+
+    for index, message in enumerate(esp_outbox):
+        for email, metadata in params(message)["merge_metadata"].items():
+            delivery = Delivery.objects.get(subscriber__email=email)
+            assert metadata == {"delivery_id": str(delivery.pk)}
+            assert delivery.status == "sent" and delivery.esp_message_id == str(index)
+            assert delivery.paper_ids and set(delivery.reasons) == {str(pid) for pid in delivery.paper_ids}
+
+
+def test_a_batch_also_stops_before_the_payload_gets_too_big(esp_outbox, readers, settings):
+    settings.DIGEST_ESP_BATCH_LIMIT = 0  # the ESP's own limit: 1,000
+    settings.DIGEST_ESP_BATCH_MAX_BYTES = 1
+    send_edition_to(built_edition(), [r.pk for r in readers])
+    assert [len(params(m)["to"]) for m in esp_outbox] == [1] * len(readers)
+
+
+def test_a_transient_batch_error_returns_every_row_to_pending_and_the_retry_sends_each_once(esp_outbox, readers):
+    edition = built_edition()
+    ids = [r.pk for r in readers]
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=api_error(503)):
+        with pytest.raises(TransientSendError):
+            send_edition_to(edition, ids)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"pending"}
+    assert not any(Delivery.objects.values_list("paper_ids", flat=True))
+
+    send_edition_to(edition, ids)  # the retry
+    send_edition_to(edition, ids)  # and a duplicate of it
+
+    recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
+    assert sorted(recipients) == sorted(r.email for r in readers)
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("sent", 2)}
+
+
+def test_a_timeout_leaves_the_batch_sending_and_it_is_never_resent(esp_outbox, readers):
+    edition = built_edition()
+    ids = [r.pk for r in readers[:2]]
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=timeout_error()):
+        report = send_edition_to(edition, ids)
+    assert report.sent == 0 and not report.transient
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sending"}
+    assert all(reason.startswith("outcome unknown") for reason in Delivery.objects.values_list("reason", flat=True))
+
+    assert send_edition_to(edition, ids).sent == 0
+    assert reconcile_stale_deliveries(timezone.now() + timedelta(hours=1)) == 2
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"failed"}
+    assert esp_outbox == []
+
+
+def test_a_refused_recipient_fails_alone_and_is_suppressed(esp_outbox, readers):
+    refused = readers[0]
+    send_for_real = AnymailTestBackend.post_to_esp
+
+    def refusing(backend, payload, message):
+        response = send_for_real(backend, payload, message)
+        if refused.email in response["recipient_status"]:
+            response["recipient_status"][refused.email] = AnymailRecipientStatus(message_id=None, status="rejected")
+        return response
+
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", autospec=True, side_effect=refusing):
+        report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.sent == 4 and report.failed == 1
+    assert Delivery.objects.get(subscriber=refused).status == "failed"
+    refused.refresh_from_db()
+    assert refused.status == "bounced"
+    assert Delivery.objects.filter(status="sent").count() == 4
+
+
+def test_a_permanent_batch_error_fails_the_batch_without_blaming_the_readers(esp_outbox, readers):
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=api_error(400)):
+        report = send_edition_to(built_edition(), [r.pk for r in readers[:2]])
+    assert report.failed == 2
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"failed"}
+    assert {r.status for r in type(readers[0]).objects.filter(pk__in=[r.pk for r in readers[:2]])} == {"active"}
+
+
+def test_rows_another_worker_took_are_left_out_of_the_batch(esp_outbox, readers):
+    edition = built_edition()
+    claim_deliveries(edition, [r.pk for r in readers])
+    Delivery.objects.filter(subscriber=readers[0]).update(status="sending", sending_at=timezone.now())
+
+    report = send_edition_to(edition, [r.pk for r in readers])
+
+    recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
+    assert readers[0].email not in recipients and len(recipients) == 4 and report.sent == 4
+
+
+def test_an_esp_that_merges_only_into_a_stored_template_gets_the_template(esp_outbox, readers, settings, monkeypatch):
+    monkeypatch.setitem(BATCH_STYLES, "test", BatchStyle(500, needs_template=True))
+    settings.DIGEST_ESP_TEMPLATE_ID = "paperboy-digest"
+
+    send_edition_to(built_edition(), [r.pk for r in readers[:2]])
+
+    (message,) = esp_outbox
+    assert params(message)["template_id"] == "paperboy-digest"
+    assert "html_body" not in params(message) and not params(message).get("text_body")
+    assert all(data["html"].startswith("<!DOCTYPE html>") for data in params(message)["merge_data"].values())
+
+
+@pytest.mark.parametrize(
+    "backend, template_id, expected",
+    [
+        ("anymail.backends.mailgun.EmailBackend", "", (1000, "%recipient.html%", "")),
+        ("anymail.backends.postmark.EmailBackend", "", None),
+        ("anymail.backends.postmark.EmailBackend", "digest", (500, "", "digest")),
+        ("anymail.backends.amazon_ses.EmailBackend", "digest", (50, "", "digest")),
+        ("anymail.backends.sendgrid.EmailBackend", "", None),
+        ("django.core.mail.backends.smtp.EmailBackend", "", None),
+        ("digest.outbox.OutboxEmailBackend", "", None),
+    ],
+)
+def test_batch_style_follows_the_configured_backend(settings, backend, template_id, expected):
+    settings.EMAIL_BACKEND, settings.DIGEST_ESP_TEMPLATE_ID, settings.DIGEST_ESP_BATCH_LIMIT = backend, template_id, 0
+    style = batch_style()
+    summary = None if style is None else (style.max_recipients, style.fields.html, style.fields.template_id)
+    assert summary == expected
+
+
+def test_without_batching_each_reader_gets_one_message_over_one_connection(mailoutbox, readers):
+    with mock.patch("digest.sending.get_connection", wraps=mail.get_connection) as connections:
+        send_edition_to(built_edition(), [r.pk for r in readers])
+    assert connections.call_count == 1
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(r.email for r in readers)
+    assert all(len(m.to) == 1 for m in mailoutbox)

@@ -1,0 +1,189 @@
+"""ESP tracking webhooks, as Mailgun posts them to /anymail/mailgun/tracking/."""
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import UTC, datetime
+
+import pytest
+
+from digest.models import Delivery, WebhookEvent
+from subscriptions.models import Subscriber, Suppression, email_hash
+from tests.digest.builders import built_edition
+from tests.factories import SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+SIGNING_KEY = "webhook-signing-key"
+WEBHOOK_SECRET = "mailgun:webhook-password"
+URL = "/anymail/mailgun/tracking/"
+MESSAGE_ID = "<20261120071500.1@mg.example.org>"
+T0 = 1_795_000_000  # seconds since the epoch
+
+
+@pytest.fixture(autouse=True)
+def mailgun_webhooks(settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": WEBHOOK_SECRET, "MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY}
+
+
+@pytest.fixture
+def delivery():
+    subscriber = SubscriberFactory(interests="")
+    return Delivery.objects.create(
+        subscriber=subscriber, edition=built_edition(), status="sent", esp_message_id=MESSAGE_ID, paper_ids=[1]
+    )
+
+
+def mailgun_event(event, recipient, *, at=T0, token=None, key=SIGNING_KEY, metadata=None, message_id=MESSAGE_ID,
+                  **fields):
+    token = token or secrets.token_hex(16)
+    signature = hmac.new(key.encode(), f"{T0}{token}".encode(), hashlib.sha256).hexdigest()
+    data = {
+        "event": event, "timestamp": at, "recipient": recipient, "id": secrets.token_hex(8),
+        "message": {"headers": {"message-id": message_id.strip("<>"), "to": recipient}},
+        "user-variables": metadata or {}, **fields,
+    }
+    return {"signature": {"timestamp": str(T0), "token": token, "signature": signature}, "event-data": data}
+
+
+def post(client, body, secret=WEBHOOK_SECRET):
+    headers = {}
+    if secret:
+        headers["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(secret.encode()).decode()
+    return client.post(URL, data=json.dumps(body), content_type="application/json", **headers)
+
+
+def post_and_apply(client, django_capture_on_commit_callbacks, body, **kwargs):
+    with django_capture_on_commit_callbacks(execute=True):
+        return post(client, body, **kwargs)
+
+
+def moment(seconds):
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def test_delivered_opened_and_clicked_stamp_the_delivery(client, django_capture_on_commit_callbacks, delivery):
+    email = delivery.subscriber.email
+    for event, at in (("delivered", T0), ("opened", T0 + 60), ("clicked", T0 + 120)):
+        assert post_and_apply(client, django_capture_on_commit_callbacks,
+                              mailgun_event(event, email, at=at, url="https://arxiv.org/abs/1")).status_code == 200
+    delivery.refresh_from_db()
+    assert (delivery.delivered_at, delivery.opened_at, delivery.clicked_at) == (moment(T0), moment(T0 + 60), moment(T0 + 120))
+    assert delivery.subscriber.status == "active"
+    assert WebhookEvent.objects.filter(applied_at__isnull=False).count() == 3
+
+
+def test_events_out_of_order_keep_the_earliest_times(client, django_capture_on_commit_callbacks, delivery):
+    email = delivery.subscriber.email
+    post_and_apply(client, django_capture_on_commit_callbacks, mailgun_event("clicked", email, at=T0 + 300, url="https://x.org"))
+    post_and_apply(client, django_capture_on_commit_callbacks, mailgun_event("opened", email, at=T0 + 100))
+    post_and_apply(client, django_capture_on_commit_callbacks, mailgun_event("delivered", email, at=T0))
+    post_and_apply(client, django_capture_on_commit_callbacks, mailgun_event("delivered", email, at=T0 + 900))
+    delivery.refresh_from_db()
+    assert delivery.delivered_at == moment(T0)
+    assert delivery.opened_at == moment(T0 + 100)
+    assert delivery.clicked_at == moment(T0 + 300)
+
+
+def test_a_repeated_event_is_stored_and_applied_once(client, django_capture_on_commit_callbacks, delivery):
+    body = mailgun_event("opened", delivery.subscriber.email, at=T0 + 50)
+    post_and_apply(client, django_capture_on_commit_callbacks, body)
+    Delivery.objects.filter(pk=delivery.pk).update(opened_at=None)  # so a second application would show
+    assert post_and_apply(client, django_capture_on_commit_callbacks, body).status_code == 200
+    delivery.refresh_from_db()
+    assert delivery.opened_at is None
+    assert WebhookEvent.objects.count() == 1
+
+
+def test_the_receiver_only_records_engagement_events_and_celery_applies_them(
+    client, django_capture_on_commit_callbacks, delivery
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        post(client, mailgun_event("delivered", delivery.subscriber.email))
+    stored = WebhookEvent.objects.get()
+    assert stored.applied_at is None and len(callbacks) == 1
+
+    callbacks[0]()  # what the broker would run
+
+    stored.refresh_from_db()
+    delivery.refresh_from_db()
+    assert stored.applied_at is not None and stored.delivery == delivery and delivery.delivered_at == moment(T0)
+
+
+def test_a_hard_bounce_suppresses_the_subscriber_at_once(client, delivery):
+    email = delivery.subscriber.email
+    assert post(client, mailgun_event("failed", email, severity="permanent", reason="bounce")).status_code == 200
+    delivery.refresh_from_db()
+    assert delivery.subscriber.status == "bounced" and delivery.bounced_at == moment(T0)
+    assert Suppression.objects.filter(email_hash=email_hash(email), reason="bounced").exists()
+
+
+def test_a_soft_bounce_changes_nothing(client, delivery):
+    post(client, mailgun_event("failed", delivery.subscriber.email, severity="temporary", reason="generic"))
+    delivery.refresh_from_db()
+    assert delivery.subscriber.status == "active" and delivery.bounced_at is None
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_complaint_suppresses_the_subscriber(client, delivery):
+    post(client, mailgun_event("complained", delivery.subscriber.email))
+    delivery.refresh_from_db()
+    assert delivery.subscriber.status == "complained" and delivery.complained_at == moment(T0)
+
+
+def test_an_unsubscribe_event_unsubscribes(client, delivery):
+    post(client, mailgun_event("unsubscribed", delivery.subscriber.email))
+    subscriber = Subscriber.objects.get(pk=delivery.subscriber_id)
+    assert subscriber.status == "unsubscribed" and subscriber.unsubscribed_via == "esp"
+
+
+def test_an_unsubscribe_after_a_complaint_keeps_the_stronger_suppression(client, delivery):
+    post(client, mailgun_event("complained", delivery.subscriber.email))
+    post(client, mailgun_event("unsubscribed", delivery.subscriber.email))
+    assert Subscriber.objects.get(pk=delivery.subscriber_id).status == "complained"
+
+
+def test_an_event_finds_its_delivery_by_metadata_when_the_batch_shares_a_message_id(
+    client, django_capture_on_commit_callbacks, delivery
+):
+    other = Delivery.objects.create(subscriber=SubscriberFactory(), edition=delivery.edition, status="sent",
+                                    esp_message_id=MESSAGE_ID)
+    post_and_apply(client, django_capture_on_commit_callbacks,
+                   mailgun_event("delivered", other.subscriber.email, metadata={"delivery_id": str(other.pk)}))
+    other.refresh_from_db()
+    delivery.refresh_from_db()
+    assert other.delivered_at == moment(T0) and delivery.delivered_at is None
+
+
+def test_proof_of_delivery_settles_a_delivery_whose_send_outcome_was_unknown(
+    client, django_capture_on_commit_callbacks, delivery
+):
+    Delivery.objects.filter(pk=delivery.pk).update(status="sending", reason="outcome unknown: timeout")
+    post_and_apply(client, django_capture_on_commit_callbacks, mailgun_event("delivered", delivery.subscriber.email))
+    delivery.refresh_from_db()
+    assert delivery.status == "sent"
+
+
+@pytest.mark.parametrize(
+    "body_key, secret",
+    [
+        ("not-the-signing-key", WEBHOOK_SECRET),  # forged signature
+        (SIGNING_KEY, None),  # no basic auth
+        (SIGNING_KEY, "mailgun:guess"),  # wrong password
+    ],
+)
+def test_an_unauthenticated_event_is_refused_and_changes_nothing(client, delivery, body_key, secret):
+    response = post(client, mailgun_event("complained", delivery.subscriber.email, key=body_key), secret=secret)
+    assert 400 <= response.status_code < 500
+    assert Subscriber.objects.get(pk=delivery.subscriber_id).status == "active"
+    assert not WebhookEvent.objects.exists()
+
+
+def test_events_are_refused_while_no_webhook_secret_is_configured(client, delivery, settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ""}
+    response = post(client, mailgun_event("complained", delivery.subscriber.email), secret=None)
+    assert response.status_code == 400
+    assert Subscriber.objects.get(pk=delivery.subscriber_id).status == "active"
+    assert not WebhookEvent.objects.exists()
