@@ -1,13 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from config import health
+from config import admin_login, health
 from digest.dashboard import dashboard_view
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("healthz/deep", health.healthz_deep, name="healthz_deep"),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="paperboy_dashboard"),
+    path("admin/login/", admin_login.login),  # rate-limited; before admin.site.urls
     path("admin/", admin.site.urls),
     path("anymail/", include("anymail.urls")),
     path("", include("digest.urls")),

@@ -29,6 +29,12 @@ def _fresh_rate_limits():
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Admin logins are part of these tests; the production hasher costs 0.3 s per try."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fast_sources(settings):
     """No arXiv pause and no backoff sleeps."""
     settings.ARXIV_MIN_INTERVAL_SECONDS = 0

@@ -1,0 +1,30 @@
+"""The admin login, rate-limited per client address and per username (django-ratelimit).
+
+Wired in ``config.urls`` in front of ``admin.site.urls``: the same URL, the
+same view, but a password-guessing client gets the 429 page after
+``ADMIN_LOGIN_RATE_PER_IP`` attempts from one address, or
+``ADMIN_LOGIN_RATE_PER_USERNAME`` attempts at one account from anywhere.
+Only POSTs (attempts) count; the counters live in the shared cache (Redis).
+"""
+
+from django.conf import settings
+from django.contrib import admin
+from django_ratelimit.decorators import ratelimit
+
+
+def per_ip(group, request):
+    return settings.ADMIN_LOGIN_RATE_PER_IP
+
+
+def per_username(group, request):
+    return settings.ADMIN_LOGIN_RATE_PER_USERNAME
+
+
+def username_key(group, request):
+    return request.POST.get("username", "").strip().lower()[:150]
+
+
+@ratelimit(group="admin-login:username", key=username_key, rate=per_username, method="POST")
+@ratelimit(group="admin-login:ip", key="ip", rate=per_ip, method="POST")
+def login(request, extra_context=None):
+    return admin.site.login(request, extra_context)
