@@ -155,33 +155,26 @@ class RatePoint:
         return self.complained / self.sent if self.sent else None
 
 
-def rate_history(days=WINDOW_DAYS, today=None):
-    """Per day: digests sent, and subscribers who bounced or complained that day."""
-    today = today or timezone.localdate()
-    days_shown = window(days, today)
-    since = local_midnight(days_shown[0])
-    sent = dict(
-        Delivery.objects.filter(status=Delivery.Status.SENT, sent_at__gte=since)
-        .annotate(day=TruncDate("sent_at"))
+def daily_counts(queryset, field_name, since):
+    """{local date: rows} of ``queryset`` by the day of ``field_name``."""
+    return dict(
+        queryset.filter(**{f"{field_name}__gte": since})
+        .annotate(day=TruncDate(field_name))
         .values_list("day")
         .annotate(n=Count("pk"))
         .order_by()
     )
-    left = Counter()
-    rows = (
-        Subscriber.objects.filter(status__in=[Subscriber.Status.BOUNCED, Subscriber.Status.COMPLAINED])
-        .annotate(day=TruncDate(Coalesce("unsubscribed_at", "updated_at")))
-        .filter(day__gte=days_shown[0])
-        .values_list("day", "status")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    for day, status, n in rows:
-        left[(day, status)] = n
-    return [
-        RatePoint(day, sent.get(day, 0), left[(day, "bounced")], left[(day, "complained")])
-        for day in days_shown
-    ]
+
+
+def rate_history(days=WINDOW_DAYS, today=None):
+    """Per day: digests sent, and the bounces and complaints the ESP reported that day."""
+    today = today or timezone.localdate()
+    days_shown = window(days, today)
+    since = local_midnight(days_shown[0])
+    sent = daily_counts(Delivery.objects.filter(status=Delivery.Status.SENT), "sent_at", since)
+    bounced = daily_counts(Delivery.objects.all(), "bounced_at", since)
+    complained = daily_counts(Delivery.objects.all(), "complained_at", since)
+    return [RatePoint(day, sent.get(day, 0), bounced.get(day, 0), complained.get(day, 0)) for day in days_shown]
 
 
 def rate_summary(points):
@@ -221,8 +214,9 @@ class PaperEngagement:
 def top_papers_of_week(limit=TOP_PAPERS, now=None):
     """The papers readers engaged with most in the last seven days.
 
-    Clicks: digests whose reader clicked a link (ESP click tracking), credited to
-    every paper of that digest; likes and dislikes: feedback votes.
+    Clicks: digests whose reader clicked a link (ESP click tracking; the ESP does
+    not say which paper), credited to every paper of that digest. Likes and
+    dislikes: feedback votes.
     """
     since = (now or timezone.now()) - timedelta(days=7)
     clicks = Counter()

@@ -95,10 +95,12 @@ def test_deliveries_per_day_are_counted_by_status(wednesday):
 
 def test_complaint_rate_is_judged_against_the_mailbox_provider_thresholds(wednesday):
     edition = EditionFactory(date=wednesday.date())
-    for subscriber in SubscriberFactory.create_batch(500):
+    deliveries = [
         Delivery.objects.create(subscriber=subscriber, edition=edition, status="sent", sent_at=timezone.now())
-    SubscriberFactory(status="complained", unsubscribed_at=timezone.now())
-    SubscriberFactory.create_batch(2, status="bounced", unsubscribed_at=timezone.now())
+        for subscriber in SubscriberFactory.create_batch(500)
+    ]
+    Delivery.objects.filter(pk=deliveries[0].pk).update(complained_at=timezone.now())
+    Delivery.objects.filter(pk__in=[d.pk for d in deliveries[1:3]]).update(bounced_at=timezone.now())
 
     today = dashboard.rate_history(days=7)[-1]
     summary = dashboard.rate_summary(dashboard.rate_history(days=7))

@@ -54,6 +54,7 @@ def test_each_subscriber_gets_one_message_through_the_esp_api_with_their_own_hea
     assert wait_until(lambda: sent_count() == len(readers), 60), stack.logs()
 
     assert fake_mailgun.accepted_per_recipient() == {email: 1 for email in addresses(readers)}
+    assert any(len(request.recipients) > 1 for request in fake_mailgun.accepted_requests)  # batches
     for request in fake_mailgun.accepted_requests:
         assert request.domain == "mg.example.org" and request.api_key == "test"
         assert 1 <= len(request.recipients) <= MAX_RECIPIENTS_PER_MESSAGE
@@ -63,6 +64,7 @@ def test_each_subscriber_gets_one_message_through_the_esp_api_with_their_own_hea
             headers = request.headers_for(email)
             assert unsubscribe_target(stack, headers["List-Unsubscribe"]) == subscriber
             assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            assert request.personalise(request.value("subject"), email).startswith("Paperboy ")
             text = request.text_for(email)
             assert email in text.lower()
             assert not [other for other in addresses(readers) if other != email and other in text.lower()]
