@@ -21,8 +21,16 @@ def archive(request):
     return render(request, "digest/archive.html", {"editions": editions})
 
 
+def edition_date(text):
+    """The date in an edition URL, or None for anything that is not a real YYYY-MM-DD date."""
+    try:
+        return parse_date(text) if len(text) == 10 else None
+    except ValueError:
+        return None
+
+
 def edition_page(request, cadence, date):
-    day = parse_date(date) if len(date) == 10 else None
+    day = edition_date(date)
     if cadence not in Cadence.values or day is None:
         raise Http404("No such edition")
     edition = get_object_or_404(Edition, cadence=cadence, date=day)

@@ -6,6 +6,7 @@ from unittest import mock
 
 import pytest
 import requests
+from celery.exceptions import Retry
 from anymail.exceptions import AnymailRequestsAPIError
 from django.utils import timezone
 
@@ -17,7 +18,10 @@ from digest.sending import (
     reconcile_stale_deliveries,
     send_edition_to,
     start_sending,
+    start_sending_batch,
 )
+from digest.services import send_preview_digest
+from digest.tasks import backoff_seconds, send_digest_chunk
 from subscriptions.models import Subscriber
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
@@ -134,3 +138,68 @@ def test_no_paper_is_sent_twice_to_the_same_subscriber(mailoutbox):
     first, second = Delivery.objects.order_by("created_at")
     assert first.paper_ids
     assert not set(first.paper_ids) & set(second.paper_ids)
+
+
+def test_the_batch_compare_and_swap_wins_only_pending_rows_and_only_once():
+    edition = built_edition()
+    subscribers = SubscriberFactory.create_batch(3)
+    claim_deliveries(edition, [s.pk for s in subscribers])
+    ids = list(Delivery.objects.order_by("pk").values_list("pk", flat=True))
+    Delivery.objects.filter(pk=ids[0]).update(status="sent")
+
+    _, first = start_sending_batch(ids)
+    _, second = start_sending_batch(ids)
+
+    assert first == set(ids[1:]) and second == set()
+
+
+def test_a_chunk_task_delivered_twice_sends_once(mailoutbox):
+    edition = built_edition()
+    subscribers = SubscriberFactory.create_batch(2, interests="")
+    for _ in range(2):
+        send_digest_chunk.apply(args=(edition.pk, [s.pk for s in subscribers]))
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(s.email for s in subscribers)
+
+
+def test_a_transient_error_retries_the_chunk_with_backoff(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory(interests="")
+    with mock.patch.object(sending, "send_one", side_effect=api_error(429)), \
+            mock.patch("digest.tasks.random.uniform", return_value=1.0):
+        with pytest.raises(Retry) as retry:
+            send_digest_chunk.apply(args=(edition.pk, [subscriber.pk]))
+    assert retry.value.when == 30 and Delivery.objects.get().status == "pending"
+
+    send_digest_chunk.apply(args=(edition.pk, [subscriber.pk]))  # as the broker delivers the retry
+
+    assert [m.to[0] for m in mailoutbox] == [subscriber.email]
+    assert Delivery.objects.get().status == "sent"
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    for retries, base in [(0, 30), (1, 60), (3, 240), (10, 3600)]:
+        samples = [backoff_seconds(retries) for _ in range(50)]
+        assert all(0.5 * base <= s <= 1.5 * base for s in samples)
+        assert len(set(samples)) > 1
+
+
+def test_papers_that_may_have_been_sent_are_never_sent_again(mailoutbox):
+    daily = built_edition("daily")
+    weekly = built_edition("weekly", papers=[])
+    subscriber = SubscriberFactory(interests="", max_papers=20)
+    with mock.patch.object(sending, "send_one", side_effect=smtplib.SMTPServerDisconnected("gone")):
+        send_edition_to(daily, [subscriber.pk])
+    maybe_sent = set(Delivery.objects.get().paper_ids)
+
+    send_edition_to(weekly, [subscriber.pk])
+
+    weekly_delivery = Delivery.objects.get(edition=weekly)
+    assert maybe_sent and not maybe_sent & set(weekly_delivery.paper_ids)
+
+
+def test_an_operator_preview_is_emailed_but_not_recorded(mailoutbox):
+    built_edition()
+    subscriber = SubscriberFactory(interests="diffusion models")
+    send_preview_digest(subscriber)
+    assert [m.to[0] for m in mailoutbox] == [subscriber.email] and not Delivery.objects.exists()
+    assert "matches your interests: diffusion models" in mailoutbox[0].body

@@ -1,0 +1,87 @@
+"""Operators: editions with scores, the ledger, previews, guarded resends and the blocklist."""
+
+import pytest
+
+from digest.models import BlockedPaper, Delivery, EditionPaper
+from digest.sending import send_edition_to
+from tests.digest.builders import built_edition
+from tests.factories import SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_edition_shows_its_ranked_papers_and_scores(admin_client):
+    edition = built_edition()
+    html = admin_client.get(f"/admin/digest/edition/{edition.pk}/change/").content.decode()
+    top = edition.entries.order_by("rank").first()
+    assert top.paper.title in html and f"{top.trending_score:.4f}" in html and top.trending_reason in html
+
+
+def test_deliveries_filter_by_status_and_edition(admin_client, mailoutbox):
+    edition = built_edition()
+    sent, skipped = SubscriberFactory(interests=""), SubscriberFactory(interests="medieval poetry manuscripts")
+    send_edition_to(edition, [sent.pk, skipped.pk])
+    html = admin_client.get(f"/admin/digest/delivery/?status__exact=skipped&edition__id__exact={edition.pk}").content.decode()
+    assert skipped.email in html and sent.email not in html
+
+
+def test_the_preview_renders_the_real_email_html_and_sends_nothing(admin_client, mailoutbox):
+    built_edition()
+    subscriber = SubscriberFactory(interests="graph neural networks")
+    response = admin_client.get(f"/admin/digest/delivery/preview/{subscriber.pk}/")
+    html = response.content.decode()
+    assert response.status_code == 200 and html.startswith("<!DOCTYPE html>")
+    assert "Graph neural networks for molecules" in html and "matches your interests" in html
+    assert 'style="' in html  # the inlined email, not a web page
+    assert mailoutbox == [] and not Delivery.objects.exists()
+
+
+def test_the_preview_is_for_staff_only(client):
+    subscriber = SubscriberFactory()
+    response = client.get(f"/admin/digest/delivery/preview/{subscriber.pk}/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_resend_sends_a_failed_delivery_but_never_a_sent_one(admin_client, mailoutbox):
+    edition = built_edition()
+    failed_reader, sent_reader = SubscriberFactory(interests=""), SubscriberFactory(interests="")
+    send_edition_to(edition, [sent_reader.pk])
+    Delivery.objects.create(subscriber=failed_reader, edition=edition, status="failed", reason="ESP said no")
+    mailoutbox.clear()
+
+    response = admin_client.post("/admin/digest/delivery/", {
+        "action": "resend_failed", "_selected_action": list(Delivery.objects.values_list("pk", flat=True)),
+    }, follow=True)
+
+    assert response.status_code == 200
+    assert [m.to[0] for m in mailoutbox] == [failed_reader.email]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert "1 left alone" in response.content.decode()
+
+
+def test_a_failed_delivery_the_esp_reported_delivered_is_not_resent(admin_client, mailoutbox):
+    edition = built_edition()
+    delivery = Delivery.objects.create(subscriber=SubscriberFactory(interests=""), edition=edition, status="failed")
+    Delivery.objects.filter(pk=delivery.pk).update(delivered_at=delivery.created_at)
+    admin_client.post("/admin/digest/delivery/", {"action": "resend_failed", "_selected_action": [delivery.pk]})
+    assert mailoutbox == [] and Delivery.objects.get().status == "failed"
+
+
+def test_blocking_a_paper_pulls_it_from_every_digest_not_yet_sent(admin_client, mailoutbox):
+    edition = built_edition()
+    top = edition.entries.order_by("rank").first().paper
+    reader = SubscriberFactory(interests="", max_papers=20)
+
+    response = admin_client.post("/admin/digest/blockedpaper/add/", {"paper": top.pk, "reason": "retracted"})
+    send_edition_to(edition, [reader.pk])
+
+    assert response.status_code == 302
+    assert BlockedPaper.objects.get().paper == top
+    assert EditionPaper.objects.get(edition=edition, paper=top).pulled
+    assert top.pk not in Delivery.objects.get().paper_ids
+    assert top.title not in mailoutbox[0].body
+
+
+def test_webhook_events_are_listed_read_only(admin_client):
+    assert admin_client.get("/admin/digest/webhookevent/").status_code == 200
+    assert admin_client.get("/admin/digest/webhookevent/add/").status_code == 403

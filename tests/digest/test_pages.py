@@ -1,0 +1,111 @@
+"""The public archive and edition pages, "view in browser" and the private Atom feed."""
+
+import re
+from xml.etree import ElementTree
+
+import pytest
+
+from digest.models import Delivery, EditionPaper
+from digest.sending import send_edition_to
+from digest.services import block_paper
+from subscriptions import tokens
+from tests.digest.builders import built_edition
+from tests.factories import SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+HOSTILE_TITLE = "<img src=x onerror=alert(1)> Attention"
+
+
+def edition_path(edition):
+    return f"/digest/{edition.cadence}/{edition.date.isoformat()}/"
+
+
+@pytest.fixture
+def sent(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory(interests="")
+    send_edition_to(edition, [subscriber.pk])
+    return subscriber, Delivery.objects.get(), mailoutbox[0]
+
+
+def test_the_edition_page_lists_its_papers_in_rank_order(client):
+    edition = built_edition()
+    response = client.get(edition_path(edition))
+    html = response.content.decode()
+    titles = [e.paper.title for e in edition.entries.order_by("rank")]
+    assert response.status_code == 200
+    assert [html.index(t) for t in titles] == sorted(html.index(t) for t in titles)
+    assert "trending:" in html
+
+
+def test_pulled_and_blocked_papers_leave_the_edition_page(client):
+    edition = built_edition()
+    first, second = (e.paper for e in edition.entries.order_by("rank")[:2])
+    EditionPaper.objects.filter(edition=edition, paper=first).update(pulled=True)
+    block_paper(second, reason="retracted")
+    html = client.get(edition_path(edition)).content.decode()
+    assert first.title not in html and second.title not in html
+
+
+def test_the_edition_page_escapes_titles(client):
+    edition = built_edition()
+    paper = edition.entries.first().paper
+    paper.title = HOSTILE_TITLE
+    paper.save()
+    html = client.get(edition_path(edition)).content.decode()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+@pytest.mark.parametrize("path", ["/digest/monthly/2026-11-20/", "/digest/daily/2026-13-45/", "/digest/daily/1999-01-01/"])
+def test_unknown_editions_are_not_found(client, path):
+    built_edition()
+    assert client.get(path).status_code == 404
+
+
+def test_the_archive_links_every_edition(client):
+    daily, weekly = built_edition("daily"), built_edition("weekly", papers=[])
+    html = client.get("/digest/").content.decode()
+    assert edition_path(daily) in html and edition_path(weekly) in html
+
+
+def test_view_in_browser_shows_the_digest_as_sent(client, sent):
+    subscriber, delivery, message = sent
+    view_url = re.search(r"View in your browser: (\S+)", message.body).group(1)
+    response = client.get(view_url.split("127.0.0.1:8000", 1)[1])
+    html = response.content.decode()
+    assert response.status_code == 200 and response["X-Robots-Tag"] == "noindex"
+    assert subscriber.email in html
+    for paper_id, reason in delivery.reasons.items():
+        assert reason in html
+
+
+def test_view_in_browser_refuses_forged_and_unsent_digests(client, sent):
+    subscriber, delivery, _ = sent
+    assert client.get("/d/not-a-real-token-at-all/").status_code == 400
+    other = SubscriberFactory()
+    assert client.get(f"/d/{tokens.make_token(other, tokens.VIEW, e=delivery.edition_id)}/").status_code == 404
+
+
+def test_the_private_feed_has_one_entry_per_sent_digest(client, sent):
+    subscriber, delivery, message = sent
+    feed_url = re.search(r"Your private feed: (\S+)", message.body).group(1)
+    response = client.get(feed_url.split("127.0.0.1:8000", 1)[1])
+
+    assert response.status_code == 200 and response["Content-Type"].startswith("application/atom+xml")
+    assert response["X-Robots-Tag"] == "noindex"
+    feed = ElementTree.fromstring(response.content)
+    (entry,) = feed.findall(f"{ATOM}entry")
+    assert entry.find(f"{ATOM}title").text == message.subject
+    assert "/d/" in entry.find(f"{ATOM}link").get("href")
+    summary = entry.find(f"{ATOM}summary").text
+    assert all(reason in summary for reason in delivery.reasons.values())
+
+
+def test_the_feed_refuses_a_forged_token_and_lists_nothing_unsent(client):
+    subscriber = SubscriberFactory()
+    assert client.get("/feed/forged-token-value/").status_code == 404
+    response = client.get(f"/feed/{tokens.make_token(subscriber, tokens.FEED)}/")
+    assert response.status_code == 200
+    assert ElementTree.fromstring(response.content).findall(f"{ATOM}entry") == []

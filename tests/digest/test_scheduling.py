@@ -1,0 +1,109 @@
+"""Who is due when: each subscriber's own time zone and send hour, across DST changes."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+import time_machine
+
+from digest import services
+from digest.models import Delivery
+from digest.scheduling import current_edition, due_subscriber_ids
+from digest.sending import claim_deliveries
+from tests.digest.builders import built_edition
+from tests.factories import EditionFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def at(*args):
+    return datetime(*args, tzinfo=UTC)
+
+
+def due(edition, now):
+    return set(due_subscriber_ids(edition, now))
+
+
+def test_a_subscriber_is_due_once_their_local_send_hour_has_come():
+    edition = EditionFactory(date=date(2026, 11, 18))  # Wednesday; New York is on EST (UTC-5)
+    new_york = SubscriberFactory(timezone="America/New_York", send_hour=7)
+    assert new_york.pk not in due(edition, at(2026, 11, 18, 11, 59))
+    assert new_york.pk in due(edition, at(2026, 11, 18, 12, 0))
+
+
+def test_time_zones_ahead_and_behind_the_edition_clock():
+    edition = EditionFactory(date=date(2026, 11, 18))
+    tokyo = SubscriberFactory(timezone="Asia/Tokyo", send_hour=7)  # UTC+9
+    kiritimati = SubscriberFactory(timezone="Pacific/Kiritimati", send_hour=23)  # UTC+14
+    honolulu = SubscriberFactory(timezone="Pacific/Honolulu", send_hour=0)  # UTC-10
+    now = at(2026, 11, 18, 9, 0)  # Tokyo 18:00, Kiritimati 23:00, Honolulu 23:00 the day before
+    assert due(edition, now) == {tokyo.pk, kiritimati.pk}
+    assert honolulu.pk in due(edition, at(2026, 11, 18, 10, 0))  # midnight in Honolulu
+
+
+def test_a_local_date_already_past_the_edition_is_due_whatever_the_hour():
+    edition = EditionFactory(date=date(2026, 11, 18))
+    kiritimati = SubscriberFactory(timezone="Pacific/Kiritimati", send_hour=23)
+    assert kiritimati.pk in due(edition, at(2026, 11, 18, 11, 0))  # 01:00 on the 19th there
+
+
+@pytest.mark.parametrize(
+    "edition_day, before, after",
+    [
+        (date(2026, 11, 18), at(2026, 11, 18, 11, 59), at(2026, 11, 18, 12, 0)),  # EST: 07:00 is 12:00 UTC
+        (date(2026, 3, 9), at(2026, 3, 9, 10, 59), at(2026, 3, 9, 11, 0)),  # EDT since Mar 8: 11:00 UTC
+    ],
+)
+def test_the_send_hour_follows_daylight_saving_time(edition_day, before, after):
+    edition = EditionFactory(date=edition_day)
+    new_york = SubscriberFactory(timezone="America/New_York", send_hour=7)
+    assert new_york.pk not in due(edition, before)
+    assert new_york.pk in due(edition, after)
+
+
+def test_a_send_hour_skipped_by_the_spring_forward_is_honoured_at_the_next_hour():
+    edition = EditionFactory(date=date(2026, 3, 8))  # New York jumps from 02:00 to 03:00
+    new_york = SubscriberFactory(timezone="America/New_York", send_hour=2)
+    assert new_york.pk not in due(edition, at(2026, 3, 8, 6, 59))  # 01:59 EST
+    assert new_york.pk in due(edition, at(2026, 3, 8, 7, 0))  # 03:00 EDT
+
+
+def test_the_hour_repeated_in_autumn_claims_the_subscriber_once():
+    edition = EditionFactory(date=date(2026, 10, 25))  # London: 01:00-02:00 happens twice
+    london = SubscriberFactory(timezone="Europe/London", send_hour=1)
+    first_pass, second_pass = at(2026, 10, 25, 0, 30), at(2026, 10, 25, 1, 30)  # both 01:30 local
+    assert london.pk in due(edition, first_pass)
+    claim_deliveries(edition, [london.pk])
+    assert london.pk not in due(edition, second_pass)
+
+
+def test_only_subscribers_of_the_editions_cadence_and_without_a_delivery_are_due():
+    edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    daily = SubscriberFactory(frequency="daily")
+    SubscriberFactory(frequency="weekly")
+    SubscriberFactory(frequency="daily", status="paused")
+    served = SubscriberFactory(frequency="daily")
+    Delivery.objects.create(subscriber=served, edition=edition, status="sent")
+    assert due(edition, at(2026, 11, 18, 12, 0)) == {daily.pk}
+
+
+def test_on_a_saturday_the_current_daily_edition_is_fridays():
+    friday = EditionFactory(date=date(2026, 11, 20), cadence="daily")
+    assert current_edition("daily", at(2026, 11, 21, 9, 0)) == friday
+    assert current_edition("weekly", at(2026, 11, 21, 9, 0)) is None
+
+
+def test_each_beat_tick_claims_and_sends_only_who_is_due_and_never_twice(mailoutbox):
+    with time_machine.travel(at(2026, 11, 18, 6, 0), tick=False):
+        built_edition("daily")
+    london = SubscriberFactory(timezone="Europe/London", send_hour=7, interests="")
+    new_york = SubscriberFactory(timezone="America/New_York", send_hour=7, interests="")
+
+    with time_machine.travel(at(2026, 11, 18, 7, 15), tick=False):
+        first = services.enqueue_due_digests()
+        again = services.enqueue_due_digests()
+    with time_machine.travel(at(2026, 11, 18, 12, 15), tick=False):
+        later = services.enqueue_due_digests()
+
+    assert (first, again, later) == (1, 0, 1)
+    assert [m.to[0] for m in mailoutbox] == [london.email, new_york.email]
+    assert Delivery.objects.filter(status="sent").count() == 2
