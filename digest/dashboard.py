@@ -259,6 +259,24 @@ class Step:
     seconds: float
     detail: str = ""
 
+    @property
+    def duration(self):
+        return duration_text(self.seconds)
+
+
+def duration_text(seconds):
+    """'0.42 s', '12.40 s', '3 min 04 s', '2 h 05 min', '2 d 03 h'."""
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} d {hours:02d} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s"
+
 
 @dataclass
 class DailyStatus:
@@ -327,7 +345,7 @@ def send_steps(edition):
              f"p50 {send_p50:.2f}s, p95 {send_p95:.2f}s, slowest delivery {slowest[0]}"),
         Step(f"wait for a send worker ({label})", wait_max, f"p50 {wait_p50:.2f}s, p95 {wait_p95:.2f}s"),
         Step(f"send window ({label})", (last - first).total_seconds(),
-             f"{timezone.localtime(first):%H:%M:%S} to {timezone.localtime(last):%H:%M:%S}, {len(rows)} sent"),
+             f"{timezone.localtime(first):%a %H:%M:%S} to {timezone.localtime(last):%a %H:%M:%S}, {len(rows)} sent"),
     ]
 
 

@@ -77,3 +77,13 @@ def test_status_of_a_quiet_day_says_nothing_ran():
 def test_status_rejects_a_malformed_date():
     with pytest.raises(CommandError, match="YYYY-MM-DD"):
         run("--date", "yesterday")
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0.4213, "0.42 s"), (12.4, "12.40 s"), (184.2, "3 min 04 s"), (7500, "2 h 05 min"), (183_600, "2 d 03 h")],
+)
+def test_step_durations_read_in_human_units(seconds, text):
+    from digest.dashboard import duration_text
+
+    assert duration_text(seconds) == text

@@ -46,7 +46,7 @@ def as_text(status):
         lines.append("  nothing ran on this day")
     width = max((len(step.name) for step in status.steps), default=0)
     lines += [
-        f"  {step.name:<{width}}  {step.seconds:8.2f} s  {step.detail}"
+        f"  {step.name:<{width}}  {step.duration:>11}  {step.detail}"
         for step in status.steps[:STEPS_SHOWN]
     ]
     return "\n".join(lines)
