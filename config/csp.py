@@ -1,16 +1,20 @@
 """The Content-Security-Policy header (django-csp), with one page-specific exception.
 
 ``settings.CONTENT_SECURITY_POLICY`` allows scripts and styles from this site
-only and no inline code. "View in browser" (``digest:view_in_browser``) shows
-the digest email itself, whose styles are inlined for mail clients (``style``
-attributes and a ``<style>`` block): that page alone may use inline styles.
-Scripts stay forbidden there as everywhere.
+only and no inline code. Three pages show the digest email itself, whose
+styles are inlined for mail clients (``style`` attributes and a ``<style>``
+block): "view in browser" and the admin's two previews of an email. Those
+pages alone may use inline styles; scripts stay forbidden there as everywhere.
 """
 
 from csp.constants import UNSAFE_INLINE
 from csp.middleware import CSPMiddleware as BaseCSPMiddleware
 
-INLINE_STYLE_VIEWS = {"digest:view_in_browser"}
+INLINE_STYLE_VIEWS = {
+    "digest:view_in_browser",
+    "admin:digest_delivery_preview",
+    "admin:digest_delivery_email",
+}
 
 
 class CSPMiddleware(BaseCSPMiddleware):
