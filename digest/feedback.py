@@ -13,6 +13,7 @@ from subscriptions import tokens
 from .models import EditionPaper, Feedback
 
 CHOICES = {"up": Feedback.Vote.LIKE, "down": Feedback.Vote.DISLIKE}
+MAX_ID = 2**63  # a bigger number in a URL is no id of ours
 
 
 class InvalidVote(Exception):
@@ -33,10 +34,11 @@ class Vote:
 def vote_from_link(token, paper_id, choice):
     """The vote a link stands for; InvalidVote (or tokens.InvalidToken) when it is not genuine."""
     payload = tokens.read_token(token, tokens.FEEDBACK)
-    if choice not in CHOICES:
-        raise InvalidVote("unknown choice")
+    edition_id = payload.extra.get("e")
+    if choice not in CHOICES or type(edition_id) is not int or not 0 < paper_id < MAX_ID:
+        raise InvalidVote("unknown choice, edition or paper")
     entry = (
-        EditionPaper.objects.filter(edition_id=payload.extra.get("e"), paper_id=paper_id)
+        EditionPaper.objects.filter(edition_id=edition_id, paper_id=paper_id)
         .select_related("paper")
         .first()
     )

@@ -52,8 +52,11 @@ def view_in_browser(request, token):
         payload = tokens.read_token(token, tokens.VIEW)
     except tokens.InvalidToken:
         return render(request, "digest/invalid_link.html", status=400)
+    edition_id = payload.extra.get("e")
+    if type(edition_id) is not int:
+        return render(request, "digest/invalid_link.html", status=400)
     delivery = Delivery.objects.filter(
-        subscriber=payload.subscriber, edition_id=payload.extra.get("e"), status=Delivery.Status.SENT
+        subscriber=payload.subscriber, edition_id=edition_id, status=Delivery.Status.SENT
     ).select_related("edition", "subscriber").first()
     if delivery is None:
         raise Http404("No such digest")

@@ -51,13 +51,20 @@ HANDLED = {*TIMESTAMP_FIELDS, EventType.UNSUBSCRIBED}
 PROOF_OF_SENDING = {EventType.DELIVERED, EventType.OPENED, EventType.CLICKED}
 
 
+def plain(value, limit):
+    """``value`` as text a database stores: no NUL bytes nor lone surrogates, at most ``limit`` long."""
+    text = str(value or "").replace("\x00", "")
+    return text.encode("utf-8", "ignore").decode("utf-8")[:limit]
+
+
 def event_key(event, esp_name):
     """The ESP's event id, or a digest of the event's content for ESPs that send none."""
     if event.event_id:
-        return f"{esp_name}:{event.event_id}"[:200]
+        return plain(f"{esp_name}:{event.event_id}", 200)
     parts = [esp_name, event.event_type, event.message_id, event.recipient,
              event.timestamp.isoformat() if event.timestamp else "", event.click_url]
-    return f"{esp_name}:sha256:" + hashlib.sha256("|".join(str(p or "") for p in parts).encode()).hexdigest()
+    content = "|".join(plain(p, 1000) for p in parts)
+    return f"{plain(esp_name, 40)}:sha256:" + hashlib.sha256(content.encode()).hexdigest()
 
 
 def record_tracking_event(sender, event, esp_name, **kwargs):
@@ -84,15 +91,15 @@ def store_event(event, esp_name):
         with transaction.atomic():
             return WebhookEvent.objects.create(
                 event_id=key,
-                esp=esp_name[:40],
+                esp=plain(esp_name, 40),
                 event_type=event.event_type,
-                recipient=(event.recipient or "")[:254],
-                message_id=(event.message_id or "")[:300],
+                recipient=plain(event.recipient, 254),
+                message_id=plain(event.message_id, 300),
                 occurred_at=event.timestamp,
                 details={
-                    "metadata": {k: str(v) for k, v in (event.metadata or {}).items()},
-                    "reject_reason": event.reject_reason,
-                    "description": (event.description or "")[:500],
+                    "metadata": {plain(k, 100): plain(v, 300) for k, v in (event.metadata or {}).items()},
+                    "reject_reason": plain(event.reject_reason, 40),
+                    "description": plain(event.description, 500),
                 },
             )
     except IntegrityError:

@@ -104,3 +104,16 @@ def test_votes_show_in_the_admin(admin_client, client, digest):
     client.post(path_of(vote_links(message, "down")[0]))
     response = admin_client.get("/admin/digest/feedback/")
     assert response.status_code == 200 and subscriber.email in response.content.decode()
+
+
+@pytest.mark.parametrize("edition_id", [{"x": 1}, [1], "1; DROP TABLE", None])
+def test_a_signed_link_with_a_malformed_edition_is_refused(client, digest, edition_id):
+    _, subscriber, delivery = digest
+    token = tokens.make_token(subscriber, tokens.FEEDBACK, e=edition_id)
+    assert client.post(f"/vote/{token}/{delivery.paper_ids[0]}/up/").status_code == 400
+
+
+def test_a_paper_id_too_big_for_the_database_is_refused(client, digest):
+    message, _, _ = digest
+    url = re.sub(r"/(\d+)/up/", f"/{2**70}/up/", path_of(vote_links(message, "up")[0]))
+    assert client.post(url).status_code == 400

@@ -109,3 +109,9 @@ def test_the_feed_refuses_a_forged_token_and_lists_nothing_unsent(client):
     response = client.get(f"/feed/{tokens.make_token(subscriber, tokens.FEED)}/")
     assert response.status_code == 200
     assert ElementTree.fromstring(response.content).findall(f"{ATOM}entry") == []
+
+
+@pytest.mark.parametrize("edition_id", [{"x": 1}, [1], "1; DROP TABLE"])
+def test_view_in_browser_refuses_a_signed_token_with_a_malformed_edition(client, sent, edition_id):
+    subscriber, _, _ = sent
+    assert client.get(f"/d/{tokens.make_token(subscriber, tokens.VIEW, e=edition_id)}/").status_code == 400

@@ -8,8 +8,10 @@ import secrets
 from datetime import UTC, datetime
 
 import pytest
+from anymail.signals import AnymailTrackingEvent
 
 from digest.models import Delivery, WebhookEvent
+from digest.webhooks import record_tracking_event
 from subscriptions.models import Subscriber, Suppression, email_hash
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
@@ -187,3 +189,15 @@ def test_events_are_refused_while_no_webhook_secret_is_configured(client, delive
     assert response.status_code == 400
     assert Subscriber.objects.get(pk=delivery.subscriber_id).status == "active"
     assert not WebhookEvent.objects.exists()
+
+
+def test_text_a_database_cannot_store_is_cleaned_not_an_error(delivery):
+    event = AnymailTrackingEvent(
+        event_type="delivered", timestamp=moment(T0), event_id="nul\x00id", recipient="a\x00b@example.org",
+        message_id="<m\x00@mg.example.org>", metadata={"note\x00": "a\x00b", "delivery_id": "\ud800"},
+        description="bad \x00 byte", tags=[], esp_event={},
+    )
+    record_tracking_event(sender=None, event=event, esp_name="mailgun")
+    stored = WebhookEvent.objects.get()
+    assert stored.event_id == "mailgun:nulid" and stored.recipient == "ab@example.org"
+    assert stored.details["metadata"] == {"note": "ab", "delivery_id": ""}
