@@ -90,6 +90,10 @@ def load_embedder():
 
 
 def similarities(rows, columns):
-    """Cosine similarities (rows × columns) of two sets of unit vectors, as a dense array."""
-    product = rows @ columns.T
-    return product.toarray() if sparse.issparse(product) else np.asarray(product)
+    """Cosine similarities (rows × columns) of two sets of unit vectors, as a dense array.
+
+    ``columns`` (a reader's few profile vectors) is made dense first: a sparse
+    matrix times a dense one is much faster than a sparse-sparse product.
+    """
+    dense_columns = columns.T.toarray() if sparse.issparse(columns) else np.asarray(columns).T
+    return np.asarray(rows @ dense_columns)

@@ -17,8 +17,12 @@ logistic regression per reader, fitted on the fly in the edition's vector
 space: liked papers and interest phrases are the positives; disliked papers,
 papers we sent that got no vote ("ignored", weighted lower) and the rest of
 the edition (weighted lower still) the negatives, the two sides balanced.
-Relevance is the model's probability that the reader likes the paper; it
-passes the threshold at MODEL_THRESHOLD.
+With TF-IDF the model only sees the terms of the positives (what the reader
+likes is described by the words of what they liked), which keeps a fit to a
+few milliseconds. Relevance is the model's probability that the reader likes
+the paper and orders the papers; a paper is worth sending when the model is
+confident (MODEL_THRESHOLD) or its similarity passes RELEVANCE_THRESHOLD,
+since a model fitted on a handful of likes is rarely confident about new papers.
 
 The final score:
 
@@ -102,11 +106,14 @@ class EditionRanker:
         self.paper_vectors = self.embedder.fit_transform([paper_text(p) for p in self.papers]) if self.papers else None
         top = max((c.trending_score for c in self.entries), default=0.0) or 1.0
         self.trending = np.array([c.trending_score / top for c in self.entries], dtype=np.float64)
+        self.pks = np.array([p.pk for p in self.papers], dtype=np.int64)
         by_arxiv_id = sorted(range(len(self.papers)), key=lambda i: self.papers[i].arxiv_id)
         self.tie_break = np.empty(len(self.papers), dtype=np.int64)
         self.tie_break[by_arxiv_id] = np.arange(len(self.papers))
+        self.paper_columns = self.paper_vectors.tocsc() if sparse.issparse(self.paper_vectors) else None
         self._text_vectors = {}
         self._paper_terms = {}
+        self._in_category = {}
 
     # --- vectors, cached for the life of the ranker -----------------------
 
@@ -118,14 +125,27 @@ class EditionRanker:
         return self._stack([self._text_vectors[t] for t in texts])
 
     def vectors_of(self, papers):
-        """Vectors of any papers: rows of the edition matrix, or embedded (once) in its space."""
-        rows = []
-        outside = [p for p in papers if p.pk not in self.index]
-        outside_rows = dict(zip([p.pk for p in outside], self._rows(self.text_vectors([paper_text(p) for p in outside])))) if outside else {}
-        for paper in papers:
-            i = self.index.get(paper.pk)
-            rows.append(self.paper_vectors[i] if i is not None else outside_rows[paper.pk])
-        return self._stack(rows)
+        """Vectors of any papers, in order: rows of the edition matrix, or embedded (once) in its space."""
+        if not papers:
+            return None
+        positions = [self.index.get(p.pk) for p in papers]
+        inside = [i for i in positions if i is not None]
+        outside = [p for p, i in zip(papers, positions) if i is None]
+        if not outside:
+            return self.paper_vectors[inside]
+        embedded = self.text_vectors([paper_text(p) for p in outside])
+        if not inside:
+            return embedded
+        stacked = self._stack([self.paper_vectors[inside], embedded])
+        next_inside, next_outside, order = 0, len(inside), []
+        for i in positions:
+            if i is None:
+                order.append(next_outside)
+                next_outside += 1
+            else:
+                order.append(next_inside)
+                next_inside += 1
+        return stacked[order]
 
     @staticmethod
     def _rows(matrix):
@@ -163,11 +183,26 @@ class EditionRanker:
             return None
         return sparse.vstack(parts).tocsr() if sparse.issparse(parts[0]) else np.vstack(parts)
 
+    def in_category(self, code):
+        if code not in self._in_category:
+            self._in_category[code] = np.array([code in (p.categories or []) for p in self.papers], dtype=bool)
+        return self._in_category[code]
+
     def category_bonus(self, subscriber):
-        wanted = set(subscriber.categories or [])
-        return np.array(
-            [CATEGORY_BONUS if wanted & set(p.categories or []) else 0.0 for p in self.papers]
-        ) if wanted else 0.0
+        if not subscriber.categories:
+            return 0.0
+        return CATEGORY_BONUS * np.logical_or.reduce([self.in_category(c) for c in subscriber.categories])
+
+    def similarity_to(self, matrix):
+        """Cosine similarity of every paper to each row of ``matrix`` (papers × rows).
+
+        With sparse vectors only the columns ``matrix`` uses are multiplied.
+        """
+        if self.paper_columns is None or not sparse.issparse(matrix):
+            return similarities(self.paper_vectors, matrix)
+        matrix = matrix.tocsr()
+        used = np.unique(matrix.indices)
+        return np.asarray(self.paper_columns[:, used] @ matrix[:, used].T.toarray())
 
     def match(self, subscriber, liked=(), disliked=(), ignored=()):
         """Relevance of every paper for one reader (see the module docstring)."""
@@ -178,14 +213,15 @@ class EditionRanker:
         cosine = np.zeros(len(self.papers))
         if matrix is not None:
             weights = np.array([v.weight for v in vectors])
-            similarity = similarities(self.paper_vectors, matrix) * weights
+            similarity = self.similarity_to(matrix) * weights
             cosine = similarity.max(axis=1)
         cosine = cosine + self.category_bonus(subscriber)
         if disliked:
-            cosine = cosine - DISLIKE_PENALTY * similarities(self.paper_vectors, self.vectors_of(disliked)).max(axis=1)
+            cosine = cosine - DISLIKE_PENALTY * self.similarity_to(self.vectors_of(disliked)).max(axis=1)
         if len(liked) >= MODEL_MIN_LIKES:
             relevance = self.model_probability(subscriber, liked, disliked, list(ignored))
-            return Match(relevance, relevance >= MODEL_THRESHOLD, similarity, vectors)
+            passes = (relevance >= MODEL_THRESHOLD) | (cosine >= RELEVANCE_THRESHOLD)
+            return Match(relevance, passes, similarity, vectors)
         return Match(cosine, cosine >= RELEVANCE_THRESHOLD, similarity, vectors)
 
     def model_probability(self, subscriber, liked, disliked, ignored):
@@ -197,9 +233,13 @@ class EditionRanker:
         negatives = [m for m in (self.vectors_of(disliked), self.vectors_of(ignored), self.vectors_of(unlabelled)) if m is not None]
         if not negatives:
             return np.full(len(self.papers), 1.0)
-        stack = sparse.vstack if sparse.issparse(positives[0]) else np.vstack
-        features = stack(positives + negatives)
+        is_sparse = sparse.issparse(positives[0])
+        features = sparse.vstack(positives + negatives).tocsr() if is_sparse else np.vstack(positives + negatives)
+        candidates = self.paper_vectors
         n_positive = sum(m.shape[0] for m in positives)
+        if is_sparse:
+            terms_liked = np.unique(features[:n_positive].nonzero()[1])
+            features, candidates = features[:, terms_liked], candidates[:, terms_liked]
         labels = np.r_[np.ones(n_positive), np.zeros(features.shape[0] - n_positive)]
         weights = np.r_[
             np.ones(n_positive),
@@ -208,9 +248,9 @@ class EditionRanker:
             np.full(len(unlabelled), UNLABELLED_WEIGHT),
         ]
         weights[labels == 0] *= weights[labels == 1].sum() / weights[labels == 0].sum()
-        model = LogisticRegression(C=MODEL_C, max_iter=1000)
+        model = LogisticRegression(C=MODEL_C, solver="liblinear")
         model.fit(features, labels, sample_weight=weights)
-        return model.predict_proba(self.paper_vectors)[:, 1]
+        return model.predict_proba(candidates)[:, 1]
 
     # --- ranking ----------------------------------------------------------
 
@@ -227,7 +267,7 @@ class EditionRanker:
         limit = limit or subscriber.max_papers
         liked, disliked = list(liked), list(disliked)
         excluded = set(exclude_ids) | {p.pk for p in (*liked, *disliked)}
-        open_ = np.array([p.pk not in excluded for p in self.papers])
+        open_ = ~np.isin(self.pks, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
         has_profile = bool(subscriber.interest_terms or subscriber.categories or liked)
         if not has_profile:
             return self.top_trending(open_, limit)
@@ -255,7 +295,7 @@ class EditionRanker:
     def best(self, scores, eligible, limit):
         """Indices of the ``limit`` best eligible papers; ties go to the lower arXiv id."""
         order = np.lexsort((self.tie_break, -scores))
-        return [int(i) for i in order if eligible[i]][:limit]
+        return [int(i) for i in order[eligible[order]][:limit]]
 
     # --- why-lines --------------------------------------------------------
 
