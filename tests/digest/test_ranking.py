@@ -208,3 +208,10 @@ def test_ties_go_to_the_lower_arxiv_id():
     a, b = make_paper(2, "Same words", "Identical text."), make_paper(1, "Same words", "Identical text.")
     ranked = EditionRanker(edition_of(a, b, trending=[1.0, 1.0])).rank_for(reader())
     assert [r.paper for r in ranked] == [b, a]
+
+
+def test_a_reader_with_a_model_still_gets_the_papers_matching_their_interests(topic_papers):
+    unrelated_likes = [make_paper(200 + i, f"Topic {i} of its own", f"Words about subject{i} only.") for i in range(6)]
+    ranker = EditionRanker(edition_of(*topic_papers.values()))
+    ranked = ranker.rank_for(reader("speech recognition"), liked=unrelated_likes)
+    assert topic_papers["speech"] in {r.paper for r in ranked}
