@@ -218,5 +218,5 @@ class Stack:
         return sorted(name for reply in replies for name in reply)
 
     def logs(self, tail=4000):
-        """Every process's log tail, for assertion messages."""
-        return "\n".join(f"--- {p.name} ---\n{p.log()[-tail:]}" for p in self.processes)
+        """Every process's log (its last ``tail`` characters; None: all), for assertions."""
+        return "\n".join(f"--- {p.name} ---\n{p.log()[-tail if tail else 0:]}" for p in self.processes)

@@ -70,6 +70,8 @@ def test_each_subscriber_gets_one_message_through_the_esp_api_with_their_own_hea
             assert not [other for other in addresses(readers) if other != email and other in text.lower()]
             delivery = Delivery.objects.get(subscriber=subscriber)
             assert delivery.esp_message_id == request.message_id
+    logs = stack.logs(tail=None).lower()
+    assert not [email for email in addresses(readers) if email in logs]  # ids, never addresses
 
 
 @pytest.mark.django_db(transaction=True)

@@ -71,6 +71,8 @@ def test_each_active_subscriber_receives_one_well_formed_digest_over_smtp(smtp_r
         text, body_html = mail.body("plain"), mail.body("html")
         assert unsubscribe_url in text and html.escape(unsubscribe_url) in body_html
         assert "<script>alert" not in body_html  # a recorded title tries to inject a script
+    logs = stack.logs(tail=None).lower()
+    assert not [email for email in addresses(readers) if email in logs]  # ids, never addresses
 
 
 @pytest.mark.django_db(transaction=True)
