@@ -54,6 +54,14 @@ DISLIKE_PENALTY = 0.5
 WHY_TERMS_SHOWN = 3
 
 
+def stack_rows(*matrices):
+    """The rows of the given matrices (None ones skipped) as one matrix, sparse or dense like them."""
+    present = [m for m in matrices if m is not None]
+    if not present:
+        return None
+    return sparse.vstack(present).tocsr() if sparse.issparse(present[0]) else np.vstack(present)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A paper an edition offers, with its trending score and why-line."""
@@ -103,7 +111,9 @@ class EditionRanker:
         self.papers = [c.paper for c in self.entries]
         self.index = {p.pk: i for i, p in enumerate(self.papers)}
         self.embedder = load_embedder()
-        self.paper_vectors = self.embedder.fit_transform([paper_text(p) for p in self.papers]) if self.papers else None
+        self.paper_vectors = None
+        if self.papers:
+            self.paper_vectors = self.embedder.fit_transform([paper_text(p) for p in self.papers])
         top = max((c.trending_score for c in self.entries), default=0.0) or 1.0
         self.trending = np.array([c.trending_score / top for c in self.entries], dtype=np.float64)
         self.pks = np.array([p.pk for p in self.papers], dtype=np.int64)
@@ -118,11 +128,13 @@ class EditionRanker:
     # --- vectors, cached for the life of the ranker -----------------------
 
     def text_vectors(self, texts):
+        if not texts:
+            return None
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_vectors]
         if missing:
             for text, row in zip(missing, self._rows(self.embedder.transform(missing))):
                 self._text_vectors[text] = row
-        return self._stack([self._text_vectors[t] for t in texts])
+        return stack_rows(*(self._text_vectors[t] for t in texts))
 
     def vectors_of(self, papers):
         """Vectors of any papers, in order: rows of the edition matrix, or embedded (once) in its space."""
@@ -136,7 +148,7 @@ class EditionRanker:
         embedded = self.text_vectors([paper_text(p) for p in outside])
         if not inside:
             return embedded
-        stacked = self._stack([self.paper_vectors[inside], embedded])
+        stacked = stack_rows(self.paper_vectors[inside], embedded)
         next_inside, next_outside, order = 0, len(inside), []
         for i in positions:
             if i is None:
@@ -151,11 +163,6 @@ class EditionRanker:
     def _rows(matrix):
         return [matrix[i] if sparse.issparse(matrix) else matrix[i : i + 1] for i in range(matrix.shape[0])]
 
-    @staticmethod
-    def _stack(rows):
-        if not rows:
-            return None
-        return sparse.vstack(rows).tocsr() if sparse.issparse(rows[0]) else np.vstack(rows)
 
     def paper_terms(self, i):
         """The paper's terms in order, space-separated and padded, for whole-phrase lookups."""
@@ -178,10 +185,7 @@ class EditionRanker:
 
     def profile_matrix(self, vectors, liked):
         texts = [v.label if v.kind == "interest" else category_topic(v.label) for v in vectors if v.kind != "liked"]
-        parts = [m for m in (self.text_vectors(texts) if texts else None, self.vectors_of(liked) if liked else None) if m is not None]
-        if not parts:
-            return None
-        return sparse.vstack(parts).tocsr() if sparse.issparse(parts[0]) else np.vstack(parts)
+        return stack_rows(self.text_vectors(texts), self.vectors_of(liked))
 
     def in_category(self, code):
         if code not in self._in_category:
@@ -228,16 +232,13 @@ class EditionRanker:
         """P(reader likes paper) from a per-reader logistic regression (arxiv-sanity style)."""
         labelled = {p.pk for p in (*liked, *disliked, *ignored)}
         unlabelled = [p for p in self.papers if p.pk not in labelled]
-        interests = subscriber.interest_terms
-        positives = [m for m in (self.vectors_of(liked), self.text_vectors(interests) if interests else None) if m is not None]
-        negatives = [m for m in (self.vectors_of(disliked), self.vectors_of(ignored), self.vectors_of(unlabelled)) if m is not None]
-        if not negatives:
+        positives = stack_rows(self.vectors_of(liked), self.text_vectors(subscriber.interest_terms))
+        negatives = stack_rows(self.vectors_of(disliked), self.vectors_of(ignored), self.vectors_of(unlabelled))
+        if negatives is None:
             return np.full(len(self.papers), 1.0)
-        is_sparse = sparse.issparse(positives[0])
-        features = sparse.vstack(positives + negatives).tocsr() if is_sparse else np.vstack(positives + negatives)
-        candidates = self.paper_vectors
-        n_positive = sum(m.shape[0] for m in positives)
-        if is_sparse:
+        features, candidates = stack_rows(positives, negatives), self.paper_vectors
+        n_positive = positives.shape[0]
+        if sparse.issparse(features):
             terms_liked = np.unique(features[:n_positive].nonzero()[1])
             features, candidates = features[:, terms_liked], candidates[:, terms_liked]
         labels = np.r_[np.ones(n_positive), np.zeros(features.shape[0] - n_positive)]

@@ -51,6 +51,8 @@ PROGRESS_EVERY = 500
 IGNORED_PAPERS_LIMIT = 300
 PREPARED_EDITIONS_KEPT = 4
 REFUSED_STATUSES = {"rejected", "invalid"}
+NOTHING_RELEVANT = "no paper passed the relevance threshold"
+NOTHING_NEW = "no new papers in this edition"
 
 
 class TransientSendError(Exception):
@@ -92,8 +94,8 @@ def start_sending_batch(delivery_ids):
         attempts=F("attempts") + 1,
         send_token=token,
     )
-    won = set(Delivery.objects.filter(pk__in=list(delivery_ids), send_token=token).values_list("pk", flat=True))
-    return token, won
+    won = Delivery.objects.filter(pk__in=list(delivery_ids), send_token=token).values_list("pk", flat=True)
+    return token, set(won)
 
 
 def start_sending(delivery_id):
@@ -250,17 +252,20 @@ def compose(deliveries, prepared, readers, report):
         if not ranked:
             skipped.append(delivery.pk)
         else:
-            digest = prepared.renderer.render(subscriber, ranked)
-            yield ComposedDigest(delivery, ranked, BatchPart(
-                to=subscriber.email, subject=digest.subject, text=digest.text, html=digest.html,
-                context=digest.context, metadata={"delivery_id": str(delivery.pk)},
-            ))
+            yield ComposedDigest(delivery, ranked, batch_part(delivery, prepared.renderer.render(subscriber, ranked)))
         if count % PROGRESS_EVERY == 0:
             log.info("digests composed edition=%s progress=%d/%d", delivery.edition_id, count, len(deliveries))
     if skipped:
-        reason = "no paper passed the relevance threshold" if prepared.ranker.papers else "no new papers in this edition"
+        reason = NOTHING_RELEVANT if prepared.ranker.papers else NOTHING_NEW
         report.skipped += skip(skipped, reason)
         log.info("digests skipped edition=%s count=%d reason=%s", prepared.renderer.edition.pk, len(skipped), reason)
+
+
+def batch_part(delivery, digest):
+    return BatchPart(
+        to=delivery.subscriber.email, subject=digest.subject, text=digest.text, html=digest.html,
+        context=digest.context, metadata={"delivery_id": str(delivery.pk)},
+    )
 
 
 def claim_for_send(items, report):
@@ -405,14 +410,19 @@ def send_batch(connection, group, style, report):
     except Exception as exc:  # classified; nothing is lost
         record_send_error(token, [c.delivery for c in group], exc, report)
         return
-    statuses = {email.lower(): s for email, s in message.anymail_status.recipients.items()}
-    refused = [c.delivery for c in group if getattr(statuses.get(c.part.to.lower()), "status", None) in REFUSED_STATUSES]
+    refused = refused_recipients(message, group)
     if refused:
         record_send_error(token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
     refused_ids = {d.pk for d in refused}
     sent = [(c.delivery, esp_message_id(message, c.part.to)) for c in group if c.delivery.pk not in refused_ids]
     record_sent(token, sent)
     report.sent += len(sent)
+
+
+def refused_recipients(message, group):
+    """The deliveries whose recipient the ESP refused inside an accepted batch."""
+    statuses = {email.lower(): s.status for email, s in message.anymail_status.recipients.items()}
+    return [c.delivery for c in group if statuses.get(c.part.to.lower()) in REFUSED_STATUSES]
 
 
 def send_in_batches(items, style, report):
