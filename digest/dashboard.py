@@ -13,7 +13,7 @@ complained, suppressed, paused) from ``unsubscribed_at``, or from
 """
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
