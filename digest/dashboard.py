@@ -9,7 +9,9 @@ Subscribers have no status history, so "subscribers over time" is rebuilt
 from their timestamps: pending from ``created_at``, active from
 ``confirmed_at``, and their current leaving status (unsubscribed, bounced,
 complained, suppressed, paused) from ``unsubscribed_at``, or from
-``updated_at`` when that is unset.
+``updated_at`` when that is unset. Bounce and complaint rates are the
+deliveries the ESP's webhooks stamped ``bounced_at`` / ``complained_at`` on a
+day, over the digests sent that day.
 """
 
 import math
