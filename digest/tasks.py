@@ -3,6 +3,7 @@
 import random
 
 from celery import shared_task
+from django.conf import settings
 from django.utils.dateparse import parse_date
 
 from . import services, webhooks
@@ -10,13 +11,15 @@ from .models import Edition
 from .sending import TransientSendError, send_edition_to
 
 MAX_SEND_RETRIES = 6
-BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
 
 
 def backoff_seconds(retries):
-    """Exponential backoff with jitter: about 30 s, 1 min, 2 min, … capped at an hour, ±50 %."""
-    return min(2**retries * BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS) * random.uniform(0.5, 1.5)
+    """Exponential backoff with jitter: about 30 s, 1 min, 2 min, … capped at an hour, ±50 %.
+
+    The base is DIGEST_RETRY_BASE_SECONDS (30 s).
+    """
+    return min(2**retries * settings.DIGEST_RETRY_BASE_SECONDS, BACKOFF_MAX_SECONDS) * random.uniform(0.5, 1.5)
 
 
 @shared_task(acks_late=True)
