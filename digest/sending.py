@@ -66,6 +66,7 @@ class SendReport:
     failed: int = 0
     not_claimed: int = 0
     transient: list = field(default_factory=list)
+    retry_after: float = 0.0  # seconds the ESP asked us to wait (Retry-After), at most an hour
 
 
 # --- The ledger ---------------------------------------------------------------
@@ -320,6 +321,15 @@ def classify_send_error(exc):
     return "unknown"
 
 
+def retry_after_seconds(exc):
+    """The ESP's ``Retry-After`` in seconds (429/503), capped at an hour; 0 when absent or a date."""
+    response = getattr(exc, "response", None)
+    try:
+        return min(max(float(response.headers.get("Retry-After") or 0), 0.0), 3600.0)
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+
+
 def refuses_recipient(exc):
     return isinstance(exc, (AnymailRecipientsRefused, smtplib.SMTPRecipientsRefused))
 
@@ -341,6 +351,7 @@ def record_send_error(token, deliveries, exc, report):
     if kind == "transient":
         rows.update(status=Delivery.Status.PENDING, reason=text, paper_ids=[], reasons={})
         report.transient.extend(ids)
+        report.retry_after = max(report.retry_after, retry_after_seconds(exc))
         log.warning("digest send deferred deliveries=%s error=%s", ids, text)
     elif kind == "permanent":
         rows.update(status=Delivery.Status.FAILED, reason=text, paper_ids=[], reasons={})

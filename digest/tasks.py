@@ -34,7 +34,8 @@ def enqueue_due_digests():
 
 @shared_task(bind=True, acks_late=True, max_retries=MAX_SEND_RETRIES)
 def send_digest_chunk(self, edition_id, subscriber_ids):
-    """Send one chunk; retried with exponential backoff and jitter on transient ESP errors.
+    """Send one chunk; retried with exponential backoff and jitter on transient ESP errors,
+    never sooner than the ESP's Retry-After.
 
     Safe to run twice: only pending deliveries are sent, each claimed by a
     compare-and-swap.
@@ -43,7 +44,9 @@ def send_digest_chunk(self, edition_id, subscriber_ids):
     try:
         report = send_edition_to(edition, subscriber_ids)
     except TransientSendError as exc:
-        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries))
+        report = exc.args[1] if len(exc.args) > 1 else None
+        wait = max(backoff_seconds(self.request.retries), getattr(report, "retry_after", 0))
+        raise self.retry(exc=exc, countdown=wait)
     return {"sent": report.sent, "skipped": report.skipped, "failed": report.failed}
 
 
