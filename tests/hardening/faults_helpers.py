@@ -8,12 +8,15 @@ retries fast, a helper to terminate PostgreSQL backends, and checks made at the
 imitation ESP (what it accepted, per recipient) rather than only in our tables.
 """
 
+import time
+
 import psycopg
 from django.db import connection
 from django.utils import timezone
 
 from digest.models import Delivery
 from tests.factories import SubscriberFactory
+from tests.fakes.sources import RecordedSourceServer, Route, SourceHandler
 from tests.ops.conftest import (  # noqa: F401  (fixtures, re-exported)
     fake_mailgun,
     mailgun_env,
@@ -125,3 +128,34 @@ def age_pending_rows(minutes=16):
     return Delivery.objects.filter(status=Delivery.Status.PENDING).update(
         created_at=timezone.now() - timezone.timedelta(minutes=minutes)
     )
+
+
+class FaultySourceHandler(SourceHandler):
+    def do_GET(self):
+        delay = self.server.owner.hang_for(self.path)
+        if delay:
+            time.sleep(delay)  # past the client's timeout; the answer then goes nowhere
+        super().do_GET()
+
+
+class FaultySourceServer(RecordedSourceServer):
+    """The recorded-source server, plus routes that hang and routes serving given bytes."""
+
+    handler_class = FaultySourceHandler
+
+    def __init__(self):
+        super().__init__()
+        self.hangs = {}
+
+    def serve_bytes(self, prefix, body, content_type):
+        with self._lock:
+            self.routes = [r for r in self.routes if r.prefix != prefix]
+            self.routes.append(Route(prefix, body, content_type))
+
+    def hang(self, prefix, seconds):
+        with self._lock:
+            self.hangs[prefix] = seconds
+
+    def hang_for(self, path):
+        with self._lock:
+            return max((s for p, s in self.hangs.items() if path.startswith(p)), default=0)
