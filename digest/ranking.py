@@ -124,6 +124,13 @@ class EditionRanker:
         self._text_vectors = {}
         self._paper_terms = {}
         self._in_category = {}
+        self._bonus = {}
+        self._phrase_terms = {}
+        # Cosine similarity of every paper to one profile text or one paper, computed
+        # once per ranker: readers share interests, so most of a chunk is lookups.
+        self._text_similarity = {}
+        self._paper_similarity = {}
+        self.all_open = np.ones(len(self.papers), dtype=bool)
 
     # --- vectors, cached for the life of the ranker -----------------------
 
@@ -183,6 +190,29 @@ class EditionRanker:
         vectors += [ProfileVector("liked", paper.title, 1.0) for paper in liked]
         return vectors
 
+    def text_similarities(self, texts):
+        """Similarity columns (one per text, papers long), computed in one product for the missing ones."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_similarity]
+        if missing:
+            columns = self.similarity_to(self.text_vectors(missing))
+            for j, text in enumerate(missing):
+                self._text_similarity[text] = np.ascontiguousarray(columns[:, j])
+        return [self._text_similarity[t] for t in texts]
+
+    def paper_similarities(self, papers):
+        missing = [p for p in {p.pk: p for p in papers}.values() if p.pk not in self._paper_similarity]
+        if missing:
+            columns = self.similarity_to(self.vectors_of(missing))
+            for j, paper in enumerate(missing):
+                self._paper_similarity[paper.pk] = np.ascontiguousarray(columns[:, j])
+        return [self._paper_similarity[p.pk] for p in papers]
+
+    def profile_similarity(self, vectors, liked):
+        """papers × profile vectors, unweighted: the cached columns of each text and liked paper."""
+        texts = [v.label if v.kind == "interest" else category_topic(v.label) for v in vectors if v.kind != "liked"]
+        columns = self.text_similarities(texts) + self.paper_similarities(liked)
+        return np.column_stack(columns) if columns else None
+
     def profile_matrix(self, vectors, liked):
         texts = [v.label if v.kind == "interest" else category_topic(v.label) for v in vectors if v.kind != "liked"]
         return stack_rows(self.text_vectors(texts), self.vectors_of(liked))
@@ -195,7 +225,10 @@ class EditionRanker:
     def category_bonus(self, subscriber):
         if not subscriber.categories:
             return 0.0
-        return CATEGORY_BONUS * np.logical_or.reduce([self.in_category(c) for c in subscriber.categories])
+        key = tuple(subscriber.categories)
+        if key not in self._bonus:
+            self._bonus[key] = CATEGORY_BONUS * np.logical_or.reduce([self.in_category(c) for c in key])
+        return self._bonus[key]
 
     def similarity_to(self, matrix):
         """Cosine similarity of every paper to each row of ``matrix`` (papers × rows).
@@ -212,16 +245,16 @@ class EditionRanker:
         """Relevance of every paper for one reader (see the module docstring)."""
         liked, disliked = list(liked), list(disliked)
         vectors = self.profile_vectors(subscriber, liked)
-        matrix = self.profile_matrix(vectors, liked)
-        similarity = None
+        similarity = self.profile_similarity(vectors, liked)
         cosine = np.zeros(len(self.papers))
-        if matrix is not None:
+        if similarity is not None:
             weights = np.array([v.weight for v in vectors])
-            similarity = self.similarity_to(matrix) * weights
+            if (weights != 1.0).any():
+                similarity = similarity * weights
             cosine = similarity.max(axis=1)
         cosine = cosine + self.category_bonus(subscriber)
         if disliked:
-            cosine = cosine - DISLIKE_PENALTY * self.similarity_to(self.vectors_of(disliked)).max(axis=1)
+            cosine = cosine - DISLIKE_PENALTY * np.column_stack(self.paper_similarities(disliked)).max(axis=1)
         if len(liked) >= MODEL_MIN_LIKES:
             relevance = self.model_probability(subscriber, liked, disliked, list(ignored))
             passes = (relevance >= MODEL_THRESHOLD) | (cosine >= RELEVANCE_THRESHOLD)
@@ -268,7 +301,10 @@ class EditionRanker:
         limit = limit or subscriber.max_papers
         liked, disliked = list(liked), list(disliked)
         excluded = set(exclude_ids) | {p.pk for p in (*liked, *disliked)}
-        open_ = ~np.isin(self.pks, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
+        if excluded:
+            open_ = ~np.isin(self.pks, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
+        else:
+            open_ = self.all_open
         has_profile = bool(subscriber.interest_terms or subscriber.categories or liked)
         if not has_profile:
             return self.top_trending(open_, limit)
@@ -329,8 +365,15 @@ class EditionRanker:
         paper_terms = self.paper_terms(i)
         return [
             phrase for phrase in subscriber.interest_terms
-            if (phrase_terms := terms(phrase)) and f" {' '.join(phrase_terms)} " in paper_terms
+            if (needle := self.phrase_needle(phrase)) and needle in paper_terms
         ]
+
+    def phrase_needle(self, phrase):
+        """`` term term `` for a phrase (None without content words), cached."""
+        if phrase not in self._phrase_terms:
+            phrase_terms = terms(phrase)
+            self._phrase_terms[phrase] = f" {' '.join(phrase_terms)} " if phrase_terms else None
+        return self._phrase_terms[phrase]
 
     @staticmethod
     def nearest_profile_vector(i, match):

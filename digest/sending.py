@@ -23,8 +23,11 @@ otherwise each reader gets their own message over one connection.
 """
 
 import logging
+import resource
 import smtplib
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
@@ -53,6 +56,49 @@ PREPARED_EDITIONS_KEPT = 4
 REFUSED_STATUSES = {"rejected", "invalid"}
 NOTHING_RELEVANT = "no paper passed the relevance threshold"
 NOTHING_NEW = "no new papers in this edition"
+
+
+class PhaseClock:
+    """Seconds, rows, SQL queries and peak RSS per phase of sending, for benchmarks and logs.
+
+    ``query_count`` is a callable returning a running query count (a benchmark
+    installs one); without it queries are not counted.
+    """
+
+    def __init__(self):
+        self.query_count = None
+        self.reset()
+
+    def reset(self):
+        self.totals = {}
+
+    def _entry(self, name):
+        return self.totals.setdefault(name, {"seconds": 0.0, "rows": 0, "queries": 0, "peak_rss_mb": 0.0})
+
+    def add(self, name, seconds, rows=1):
+        entry = self._entry(name)
+        entry["seconds"] += seconds
+        entry["rows"] += rows
+
+    @contextmanager
+    def phase(self, name, rows=0):
+        queries = self.query_count() if self.query_count else 0
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            entry = self._entry(name)
+            entry["seconds"] += time.perf_counter() - started
+            entry["rows"] += rows
+            if self.query_count:
+                entry["queries"] += self.query_count() - queries
+            entry["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def summary(self):
+        return {name: dict(entry) for name, entry in self.totals.items()}
+
+
+PHASES = PhaseClock()
 
 
 class TransientSendError(Exception):
@@ -249,16 +295,22 @@ def compose(deliveries, prepared, readers, report):
     skipped = []
     for count, delivery in enumerate(deliveries, start=1):
         subscriber = delivery.subscriber
+        started = time.perf_counter()
         ranked = readers.rank(prepared.ranker, subscriber)
+        ranked_at = time.perf_counter()
+        PHASES.add("rank", ranked_at - started)
         if not ranked:
             skipped.append(delivery.pk)
         else:
-            yield ComposedDigest(delivery, ranked, batch_part(delivery, prepared.renderer.render(subscriber, ranked)))
+            part = batch_part(delivery, prepared.renderer.render(subscriber, ranked))
+            PHASES.add("render", time.perf_counter() - ranked_at)
+            yield ComposedDigest(delivery, ranked, part)
         if count % PROGRESS_EVERY == 0:
             log.info("digests composed edition=%s progress=%d/%d", delivery.edition_id, count, len(deliveries))
     if skipped:
         reason = NOTHING_RELEVANT if prepared.ranker.papers else NOTHING_NEW
-        report.skipped += skip(skipped, reason)
+        with PHASES.phase("record", len(skipped)):
+            report.skipped += skip(skipped, reason)
         log.info("digests skipped edition=%s count=%d reason=%s", prepared.renderer.edition.pk, len(skipped), reason)
 
 
@@ -271,13 +323,15 @@ def batch_part(delivery, digest):
 
 def claim_for_send(items, report):
     """CAS the rows of ``items``; keep the ones won and record their papers before any send."""
-    token, won = start_sending_batch([c.delivery.pk for c in items])
+    with PHASES.phase("select/claim"):
+        token, won = start_sending_batch([c.delivery.pk for c in items])
     report.not_claimed += len(items) - len(won)
     items = [c for c in items if c.delivery.pk in won]
     for c in items:
         c.delivery.paper_ids = [r.paper.pk for r in c.ranked]
         c.delivery.reasons = {str(r.paper.pk): r.reason for r in c.ranked}
-    Delivery.objects.filter(send_token=token).bulk_update([c.delivery for c in items], ["paper_ids", "reasons"])
+    with PHASES.phase("record"):
+        Delivery.objects.filter(send_token=token).bulk_update([c.delivery for c in items], ["paper_ids", "reasons"])
     return token, items
 
 
@@ -414,10 +468,11 @@ def send_batch(connection, group, style, report):
     token, group = claim_for_send(group, report)
     if not group:
         return
-    message = build_batch_email([c.part for c in group], style.fields)
-    message.connection = connection
     try:
-        message.send()
+        with PHASES.phase("send", len(group)):
+            message = build_batch_email([c.part for c in group], style.fields)
+            message.connection = connection
+            message.send()
     except Exception as exc:  # classified; nothing is lost
         record_send_error(token, [c.delivery for c in group], exc, report)
         return
@@ -426,7 +481,8 @@ def send_batch(connection, group, style, report):
         record_send_error(token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
     refused_ids = {d.pk for d in refused}
     sent = [(c.delivery, esp_message_id(message, c.part.to)) for c in group if c.delivery.pk not in refused_ids]
-    record_sent(token, sent)
+    with PHASES.phase("record", len(sent)):
+        record_sent(token, sent)
     report.sent += len(sent)
 
 
@@ -452,18 +508,20 @@ def send_edition_to(edition, subscriber_ids, *, prepared=None):
     Raises TransientSendError after the chunk when some deliveries must be retried.
     """
     subscriber_ids = list(subscriber_ids)
-    claim_deliveries(edition, subscriber_ids)
-    skip_inactive(edition, subscriber_ids)
-    deliveries = list(
-        Delivery.objects.filter(
-            edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING
-        ).select_related("subscriber", "edition").order_by("pk")
-    )
+    with PHASES.phase("select/claim", len(subscriber_ids)):
+        claim_deliveries(edition, subscriber_ids)
+        skip_inactive(edition, subscriber_ids)
+        deliveries = list(
+            Delivery.objects.filter(
+                edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING
+            ).select_related("subscriber", "edition").order_by("pk")
+        )
     report = SendReport()
     if not deliveries:
         return report
     prepared = prepared or prepare_edition(edition)
-    readers = load_readers(edition, [d.subscriber_id for d in deliveries])
+    with PHASES.phase("select/claim"):
+        readers = load_readers(edition, [d.subscriber_id for d in deliveries])
     composed = compose(deliveries, prepared, readers, report)
     style = batch_style()
     if style is None:

@@ -1,0 +1,449 @@
+"""Digest send benchmark: N personalised digests through the real send path.
+
+Run by hand from the repository root (not part of the test suite):
+
+    .venv/bin/python bench/digest_scale.py --subscribers 10000
+    .venv/bin/python bench/digest_scale.py --subscribers 100000
+    .venv/bin/python bench/digest_scale.py --subscribers 100000 --workers 2
+
+What it does:
+
+1. Starts a throwaway PostgreSQL cluster, imports the bundled corpus, builds
+   the daily edition and inserts N active subscribers whose interests and
+   categories are drawn from realistic ML keyword sets (their digests differ).
+2. Starts the imitation Mailgun API (tests/fakes/mailgun.py) in its own
+   process and points anymail's Mailgun backend at it.
+3. Sends the edition with the production path in a fresh process per worker:
+   due readers streamed and claimed in chunks of DIGEST_SEND_BATCH_SIZE, each
+   chunk handed to the ``send_digest_chunk`` Celery task (run eagerly), which
+   calls ``digest.sending.send_edition_to``. ``--workers 2`` runs the same
+   path in two processes over disjoint chunks.
+4. Times a naive baseline on the same data (a sample of readers): the whole
+   digest rendered from the templates per reader (paper blocks included),
+   one single-recipient message each through the same backend, to a second
+   imitation server.
+5. Verifies every subscriber has exactly one ``sent`` delivery and the ESP
+   received exactly one message per subscriber, each with its own body.
+6. Prints per phase (select/claim, rank, render, send, record) the seconds,
+   rows/s, SQL queries and peak RSS, then one RESULT line.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+INTERESTS = [
+    "large language models", "reasoning", "chain of thought", "reinforcement learning from human feedback",
+    "diffusion models", "image generation", "video generation", "text-to-image", "3D reconstruction",
+    "neural radiance fields", "gaussian splatting", "robotics", "embodied AI", "world models", "agents",
+    "tool use", "retrieval augmented generation", "code generation", "mathematical reasoning",
+    "vision language models", "multimodal", "speech recognition", "text-to-speech", "mixture of experts",
+    "quantization", "efficient inference", "long context", "sparse attention", "state space models",
+    "graph neural networks", "molecules", "protein", "time series", "recommendation", "benchmark",
+    "evaluation", "alignment", "safety", "hallucination", "interpretability", "federated learning",
+    "contrastive learning", "self-supervised learning", "object detection", "segmentation",
+    "medical imaging", "autonomous driving", "knowledge distillation", "in-context learning",
+    "instruction tuning", "preference optimization", "reward models", "scaling laws", "tokenization",
+    "machine translation", "question answering", "summarization", "video understanding",
+    "continual learning", "uncertainty", "optimization", "transformers",
+]
+CATEGORIES = ["cs.LG", "cs.CL", "cs.CV", "cs.AI", "cs.RO", "stat.ML", "cs.IR", "cs.SD"]
+MAILGUN_DOMAIN = "mg.bench.example"
+MAILGUN_KEY = "bench-key"
+NAIVE_SAMPLE = 1000
+
+
+# --- Environment ---------------------------------------------------------------
+
+
+def configure_env(database_url, esp_url):
+    os.environ.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        LOG_LEVEL="ERROR",
+        DEBUG="false",
+        SECRET_KEY="bench-secret-key-not-for-production-0123456789",
+        ALLOWED_HOSTS="127.0.0.1",
+        SITE_URL="https://paperboy.example",
+        ESP="mailgun",
+        MAILGUN_API_KEY=MAILGUN_KEY,
+        MAILGUN_SENDER_DOMAIN=MAILGUN_DOMAIN,
+        MAILGUN_API_URL=esp_url,
+        REDIS_URL="",
+        CONN_MAX_AGE="0",
+    )
+    os.environ.pop("EMAIL_URL", None)
+
+
+def django_setup():
+    import django
+
+    django.setup()
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class QueryCounter:
+    """Counts SQL statements without keeping them (CaptureQueriesContext would keep megabytes)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+# --- The imitation ESP, in its own process ------------------------------------
+
+
+def esp_server(domain, api_key, port_queue, stop_event, stats_queue):
+    """Run the imitation Mailgun; keep per-recipient counts and body hashes only."""
+    import hashlib
+    import json as _json
+
+    from tests.fakes.mailgun import FakeMailgun
+
+    class CountingMailgun(FakeMailgun):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.per_recipient = {}
+            self.bodies = set()
+            self.calls = 0
+
+        def handle(self, domain, fields, api_key):
+            status, payload, headers = super().handle(domain, fields, api_key)
+            with self._lock:
+                request = self.requests.pop()  # keep no bodies
+                if request.accepted:
+                    self.calls += 1
+                    variables = _json.loads(fields["recipient-variables"][0]) if "recipient-variables" in fields else {}
+                    for address in request.recipients:
+                        self.per_recipient[address] = self.per_recipient.get(address, 0) + 1
+                        body = variables.get(address, {}).get("html") or request.value("html", "")
+                        self.bodies.add(hashlib.blake2b(body.encode(), digest_size=12).digest())
+            return status, payload, headers
+
+    esp = CountingMailgun(domain=domain, api_key=api_key).start()
+    port_queue.put(esp.api_url)
+    stop_event.wait()
+    counts = esp.per_recipient
+    stats_queue.put({
+        "calls": esp.calls,
+        "recipients": len(counts),
+        "messages": sum(counts.values()),
+        "duplicates": sum(1 for c in counts.values() if c != 1),
+        "distinct_bodies": len(esp.bodies),
+    })
+    esp.stop()
+
+
+class EspProcess:
+    def __init__(self):
+        ctx = multiprocessing.get_context("spawn")
+        self.port_queue, self.stats_queue, self.stop_event = ctx.Queue(), ctx.Queue(), ctx.Event()
+        self.process = ctx.Process(
+            target=esp_server, args=(MAILGUN_DOMAIN, MAILGUN_KEY, self.port_queue, self.stop_event, self.stats_queue),
+            daemon=True,
+        )
+
+    def start(self):
+        self.process.start()
+        self.api_url = self.port_queue.get(timeout=60)
+        return self
+
+    def finish(self):
+        self.stop_event.set()
+        stats = self.stats_queue.get(timeout=600)
+        self.process.join(timeout=30)
+        return stats
+
+
+# --- Data -----------------------------------------------------------------------
+
+
+def start_database():
+    import psycopg
+
+    from tests.servers import PostgresServer
+
+    server = PostgresServer().start()
+    with psycopg.connect(server.url("postgres"), autocommit=True) as connection:
+        connection.execute("CREATE DATABASE bench")
+    return server
+
+
+def build_data(subscribers, seed=7):
+    """Migrate, import the bundled corpus, build today's daily edition, insert the readers."""
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from digest.editions import get_or_build_edition
+    from papers.ingest import store_batch
+    from papers.sources.bundled import BundledSource
+    from subscriptions.models import Subscriber
+
+    call_command("migrate", verbosity=0)
+    source = BundledSource()
+    store_batch(source.fetch().records, source)
+    edition, _ = get_or_build_edition("daily", timezone.localdate())
+    rng = random.Random(seed)
+    now = timezone.now()
+    batch = []
+    for n in range(subscribers):
+        interests = ", ".join(rng.sample(INTERESTS, rng.randint(1, 4)))
+        categories = rng.sample(CATEGORIES, rng.choice((0, 0, 1, 1, 2)))
+        batch.append(Subscriber(
+            email=f"reader{n}@bench.example", status=Subscriber.Status.ACTIVE, interests=interests,
+            categories=categories, frequency=Subscriber.Frequency.DAILY, max_papers=rng.choice((5, 10, 10, 20)),
+            timezone="UTC", send_hour=0, always_send_top=True, confirmed_at=now,
+            token_secret=f"{rng.getrandbits(128):032x}",
+        ))
+        if len(batch) == 5000:
+            Subscriber.objects.bulk_create(batch)
+            batch = []
+    Subscriber.objects.bulk_create(batch)
+    return edition
+
+
+# --- The production send path, in a fresh process per worker ----------------
+
+
+def send_worker(database_url, esp_url, workers, index, result_queue):
+    """Stream the due readers, claim and send every ``workers``-th chunk, as the beat task does."""
+    configure_env(database_url, esp_url)
+    django_setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.utils import timezone
+
+    from digest import sending
+    from digest.scheduling import current_edition, due_subscriber_ids
+    from digest.services import chunked
+    from digest.tasks import send_digest_chunk
+
+    counter = QueryCounter()
+    clock = sending.PHASES
+    clock.reset()
+    clock.query_count = lambda: counter.count
+    started = time.perf_counter()
+    now = timezone.now()
+    sent = 0
+    with connection.execute_wrapper(counter):
+        edition = current_edition("daily", now)
+        sending.prepare_edition(edition)  # once per process, as in a long-lived worker
+        prepared_at = time.perf_counter()
+        # The ids are read before any chunk is sent, as the beat task streams them
+        # before the workers run; a worker only takes its own chunks.
+        due = list(due_subscriber_ids(edition, now))
+        for number, chunk in enumerate(chunked(due, settings.DIGEST_SEND_BATCH_SIZE)):
+            if number % workers != index:
+                continue
+            with clock.phase("select/claim"):
+                sending.claim_deliveries(edition, chunk)
+            result = send_digest_chunk.apply(args=(edition.pk, chunk)).get()
+            sent += result["sent"]
+    del due
+    finished = time.perf_counter()
+    result_queue.put({
+        "index": index, "sent": sent, "seconds": finished - prepared_at, "prepare": prepared_at - started,
+        "queries": counter.count, "peak_rss_mb": peak_rss_mb(), "phases": clock.summary(),
+    })
+
+
+def run_send(database_url, esp_url, workers):
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, workers, i, results))
+                 for i in range(workers)]
+    wall = time.perf_counter()
+    for p in processes:
+        p.start()
+    outcomes = [results.get(timeout=3600) for _ in processes]
+    for p in processes:
+        p.join()
+    wall = time.perf_counter() - wall
+    return outcomes, wall
+
+
+# --- The naive baseline ---------------------------------------------------------
+
+
+def naive_worker(database_url, esp_url, sample, result_queue):
+    """Per reader: rank, render every template (paper blocks too), one message, one HTTP call."""
+    configure_env(database_url, esp_url)
+    django_setup()
+    from django.core.mail import get_connection
+    from django.template.loader import render_to_string
+    from django.utils.safestring import mark_safe
+
+    from digest import rendering
+    from digest.emails import build_email, inline_css
+    from digest.models import Edition
+    from digest.ranking import EditionRanker
+    from digest.sending import edition_entries
+    from subscriptions.models import Subscriber
+
+    edition = Edition.objects.get(cadence="daily")
+    ranker = EditionRanker(edition_entries(edition))
+    renderer = rendering.DigestRenderer(edition)
+    readers = list(Subscriber.objects.order_by("pk")[:sample])
+    connection = get_connection()
+    started = time.perf_counter()
+    for reader in readers:
+        ranked = ranker.rank_for(reader)
+        renderer.blocks = {}  # nothing shared between readers: each block rendered again
+        context = renderer.context(reader, ranked)
+        for item in context["items"]:
+            block_context = {"paper": item["paper"], "page_url": rendering.paper_page_url(item["paper"], ""),
+                             "meta": rendering.meta_line(item["paper"]),
+                             "summary": rendering.short_summary(item["paper"]),
+                             "links": rendering.paper_links(item["paper"])}
+            item["block"] = rendering.PaperBlock(
+                html=mark_safe(render_to_string("emails/digest_paper.html", block_context)),
+                text=render_to_string("emails/digest_paper.txt", block_context),
+            )
+        text = render_to_string("emails/digest.txt", context)
+        html = inline_css(render_to_string("emails/digest.html", context))
+        message = build_email("digest", context, reader.email, rendering.digest_subject(edition, ranked),
+                              bodies=(text, html))
+        message.connection = connection
+        message.send()
+    seconds = time.perf_counter() - started
+    result_queue.put({"count": len(readers), "seconds": seconds})
+
+
+def run_naive(database_url, sample):
+    esp = EspProcess().start()
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    process = ctx.Process(target=naive_worker, args=(database_url, esp.api_url, sample, results))
+    process.start()
+    outcome = results.get(timeout=3600)
+    process.join()
+    stats = esp.finish()
+    assert stats["messages"] == outcome["count"], stats
+    return outcome
+
+
+# --- Checks and report ------------------------------------------------------------
+
+
+def verify(subscribers, esp_stats):
+    from django.db.models import Count
+
+    from digest.models import Delivery
+
+    by_status = dict(Delivery.objects.values_list("status").annotate(n=Count("id")))
+    per_reader = Delivery.objects.filter(status="sent").values("subscriber_id").annotate(n=Count("id"))
+    problems = []
+    if by_status.get("sent", 0) != subscribers:
+        problems.append(f"sent deliveries {by_status} != {subscribers}")
+    if per_reader.filter(n__gt=1).exists():
+        problems.append("a subscriber has more than one sent delivery")
+    if esp_stats["recipients"] != subscribers or esp_stats["messages"] != subscribers:
+        problems.append(f"ESP received {esp_stats}, expected {subscribers} recipients, one message each")
+    if esp_stats["distinct_bodies"] < subscribers:
+        problems.append(f"only {esp_stats['distinct_bodies']} distinct bodies for {subscribers} readers")
+    return by_status, problems
+
+
+def merge_phases(outcomes):
+    merged = {}
+    for outcome in outcomes:
+        for name, figures in outcome["phases"].items():
+            total = merged.setdefault(name, {"seconds": 0.0, "rows": 0, "queries": 0, "peak_rss_mb": 0.0})
+            for key in ("seconds", "rows", "queries"):
+                total[key] += figures[key]
+            total["peak_rss_mb"] = max(total["peak_rss_mb"], figures["peak_rss_mb"])
+    return merged
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=1, help="also run with this many processes and compare")
+    parser.add_argument("--naive-sample", type=int, default=NAIVE_SAMPLE)
+    args = parser.parse_args()
+    n = args.subscribers
+
+    server = start_database()
+    try:
+        database_url = server.url("bench")
+        configure_env(database_url, "http://127.0.0.1:9/v3")
+        django_setup()
+        from django.db import connection
+
+        t = time.perf_counter()
+        build_data(n)
+        connection.close()
+        print(f"setup: {n} subscribers, bundled corpus, daily edition in {time.perf_counter() - t:.1f} s")
+
+        naive = run_naive(database_url, min(args.naive_sample, n))
+        naive_rate = naive["count"] / naive["seconds"]
+        print(f"naive baseline: {naive['count']} readers in {naive['seconds']:.2f} s = {naive_rate:,.0f}/s")
+
+        runs = {}
+        for workers in sorted({1, args.workers}):
+            if workers != 1:
+                reset_ledger()
+            esp = EspProcess().start()
+            outcomes, wall = run_send(database_url, esp.api_url, workers)
+            stats = esp.finish()
+            by_status, problems = verify(n, stats)
+            connection.close()
+            runs[workers] = (outcomes, wall, stats, by_status, problems)
+            report(n, workers, outcomes, wall, stats, by_status, problems)
+
+        outcomes, wall, stats, by_status, problems = runs[1]
+        rate = n / wall
+        queries = sum(o["queries"] for o in outcomes)
+        rss = max(o["peak_rss_mb"] for o in outcomes)
+        if args.workers != 1:
+            ratio = (n / runs[args.workers][1]) / rate
+            print(f"WORKERS workers={args.workers} per_second={n / runs[args.workers][1]:.0f} "
+                  f"one_worker_per_second={rate:.0f} ratio={ratio:.2f}")
+        print(f"RESULT subscribers={n} seconds={wall:.2f} per_second={rate:.0f} naive_per_second={naive_rate:.0f} "
+              f"speedup={rate / naive_rate:.1f} queries={queries} peak_rss_mb={rss:.0f}")
+        return 1 if any(r[4] for r in runs.values()) else 0
+    finally:
+        server.stop()
+
+
+def reset_ledger():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE digest_delivery CASCADE")
+
+
+def report(n, workers, outcomes, wall, stats, by_status, problems):
+    print(f"\n== send: {n} readers, {workers} worker process(es), {wall:.2f} s wall, {n / wall:,.0f} digests/s")
+    for o in sorted(outcomes, key=lambda o: o["index"]):
+        print(f"   worker {o['index']}: sent {o['sent']} in {o['seconds']:.2f} s (edition prepared in "
+              f"{o['prepare']:.2f} s before), {o['queries']} queries, peak RSS {o['peak_rss_mb']:.0f} MB")
+    print("   (seconds summed over workers; rank and render are timed per reader, peak RSS is the process peak at the phase's last exit)")
+    print(f"{'phase':<14}{'seconds':>9}{'rows':>9}{'rows/s':>10}{'queries':>9}{'peak RSS MB':>13}")
+    for name, f in merge_phases(outcomes).items():
+        per_second = f["rows"] / f["seconds"] if f["seconds"] else 0
+        rss = f"{f['peak_rss_mb']:.0f}" if f["peak_rss_mb"] else "-"
+        print(f"{name:<14}{f['seconds']:>9.2f}{f['rows']:>9}{per_second:>10,.0f}{f['queries']:>9}{rss:>13}")
+    print(f"   ESP: {stats['calls']} calls, {stats['messages']} messages, {stats['recipients']} recipients, "
+          f"{stats['distinct_bodies']} distinct bodies; ledger: {by_status}")
+    print("   checks: " + ("ok" if not problems else "FAILED: " + "; ".join(problems)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
