@@ -8,6 +8,8 @@ retries fast, a helper to terminate PostgreSQL backends, and checks made at the
 imitation ESP (what it accepted, per recipient) rather than only in our tables.
 """
 
+import json
+import os
 import time
 
 import psycopg
@@ -159,3 +161,33 @@ class FaultySourceServer(RecordedSourceServer):
     def hang_for(self, path):
         with self._lock:
             return max((s for p, s in self.hangs.items() if path.startswith(p)), default=0)
+
+
+def record_figures(fault, **figures):
+    """Append this run's figures for ``fault`` to $FAULTS_REPORT (JSON lines), when set.
+
+    docs/reliability.md's Faults table is filled from such a file.
+    """
+    path = os.environ.get("FAULTS_REPORT")
+    if path:
+        with open(path, "a") as out:
+            out.write(json.dumps({"fault": fault, **figures}, default=str) + "\n")
+
+
+def esp_figures(esp):
+    """What the imitation ESP saw: requests by answer, and recipients accepted."""
+    answers = {}
+    for request in esp.requests:
+        key = "accepted" if request.accepted else str(request.answer.status)
+        answers[key] = answers.get(key, 0) + 1
+    return {"esp_requests": answers, "recipients_accepted": sum(esp.accepted_per_recipient().values())}
+
+
+def retry_gaps(esp, readers):
+    """{retry number: (shortest, longest) wait in seconds} between a batch's requests at the ESP."""
+    gaps = {}
+    for address in addresses(readers):
+        times = request_times(esp, address)
+        for attempt, (before, after) in enumerate(zip(times, times[1:]), start=1):
+            gaps.setdefault(attempt, []).append(after - before)
+    return {n: (round(min(g), 2), round(max(g), 2)) for n, g in sorted(gaps.items())}

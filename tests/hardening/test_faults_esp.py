@@ -22,12 +22,16 @@ from tests.hardening.faults_helpers import (  # noqa: F401  (fixtures)
     assert_ledger_matches_esp,
     configure,
     count,
+    esp_figures,
     fake_mailgun,
     make_readers,
+    record_figures,
     recorded_sources,
     redis_url,
     request_times,
+    retry_gaps,
     stack,
+    statuses,
     wait_until,
 )
 
@@ -77,6 +81,7 @@ def test_esp_500s_for_a_while_then_recovers_everyone_gets_one_digest(stack, reco
     assert_backs_off(fake_mailgun, readers)
     assert min(Delivery.objects.values_list("attempts", flat=True)) >= 2  # every batch was retried
     assert "digest send deferred" in stack.logs(tail=None)
+    record_figures("esp-500", **esp_figures(fake_mailgun), ledger=statuses(), retry_gaps=retry_gaps(fake_mailgun, readers))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -96,6 +101,7 @@ def test_esp_429_with_retry_after_then_recovers_and_retry_after_is_respected(
         fake_mailgun, readers,
         at_least=lambda attempt: max(retry_after, 0.5 * 2**attempt * RETRY_BASE_SECONDS),
     )
+    record_figures("esp-429", **esp_figures(fake_mailgun), ledger=statuses(), retry_gaps=retry_gaps(fake_mailgun, readers))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -150,3 +156,4 @@ def test_esp_hangs_past_the_timeout_then_recovers_nothing_is_sent_twice(stack, r
     assert set(unknown.values_list("status", flat=True)) == {"failed"}
     assert count("sent") == READERS - hung_readers
     assert_ledger_matches_esp(fake_mailgun, readers)
+    record_figures("esp-hang", **esp_figures(fake_mailgun), ledger=statuses(), hung_readers=hung_readers)

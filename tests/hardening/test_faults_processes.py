@@ -29,11 +29,14 @@ from tests.hardening.faults_helpers import (  # noqa: F401  (fixtures)
     assert_ledger_matches_esp,
     configure,
     count,
+    esp_figures,
     fake_mailgun,
     make_readers,
+    record_figures,
     recorded_sources,
     redis_url,
     stack,
+    statuses,
     terminate_backends,
     wait_until,
 )
@@ -56,12 +59,31 @@ def drained(esp, quiet=2.5):
     return not in_flight(esp) and time.time() - max((r.received_at for r in esp.requests), default=0) > quiet
 
 
-def settle_orphans(stack, timeout=30):
-    """The next beat tick: pending rows (their task lost) are handed out again and sent."""
-    if count("pending"):
+def settle_orphans(stack, esp, readers, timeout=30):
+    """The next beat tick: pending rows (their task lost) are handed out again and sent.
+
+    Waits until every reader's digest was accepted by the ESP, nothing is held
+    there, and the ledger has stopped changing (each outcome recorded). Returns
+    how many rows were orphaned.
+    """
+    orphans = count("pending")
+    if orphans:
         age_pending_rows()
         stack.send_task("digest.tasks.enqueue_due_digests")
-    assert wait_until(lambda: count("pending") == 0, timeout), (Delivery.objects.values("status"), stack.logs())
+    everyone = set(addresses(readers))
+
+    def settled():
+        return count("pending") == 0 and set(esp.accepted_per_recipient()) == everyone and not in_flight(esp)
+
+    assert wait_until(settled, timeout), (statuses(), esp.accepted_per_recipient(), stack.logs())
+
+    def unchanged_for_a_second():
+        before = statuses()
+        time.sleep(1)
+        return statuses() == before
+
+    assert wait_until(unchanged_for_a_second, 10)
+    return orphans
 
 
 def assert_everyone_got_exactly_one(esp, readers):
@@ -112,13 +134,15 @@ def test_send_worker_killed_mid_batch_then_a_new_worker_everyone_gets_exactly_on
 
     second = stack.start_worker("sender2", concurrency=1)
     assert wait_until(lambda: drained(fake_mailgun), 30)  # lost tasks leave rows pending …
-    settle_orphans(stack)  # … until the next beat tick
+    orphans = settle_orphans(stack, fake_mailgun, readers)  # … until the next beat tick
     quiet_tick(stack, second, fake_mailgun)
 
     assert_everyone_got_exactly_one(fake_mailgun, readers)
     killed_rows = Delivery.objects.filter(subscriber__email__in=killed_batch[0].recipients)
     assert set(killed_rows.values_list("status", flat=True)) == {"sending"}
     assert reconcile_unknown(readers) == len(killed_batch[0].recipients)
+    record_figures("sigkill", **esp_figures(fake_mailgun), ledger=statuses(), sent_before_kill=sent_before_restart,
+                   orphans_requeued=orphans)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -135,14 +159,17 @@ def test_redis_restarted_during_the_fan_out_resumes_on_the_next_beat_tick(
 
     assert wait_until(lambda: len(fake_mailgun.accepted_requests) >= 2, 45), stack.logs()
     redis_server.restart()
-    assert count("pending") > 0, "the restart came too late"
+    pending_at_restart = count("pending")
+    assert pending_at_restart > 0, "the restart came too late"
     assert wait_until(lambda: stack.workers_answering(), 30), stack.logs()  # reconnected
     stack.start_beat(2)  # the next ticks (every job every 2 s)
-    settle_orphans(stack, timeout=45)
+    orphans = settle_orphans(stack, fake_mailgun, readers, timeout=45)
     quiet_tick(stack, worker, fake_mailgun)
 
     assert_everyone_got_exactly_one(fake_mailgun, readers)
-    reconcile_unknown(readers)
+    unknown = reconcile_unknown(readers)
+    record_figures("redis-restart", **esp_figures(fake_mailgun), ledger=statuses(), pending_at_restart=pending_at_restart,
+                   orphans_requeued=orphans, unknown=unknown)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -168,9 +195,11 @@ def test_postgres_drops_every_connection_mid_run_no_duplicates_no_losses(
         terminated += terminate_backends(test_database_url)
     assert terminated >= 2
     assert wait_until(lambda: drained(fake_mailgun), 30)
-    settle_orphans(stack)
+    orphans = settle_orphans(stack, fake_mailgun, readers)
     quiet_tick(stack, worker, fake_mailgun)
 
     assert_everyone_got_exactly_one(fake_mailgun, readers)
     assert "terminating connection due to administrator command" in worker.log() or "server closed" in worker.log()
-    reconcile_unknown(readers)
+    unknown = reconcile_unknown(readers)
+    record_figures("pg-terminate", **esp_figures(fake_mailgun), ledger=statuses(), backends_terminated=terminated,
+                   orphans_requeued=orphans, unknown=unknown)

@@ -23,6 +23,7 @@ from tests.hardening.faults_helpers import (  # noqa: F401  (fixtures)
     count,
     fake_mailgun,
     make_readers,
+    record_figures,
     redis_url,
     sources_env,
     stack,
@@ -85,8 +86,12 @@ def test_a_failing_source_keeps_stored_papers_shows_in_health_and_digests_still_
     assert stored_papers() == before  # not a row changed, none lost
     assert fake_mailgun.accepted_per_recipient() == {email: 1 for email in addresses(readers)}
     runs = {name: FetchRun.objects.filter(source=name).first() for name in ("hf", "arxiv-rss")}
-    body = stack.get("/healthz/deep").json()
+    response = stack.get("/healthz/deep")
+    body = response.json()
     health = body["checks"]["sources"]["sources"]
+    record_figures(f"source-{fault}", papers_before=len(before), papers_after=Paper.objects.count(),
+                   runs={n: r.status for n, r in runs.items()}, healthz_deep=response.status_code,
+                   last_error={n: health[n].get("last_error", "")[:80] for n in runs}, digests_sent=count("sent"))
     if fault == "empty":
         assert {name: run.status for name, run in runs.items()} == {"hf": "ok", "arxiv-rss": "ok"}
         assert {run.created for run in runs.values()} == {0}

@@ -28,11 +28,14 @@ from tests.hardening.faults_helpers import (  # noqa: F401  (fixtures)
     assert_ledger_matches_esp,
     configure,
     count,
+    esp_figures,
     fake_mailgun,
     make_readers,
+    record_figures,
     recorded_sources,
     redis_url,
     stack,
+    statuses as ledger,
     wait_until,
 )
 
@@ -94,3 +97,5 @@ def test_unsubscribe_while_the_batch_is_in_flight_nothing_is_sent_after_it(stack
     assert_ledger_matches_esp(fake_mailgun, readers)
     statuses = {s.email: Delivery.objects.get(subscriber=s).status for s in left[1:]}
     assert set(statuses.values()) == {"skipped"}, statuses
+    record_figures("unsubscribe-in-flight", **esp_figures(fake_mailgun), ledger=ledger(),
+                   unsubscribed=[s.unsubscribed_via for s in left])

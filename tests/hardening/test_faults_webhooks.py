@@ -26,6 +26,7 @@ from tests.hardening.faults_helpers import (  # noqa: F401  (fixtures)
     count,
     fake_mailgun,
     make_readers,
+    record_figures,
     recorded_sources,
     redis_url,
     stack,
@@ -84,3 +85,7 @@ def test_each_webhook_event_three_times_out_of_order_is_applied_once(stack, reco
         assert logs.count(f"webhook event applied esp=Mailgun type={event_type} ") == 1, event_type
     assert "webhook event repeated" in logs
     assert fake_mailgun.accepted_per_recipient() == {a: 1 for a in ids}  # and nobody got mail twice
+    record_figures("webhooks-repeated", posted=len(posts), stored=WebhookEvent.objects.count(),
+                   applied=sum(logs.count(f"webhook event applied esp=Mailgun type={t} ") for t in
+                               ("delivered", "opened", "clicked", "unsubscribed", "bounced")),
+                   repeats_seen=logs.count("webhook event repeated"))
