@@ -9,6 +9,7 @@ Django templates, autoescaped; nothing is built by concatenating HTML.
 """
 
 import re
+import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -101,6 +102,112 @@ class PaperBlock:
     text: str
 
 
+# Per-reader values are escaped as css-inline's serialiser writes them, so an
+# email assembled from pieces is byte for byte the email rendered whole.
+TEXT_ESCAPES = str.maketrans({"&": "&amp;", "\xa0": "&nbsp;", "<": "&lt;", ">": "&gt;"})
+ATTRIBUTE_ESCAPES = str.maketrans({"&": "&amp;", "\xa0": "&nbsp;", '"': "&quot;"})
+FRAME_SLOTS = {  # slot: (context key, in an attribute)
+    "preheader": ("preheader", False),
+    "email": ("email", False),
+    "view": ("view_url", True),
+    "preferences": ("preferences_url", True),
+    "unsubscribe": ("unsubscribe_url", True),
+    "feed": ("feed_url", True),
+}
+ITEM_SLOTS = {"rank": ("rank", False), "reason": ("reason", False), "like": ("like_url", True),
+              "dislike": ("dislike_url", True)}
+
+
+def escape_text(value):
+    return str(value).translate(TEXT_ESCAPES)
+
+
+def escape_attribute(value):
+    return str(value).translate(ATTRIBUTE_ESCAPES)
+
+
+class FramePieces:
+    """The HTML email cut into pre-rendered, pre-inlined pieces with per-reader slots.
+
+    ``emails/digest.html`` is rendered (autoescaped) with a placeholder for every
+    per-reader value and CSS-inlined once per edition; each paper's item is
+    rendered and inlined once, when a reader first gets it. A reader's email
+    is then the pieces joined with their own values, escaped.
+    """
+
+    def __init__(self, renderer):
+        self.renderer = renderer
+        self.nonce = secrets.token_hex(6)
+        self.slot = re.compile(f"PB{self.nonce}S([a-z]+)E")
+        self.marker = f"PB{self.nonce}M"
+        self.head = self.tail = None
+        self.items = {}
+
+    def placeholder(self, name):
+        return f"PB{self.nonce}S{name}E"
+
+    def compile(self, html):
+        """[(literal, slot or None), …] for a piece."""
+        parts = self.slot.split(html)
+        return [(parts[i], parts[i + 1] if i + 1 < len(parts) else None) for i in range(0, len(parts), 2)]
+
+    def prepare(self, papers):
+        missing = [p for p in dict.fromkeys(papers) if p.pk not in self.items]
+        if not missing and self.head is not None:
+            return
+        missing = missing or papers[:1]
+        renderer = self.renderer
+        context = {
+            "marker": self.marker,
+            "subscriber": {"email": self.placeholder("email")},
+            "edition": renderer.edition,
+            "items": [
+                {"block": renderer.block(p), "paper": p, "rank": self.placeholder("rank"),
+                 "reason": self.placeholder("reason"), "like_url": self.placeholder("like"),
+                 "dislike_url": self.placeholder("dislike")}
+                for p in missing
+            ],
+            "preheader": self.placeholder("preheader"),
+            "view_url": self.placeholder("view"),
+            "feed_url": self.placeholder("feed"),
+            "preferences_url": self.placeholder("preferences"),
+            "unsubscribe_url": self.placeholder("unsubscribe"),
+            **renderer.edition_context(),
+        }
+        html = inline_css(renderer.templates["digest.html"].render(context))
+        pieces = html.split(f"<!--{self.marker}-->")
+        if len(pieces) != len(missing) + 2:
+            raise ValueError("the digest template's items could not be cut into pieces")
+        if self.head is None:
+            self.head, self.tail = self.compile(pieces[0]), self.compile(pieces[-1])
+        for paper, piece in zip(missing, pieces[1:-1]):
+            self.items[paper.pk] = self.compile(piece)
+
+    def assemble(self, context):
+        self.prepare([item["paper"] for item in context["items"]])
+        values = {
+            slot: (escape_attribute if attribute else escape_text)(
+                context["subscriber"].email if key == "email" else context[key]
+            )
+            for slot, (key, attribute) in FRAME_SLOTS.items()
+        }
+        out = []
+        self.fill(self.head, values, out)
+        for item in context["items"]:
+            item_values = {slot: (escape_attribute if attribute else escape_text)(item[key])
+                           for slot, (key, attribute) in ITEM_SLOTS.items()}
+            self.fill(self.items[item["paper"].pk], item_values, out)
+        self.fill(self.tail, values, out)
+        return "".join(out)
+
+    @staticmethod
+    def fill(parts, values, out):
+        for literal, slot in parts:
+            out.append(literal)
+            if slot is not None:
+                out.append(values[slot])
+
+
 @dataclass(frozen=True)
 class RenderedDigest:
     subject: str
@@ -122,6 +229,16 @@ class DigestRenderer:
             for name in ("digest.html", "digest.txt", "digest_paper.html", "digest_paper.txt")
         }
         self.blocks = {}
+        self.pieces = FramePieces(self)
+
+    def edition_context(self):
+        return {
+            "edition": self.edition,
+            "edition_url": self.edition_url,
+            "site_url": settings.SITE_URL,
+            "postal_address": settings.EMAIL_POSTAL_ADDRESS,
+            "contact_email": settings.CONTACT_EMAIL,
+        }
 
     def block(self, paper):
         if paper.pk not in self.blocks:
@@ -148,19 +265,17 @@ class DigestRenderer:
                 {
                     "block": self.block(r.paper),
                     "paper": r.paper,
+                    "rank": rank,
                     "reason": r.reason,
                     "like_url": vote_url.format(paper=r.paper.pk, choice="up"),
                     "dislike_url": vote_url.format(paper=r.paper.pk, choice="down"),
                 }
-                for r in ranked
+                for rank, r in enumerate(ranked, start=1)
             ],
             "preheader": preheader(ranked),
             "view_url": absolute_url(reverse("digest:view_in_browser", args=[view_token])),
             "feed_url": feed_url(subscriber),
-            "edition_url": self.edition_url,
-            "site_url": settings.SITE_URL,
-            "postal_address": settings.EMAIL_POSTAL_ADDRESS,
-            "contact_email": settings.CONTACT_EMAIL,
+            **self.edition_context(),
             **subscriber_links(subscriber),
         }
 
@@ -170,8 +285,13 @@ class DigestRenderer:
             subject=digest_subject(self.edition, ranked),
             context=context,
             text=self.templates["digest.txt"].render(context),
-            html=inline_css(self.templates["digest.html"].render(context)),
+            html=self.pieces.assemble(context),
         )
+
+    def render_whole(self, subscriber, ranked):
+        """The same email rendered and inlined in one piece (the reference for ``render``)."""
+        context = self.context(subscriber, ranked)
+        return inline_css(self.templates["digest.html"].render(context))
 
 
 def vote_url_pattern(token):

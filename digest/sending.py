@@ -42,7 +42,7 @@ from django.utils import timezone
 from subscriptions.models import Subscriber
 
 from .emails import BatchPart, build_batch_email, build_email
-from .esp import batch_style, batches
+from .esp import batch_connection, batch_style, batches
 from .models import Delivery, Feedback
 from .ranking import MODEL_MIN_LIKES, EditionRanker
 from .rendering import DigestRenderer
@@ -493,7 +493,7 @@ def refused_recipients(message, group):
 
 
 def send_in_batches(items, style, report):
-    connection = get_connection()
+    connection = batch_connection()
     try:
         for number, group in enumerate(batches(items, style.max_recipients, lambda c: c.part), start=1):
             send_batch(connection, group, style, report)
