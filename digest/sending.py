@@ -22,6 +22,7 @@ With an ESP that batches (``digest.esp``) one API call carries a whole batch;
 otherwise each reader gets their own message over one connection.
 """
 
+import json
 import logging
 import resource
 import smtplib
@@ -36,6 +37,7 @@ import requests
 from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.conf import settings
 from django.core.mail import get_connection
+from django.db import connection as db_connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -331,8 +333,28 @@ def claim_for_send(items, report):
         c.delivery.paper_ids = [r.paper.pk for r in c.ranked]
         c.delivery.reasons = {str(r.paper.pk): r.reason for r in c.ranked}
     with PHASES.phase("record"):
-        Delivery.objects.filter(send_token=token).bulk_update([c.delivery for c in items], ["paper_ids", "reasons"])
+        write_papers(token, [c.delivery for c in items])
     return token, items
+
+
+def write_papers(token, deliveries):
+    """Store each claimed row's papers and why-lines: one UPDATE … FROM (VALUES …) on PostgreSQL."""
+    if not deliveries:
+        return
+    if db_connection.vendor != "postgresql":
+        Delivery.objects.filter(send_token=token).bulk_update(deliveries, ["paper_ids", "reasons"])
+        return
+    table = Delivery._meta.db_table
+    rows = ", ".join(["(%s, %s::jsonb, %s::jsonb)"] * len(deliveries))
+    params = []
+    for d in deliveries:
+        params += [d.pk, json.dumps(d.paper_ids), json.dumps(d.reasons)]
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS d SET paper_ids = v.paper_ids, reasons = v.reasons "
+            f"FROM (VALUES {rows}) AS v(id, paper_ids, reasons) WHERE d.id = v.id AND d.send_token = %s",
+            [*params, token],
+        )
 
 
 def record_sent(token, sent):
@@ -343,9 +365,18 @@ def record_sent(token, sent):
         delivery.status, delivery.sent_at, delivery.reason = Delivery.Status.SENT, now, ""
         delivery.esp_message_id = str(message_id or "")[:300]
         rows.append(delivery)
-    Delivery.objects.filter(send_token=token, status=Delivery.Status.SENDING).bulk_update(
-        rows, ["status", "sent_at", "reason", "esp_message_id"]
-    )
+    by_message_id = {}
+    for delivery in rows:
+        by_message_id.setdefault(delivery.esp_message_id, []).append(delivery.pk)
+    if len(by_message_id) <= 3:  # a batch call: one ESP message id for all its recipients
+        for message_id, ids in by_message_id.items():
+            Delivery.objects.filter(pk__in=ids, send_token=token, status=Delivery.Status.SENDING).update(
+                status=Delivery.Status.SENT, sent_at=now, reason="", esp_message_id=message_id
+            )
+    else:
+        Delivery.objects.filter(send_token=token, status=Delivery.Status.SENDING).bulk_update(
+            rows, ["status", "sent_at", "reason", "esp_message_id"]
+        )
     for delivery in rows:
         log.info(
             "digest sent subscriber=%s edition=%s esp_message_id=%s papers=%d",
