@@ -221,6 +221,75 @@ def seed_subscribers(count):
     return [(row.email, make_token(row, UNSUBSCRIBE)) for row in rows]
 
 
+# --- CPU accounting: the machine may be shared; say how much of it others used ---------
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds():
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
+def process_tree_seconds(roots):
+    """CPU seconds used so far by the processes ``roots`` and all their descendants."""
+    parents, times = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        rest = text.rsplit(")", 1)[1].split()
+        parents[pid] = int(rest[1])
+        times[pid] = (int(rest[11]) + int(rest[12])) / TICKS
+    wanted, frontier = set(roots), list(roots)
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in wanted]
+        wanted.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0.0) for pid in wanted)
+
+
+class CpuMeter:
+    """Cores used during a scenario by our servers, by wrk, and by everything else."""
+
+    def __init__(self, roots):
+        self.roots = roots
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.busy, self.ours = machine_busy_seconds(), process_tree_seconds(self.roots)
+        self.children = os.times().children_user + os.times().children_system
+        return self
+
+    def __exit__(self, *exc):
+        elapsed = time.monotonic() - self.started
+        ours = process_tree_seconds(self.roots) - self.ours
+        wrk = os.times().children_user + os.times().children_system - self.children
+        busy = machine_busy_seconds() - self.busy
+        self.cores = {
+            "servers": ours / elapsed,
+            "wrk": wrk / elapsed,
+            "others": max(0.0, busy - ours - wrk) / elapsed,
+        }
+
+
+def wait_for_quiet(threshold, max_wait):
+    """On a shared machine, wait (up to ``max_wait`` s) until other processes use less than
+    ``threshold`` cores, measured over 3 s while our servers are idle."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        before, started = machine_busy_seconds(), time.monotonic()
+        time.sleep(3)
+        busy = (machine_busy_seconds() - before) / (time.monotonic() - started)
+        if busy < threshold or time.monotonic() >= deadline:
+            return busy
+        print(f"   (other processes use {busy:.2f} cores; waiting for a quieter machine)", flush=True)
+
+
 def run_wrk(scenario, url, lines_path, args, substitutions=None):
     script = LUA + BUILDERS[scenario]
     for placeholder, value in (substitutions or {}).items():
@@ -231,7 +300,10 @@ def run_wrk(scenario, url, lines_path, args, substitutions=None):
         "wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.seconds}s",
         "--timeout", "10s", "-s", str(script_path), url, "--", str(lines_path), str(args.threads),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 120)
+    if args.quiet_wait:
+        wait_for_quiet(args.quiet_threshold, args.quiet_wait)
+    with CpuMeter(args.server_pids) as meter:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 120)
     match = re.search(r"^WRK_RESULT (.*)$", result.stdout, re.MULTILINE)
     if not match:
         raise RuntimeError(f"wrk gave no result:\n{result.stdout}\n{result.stderr}")
@@ -247,6 +319,7 @@ def run_wrk(scenario, url, lines_path, args, substitutions=None):
         seconds=seconds,
         errors_5xx=sum(v for k, v in figures["codes"].items() if k >= 500),
         repeats=max(0, figures["sent"] - figures["lines"]),
+        cores=meter.cores,
     )
     return figures
 
@@ -417,6 +490,9 @@ def report(name, figures):
     )
     print(f"   status codes: {codes}; 5xx: {figures['errors_5xx']}; socket errors: "
           f"{figures['socket_errors']}; timeouts: {figures['timeouts']}")
+    cores = figures["cores"]
+    print(f"   CPU (cores): gunicorn+PostgreSQL+Redis {cores['servers']:.2f}, wrk {cores['wrk']:.2f}, "
+          f"other processes on the machine {cores['others']:.2f} (of {os.cpu_count()})")
     for key, value in figures["verified"].items():
         print(f"   {key}: {value}")
     print(f"   {'PASS' if figures['passed'] else 'FAIL'}")
@@ -425,8 +501,9 @@ def report(name, figures):
 def markdown_table(results, args):
     """The figures as the table in docs/reliability.md."""
     rows = [
-        "| Scenario | Requests | req/s | p50 ms | p99 ms | 5xx / socket errors | Verified | Target | Result |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Scenario | Requests | req/s | p50 ms | p99 ms | 5xx / socket errors | Verified | Target | Result "
+        "| Other load (cores) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, f in results.items():
         v = f["verified"]
@@ -446,7 +523,7 @@ def markdown_table(results, args):
         rows.append(
             f"| {name} | {f['requests']:,} in {f['seconds']:.0f} s | {f['rps']:.0f} | {f['p50_ms']:.1f} "
             f"| {f['p99_ms']:.1f} | {f['errors_5xx']} / {f['socket_errors']} | {checked} | {target} "
-            f"| {'pass' if f['passed'] else 'FAIL'} |"
+            f"| {'pass' if f['passed'] else 'FAIL'} | {f['cores']['others']:.2f} |"
         )
     return "\n".join(rows)
 
@@ -463,6 +540,10 @@ def main(argv=None):
     parser.add_argument("--max-rate", type=int, default=2500,
                         help="requests/s prepared per scenario (distinct tokens and events)")
     parser.add_argument("--only", default="unsubscribe,webhooks,signup")
+    parser.add_argument("--quiet-wait", type=int, default=300,
+                        help="seconds to wait, before each scenario, for other processes to calm down")
+    parser.add_argument("--quiet-threshold", type=float, default=0.25,
+                        help="cores other processes may use when a scenario starts")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
@@ -484,6 +565,8 @@ def main(argv=None):
         print(f"seeding {args.seconds * args.max_rate} subscribers …", flush=True)
         seeded = seed_subscribers(args.seconds * args.max_rate)
         web = Gunicorn(env, workdir, args.workers, args.worker_class, args.gunicorn_threads).start()
+        postmaster = int((postgres.datadir / "postmaster.pid").read_text().split()[0])
+        args.server_pids = [web.process.pid, postmaster, redis_server.process.pid]
         print(f"gunicorn ({args.workers} {args.worker_class} workers, {args.gunicorn_threads} "
               f"thread(s) each) on {web.url}; wrk -t{args.threads} -c{args.connections} "
               f"-d{args.seconds}s; load average before: {os.getloadavg()[0]:.2f}", flush=True)
