@@ -133,6 +133,7 @@ def test_send_worker_killed_mid_batch_then_a_new_worker_everyone_gets_exactly_on
     assert sent_before_restart < READERS - len(killed_batch[0].recipients), "the kill came too late"
 
     second = stack.start_worker("sender2", concurrency=1)
+    assert wait_until(lambda: any(n.startswith("sender2@") for n in stack.workers_answering()), 30), second.log()
     assert wait_until(lambda: drained(fake_mailgun), 30)  # lost tasks leave rows pending …
     orphans = settle_orphans(stack, fake_mailgun, readers)  # … until the next beat tick
     quiet_tick(stack, second, fake_mailgun)
