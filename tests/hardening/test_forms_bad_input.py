@@ -251,3 +251,83 @@ def test_signup_rate_limits_cap_confirmation_emails_under_a_flood(settings):
     codes = [a.status_code for a in answers]
     assert codes.count(302) == 5 and codes.count(429) == 45
     assert len(mail.outbox) == 1
+
+
+# --- The admin's CSV import ---------------------------------------------------------------
+
+IMPORT_HEADER = ["email", "interests", "categories", "frequency", "max_papers", "send_hour",
+                 "timezone", "always_send_top", "confirmed_at", "consent_note"]
+dates = st.one_of(
+    st.sampled_from(["", "2024-03-01", "2024-02-30", "9999-12-31", "0001-01-01T00:00:00+14:00",
+                     "2024-03-01T25:61:00", "1970-01-01T00:00:00-23:59", "yesterday"]),
+    hostile_text,
+)
+import_rows = st.lists(st.lists(hostile_text, max_size=len(IMPORT_HEADER) + 2), max_size=5)
+
+
+@pytest.fixture
+def operator_client(django_user_model):
+    client = Client()
+    client.force_login(django_user_model.objects.create_superuser("operator", "op@example.org", "pw"))
+    return client
+
+
+def csv_upload(rows, header=IMPORT_HEADER):
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8", "surrogatepass")
+
+
+def post_import(client, payload):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("subscribers.csv", payload, content_type="text/csv")
+    return client.post("/admin/subscriptions/subscriber/import/", {"file": upload})
+
+
+@HARDENING
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(st.just("imported@example.org"), hostile_text), hostile_text, hostile_text,
+            hostile_text, hostile_text, hostile_text, hostile_text, hostile_text, dates, hostile_text,
+        ),
+        max_size=4,
+    ),
+    extra=import_rows,
+)
+def test_the_csv_import_answers_any_file_without_an_error_and_imports_sane_rows(
+    operator_client, rows, extra
+):
+    before = Subscriber.objects.count()
+
+    response = post_import(operator_client, csv_upload([list(r) for r in rows] + extra))
+
+    assert response.status_code in (200, 302)
+    assert Subscriber.objects.count() - before <= len(rows) + len(extra)
+    for subscriber in Subscriber.objects.all():
+        assert_sane(subscriber)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xff\xfe\x00e\x00m\x00a\x00i\x00l",
+        b"",
+        b"email\n" + b"a@example.org\n" * 51,  # MAX_IMPORT_ROWS is 50 in this test
+        b"email,\"unterminated\nx@example.org",
+        b"\x00\x00\x00",
+        ("email\n" + "[" * 10000 + "@example.org\n").encode(),
+    ],
+    ids=["utf16", "empty", "too-many-rows", "broken-quoting", "nul", "huge-cell"],
+)
+def test_the_csv_import_refuses_unreadable_files_cleanly(operator_client, monkeypatch, payload):
+    monkeypatch.setattr("subscriptions.csv_io.MAX_IMPORT_ROWS", 50)
+    response = post_import(operator_client, payload)
+    assert response.status_code in (200, 302)
+    assert Subscriber.objects.count() <= 1
