@@ -374,6 +374,19 @@ def unsubscribe(subscriber, via):
     )
 
 
+def unsubscribe_by_id(subscriber_id, via):
+    """``unsubscribe`` for a subscriber known only by id: one conditional UPDATE, no read.
+
+    The RFC 8058 one-click path, where the answer is the same whatever happened;
+    True if this call changed anything (False: already left, or no such subscriber).
+    """
+    now = timezone.now()
+    moved = Subscriber.objects.filter(pk=subscriber_id, status__in=RECEIVING).update(
+        status=Status.UNSUBSCRIBED, unsubscribed_at=now, unsubscribed_via=via[:32], updated_at=now
+    )
+    return bool(moved)
+
+
 def suppress(subscriber, reason):
     """Never email ``subscriber`` again, for ``reason``.
 

@@ -92,3 +92,22 @@ def read_token(token, purpose, *, max_age=None, allow_revoked=False):
         raise InvalidToken("revoked")
     extra = {k: v for k, v in payload.items() if k not in ("s", "k")}
     return TokenPayload(subscriber=subscriber, extra=extra, revoked=revoked)
+
+
+def unsubscribe_token_subscriber_id(token):
+    """The subscriber id a genuine unsubscribe token names, without reading the database.
+
+    For RFC 8058 one-click POSTs: the signature (and purpose salt) is the whole
+    check. The secret prefix is not compared, since revoked unsubscribe links
+    keep working anyway (``read_token(..., allow_revoked=True)``); whether the
+    subscriber still exists is left to the caller's UPDATE.
+    """
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+        raise InvalidToken("missing or oversized token")
+    try:
+        payload = signing.loads(token, salt=_salt(UNSUBSCRIBE))
+    except (signing.BadSignature, ValueError, TypeError, UnicodeError) as exc:
+        raise InvalidToken(str(exc)) from None
+    if not isinstance(payload, dict) or type(payload.get("s")) is not int:
+        raise InvalidToken("malformed payload")
+    return payload["s"]

@@ -32,11 +32,13 @@ from .tokens import (
     InvalidToken,
     UnknownSubscriber,
     read_token,
+    unsubscribe_token_subscriber_id,
 )
 
 logger = logging.getLogger(__name__)
 
 ONE_CLICK_BODY = "One-Click"
+ONE_CLICK_ANSWER = "You’re unsubscribed from Paperboy.\n"
 
 
 def _limited(group):
@@ -238,6 +240,8 @@ def unsubscribe(request, token):
     forged cross-site POST could do is what the link itself does. Revoked
     tokens still work here, so that every email ever sent keeps a way out.
     """
+    if request.method == "POST" and _is_one_click(request):
+        return _one_click_unsubscribe(request, token)
     try:
         payload = read_token(token, UNSUBSCRIBE, allow_revoked=True)
     except UnknownSubscriber:
@@ -255,6 +259,30 @@ def unsubscribe(request, token):
     left = subscriber.status == subscriber.Status.UNSUBSCRIBED
     context["can_resume"] = left and "preferences_url" in context
     return render(request, "subscriptions/unsubscribed.html", context)
+
+
+def _is_one_click(request):
+    """Is the body RFC 8058's ``List-Unsubscribe=One-Click`` (urlencoded or multipart)?"""
+    try:
+        return request.POST.get("List-Unsubscribe") == ONE_CLICK_BODY
+    except (RequestDataTooBig, TooManyFieldsSent, MultiPartParserError):
+        return False
+
+
+def _one_click_unsubscribe(request, token):
+    """A mail provider's one-click POST: check the signature, one UPDATE, a short answer.
+
+    Nobody reads this answer, so there is no page, no session and no read of
+    the row: the same 200 whether this request unsubscribed them, they had left
+    before, or they no longer exist (the answer tells nothing about an address).
+    A token that is not a genuine unsubscribe token gets the invalid-link page.
+    """
+    try:
+        subscriber_id = unsubscribe_token_subscriber_id(token)
+    except InvalidToken:
+        return invalid_link(request)
+    services.unsubscribe_by_id(subscriber_id, via="one-click")
+    return HttpResponse(ONE_CLICK_ANSWER, content_type="text/plain; charset=utf-8")
 
 
 def _unsubscribe_channel(request):

@@ -1,4 +1,5 @@
 import pytest
+from django.core import signing
 from django.db import connections
 from django.test import Client
 from django.urls import reverse
@@ -182,3 +183,145 @@ def test_a_post_with_a_broken_body_still_unsubscribes(subscriber):
     )
     assert response.status_code == 200
     assert status_of(subscriber) == "unsubscribed"
+
+
+# --- The lean RFC 8058 one-click path -------------------------------------------------
+
+
+def test_one_click_answers_a_short_plain_text_200_without_a_page_or_a_session(subscriber):
+    response = one_click(unsubscribe_path(subscriber))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.content.decode() == "You’re unsubscribed from Paperboy.\n"
+    assert not response.cookies
+    assert "Cookie" not in response.get("Vary", "")
+    assert "no-cache" in response["Cache-Control"]
+    row = Subscriber.objects.get(pk=subscriber.pk)
+    assert (row.status, row.unsubscribed_via) == ("unsubscribed", "one-click")
+    assert row.unsubscribed_at is not None and row.updated_at >= row.unsubscribed_at
+
+
+def test_one_click_costs_one_query_and_reads_no_row(subscriber, django_assert_num_queries):
+    path = unsubscribe_path(subscriber)
+    with django_assert_num_queries(1) as captured:
+        one_click(path)
+    assert captured.captured_queries[0]["sql"].startswith("UPDATE")
+    with django_assert_num_queries(1):  # the second time too: nothing is read first
+        one_click(path)
+
+
+@pytest.mark.parametrize("status", ["pending", "active", "paused"])
+def test_one_click_unsubscribes_from_every_receiving_status(status):
+    subscriber = SubscriberFactory(status=status)
+    assert one_click(unsubscribe_path(subscriber)).status_code == 200
+    assert status_of(subscriber) == "unsubscribed"
+
+
+def test_one_click_is_idempotent(subscriber):
+    path = unsubscribe_path(subscriber)
+    one_click(path)
+    first = Subscriber.objects.values("unsubscribed_at", "unsubscribed_via", "updated_at").get()
+    second = one_click(path)
+    assert second.status_code == 200
+    fields = ("unsubscribed_at", "unsubscribed_via", "updated_at")
+    assert Subscriber.objects.values(*fields).get() == first
+
+
+def test_one_click_after_leaving_another_way_keeps_how_they_left(client, subscriber):
+    path = unsubscribe_path(subscriber)
+    client.post(path)  # the page's button
+    response = one_click(path)
+    assert response.status_code == 200
+    row = Subscriber.objects.get(pk=subscriber.pk)
+    assert (row.status, row.unsubscribed_via) == ("unsubscribed", "page")
+
+
+@pytest.mark.parametrize("status", ["bounced", "complained", "suppressed"])
+def test_one_click_leaves_a_blocked_subscriber_as_they_are(status):
+    subscriber = SubscriberFactory(status=status)
+    assert one_click(unsubscribe_path(subscriber)).status_code == 200
+    row = Subscriber.objects.get(pk=subscriber.pk)
+    assert (row.status, row.unsubscribed_via, row.unsubscribed_at) == (status, "", None)
+
+
+def test_one_click_answers_the_same_for_a_live_a_gone_and_a_deleted_subscriber(
+    subscriber, django_assert_num_queries
+):
+    """No enumeration: the answer does not tell whether the address still exists."""
+    live, left, deleted = subscriber, SubscriberFactory(), SubscriberFactory()
+    one_click(unsubscribe_path(left))
+    deleted_path = unsubscribe_path(deleted)
+    services.delete_subscriber(deleted)
+    answers = [one_click(unsubscribe_path(s)) for s in (live, left)]
+    with django_assert_num_queries(1):
+        answers.append(one_click(deleted_path))
+    assert {(a.status_code, a.content, a["Content-Type"]) for a in answers} == {
+        (200, "You’re unsubscribed from Paperboy.\n".encode(), "text/plain; charset=utf-8")
+    }
+    for answer, person in zip(answers, (live, left, deleted), strict=True):
+        assert person.email.encode() not in answer.content
+        assert person.email not in str(answer.headers)
+    assert not Subscriber.objects.filter(pk=deleted.pk).exists()
+
+
+def test_one_click_with_a_revoked_link_still_works_without_reading_the_secret(subscriber):
+    path = unsubscribe_path(subscriber)
+    services.revoke_links(subscriber)
+    assert one_click(path).status_code == 200
+    assert Subscriber.objects.get(pk=subscriber.pk).unsubscribed_via == "one-click"
+
+
+@pytest.mark.parametrize("purpose", ["confirm", "preferences", "view", "feed", "feedback"])
+def test_one_click_with_another_purposes_token_is_refused(subscriber, purpose):
+    path = reverse("subscriptions:unsubscribe", args=[make_token(subscriber, purpose)])
+    response = one_click(path)
+    assert response.status_code == 404
+    assert "This link doesn’t work" in response.content.decode()
+    assert status_of(subscriber) == "active"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda token: token.rsplit(":", 1)[0] + ":" + "A" * 27,  # signature replaced
+        lambda token: token[:-1],  # truncated
+        lambda token: token.rsplit(":", 1)[0],  # signature removed
+        lambda token: token.upper(),
+        lambda token: "x" * 3000,
+    ],
+    ids=["resigned", "truncated", "unsigned", "upper", "oversized"],
+)
+def test_one_click_with_a_forged_token_is_refused_and_changes_nothing(subscriber, forge):
+    path = reverse("subscriptions:unsubscribe", args=[forge(make_token(subscriber, UNSUBSCRIBE))])
+    response = one_click(path)
+    assert response.status_code == 404
+    assert "This link doesn’t work" in response.content.decode()
+    assert status_of(subscriber) == "active"
+
+
+def test_a_token_for_another_subscriber_id_needs_our_key(subscriber):
+    other = SubscriberFactory()
+    forged = signing.dumps(
+        {"s": other.pk, "k": ""}, salt="paperboy.subscriptions.unsubscribe", key="not-ours"
+    )
+    assert one_click(reverse("subscriptions:unsubscribe", args=[forged])).status_code == 404
+    assert status_of(other) == "active"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"s": 2**70}, {"s": -1}, {"s": "1"}, {"s": True}, {"s": 1.0}, {}, [1], "1", None],
+    ids=repr,
+)
+def test_one_click_with_a_hostile_payload_signed_with_our_key_never_errors(subscriber, payload):
+    token = signing.dumps(payload, salt="paperboy.subscriptions.unsubscribe", compress=False)
+    response = one_click(reverse("subscriptions:unsubscribe", args=[token]))
+    assert response.status_code in (200, 404)
+    assert status_of(subscriber) == "active"
+
+
+def test_a_form_post_without_the_one_click_body_still_renders_the_page(client, subscriber):
+    response = client.post(unsubscribe_path(subscriber), {"List-Unsubscribe": "one-click"})
+    assert "<html" in response.content.decode().lower()
+    row = Subscriber.objects.get(pk=subscriber.pk)
+    assert (row.status, row.unsubscribed_via) == ("unsubscribed", "page")
