@@ -4,12 +4,12 @@
    the unique constraint makes a second claim a no-op.
 2. Each reader's digest is ranked and rendered from the edition's prepared
    vectors and paper blocks (``prepare_edition``: once per edition and process).
-3. Right before the ESP call, ``start_sending_batch`` moves the rows of one
-   ESP batch from ``pending`` to ``sending`` with one compare-and-swap UPDATE
-   that stamps them with a fresh token; only the rows carrying that token are
-   sent. Two workers, a retried task or a re-run never send a row twice. The
-   chosen papers are written to the row before the call, so a paper that may
-   have reached the reader is never sent to them again.
+3. Right before the ESP call, ``start_sending_with_papers`` moves the rows of
+   one ESP batch from ``pending`` to ``sending`` with one compare-and-swap
+   UPDATE that stamps them with a fresh token; only the rows carrying that
+   token are sent. Two workers, a retried task or a re-run never send a row
+   twice. The same UPDATE writes the chosen papers to the row before the call,
+   so a paper that may have reached the reader is never sent to them again.
 4. The outcome is recorded: ``sent`` with each recipient's ESP message id,
    ``skipped`` with a reason, ``failed`` for a permanent refusal (a refused
    recipient is suppressed too), or back to ``pending`` when the ESP surely
@@ -28,6 +28,7 @@ import resource
 import smtplib
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,7 +39,7 @@ from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from subscriptions.models import Subscriber
@@ -121,9 +122,27 @@ class SendReport:
 
 
 def claim_deliveries(edition, subscriber_ids):
-    """Create a pending delivery for each subscriber that has none for this edition."""
-    rows = [Delivery(subscriber_id=sid, edition=edition) for sid in subscriber_ids]
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    """Create a pending delivery for each subscriber that has none for this edition.
+
+    On PostgreSQL one ``INSERT … SELECT unnest(…) ON CONFLICT DO NOTHING``:
+    no model instances, one parameter however many rows.
+    """
+    subscriber_ids = list(subscriber_ids)
+    if not subscriber_ids:
+        return
+    if db_connection.vendor != "postgresql":
+        rows = [Delivery(subscriber_id=sid, edition=edition) for sid in subscriber_ids]
+        Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+        return
+    now = timezone.now()
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Delivery._meta.db_table} (subscriber_id, edition_id, status, paper_ids, reasons, "
+            "reason, esp_message_id, send_token, attempts, created_at, updated_at) "
+            "SELECT s, %s, %s, '[]'::jsonb, '{}'::jsonb, '', '', '', 0, %s, %s FROM unnest(%s::bigint[]) AS s "
+            "ON CONFLICT (subscriber_id, edition_id) DO NOTHING",
+            [edition.pk, Delivery.Status.PENDING, now, now, subscriber_ids],
+        )
 
 
 def start_sending_batch(delivery_ids):
@@ -134,9 +153,9 @@ def start_sending_batch(delivery_ids):
     """
     token = uuid.uuid4().hex
     Delivery.objects.filter(
+        Exists(Subscriber.objects.filter(pk=OuterRef("subscriber_id"), status=Subscriber.Status.ACTIVE)),
         pk__in=list(delivery_ids),
         status=Delivery.Status.PENDING,
-        subscriber__in=Subscriber.objects.filter(status=Subscriber.Status.ACTIVE),
     ).update(
         status=Delivery.Status.SENDING,
         sending_at=timezone.now(),
@@ -145,6 +164,40 @@ def start_sending_batch(delivery_ids):
     )
     won = Delivery.objects.filter(pk__in=list(delivery_ids), send_token=token).values_list("pk", flat=True)
     return token, set(won)
+
+
+def start_sending_with_papers(deliveries):
+    """``start_sending_batch`` and ``write_papers`` in one statement on PostgreSQL.
+
+    Each row is moved ``pending`` → ``sending`` (subscriber still active) and
+    given its papers and why-lines by a single ``UPDATE … FROM (VALUES …)
+    RETURNING id``: one new row version instead of two, no second read.
+    """
+    if db_connection.vendor != "postgresql":
+        token, won = start_sending_batch([d.pk for d in deliveries])
+        write_papers(token, [d for d in deliveries if d.pk in won])
+        return token, won
+    if not deliveries:
+        return uuid.uuid4().hex, set()
+    token, now = uuid.uuid4().hex, timezone.now()
+    table, subscribers = Delivery._meta.db_table, Subscriber._meta.db_table
+    rows = ", ".join(["(%s, %s::jsonb, %s::jsonb)"] * len(deliveries))
+    params = []
+    for d in deliveries:
+        params += [d.pk, json.dumps(d.paper_ids), json.dumps(d.reasons)]
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS d SET status = %s, sending_at = %s, attempts = d.attempts + 1, send_token = %s, "
+            f"paper_ids = v.paper_ids, reasons = v.reasons, updated_at = %s "
+            f"FROM (VALUES {rows}) AS v(id, paper_ids, reasons) "
+            f"WHERE d.id = v.id AND d.status = %s "
+            f"AND EXISTS (SELECT 1 FROM {subscribers} AS s WHERE s.id = d.subscriber_id AND s.status = %s) "
+            f"RETURNING d.id",
+            [Delivery.Status.SENDING, now, token, now, *params,
+             Delivery.Status.PENDING, Subscriber.Status.ACTIVE],
+        )
+        won = {row[0] for row in cursor.fetchall()}
+    return token, won
 
 
 def start_sending(delivery_id):
@@ -159,8 +212,9 @@ def finish(delivery_id, status, **fields):
 def skip_inactive(edition, subscriber_ids):
     """Pending deliveries of subscribers who left meanwhile are skipped, never sent."""
     return Delivery.objects.filter(
-        edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING
-    ).exclude(subscriber__status=Subscriber.Status.ACTIVE).update(
+        ~Exists(Subscriber.objects.filter(pk=OuterRef("subscriber_id"), status=Subscriber.Status.ACTIVE)),
+        edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING,
+    ).update(
         status=Delivery.Status.SKIPPED, reason="subscriber no longer active"
     )
 
@@ -325,36 +379,19 @@ def batch_part(delivery, digest):
 
 def claim_for_send(items, report):
     """CAS the rows of ``items``; keep the ones won and record their papers before any send."""
-    with PHASES.phase("select/claim"):
-        token, won = start_sending_batch([c.delivery.pk for c in items])
-    report.not_claimed += len(items) - len(won)
-    items = [c for c in items if c.delivery.pk in won]
     for c in items:
         c.delivery.paper_ids = [r.paper.pk for r in c.ranked]
         c.delivery.reasons = {str(r.paper.pk): r.reason for r in c.ranked}
-    with PHASES.phase("record"):
-        write_papers(token, [c.delivery for c in items])
-    return token, items
+    with PHASES.phase("select/claim"):
+        token, won = start_sending_with_papers([c.delivery for c in items])
+    report.not_claimed += len(items) - len(won)
+    return token, [c for c in items if c.delivery.pk in won]
 
 
 def write_papers(token, deliveries):
-    """Store each claimed row's papers and why-lines: one UPDATE … FROM (VALUES …) on PostgreSQL."""
-    if not deliveries:
-        return
-    if db_connection.vendor != "postgresql":
+    """Store each claimed row's papers and why-lines (PostgreSQL does it in the claim itself)."""
+    if deliveries:
         Delivery.objects.filter(send_token=token).bulk_update(deliveries, ["paper_ids", "reasons"])
-        return
-    table = Delivery._meta.db_table
-    rows = ", ".join(["(%s, %s::jsonb, %s::jsonb)"] * len(deliveries))
-    params = []
-    for d in deliveries:
-        params += [d.pk, json.dumps(d.paper_ids), json.dumps(d.reasons)]
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS d SET paper_ids = v.paper_ids, reasons = v.reasons "
-            f"FROM (VALUES {rows}) AS v(id, paper_ids, reasons) WHERE d.id = v.id AND d.send_token = %s",
-            [*params, token],
-        )
 
 
 def record_sent(token, sent):
@@ -455,16 +492,23 @@ def record_send_error(token, deliveries, exc, report):
 
 
 def esp_message_id(message, recipient=None):
+    return esp_message_ids(message, [recipient])[0]
+
+
+def esp_message_ids(message, recipients):
+    """The ESP's message id for each recipient of ``message`` (the call's own id as fallback)."""
     status = getattr(message, "anymail_status", None)
-    if status is not None:
-        if recipient is not None and status.recipients:
-            by_email = {email.lower(): s for email, s in status.recipients.items()}
-            found = by_email.get(recipient.lower())
-            if found is not None and found.message_id is not None:
-                return str(found.message_id)
-        if status.message_id is not None and not isinstance(status.message_id, set):
-            return str(status.message_id)
-    return message.extra_headers.get("Message-ID", "")
+    fallback = message.extra_headers.get("Message-ID", "")
+    if status is None:
+        return [fallback] * len(recipients)
+    if status.message_id is not None and not isinstance(status.message_id, set):
+        fallback = str(status.message_id)
+    by_email = {email.lower(): s.message_id for email, s in (status.recipients or {}).items()}
+    ids = []
+    for recipient in recipients:
+        found = by_email.get(recipient.lower()) if recipient is not None else None
+        ids.append(str(found) if found is not None else fallback)
+    return ids
 
 
 def send_one(connection, message):
@@ -494,26 +538,49 @@ def send_individually(items, report):
         connection.close()
 
 
-def send_batch(connection, group, style, report):
-    """One ESP API call for a whole batch; each recipient's status decides their row."""
+@dataclass
+class BatchCall:
+    """One ESP call in flight: the rows it carries and the future holding its answer."""
+
+    token: str
+    group: list
+    answer: Future
+
+
+def start_batch(pool, connection, group, style, report):
+    """Claim the batch's rows, then hand the ESP call to ``pool``; None when no row was won."""
     token, group = claim_for_send(group, report)
     if not group:
-        return
+        return None
+    return BatchCall(token, group, pool.submit(call_esp, connection, group, style))
+
+
+def call_esp(connection, group, style):
+    """One ESP API call for a whole batch; returns the sent message and the seconds it took."""
+    started = time.perf_counter()
+    message = build_batch_email([c.part for c in group], style.fields)
+    message.connection = connection
+    message.send()
+    return message, time.perf_counter() - started
+
+
+def finish_batch(call, report):
+    """Wait for the ESP's answer to ``call``; each recipient's status decides their row."""
+    group = call.group
     try:
-        with PHASES.phase("send", len(group)):
-            message = build_batch_email([c.part for c in group], style.fields)
-            message.connection = connection
-            message.send()
+        message, seconds = call.answer.result()
     except Exception as exc:  # classified; nothing is lost
-        record_send_error(token, [c.delivery for c in group], exc, report)
+        record_send_error(call.token, [c.delivery for c in group], exc, report)
         return
+    PHASES.add("send", seconds, len(group))
     refused = refused_recipients(message, group)
     if refused:
-        record_send_error(token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
+        record_send_error(call.token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
     refused_ids = {d.pk for d in refused}
-    sent = [(c.delivery, esp_message_id(message, c.part.to)) for c in group if c.delivery.pk not in refused_ids]
+    accepted = [c for c in group if c.delivery.pk not in refused_ids]
+    sent = list(zip([c.delivery for c in accepted], esp_message_ids(message, [c.part.to for c in accepted])))
     with PHASES.phase("record", len(sent)):
-        record_sent(token, sent)
+        record_sent(call.token, sent)
     report.sent += len(sent)
 
 
@@ -524,13 +591,29 @@ def refused_recipients(message, group):
 
 
 def send_in_batches(items, style, report):
+    """One ESP call per batch, made in a background thread while the next batch is composed.
+
+    At most one call is in flight: its answer is recorded before the next
+    batch is claimed, and also when composing fails, so no claimed row is
+    left without its outcome. The database is only used from this thread.
+    """
     connection = batch_connection()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esp-call")
+    in_flight = None
     try:
         for number, group in enumerate(batches(items, style.max_recipients, lambda c: c.part), start=1):
-            send_batch(connection, group, style, report)
+            if in_flight is not None:
+                call, in_flight = in_flight, None
+                finish_batch(call, report)
+            in_flight = start_batch(pool, connection, group, style, report)
             log.info("digest batch handed to the ESP batch=%d recipients=%d", number, len(group))
     finally:
-        connection.close()
+        try:
+            if in_flight is not None:
+                finish_batch(in_flight, report)
+        finally:
+            pool.shutdown()
+            connection.close()
 
 
 def send_edition_to(edition, subscriber_ids, *, prepared=None):
@@ -545,8 +628,10 @@ def send_edition_to(edition, subscriber_ids, *, prepared=None):
         deliveries = list(
             Delivery.objects.filter(
                 edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING
-            ).select_related("subscriber", "edition").order_by("pk")
+            ).select_related("subscriber").order_by("pk")
         )
+        for delivery in deliveries:
+            delivery.edition = edition
     report = SendReport()
     if not deliveries:
         return report
