@@ -11,6 +11,7 @@ Django templates, autoescaped; nothing is built by concatenating HTML.
 import re
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 from django.template.loader import get_template
@@ -20,6 +21,7 @@ from django.utils.safestring import mark_safe
 from subscriptions import tokens
 
 from .emails import absolute_url, inline_css
+from .templatetags.digest_text import paragraph
 
 SUMMARY_LIMIT = 320
 AUTHORS_SHOWN = 3
@@ -114,8 +116,8 @@ FRAME_SLOTS = {  # slot: (context key, in an attribute)
     "unsubscribe": ("unsubscribe_url", True),
     "feed": ("feed_url", True),
 }
-ITEM_SLOTS = {"rank": ("rank", False), "reason": ("reason", False), "like": ("like_url", True),
-              "dislike": ("dislike_url", True)}
+ITEM_SLOTS = {"rank": ("rank", False), "reason": ("reason", False), "why": ("why", False),
+              "like": ("like_url", True), "dislike": ("dislike_url", True)}
 
 
 def escape_text(value):
@@ -126,17 +128,39 @@ def escape_attribute(value):
     return str(value).translate(ATTRIBUTE_ESCAPES)
 
 
-class FramePieces:
-    """The HTML email cut into pre-rendered, pre-inlined pieces with per-reader slots.
+@lru_cache(maxsize=8192)
+def why_paragraph(reason):
+    """The plain-text why-line, wrapped: readers share a few thousand distinct reasons."""
+    return paragraph(f"Why: {reason}")
 
-    ``emails/digest.html`` is rendered (autoescaped) with a placeholder for every
-    per-reader value and CSS-inlined once per edition; each paper's item is
-    rendered and inlined once, when a reader first gets it. A reader's email
-    is then the pieces joined with their own values, escaped.
+
+@dataclass(frozen=True)
+class BodyFormat:
+    """How one body (HTML or plain text) of the digest is cut and filled."""
+
+    template: str
+    separator: str  # wraps the item marker in the rendered body
+    finish: object  # applied to the whole rendered frame (CSS inlining for HTML)
+    escape_text: object
+    escape_attribute: object
+
+
+HTML_BODY = BodyFormat("digest.html", "<!--{}-->", inline_css, escape_text, escape_attribute)
+TEXT_BODY = BodyFormat("digest.txt", "{}", str, str, str)  # the text template does not autoescape
+
+
+class BodyPieces:
+    """One body of the email cut into pre-rendered pieces with per-reader slots.
+
+    The body's template is rendered (HTML: autoescaped, then CSS-inlined) with
+    a placeholder for every per-reader value, once per edition; each paper's
+    item is rendered once, when a reader first gets it. A reader's body is
+    then the pieces joined with their own values, escaped for their place.
     """
 
-    def __init__(self, renderer):
+    def __init__(self, renderer, body):
         self.renderer = renderer
+        self.body = body
         self.nonce = secrets.token_hex(6)
         self.slot = re.compile(f"PB{self.nonce}S([a-z]+)E")
         self.marker = f"PB{self.nonce}M"
@@ -146,9 +170,9 @@ class FramePieces:
     def placeholder(self, name):
         return f"PB{self.nonce}S{name}E"
 
-    def compile(self, html):
+    def compile(self, piece):
         """[(literal, slot or None), …] for a piece."""
-        parts = self.slot.split(html)
+        parts = self.slot.split(piece)
         return [(parts[i], parts[i + 1] if i + 1 < len(parts) else None) for i in range(0, len(parts), 2)]
 
     def prepare(self, papers):
@@ -157,46 +181,37 @@ class FramePieces:
             return
         missing = missing or papers[:1]
         renderer = self.renderer
+        item_slots = {key: self.placeholder(slot) for slot, (key, _) in ITEM_SLOTS.items()}
         context = {
             "marker": self.marker,
             "subscriber": {"email": self.placeholder("email")},
-            "edition": renderer.edition,
-            "items": [
-                {"block": renderer.block(p), "paper": p, "rank": self.placeholder("rank"),
-                 "reason": self.placeholder("reason"), "like_url": self.placeholder("like"),
-                 "dislike_url": self.placeholder("dislike")}
-                for p in missing
-            ],
-            "preheader": self.placeholder("preheader"),
-            "view_url": self.placeholder("view"),
-            "feed_url": self.placeholder("feed"),
-            "preferences_url": self.placeholder("preferences"),
-            "unsubscribe_url": self.placeholder("unsubscribe"),
+            "items": [{"block": renderer.block(p), "paper": p, **item_slots} for p in missing],
+            **{key: self.placeholder(slot) for slot, (key, _) in FRAME_SLOTS.items() if key != "email"},
             **renderer.edition_context(),
         }
-        html = inline_css(renderer.templates["digest.html"].render(context))
-        pieces = html.split(f"<!--{self.marker}-->")
+        rendered = self.body.finish(renderer.templates[self.body.template].render(context))
+        pieces = rendered.split(self.body.separator.format(self.marker))
         if len(pieces) != len(missing) + 2:
-            raise ValueError("the digest template's items could not be cut into pieces")
+            raise ValueError(f"{self.body.template}: the items could not be cut into pieces")
         if self.head is None:
             self.head, self.tail = self.compile(pieces[0]), self.compile(pieces[-1])
         for paper, piece in zip(missing, pieces[1:-1]):
             self.items[paper.pk] = self.compile(piece)
 
+    def values(self, slots, source):
+        body = self.body
+        return {
+            slot: (body.escape_attribute if attribute else body.escape_text)(source[key])
+            for slot, (key, attribute) in slots.items()
+        }
+
     def assemble(self, context):
         self.prepare([item["paper"] for item in context["items"]])
-        values = {
-            slot: (escape_attribute if attribute else escape_text)(
-                context["subscriber"].email if key == "email" else context[key]
-            )
-            for slot, (key, attribute) in FRAME_SLOTS.items()
-        }
+        values = self.values(FRAME_SLOTS, {**context, "email": context["subscriber"].email})
         out = []
         self.fill(self.head, values, out)
         for item in context["items"]:
-            item_values = {slot: (escape_attribute if attribute else escape_text)(item[key])
-                           for slot, (key, attribute) in ITEM_SLOTS.items()}
-            self.fill(self.items[item["paper"].pk], item_values, out)
+            self.fill(self.items[item["paper"].pk], self.values(ITEM_SLOTS, item), out)
         self.fill(self.tail, values, out)
         return "".join(out)
 
@@ -216,6 +231,43 @@ class RenderedDigest:
     html: str
 
 
+def token_url(name, *more_args):
+    """``reverse(name, args=[token, *more_args])`` as a function of the token: one reverse()
+    per renderer instead of one per link. Tokens are URL-safe base64 and ``:``, which
+    reverse() leaves as they are (a test compares the two)."""
+    sentinel = "PAPERBOYTOKEN"
+    prefix, suffix = absolute_url(reverse(name, args=[sentinel, *more_args])).split(sentinel)
+    return lambda token: f"{prefix}{token}{suffix}"
+
+
+class DigestLinks:
+    """Every per-reader link of a digest, signed with keys derived once per renderer."""
+
+    def __init__(self):
+        self.makers = {
+            purpose: tokens.TokenMaker(purpose)
+            for purpose in (tokens.FEEDBACK, tokens.VIEW, tokens.FEED, tokens.UNSUBSCRIBE, tokens.PREFERENCES)
+        }
+        vote = token_url("digest:vote", 1, "up")  # {paper} and {choice} filled in per paper
+        self.vote = lambda token: vote(token).removesuffix("/1/up/") + "/{paper}/{choice}/"
+        self.view = token_url("digest:view_in_browser")
+        self.feed = token_url("digest:feed")
+        self.unsubscribe = token_url("subscriptions:unsubscribe")
+        self.preferences = token_url("subscriptions:preferences")
+
+    def token(self, subscriber, purpose, **extra):
+        return self.makers[purpose].make(subscriber, **extra)
+
+    def for_reader(self, subscriber, edition):
+        return {
+            "vote_url": self.vote(self.token(subscriber, tokens.FEEDBACK, e=edition.pk)),
+            "view_url": self.view(self.token(subscriber, tokens.VIEW, e=edition.pk)),
+            "feed_url": self.feed(self.token(subscriber, tokens.FEED)),
+            "unsubscribe_url": self.unsubscribe(self.token(subscriber, tokens.UNSUBSCRIBE)),
+            "preferences_url": self.preferences(self.token(subscriber, tokens.PREFERENCES)),
+        }
+
+
 class DigestRenderer:
     """Renders the digests of one edition; paper blocks are rendered once and reused."""
 
@@ -229,7 +281,9 @@ class DigestRenderer:
             for name in ("digest.html", "digest.txt", "digest_paper.html", "digest_paper.txt")
         }
         self.blocks = {}
-        self.pieces = FramePieces(self)
+        self.links = DigestLinks()
+        self.html_pieces = BodyPieces(self, HTML_BODY)
+        self.text_pieces = BodyPieces(self, TEXT_BODY)
 
     def edition_context(self):
         return {
@@ -256,8 +310,8 @@ class DigestRenderer:
         return self.blocks[paper.pk]
 
     def context(self, subscriber, ranked):
-        vote_url = vote_url_pattern(tokens.make_token(subscriber, tokens.FEEDBACK, e=self.edition.pk))
-        view_token = tokens.make_token(subscriber, tokens.VIEW, e=self.edition.pk)
+        links = self.links.for_reader(subscriber, self.edition)
+        vote_url = links.pop("vote_url")
         return {
             "subscriber": subscriber,
             "edition": self.edition,
@@ -267,16 +321,15 @@ class DigestRenderer:
                     "paper": r.paper,
                     "rank": rank,
                     "reason": r.reason,
+                    "why": why_paragraph(r.reason),
                     "like_url": vote_url.format(paper=r.paper.pk, choice="up"),
                     "dislike_url": vote_url.format(paper=r.paper.pk, choice="down"),
                 }
                 for rank, r in enumerate(ranked, start=1)
             ],
             "preheader": preheader(ranked),
-            "view_url": absolute_url(reverse("digest:view_in_browser", args=[view_token])),
-            "feed_url": feed_url(subscriber),
             **self.edition_context(),
-            **subscriber_links(subscriber),
+            **links,
         }
 
     def render(self, subscriber, ranked):
@@ -284,37 +337,19 @@ class DigestRenderer:
         return RenderedDigest(
             subject=digest_subject(self.edition, ranked),
             context=context,
-            text=self.templates["digest.txt"].render(context),
-            html=self.pieces.assemble(context),
+            text=self.text_pieces.assemble(context),
+            html=self.html_pieces.assemble(context),
         )
 
     def render_whole(self, subscriber, ranked):
-        """The same email rendered and inlined in one piece (the reference for ``render``)."""
+        """The same email rendered in one piece, for each body (the reference for ``render``)."""
         context = self.context(subscriber, ranked)
-        return inline_css(self.templates["digest.html"].render(context))
-
-
-def vote_url_pattern(token):
-    """This digest's vote URL with ``{paper}`` and ``{choice}`` to fill in.
-
-    One reverse() per digest instead of two per paper: reversing is a large
-    part of rendering a digest.
-    """
-    example = reverse("digest:vote", args=[token, 1, "up"])
-    return absolute_url(example.removesuffix("/1/up/") + "/{paper}/{choice}/")
-
-
-def feed_url(subscriber):
-    return absolute_url(reverse("digest:feed", args=[tokens.make_token(subscriber, tokens.FEED)]))
-
-
-def subscriber_links(subscriber):
-    unsubscribe = tokens.make_token(subscriber, tokens.UNSUBSCRIBE)
-    preferences = tokens.make_token(subscriber, tokens.PREFERENCES)
-    return {
-        "unsubscribe_url": absolute_url(reverse("subscriptions:unsubscribe", args=[unsubscribe])),
-        "preferences_url": absolute_url(reverse("subscriptions:preferences", args=[preferences])),
-    }
+        return RenderedDigest(
+            subject=digest_subject(self.edition, ranked),
+            context=context,
+            text=self.templates["digest.txt"].render(context),
+            html=inline_css(self.templates["digest.html"].render(context)),
+        )
 
 
 def render_digest(subscriber, edition, ranked):

@@ -1,10 +1,15 @@
-"""The fast path (pre-rendered pieces joined per reader) equals rendering the whole email."""
+"""The fast path (pre-rendered pieces joined per reader) equals rendering the whole email,
+HTML and plain text; its links and tokens equal reverse() and signing.dumps."""
 
 import pytest
+import time_machine
+from django.urls import reverse
 
+from digest.emails import absolute_url
 from digest.ranking import RankedPaper
 from digest.rendering import DigestRenderer
 from tests.digest.builders import built_edition
+from subscriptions import tokens
 from tests.factories import PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,18 +30,22 @@ def ranked_papers(edition, reasons):
         [],
     ],
 )
-def test_assembled_digest_html_is_byte_identical_to_the_whole_render(reasons):
+def test_assembled_digest_is_byte_identical_to_the_whole_render(reasons):
     PaperFactory(title=HOSTILE, abstract=HOSTILE, organization=HOSTILE, author_names=[HOSTILE])
     edition = built_edition()
     subscriber = SubscriberFactory(email='o"brien&co+<x>@example.org', interests=HOSTILE)
     renderer = DigestRenderer(edition)
     ranked = ranked_papers(edition, reasons)
 
-    assembled = renderer.render(subscriber, ranked).html
+    assembled = renderer.render(subscriber, ranked)
     whole = renderer.render_whole(subscriber, ranked)
 
-    assert assembled == whole
-    assert "<script>" not in assembled
+    assert assembled.html == whole.html
+    assert assembled.text == whole.text
+    assert "<script>" not in assembled.html
+    assert subscriber.email in assembled.text
+    for reason in reasons:
+        assert " ".join(f"Why: {reason}".split()[:3]) in assembled.text
 
 
 def test_a_reused_renderer_gives_each_reader_their_own_links():
@@ -49,4 +58,42 @@ def test_a_reused_renderer_gives_each_reader_their_own_links():
     html_second = renderer.render(second, ranked).html
 
     assert html_first != html_second
-    assert renderer.render_whole(second, ranked) == html_second
+    assert renderer.render_whole(second, ranked).html == html_second
+
+
+def test_links_built_from_reversed_prefixes_equal_reverse():
+    edition = built_edition()
+    subscriber = SubscriberFactory()
+    renderer = DigestRenderer(edition)
+
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):
+        links = renderer.links.for_reader(subscriber, edition)
+        view = tokens.make_token(subscriber, tokens.VIEW, e=edition.pk)
+        unsubscribe = tokens.make_token(subscriber, tokens.UNSUBSCRIBE)
+        vote = tokens.make_token(subscriber, tokens.FEEDBACK, e=edition.pk)
+
+    assert links["view_url"] == absolute_url(reverse("digest:view_in_browser", args=[view]))
+    assert links["unsubscribe_url"] == absolute_url(reverse("subscriptions:unsubscribe", args=[unsubscribe]))
+    assert links["vote_url"].format(paper=7, choice="down") == absolute_url(
+        reverse("digest:vote", args=[vote, 7, "down"])
+    )
+
+
+@pytest.mark.parametrize("purpose", [tokens.FEEDBACK, tokens.VIEW, tokens.FEED, tokens.UNSUBSCRIBE, tokens.PREFERENCES])
+def test_token_maker_makes_the_tokens_signing_dumps_makes(purpose):
+    subscriber = SubscriberFactory()
+    maker = tokens.TokenMaker(purpose)
+
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):
+        fast = maker.make(subscriber, e=12)
+        reference = tokens.make_token(subscriber, purpose, e=12)
+
+    assert fast == reference
+    assert tokens.read_token(fast, purpose).subscriber == subscriber
+    with pytest.raises(tokens.InvalidToken):
+        tokens.read_token(fast, tokens.UNSUBSCRIBE if purpose != tokens.UNSUBSCRIBE else tokens.FEED)
+
+
+def test_token_maker_refuses_confirmation_tokens():
+    with pytest.raises(ValueError):
+        tokens.TokenMaker(tokens.CONFIRM)
