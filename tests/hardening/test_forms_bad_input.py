@@ -331,3 +331,43 @@ def test_the_csv_import_refuses_unreadable_files_cleanly(operator_client, monkey
     response = post_import(operator_client, payload)
     assert response.status_code in (200, 302)
     assert Subscriber.objects.count() <= 1
+
+
+preference_values = st.one_of(
+    hostile_text,
+    st.sampled_from(["", "daily", "weekly", "5", "10", "20", "7", "23", "24", "-1", "UTC",
+                     "Europe/Berlin", "Mars/Base", "on", "cs.LG", "diffusion models, RLHF"]),
+)
+preference_rows = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "interests": preference_values,
+            "categories": st.lists(st.one_of(st.sampled_from(["cs.LG", "cs.CL"]), hostile_text),
+                                   max_size=3),
+            "frequency": preference_values,
+            "max_papers": preference_values,
+            "send_hour": preference_values,
+            "timezone": preference_values,
+            "always_send_top": st.sampled_from(["on", ""]),
+        },
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@HARDENING
+@given(rows=preference_rows)
+def test_the_import_checks_each_row_exactly_as_a_fresh_preferences_form_would(rows):
+    """The import binds one form to row after row: no row's result may leak into the next."""
+    from subscriptions.csv_io import RowForm
+    from subscriptions.forms import PreferencesForm
+
+    checker = RowForm()
+    for data in rows:
+        fresh = PreferencesForm(data)
+        expected = (fresh.cleaned_data, None) if fresh.is_valid() else (None, fresh.errors)
+        preferences, errors = checker.check(data)
+        assert preferences == expected[0]
+        assert (errors and errors.get_json_data()) == (expected[1] and expected[1].get_json_data())
