@@ -3,7 +3,11 @@
 Statuses are never edited by hand: the actions go through
 ``subscriptions.services`` so that the same rules apply as on the public
 pages (no activation without recorded consent, suppressions respected).
+A CSV import is stored as a SubscriberImport and run by a Celery task; its
+record (read-only here) shows the progress and the outcome.
 """
+
+import logging
 
 from django import forms
 from django.contrib import admin, messages
@@ -14,14 +18,17 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from digest.models import Delivery, Feedback
 
-from . import csv_io, services
+from . import csv_io, services, tasks
 from .forms import ImportForm
-from .models import Subscriber, Suppression, email_hash
+from .models import Subscriber, SubscriberImport, Suppression, email_hash
 from .validation import category_choices, clean_interests, normalise_email, timezone_names
+
+logger = logging.getLogger(__name__)
 
 
 class SubscriberAdminForm(forms.ModelForm):
@@ -271,16 +278,24 @@ class SubscriberAdmin(admin.ModelAdmin):
         return extra + super().get_urls()
 
     def import_view(self, request):
+        """Check the file, store it and queue the import task; answer at once.
+
+        Without a broker (no REDIS_URL) the task runs in this request, and the
+        outcome is shown straight away.
+        """
         if not self.has_add_permission(request):
             return redirect("admin:subscriptions_subscriber_changelist")
         form = ImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
             try:
-                parsed = csv_io.parse_import(form.cleaned_data["file"])
+                record = services.queue_import(
+                    csv_io.decode_upload(upload), upload.name or "", request.user
+                )
             except csv_io.ImportFileError as error:
                 form.add_error("file", str(error))
             else:
-                self._report_import(request, parsed)
+                self._start_import(request, record)
                 return redirect("admin:subscriptions_subscriber_changelist")
         context = {
             **self.admin_site.each_context(request),
@@ -292,34 +307,149 @@ class SubscriberAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/subscriptions/subscriber/import.html", context)
 
-    def _report_import(self, request, parsed):
-        counts = {result: 0 for result in services.ImportResult}
-        for row in parsed.rows:
-            result = services.import_subscriber(
-                row.email, row.preferences, row.confirmed_at, row.consent_note
+    def _start_import(self, request, record):
+        try:
+            tasks.import_subscribers.delay(record.pk)
+        except Exception:  # the broker is unreachable: say so rather than leave it queued
+            logger.exception("Could not queue subscriber import %s", record.pk)
+            SubscriberImport.objects.filter(pk=record.pk).update(
+                status=SubscriberImport.Status.FAILED,
+                failure="Could not be queued: the task queue did not answer.",
+                finished_at=timezone.now(),
+                csv_data=b"",
             )
-            counts[result] += 1
-        R = services.ImportResult
+        record.refresh_from_db()
+        link = format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:subscriptions_subscriberimport_change", args=[record.pk]),
+            record,
+        )
+        if record.status == SubscriberImport.Status.DONE:  # ran in this request (no broker)
+            self._report_import(request, record, link)
+        elif record.status == SubscriberImport.Status.FAILED:
+            self.message_user(
+                request, format_html("{} failed: {}", link, record.failure), messages.ERROR
+            )
+        else:
+            self.message_user(
+                request,
+                format_html(
+                    "Import queued: {}, {} row(s). Rows are checked and imported in the "
+                    "background; the import's page shows its progress and outcome.",
+                    link,
+                    record.rows_total,
+                ),
+            )
+
+    def _report_import(self, request, record, link):
         self.message_user(
             request,
-            f"Imported {counts[R.PENDING]} pending (confirmation sent) and {counts[R.ACTIVE]} "
-            f"active with earlier consent; skipped {counts[R.EXISTS]} existing and "
-            f"{counts[R.SUPPRESSED]} suppressed address(es).",
+            format_html(
+                "Imported {} pending (confirmation sent) and {} active with earlier consent; "
+                "skipped {} existing and {} suppressed address(es). Details: {}.",
+                record.imported_pending,
+                record.imported_active,
+                record.skipped_existing,
+                record.skipped_suppressed,
+                link,
+            ),
         )
-        if parsed.errors:
-            shown = "; ".join(f"line {line}: {message}" for line, message in parsed.errors[:20])
-            more = f" (and {len(parsed.errors) - 20} more)" if len(parsed.errors) > 20 else ""
+        errors = record.row_errors
+        if errors:
+            shown = "; ".join(f"line {line}: {message}" for line, message in errors[:20])
+            more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
+            self.message_user(
+                request, f"{len(errors)} row(s) not imported: {shown}{more}", messages.WARNING
+            )
+        if record.confirmation_failures:
             self.message_user(
                 request,
-                f"{len(parsed.errors)} row(s) not imported: {shown}{more}",
+                f"{record.confirmation_failures} confirmation email(s) could not be sent: "
+                "use “Resend confirmation” on those pending subscribers later.",
                 messages.WARNING,
             )
-        if parsed.ignored_columns:
+        if record.ignored_columns:
             self.message_user(
                 request,
-                "Ignored unknown columns: " + ", ".join(parsed.ignored_columns),
+                "Ignored unknown columns: " + ", ".join(record.ignored_columns),
                 messages.WARNING,
             )
+
+
+@admin.register(SubscriberImport)
+class SubscriberImportAdmin(admin.ModelAdmin):
+    """Imports are made on the subscribers' import page; here they can only be looked at."""
+
+    list_display = (
+        "__str__",
+        "status",
+        "created_at",
+        "uploaded_by",
+        "progress",
+        "imported_pending",
+        "imported_active",
+        "skipped_existing",
+        "skipped_suppressed",
+        "rows_invalid",
+    )
+    list_filter = ("status", "created_at")
+    fieldsets = (
+        (None, {"fields": ("filename", "uploaded_by", "status", "failure")}),
+        ("Progress", {"fields": ("created_at", "started_at", "finished_at", "progress")}),
+        (
+            "Outcome",
+            {
+                "fields": (
+                    "imported_pending",
+                    "imported_active",
+                    "skipped_existing",
+                    "skipped_suppressed",
+                    "confirmation_failures",
+                    "rows_invalid",
+                    "skipped_rows",
+                    "ignored_columns",
+                )
+            },
+        ),
+    )
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
+    MAX_ERRORS_SHOWN = 500
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("csv_data").select_related("uploaded_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="progress")
+    def progress(self, record):
+        if record.status == SubscriberImport.Status.QUEUED:
+            return f"waiting for a worker ({record.rows_total} rows)"
+        return (
+            f"{record.rows_done} of {record.rows_valid} valid rows "
+            f"({record.rows_total} in the file)"
+        )
+
+    @admin.display(description="invalid rows")
+    def rows_invalid(self, record):
+        return len(record.row_errors or [])
+
+    @admin.display(description="rows not imported")
+    def skipped_rows(self, record):
+        errors = record.row_errors or []
+        if not errors:
+            return "none"
+        items = format_html_join(
+            "",
+            "<li>line {}: {}</li>",
+            ((line, message) for line, message in errors[: self.MAX_ERRORS_SHOWN]),
+        )
+        more = len(errors) - self.MAX_ERRORS_SHOWN
+        tail = format_html("<li>… and {} more</li>", more) if more > 0 else ""
+        return format_html("<ul>{}{}</ul>", items, tail)
 
 
 @admin.register(Suppression)

@@ -1,8 +1,9 @@
-"""Subscribers, their preferences, and the suppression list."""
+"""Subscribers, their preferences, the suppression list, and CSV imports."""
 
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
@@ -94,3 +95,70 @@ class Suppression(models.Model):
 
     def __str__(self):
         return f"{self.email_hash[:12]}… ({self.reason})"
+
+
+class SubscriberImport(models.Model):
+    """An operator's CSV upload, imported by a Celery task: the file, progress and outcome.
+
+    The admin stores the uploaded file here and queues the task, so the web
+    request answers at once and the worker can read the file wherever it runs.
+    The file is kept as bytes (a text column would refuse a NUL in a cell) and
+    emptied once the import has run: the subscribers it created are in their
+    own table, the per-line reasons for skipped rows stay here.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    filename = models.CharField(max_length=255, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    csv_data = models.BinaryField(
+        blank=True, default=b"", help_text="The uploaded file, kept until the import has run."
+    )
+    created_at = models.DateTimeField(default=dj_timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows_total = models.PositiveIntegerField(default=0, help_text="Data rows in the file.")
+    rows_valid = models.PositiveIntegerField(
+        default=0, help_text="Rows that passed the checks, to be imported."
+    )
+    rows_done = models.PositiveIntegerField(
+        default=0, help_text="Valid rows imported or skipped so far."
+    )
+    imported_pending = models.PositiveIntegerField(
+        default=0, help_text="New pending subscribers, each sent a confirmation email."
+    )
+    imported_active = models.PositiveIntegerField(
+        default=0, help_text="New active subscribers with recorded earlier consent."
+    )
+    skipped_existing = models.PositiveIntegerField(default=0)
+    skipped_suppressed = models.PositiveIntegerField(default=0)
+    confirmation_failures = models.PositiveIntegerField(
+        default=0, help_text="Pending subscribers whose confirmation email could not be sent."
+    )
+    row_errors = models.JSONField(
+        default=list, blank=True, help_text="Rows not imported: [line, reason] pairs."
+    )
+    ignored_columns = models.JSONField(default=list, blank=True)
+    failure = models.TextField(
+        blank=True, help_text="Why the file as a whole could not be imported."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        name = f" ({self.filename})" if self.filename else ""
+        return f"Import #{self.pk}{name}"

@@ -10,17 +10,20 @@ re-checks the status at send time and finds the change.
 import enum
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Lower
 from django.urls import reverse
 from django.utils import timezone
 
 from digest.emails import absolute_url, send_email
 
-from .models import Subscriber, Suppression, email_hash, new_token_secret
+from . import csv_io
+from .models import Subscriber, SubscriberImport, Suppression, email_hash, new_token_secret
 from .tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_token
 
 logger = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 Status = Subscriber.Status
 
 EMAIL_COOLDOWN = timedelta(minutes=10)
+CONFIRM_SUBJECT = "Confirm your Paperboy subscription"
 PREFERENCE_FIELDS = (
     "interests",
     "categories",
@@ -167,7 +171,7 @@ def send_confirmation(subscriber):
         previous,
         "confirm",
         context,
-        "Confirm your Paperboy subscription",
+        CONFIRM_SUBJECT,
     )
 
 
@@ -513,18 +517,10 @@ def _paper_ref(paper, pk):
 
 # --- Import -----------------------------------------------------------------
 
+IMPORT_BATCH_SIZE = 250
 
-def import_subscriber(email, preferences, confirmed_at=None, consent_note=""):
-    """Add one subscriber from an operator's list.
 
-    With ``confirmed_at`` (earlier, recorded consent) they start active;
-    without, pending, with a confirmation email. Existing and suppressed
-    addresses are left alone.
-    """
-    if suppression_reason(email) is not None:
-        return ImportResult.SUPPRESSED
-    if find_subscriber(email) is not None:
-        return ImportResult.EXISTS
+def _imported_subscriber(email, preferences, confirmed_at=None, consent_note=""):
     subscriber = Subscriber(email=email)
     _apply_preferences(subscriber, preferences)
     if confirmed_at:
@@ -533,6 +529,21 @@ def import_subscriber(email, preferences, confirmed_at=None, consent_note=""):
         subscriber.consent_note = (consent_note or "Imported with earlier consent")[:200]
     else:
         subscriber.consent_note = "Imported; awaiting confirmation"
+    return subscriber
+
+
+def import_subscriber(email, preferences, confirmed_at=None, consent_note=""):
+    """Add one subscriber from an operator's list.
+
+    With ``confirmed_at`` (earlier, recorded consent) they start active;
+    without, pending, with a confirmation email. Existing and suppressed
+    addresses are left alone. (A whole file goes through ``import_rows``.)
+    """
+    if suppression_reason(email) is not None:
+        return ImportResult.SUPPRESSED
+    if find_subscriber(email) is not None:
+        return ImportResult.EXISTS
+    subscriber = _imported_subscriber(email, preferences, confirmed_at, consent_note)
     try:
         with transaction.atomic():
             subscriber.save()
@@ -542,3 +553,163 @@ def import_subscriber(email, preferences, confirmed_at=None, consent_note=""):
         send_confirmation(subscriber)
         return ImportResult.PENDING
     return ImportResult.ACTIVE
+
+
+def _existing_addresses(lowered):
+    """Which of these lower-cased addresses have a subscriber (by the case-insensitive index)."""
+    return set(
+        Subscriber.objects.annotate(email_lower=Lower("email"))
+        .filter(email_lower__in=lowered)
+        .values_list("email_lower", flat=True)
+    )
+
+
+def import_rows(rows, seen=None):
+    """Import validated CSV rows (``csv_io.ImportRow``) as ``import_subscriber`` would, in bulk.
+
+    The same rules, row by row: a suppressed address (any reason) is skipped,
+    then one that exists or came earlier in the file (``seen``: lower-cased
+    addresses, updated here); the rest are inserted in one statement, pending
+    ones with their confirmation slot taken, then each pending subscriber is
+    sent a confirmation email. Returns a Counter of ImportResult, plus
+    "confirmation_failed" for emails the mail system refused (those rows are
+    imported; their slot is released so "Resend confirmation" can work).
+    """
+    seen = set() if seen is None else seen
+    counts = Counter()
+    hashes = {row.email: email_hash(row.email) for row in rows}
+    suppressed = set(
+        Suppression.objects.filter(email_hash__in=set(hashes.values())).values_list(
+            "email_hash", flat=True
+        )
+    )
+    existing = _existing_addresses({row.email.lower() for row in rows})
+    now = timezone.now()
+    new = []
+    for row in rows:
+        key = row.email.lower()
+        if hashes[row.email] in suppressed:
+            counts[ImportResult.SUPPRESSED] += 1
+        elif key in existing or key in seen:
+            counts[ImportResult.EXISTS] += 1
+        else:
+            seen.add(key)
+            subscriber = _imported_subscriber(
+                row.email, row.preferences, row.confirmed_at, row.consent_note
+            )
+            if subscriber.status == Status.PENDING:
+                subscriber.confirmation_sent_at = now  # the email below; the slot is taken
+            new.append(subscriber)
+    if not new:
+        return counts
+    Subscriber.objects.bulk_create(new, ignore_conflicts=True)
+    # An address signed up meanwhile made its row conflict: ours has the token secret we made.
+    created = {
+        (email.lower(), secret): pk
+        for email, secret, pk in Subscriber.objects.annotate(email_lower=Lower("email"))
+        .filter(email_lower__in=[s.email.lower() for s in new])
+        .values_list("email", "token_secret", "pk")
+    }
+    for subscriber in new:
+        pk = created.get((subscriber.email.lower(), subscriber.token_secret))
+        if pk is None:
+            counts[ImportResult.EXISTS] += 1
+            continue
+        subscriber.pk = pk
+        subscriber._state.adding, subscriber._state.db = False, "default"
+        if subscriber.status == Status.ACTIVE:
+            counts[ImportResult.ACTIVE] += 1
+            continue
+        counts[ImportResult.PENDING] += 1
+        context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
+        if not _send_or_release(
+            subscriber, "confirmation_sent_at", None, "confirm", context, CONFIRM_SUBJECT
+        ):
+            counts["confirmation_failed"] += 1
+    return counts
+
+
+def queue_import(csv_text, filename="", uploaded_by=None):
+    """Store an uploaded CSV for the import task, after the file-level checks only.
+
+    Raises ``csv_io.ImportFileError`` for a file that cannot be imported at all
+    (no email column, not CSV, too many rows); rows are checked by the task.
+    """
+    rows = csv_io.check_import_text(csv_text)
+    return SubscriberImport.objects.create(
+        csv_data=csv_text.encode(),
+        filename=_storable(filename)[:255],
+        uploaded_by=uploaded_by,
+        rows_total=rows,
+    )
+
+
+def _storable(text):
+    """PostgreSQL refuses NUL in text and JSON: a hostile cell must not stop the record."""
+    return str(text).replace("\x00", "\ufffd")
+
+
+def run_import(import_id):
+    """The import task: validate every row, import the valid ones in batches, record the outcome.
+
+    Progress (``rows_done`` and the counts) is saved after every batch. A task
+    delivered again after its worker died resumes after the last saved batch
+    (rows of the interrupted batch then count as existing); one delivered
+    again after the import finished does nothing. Returns the counts, or None.
+    """
+    Import = SubscriberImport
+    claimed = Import.objects.filter(
+        pk=import_id, status__in=[Import.Status.QUEUED, Import.Status.RUNNING]
+    ).update(status=Import.Status.RUNNING, started_at=Coalesce("started_at", timezone.now()))
+    if not claimed:
+        return None
+    record = Import.objects.get(pk=import_id)
+    progress = Import.objects.filter(pk=import_id)
+    try:
+        parsed = csv_io.parse_import_text(bytes(record.csv_data).decode("utf-8"))
+    except csv_io.ImportFileError as error:
+        progress.update(
+            status=Import.Status.FAILED,
+            failure=_storable(error),
+            finished_at=timezone.now(),
+            csv_data=b"",
+        )
+        return None
+    progress.update(
+        rows_total=parsed.total,
+        rows_valid=len(parsed.rows),
+        row_errors=[[line, _storable(message)] for line, message in parsed.errors],
+        ignored_columns=[_storable(column) for column in parsed.ignored_columns],
+    )
+    done = record.rows_done
+    seen = {row.email.lower() for row in parsed.rows[:done]}
+    try:
+        while done < len(parsed.rows):
+            batch = parsed.rows[done : done + IMPORT_BATCH_SIZE]
+            counts = import_rows(batch, seen)
+            done += len(batch)
+            progress.update(
+                rows_done=done,
+                imported_pending=F("imported_pending") + counts[ImportResult.PENDING],
+                imported_active=F("imported_active") + counts[ImportResult.ACTIVE],
+                skipped_existing=F("skipped_existing") + counts[ImportResult.EXISTS],
+                skipped_suppressed=F("skipped_suppressed") + counts[ImportResult.SUPPRESSED],
+                confirmation_failures=F("confirmation_failures") + counts["confirmation_failed"],
+            )
+    except Exception as error:  # a time limit, a lost database: say where it stopped
+        logger.exception("Subscriber import %s stopped after %s rows", import_id, done)
+        progress.update(
+            status=Import.Status.FAILED,
+            failure=_storable(f"Stopped after {done} of {len(parsed.rows)} rows: {error!r}"),
+            finished_at=timezone.now(),
+        )
+        return None
+    progress.update(status=Import.Status.DONE, finished_at=timezone.now(), csv_data=b"")
+    record.refresh_from_db()
+    return {
+        "pending": record.imported_pending,
+        "active": record.imported_active,
+        "existing": record.skipped_existing,
+        "suppressed": record.skipped_suppressed,
+        "invalid": len(record.row_errors),
+    }

@@ -333,6 +333,48 @@ def test_the_csv_import_refuses_unreadable_files_cleanly(operator_client, monkey
     assert Subscriber.objects.count() <= 1
 
 
+@HARDENING
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(st.just("queued@example.org"), hostile_text), hostile_text, hostile_text,
+            hostile_text, hostile_text, hostile_text, hostile_text, hostile_text, dates, hostile_text,
+        ),
+        max_size=4,
+    ),
+    extra=import_rows,
+)
+def test_a_queued_csv_import_of_any_file_is_stored_and_run_by_the_task_without_an_error(
+    operator_client, rows, extra
+):
+    """With a broker the page only stores the file; the worker then meets the hostile rows."""
+    from unittest import mock
+
+    from subscriptions import tasks
+    from subscriptions.models import SubscriberImport
+
+    before = Subscriber.objects.count()
+    queued = []
+    with mock.patch.object(tasks.import_subscribers, "delay", lambda pk: queued.append(pk)):
+        response = post_import(operator_client, csv_upload([list(r) for r in rows] + extra))
+
+    assert response.status_code in (200, 302)
+    if response.status_code == 200:  # refused as a whole on the page: nothing stored
+        assert not queued and Subscriber.objects.count() == before
+        return
+    tasks.import_subscribers(queued[0])
+    record = SubscriberImport.objects.get(pk=queued[0])
+    assert record.status in ("done", "failed")
+    if record.status == "done":
+        outcome = (record.imported_pending + record.imported_active + record.skipped_existing
+                   + record.skipped_suppressed)
+        assert outcome == record.rows_valid == record.rows_done
+        assert record.rows_valid + len(record.row_errors) == record.rows_total
+    assert Subscriber.objects.count() - before <= len(rows) + len(extra)
+    for subscriber in Subscriber.objects.all():
+        assert_sane(subscriber)
+
+
 preference_values = st.one_of(
     hostile_text,
     st.sampled_from(["", "daily", "weekly", "5", "10", "20", "7", "23", "24", "-1", "UTC",
