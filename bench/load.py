@@ -4,6 +4,7 @@ each driven by wrk against gunicorn (2 workers) with production-like settings.
 Run by hand from the repository root (not part of the test suite):
 
     .venv/bin/python bench/load.py [--seconds 30] [--connections 16] [--only unsubscribe,webhooks,signup]
+    .venv/bin/python bench/load.py --only csv-import     # the admin CSV import, not run by default
 
 It starts its own PostgreSQL and Redis (tests.servers), migrates, seeds
 subscribers, starts gunicorn on a free 127.0.0.1 port (DEBUG=false,
@@ -16,6 +17,15 @@ and stops everything. Needs wrk (``apt-get install wrk``). Nothing leaves
 Targets: one-click unsubscribe >= 500 req/s, p99 < 100 ms, zero 5xx;
 webhooks >= 300 events/s, every accepted event stored; signup: no more
 confirmation emails than the rate limits allow.
+
+``csv-import`` (only when asked for) is no wrk run: a staff session uploads a
+file of MAX_IMPORT_ROWS rows (pending, active, existing, suppressed and
+invalid rows) to the admin's import page through gunicorn, then a Celery
+worker (solo pool, queue "default") runs the import task. It reports how long
+the upload took to answer (it must answer well before gunicorn's 30 s
+timeout) and how long the task took, and checks the record's counts, the
+rows, and one confirmation email per pending row. Run it alone: a worker
+consuming "default" would first apply any webhook events queued before.
 """
 
 import argparse
@@ -49,6 +59,7 @@ SIGNING_KEY = "key-load-" + secrets.token_hex(8)
 TARGETS = {
     "unsubscribe": {"rps": 500, "p99_ms": 100},
     "webhooks": {"rps": 300},
+    "csv-import": {"answer_s": 30},  # gunicorn's --timeout below
 }
 IP_RATE, EMAIL_RATE = "20/10m", "5/h"  # the production defaults, stated here to check them
 SIGNUP_IPS, SIGNUP_ADDRESSES = 10, 500
@@ -477,6 +488,165 @@ def scenario_signup(url, workdir, args):
     return figures
 
 
+def import_file(rows):
+    """A CSV of ``rows`` lines: 76 % new (pending), 16 % with earlier consent (active),
+    4 % existing, 2 % suppressed, 2 % invalid; and the expected counts."""
+    share = {"existing": rows * 4 // 100, "suppressed": rows * 2 // 100, "invalid": rows * 2 // 100}
+    share["active"] = rows * 16 // 100
+    share["pending"] = rows - sum(share.values())
+    lines = ["email,interests,categories,frequency,max_papers,send_hour,timezone,confirmed_at,"
+             "consent_note"]
+    lines += [f'imported{n}@example.org,"diffusion models, RLHF",cs.LG cs.CL,daily,10,7,'
+              f"Europe/Berlin,," for n in range(share["pending"])]
+    lines += [f"consented{n}@example.org,world models,cs.CV,weekly,5,8,UTC,2024-03-01,2024 form"
+              for n in range(share["active"])]
+    lines += [f"reader{n}@example.org,,,,,,,," for n in range(share["existing"])]
+    lines += [f"bounced{n}@example.org,,,,,,,," for n in range(share["suppressed"])]
+    lines += [f"invalid{n}@example.org,,,,,,Mars/Base,," for n in range(share["invalid"])]
+    return ("\n".join(lines) + "\n").encode(), share
+
+
+class CeleryWorker:
+    def __init__(self, env, workdir):
+        self.argv = [
+            str(BIN / "celery"), "-A", "config", "worker", "-Q", "default", "-P", "solo",
+            "-l", "warning", "--without-mingle", "--without-gossip", "--without-heartbeat",
+        ]
+        self.env, self.log_path, self.process = env, workdir / "celery.log", None
+
+    def start(self):
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        if self.process:
+            self.log.close()
+
+
+def scenario_csv_import(url, workdir, args, env, redis_url):
+    import redis
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from subscriptions.csv_io import MAX_IMPORT_ROWS
+    from subscriptions.models import Subscriber, SubscriberImport, Suppression, email_hash
+
+    payload, expected = import_file(MAX_IMPORT_ROWS)
+    Suppression.objects.bulk_create(
+        [Suppression(email_hash=email_hash(f"bounced{n}@example.org"), reason="bounced")
+         for n in range(expected["suppressed"])],
+        ignore_conflicts=True,
+    )
+    operator = get_user_model().objects.create_superuser("load-operator", "op@example.org", "x")
+    staff = Client()
+    staff.force_login(operator)  # the session row the web workers will find
+    session_cookie = f"{settings.SESSION_COOKIE_NAME}={staff.cookies[settings.SESSION_COOKIE_NAME].value}"
+    page_url = f"{url}/admin/subscriptions/subscriber/import/"
+    browser = requests.Session()
+    page = browser.get(page_url, headers={"Cookie": session_cookie}, timeout=10)
+    form_token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    cookies = f"{session_cookie}; csrftoken={browser.cookies['csrftoken']}"
+    outbox = Path(workdir / "outbox")
+    emails_before = set(outbox.glob("*.eml")) if outbox.exists() else set()
+    queued_before = redis.Redis.from_url(redis_url).llen("default")
+    if args.quiet_wait:
+        wait_for_quiet(args.quiet_threshold, args.quiet_wait)
+
+    worker = CeleryWorker(env, workdir)
+    with CpuMeter(args.server_pids) as meter:
+        started = time.monotonic()
+        answer = requests.post(
+            page_url, headers={"Cookie": cookies}, data={"csrfmiddlewaretoken": form_token},
+            files={"file": ("subscribers.csv", payload, "text/csv")}, allow_redirects=False,
+            timeout=60,
+        )
+        answer_s = time.monotonic() - started
+        record = SubscriberImport.objects.order_by("-pk").first()
+        status_after_answer = record.status if record else None
+        try:
+            worker.start()
+            deadline = time.monotonic() + 900
+            while record and time.monotonic() < deadline:
+                record.refresh_from_db()
+                if record.status in ("done", "failed"):
+                    break
+                time.sleep(0.2)
+            done_s = time.monotonic() - started
+        finally:
+            worker.stop()
+    recipients = {}
+    for path in sorted(set(outbox.glob("*.eml")) - emails_before) if outbox.exists() else []:
+        with open(path, "rb") as handle:
+            to = message_from_binary_file(handle)["To"]
+        recipients[to] = recipients.get(to, 0) + 1
+    counts = {
+        "pending": record.imported_pending, "active": record.imported_active,
+        "existing": record.skipped_existing, "suppressed": record.skipped_suppressed,
+        "invalid": len(record.row_errors),
+    } if record else {}
+    task_s = (record.finished_at - record.started_at).total_seconds() if record and record.finished_at else None
+    rows = MAX_IMPORT_ROWS
+    figures = {
+        "rows": rows,
+        "answer_status": answer.status_code,
+        "answer_s": answer_s,
+        "status_after_answer": status_after_answer,
+        "status": record.status if record else None,
+        "task_s": task_s,
+        "ms_per_row": task_s * 1000 / rows if task_s else None,
+        "upload_to_done_s": done_s,
+        "cores": meter.cores,
+        "verified": {
+            "counts": counts,
+            "expected": expected,
+            "new_pending_rows": Subscriber.objects.filter(email__startswith="imported").count(),
+            "new_active_rows": Subscriber.objects.filter(email__startswith="consented").count(),
+            "confirmation_emails": sum(recipients.values()),
+            "most_emails_to_one_address": max(recipients.values(), default=0),
+            "tasks_queued_before_the_upload": queued_before,
+        },
+    }
+    v = figures["verified"]
+    figures["passed"] = (
+        answer.status_code == 302 and answer_s < TARGETS["csv-import"]["answer_s"]
+        and figures["status"] == "done" and counts == expected
+        and v["new_pending_rows"] == expected["pending"] and v["new_active_rows"] == expected["active"]
+        and v["confirmation_emails"] == expected["pending"] and v["most_emails_to_one_address"] == 1
+        and set(recipients) == {f"imported{n}@example.org" for n in range(expected["pending"])}
+    )
+    return figures
+
+
+def report_csv_import(figures):
+    task = f"{figures['task_s']:.1f} s" if figures["task_s"] is not None else "did not finish"
+    print(
+        f"\n== csv-import: {figures['rows']} rows; upload answered {figures['answer_status']} in "
+        f"{figures['answer_s']:.2f} s (import {figures['status_after_answer']}); the task took {task}"
+        + (f" = {figures['ms_per_row']:.1f} ms per row" if figures["ms_per_row"] else "")
+        + f"; upload to done {figures['upload_to_done_s']:.1f} s (worker start included)"
+    )
+    cores = figures["cores"]
+    # The worker is a child this process waited for: its CPU shows where wrk's would.
+    print(f"   CPU (cores): gunicorn+PostgreSQL+Redis {cores['servers']:.2f}, Celery worker "
+          f"{cores['wrk']:.2f}, other processes on the machine {cores['others']:.2f} "
+          f"(of {os.cpu_count()})")
+    for key, value in figures["verified"].items():
+        print(f"   {key}: {value}")
+    print(f"   {'PASS' if figures['passed'] else 'FAIL'}")
+
+
 # --- Report ---------------------------------------------------------------------------
 
 
@@ -507,6 +677,8 @@ def markdown_table(results, args):
     ]
     for name, f in results.items():
         v = f["verified"]
+        if name == "csv-import":
+            continue  # no wrk run: its own line, printed by report_csv_import
         if name == "unsubscribe":
             checked = f"{v['unsubscribed_rows']} rows unsubscribed for {v['one_click_200s']} 200s counted"
             target = f"≥ {TARGETS['unsubscribe']['rps']} req/s, p99 < {TARGETS['unsubscribe']['p99_ms']} ms, no 5xx"
@@ -577,6 +749,10 @@ def main(argv=None):
                 results[name] = scenario_webhooks(web.url, workdir, args, seeded, redis_server.url(0))
             elif name == "signup":
                 results[name] = scenario_signup(web.url, workdir, args)
+            elif name == "csv-import":
+                results[name] = scenario_csv_import(web.url, workdir, args, env, redis_server.url(0))
+                report_csv_import(results[name])
+                continue
             report(name, results[name])
         errors = re.findall(r"^.*(?:ERROR|Traceback).*$", web.log_path.read_text(), re.MULTILINE)
         print(f"\ngunicorn log: {len(errors)} error line(s)" + (f", first: {errors[0]}" if errors else ""))
