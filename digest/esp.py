@@ -14,10 +14,12 @@ A batch stops at the ESP's recipient limit (settings.DIGEST_ESP_BATCH_LIMIT
 may lower it) and before its payload passes settings.DIGEST_ESP_BATCH_MAX_BYTES.
 """
 
+import json
 from dataclasses import dataclass, replace
 
 from anymail.backends.mailgun import EmailBackend as MailgunBackend
 from anymail.backends.mailgun import MailgunPayload
+from anymail.exceptions import AnymailSerializationError
 from django.conf import settings
 from django.core.mail import get_connection
 from urllib3 import encode_multipart_formdata
@@ -95,6 +97,16 @@ MAILGUN_BACKEND = "anymail.backends.mailgun.EmailBackend"
 
 
 class MultipartMailgunPayload(MailgunPayload):
+    def serialize_json(self, data):
+        """As anymail's, but UTF-8 as it is: multipart carries it, and ``\\uXXXX`` escapes
+        would triple the size of every non-ASCII character in a batch's bodies."""
+        try:
+            return json.dumps(data, default=self._json_default, ensure_ascii=False)
+        except TypeError as err:
+            raise AnymailSerializationError(
+                orig_err=err, email_message=self.message, backend=self.backend, payload=self
+            ) from None
+
     def get_request_params(self, api_url):
         params = super().get_request_params(api_url)
         if params.get("files"):

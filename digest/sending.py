@@ -190,10 +190,10 @@ def start_sending_with_papers(deliveries):
             f"UPDATE {table} AS d SET status = %s, sending_at = %s, attempts = d.attempts + 1, send_token = %s, "
             f"paper_ids = v.paper_ids, reasons = v.reasons, updated_at = %s "
             f"FROM (VALUES {rows}) AS v(id, paper_ids, reasons) "
-            f"WHERE d.id = v.id AND d.status = %s "
+            f"WHERE d.id = v.id AND d.id = ANY(%s) AND d.status = %s "
             f"AND EXISTS (SELECT 1 FROM {subscribers} AS s WHERE s.id = d.subscriber_id AND s.status = %s) "
             f"RETURNING d.id",
-            [Delivery.Status.SENDING, now, token, now, *params,
+            [Delivery.Status.SENDING, now, token, now, *params, [d.pk for d in deliveries],
              Delivery.Status.PENDING, Subscriber.Status.ACTIVE],
         )
         won = {row[0] for row in cursor.fetchall()}

@@ -115,3 +115,23 @@ def test_webhook_payloads_are_accepted_and_understood_by_anymail(client, setting
     assert event.event_type == event_type
     assert event.recipient == "ada@example.org"
     assert event.message_id == "<20261120.1@mg.example.org>"
+
+
+def test_a_multipart_batch_is_read_field_for_field_and_a_broken_one_refused(esp):
+    from urllib3 import encode_multipart_formdata
+
+    from tests.fakes.mailgun import parse_form
+
+    fields = [("to", "a@example.org"), ("to", "b@example.org"), ("h:X-Über", "ü\r\n--not-a-boundary"),
+              ("recipient-variables", '{"a@example.org": {"html": "<p class=\\"x\\">é</p>"}}')]
+    body, content_type = encode_multipart_formdata(fields)
+
+    parsed = parse_form(content_type, body)
+
+    assert parsed["to"] == ["a@example.org", "b@example.org"]
+    assert parsed["h:X-Über"] == ["ü\r\n--not-a-boundary"]
+    assert parsed["recipient-variables"] == [fields[-1][1]]
+    broken = requests.post(f"{esp.api_url}/{esp.domain}/messages", data=body[: len(body) // 2],
+                           headers={"Content-Type": content_type}, auth=("api", esp.api_key), timeout=5)
+    assert broken.status_code == 400
+    assert not esp.accepted_requests
