@@ -96,14 +96,25 @@ def peak_rss_mb():
 
 
 class QueryCounter:
-    """Counts SQL statements without keeping them (CaptureQueriesContext would keep megabytes)."""
+    """Counts and times SQL statements by their first words, without keeping them
+    (CaptureQueriesContext would keep megabytes)."""
 
     def __init__(self):
         self.count = 0
+        self.by_statement = {}
 
     def __call__(self, execute, sql, params, many, context):
         self.count += 1
-        return execute(sql, params, many, context)
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            key = " ".join(sql.split())[:90]
+            count, seconds = self.by_statement.get(key, (0, 0.0))
+            self.by_statement[key] = (count + 1, seconds + time.perf_counter() - started)
+
+    def slowest(self, n=6):
+        return sorted(self.by_statement.items(), key=lambda kv: -kv[1][1])[:n]
 
 
 # --- The imitation ESP, in its own process ------------------------------------
@@ -221,8 +232,18 @@ def build_data(subscribers, seed=7):
 # --- The production send path, in a fresh process per worker ----------------
 
 
-def send_worker(database_url, esp_url, workers, index, result_queue):
+def send_worker(database_url, esp_url, workers, index, result_queue, profile=None):
     """Stream the due readers, claim and send every ``workers``-th chunk, as the beat task does."""
+    if profile and index == 0:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            return send_worker(database_url, esp_url, workers, index, result_queue)
+        finally:
+            profiler.disable()
+            profiler.dump_stats(profile)
     configure_env(database_url, esp_url)
     django_setup()
     from django.conf import settings
@@ -260,13 +281,14 @@ def send_worker(database_url, esp_url, workers, index, result_queue):
     result_queue.put({
         "index": index, "sent": sent, "seconds": finished - prepared_at, "prepare": prepared_at - started,
         "queries": counter.count, "peak_rss_mb": peak_rss_mb(), "phases": clock.summary(),
+        "slowest": counter.slowest(),
     })
 
 
-def run_send(database_url, esp_url, workers):
+def run_send(database_url, esp_url, workers, profile=None):
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, workers, i, results))
+    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, workers, i, results, profile))
                  for i in range(workers)]
     wall = time.perf_counter()
     for p in processes:
@@ -376,6 +398,7 @@ def main():
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=1, help="also run with this many processes and compare")
     parser.add_argument("--naive-sample", type=int, default=NAIVE_SAMPLE)
+    parser.add_argument("--profile", metavar="FILE", help="write cProfile stats of the first send worker to FILE")
     args = parser.parse_args()
     n = args.subscribers
 
@@ -400,7 +423,7 @@ def main():
             if workers != 1:
                 reset_ledger()
             esp = EspProcess().start()
-            outcomes, wall = run_send(database_url, esp.api_url, workers)
+            outcomes, wall = run_send(database_url, esp.api_url, workers, args.profile if workers == 1 else None)
             stats = esp.finish()
             by_status, problems = verify(n, stats)
             connection.close()
@@ -435,6 +458,9 @@ def report(n, workers, outcomes, wall, stats, by_status, problems):
         print(f"   worker {o['index']}: sent {o['sent']} in {o['seconds']:.2f} s (edition prepared in "
               f"{o['prepare']:.2f} s before), {o['queries']} queries, peak RSS {o['peak_rss_mb']:.0f} MB")
     print("   (seconds summed over workers; rank and render are timed per reader, peak RSS is the process peak at the phase's last exit)")
+    print("   slowest SQL statements of worker 0 (count, seconds):")
+    for statement, (count, seconds) in next(o for o in outcomes if o["index"] == 0)["slowest"]:
+        print(f"     {count:>5} {seconds:>7.2f}  {statement}")
     print(f"{'phase':<14}{'seconds':>9}{'rows':>9}{'rows/s':>10}{'queries':>9}{'peak RSS MB':>13}")
     for name, f in merge_phases(outcomes).items():
         per_second = f["rows"] / f["seconds"] if f["seconds"] else 0

@@ -62,9 +62,7 @@ class Delivery(models.Model):
         "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="deliveries"
     )
     edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="deliveries")
-    status = models.CharField(
-        max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
-    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     paper_ids = models.JSONField(
         default=list, blank=True, help_text="The papers handed (or perhaps handed) to the ESP."
     )
@@ -91,6 +89,16 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["subscriber", "edition"], name="delivery_unique_subscriber_edition"
+            )
+        ]
+        # No index on status alone: right after a day's rows are claimed the planner's
+        # statistics say "few pending rows" and an index on status would lead it to scan
+        # every pending row for each batch. Rows are found by id or (subscriber, edition);
+        # only the stale-send sweep looks by status, through this partial index.
+        indexes = [
+            models.Index(
+                fields=["sending_at"], name="delivery_sending_idx",
+                condition=models.Q(status="sending"),
             )
         ]
 

@@ -170,7 +170,7 @@ def start_sending_with_papers(deliveries):
     """``start_sending_batch`` and ``write_papers`` in one statement on PostgreSQL.
 
     Each row is moved ``pending`` → ``sending`` (subscriber still active) and
-    given its papers and why-lines by a single ``UPDATE … FROM (VALUES …)
+    given its papers and why-lines by a single ``UPDATE … FROM unnest(…)
     RETURNING id``: one new row version instead of two, no second read.
     """
     if db_connection.vendor != "postgresql":
@@ -181,20 +181,23 @@ def start_sending_with_papers(deliveries):
         return uuid.uuid4().hex, set()
     token, now = uuid.uuid4().hex, timezone.now()
     table, subscribers = Delivery._meta.db_table, Subscriber._meta.db_table
-    rows = ", ".join(["(%s, %s::jsonb, %s::jsonb)"] * len(deliveries))
-    params = []
-    for d in deliveries:
-        params += [d.pk, json.dumps(d.paper_ids), json.dumps(d.reasons)]
     with db_connection.cursor() as cursor:
+        # Rows are reached from the 500-odd ids by primary key, and the subscriber by a
+        # scalar subquery on its primary key: a plan that holds whatever the statistics say.
         cursor.execute(
             f"UPDATE {table} AS d SET status = %s, sending_at = %s, attempts = d.attempts + 1, send_token = %s, "
-            f"paper_ids = v.paper_ids, reasons = v.reasons, updated_at = %s "
-            f"FROM (VALUES {rows}) AS v(id, paper_ids, reasons) "
-            f"WHERE d.id = v.id AND d.id = ANY(%s) AND d.status = %s "
-            f"AND EXISTS (SELECT 1 FROM {subscribers} AS s WHERE s.id = d.subscriber_id AND s.status = %s) "
+            f"paper_ids = v.paper_ids::jsonb, reasons = v.reasons::jsonb, updated_at = %s "
+            f"FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, paper_ids, reasons) "
+            f"WHERE d.id = v.id AND d.status = %s "
+            f"AND (SELECT s.status FROM {subscribers} AS s WHERE s.id = d.subscriber_id) = %s "
             f"RETURNING d.id",
-            [Delivery.Status.SENDING, now, token, now, *params, [d.pk for d in deliveries],
-             Delivery.Status.PENDING, Subscriber.Status.ACTIVE],
+            [
+                Delivery.Status.SENDING, now, token, now,
+                [d.pk for d in deliveries],
+                [json.dumps(d.paper_ids) for d in deliveries],
+                [json.dumps(d.reasons) for d in deliveries],
+                Delivery.Status.PENDING, Subscriber.Status.ACTIVE,
+            ],
         )
         won = {row[0] for row in cursor.fetchall()}
     return token, won
@@ -211,9 +214,9 @@ def finish(delivery_id, status, **fields):
 
 def skip_inactive(edition, subscriber_ids):
     """Pending deliveries of subscribers who left meanwhile are skipped, never sent."""
+    inactive = Subscriber.objects.filter(pk__in=list(subscriber_ids)).exclude(status=Subscriber.Status.ACTIVE)
     return Delivery.objects.filter(
-        ~Exists(Subscriber.objects.filter(pk=OuterRef("subscriber_id"), status=Subscriber.Status.ACTIVE)),
-        edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING,
+        edition=edition, subscriber_id__in=inactive.values("pk"), status=Delivery.Status.PENDING
     ).update(
         status=Delivery.Status.SKIPPED, reason="subscriber no longer active"
     )
@@ -567,11 +570,14 @@ def call_esp(connection, group, style):
 def finish_batch(call, report):
     """Wait for the ESP's answer to ``call``; each recipient's status decides their row."""
     group = call.group
+    waited = time.perf_counter()
     try:
         message, seconds = call.answer.result()
     except Exception as exc:  # classified; nothing is lost
         record_send_error(call.token, [c.delivery for c in group], exc, report)
         return
+    finally:
+        PHASES.add("wait for ESP", time.perf_counter() - waited, 0)
     PHASES.add("send", seconds, len(group))
     refused = refused_recipients(message, group)
     if refused:
