@@ -166,6 +166,7 @@ class BodyPieces:
         self.marker = f"PB{self.nonce}M"
         self.head = self.tail = None
         self.items = {}
+        self.frame_slots = self.item_slots = ()
 
     def placeholder(self, name):
         return f"PB{self.nonce}S{name}E"
@@ -195,23 +196,33 @@ class BodyPieces:
             raise ValueError(f"{self.body.template}: the items could not be cut into pieces")
         if self.head is None:
             self.head, self.tail = self.compile(pieces[0]), self.compile(pieces[-1])
+            self.frame_slots = self.used(FRAME_SLOTS, self.head + self.tail)
         for paper, piece in zip(missing, pieces[1:-1]):
             self.items[paper.pk] = self.compile(piece)
+        if missing:
+            self.item_slots = self.used(ITEM_SLOTS, self.items[missing[0].pk])
 
-    def values(self, slots, source):
+    def used(self, slots, parts):
+        """(slot, context key, escape) for the slots ``parts`` fill: nothing else is escaped."""
+        present = {slot for _, slot in parts if slot is not None}
         body = self.body
-        return {
-            slot: (body.escape_attribute if attribute else body.escape_text)(source[key])
+        return [
+            (slot, key, body.escape_attribute if attribute else body.escape_text)
             for slot, (key, attribute) in slots.items()
-        }
+            if slot in present
+        ]
+
+    @staticmethod
+    def values(slots, source):
+        return {slot: escape(source[key]) for slot, key, escape in slots}
 
     def assemble(self, context):
         self.prepare([item["paper"] for item in context["items"]])
-        values = self.values(FRAME_SLOTS, {**context, "email": context["subscriber"].email})
+        values = self.values(self.frame_slots, {**context, "email": context["subscriber"].email})
         out = []
         self.fill(self.head, values, out)
         for item in context["items"]:
-            self.fill(self.items[item["paper"].pk], self.values(ITEM_SLOTS, item), out)
+            self.fill(self.items[item["paper"].pk], self.values(self.item_slots, item), out)
         self.fill(self.tail, values, out)
         return "".join(out)
 
