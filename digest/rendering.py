@@ -120,12 +120,26 @@ ITEM_SLOTS = {"rank": ("rank", False), "reason": ("reason", False), "why": ("why
               "like": ("like_url", True), "dislike": ("dislike_url", True)}
 
 
+def ascii_html(html):
+    """Non-ASCII characters as numeric references (``👍`` → ``&#128077;``): the same page.
+
+    A Python string holding one emoji stores every character in four bytes; a
+    digest batch is hundreds of these strings, and the ESP payload is built from
+    them, so ASCII keeps a send worker's memory and JSON encoding four times lighter.
+    """
+    return html if html.isascii() else html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def inline_html(html):
+    return ascii_html(inline_css(html))
+
+
 def escape_text(value):
-    return str(value).translate(TEXT_ESCAPES)
+    return ascii_html(str(value).translate(TEXT_ESCAPES))
 
 
 def escape_attribute(value):
-    return str(value).translate(ATTRIBUTE_ESCAPES)
+    return ascii_html(str(value).translate(ATTRIBUTE_ESCAPES))
 
 
 @lru_cache(maxsize=8192)
@@ -145,7 +159,7 @@ class BodyFormat:
     escape_attribute: object
 
 
-HTML_BODY = BodyFormat("digest.html", "<!--{}-->", inline_css, escape_text, escape_attribute)
+HTML_BODY = BodyFormat("digest.html", "<!--{}-->", inline_html, escape_text, escape_attribute)
 TEXT_BODY = BodyFormat("digest.txt", "{}", str, str, str)  # the text template does not autoescape
 
 
@@ -359,7 +373,7 @@ class DigestRenderer:
             subject=digest_subject(self.edition, ranked),
             context=context,
             text=self.templates["digest.txt"].render(context),
-            html=inline_css(self.templates["digest.html"].render(context)),
+            html=inline_html(self.templates["digest.html"].render(context)),
         )
 
 

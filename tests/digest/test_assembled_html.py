@@ -1,6 +1,8 @@
 """The fast path (pre-rendered pieces joined per reader) equals rendering the whole email,
 HTML and plain text; its links and tokens equal reverse() and signing.dumps."""
 
+import html
+
 import pytest
 import time_machine
 from django.urls import reverse
@@ -97,3 +99,19 @@ def test_token_maker_makes_the_tokens_signing_dumps_makes(purpose):
 def test_token_maker_refuses_confirmation_tokens():
     with pytest.raises(ValueError):
         tokens.TokenMaker(tokens.CONFIRM)
+
+
+def test_the_html_body_is_ascii_with_every_character_kept_as_a_reference():
+    PaperFactory(title="Über-fast 👍 diffusion “quoted”")
+    edition = built_edition()
+    subscriber = SubscriberFactory(email="zoë@example.org")
+    renderer = DigestRenderer(edition)
+    ranked = ranked_papers(edition, ["like “Über-fast”, which you liked"] * edition.entries.count())
+
+    digest = renderer.render(subscriber, ranked)
+
+    assert digest.html.isascii()
+    shown = html.unescape(digest.html)
+    assert "Über-fast 👍 diffusion “quoted”" in shown
+    assert "zoë@example.org" in shown and "👍 More like this" in shown
+    assert "Über-fast 👍 diffusion “quoted”" in digest.text
