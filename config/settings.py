@@ -195,7 +195,9 @@ DIGEST_RETRY_BASE_SECONDS = env.float("DIGEST_RETRY_BASE_SECONDS", default=30)  
 DIGEST_RELEVANCE_WEIGHT = env.float("DIGEST_RELEVANCE_WEIGHT", default=0.7)
 DIGEST_EMBEDDER = env("DIGEST_EMBEDDER", default="digest.embedding.TfidfEmbedder")
 DIGEST_SENTENCE_MODEL = env("DIGEST_SENTENCE_MODEL", default="all-MiniLM-L6-v2")
-DIGEST_ESP_BATCH_LIMIT = env.int("DIGEST_ESP_BATCH_LIMIT", default=0)  # 0: the ESP's own limit
+# Recipients per ESP batch call (0: the ESP's own limit). Below a task's chunk so that its calls
+# pipeline: the next batch is ranked and rendered while the ESP answers the previous one.
+DIGEST_ESP_BATCH_LIMIT = env.int("DIGEST_ESP_BATCH_LIMIT", default=125)
 DIGEST_ESP_BATCH_MAX_BYTES = env.int("DIGEST_ESP_BATCH_MAX_BYTES", default=10 * 1024 * 1024)
 DIGEST_ESP_TEMPLATE_ID = env("DIGEST_ESP_TEMPLATE_ID", default="")  # Postmark/SES batch template
 
