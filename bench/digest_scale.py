@@ -232,15 +232,15 @@ def build_data(subscribers, seed=7):
 # --- The production send path, in a fresh process per worker ----------------
 
 
-def send_worker(database_url, esp_url, workers, index, result_queue, profile=None):
-    """Stream the due readers, claim and send every ``workers``-th chunk, as the beat task does."""
+def send_worker(database_url, esp_url, due, workers, index, result_queue, profile=None):
+    """Claim and send every ``workers``-th chunk of the due readers, as the beat task hands them out."""
     if profile and index == 0:
         import cProfile
 
         profiler = cProfile.Profile()
         profiler.enable()
         try:
-            return send_worker(database_url, esp_url, workers, index, result_queue)
+            return send_worker(database_url, esp_url, due, workers, index, result_queue)
         finally:
             profiler.disable()
             profiler.dump_stats(profile)
@@ -251,7 +251,7 @@ def send_worker(database_url, esp_url, workers, index, result_queue, profile=Non
     from django.utils import timezone
 
     from digest import sending
-    from digest.scheduling import current_edition, due_subscriber_ids
+    from digest.scheduling import current_edition
     from digest.services import chunked
     from digest.tasks import send_digest_chunk
 
@@ -266,9 +266,6 @@ def send_worker(database_url, esp_url, workers, index, result_queue, profile=Non
         edition = current_edition("daily", now)
         sending.prepare_edition(edition)  # once per process, as in a long-lived worker
         prepared_at = time.perf_counter()
-        # The ids are read before any chunk is sent, as the beat task streams them
-        # before the workers run; a worker only takes its own chunks.
-        due = list(due_subscriber_ids(edition, now))
         for number, chunk in enumerate(chunked(due, settings.DIGEST_SEND_BATCH_SIZE)):
             if number % workers != index:
                 continue
@@ -285,12 +282,26 @@ def send_worker(database_url, esp_url, workers, index, result_queue, profile=Non
     })
 
 
+def due_reader_ids():
+    """The due readers, read once before any worker starts, as the beat task streams them."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from digest.scheduling import current_edition, due_subscriber_ids
+
+    now = timezone.now()
+    due = list(due_subscriber_ids(current_edition("daily", now), now))
+    connection.close()
+    return due
+
+
 def run_send(database_url, esp_url, workers, profile=None):
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, workers, i, results, profile))
-                 for i in range(workers)]
     wall = time.perf_counter()
+    due = due_reader_ids()
+    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, due, workers, i, results, profile))
+                 for i in range(workers)]
     for p in processes:
         p.start()
     outcomes = [results.get(timeout=3600) for _ in processes]
