@@ -33,6 +33,7 @@ with w = settings.DIGEST_RELEVANCE_WEIGHT for a reader with any profile and
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from django.conf import settings
@@ -97,6 +98,17 @@ class Match:
     passes: np.ndarray
     similarity: np.ndarray | None  # papers × profile vectors, weighted
     vectors: list
+
+
+@lru_cache(maxsize=65536)
+def _interest_terms(interests):
+    return tuple(t.strip() for t in interests.replace("\n", ",").split(",") if t.strip())
+
+
+def interest_terms(subscriber):
+    """``Subscriber.interest_terms``, split once per distinct interests text: readers share them,
+    and the why-line asks for every paper of every digest."""
+    return _interest_terms(subscriber.interests)
 
 
 class EditionRanker:
@@ -181,7 +193,7 @@ class EditionRanker:
 
     @staticmethod
     def profile_vectors(subscriber, liked):
-        vectors = [ProfileVector("interest", term, 1.0) for term in subscriber.interest_terms]
+        vectors = [ProfileVector("interest", term, 1.0) for term in interest_terms(subscriber)]
         vectors += [
             ProfileVector("category", code, CATEGORY_TOPIC_WEIGHT)
             for code in subscriber.categories or []
@@ -265,7 +277,7 @@ class EditionRanker:
         """P(reader likes paper) from a per-reader logistic regression (arxiv-sanity style)."""
         labelled = {p.pk for p in (*liked, *disliked, *ignored)}
         unlabelled = [p for p in self.papers if p.pk not in labelled]
-        positives = stack_rows(self.vectors_of(liked), self.text_vectors(subscriber.interest_terms))
+        positives = stack_rows(self.vectors_of(liked), self.text_vectors(interest_terms(subscriber)))
         negatives = stack_rows(self.vectors_of(disliked), self.vectors_of(ignored), self.vectors_of(unlabelled))
         if negatives is None:
             return np.full(len(self.papers), 1.0)
@@ -305,7 +317,7 @@ class EditionRanker:
             open_ = ~np.isin(self.pks, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
         else:
             open_ = self.all_open
-        has_profile = bool(subscriber.interest_terms or subscriber.categories or liked)
+        has_profile = bool(interest_terms(subscriber) or subscriber.categories or liked)
         if not has_profile:
             return self.top_trending(open_, limit)
         match = self.match(subscriber, liked, disliked, ignored)
@@ -364,7 +376,7 @@ class EditionRanker:
         """The interest phrases the paper contains, word for word (stemmed, stop words aside)."""
         paper_terms = self.paper_terms(i)
         return [
-            phrase for phrase in subscriber.interest_terms
+            phrase for phrase in interest_terms(subscriber)
             if (needle := self.phrase_needle(phrase)) and needle in paper_terms
         ]
 
