@@ -18,7 +18,8 @@ from tests.ops.stack import wait_until
 pytestmark = [pytest.mark.celery_worker, pytest.mark.redis, pytest.mark.postgres]
 
 ESP_TIMEOUT_SECONDS = 1
-RETRY_WAIT_SECONDS = 75  # the send task backs off 15–45 s before its first retry
+RETRY_BASE_SECONDS = 2  # the send task backs off 1–3 s before its first retry, doubling
+RETRY_WAIT_SECONDS = 40
 
 
 def start_mailgun_stack(stack, recorded_sources, esp, *, web=False):
@@ -26,6 +27,7 @@ def start_mailgun_stack(stack, recorded_sources, esp, *, web=False):
     stack.configure(
         **sources_env(recorded_sources), **mailgun_env(esp),
         ESP_TIMEOUT_SECONDS=ESP_TIMEOUT_SECONDS, DIGEST_SEND_BATCH_SIZE=2,
+        DIGEST_RETRY_BASE_SECONDS=RETRY_BASE_SECONDS,
     )
     if web:
         stack.start_web()
