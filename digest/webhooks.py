@@ -126,7 +126,7 @@ def find_subscriber(event, delivery):
     if delivery is not None:
         return delivery.subscriber
     if event.recipient:
-        return Subscriber.objects.filter(email__iexact=event.recipient).first()
+        return Subscriber.objects.with_email(event.recipient).first()
     return None
 
 

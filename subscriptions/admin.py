@@ -44,7 +44,7 @@ class SubscriberAdminForm(forms.ModelForm):
 
     def clean_email(self):
         email = normalise_email(self.cleaned_data["email"])
-        others = Subscriber.objects.filter(email__iexact=email).exclude(pk=self.instance.pk)
+        others = Subscriber.objects.with_email(email).exclude(pk=self.instance.pk)
         if others.exists():
             raise ValidationError("Another subscriber already has this address.")
         reason = services.suppression_reason(email)

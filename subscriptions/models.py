@@ -13,6 +13,14 @@ def new_token_secret():
     return secrets.token_hex(16)
 
 
+class SubscriberQuerySet(models.QuerySet):
+    def with_email(self, email):
+        """The subscriber with this address in any case: ``lower(email) = lower(%s)``, the
+        expression of the unique index, so the lookup is an index scan (``__iexact`` compares
+        ``upper()`` and reads the whole table)."""
+        return self.alias(email_lower=Lower("email")).filter(email_lower=Lower(models.Value(email)))
+
+
 class Subscriber(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -28,6 +36,8 @@ class Subscriber(models.Model):
         WEEKLY = "weekly", "Weekly (Monday)"
 
     MAX_PAPERS_CHOICES = [(5, "5"), (10, "10"), (20, "20")]
+
+    objects = SubscriberQuerySet.as_manager()
 
     email = models.EmailField(max_length=254, unique=True)
     status = models.CharField(

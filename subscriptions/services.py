@@ -73,7 +73,7 @@ class ImportResult(enum.Enum):
 
 
 def find_subscriber(email):
-    return Subscriber.objects.filter(email__iexact=email).first()
+    return Subscriber.objects.with_email(email).first()
 
 
 def suppression_reason(email):

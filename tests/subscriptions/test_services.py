@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.utils import timezone
 
 from digest.models import Delivery, Feedback
@@ -289,3 +290,18 @@ def test_digest_sample_falls_back_to_nothing_without_the_digest_function(monkeyp
 
     monkeypatch.delattr(digest.services, "latest_edition_sample", raising=False)
     assert services.digest_sample() == []
+
+
+def test_an_address_is_found_in_any_case_through_the_unique_index():
+    ada = SubscriberFactory(email="Ada.Lovelace@Example.org")
+    SubscriberFactory(email="someone.else@example.org")
+
+    assert services.find_subscriber("ada.lovelace@EXAMPLE.ORG") == ada
+    assert services.find_subscriber("ada.lovelace@example.com") is None
+    if connection.vendor == "postgresql":
+        sql, params = Subscriber.objects.with_email("ADA.LOVELACE@example.org").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = " ".join(row[0] for row in cursor.fetchall())
+        assert "subscriber_email_ci_unique" in plan

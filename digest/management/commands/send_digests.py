@@ -40,7 +40,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{count} digests {verb}")
 
     def send_to_one(self, email, day, dry_run):
-        subscriber = Subscriber.objects.filter(email__iexact=email.strip()).first()
+        subscriber = Subscriber.objects.with_email(email.strip()).first()
         if subscriber is None:
             raise CommandError(f"no subscriber {email}")
         if dry_run:
