@@ -20,6 +20,7 @@ from .validation import (
     normalise_email,
     timezone_choices,
     timezone_groups,
+    timezone_names,
 )
 
 SEND_HOUR_CHOICES = [(hour, f"{hour:02d}:00") for hour in range(24)]
@@ -40,6 +41,23 @@ class TimezoneSelect(forms.Select):
         context = forms.Widget.get_context(self, name, value, attrs)  # skips the optgroups
         context["widget"]["options"] = timezone_options(value if isinstance(value, str) else "")
         return context
+
+
+class TimezoneField(forms.ChoiceField):
+    """A choice of IANA zone: the ~600 choices are a callable, listed only when something
+    iterates them, and a value is checked against a set. Assigning the list to every
+    form took most of the time of building one."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=timezone_choices, widget=TimezoneSelect, **kwargs)
+
+    def valid_value(self, value):
+        return value in known_timezones()
+
+
+@lru_cache(maxsize=1)
+def known_timezones():
+    return frozenset(timezone_names()) | {"UTC"}
 
 
 @lru_cache(maxsize=32)
@@ -110,7 +128,7 @@ class PreferencesForm(forms.Form):
     send_hour = forms.TypedChoiceField(
         choices=SEND_HOUR_CHOICES, coerce=int, initial=DEFAULT_SEND_HOUR, label="Send at"
     )
-    timezone = forms.ChoiceField(initial=DEFAULT_TIMEZONE, label="Time zone", widget=TimezoneSelect)
+    timezone = TimezoneField(initial=DEFAULT_TIMEZONE, label="Time zone")
     always_send_top = forms.BooleanField(
         required=False,
         label="When nothing matches my interests, send the top trending papers anyway",
@@ -119,7 +137,6 @@ class PreferencesForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["categories"].choices = category_choices()
-        self.fields["timezone"].choices = timezone_choices()
 
     def clean_interests(self):
         return clean_interests(self.cleaned_data["interests"])

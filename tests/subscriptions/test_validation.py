@@ -92,3 +92,17 @@ def test_the_form_starts_with_sensible_defaults():
     assert form["max_papers"].value() == 10
     assert form["send_hour"].value() == 7
     assert form["timezone"].value() == "UTC"
+
+
+def test_the_time_zone_field_accepts_exactly_the_zones_it_offers():
+    from subscriptions.forms import PreferencesForm
+
+    field = PreferencesForm().fields["timezone"]
+    offered = set()
+    for value, label in field.choices:
+        offered |= {v for v, _ in label} if isinstance(label, (list, tuple)) else {value}
+
+    assert "UTC" in offered and "Europe/Paris" in offered and len(offered) > 300
+    assert all(field.valid_value(zone) for zone in offered)
+    for junk in ("Mars/Olympus", "", "utc ", "Europe/Paris\x00", "../etc/passwd"):
+        assert not field.valid_value(junk)
