@@ -147,7 +147,9 @@ def personal_headers(context):
     return headers
 
 
-def send_email(name, context, to, subject, **kwargs):
+def send_email(name, context, to, subject, *, connection=None, **kwargs):
+    """Build and send one email, over ``connection`` when the caller sends many."""
     message = build_email(name, context, to, subject, **kwargs)
+    message.connection = connection
     message.send()
     return message

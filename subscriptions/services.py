@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Lower
@@ -147,10 +148,10 @@ def _claim_email_slot(subscriber, field):
     return bool(claimed)
 
 
-def _send_or_release(subscriber, field, previous, name, context, subject):
+def _send_or_release(subscriber, field, previous, name, context, subject, connection=None):
     """Send one email; if the mail system fails, give the slot back so a retry can work."""
     try:
-        send_email(name, context, subscriber.email, subject)
+        send_email(name, context, subscriber.email, subject, connection=connection)
     except Exception:
         logger.exception("Could not send the %s email to subscriber %s", name, subscriber.pk)
         Subscriber.objects.filter(pk=subscriber.pk).update(**{field: previous})
@@ -610,22 +611,28 @@ def import_rows(rows, seen=None):
         .filter(email_lower__in=[s.email.lower() for s in new])
         .values_list("email", "token_secret", "pk")
     }
-    for subscriber in new:
-        pk = created.get((subscriber.email.lower(), subscriber.token_secret))
-        if pk is None:
-            counts[ImportResult.EXISTS] += 1
-            continue
-        subscriber.pk = pk
-        subscriber._state.adding, subscriber._state.db = False, "default"
-        if subscriber.status == Status.ACTIVE:
-            counts[ImportResult.ACTIVE] += 1
-            continue
-        counts[ImportResult.PENDING] += 1
-        context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
-        if not _send_or_release(
-            subscriber, "confirmation_sent_at", None, "confirm", context, CONFIRM_SUBJECT
-        ):
-            counts["confirmation_failed"] += 1
+    connection = get_connection()  # one mail connection for the batch's confirmations
+    try:
+        for subscriber in new:
+            pk = created.get((subscriber.email.lower(), subscriber.token_secret))
+            if pk is None:
+                counts[ImportResult.EXISTS] += 1
+                continue
+            subscriber.pk = pk
+            subscriber._state.adding, subscriber._state.db = False, "default"
+            if subscriber.status == Status.ACTIVE:
+                counts[ImportResult.ACTIVE] += 1
+                continue
+            counts[ImportResult.PENDING] += 1
+            context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
+            if not _send_or_release(
+                subscriber, "confirmation_sent_at", None, "confirm", context, CONFIRM_SUBJECT,
+                connection=connection,
+            ):
+                counts["confirmation_failed"] += 1
+                connection.close()  # a failed send may leave it broken: the next one reconnects
+    finally:
+        connection.close()
     return counts
 
 

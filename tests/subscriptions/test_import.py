@@ -267,6 +267,31 @@ def test_a_refused_confirmation_email_is_counted_and_its_slot_released(monkeypat
     assert services.send_confirmation(row)  # "Resend confirmation" works at once
 
 
+def test_a_batch_sends_its_confirmations_over_one_connection_and_a_failure_does_not_stop_the_rest(monkeypatch):
+    opened, sent = [], []
+
+    class Connection:
+        def __init__(self):
+            opened.append(self)
+
+        def send_messages(self, messages):
+            if messages[0].to == ["down@example.org"]:
+                raise OSError("connection dropped")
+            sent.append((self, messages[0].to[0]))
+            return 1
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(services, "get_connection", Connection)
+    counts = services.import_rows(rows("email\na@example.org\nb@example.org\ndown@example.org\nc@example.org\n"))
+
+    assert counts[services.ImportResult.PENDING] == 4 and counts["confirmation_failed"] == 1
+    assert len(opened) == 1
+    assert [to for _, to in sent] == ["a@example.org", "b@example.org", "c@example.org"]
+    assert {connection for connection, _ in sent} == {opened[0]}
+
+
 # --- The import record in the admin ---------------------------------------------------
 
 
