@@ -133,21 +133,12 @@ end
 }
 
 
-class Gunicorn:
-    def __init__(self, env, workdir, workers=2, worker_class="sync", threads=1):
-        self.port = free_port()
-        self.log_path = workdir / "gunicorn.log"
-        self.argv = [
-            str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
-            "--timeout", "30", "--no-control-socket",
-        ]
-        self.env = env
-        self.process = None
+class LoggedProcess:
+    """A server started in its own session with its output in a log file; stopped with
+    SIGTERM, then SIGKILL for the whole group if it does not leave in time."""
 
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, argv, env, log_path):
+        self.argv, self.env, self.log_path, self.process = argv, env, log_path, None
 
     def start(self):
         self.log = open(self.log_path, "wb")
@@ -155,16 +146,7 @@ class Gunicorn:
             self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for_port(self.port, timeout=30, process=self.process)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer /healthz:\n{self.log_path.read_text()}")
+        return self
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -176,6 +158,34 @@ class Gunicorn:
                 self.process.wait(timeout=10)
         if self.process:
             self.log.close()
+
+
+class Gunicorn(LoggedProcess):
+    def __init__(self, env, workdir, workers=2, worker_class="sync", threads=1):
+        self.port = free_port()
+        argv = [
+            str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
+            "--timeout", "30", "--no-control-socket",
+        ]
+        super().__init__(argv, env, workdir / "gunicorn.log")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        super().start()
+        wait_for_port(self.port, timeout=30, process=self.process)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer /healthz:\n{self.log_path.read_text()}")
 
 
 def app_environment(workdir, database_url, redis_url):
@@ -506,32 +516,13 @@ def import_file(rows):
     return ("\n".join(lines) + "\n").encode(), share
 
 
-class CeleryWorker:
+class CeleryWorker(LoggedProcess):
     def __init__(self, env, workdir):
-        self.argv = [
+        argv = [
             str(BIN / "celery"), "-A", "config", "worker", "-Q", "default", "-P", "solo",
             "-l", "warning", "--without-mingle", "--without-gossip", "--without-heartbeat",
         ]
-        self.env, self.log_path, self.process = env, workdir / "celery.log", None
-
-    def start(self):
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        return self
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        if self.process:
-            self.log.close()
+        super().__init__(argv, env, workdir / "celery.log")
 
 
 def scenario_csv_import(url, workdir, args, env, redis_url):

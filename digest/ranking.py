@@ -33,12 +33,13 @@ with w = settings.DIGEST_RELEVANCE_WEIGHT for a reader with any profile and
 """
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from django.conf import settings
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
+
+from subscriptions.models import split_interests
 
 from .categories import category_label, category_topic
 from .embedding import load_embedder, paper_text, similarities, terms
@@ -100,15 +101,9 @@ class Match:
     vectors: list
 
 
-@lru_cache(maxsize=65536)
-def _interest_terms(interests):
-    return tuple(t.strip() for t in interests.replace("\n", ",").split(",") if t.strip())
-
-
 def interest_terms(subscriber):
-    """``Subscriber.interest_terms``, split once per distinct interests text: readers share them,
-    and the why-line asks for every paper of every digest."""
-    return _interest_terms(subscriber.interests)
+    """``Subscriber.interest_terms`` as the cached tuple, without a list copy per call."""
+    return split_interests(subscriber.interests)
 
 
 class EditionRanker:

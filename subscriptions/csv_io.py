@@ -181,11 +181,10 @@ def parse_import_text(text):
     parsed = ParsedImport(
         ignored_columns=sorted(set(headers) - IMPORT_COLUMNS - IGNORED_ON_IMPORT - {""})
     )
-    form = RowForm()
     for line, record in records:
         parsed.total += 1
         try:
-            parsed.rows.append(_parse_record(line, record, form))
+            parsed.rows.append(_parse_record(line, record))
         except RowError as error:
             parsed.errors.append((line, str(error)))
     return parsed
@@ -203,32 +202,7 @@ def _cell(record, name):
     return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
 
 
-class RowForm:
-    """The signup form's preference checks for row after row, through one PreferencesForm.
-
-    Building a PreferencesForm sets its ~600 time-zone choices, several
-    milliseconds each time, far more than checking a row. So the real form is
-    built once (by its own ``__init__``) and then bound to each row's data in
-    turn: only the data changes, and the previous row's errors and cleaned
-    data are dropped before the next check (``full_clean`` starts afresh).
-    """
-
-    def __init__(self):
-        self.form = None
-
-    def check(self, data):
-        """(cleaned preferences, None) or (None, the form's errors)."""
-        if self.form is None:
-            self.form = PreferencesForm(data)
-        else:
-            self.form.data = data
-            self.form._errors = None  # the next look at the errors runs full_clean again
-        if self.form.is_valid():
-            return dict(self.form.cleaned_data), None
-        return None, self.form.errors
-
-
-def _parse_record(line, record, row_form=None):
+def _parse_record(line, record):
     try:
         email = normalise_email(_cell(record, "email"))
     except ValidationError as error:
@@ -243,14 +217,14 @@ def _parse_record(line, record, row_form=None):
     }
     if _cell(record, "always_send_top").lower() in TRUE_WORDS:
         data["always_send_top"] = "on"
-    preferences, errors = (row_form or RowForm()).check(data)
-    if errors:
-        problems = "; ".join(f"{name}: {' '.join(found)}" for name, found in errors.items())
+    form = PreferencesForm(data)
+    if not form.is_valid():
+        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
         raise RowError(f"{email}: {problems}")
     return ImportRow(
         line=line,
         email=email,
-        preferences=preferences,
+        preferences=form.cleaned_data,
         confirmed_at=_parse_consent_date(_cell(record, "confirmed_at")),
         consent_note=_cell(record, "consent_note")[:200],
     )

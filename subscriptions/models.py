@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import models
@@ -89,7 +90,16 @@ class Subscriber(models.Model):
 
     @property
     def interest_terms(self):
-        return [t.strip() for t in self.interests.replace("\n", ",").split(",") if t.strip()]
+        return list(split_interests(self.interests))
+
+
+@lru_cache(maxsize=65536)
+def split_interests(interests):
+    """The interest phrases of an interests text (comma or line separated), as a tuple.
+
+    Cached: a digest run asks for every paper of every digest, and readers share texts.
+    """
+    return tuple(t.strip() for t in interests.replace("\n", ",").split(",") if t.strip())
 
 
 def email_hash(email):

@@ -316,11 +316,16 @@ def update_preferences(subscriber, preferences):
 
 
 def _move(subscriber, from_statuses, to_status, **fields):
-    now = timezone.now()
-    moved = Subscriber.objects.filter(pk=subscriber.pk, status__in=from_statuses).update(
-        status=to_status, updated_at=now, **fields
-    )
+    moved = _move_by_id(subscriber.pk, from_statuses, to_status, **fields)
     subscriber.refresh_from_db()
+    return moved
+
+
+def _move_by_id(subscriber_id, from_statuses, to_status, **fields):
+    """One conditional UPDATE; True if the subscriber was in ``from_statuses``."""
+    moved = Subscriber.objects.filter(pk=subscriber_id, status__in=from_statuses).update(
+        status=to_status, updated_at=timezone.now(), **fields
+    )
     return bool(moved)
 
 
@@ -370,13 +375,11 @@ def unsubscribe(subscriber, via):
     Idempotent: unsubscribed, bounced, complained or suppressed subscribers are
     left as they are. ``via`` records how (page, one-click, preferences, webhook…).
     """
-    return _move(
-        subscriber,
-        RECEIVING,
-        Status.UNSUBSCRIBED,
-        unsubscribed_at=timezone.now(),
-        unsubscribed_via=via[:32],
-    )
+    return _move(subscriber, RECEIVING, Status.UNSUBSCRIBED, **_unsubscribed_fields(via))
+
+
+def _unsubscribed_fields(via):
+    return {"unsubscribed_at": timezone.now(), "unsubscribed_via": via[:32]}
 
 
 def unsubscribe_by_id(subscriber_id, via):
@@ -385,11 +388,7 @@ def unsubscribe_by_id(subscriber_id, via):
     The RFC 8058 one-click path, where the answer is the same whatever happened;
     True if this call changed anything (False: already left, or no such subscriber).
     """
-    now = timezone.now()
-    moved = Subscriber.objects.filter(pk=subscriber_id, status__in=RECEIVING).update(
-        status=Status.UNSUBSCRIBED, unsubscribed_at=now, unsubscribed_via=via[:32], updated_at=now
-    )
-    return bool(moved)
+    return _move_by_id(subscriber_id, RECEIVING, Status.UNSUBSCRIBED, **_unsubscribed_fields(via))
 
 
 def suppress(subscriber, reason):

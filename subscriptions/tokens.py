@@ -95,20 +95,7 @@ def read_token(token, purpose, *, max_age=None, allow_revoked=False):
     rotated: unsubscribe links use it, because every email we ever sent must
     keep a working way out.
     """
-    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
-        raise InvalidToken("missing or oversized token")
-    try:
-        if purpose == CONFIRM:
-            signer = signing.TimestampSigner(salt=_salt(purpose))
-            payload = signer.unsign_object(token, max_age=max_age or CONFIRM_MAX_AGE)
-        else:
-            payload = signing.loads(token, salt=_salt(purpose))
-    except signing.SignatureExpired as exc:
-        raise ExpiredToken(str(exc)) from None
-    except (signing.BadSignature, ValueError, TypeError, UnicodeError) as exc:
-        raise InvalidToken(str(exc)) from None
-    if not isinstance(payload, dict) or type(payload.get("s")) is not int:
-        raise InvalidToken("malformed payload")
+    payload = signed_payload(token, purpose, max_age=max_age)
     subscriber = Subscriber.objects.filter(pk=payload["s"]).first()
     if subscriber is None:
         raise UnknownSubscriber("unknown subscriber")
@@ -123,6 +110,26 @@ def read_token(token, purpose, *, max_age=None, allow_revoked=False):
     return TokenPayload(subscriber=subscriber, extra=extra, revoked=revoked)
 
 
+def signed_payload(token, purpose, *, max_age=None):
+    """The payload of a genuine token for ``purpose`` (the signature checked, nothing read
+    from the database), or InvalidToken / ExpiredToken."""
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+        raise InvalidToken("missing or oversized token")
+    try:
+        if purpose == CONFIRM:
+            signer = signing.TimestampSigner(salt=_salt(purpose))
+            payload = signer.unsign_object(token, max_age=max_age or CONFIRM_MAX_AGE)
+        else:
+            payload = signing.loads(token, salt=_salt(purpose))
+    except signing.SignatureExpired as exc:
+        raise ExpiredToken(str(exc)) from None
+    except (signing.BadSignature, ValueError, TypeError, UnicodeError) as exc:
+        raise InvalidToken(str(exc)) from None
+    if not isinstance(payload, dict) or type(payload.get("s")) is not int:
+        raise InvalidToken("malformed payload")
+    return payload
+
+
 def unsubscribe_token_subscriber_id(token):
     """The subscriber id a genuine unsubscribe token names, without reading the database.
 
@@ -131,12 +138,4 @@ def unsubscribe_token_subscriber_id(token):
     keep working anyway (``read_token(..., allow_revoked=True)``); whether the
     subscriber still exists is left to the caller's UPDATE.
     """
-    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
-        raise InvalidToken("missing or oversized token")
-    try:
-        payload = signing.loads(token, salt=_salt(UNSUBSCRIBE))
-    except (signing.BadSignature, ValueError, TypeError, UnicodeError) as exc:
-        raise InvalidToken(str(exc)) from None
-    if not isinstance(payload, dict) or type(payload.get("s")) is not int:
-        raise InvalidToken("malformed payload")
-    return payload["s"]
+    return signed_payload(token, UNSUBSCRIBE)["s"]

@@ -283,6 +283,14 @@ def csv_upload(rows, header=IMPORT_HEADER):
     return buffer.getvalue().encode("utf-8", "surrogatepass")
 
 
+def hostile_import_rows(address):
+    """Up to four CSV rows of hostile cells (the date column a date or junk), some with ``address``."""
+    return st.lists(
+        st.tuples(st.one_of(st.just(address), hostile_text), *[hostile_text] * 7, dates, hostile_text),
+        max_size=4,
+    )
+
+
 def post_import(client, payload):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -292,13 +300,7 @@ def post_import(client, payload):
 
 @HARDENING
 @given(
-    rows=st.lists(
-        st.tuples(
-            st.one_of(st.just("imported@example.org"), hostile_text), hostile_text, hostile_text,
-            hostile_text, hostile_text, hostile_text, hostile_text, hostile_text, dates, hostile_text,
-        ),
-        max_size=4,
-    ),
+    rows=hostile_import_rows("imported@example.org"),
     extra=import_rows,
 )
 def test_the_csv_import_answers_any_file_without_an_error_and_imports_sane_rows(
@@ -335,13 +337,7 @@ def test_the_csv_import_refuses_unreadable_files_cleanly(operator_client, monkey
 
 @HARDENING
 @given(
-    rows=st.lists(
-        st.tuples(
-            st.one_of(st.just("queued@example.org"), hostile_text), hostile_text, hostile_text,
-            hostile_text, hostile_text, hostile_text, hostile_text, hostile_text, dates, hostile_text,
-        ),
-        max_size=4,
-    ),
+    rows=hostile_import_rows("queued@example.org"),
     extra=import_rows,
 )
 def test_a_queued_csv_import_of_any_file_is_stored_and_run_by_the_task_without_an_error(
@@ -373,43 +369,3 @@ def test_a_queued_csv_import_of_any_file_is_stored_and_run_by_the_task_without_a
     assert Subscriber.objects.count() - before <= len(rows) + len(extra)
     for subscriber in Subscriber.objects.all():
         assert_sane(subscriber)
-
-
-preference_values = st.one_of(
-    hostile_text,
-    st.sampled_from(["", "daily", "weekly", "5", "10", "20", "7", "23", "24", "-1", "UTC",
-                     "Europe/Berlin", "Mars/Base", "on", "cs.LG", "diffusion models, RLHF"]),
-)
-preference_rows = st.lists(
-    st.fixed_dictionaries(
-        {},
-        optional={
-            "interests": preference_values,
-            "categories": st.lists(st.one_of(st.sampled_from(["cs.LG", "cs.CL"]), hostile_text),
-                                   max_size=3),
-            "frequency": preference_values,
-            "max_papers": preference_values,
-            "send_hour": preference_values,
-            "timezone": preference_values,
-            "always_send_top": st.sampled_from(["on", ""]),
-        },
-    ),
-    min_size=1,
-    max_size=8,
-)
-
-
-@HARDENING
-@given(rows=preference_rows)
-def test_the_import_checks_each_row_exactly_as_a_fresh_preferences_form_would(rows):
-    """The import binds one form to row after row: no row's result may leak into the next."""
-    from subscriptions.csv_io import RowForm
-    from subscriptions.forms import PreferencesForm
-
-    checker = RowForm()
-    for data in rows:
-        fresh = PreferencesForm(data)
-        expected = (fresh.cleaned_data, None) if fresh.is_valid() else (None, fresh.errors)
-        preferences, errors = checker.check(data)
-        assert preferences == expected[0]
-        assert (errors and errors.get_json_data()) == (expected[1] and expected[1].get_json_data())
