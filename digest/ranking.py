@@ -30,9 +30,13 @@ The final score:
 
 with w = settings.DIGEST_RELEVANCE_WEIGHT for a reader with any profile and
 0 (the pure trending list) for a reader without interests, categories or likes.
+
+``rank_for`` ranks one reader; ``rank_many`` ranks a chunk of readers with the
+same arithmetic on readers × papers arrays, and gives the same results.
 """
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 from django.conf import settings
@@ -54,6 +58,7 @@ CATEGORY_BONUS = 0.25
 CATEGORY_TOPIC_WEIGHT = 0.7
 DISLIKE_PENALTY = 0.5
 WHY_TERMS_SHOWN = 3
+RANK_BLOCK = 1000  # readers ranked together by rank_many: a few readers × papers arrays of this many rows
 
 
 def stack_rows(*matrices):
@@ -89,6 +94,17 @@ class ProfileVector:
     kind: str  # "interest", "category" or "liked"
     label: str
     weight: float
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """One reader for ``EditionRanker.rank_many``: what ``rank_for`` takes besides the defaults."""
+
+    subscriber: object
+    exclude_ids: object = ()
+    liked: object = ()
+    disliked: object = ()
+    ignored: object = ()
 
 
 @dataclass
@@ -127,12 +143,15 @@ class EditionRanker:
         by_arxiv_id = sorted(range(len(self.papers)), key=lambda i: self.papers[i].arxiv_id)
         self.tie_break = np.empty(len(self.papers), dtype=np.int64)
         self.tie_break[by_arxiv_id] = np.arange(len(self.papers))
+        self.by_tie_break = np.array(by_arxiv_id, dtype=np.intp)
+        self._trending_order = None
         self.paper_columns = self.paper_vectors.tocsc() if sparse.issparse(self.paper_vectors) else None
         self._text_vectors = {}
         self._paper_terms = {}
         self._in_category = {}
         self._bonus = {}
         self._phrase_terms = {}
+        self._phrase_hits = {}
         # Cosine similarity of every paper to one profile text or one paper, computed
         # once per ranker: readers share interests, so most of a chunk is lookups.
         self._text_similarity = {}
@@ -197,6 +216,11 @@ class EditionRanker:
         vectors += [ProfileVector("liked", paper.title, 1.0) for paper in liked]
         return vectors
 
+    @staticmethod
+    def profile_text(vector):
+        """The text an interest or category vector embeds: the phrase, or the category's topic phrase."""
+        return vector.label if vector.kind == "interest" else category_topic(vector.label)
+
     def text_similarities(self, texts):
         """Similarity columns (one per text, papers long), computed in one product for the missing ones."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_similarity]
@@ -216,12 +240,12 @@ class EditionRanker:
 
     def profile_similarity(self, vectors, liked):
         """papers × profile vectors, unweighted: the cached columns of each text and liked paper."""
-        texts = [v.label if v.kind == "interest" else category_topic(v.label) for v in vectors if v.kind != "liked"]
+        texts = [self.profile_text(v) for v in vectors if v.kind != "liked"]
         columns = self.text_similarities(texts) + self.paper_similarities(liked)
         return np.column_stack(columns) if columns else None
 
     def profile_matrix(self, vectors, liked):
-        texts = [v.label if v.kind == "interest" else category_topic(v.label) for v in vectors if v.kind != "liked"]
+        texts = [self.profile_text(v) for v in vectors if v.kind != "liked"]
         return stack_rows(self.text_vectors(texts), self.vectors_of(liked))
 
     def in_category(self, code):
@@ -330,21 +354,237 @@ class EditionRanker:
         ]
 
     def top_trending(self, eligible, limit):
-        return [
-            RankedPaper(self.papers[i], float(self.trending[i]), 0.0, self.entries[i].trending_reason,
-                        float(self.trending[i]))
-            for i in self.best(self.trending, eligible, limit)
-        ]
+        return [self.trending_pick(i) for i in self.best(self.trending, eligible, limit)]
+
+    def trending_pick(self, i):
+        return RankedPaper(self.papers[i], float(self.trending[i]), 0.0, self.entries[i].trending_reason,
+                           float(self.trending[i]))
 
     def best(self, scores, eligible, limit):
         """Indices of the ``limit`` best eligible papers; ties go to the lower arXiv id."""
         order = np.lexsort((self.tie_break, -scores))
         return [int(i) for i in order[eligible[order]][:limit]]
 
+    # --- many readers at once ---------------------------------------------
+
+    def rank_many(self, readers):
+        """``rank_for`` for each of ``readers`` (RankRequest), with numpy over blocks of readers.
+
+        Returns one list of RankedPaper per reader, in order, equal to what
+        ``rank_for(subscriber, exclude_ids=…, liked=…, disliked=…, ignored=…)`` returns
+        (default limit, send threshold on). Readers with likes or dislikes go
+        through ``rank_for``: their model and penalties are per reader.
+        """
+        readers = list(readers)
+        if not self.papers:
+            return [[] for _ in readers]
+        results = [None] * len(readers)
+        groups = {}
+        for n, request in enumerate(readers):
+            if request.liked or request.disliked:
+                results[n] = self.rank_for(
+                    request.subscriber, exclude_ids=request.exclude_ids, liked=request.liked,
+                    disliked=request.disliked, ignored=request.ignored,
+                )
+            else:
+                groups.setdefault(self.arithmetic_group(request.subscriber), []).append(n)
+        for group, members in groups.items():
+            for start in range(0, len(members), RANK_BLOCK):
+                block = members[start : start + RANK_BLOCK]
+                for n, ranked in zip(block, self.rank_block(group, [readers[n] for n in block])):
+                    results[n] = ranked
+        return results
+
+    @staticmethod
+    def arithmetic_group(subscriber):
+        """Which readers ``rank_for`` computes alike: "trending" (no profile), "plain" or "categories".
+
+        Without categories a reader's relevance stays in the embedding's dtype
+        (float32 for TF-IDF); the category bonus makes it float64. The two are
+        ranked in separate blocks so that every float is the one ``rank_for`` gets.
+        """
+        if subscriber.categories:
+            return "categories"
+        return "plain" if interest_terms(subscriber) else "trending"
+
+    def rank_block(self, group, requests):
+        """``rank_many`` for readers of one arithmetic group, at most RANK_BLOCK of them."""
+        open_ = self.open_rows(requests)
+        subscribers = [request.subscriber for request in requests]
+        if group == "trending":
+            return [self.trending_list(row, subscriber.max_papers) for row, subscriber in zip(open_, subscribers)]
+        vectors = [self.profile_vectors(subscriber, []) for subscriber in subscribers]
+        plain = group == "plain"
+        columns, index = self.profile_columns(vectors, plain)
+        relevance = self.relevance_rows(subscribers, columns, index, plain)
+        eligible = open_ & (relevance >= RELEVANCE_THRESHOLD)
+        scores = self.score_rows(relevance, open_)
+        picks, counts = self.best_rows(scores, eligible, [subscriber.max_papers for subscriber in subscribers])
+        lengths = [len(row) for row in picks]
+        rows, papers = np.repeat(np.arange(len(picks)), lengths), np.concatenate(picks)
+        picked = list(zip(
+            papers.tolist(), scores[rows, papers].tolist(), relevance[rows, papers].tolist(),
+            self.trending[papers].tolist(), self.nearest_vectors(columns, index[rows], papers).tolist(),
+        ))
+        bounds = np.r_[0, np.cumsum(lengths)].tolist()
+        lines = {}
+        return [
+            self.ranked_row(subscriber, row_vectors, picked[bounds[r] : bounds[r + 1]], lines)
+            if counts[r] else self.nothing_eligible(subscriber, open_[r])
+            for r, (subscriber, row_vectors) in enumerate(zip(subscribers, vectors))
+        ]
+
+    def nothing_eligible(self, subscriber, open_row):
+        """What ``rank_for`` gives a reader no paper passes for: the trending list, if they asked for it."""
+        return self.trending_list(open_row, subscriber.max_papers) if subscriber.always_send_top else []
+
+    def ranked_row(self, subscriber, vectors, picked, lines):
+        """One reader's RankedPaper list from their picked (paper, score, relevance, trending, nearest) rows."""
+        return [
+            RankedPaper(self.papers[i], score, relevance, line, trending)
+            for (i, score, relevance, trending, _), line in zip(picked, self.why_lines(subscriber, vectors, picked, lines))
+        ]
+
+    def open_rows(self, requests):
+        """readers × papers, False where the paper is among the reader's ``exclude_ids`` (``np.isin`` in bulk)."""
+        excluded = [set(request.exclude_ids) for request in requests]
+        counts = [len(ids) for ids in excluded]
+        if not any(counts):
+            return np.ones((len(requests), len(self.papers)), dtype=bool)
+        ids = np.fromiter(chain.from_iterable(excluded), dtype=np.int64, count=sum(counts))
+        rows = np.repeat(np.arange(len(requests)), counts)
+        distinct, slot_of_paper = np.unique(self.pks, return_inverse=True)
+        slot = np.minimum(np.searchsorted(distinct, ids), len(distinct) - 1)
+        hit = distinct[slot] == ids
+        closed = np.zeros((len(requests), len(distinct)), dtype=bool)
+        closed[rows[hit], slot[hit]] = True
+        return ~closed[:, slot_of_paper]
+
+    def trending_list(self, open_row, limit):
+        """``top_trending(open_row, limit)``, from the edition's trending order (sorted once)."""
+        if self._trending_order is None:
+            self._trending_order = np.array(self.best(self.trending, self.all_open, None), dtype=np.intp)
+        order = self._trending_order
+        return [self.trending_pick(i) for i in order[open_row[order]][:limit].tolist()]
+
+    def profile_columns(self, vectors, plain):
+        """The block's weighted similarity columns as rows of one matrix, and each reader's rows in it.
+
+        ``columns`` (distinct (text, weight) × papers) holds the values of ``match()``'s
+        weighted similarity: float64, or the similarities' own dtype for ``plain``
+        readers (no categories, so no weights). Its last row is -inf, the padding
+        of ``index`` (readers × most profile vectors), so padding never wins a max.
+        """
+        keys = {}
+        rows = [[keys.setdefault((self.profile_text(v), v.weight), len(keys)) for v in reader] for reader in vectors]
+        index = np.full((len(rows), max(1, max(map(len, rows), default=0))), len(keys), dtype=np.intp)
+        for r, reader in enumerate(rows):
+            index[r, : len(reader)] = reader
+        similarity = self.text_similarities([text for text, _ in keys])
+        dtype = similarity[0].dtype if plain else np.float64
+        columns = np.full((len(keys) + 1, len(self.papers)), -np.inf, dtype=dtype)
+        for row, (_, weight), column in zip(columns, keys, similarity):
+            row[:] = column if weight == 1.0 else column.astype(np.float64) * weight
+        return columns, index
+
+    def relevance_rows(self, subscribers, columns, index, plain):
+        """readers × papers relevance, as ``match()`` computes it: the best column, plus the category bonus.
+
+        Readers with categories get float64 (the bonus is), ``plain`` ones the columns' dtype.
+        """
+        cosine = columns[index[:, 0]]
+        for k in range(1, index.shape[1]):
+            np.maximum(cosine, columns[index[:, k]], out=cosine)
+        if plain:
+            return cosine + 0.0
+        cosine[index[:, 0] == len(columns) - 1] = 0.0  # no profile vectors: match() starts from zeros
+        return cosine + np.stack([self.category_bonus(subscriber) for subscriber in subscribers])
+
+    def score_rows(self, relevance, open_):
+        """``rank_for``'s scores, a row per reader: relevance over its best open paper's, with trending.
+
+        A row whose best open relevance is not above 0 is divided by 1 where ``rank_for``
+        takes zeros: with a threshold of 0 or more its eligible papers have relevance 0,
+        so they score the same.
+        """
+        weight = settings.DIGEST_RELEVANCE_WEIGHT
+        top = np.where(open_, relevance, relevance.dtype.type(-np.inf)).max(axis=1, keepdims=True)
+        relative = relevance / np.where(top > 0, top, relevance.dtype.type(1))
+        return weight * relative + (1 - weight) * self.trending
+
+    def best_rows(self, scores, eligible, limits):
+        """``best()`` for every row: the ``limit`` best eligible papers, ties to the lower arXiv id.
+
+        The columns are put in tie-break order, so ordering by -score with ties to the
+        lower column settles ties as ``best``'s lexsort does; ineligible papers sort last.
+        Returns the picks and the number of eligible papers of each row.
+        """
+        key = np.where(eligible, -scores, np.inf)[:, self.by_tie_break]
+        wanted = max((len(self.papers) if limit is None else limit for limit in limits), default=1)
+        order = self.by_tie_break[self.smallest_first(key, max(1, wanted))]
+        counts = eligible.sum(axis=1).tolist()
+        return [order[r, :count][:limit] for r, (count, limit) in enumerate(zip(counts, limits))], counts
+
+    @staticmethod
+    def smallest_first(key, wanted):
+        """Per row, the columns of the ``wanted`` smallest keys in order, ties to the lower column.
+
+        A partition finds them and only they are sorted; a row whose ``wanted``-th
+        key ties with a key left outside is sorted in full instead. (When that key
+        is inf, every finite key is inside, and inf ones are never picked.)
+        """
+        if wanted >= key.shape[1]:
+            return np.argsort(key, axis=1, kind="stable")
+        found = np.argpartition(key, wanted - 1, axis=1)[:, :wanted]
+        values = np.take_along_axis(key, found, axis=1)
+        found = np.take_along_axis(found, np.lexsort((found, values)), axis=1)
+        cut = values.max(axis=1, keepdims=True)
+        crossed = (np.count_nonzero(key <= cut, axis=1) > wanted) & (cut[:, 0] < np.inf)
+        if crossed.any():
+            found[crossed] = np.argsort(key[crossed], axis=1, kind="stable")[:, :wanted]
+        return found
+
+    @staticmethod
+    def nearest_vectors(columns, index, papers):
+        """For each (reader's column indices, paper), the position of the nearest profile vector, or -1.
+
+        As ``nearest_profile_vector``: the first maximum of the weighted similarities, if above 0.
+        """
+        values = columns[index, papers[:, None]]
+        best = values.argmax(axis=1)
+        best[~(values[np.arange(len(papers)), best] > 0)] = -1
+        return best
+
+    def why_lines(self, subscriber, vectors, picked, lines):
+        """``why()`` for one reader's picked papers, given the nearest profile vector positions (-1: none).
+
+        A line depends only on the matched phrases shown, or else on the nearest
+        vector and the reader's categories, and on the paper: ``lines`` keeps
+        the finished ones for the other readers of the block.
+        """
+        phrases = interest_terms(subscriber)
+        hits = [self.phrase_hits(phrase) for phrase in phrases]
+        categories = tuple(subscriber.categories or ())
+        found = []
+        for i, _, _, _, best in picked:
+            matched = self.matched_phrases(phrases, i, hits)
+            if matched:
+                vector, key = None, (tuple(matched[:WHY_TERMS_SHOWN]), i)
+            else:  # (ProfileVector's own hash is slow Python)
+                vector = vectors[best] if best >= 0 else None
+                key = (vector and vector.kind, vector and vector.label, categories, i)
+            line = lines.get(key)
+            if line is None:
+                line = lines[key] = self.with_trending(i, self.describe(categories, i, matched, vector))
+            found.append(line)
+        return found
+
     # --- why-lines --------------------------------------------------------
 
     def why(self, subscriber, i, match, liked):
-        reason = self.personal_reason(subscriber, i, match, liked)
+        return self.with_trending(i, self.personal_reason(subscriber, i, match, liked))
+
+    def with_trending(self, i, reason):
         trending = self.entries[i].trending_reason
         if trending.startswith("trending:") and reason != trending:
             return f"{reason} · {trending}"
@@ -353,12 +593,16 @@ class EditionRanker:
     def personal_reason(self, subscriber, i, match, liked):
         """Interest terms the paper contains; else the liked paper, category or interest it is closest to."""
         matched = self.matched_interests(subscriber, i)
+        nearest = None if matched else self.nearest_profile_vector(i, match)
+        return self.describe(subscriber.categories, i, matched, nearest)
+
+    def describe(self, categories, i, matched, nearest):
+        """The personal why-line from the matched interest phrases, else the nearest profile vector (or None)."""
         if matched:
             return "matches your interests: " + ", ".join(matched[:WHY_TERMS_SHOWN])
-        nearest = self.nearest_profile_vector(i, match)
         if nearest is not None and nearest.kind == "liked":
             return f"like “{nearest.label}”, which you liked"
-        shared = sorted(set(subscriber.categories or []) & set(self.papers[i].categories or []))
+        shared = sorted(set(categories or []) & set(self.papers[i].categories or []))
         if shared:
             return "in " + ", ".join(shared)
         if nearest is not None and nearest.kind == "interest":
@@ -369,11 +613,27 @@ class EditionRanker:
 
     def matched_interests(self, subscriber, i):
         """The interest phrases the paper contains, word for word (stemmed, stop words aside)."""
-        paper_terms = self.paper_terms(i)
-        return [
-            phrase for phrase in interest_terms(subscriber)
-            if (needle := self.phrase_needle(phrase)) and needle in paper_terms
-        ]
+        return self.matched_phrases(interest_terms(subscriber), i)
+
+    def matched_phrases(self, phrases, i, hits=None):
+        """The phrases paper ``i`` contains; ``hits`` are their ``phrase_hits``, when at hand."""
+        hits = hits or [self.phrase_hits(phrase) for phrase in phrases]
+        return [phrase for phrase, known in zip(phrases, hits) if (known[i] or self.search_phrase(phrase, known, i)) == 2]
+
+    def phrase_hits(self, phrase):
+        """Whether each paper contains ``phrase``, as far as asked: a byte per paper, 0 unknown, 1 no, 2 yes.
+
+        Readers share phrases, and a substring search of a whole paper costs a microsecond.
+        """
+        hits = self._phrase_hits.get(phrase)
+        if hits is None:
+            hits = self._phrase_hits[phrase] = bytearray(len(self.papers))
+        return hits
+
+    def search_phrase(self, phrase, hits, i):
+        needle = self.phrase_needle(phrase)
+        hits[i] = 2 if needle and needle in self.paper_terms(i) else 1
+        return hits[i]
 
     def phrase_needle(self, phrase):
         """`` term term `` for a phrase (None without content words), cached."""

@@ -1,0 +1,222 @@
+"""rank_many ranks a chunk of readers at once and must give exactly what rank_for gives each of them."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from digest import ranking
+from digest.categories import CATEGORY_TOPICS
+from digest.embedding import TfidfEmbedder
+from digest.ranking import Candidate, EditionRanker, RankRequest
+from papers.models import Paper
+from papers.sources.bundled import CORPUS_PATH
+from subscriptions.models import Subscriber
+
+PHRASES = [
+    "large language models", "reasoning", "chain of thought", "reinforcement learning from human feedback",
+    "diffusion models", "image generation", "video generation", "text-to-image", "3D reconstruction",
+    "neural radiance fields", "gaussian splatting", "robotics", "embodied AI", "world models", "agents",
+    "tool use", "retrieval augmented generation", "code generation", "mathematical reasoning",
+    "vision language models", "multimodal", "speech recognition", "mixture of experts", "quantization",
+    "efficient inference", "long context", "sparse attention", "graph neural networks", "benchmark",
+    "alignment", "hallucination", "contrastive learning", "object detection", "in-context learning",
+    "instruction tuning", "reward models", "scaling laws", "question answering", "summarization",
+    # the topic phrase of cs.IR, as an interest: the same column weighted 1 and 0.7
+    "information retrieval, search, recommendation, ranking",
+    "the of and",  # no content words
+    "zymurgy of quasicrystal xylophones",  # matches nothing
+]
+CODES = [*CATEGORY_TOPICS, "math.OC"]  # math.OC: a category without a topic phrase
+NOTHING_MATCHES = "zymurgy of quasicrystal xylophones"
+
+
+class DenseEmbedder:
+    """Dense float32 vectors, as a sentence-embedding model gives."""
+
+    dtype = np.float32
+
+    def __init__(self):
+        self.tfidf = TfidfEmbedder()
+
+    def fit_transform(self, texts):
+        return self.tfidf.fit_transform(texts).toarray().astype(self.dtype)
+
+    def transform(self, texts):
+        return self.tfidf.transform(texts).toarray().astype(self.dtype)
+
+
+class Float64Embedder(DenseEmbedder):
+    """Dense float64 vectors: the relevance of readers without categories is float64 too."""
+
+    dtype = np.float64
+
+
+def corpus_papers(count, rng):
+    """Real papers from the bundled corpus, with random categories, arXiv ids out of pk order, and twins."""
+    with open(CORPUS_PATH, encoding="utf-8") as corpus:
+        items = [json.loads(line) for line, _ in zip(corpus, range(count))]
+    items += items[:4]  # identical texts: exact relevance ties for the tie-break
+    ids = rng.sample(range(10000, 99999), len(items))
+    return [
+        Paper(pk=pk, arxiv_id=f"2611.{ids[pk - 1]:05d}", title=item["title"], abstract=item["abstract"],
+              categories=rng.sample(CODES, rng.choice((0, 1, 1, 2))), first_seen_at=timezone.now())
+        for pk, item in enumerate(items, start=1)
+    ]
+
+
+def edition(papers, rng):
+    """Candidates with few distinct trending scores (ties), and reasons with and without "trending:"."""
+    scores = [rng.choice((0.0, 0.25, 0.5, 0.5, 1.0, 2.0, 3.0)) for _ in papers]
+    for twin in range(4):  # twins trend alike, so their scores tie too
+        scores[len(papers) - 4 + twin] = scores[twin]
+    return [
+        Candidate(p, s, f"trending: {int(10 * s)} upvotes" if s else "new today") for p, s in zip(papers, scores)
+    ]
+
+
+def subscriber(interests=(), categories=(), max_papers=10, always_send_top=False):
+    return Subscriber(email="reader@example.org", interests=", ".join(interests), categories=list(categories),
+                      max_papers=max_papers, always_send_top=always_send_top)
+
+
+def random_request(rng, papers, outside):
+    reader = subscriber(rng.sample(PHRASES, rng.randint(0, 4)), rng.sample(CODES, rng.randint(0, 2)),
+                        rng.choice((5, 10, 20)), rng.random() < 0.5)
+    exclude = rng.sample([p.pk for p in papers] + [10**6, 10**6 + 1], rng.randint(0, 30)) if rng.random() < 0.4 else ()
+    if rng.random() < 0.1:
+        pool = papers + outside
+        return RankRequest(reader, exclude, liked=rng.sample(pool, rng.randint(0, 6)),
+                           disliked=rng.sample(pool, rng.randint(0, 2)), ignored=rng.sample(papers, rng.randint(0, 3)))
+    return RankRequest(reader, exclude)
+
+
+def special_requests(papers):
+    every_pk = [p.pk for p in papers]
+    return [
+        RankRequest(subscriber()),  # no profile: the trending list
+        RankRequest(subscriber(max_papers=5), exclude_ids=every_pk[::2]),
+        RankRequest(subscriber([], ["math.OC"])),  # only a category without a topic phrase: no columns
+        RankRequest(subscriber([NOTHING_MATCHES])),  # the threshold leaves nothing
+        RankRequest(subscriber([NOTHING_MATCHES], always_send_top=True), exclude_ids=every_pk[:3]),
+        RankRequest(subscriber([NOTHING_MATCHES, "the of and"], always_send_top=True, max_papers=20)),
+        RankRequest(subscriber(["diffusion models"], always_send_top=True), exclude_ids=every_pk),  # nothing open
+        RankRequest(subscriber(["agents", "agents"], ["cs.AI", "cs.AI"])),  # repeated vectors
+        RankRequest(subscriber(["diffusion models"]), ignored=papers[:2]),  # ignored alone changes nothing
+        RankRequest(subscriber(["diffusion models"], max_papers=0)),
+        RankRequest(subscriber([NOTHING_MATCHES], always_send_top=True, max_papers=0)),
+    ]
+
+
+def as_values(ranked):
+    """Everything a RankedPaper says, floats by their bits."""
+    return [(r.paper.pk, r.score.hex(), r.relevance.hex(), r.reason, r.trending.hex()) for r in ranked]
+
+
+def reference(ranker, requests):
+    return [
+        as_values(ranker.rank_for(r.subscriber, exclude_ids=r.exclude_ids, liked=r.liked, disliked=r.disliked,
+                                  ignored=r.ignored))
+        for r in requests
+    ]
+
+
+@pytest.mark.parametrize("embedder", [
+    "digest.embedding.TfidfEmbedder",
+    "tests.digest.test_rank_many.DenseEmbedder",
+    "tests.digest.test_rank_many.Float64Embedder",
+])
+@pytest.mark.parametrize("weight", [0.7, 1.0])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_rank_many_is_rank_for_for_every_reader(embedder, weight, seed, settings, monkeypatch):
+    settings.DIGEST_EMBEDDER = embedder
+    settings.DIGEST_RELEVANCE_WEIGHT = weight
+    monkeypatch.setattr(ranking, "RANK_BLOCK", 64)  # several blocks per group
+    rng = random.Random(seed)
+    papers = corpus_papers(80, rng)
+    outside = corpus_papers(90, random.Random(seed))[80:86]
+    for n, paper in enumerate(outside):
+        paper.pk, paper.arxiv_id = 1000 + n, f"2612.{n:05d}"
+    ranker = EditionRanker(edition(papers, rng))
+    requests = special_requests(papers) + [random_request(rng, papers, outside) for _ in range(400)]
+
+    expected = reference(ranker, requests)
+    assert [as_values(ranked) for ranked in ranker.rank_many(requests)] == expected
+
+
+@pytest.mark.parametrize("embedder", ["digest.embedding.TfidfEmbedder", "tests.digest.test_rank_many.DenseEmbedder"])
+def test_rank_many_first_then_rank_for_agree_too(embedder, settings):
+    """On a fresh ranker rank_many computes the similarity columns; rank_for then reads the same ones.
+
+    (A dense product's last bits depend on how many texts it multiplies at once,
+    so both must read one ranker's cached columns to agree bit for bit.)
+    """
+    settings.DIGEST_EMBEDDER = embedder
+    rng = random.Random(5)
+    papers = corpus_papers(80, rng)
+    ranker = EditionRanker(edition(papers, rng))
+    requests = special_requests(papers) + [random_request(rng, papers, []) for _ in range(200)]
+    results = [as_values(ranked) for ranked in ranker.rank_many(requests)]
+    assert results == reference(ranker, requests)
+
+
+def test_with_no_threshold_readers_matching_nothing_are_scored_by_trending_alone(monkeypatch):
+    """Their best relevance is 0 and every paper passes: rank_for does not scale by the best relevance then."""
+    monkeypatch.setattr(ranking, "RELEVANCE_THRESHOLD", 0.0)
+    rng = random.Random(4)
+    papers = corpus_papers(40, rng)
+    ranker = EditionRanker(edition(papers, rng))
+    requests = special_requests(papers) + [random_request(rng, papers, []) for _ in range(100)]
+    assert [as_values(ranked) for ranked in ranker.rank_many(requests)] == reference(ranker, requests)
+
+
+def test_the_random_readers_reach_every_route():
+    """Guards the comparisons above: their readers get every kind of why-line, nothing, and fall back."""
+    rng = random.Random(1)
+    papers = corpus_papers(80, rng)
+    ranker = EditionRanker(edition(papers, rng))
+    requests = special_requests(papers) + [random_request(rng, papers, []) for _ in range(400)]
+    results = ranker.rank_many(requests)
+    reasons = [r.reason for ranked in results for r in ranked]
+    assert any(not ranked for ranked in results)
+    assert any(reason.startswith("matches your interests") for reason in reasons)
+    assert any(reason.startswith("related to your interest in") for reason in reasons)
+    assert any(reason.startswith("in cs.") for reason in reasons)
+    assert any(reason.startswith("related to cs.") for reason in reasons)
+    assert any(" · trending:" in reason for reason in reasons)
+    assert any(r.liked or r.disliked for r in requests)
+    assert len({ranked[0].score for ranked in results if ranked}) > 20
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_block_selection_is_best_for_every_row_even_with_ties_at_the_cut(seed):
+    rng = np.random.default_rng(seed)
+    papers = corpus_papers(60, random.Random(seed))
+    ranker = EditionRanker(edition(papers, random.Random(seed)))
+    scores = rng.choice([0.1, 0.2, 0.3, 0.5, 0.8], size=(300, len(papers)))  # ties everywhere
+    eligible = rng.random((300, len(papers))) < rng.choice([0.05, 0.3, 1.0], size=(300, 1))
+    limits = rng.choice([0, 1, 5, 10, 20], size=300).tolist()
+
+    picks, counts = ranker.best_rows(scores, eligible, limits)
+
+    assert [row.tolist() for row in picks] == [ranker.best(s, e, n) for s, e, n in zip(scores, eligible, limits)]
+    assert counts == eligible.sum(axis=1).tolist()
+
+
+def test_readers_without_a_profile_get_the_trending_list():
+    rng = random.Random(3)
+    papers = corpus_papers(30, rng)
+    ranker = EditionRanker(edition(papers, rng))
+    requests = [RankRequest(subscriber(max_papers=m), exclude_ids=[p.pk for p in papers[:k]])
+                for m in (5, 10, 20) for k in (0, 3, 30)]
+    ranked = ranker.rank_many(requests)
+    assert [as_values(r) for r in ranked] == reference(ranker, requests)
+    assert ranked[0] == ranker.top_trending(ranker.all_open, 5)
+
+
+def test_an_edition_without_papers_ranks_nothing():
+    requests = [RankRequest(subscriber(["diffusion models"], always_send_top=True)), RankRequest(subscriber())]
+    assert EditionRanker([]).rank_many(requests) == [[], []]
+    assert EditionRanker([]).rank_many([]) == []
