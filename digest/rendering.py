@@ -10,8 +10,9 @@ Django templates, autoescaped; nothing is built by concatenating HTML.
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from json.encoder import encode_basestring
 
 from django.conf import settings
 from django.template.loader import get_template
@@ -80,12 +81,18 @@ def paper_links(paper):
 
 def digest_subject(edition, ranked):
     top = ranked[0].paper.title if ranked else "nothing new"
+    return subject_line(edition.cadence, edition.date, top)
+
+
+@lru_cache(maxsize=4096)
+def subject_line(cadence, date, top):
+    """The subject for a digest led by the paper titled ``top``: readers share a few hundred."""
     top = " ".join(top.split())
     if len(top) > SUBJECT_TITLE_LIMIT:
         top = top[: SUBJECT_TITLE_LIMIT - 1].rstrip() + "…"
-    if edition.cadence == "weekly":
-        return f"Paperboy weekly, {edition.date:%-d %b}: {top}"
-    return f"Paperboy {edition.date:%a %-d %b}: {top}"
+    if cadence == "weekly":
+        return f"Paperboy weekly, {date:%-d %b}: {top}"
+    return f"Paperboy {date:%a %-d %b}: {top}"
 
 
 def preheader(ranked):
@@ -104,10 +111,9 @@ class PaperBlock:
     text: str
 
 
-# Per-reader values are escaped as css-inline's serialiser writes them, so an
-# email assembled from pieces is byte for byte the email rendered whole.
-TEXT_ESCAPES = str.maketrans({"&": "&amp;", "\xa0": "&nbsp;", "<": "&lt;", ">": "&gt;"})
-ATTRIBUTE_ESCAPES = str.maketrans({"&": "&amp;", "\xa0": "&nbsp;", '"': "&quot;"})
+# Per-reader values are escaped as css-inline's serialiser writes them (``escape_text``,
+# ``escape_attribute``), so an email assembled from pieces is byte for byte the email
+# rendered whole.
 FRAME_SLOTS = {  # slot: (context key, in an attribute)
     "preheader": ("preheader", False),
     "email": ("email", False),
@@ -116,8 +122,11 @@ FRAME_SLOTS = {  # slot: (context key, in an attribute)
     "unsubscribe": ("unsubscribe_url", True),
     "feed": ("feed_url", True),
 }
-ITEM_SLOTS = {"rank": ("rank", False), "reason": ("reason", False), "why": ("why", False),
-              "like": ("like_url", True), "dislike": ("dislike_url", True)}
+# An item's slots, in the order their values are passed. ``vote`` is the reader's vote
+# link up to the paper (``…/vote/<token>``); the paper and the choice follow it in the piece.
+ITEM_SLOTS = ("rank", "reason", "why", "vote")
+FRAME_ORDER = tuple(FRAME_SLOTS)
+REASONS_KEPT = 20_000
 
 
 def ascii_html(html):
@@ -135,17 +144,28 @@ def inline_html(html):
 
 
 def escape_text(value):
-    return ascii_html(str(value).translate(TEXT_ESCAPES))
+    value = str(value).replace("&", "&amp;").replace("\xa0", "&nbsp;").replace("<", "&lt;").replace(">", "&gt;")
+    return ascii_html(value)
 
 
 def escape_attribute(value):
-    return ascii_html(str(value).translate(ATTRIBUTE_ESCAPES))
+    value = str(value).replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;")
+    return ascii_html(value)
 
 
 @lru_cache(maxsize=8192)
 def why_paragraph(reason):
     """The plain-text why-line, wrapped: readers share a few thousand distinct reasons."""
     return paragraph(f"Why: {reason}")
+
+
+def json_inside(value):
+    """``value`` as it is written inside a JSON string (``json.dumps`` without the quotes)."""
+    return encode_basestring(value)[1:-1]
+
+
+def in_json(escape):
+    return lambda value: json_inside(escape(value))
 
 
 @dataclass(frozen=True)
@@ -157,10 +177,27 @@ class BodyFormat:
     finish: object  # applied to the whole rendered frame (CSS inlining for HTML)
     escape_text: object
     escape_attribute: object
+    literal: object = str  # applied to each pre-rendered piece
+
+    def for_json(self):
+        """The same body written inside a JSON string, pieces and values escaped once each:
+        an ESP batch payload is built without re-escaping megabytes of HTML per call."""
+        return replace(self, escape_text=in_json(self.escape_text),
+                       escape_attribute=in_json(self.escape_attribute), literal=json_inside)
 
 
 HTML_BODY = BodyFormat("digest.html", "<!--{}-->", inline_html, escape_text, escape_attribute)
 TEXT_BODY = BodyFormat("digest.txt", "{}", str, str, str)  # the text template does not autoescape
+
+
+@dataclass(frozen=True)
+class JsonText:
+    """A body already escaped for the inside of a JSON string (see ``BodyFormat.for_json``)."""
+
+    escaped: str
+
+    def __len__(self):
+        return len(self.escaped)
 
 
 class BodyPieces:
@@ -168,8 +205,9 @@ class BodyPieces:
 
     The body's template is rendered (HTML: autoescaped, then CSS-inlined) with
     a placeholder for every per-reader value, once per edition; each paper's
-    item is rendered once, when a reader first gets it. A reader's body is
-    then the pieces joined with their own values, escaped for their place.
+    item is rendered once, when a reader first gets it. Each piece is kept as
+    a format string whose fields are its slots, so a reader's body is a few
+    ``str.format`` calls with their own values, escaped for their place.
     """
 
     def __init__(self, renderer, body):
@@ -179,28 +217,40 @@ class BodyPieces:
         self.slot = re.compile(f"PB{self.nonce}S([a-z]+)E")
         self.marker = f"PB{self.nonce}M"
         self.head = self.tail = None
+        self.frame_slots = set()
         self.items = {}
-        self.frame_slots = self.item_slots = ()
+        self.item_slots = set()
+        self.reasons = {}
 
     def placeholder(self, name):
         return f"PB{self.nonce}S{name}E"
 
-    def compile(self, piece):
-        """[(literal, slot or None), …] for a piece."""
+    def compile(self, piece, order):
+        """``piece`` as a ``Piece`` whose slots take their values by position in ``order``."""
         parts = self.slot.split(piece)
-        return [(parts[i], parts[i + 1] if i + 1 < len(parts) else None) for i in range(0, len(parts), 2)]
+        names = parts[1::2]
+        parts[0::2] = [self.body.literal(literal) for literal in parts[0::2]]
+        return Piece(parts, [order.index(name) for name in names])
 
     def prepare(self, papers):
-        missing = [p for p in dict.fromkeys(papers) if p.pk not in self.items]
+        """Render the frame (once) and the items of ``papers`` not rendered yet."""
+        missing = [p for p in {p.pk: p for p in papers}.values() if p.pk not in self.items]
         if not missing and self.head is not None:
             return
         missing = missing or papers[:1]
         renderer = self.renderer
-        item_slots = {key: self.placeholder(slot) for slot, (key, _) in ITEM_SLOTS.items()}
+        vote = self.placeholder("vote")
         context = {
             "marker": self.marker,
             "subscriber": {"email": self.placeholder("email")},
-            "items": [{"block": renderer.block(p), "paper": p, **item_slots} for p in missing],
+            "items": [
+                {
+                    "block": renderer.block(p), "paper": p, "rank": self.placeholder("rank"),
+                    "reason": self.placeholder("reason"), "why": self.placeholder("why"),
+                    "like_url": f"{vote}/{p.pk}/up/", "dislike_url": f"{vote}/{p.pk}/down/",
+                }
+                for p in missing
+            ],
             **{key: self.placeholder(slot) for slot, (key, _) in FRAME_SLOTS.items() if key != "email"},
             **renderer.edition_context(),
         }
@@ -209,43 +259,65 @@ class BodyPieces:
         if len(pieces) != len(missing) + 2:
             raise ValueError(f"{self.body.template}: the items could not be cut into pieces")
         if self.head is None:
-            self.head, self.tail = self.compile(pieces[0]), self.compile(pieces[-1])
-            self.frame_slots = self.used(FRAME_SLOTS, self.head + self.tail)
+            self.head, self.tail = self.compile(pieces[0], FRAME_ORDER), self.compile(pieces[-1], FRAME_ORDER)
+            self.frame_slots = self.head.names() | self.tail.names()
         for paper, piece in zip(missing, pieces[1:-1]):
-            self.items[paper.pk] = self.compile(piece)
-        if missing:
-            self.item_slots = self.used(ITEM_SLOTS, self.items[missing[0].pk])
+            self.items[paper.pk] = self.compile(piece, ITEM_SLOTS)
+            self.item_slots = self.items[paper.pk].names()
 
-    def used(self, slots, parts):
-        """(slot, context key, escape) for the slots ``parts`` fill: nothing else is escaped."""
-        present = {slot for _, slot in parts if slot is not None}
+    def frame_values(self, values):
+        """The frame's slot values in order, escaped for their place (unused ones left empty)."""
         body = self.body
         return [
-            (slot, key, body.escape_attribute if attribute else body.escape_text)
-            for slot, (key, attribute) in slots.items()
-            if slot in present
+            (body.escape_attribute if attribute else body.escape_text)(values[key]) if slot in self.frame_slots else ""
+            for slot, (key, attribute) in FRAME_SLOTS.items()
         ]
 
-    @staticmethod
-    def values(slots, source):
-        return {slot: escape(source[key]) for slot, key, escape in slots}
+    def reason_values(self, reason):
+        """(reason, why-paragraph) as the items show them, escaped: readers share a few thousand reasons."""
+        values = self.reasons.get(reason)
+        if values is None:
+            if len(self.reasons) >= REASONS_KEPT:
+                self.reasons.clear()
+            body = self.body
+            values = (
+                body.escape_text(reason) if "reason" in self.item_slots else "",
+                body.escape_text(why_paragraph(reason)) if "why" in self.item_slots else "",
+            )
+            self.reasons[reason] = values
+        return values
 
-    def assemble(self, context):
-        self.prepare([item["paper"] for item in context["items"]])
-        values = self.values(self.frame_slots, {**context, "email": context["subscriber"].email})
+    def assemble(self, values, items, vote_base):
+        """A reader's body. ``values``: the frame's values by context key; ``items``: (paper id,
+        paper, reason) in rank order; ``vote_base``: the reader's vote link up to the paper."""
+        pieces = self.items
+        if self.head is None or any(pk not in pieces for pk, _, _ in items):
+            self.prepare([paper for _, paper, _ in items])
+        frame = self.frame_values(values)
+        vote = self.body.escape_attribute(vote_base)
         out = []
-        self.fill(self.head, values, out)
-        for item in context["items"]:
-            self.fill(self.items[item["paper"].pk], self.values(self.item_slots, item), out)
-        self.fill(self.tail, values, out)
+        self.head.fill(frame, out)
+        for rank, (pk, _, reason) in enumerate(items, start=1):
+            pieces[pk].fill((str(rank), *self.reason_values(reason), vote), out)
+        self.tail.fill(frame, out)
         return "".join(out)
 
-    @staticmethod
-    def fill(parts, values, out):
-        for literal, slot in parts:
-            out.append(literal)
-            if slot is not None:
-                out.append(values[slot])
+
+@dataclass(frozen=True)
+class Piece:
+    """Pre-rendered text with slots: literals at the even positions of ``parts``, slot names at
+    the odd ones; ``slots`` gives, per slot, the position of its value in a fill's values."""
+
+    parts: list
+    slots: list
+
+    def names(self):
+        return set(self.parts[1::2])  # until filled, the odd positions hold the slot names
+
+    def fill(self, values, out):
+        parts = self.parts.copy()
+        parts[1::2] = [values[i] for i in self.slots]
+        out += parts
 
 
 @dataclass(frozen=True)
@@ -273,23 +345,24 @@ class DigestLinks:
             purpose: tokens.TokenMaker(purpose)
             for purpose in (tokens.FEEDBACK, tokens.VIEW, tokens.FEED, tokens.UNSUBSCRIBE, tokens.PREFERENCES)
         }
-        vote = token_url("digest:vote", 1, "up")  # {paper} and {choice} filled in per paper
-        self.vote = lambda token: vote(token).removesuffix("/1/up/") + "/{paper}/{choice}/"
+        vote = token_url("digest:vote", 1, "up")
+        self.vote = lambda token: vote(token).removesuffix("/1/up/")  # + /{paper}/{choice}/
         self.view = token_url("digest:view_in_browser")
         self.feed = token_url("digest:feed")
         self.unsubscribe = token_url("subscriptions:unsubscribe")
         self.preferences = token_url("subscriptions:preferences")
 
-    def token(self, subscriber, purpose, **extra):
-        return self.makers[purpose].make(subscriber, **extra)
-
     def for_reader(self, subscriber, edition):
+        """The reader's links: two payloads (with and without the edition), five signatures."""
+        with_edition = tokens.token_value(subscriber, e=edition.pk)
+        plain = tokens.token_value(subscriber)
+        makers = self.makers
         return {
-            "vote_url": self.vote(self.token(subscriber, tokens.FEEDBACK, e=edition.pk)),
-            "view_url": self.view(self.token(subscriber, tokens.VIEW, e=edition.pk)),
-            "feed_url": self.feed(self.token(subscriber, tokens.FEED)),
-            "unsubscribe_url": self.unsubscribe(self.token(subscriber, tokens.UNSUBSCRIBE)),
-            "preferences_url": self.preferences(self.token(subscriber, tokens.PREFERENCES)),
+            "vote_base": self.vote(makers[tokens.FEEDBACK].sign(with_edition)),
+            "view_url": self.view(makers[tokens.VIEW].sign(with_edition)),
+            "feed_url": self.feed(makers[tokens.FEED].sign(plain)),
+            "unsubscribe_url": self.unsubscribe(makers[tokens.UNSUBSCRIBE].sign(plain)),
+            "preferences_url": self.preferences(makers[tokens.PREFERENCES].sign(plain)),
         }
 
 
@@ -307,8 +380,10 @@ class DigestRenderer:
         }
         self.blocks = {}
         self.links = DigestLinks()
-        self.html_pieces = BodyPieces(self, HTML_BODY)
-        self.text_pieces = BodyPieces(self, TEXT_BODY)
+        self.pieces = {
+            False: (BodyPieces(self, TEXT_BODY), BodyPieces(self, HTML_BODY)),
+            True: (BodyPieces(self, TEXT_BODY.for_json()), BodyPieces(self, HTML_BODY.for_json())),
+        }
 
     def edition_context(self):
         return {
@@ -335,8 +410,9 @@ class DigestRenderer:
         return self.blocks[paper.pk]
 
     def context(self, subscriber, ranked):
+        """Everything the digest templates show, for rendering the email whole."""
         links = self.links.for_reader(subscriber, self.edition)
-        vote_url = links.pop("vote_url")
+        vote_base = links.pop("vote_base")
         return {
             "subscriber": subscriber,
             "edition": self.edition,
@@ -347,8 +423,8 @@ class DigestRenderer:
                     "rank": rank,
                     "reason": r.reason,
                     "why": why_paragraph(r.reason),
-                    "like_url": vote_url.format(paper=r.paper.pk, choice="up"),
-                    "dislike_url": vote_url.format(paper=r.paper.pk, choice="down"),
+                    "like_url": f"{vote_base}/{r.paper.pk}/up/",
+                    "dislike_url": f"{vote_base}/{r.paper.pk}/down/",
                 }
                 for rank, r in enumerate(ranked, start=1)
             ],
@@ -357,13 +433,23 @@ class DigestRenderer:
             **links,
         }
 
-    def render(self, subscriber, ranked):
-        context = self.context(subscriber, ranked)
+    def render(self, subscriber, ranked, *, for_json=False):
+        """The reader's email from the pre-rendered pieces; ``context`` holds its links only.
+
+        ``for_json``: the bodies come as ``JsonText``, ready for an ESP's JSON payload.
+        """
+        links = self.links.for_reader(subscriber, self.edition)
+        vote_base = links.pop("vote_base")
+        values = {**links, "email": subscriber.email, "preheader": preheader(ranked)}
+        items = [(r.paper.pk, r.paper, r.reason) for r in ranked]
+        text_pieces, html_pieces = self.pieces[for_json]
+        text = text_pieces.assemble(values, items, vote_base)
+        html = html_pieces.assemble(values, items, vote_base)
         return RenderedDigest(
             subject=digest_subject(self.edition, ranked),
-            context=context,
-            text=self.text_pieces.assemble(context),
-            html=self.html_pieces.assemble(context),
+            context={"subscriber": subscriber, "edition": self.edition, **links},
+            text=JsonText(text) if for_json else text,
+            html=JsonText(html) if for_json else html,
         )
 
     def render_whole(self, subscriber, ranked):

@@ -2,6 +2,7 @@
 HTML and plain text; its links and tokens equal reverse() and signing.dumps."""
 
 import html
+import json
 
 import pytest
 import time_machine
@@ -39,8 +40,9 @@ def test_assembled_digest_is_byte_identical_to_the_whole_render(reasons):
     renderer = DigestRenderer(edition)
     ranked = ranked_papers(edition, reasons)
 
-    assembled = renderer.render(subscriber, ranked)
-    whole = renderer.render_whole(subscriber, ranked)
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):  # tokens carry the time
+        assembled = renderer.render(subscriber, ranked)
+        whole = renderer.render_whole(subscriber, ranked)
 
     assert assembled.html == whole.html
     assert assembled.text == whole.text
@@ -56,11 +58,13 @@ def test_a_reused_renderer_gives_each_reader_their_own_links():
     first, second = SubscriberFactory.create_batch(2)
     ranked = ranked_papers(edition, ["a", "b"])
 
-    html_first = renderer.render(first, ranked).html
-    html_second = renderer.render(second, ranked).html
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):  # tokens carry the time
+        html_first = renderer.render(first, ranked).html
+        html_second = renderer.render(second, ranked).html
+        whole_second = renderer.render_whole(second, ranked).html
 
     assert html_first != html_second
-    assert renderer.render_whole(second, ranked).html == html_second
+    assert whole_second == html_second
 
 
 def test_links_built_from_reversed_prefixes_equal_reverse():
@@ -76,7 +80,7 @@ def test_links_built_from_reversed_prefixes_equal_reverse():
 
     assert links["view_url"] == absolute_url(reverse("digest:view_in_browser", args=[view]))
     assert links["unsubscribe_url"] == absolute_url(reverse("subscriptions:unsubscribe", args=[unsubscribe]))
-    assert links["vote_url"].format(paper=7, choice="down") == absolute_url(
+    assert f"{links['vote_base']}/7/down/" == absolute_url(
         reverse("digest:vote", args=[vote, 7, "down"])
     )
 
@@ -115,3 +119,21 @@ def test_the_html_body_is_ascii_with_every_character_kept_as_a_reference():
     assert "Über-fast 👍 diffusion “quoted”" in shown
     assert "zoë@example.org" in shown and "👍 More like this" in shown
     assert "Über-fast 👍 diffusion “quoted”" in digest.text
+
+
+def test_bodies_for_a_json_payload_decode_to_the_bodies_themselves():
+    hostile = HOSTILE + ' back\\slash "q" tab\t ctrl\x01 Über 👍'
+    PaperFactory(title=hostile, abstract=hostile, organization=hostile)
+    edition = built_edition()
+    subscriber = SubscriberFactory(email='o"brien\\x@example.org', interests=hostile)
+    renderer = DigestRenderer(edition)
+    ranked = ranked_papers(edition, [f"matches your interests: {hostile}", "in cs.LG"])
+
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):  # tokens carry the time
+        plain = renderer.render(subscriber, ranked)
+        encoded = renderer.render(subscriber, ranked, for_json=True)
+
+    assert json.loads(f'"{encoded.html.escaped}"') == plain.html
+    assert json.loads(f'"{encoded.text.escaped}"') == plain.text
+    assert encoded.html.escaped == json.dumps(plain.html, ensure_ascii=False)[1:-1]
+    assert encoded.text.escaped == json.dumps(plain.text, ensure_ascii=False)[1:-1]
