@@ -14,19 +14,22 @@ A batch stops at the ESP's recipient limit (settings.DIGEST_ESP_BATCH_LIMIT
 may lower it) and before its payload passes settings.DIGEST_ESP_BATCH_MAX_BYTES.
 """
 
-import json
+import re
+import uuid
 from dataclasses import dataclass, replace
+from json.encoder import encode_basestring
+from urllib.parse import quote
 
-from anymail.backends.mailgun import EmailBackend as MailgunBackend
-from anymail.backends.mailgun import MailgunPayload
-from anymail.exceptions import AnymailSerializationError
+import requests
+from anymail.exceptions import AnymailError, AnymailRequestsAPIError
+from anymail.utils import parse_single_address
 from django.conf import settings
-from django.core.mail import get_connection
-from urllib3 import encode_multipart_formdata
 
-from .emails import MergeFields
+from .emails import MergeFields, one_line, personal_headers
+from .rendering import JsonText
 
 ANYMAIL_BACKENDS = "anymail.backends."
+MAILGUN_BACKEND = "anymail.backends.mailgun.EmailBackend"
 ON_THE_FLY = MergeFields(subject="%recipient.subject%", text="%recipient.text%", html="%recipient.html%")
 
 
@@ -35,6 +38,7 @@ class BatchStyle:
     max_recipients: int
     fields: MergeFields = MergeFields()
     needs_template: bool = False
+    direct: bool = False  # calls built by ``MailgunBatch`` from bodies rendered for JSON
 
 
 BATCH_STYLES = {
@@ -65,11 +69,17 @@ def batch_style():
         style = replace(style, fields=MergeFields(template_id=settings.DIGEST_ESP_TEMPLATE_ID))
     if settings.DIGEST_ESP_BATCH_LIMIT:
         style = replace(style, max_recipients=min(style.max_recipients, settings.DIGEST_ESP_BATCH_LIMIT))
+    if settings.EMAIL_BACKEND == MAILGUN_BACKEND:
+        style = replace(style, direct=True)
     return style
 
 
 def part_size(part):
-    return len(part.html.encode()) + len(part.text.encode()) + len(part.subject.encode())
+    return body_size(part.html) + body_size(part.text) + len(part.subject.encode())
+
+
+def body_size(body):
+    return len((body.escaped if isinstance(body, JsonText) else body).encode())
 
 
 def batches(items, max_recipients, part_of=lambda item: item):
@@ -86,49 +96,121 @@ def batches(items, max_recipients, part_of=lambda item: item):
         yield batch
 
 
-# --- Mailgun batch calls as multipart/form-data ---------------------------------
+# --- Mailgun batch calls, built directly -----------------------------------------
 #
-# anymail posts Mailgun's form URL-encoded unless there are attachments. A batch
-# carries megabytes of HTML in ``recipient-variables``, and URL-encoding that
-# in Python costs more than rendering the digests; multipart/form-data (which
-# Mailgun accepts for the same fields) copies the bytes as they are.
+# A Mailgun batch call carries every recipient's subject and bodies in
+# ``recipient-variables``. Built by anymail from an EmailMessage, each call
+# parsed every address with the email package and JSON-escaped megabytes of
+# HTML: at a few hundred readers per call that cost more than composing the
+# digests. ``MailgunBatch`` writes the same fields (anymail's names, values and
+# placeholders; a test compares the two) as multipart/form-data, which Mailgun
+# accepts for the same fields, from bodies already escaped for JSON by the
+# renderer (``JsonText``), and posts them with anymail's backend: its settings,
+# session and timeout, and its errors (``AnymailRequestsAPIError``).
 
-MAILGUN_BACKEND = "anymail.backends.mailgun.EmailBackend"
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+")
 
 
-class MultipartMailgunPayload(MailgunPayload):
-    def serialize_json(self, data):
-        """As anymail's, but UTF-8 as it is: multipart carries it, and ``\\uXXXX`` escapes
-        would triple the size of every non-ASCII character in a batch's bodies."""
+@dataclass(frozen=True)
+class BatchAnswer:
+    """What the ESP said about one batch call: each recipient's message id, and the refused ones."""
+
+    message_ids: list
+    refused: frozenset = frozenset()
+
+
+def json_value(value):
+    return f'"{value.escaped}"' if isinstance(value, JsonText) else encode_basestring(value)
+
+
+def recipient_address(address, backend):
+    """The address as anymail writes it for Mailgun (plain ones as they are)."""
+    if PLAIN_ADDRESS.fullmatch(address):
+        return address
+    return parse_single_address(address).format(idna_encode=backend.idna_encode)
+
+
+class MailgunBatch:
+    """One Mailgun batch call for ``parts`` (``emails.BatchPart``), as anymail would make it."""
+
+    def __init__(self, backend, parts):
+        self.backend = backend
+        self.parts = parts
+        self.headers = [personal_headers(part.context) for part in parts]
+
+    def shared_fields(self):
+        from_address = parse_single_address(settings.DEFAULT_FROM_EMAIL)
+        header_names = list(dict.fromkeys(name for headers in self.headers for name in headers))
+        metadata_keys = list(dict.fromkeys(key for part in self.parts for key in part.metadata))
+        fields = [("from", from_address.format(idna_encode=self.backend.idna_encode))]
+        fields += [("to", recipient_address(part.to, self.backend)) for part in self.parts]
+        fields += [("subject", ON_THE_FLY.subject)]
+        if any(part.context.get("unsubscribe_url") for part in self.parts):
+            fields += [("h:List-Unsubscribe-Post", "List-Unsubscribe=One-Click"), ("h:List-Id", settings.EMAIL_LIST_ID)]
+        fields += [("text", ON_THE_FLY.text), ("html", ON_THE_FLY.html)]
+        fields += [(f"h:{header_key(name)}", f"%recipient.h:{header_key(name)}%") for name in header_names]
+        fields += [(f"v:{key}", f"%recipient.v:{key}%") for key in metadata_keys]
+        return fields, header_names, metadata_keys
+
+    def recipient_variables(self, header_names, metadata_keys):
+        """The ``recipient-variables`` JSON, written from already escaped bodies."""
+        entries = []
+        for part, headers in zip(self.parts, self.headers):
+            values = [(f"v:{key}", str(part.metadata.get(key, ""))) for key in metadata_keys]
+            values += [("html", part.html), ("subject", one_line(part.subject)), ("text", part.text)]
+            values += [(f"h:{header_key(name)}", headers.get(name, "")) for name in header_names]
+            fields = ", ".join(f"{encode_basestring(key)}: {json_value(value)}" for key, value in values)
+            entries.append(f"{encode_basestring(address_spec(part.to))}: {{{fields}}}")
+        return "{" + ", ".join(entries) + "}"
+
+    def body(self, boundary):
+        fields, header_names, metadata_keys = self.shared_fields()
+        fields.append(("recipient-variables", self.recipient_variables(header_names, metadata_keys)))
+        chunks = []
+        for name, value in fields:
+            chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
+            chunks.append(value.encode())
+            chunks.append(b"\r\n")
+        chunks.append(f"--{boundary}--\r\n".encode())
+        return b"".join(chunks)
+
+    def url(self):
+        domain = self.backend.sender_domain or parse_single_address(settings.DEFAULT_FROM_EMAIL).domain
+        if not domain or "/" in domain or "%2f" in domain.lower():
+            raise AnymailError(f"Invalid Mailgun sender domain {domain!r}", backend=self.backend)
+        return f"{self.backend.api_url}{quote(domain, safe='')}/messages"
+
+    def send(self):
+        """Post the call; returns a ``BatchAnswer`` or raises anymail's errors."""
+        backend = self.backend
+        backend.open()
+        boundary = uuid.uuid4().hex
+        url = self.url()
         try:
-            return json.dumps(data, default=self._json_default, ensure_ascii=False)
-        except TypeError as err:
-            raise AnymailSerializationError(
-                orig_err=err, email_message=self.message, backend=self.backend, payload=self
-            ) from None
-
-    def get_request_params(self, api_url):
-        params = super().get_request_params(api_url)
-        if params.get("files"):
-            return params  # attachments: anymail already sends multipart
-        fields = []
-        for name, values in params["data"].items():
-            for value in values if isinstance(values, (list, tuple)) else [values]:
-                fields.append((name, value))
-        body, content_type = encode_multipart_formdata(fields)
-        params.update(data=body, files=None, headers={**(params.get("headers") or {}), "Content-Type": content_type})
-        return params
-
-
-class MultipartMailgunBackend(MailgunBackend):
-    """anymail's Mailgun backend, sending every call as multipart/form-data."""
-
-    def build_message_payload(self, message, defaults):
-        return MultipartMailgunPayload(message, defaults, self)
+            response = backend.session.post(
+                url, data=self.body(boundary), auth=("api", backend.api_key), timeout=backend.timeout,
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
+        except requests.RequestException as err:
+            raise AnymailRequestsAPIError(f"Error posting to {url}:", backend=backend) from err
+        if not 200 <= response.status_code < 300:
+            raise AnymailRequestsAPIError(response=response, backend=backend)
+        try:
+            answer = response.json()
+            message_id, text = answer["id"], answer["message"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise AnymailRequestsAPIError("Invalid Mailgun API response format", response=response,
+                                          backend=backend) from err
+        if not str(text).startswith("Queued"):
+            raise AnymailRequestsAPIError(f"Unrecognized Mailgun API message {text!r}", response=response,
+                                          backend=backend)
+        return BatchAnswer([str(message_id)] * len(self.parts))
 
 
-def batch_connection():
-    """The connection for batch calls: Mailgun's as multipart, any other backend as configured."""
-    if settings.EMAIL_BACKEND == MAILGUN_BACKEND:
-        return get_connection(f"{__name__}.MultipartMailgunBackend")
-    return get_connection()
+def header_key(name):
+    """A header name as anymail writes it in Mailgun's ``h:`` fields (``Message-ID`` → ``Message-Id``)."""
+    return "-".join(word.capitalize() for word in name.split("-"))
+
+
+def address_spec(address):
+    return address if PLAIN_ADDRESS.fullmatch(address) else parse_single_address(address).addr_spec

@@ -45,7 +45,7 @@ from django.utils import timezone
 from subscriptions.models import Subscriber
 
 from .emails import BatchPart, build_batch_email, build_email
-from .esp import batch_connection, batch_style, batches
+from .esp import BatchAnswer, MailgunBatch, batch_style, batches
 from .models import Delivery, Feedback
 from .ranking import MODEL_MIN_LIKES, EditionRanker
 from .rendering import DigestRenderer
@@ -349,8 +349,11 @@ class ComposedDigest:
     part: BatchPart
 
 
-def compose(deliveries, prepared, readers, report):
-    """Rank and render each reader's digest; readers with nothing worth sending are skipped."""
+def compose(deliveries, prepared, readers, report, *, for_json=False):
+    """Rank and render each reader's digest; readers with nothing worth sending are skipped.
+
+    ``for_json``: bodies rendered for a JSON payload (``DigestRenderer.render``).
+    """
     skipped = []
     for count, delivery in enumerate(deliveries, start=1):
         subscriber = delivery.subscriber
@@ -361,7 +364,7 @@ def compose(deliveries, prepared, readers, report):
         if not ranked:
             skipped.append(delivery.pk)
         else:
-            part = batch_part(delivery, prepared.renderer.render(subscriber, ranked))
+            part = batch_part(delivery, prepared.renderer.render(subscriber, ranked, for_json=for_json))
             PHASES.add("render", time.perf_counter() - ranked_at)
             yield ComposedDigest(delivery, ranked, part)
         if count % PROGRESS_EVERY == 0:
@@ -559,12 +562,25 @@ def start_batch(pool, connection, group, style, report):
 
 
 def call_esp(connection, group, style):
-    """One ESP API call for a whole batch; returns the sent message and the seconds it took."""
+    """One ESP API call for a whole batch; returns its ``BatchAnswer`` and the seconds it took."""
     started = time.perf_counter()
-    message = build_batch_email([c.part for c in group], style.fields)
-    message.connection = connection
-    message.send()
-    return message, time.perf_counter() - started
+    parts = [c.part for c in group]
+    if style.direct:
+        answer = MailgunBatch(connection, parts).send()
+    else:
+        message = build_batch_email(parts, style.fields)
+        message.connection = connection
+        message.send()
+        answer = answer_of(message, parts)
+    return answer, time.perf_counter() - started
+
+
+def answer_of(message, parts):
+    """The ``BatchAnswer`` anymail recorded on a sent batch message."""
+    refused = frozenset(
+        email.lower() for email, s in message.anymail_status.recipients.items() if s.status in REFUSED_STATUSES
+    )
+    return BatchAnswer(esp_message_ids(message, [part.to for part in parts]), refused)
 
 
 def finish_batch(call, report):
@@ -572,28 +588,21 @@ def finish_batch(call, report):
     group = call.group
     waited = time.perf_counter()
     try:
-        message, seconds = call.answer.result()
+        answer, seconds = call.answer.result()
     except Exception as exc:  # classified; nothing is lost
         record_send_error(call.token, [c.delivery for c in group], exc, report)
         return
     finally:
         PHASES.add("wait for ESP", time.perf_counter() - waited, 0)
     PHASES.add("send", seconds, len(group))
-    refused = refused_recipients(message, group)
+    refused = [c.delivery for c in group if c.part.to.lower() in answer.refused]
     if refused:
         record_send_error(call.token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
-    refused_ids = {d.pk for d in refused}
-    accepted = [c for c in group if c.delivery.pk not in refused_ids]
-    sent = list(zip([c.delivery for c in accepted], esp_message_ids(message, [c.part.to for c in accepted])))
+    sent = [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)
+            if c.part.to.lower() not in answer.refused]
     with PHASES.phase("record", len(sent)):
         record_sent(call.token, sent)
     report.sent += len(sent)
-
-
-def refused_recipients(message, group):
-    """The deliveries whose recipient the ESP refused inside an accepted batch."""
-    statuses = {email.lower(): s.status for email, s in message.anymail_status.recipients.items()}
-    return [c.delivery for c in group if statuses.get(c.part.to.lower()) in REFUSED_STATUSES]
 
 
 def send_in_batches(items, style, report):
@@ -603,7 +612,7 @@ def send_in_batches(items, style, report):
     batch is claimed, and also when composing fails, so no claimed row is
     left without its outcome. The database is only used from this thread.
     """
-    connection = batch_connection()
+    connection = get_connection()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esp-call")
     in_flight = None
     try:
@@ -644,8 +653,8 @@ def send_edition_to(edition, subscriber_ids, *, prepared=None):
     prepared = prepared or prepare_edition(edition)
     with PHASES.phase("select/claim"):
         readers = load_readers(edition, [d.subscriber_id for d in deliveries])
-    composed = compose(deliveries, prepared, readers, report)
     style = batch_style()
+    composed = compose(deliveries, prepared, readers, report, for_json=style is not None and style.direct)
     if style is None:
         send_individually(composed, report)
     else:
