@@ -121,46 +121,59 @@ class QueryCounter:
 
 
 def esp_server(domain, api_key, port_queue, stop_event, stats_queue):
-    """Run the imitation Mailgun; keep per-recipient counts and body hashes only."""
+    """Run the imitation Mailgun. Like Mailgun it answers "Queued" once a call is checked
+    (key, domain, sender, recipients); what each recipient got is spooled to a file and
+    counted after the run, so checking bodies does not take CPU from the send."""
     import hashlib
     import json as _json
+    import tempfile
 
     from tests.fakes.mailgun import FakeMailgun
 
     class CountingMailgun(FakeMailgun):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.per_recipient = {}
-            self.bodies = set()
+            self.spool = tempfile.TemporaryFile("w+", encoding="utf-8")
             self.calls = 0
 
         def handle(self, domain, fields, api_key):
             status, payload, headers = super().handle(domain, fields, api_key)
             with self._lock:
-                # Keep no bodies. Requests from two workers overlap: take this call's own.
+                # Keep no bodies in memory. Requests from two workers overlap: take this call's own.
                 mine = next(i for i in range(len(self.requests) - 1, -1, -1) if self.requests[i].fields is fields)
                 request = self.requests.pop(mine)
                 if request.accepted:
                     self.calls += 1
-                    variables = _json.loads(fields["recipient-variables"][0]) if "recipient-variables" in fields else {}
-                    for address in request.recipients:
-                        self.per_recipient[address] = self.per_recipient.get(address, 0) + 1
-                        body = variables.get(address, {}).get("html") or request.value("html", "")
-                        self.bodies.add(hashlib.blake2b(body.encode(), digest_size=12).digest())
+                    variables = request.value("recipient-variables", "{}")
+                    head = _json.dumps({"to": request.recipients, "html": request.value("html", "")})
+                    self.spool.write(f"{head}\n{len(variables)}\n{variables}")
             return status, payload, headers
+
+        def count(self):
+            """Per recipient: messages received; and the distinct HTML bodies, as hashes."""
+            per_recipient, bodies = {}, set()
+            self.spool.seek(0)
+            while head := self.spool.readline():
+                call = _json.loads(head)
+                variables = _json.loads(self.spool.read(int(self.spool.readline())))
+                for address in call["to"]:
+                    per_recipient[address] = per_recipient.get(address, 0) + 1
+                    body = variables.get(address, {}).get("html") or call["html"]
+                    bodies.add(hashlib.blake2b(body.encode(), digest_size=12).digest())
+            return per_recipient, bodies
 
     esp = CountingMailgun(domain=domain, api_key=api_key).start()
     port_queue.put(esp.api_url)
     stop_event.wait()
-    counts = esp.per_recipient
+    esp.stop()
+    counts, bodies = esp.count()
     stats_queue.put({
         "calls": esp.calls,
         "recipients": len(counts),
         "messages": sum(counts.values()),
         "duplicates": sum(1 for c in counts.values() if c != 1),
-        "distinct_bodies": len(esp.bodies),
+        "distinct_bodies": len(bodies),
     })
-    esp.stop()
 
 
 class EspProcess:

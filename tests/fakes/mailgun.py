@@ -17,10 +17,12 @@ number of requests or until told to ``recover``::
 
 import base64
 import json
+import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from email.message import Message
 from email.utils import getaddresses
 from urllib.parse import parse_qs
@@ -28,6 +30,8 @@ from urllib.parse import parse_qs
 from .http import BackgroundHTTPServer, QuietHandler
 
 MAX_RECIPIENTS_PER_MESSAGE = 1000  # Mailgun's documented batch limit
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+")
+SIMPLE_PART_HEAD = re.compile(r'Content-Disposition: form-data; name="([A-Za-z0-9:._-]+)"', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,13 @@ class MailgunRequest:
         values = self.fields.get(name)
         return values[0] if values else default
 
-    @property
+    @cached_property
     def recipients(self):
         """The bare addresses in ``to`` (each field may hold one or several)."""
-        return [addr.lower() for _, addr in getaddresses(self.fields.get("to", []))]
+        values = self.fields.get("to", [])
+        if all(PLAIN_ADDRESS.fullmatch(value) for value in values):
+            return [value.lower() for value in values]
+        return [addr.lower() for _, addr in getaddresses(values)]
 
     @property
     def recipient_variables(self):
@@ -121,14 +128,19 @@ def parse_multipart(content_type, body):
         head, separator, payload = section.partition(b"\r\n\r\n")
         if not separator:
             raise ValueError("multipart part without a blank line after its headers")
-        headers = Message()
-        for line in head.decode("utf-8").strip().split("\r\n"):
-            key, colon, value = line.partition(":")
-            if not colon:
-                raise ValueError(f"malformed part header: {line[:80]!r}")
-            headers[key.strip()] = value.strip()
-        name = headers.get_param("name", header="content-disposition")
-        charset = headers.get_content_charset() or "utf-8"
+        head = head.decode("utf-8").strip()
+        simple = SIMPLE_PART_HEAD.fullmatch(head)
+        if simple:  # the usual one-line head: no email-package parsing per field
+            name, charset = simple.group(1), "utf-8"
+        else:
+            headers = Message()
+            for line in head.split("\r\n"):
+                key, colon, value = line.partition(":")
+                if not colon:
+                    raise ValueError(f"malformed part header: {line[:80]!r}")
+                headers[key.strip()] = value.strip()
+            name = headers.get_param("name", header="content-disposition")
+            charset = headers.get_content_charset() or "utf-8"
         fields.setdefault(name, []).append(payload.decode(charset))
     return fields
 
