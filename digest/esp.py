@@ -137,6 +137,12 @@ class MailgunBatch:
         self.backend = backend
         self.parts = parts
         self.headers = [personal_headers(part.context) for part in parts]
+        self.boundary = self.payload = None
+
+    def prepare(self):
+        """Build the request body (in the caller's thread: ``send`` may run in another)."""
+        self.boundary = uuid.uuid4().hex
+        self.payload = self.body(self.boundary)
 
     def shared_fields(self):
         from_address = parse_single_address(settings.DEFAULT_FROM_EMAIL)
@@ -184,12 +190,13 @@ class MailgunBatch:
         """Post the call; returns a ``BatchAnswer`` or raises anymail's errors."""
         backend = self.backend
         backend.open()
-        boundary = uuid.uuid4().hex
+        if self.payload is None:
+            self.prepare()
         url = self.url()
         try:
             response = backend.session.post(
-                url, data=self.body(boundary), auth=("api", backend.api_key), timeout=backend.timeout,
-                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                url, data=self.payload, auth=("api", backend.api_key), timeout=backend.timeout,
+                headers={"Content-Type": f"multipart/form-data; boundary={self.boundary}"},
             )
         except requests.RequestException as err:
             raise AnymailRequestsAPIError(f"Error posting to {url}:", backend=backend) from err

@@ -47,7 +47,7 @@ from subscriptions.models import Subscriber
 from .emails import BatchPart, build_batch_email, build_email
 from .esp import BatchAnswer, MailgunBatch, batch_style, batches
 from .models import Delivery, Feedback
-from .ranking import MODEL_MIN_LIKES, EditionRanker
+from .ranking import MODEL_MIN_LIKES, EditionRanker, RankRequest
 from .rendering import DigestRenderer
 
 log = logging.getLogger(__name__)
@@ -170,8 +170,9 @@ def start_sending_with_papers(deliveries):
     """``start_sending_batch`` and ``write_papers`` in one statement on PostgreSQL.
 
     Each row is moved ``pending`` → ``sending`` (subscriber still active) and
-    given its papers and why-lines by a single ``UPDATE … FROM unnest(…)
-    RETURNING id``: one new row version instead of two, no second read.
+    given its papers and why-lines by a single ``UPDATE … FROM
+    jsonb_to_recordset(…) RETURNING id``: one new row version instead of two,
+    no second read.
     """
     if db_connection.vendor != "postgresql":
         token, won = start_sending_batch([d.pk for d in deliveries])
@@ -181,23 +182,19 @@ def start_sending_with_papers(deliveries):
         return uuid.uuid4().hex, set()
     token, now = uuid.uuid4().hex, timezone.now()
     table, subscribers = Delivery._meta.db_table, Subscriber._meta.db_table
+    batch = json.dumps([{"id": d.pk, "paper_ids": d.paper_ids, "reasons": d.reasons} for d in deliveries])
     with db_connection.cursor() as cursor:
-        # Rows are reached from the 500-odd ids by primary key, and the subscriber by a
+        # Rows are reached from the batch's ids by primary key, and the subscriber by a
         # scalar subquery on its primary key: a plan that holds whatever the statistics say.
+        # Papers and why-lines travel as one JSON document (one parameter, no array quoting).
         cursor.execute(
             f"UPDATE {table} AS d SET status = %s, sending_at = %s, attempts = d.attempts + 1, send_token = %s, "
-            f"paper_ids = v.paper_ids::jsonb, reasons = v.reasons::jsonb, updated_at = %s "
-            f"FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, paper_ids, reasons) "
+            f"paper_ids = v.paper_ids, reasons = v.reasons, updated_at = %s "
+            f"FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, paper_ids jsonb, reasons jsonb) "
             f"WHERE d.id = v.id AND d.status = %s "
             f"AND (SELECT s.status FROM {subscribers} AS s WHERE s.id = d.subscriber_id) = %s "
             f"RETURNING d.id",
-            [
-                Delivery.Status.SENDING, now, token, now,
-                [d.pk for d in deliveries],
-                [json.dumps(d.paper_ids) for d in deliveries],
-                [json.dumps(d.reasons) for d in deliveries],
-                Delivery.Status.PENDING, Subscriber.Status.ACTIVE,
-            ],
+            [Delivery.Status.SENDING, now, token, now, batch, Delivery.Status.PENDING, Subscriber.Status.ACTIVE],
         )
         won = {row[0] for row in cursor.fetchall()}
     return token, won
@@ -212,14 +209,30 @@ def finish(delivery_id, status, **fields):
     Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.SENDING).update(status=status, **fields)
 
 
-def skip_inactive(edition, subscriber_ids):
-    """Pending deliveries of subscribers who left meanwhile are skipped, never sent."""
-    inactive = Subscriber.objects.filter(pk__in=list(subscriber_ids)).exclude(status=Subscriber.Status.ACTIVE)
-    return Delivery.objects.filter(
-        edition=edition, subscriber_id__in=inactive.values("pk"), status=Delivery.Status.PENDING
-    ).update(
-        status=Delivery.Status.SKIPPED, reason="subscriber no longer active"
+# What ranking and rendering read of a reader; the rest of the row is not loaded.
+READER_FIELDS = ("email", "status", "interests", "categories", "max_papers", "always_send_top", "token_secret")
+LEFT_MEANWHILE = "subscriber no longer active"
+
+
+def pending_deliveries(edition, subscriber_ids):
+    """The chunk's pending deliveries with their readers, in one query.
+
+    Deliveries of subscribers who left meanwhile are skipped, never sent (the
+    claim checks again, for a reader who leaves after this read).
+    """
+    rows = list(
+        Delivery.objects.filter(edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING)
+        .select_related("subscriber")
+        .only("id", "subscriber_id", "edition_id", "status", *(f"subscriber__{name}" for name in READER_FIELDS))
+        .order_by("pk")
     )
+    left = [d.pk for d in rows if d.subscriber.status != Subscriber.Status.ACTIVE]
+    if left:
+        skip(left, LEFT_MEANWHILE)
+    deliveries = [d for d in rows if d.subscriber.status == Subscriber.Status.ACTIVE]
+    for delivery in deliveries:
+        delivery.edition = edition
+    return deliveries
 
 
 def skip(delivery_ids, reason):
@@ -252,30 +265,30 @@ class PreparedEdition:
 _prepared_editions = {}
 
 
+def sendable_entries(edition):
+    return edition.entries.filter(pulled=False, paper__block__isnull=True).order_by("rank")
+
+
 def edition_entries(edition):
-    return list(
-        edition.entries.filter(pulled=False, paper__block__isnull=True)
-        .select_related("paper")
-        .order_by("rank")
-    )
+    return list(sendable_entries(edition).select_related("paper"))
 
 
 def prepare_edition(edition):
     """The edition's vectors and paper blocks: computed once per process, reused by every chunk.
 
     Recomputed when an entry is pulled or blocked, a paper changes, or the
-    settings that shape the vectors or the links do.
+    settings that shape the vectors or the links do; checking costs one query
+    of (entry, paper, paper's last change) tuples.
     """
-    entries = edition_entries(edition)
     key = (
         edition.pk, edition.date, edition.cadence, settings.DIGEST_EMBEDDER, settings.SITE_URL,
-        tuple((e.pk, e.paper_id, e.paper.updated_at) for e in entries),
+        tuple(sendable_entries(edition).values_list("pk", "paper_id", "paper__updated_at")),
     )
     prepared = _prepared_editions.get(edition.pk)
     if prepared is None or prepared.key != key:
         while len(_prepared_editions) >= PREPARED_EDITIONS_KEPT:
             _prepared_editions.pop(next(iter(_prepared_editions)))
-        prepared = PreparedEdition(key, EditionRanker(entries), DigestRenderer(edition))
+        prepared = PreparedEdition(key, EditionRanker(edition_entries(edition)), DigestRenderer(edition))
         _prepared_editions[edition.pk] = prepared
     return prepared
 
@@ -294,15 +307,20 @@ class Readers:
     ignored: dict
 
     def rank(self, ranker, subscriber, **kwargs):
+        return ranker.rank_for(subscriber, **self.profile(subscriber), **kwargs)
+
+    def rank_all(self, ranker, subscribers):
+        """``rank`` for many readers at once (``EditionRanker.rank_many``)."""
+        return ranker.rank_many([RankRequest(s, **self.profile(s)) for s in subscribers])
+
+    def profile(self, subscriber):
         sid = subscriber.pk
-        return ranker.rank_for(
-            subscriber,
-            exclude_ids=self.history.get(sid, ()),
-            liked=self.liked.get(sid, ()),
-            disliked=self.disliked.get(sid, ()),
-            ignored=self.ignored.get(sid, ()),
-            **kwargs,
-        )
+        return {
+            "exclude_ids": self.history.get(sid, ()),
+            "liked": self.liked.get(sid, ()),
+            "disliked": self.disliked.get(sid, ()),
+            "ignored": self.ignored.get(sid, ()),
+        }
 
 
 def papers_already_sent(subscriber_ids, excluding_edition=None):
@@ -355,17 +373,16 @@ def compose(deliveries, prepared, readers, report, *, for_json=False):
     ``for_json``: bodies rendered for a JSON payload (``DigestRenderer.render``).
     """
     skipped = []
-    for count, delivery in enumerate(deliveries, start=1):
-        subscriber = delivery.subscriber
-        started = time.perf_counter()
-        ranked = readers.rank(prepared.ranker, subscriber)
-        ranked_at = time.perf_counter()
-        PHASES.add("rank", ranked_at - started)
+    started = time.perf_counter()
+    rankings = readers.rank_all(prepared.ranker, [d.subscriber for d in deliveries])
+    PHASES.add("rank", time.perf_counter() - started, len(deliveries))
+    for count, (delivery, ranked) in enumerate(zip(deliveries, rankings), start=1):
         if not ranked:
             skipped.append(delivery.pk)
         else:
-            part = batch_part(delivery, prepared.renderer.render(subscriber, ranked, for_json=for_json))
-            PHASES.add("render", time.perf_counter() - ranked_at)
+            started = time.perf_counter()
+            part = batch_part(delivery, prepared.renderer.render(delivery.subscriber, ranked, for_json=for_json))
+            PHASES.add("render", time.perf_counter() - started)
             yield ComposedDigest(delivery, ranked, part)
         if count % PROGRESS_EVERY == 0:
             log.info("digests composed edition=%s progress=%d/%d", delivery.edition_id, count, len(deliveries))
@@ -554,25 +571,38 @@ class BatchCall:
 
 
 def start_batch(pool, connection, group, style, report):
-    """Claim the batch's rows, then hand the ESP call to ``pool``; None when no row was won."""
+    """Claim the batch's rows and build its call here; hand the call itself to ``pool``.
+    None when no row was won."""
     token, group = claim_for_send(group, report)
     if not group:
         return None
-    return BatchCall(token, group, pool.submit(call_esp, connection, group, style))
+    parts = [c.part for c in group]
+    batch = MailgunBatch(connection, parts) if style.direct else AnymailBatch(connection, parts, style.fields)
+    batch.prepare()
+    return BatchCall(token, group, pool.submit(call_esp, batch))
 
 
-def call_esp(connection, group, style):
+def call_esp(batch):
     """One ESP API call for a whole batch; returns its ``BatchAnswer`` and the seconds it took."""
     started = time.perf_counter()
-    parts = [c.part for c in group]
-    if style.direct:
-        answer = MailgunBatch(connection, parts).send()
-    else:
-        message = build_batch_email(parts, style.fields)
-        message.connection = connection
-        message.send()
-        answer = answer_of(message, parts)
+    answer = batch.send()
     return answer, time.perf_counter() - started
+
+
+class AnymailBatch:
+    """A batch as one anymail message, for the ESPs not called directly (and anymail's test backend)."""
+
+    def __init__(self, connection, parts, fields):
+        self.connection, self.parts, self.fields = connection, parts, fields
+        self.message = None
+
+    def prepare(self):
+        self.message = build_batch_email(self.parts, self.fields)
+        self.message.connection = self.connection
+
+    def send(self):
+        self.message.send()
+        return answer_of(self.message, self.parts)
 
 
 def answer_of(message, parts):
@@ -639,14 +669,7 @@ def send_edition_to(edition, subscriber_ids, *, prepared=None):
     subscriber_ids = list(subscriber_ids)
     with PHASES.phase("select/claim", len(subscriber_ids)):
         claim_deliveries(edition, subscriber_ids)
-        skip_inactive(edition, subscriber_ids)
-        deliveries = list(
-            Delivery.objects.filter(
-                edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING
-            ).select_related("subscriber").order_by("pk")
-        )
-        for delivery in deliveries:
-            delivery.edition = edition
+        deliveries = pending_deliveries(edition, subscriber_ids)
     report = SendReport()
     if not deliveries:
         return report
