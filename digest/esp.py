@@ -79,7 +79,9 @@ def part_size(part):
 
 
 def body_size(body):
-    return len((body.escaped if isinstance(body, JsonText) else body).encode())
+    """Bytes in UTF-8, without encoding an ASCII body (digest HTML is ASCII) to count them."""
+    text = body.escaped if isinstance(body, JsonText) else body
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def batches(items, max_recipients, part_of=lambda item: item):
@@ -119,10 +121,6 @@ class BatchAnswer:
     refused: frozenset = frozenset()
 
 
-def json_value(value):
-    return f'"{value.escaped}"' if isinstance(value, JsonText) else encode_basestring(value)
-
-
 def recipient_address(address, backend):
     """The address as anymail writes it for Mailgun (plain ones as they are)."""
     if PLAIN_ADDRESS.fullmatch(address):
@@ -158,27 +156,35 @@ class MailgunBatch:
         fields += [(f"v:{key}", f"%recipient.v:{key}%") for key in metadata_keys]
         return fields, header_names, metadata_keys
 
-    def recipient_variables(self, header_names, metadata_keys):
-        """The ``recipient-variables`` JSON, written from already escaped bodies."""
-        entries = []
-        for part, headers in zip(self.parts, self.headers):
+    def recipient_variables(self, header_names, metadata_keys, out):
+        """Append the ``recipient-variables`` JSON to ``out``, written from already escaped bodies."""
+        out.append("{")
+        for n, (part, headers) in enumerate(zip(self.parts, self.headers)):
             values = [(f"v:{key}", str(part.metadata.get(key, ""))) for key in metadata_keys]
             values += [("html", part.html), ("subject", one_line(part.subject)), ("text", part.text)]
             values += [(f"h:{header_key(name)}", headers.get(name, "")) for name in header_names]
-            fields = ", ".join(f"{encode_basestring(key)}: {json_value(value)}" for key, value in values)
-            entries.append(f"{encode_basestring(address_spec(part.to))}: {{{fields}}}")
-        return "{" + ", ".join(entries) + "}"
+            out.append(", " if n else "")
+            out.append(encode_basestring(address_spec(part.to)))
+            out.append(": {")
+            for m, (key, value) in enumerate(values):
+                out.append(f"{', ' if m else ''}{encode_basestring(key)}: ")
+                if isinstance(value, JsonText):
+                    out += ('"', value.escaped, '"')
+                else:
+                    out.append(encode_basestring(value))
+            out.append("}")
+        out.append("}")
 
     def body(self, boundary):
+        """The multipart/form-data body: one join of the pieces, one encoding."""
         fields, header_names, metadata_keys = self.shared_fields()
-        fields.append(("recipient-variables", self.recipient_variables(header_names, metadata_keys)))
-        chunks = []
+        out = []
         for name, value in fields:
-            chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
-            chunks.append(value.encode())
-            chunks.append(b"\r\n")
-        chunks.append(f"--{boundary}--\r\n".encode())
-        return b"".join(chunks)
+            out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n', value, "\r\n")
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="recipient-variables"\r\n\r\n')
+        self.recipient_variables(header_names, metadata_keys, out)
+        out.append(f"\r\n--{boundary}--\r\n")
+        return "".join(out).encode()
 
     def url(self):
         domain = self.backend.sender_domain or parse_single_address(settings.DEFAULT_FROM_EMAIL).domain

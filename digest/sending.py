@@ -40,6 +40,7 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db.models import Exists, F, OuterRef
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from subscriptions.models import Subscriber
@@ -119,6 +120,15 @@ class SendReport:
 
 
 # --- The ledger ---------------------------------------------------------------
+
+
+def id_list(ids):
+    """``ids`` for an ``__in`` lookup: on PostgreSQL one array parameter, since psycopg
+    parses a statement of 500 placeholders in Python on every call; elsewhere the list."""
+    ids = list(ids)
+    if db_connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::bigint[])", [ids])
+    return ids
 
 
 def claim_deliveries(edition, subscriber_ids):
@@ -221,7 +231,8 @@ def pending_deliveries(edition, subscriber_ids):
     claim checks again, for a reader who leaves after this read).
     """
     rows = list(
-        Delivery.objects.filter(edition=edition, subscriber_id__in=subscriber_ids, status=Delivery.Status.PENDING)
+        Delivery.objects.filter(edition=edition, subscriber_id__in=id_list(subscriber_ids),
+                                status=Delivery.Status.PENDING)
         .select_related("subscriber")
         .only("id", "subscriber_id", "edition_id", "status", *(f"subscriber__{name}" for name in READER_FIELDS))
         .order_by("pk")
@@ -236,7 +247,7 @@ def pending_deliveries(edition, subscriber_ids):
 
 
 def skip(delivery_ids, reason):
-    return Delivery.objects.filter(pk__in=delivery_ids, status=Delivery.Status.PENDING).update(
+    return Delivery.objects.filter(pk__in=id_list(delivery_ids), status=Delivery.Status.PENDING).update(
         status=Delivery.Status.SKIPPED, reason=reason[:300]
     )
 
@@ -325,7 +336,7 @@ class Readers:
 
 def papers_already_sent(subscriber_ids, excluding_edition=None):
     """Per subscriber, the papers of every digest that was (or may have been) handed to the ESP."""
-    rows = Delivery.objects.filter(subscriber_id__in=subscriber_ids).exclude(status=Delivery.Status.PENDING)
+    rows = Delivery.objects.filter(subscriber_id__in=id_list(subscriber_ids)).exclude(status=Delivery.Status.PENDING)
     if excluding_edition is not None:
         rows = rows.exclude(edition=excluding_edition)
     sent = {}
@@ -336,7 +347,7 @@ def papers_already_sent(subscriber_ids, excluding_edition=None):
 
 def feedback_papers(subscriber_ids):
     liked, disliked = {}, {}
-    for fb in Feedback.objects.filter(subscriber_id__in=subscriber_ids).select_related("paper"):
+    for fb in Feedback.objects.filter(subscriber_id__in=id_list(subscriber_ids)).select_related("paper"):
         (liked if fb.vote > 0 else disliked).setdefault(fb.subscriber_id, []).append(fb.paper)
     return liked, disliked
 
@@ -430,7 +441,7 @@ def record_sent(token, sent):
         by_message_id.setdefault(delivery.esp_message_id, []).append(delivery.pk)
     if len(by_message_id) <= 3:  # a batch call: one ESP message id for all its recipients
         for message_id, ids in by_message_id.items():
-            Delivery.objects.filter(pk__in=ids, send_token=token, status=Delivery.Status.SENDING).update(
+            Delivery.objects.filter(pk__in=id_list(ids), send_token=token, status=Delivery.Status.SENDING).update(
                 status=Delivery.Status.SENT, sent_at=now, reason="", esp_message_id=message_id
             )
     else:
@@ -492,7 +503,7 @@ def record_send_error(token, deliveries, exc, report):
     kind = classify_send_error(exc)
     text = f"{type(exc).__name__}: {exc}"[:300]
     ids = [d.pk for d in deliveries]
-    rows = Delivery.objects.filter(pk__in=ids, send_token=token, status=Delivery.Status.SENDING)
+    rows = Delivery.objects.filter(pk__in=id_list(ids), send_token=token, status=Delivery.Status.SENDING)
     if kind == "transient":
         rows.update(status=Delivery.Status.PENDING, reason=text, paper_ids=[], reasons={})
         report.transient.extend(ids)
