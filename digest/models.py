@@ -58,8 +58,9 @@ class Delivery(models.Model):
         FAILED = "failed"
         SKIPPED = "skipped"
 
+    # The unique (subscriber, edition) index serves lookups by subscriber: no second index.
     subscriber = models.ForeignKey(
-        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="deliveries"
+        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
     edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="deliveries")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -68,7 +69,7 @@ class Delivery(models.Model):
     )
     reasons = models.JSONField(default=dict, blank=True, help_text="Why-line per paper id.")
     reason = models.CharField(max_length=300, blank=True, help_text="Why skipped or failed.")
-    esp_message_id = models.CharField(max_length=300, blank=True, db_index=True)
+    esp_message_id = models.CharField(max_length=300, blank=True)
     send_token = models.CharField(
         max_length=32, blank=True, help_text="Set by the compare-and-swap that won this send."
     )
@@ -94,12 +95,16 @@ class Delivery(models.Model):
         # No index on status alone: right after a day's rows are claimed the planner's
         # statistics say "few pending rows" and an index on status would lead it to scan
         # every pending row for each batch. Rows are found by id or (subscriber, edition);
-        # only the stale-send sweep looks by status, through this partial index.
+        # only the stale-send sweep looks by status, through this partial index. Every
+        # index is written on each of a row's three versions (pending, sending, sent), so
+        # there are no others: webhooks find rows by ESP message id (exact match only, so
+        # without the pattern-ops twin ``db_index=True`` would add).
         indexes = [
             models.Index(
                 fields=["sending_at"], name="delivery_sending_idx",
                 condition=models.Q(status="sending"),
-            )
+            ),
+            models.Index(fields=["esp_message_id"], name="delivery_esp_message_idx"),
         ]
 
     def __str__(self):

@@ -39,7 +39,7 @@ from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
-from django.db.models import Exists, F, OuterRef
+from django.db.models import BooleanField, Exists, F, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -122,13 +122,20 @@ class SendReport:
 # --- The ledger ---------------------------------------------------------------
 
 
-def id_list(ids):
-    """``ids`` for an ``__in`` lookup: on PostgreSQL one array parameter, since psycopg
-    parses a statement of 500 placeholders in Python on every call; elsewhere the list."""
+def among(model, field, ids):
+    """A filter: ``field`` is one of ``ids``.
+
+    On PostgreSQL ``column = ANY(%s)`` with the ids as one array parameter: psycopg
+    would parse a statement of 500 placeholders in Python on every call, and the
+    planner looks the ids up in the column's index whatever its statistics say (an
+    ``IN (SELECT unnest(…))`` was hash-joined with every row of the edition when
+    freshly loaded rows looked few). Elsewhere ``field__in``.
+    """
     ids = list(ids)
-    if db_connection.vendor == "postgresql":
-        return RawSQL("SELECT unnest(%s::bigint[])", [ids])
-    return ids
+    if db_connection.vendor != "postgresql":
+        return Q(**{f"{field}__in": ids})
+    column = model._meta.get_field(field).column
+    return RawSQL(f'"{model._meta.db_table}"."{column}" = ANY(%s::bigint[])', [ids], output_field=BooleanField())
 
 
 def claim_deliveries(edition, subscriber_ids):
@@ -225,18 +232,18 @@ LEFT_MEANWHILE = "subscriber no longer active"
 
 
 def pending_deliveries(edition, subscriber_ids):
-    """The chunk's pending deliveries with their readers, in one query.
+    """The chunk's pending deliveries with their readers; subscribers without a delivery
+    yet are claimed first (a chunk is normally claimed when it is enqueued).
 
     Deliveries of subscribers who left meanwhile are skipped, never sent (the
     claim checks again, for a reader who leaves after this read).
     """
-    rows = list(
-        Delivery.objects.filter(edition=edition, subscriber_id__in=id_list(subscriber_ids),
-                                status=Delivery.Status.PENDING)
-        .select_related("subscriber")
-        .only("id", "subscriber_id", "edition_id", "status", *(f"subscriber__{name}" for name in READER_FIELDS))
-        .order_by("pk")
-    )
+    rows = chunk_deliveries(edition, subscriber_ids)
+    unclaimed = set(subscriber_ids) - {d.subscriber_id for d in rows}
+    if unclaimed:
+        claim_deliveries(edition, sorted(unclaimed))
+        rows = sorted(rows + chunk_deliveries(edition, unclaimed), key=lambda d: d.pk)
+    rows = [d for d in rows if d.status == Delivery.Status.PENDING]
     left = [d.pk for d in rows if d.subscriber.status != Subscriber.Status.ACTIVE]
     if left:
         skip(left, LEFT_MEANWHILE)
@@ -246,8 +253,18 @@ def pending_deliveries(edition, subscriber_ids):
     return deliveries
 
 
+def chunk_deliveries(edition, subscriber_ids):
+    """The deliveries of ``edition`` to these subscribers, whatever their status, in one query."""
+    return list(
+        Delivery.objects.filter(among(Delivery, "subscriber", subscriber_ids), edition=edition)
+        .select_related("subscriber")
+        .only("id", "subscriber_id", "edition_id", "status", *(f"subscriber__{name}" for name in READER_FIELDS))
+        .order_by("pk")
+    )
+
+
 def skip(delivery_ids, reason):
-    return Delivery.objects.filter(pk__in=id_list(delivery_ids), status=Delivery.Status.PENDING).update(
+    return Delivery.objects.filter(among(Delivery, "id", delivery_ids), status=Delivery.Status.PENDING).update(
         status=Delivery.Status.SKIPPED, reason=reason[:300]
     )
 
@@ -336,7 +353,9 @@ class Readers:
 
 def papers_already_sent(subscriber_ids, excluding_edition=None):
     """Per subscriber, the papers of every digest that was (or may have been) handed to the ESP."""
-    rows = Delivery.objects.filter(subscriber_id__in=id_list(subscriber_ids)).exclude(status=Delivery.Status.PENDING)
+    rows = Delivery.objects.filter(among(Delivery, "subscriber", subscriber_ids)).exclude(
+        status=Delivery.Status.PENDING
+    )
     if excluding_edition is not None:
         rows = rows.exclude(edition=excluding_edition)
     sent = {}
@@ -347,7 +366,7 @@ def papers_already_sent(subscriber_ids, excluding_edition=None):
 
 def feedback_papers(subscriber_ids):
     liked, disliked = {}, {}
-    for fb in Feedback.objects.filter(subscriber_id__in=id_list(subscriber_ids)).select_related("paper"):
+    for fb in Feedback.objects.filter(among(Feedback, "subscriber", subscriber_ids)).select_related("paper"):
         (liked if fb.vote > 0 else disliked).setdefault(fb.subscriber_id, []).append(fb.paper)
     return liked, disliked
 
@@ -441,7 +460,7 @@ def record_sent(token, sent):
         by_message_id.setdefault(delivery.esp_message_id, []).append(delivery.pk)
     if len(by_message_id) <= 3:  # a batch call: one ESP message id for all its recipients
         for message_id, ids in by_message_id.items():
-            Delivery.objects.filter(pk__in=id_list(ids), send_token=token, status=Delivery.Status.SENDING).update(
+            Delivery.objects.filter(among(Delivery, "id", ids), send_token=token, status=Delivery.Status.SENDING).update(
                 status=Delivery.Status.SENT, sent_at=now, reason="", esp_message_id=message_id
             )
     else:
@@ -503,7 +522,7 @@ def record_send_error(token, deliveries, exc, report):
     kind = classify_send_error(exc)
     text = f"{type(exc).__name__}: {exc}"[:300]
     ids = [d.pk for d in deliveries]
-    rows = Delivery.objects.filter(pk__in=id_list(ids), send_token=token, status=Delivery.Status.SENDING)
+    rows = Delivery.objects.filter(among(Delivery, "id", ids), send_token=token, status=Delivery.Status.SENDING)
     if kind == "transient":
         rows.update(status=Delivery.Status.PENDING, reason=text, paper_ids=[], reasons={})
         report.transient.extend(ids)
@@ -588,8 +607,9 @@ def start_batch(pool, connection, group, style, report):
     if not group:
         return None
     parts = [c.part for c in group]
-    batch = MailgunBatch(connection, parts) if style.direct else AnymailBatch(connection, parts, style.fields)
-    batch.prepare()
+    with PHASES.phase("build ESP call", len(parts)):
+        batch = MailgunBatch(connection, parts) if style.direct else AnymailBatch(connection, parts, style.fields)
+        batch.prepare()
     return BatchCall(token, group, pool.submit(call_esp, batch))
 
 
@@ -679,7 +699,6 @@ def send_edition_to(edition, subscriber_ids, *, prepared=None):
     """
     subscriber_ids = list(subscriber_ids)
     with PHASES.phase("select/claim", len(subscriber_ids)):
-        claim_deliveries(edition, subscriber_ids)
         deliveries = pending_deliveries(edition, subscriber_ids)
     report = SendReport()
     if not deliveries:
