@@ -58,11 +58,11 @@ class Delivery(models.Model):
         FAILED = "failed"
         SKIPPED = "skipped"
 
-    # The unique (subscriber, edition) index serves lookups by subscriber: no second index.
     subscriber = models.ForeignKey(
-        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="deliveries", db_index=False
+        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="deliveries"
     )
-    edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="deliveries")
+    # The unique (edition, subscriber) index serves lookups by edition: no second index.
+    edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     paper_ids = models.JSONField(
         default=list, blank=True, help_text="The papers handed (or perhaps handed) to the ESP."
@@ -88,8 +88,11 @@ class Delivery(models.Model):
         ordering = ["-created_at"]
         verbose_name_plural = "deliveries"
         constraints = [
+            # Edition first: a send chunk reads (edition, its 500 subscribers) through it.
+            # With the edition alone indexed, a day's freshly claimed rows (which the
+            # planner's statistics do not know yet) were scanned whole for every chunk.
             models.UniqueConstraint(
-                fields=["subscriber", "edition"], name="delivery_unique_subscriber_edition"
+                fields=["edition", "subscriber"], name="delivery_unique_edition_subscriber"
             )
         ]
         # No index on status alone: right after a day's rows are claimed the planner's
@@ -97,14 +100,18 @@ class Delivery(models.Model):
         # every pending row for each batch. Rows are found by id or (subscriber, edition);
         # only the stale-send sweep looks by status, through this partial index. Every
         # index is written on each of a row's three versions (pending, sending, sent), so
-        # there are no others: webhooks find rows by ESP message id (exact match only, so
-        # without the pattern-ops twin ``db_index=True`` would add).
+        # there are few: webhooks find sent rows by ESP message id (exact match only, so
+        # without the pattern-ops twin ``db_index=True`` would add, and only rows that
+        # have one).
         indexes = [
             models.Index(
                 fields=["sending_at"], name="delivery_sending_idx",
                 condition=models.Q(status="sending"),
             ),
-            models.Index(fields=["esp_message_id"], name="delivery_esp_message_idx"),
+            models.Index(
+                fields=["esp_message_id"], name="delivery_esp_message_idx",
+                condition=~models.Q(esp_message_id=""),
+            ),
         ]
 
     def __str__(self):

@@ -157,7 +157,7 @@ def claim_deliveries(edition, subscriber_ids):
             f"INSERT INTO {Delivery._meta.db_table} (subscriber_id, edition_id, status, paper_ids, reasons, "
             "reason, esp_message_id, send_token, attempts, created_at, updated_at) "
             "SELECT s, %s, %s, '[]'::jsonb, '{}'::jsonb, '', '', '', 0, %s, %s FROM unnest(%s::bigint[]) AS s "
-            "ON CONFLICT (subscriber_id, edition_id) DO NOTHING",
+            "ON CONFLICT (edition_id, subscriber_id) DO NOTHING",
             [edition.pk, Delivery.Status.PENDING, now, now, subscriber_ids],
         )
 
@@ -253,14 +253,47 @@ def pending_deliveries(edition, subscriber_ids):
     return deliveries
 
 
+DELIVERY_FIELDS = ("id", "subscriber_id", "edition_id", "status")
+
+
 def chunk_deliveries(edition, subscriber_ids):
-    """The deliveries of ``edition`` to these subscribers, whatever their status, in one query."""
-    return list(
-        Delivery.objects.filter(among(Delivery, "subscriber", subscriber_ids), edition=edition)
-        .select_related("subscriber")
-        .only("id", "subscriber_id", "edition_id", "status", *(f"subscriber__{name}" for name in READER_FIELDS))
-        .order_by("pk")
-    )
+    """The deliveries of ``edition`` to these subscribers, whatever their status, each with
+    its reader (only ``READER_FIELDS`` loaded), in delivery order.
+
+    On PostgreSQL one unique-index lookup per subscriber (``LATERAL … OFFSET 0``):
+    the planner, left to itself, reads the whole edition (or table) for 500 rows,
+    all the more when its statistics have not seen the day's rows yet.
+    """
+    if db_connection.vendor != "postgresql":
+        return list(
+            Delivery.objects.filter(edition=edition, subscriber_id__in=list(subscriber_ids))
+            .select_related("subscriber")
+            .only(*DELIVERY_FIELDS, *(f"subscriber__{name}" for name in READER_FIELDS))
+            .order_by("pk")
+        )
+    reader_fields = ("id", *READER_FIELDS)
+    columns = [f"d.{name}" for name in DELIVERY_FIELDS] + [f"r.{name}" for name in reader_fields]
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT x.* FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN LATERAL ("
+            f"SELECT {', '.join(columns)} FROM {Delivery._meta.db_table} AS d "
+            f"JOIN {Subscriber._meta.db_table} AS r ON r.id = d.subscriber_id "
+            f"WHERE d.edition_id = %s AND d.subscriber_id = s.id OFFSET 0) AS x ORDER BY 1",
+            [list(subscriber_ids), edition.pk],
+        )
+        rows = cursor.fetchall()
+    db = db_connection.alias
+    split = len(DELIVERY_FIELDS)
+    deliveries = []
+    for row in rows:
+        delivery = Delivery.from_db(db, DELIVERY_FIELDS, row[:split])
+        reader = list(row[split:])
+        categories = reader_fields.index("categories")
+        if isinstance(reader[categories], str):  # jsonb as text, as Django's connection loads it
+            reader[categories] = json.loads(reader[categories])
+        delivery.subscriber = Subscriber.from_db(db, reader_fields, reader)
+        deliveries.append(delivery)
+    return deliveries
 
 
 def skip(delivery_ids, reason):
@@ -353,15 +386,35 @@ class Readers:
 
 def papers_already_sent(subscriber_ids, excluding_edition=None):
     """Per subscriber, the papers of every digest that was (or may have been) handed to the ESP."""
-    rows = Delivery.objects.filter(among(Delivery, "subscriber", subscriber_ids)).exclude(
-        status=Delivery.Status.PENDING
-    )
-    if excluding_edition is not None:
-        rows = rows.exclude(edition=excluding_edition)
     sent = {}
-    for subscriber_id, paper_ids in rows.values_list("subscriber_id", "paper_ids"):
+    for subscriber_id, paper_ids in past_papers(subscriber_ids, excluding_edition):
         sent.setdefault(subscriber_id, set()).update(paper_ids)
     return sent
+
+
+def past_papers(subscriber_ids, excluding_edition):
+    """(subscriber id, paper ids) of each delivery past ``pending``, other editions only.
+
+    On PostgreSQL each subscriber's rows are looked up in the subscriber index
+    (``LATERAL … OFFSET 0`` keeps the planner from hashing the whole table when
+    its statistics have not seen the day's rows yet).
+    """
+    if db_connection.vendor != "postgresql":
+        rows = Delivery.objects.filter(subscriber_id__in=list(subscriber_ids)).exclude(status=Delivery.Status.PENDING)
+        if excluding_edition is not None:
+            rows = rows.exclude(edition=excluding_edition)
+        return rows.values_list("subscriber_id", "paper_ids")
+    table = Delivery._meta.db_table
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT s.id, d.paper_ids FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN LATERAL ("
+            f"SELECT paper_ids FROM {table} WHERE subscriber_id = s.id AND status <> %s "
+            f"AND edition_id IS DISTINCT FROM %s OFFSET 0) AS d",
+            [list(subscriber_ids), Delivery.Status.PENDING,
+             excluding_edition.pk if excluding_edition is not None else None],
+        )
+        return [(sid, json.loads(paper_ids) if isinstance(paper_ids, str) else paper_ids)
+                for sid, paper_ids in cursor.fetchall()]
 
 
 def feedback_papers(subscriber_ids):
