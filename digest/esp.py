@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import requests
 from anymail.exceptions import AnymailError, AnymailRequestsAPIError
-from anymail.utils import parse_single_address
+from anymail.utils import get_anymail_setting, parse_single_address
 from django.conf import settings
 
 from .emails import MergeFields, one_line, personal_headers
@@ -69,9 +69,17 @@ def batch_style():
         style = replace(style, fields=MergeFields(template_id=settings.DIGEST_ESP_TEMPLATE_ID))
     if settings.DIGEST_ESP_BATCH_LIMIT:
         style = replace(style, max_recipients=min(style.max_recipients, settings.DIGEST_ESP_BATCH_LIMIT))
-    if settings.EMAIL_BACKEND == MAILGUN_BACKEND:
+    if settings.EMAIL_BACKEND == MAILGUN_BACKEND and not anymail_send_defaults():
         style = replace(style, direct=True)
     return style
+
+
+def anymail_send_defaults():
+    """anymail's SEND_DEFAULTS for Mailgun (tags, metadata, tracking…): a direct batch call
+    does not apply them, so with any configured batches go through anymail's message."""
+    return get_anymail_setting("send_defaults", default={}) or get_anymail_setting(
+        "send_defaults", esp_name="Mailgun", default={}
+    )
 
 
 def part_size(part):

@@ -125,3 +125,9 @@ def test_an_unreachable_mailgun_is_a_transient_error(mailgun):
 def test_only_mailgun_itself_gets_direct_batches(settings, backend, direct):
     settings.EMAIL_BACKEND = backend
     assert batch_style().direct is direct
+
+
+def test_with_anymail_send_defaults_batches_go_through_anymails_message(settings):
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = {**settings.ANYMAIL, "SEND_DEFAULTS": {"tags": ["digest"]}}
+    assert batch_style().direct is False
