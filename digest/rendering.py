@@ -196,9 +196,6 @@ class JsonText:
 
     escaped: str
 
-    def __len__(self):
-        return len(self.escaped)
-
 
 class BodyPieces:
     """One body of the email cut into pre-rendered pieces with per-reader slots.
@@ -206,8 +203,8 @@ class BodyPieces:
     The body's template is rendered (HTML: autoescaped, then CSS-inlined) with
     a placeholder for every per-reader value, once per edition; each paper's
     item is rendered once, when a reader first gets it. Each piece is kept as
-    a format string whose fields are its slots, so a reader's body is a few
-    ``str.format`` calls with their own values, escaped for their place.
+    a ``Piece``, its literals with its slots between them, so a reader's body is
+    the pieces filled with their own values, escaped for their place.
     """
 
     def __init__(self, renderer, body):
@@ -247,7 +244,7 @@ class BodyPieces:
                 {
                     "block": renderer.block(p), "paper": p, "rank": self.placeholder("rank"),
                     "reason": self.placeholder("reason"), "why": self.placeholder("why"),
-                    "like_url": f"{vote}/{p.pk}/up/", "dislike_url": f"{vote}/{p.pk}/down/",
+                    "like_url": vote_link(vote, p.pk, "up"), "dislike_url": vote_link(vote, p.pk, "down"),
                 }
                 for p in missing
             ],
@@ -337,6 +334,11 @@ def token_url(name, *more_args):
     return lambda token: f"{prefix}{token}{suffix}"
 
 
+def vote_link(vote_base, paper_id, choice):
+    """A vote link from the reader's vote link up to the paper (``DigestLinks.vote``)."""
+    return f"{vote_base}/{paper_id}/{choice}/"
+
+
 class DigestLinks:
     """Every per-reader link of a digest, signed with keys derived once per renderer."""
 
@@ -346,7 +348,7 @@ class DigestLinks:
             for purpose in (tokens.FEEDBACK, tokens.VIEW, tokens.FEED, tokens.UNSUBSCRIBE, tokens.PREFERENCES)
         }
         vote = token_url("digest:vote", 1, "up")
-        self.vote = lambda token: vote(token).removesuffix("/1/up/")  # + /{paper}/{choice}/
+        self.vote = lambda token: vote(token).removesuffix(vote_link("", 1, "up"))
         self.view = token_url("digest:view_in_browser")
         self.feed = token_url("digest:feed")
         self.unsubscribe = token_url("subscriptions:unsubscribe")
@@ -423,8 +425,8 @@ class DigestRenderer:
                     "rank": rank,
                     "reason": r.reason,
                     "why": why_paragraph(r.reason),
-                    "like_url": f"{vote_base}/{r.paper.pk}/up/",
-                    "dislike_url": f"{vote_base}/{r.paper.pk}/down/",
+                    "like_url": vote_link(vote_base, r.paper.pk, "up"),
+                    "dislike_url": vote_link(vote_base, r.paper.pk, "down"),
                 }
                 for rank, r in enumerate(ranked, start=1)
             ],

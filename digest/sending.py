@@ -126,16 +126,35 @@ def among(model, field, ids):
     """A filter: ``field`` is one of ``ids``.
 
     On PostgreSQL ``column = ANY(%s)`` with the ids as one array parameter: psycopg
-    would parse a statement of 500 placeholders in Python on every call, and the
-    planner looks the ids up in the column's index whatever its statistics say (an
-    ``IN (SELECT unnest(…))`` was hash-joined with every row of the edition when
-    freshly loaded rows looked few). Elsewhere ``field__in``.
+    would parse a statement of 500 placeholders in Python on every call. Elsewhere
+    ``field__in``.
     """
     ids = list(ids)
     if db_connection.vendor != "postgresql":
         return Q(**{f"{field}__in": ids})
     column = model._meta.get_field(field).column
     return RawSQL(f'"{model._meta.db_table}"."{column}" = ANY(%s::bigint[])', [ids], output_field=BooleanField())
+
+
+def rows_per_subscriber(subscriber_ids, select, params):
+    """The rows of ``select`` (which names the subscriber as ``s.id``) for each subscriber,
+    each found by its own index lookup (PostgreSQL).
+
+    ``LATERAL … OFFSET 0`` keeps the planner from joining the ids with a whole
+    table or edition, which it does for 500 ids whenever its statistics have not
+    seen the day's rows yet, or its cost model prefers reading everything.
+    """
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT x.* FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN LATERAL ({select} OFFSET 0) AS x",
+            [list(subscriber_ids), *params],
+        )
+        return cursor.fetchall()
+
+
+def from_jsonb(value):
+    """A jsonb column read with a plain cursor: Django's connection loads it as text."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def claim_deliveries(edition, subscriber_ids):
@@ -260,9 +279,7 @@ def chunk_deliveries(edition, subscriber_ids):
     """The deliveries of ``edition`` to these subscribers, whatever their status, each with
     its reader (only ``READER_FIELDS`` loaded), in delivery order.
 
-    On PostgreSQL one unique-index lookup per subscriber (``LATERAL … OFFSET 0``):
-    the planner, left to itself, reads the whole edition (or table) for 500 rows,
-    all the more when its statistics have not seen the day's rows yet.
+    On PostgreSQL one unique-index lookup per subscriber (``rows_per_subscriber``).
     """
     if db_connection.vendor != "postgresql":
         return list(
@@ -273,24 +290,19 @@ def chunk_deliveries(edition, subscriber_ids):
         )
     reader_fields = ("id", *READER_FIELDS)
     columns = [f"d.{name}" for name in DELIVERY_FIELDS] + [f"r.{name}" for name in reader_fields]
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT x.* FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN LATERAL ("
-            f"SELECT {', '.join(columns)} FROM {Delivery._meta.db_table} AS d "
-            f"JOIN {Subscriber._meta.db_table} AS r ON r.id = d.subscriber_id "
-            f"WHERE d.edition_id = %s AND d.subscriber_id = s.id OFFSET 0) AS x ORDER BY 1",
-            [list(subscriber_ids), edition.pk],
-        )
-        rows = cursor.fetchall()
-    db = db_connection.alias
-    split = len(DELIVERY_FIELDS)
+    rows = rows_per_subscriber(
+        subscriber_ids,
+        f"SELECT {', '.join(columns)} FROM {Delivery._meta.db_table} AS d "
+        f"JOIN {Subscriber._meta.db_table} AS r ON r.id = d.subscriber_id "
+        f"WHERE d.edition_id = %s AND d.subscriber_id = s.id",
+        [edition.pk],
+    )
+    db, split, categories = db_connection.alias, len(DELIVERY_FIELDS), reader_fields.index("categories")
     deliveries = []
-    for row in rows:
+    for row in sorted(rows, key=lambda row: row[0]):
         delivery = Delivery.from_db(db, DELIVERY_FIELDS, row[:split])
         reader = list(row[split:])
-        categories = reader_fields.index("categories")
-        if isinstance(reader[categories], str):  # jsonb as text, as Django's connection loads it
-            reader[categories] = json.loads(reader[categories])
+        reader[categories] = from_jsonb(reader[categories])
         delivery.subscriber = Subscriber.from_db(db, reader_fields, reader)
         deliveries.append(delivery)
     return deliveries
@@ -395,26 +407,20 @@ def papers_already_sent(subscriber_ids, excluding_edition=None):
 def past_papers(subscriber_ids, excluding_edition):
     """(subscriber id, paper ids) of each delivery past ``pending``, other editions only.
 
-    On PostgreSQL each subscriber's rows are looked up in the subscriber index
-    (``LATERAL … OFFSET 0`` keeps the planner from hashing the whole table when
-    its statistics have not seen the day's rows yet).
+    On PostgreSQL each subscriber's rows are looked up in the subscriber index.
     """
     if db_connection.vendor != "postgresql":
         rows = Delivery.objects.filter(subscriber_id__in=list(subscriber_ids)).exclude(status=Delivery.Status.PENDING)
         if excluding_edition is not None:
             rows = rows.exclude(edition=excluding_edition)
         return rows.values_list("subscriber_id", "paper_ids")
-    table = Delivery._meta.db_table
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT s.id, d.paper_ids FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN LATERAL ("
-            f"SELECT paper_ids FROM {table} WHERE subscriber_id = s.id AND status <> %s "
-            f"AND edition_id IS DISTINCT FROM %s OFFSET 0) AS d",
-            [list(subscriber_ids), Delivery.Status.PENDING,
-             excluding_edition.pk if excluding_edition is not None else None],
-        )
-        return [(sid, json.loads(paper_ids) if isinstance(paper_ids, str) else paper_ids)
-                for sid, paper_ids in cursor.fetchall()]
+    rows = rows_per_subscriber(
+        subscriber_ids,
+        f"SELECT s.id, paper_ids FROM {Delivery._meta.db_table} WHERE subscriber_id = s.id AND status <> %s "
+        f"AND edition_id IS DISTINCT FROM %s",
+        [Delivery.Status.PENDING, excluding_edition.pk if excluding_edition is not None else None],
+    )
+    return [(sid, from_jsonb(paper_ids)) for sid, paper_ids in rows]
 
 
 def feedback_papers(subscriber_ids):

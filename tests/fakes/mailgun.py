@@ -22,9 +22,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from functools import cached_property
 from email.message import Message
 from email.utils import getaddresses
+from functools import cached_property
 from urllib.parse import parse_qs
 
 from .http import BackgroundHTTPServer, QuietHandler
@@ -117,9 +117,7 @@ def parse_multipart(content_type, body):
     building the batch did for a 15 MB digest batch; the boundary cannot occur
     inside a part, so splitting on it is exact.
     """
-    boundary = Message()
-    boundary["Content-Type"] = content_type
-    delimiter = b"\r\n--" + boundary.get_param("boundary").encode()
+    delimiter = multipart_delimiter(content_type)
     sections = (b"\r\n" + body).split(delimiter)
     if len(sections) < 3 or not sections[-1].startswith(b"--"):
         raise ValueError("malformed multipart body")
@@ -143,6 +141,13 @@ def parse_multipart(content_type, body):
             charset = headers.get_content_charset() or "utf-8"
         fields.setdefault(name, []).append(payload.decode(charset))
     return fields
+
+
+def multipart_delimiter(content_type):
+    """``CRLF--boundary``, what stands before each part of a multipart/form-data body."""
+    header = Message()
+    header["Content-Type"] = content_type
+    return b"\r\n--" + header.get_param("boundary").encode()
 
 
 def basic_auth_password(header):
