@@ -91,6 +91,34 @@ def django_setup():
     django.setup()
 
 
+def cpu_seconds():
+    """CPU seconds (user + system) this process has used, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tree_cpu_seconds(root_pid):
+    """CPU seconds used by ``root_pid`` and its children, exited ones included (Linux /proc):
+    the PostgreSQL server's share of the two cores, whatever backends came and went."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), [int(v) for v in fields[11:15]]  # ppid; utime stime cutime cstime
+
+    total = sum(stat(root_pid)[1])
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid, times = stat(entry)
+            except (OSError, IndexError):
+                continue
+            if ppid == root_pid:
+                total += times[0] + times[1]
+    return total / tick
+
+
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -187,8 +215,10 @@ def esp_server(domain, api_key, port_queue, stop_event, stats_queue):
 
     esp = CountingMailgun(domain=domain, api_key=api_key).start()
     port_queue.put(esp.api_url)
+    started_cpu = cpu_seconds()
     stop_event.wait()
     esp.stop()
+    serving_cpu = cpu_seconds() - started_cpu
     counts, bodies = esp.count()
     stats_queue.put({
         "calls": esp.calls,
@@ -196,6 +226,7 @@ def esp_server(domain, api_key, port_queue, stop_event, stats_queue):
         "messages": sum(counts.values()),
         "duplicates": sum(1 for c in counts.values() if c != 1),
         "distinct_bodies": len(bodies),
+        "cpu_seconds": serving_cpu,
     })
 
 
@@ -316,6 +347,7 @@ def send_worker(database_url, esp_url, due, workers, index, result_queue, profil
     result_queue.put({
         "index": index, "sent": sent, "seconds": finished - prepared_at, "prepare": prepared_at - started,
         "queries": counter.count, "peak_rss_mb": peak_rss_mb(), "phases": clock.summary(),
+        "cpu_seconds": cpu_seconds(),
         "slowest": counter.slowest(),
     })
 
@@ -472,8 +504,11 @@ def main():
             if workers != 1:
                 reset_ledger()
             esp = EspProcess().start()
+            postgres_cpu = tree_cpu_seconds(postmaster_pid(server))
             outcomes, wall = run_send(database_url, esp.api_url, workers, args.profile if workers == 1 else None)
+            postgres_cpu = tree_cpu_seconds(postmaster_pid(server)) - postgres_cpu
             stats = esp.finish()
+            stats["postgres_cpu_seconds"] = postgres_cpu
             by_status, problems = verify(n, stats)
             connection.close()
             runs[workers] = (outcomes, wall, stats, by_status, problems)
@@ -492,6 +527,10 @@ def main():
         return 1 if any(r[4] for r in runs.values()) else 0
     finally:
         server.stop()
+
+
+def postmaster_pid(server):
+    return int((server.datadir / "postmaster.pid").read_text().split()[0])
 
 
 def reset_ledger():
@@ -517,6 +556,10 @@ def report(n, workers, outcomes, wall, stats, by_status, problems):
         print(f"{name:<14}{f['seconds']:>9.2f}{f['rows']:>9}{per_second:>10,.0f}{f['queries']:>9}{rss:>13}")
     print(f"   ESP: {stats['calls']} calls, {stats['messages']} messages, {stats['recipients']} recipients, "
           f"{stats['distinct_bodies']} distinct bodies; ledger: {by_status}")
+    worker_cpu = sum(o["cpu_seconds"] for o in outcomes)
+    print(f"   CPU seconds: workers {worker_cpu:.1f}, PostgreSQL {stats['postgres_cpu_seconds']:.1f}, "
+          f"ESP {stats['cpu_seconds']:.1f} (per reader: {worker_cpu / n * 1e6:.0f}, "
+          f"{stats['postgres_cpu_seconds'] / n * 1e6:.0f} and {stats['cpu_seconds'] / n * 1e6:.0f} µs)")
     print("   checks: " + ("ok" if not problems else "FAILED: " + "; ".join(problems)))
 
 
