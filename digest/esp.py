@@ -17,7 +17,7 @@ may lower it) and before its payload passes settings.DIGEST_ESP_BATCH_MAX_BYTES.
 import re
 import uuid
 from dataclasses import dataclass, replace
-from json.encoder import encode_basestring
+from json.encoder import encode_basestring_ascii
 from urllib.parse import quote
 
 import requests
@@ -166,20 +166,21 @@ class MailgunBatch:
 
     def recipient_variables(self, header_names, metadata_keys, out):
         """Append the ``recipient-variables`` JSON to ``out``, written from already escaped bodies."""
+        keys = [f"v:{key}" for key in metadata_keys] + ["html", "subject", "text"]
+        keys += [f"h:{header_key(name)}" for name in header_names]
+        heads = [f"{', ' if m else ''}{encode_basestring_ascii(key)}: " for m, key in enumerate(keys)]
         out.append("{")
         for n, (part, headers) in enumerate(zip(self.parts, self.headers)):
-            values = [(f"v:{key}", str(part.metadata.get(key, ""))) for key in metadata_keys]
-            values += [("html", part.html), ("subject", one_line(part.subject)), ("text", part.text)]
-            values += [(f"h:{header_key(name)}", headers.get(name, "")) for name in header_names]
-            out.append(", " if n else "")
-            out.append(encode_basestring(address_spec(part.to)))
-            out.append(": {")
-            for m, (key, value) in enumerate(values):
-                out.append(f"{', ' if m else ''}{encode_basestring(key)}: ")
+            values = [str(part.metadata.get(key, "")) for key in metadata_keys]
+            values += [part.html, one_line(part.subject), part.text]
+            values += [headers.get(name, "") for name in header_names]
+            out += (", " if n else "", encode_basestring_ascii(address_spec(part.to)), ": {")
+            for head, value in zip(heads, values):
+                out.append(head)
                 if isinstance(value, JsonText):
                     out += ('"', value.escaped, '"')
                 else:
-                    out.append(encode_basestring(value))
+                    out.append(encode_basestring_ascii(value))
             out.append("}")
         out.append("}")
 

@@ -12,7 +12,7 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from json.encoder import encode_basestring
+from json.encoder import encode_basestring_ascii
 
 from django.conf import settings
 from django.template.loader import get_template
@@ -160,8 +160,12 @@ def why_paragraph(reason):
 
 
 def json_inside(value):
-    """``value`` as it is written inside a JSON string (``json.dumps`` without the quotes)."""
-    return encode_basestring(value)[1:-1]
+    """``value`` as it is written inside a JSON string (``json.dumps`` without the quotes).
+
+    ASCII, as ``json.dumps`` writes it by default: one "▲" in a text body would
+    otherwise widen a whole batch payload to two or four bytes per character.
+    """
+    return encode_basestring_ascii(value)[1:-1]
 
 
 def in_json(escape):

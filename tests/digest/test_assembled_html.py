@@ -100,6 +100,16 @@ def test_token_maker_makes_the_tokens_signing_dumps_makes(purpose):
         tokens.read_token(fast, tokens.UNSUBSCRIBE if purpose != tokens.UNSUBSCRIBE else tokens.FEED)
 
 
+@pytest.mark.parametrize("extra", [{}, {"e": 2**40}, {"e": 3, "p": 7}, {"e": "12"}, {"e": True}, {"x": None}])
+@pytest.mark.parametrize("secret", ["0123456789abcdef", 'q"\\é\u2028✓-long-secret'])
+def test_token_maker_writes_the_payload_json_dumps_writes(extra, secret):
+    subscriber = SubscriberFactory(token_secret=secret)
+    maker = tokens.TokenMaker(tokens.FEEDBACK)
+
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):
+        assert maker.make(subscriber, **extra) == tokens.make_token(subscriber, tokens.FEEDBACK, **extra)
+
+
 def test_token_maker_refuses_confirmation_tokens():
     with pytest.raises(ValueError):
         tokens.TokenMaker(tokens.CONFIRM)
@@ -135,5 +145,7 @@ def test_bodies_for_a_json_payload_decode_to_the_bodies_themselves():
 
     assert json.loads(f'"{encoded.html.escaped}"') == plain.html
     assert json.loads(f'"{encoded.text.escaped}"') == plain.text
-    assert encoded.html.escaped == json.dumps(plain.html, ensure_ascii=False)[1:-1]
-    assert encoded.text.escaped == json.dumps(plain.text, ensure_ascii=False)[1:-1]
+    # Written as json.dumps writes them, ASCII: "Über 👍" in a text body does not widen a payload.
+    assert encoded.html.escaped == json.dumps(plain.html)[1:-1]
+    assert encoded.text.escaped == json.dumps(plain.text)[1:-1]
+    assert encoded.text.escaped.isascii() and not plain.text.isascii()
