@@ -40,7 +40,9 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db.models import BooleanField, Exists, F, OuterRef, Q
+from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
+from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from subscriptions.models import Subscriber
@@ -300,12 +302,30 @@ def chunk_deliveries(edition, subscriber_ids):
     db, split, categories = db_connection.alias, len(DELIVERY_FIELDS), reader_fields.index("categories")
     deliveries = []
     for row in sorted(rows, key=lambda row: row[0]):
-        delivery = Delivery.from_db(db, DELIVERY_FIELDS, row[:split])
+        delivery = loaded_instance(Delivery, db, DELIVERY_FIELDS, row[:split])
         reader = list(row[split:])
         reader[categories] = from_jsonb(reader[categories])
-        delivery.subscriber = Subscriber.from_db(db, reader_fields, reader)
+        delivery.subscriber = loaded_instance(Subscriber, db, reader_fields, reader)
         deliveries.append(delivery)
     return deliveries
+
+
+def loaded_instance(model, db, attnames, values):
+    """``model.from_db(db, attnames, values)``, the other fields deferred, at a tenth of the cost.
+
+    ``from_db`` runs ``Model.__init__``, which walks every field of the model
+    and sends ``pre_init``/``post_init``: 10 µs per instance, two instances per
+    reader. When nothing listens to those signals the instance is set up as
+    ``__init__`` leaves it: the loaded values in ``__dict__`` (a deferred field
+    is one absent from it), and a state saying it came from ``db``.
+    """
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return model.from_db(db, attnames, values)
+    instance = model.__new__(model)
+    instance.__dict__.update(zip(attnames, values))
+    state = instance._state = ModelState()
+    state.adding, state.db = False, db
+    return instance
 
 
 def skip(delivery_ids, reason):
