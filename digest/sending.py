@@ -18,8 +18,10 @@
    died) the rows stay in ``sending``; ``reconcile_stale_deliveries`` marks
    them ``failed`` after DIGEST_SENDING_STALE_MINUTES, never resends them.
 
-With an ESP that batches (``digest.esp``) one API call carries a whole batch;
-otherwise each reader gets their own message over one connection.
+With an ESP that batches (``digest.esp``) one API call carries a whole batch:
+a background thread claims, sends and records each batch (steps 3 and 4) on
+the sender's database connection while the sender composes the next one.
+Otherwise each reader gets their own message over one connection.
 """
 
 import json
@@ -28,7 +30,7 @@ import resource
 import smtplib
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,6 +40,7 @@ import requests
 from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.conf import settings
 from django.core.mail import get_connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as db_connection
 from django.db.models import BooleanField, Exists, F, OuterRef, Q
 from django.db.models.base import ModelState
@@ -476,12 +479,12 @@ class ComposedDigest:
     part: BatchPart
 
 
-def compose(deliveries, prepared, readers, report, *, for_json=False):
-    """Rank and render each reader's digest; readers with nothing worth sending are skipped.
+def compose(deliveries, prepared, readers, skipped, *, for_json=False):
+    """Rank and render each reader's digest; readers with nothing worth sending go to ``skipped``
+    (their delivery ids, recorded by the caller once the batches are sent).
 
     ``for_json``: bodies rendered for a JSON payload (``DigestRenderer.render``).
     """
-    skipped = []
     started = time.perf_counter()
     rankings = readers.rank_all(prepared.ranker, [d.subscriber for d in deliveries])
     PHASES.add("rank", time.perf_counter() - started, len(deliveries))
@@ -495,11 +498,16 @@ def compose(deliveries, prepared, readers, report, *, for_json=False):
             yield ComposedDigest(delivery, ranked, part)
         if count % PROGRESS_EVERY == 0:
             log.info("digests composed edition=%s progress=%d/%d", delivery.edition_id, count, len(deliveries))
-    if skipped:
-        reason = NOTHING_RELEVANT if prepared.ranker.papers else NOTHING_NEW
-        with PHASES.phase("record", len(skipped)):
-            report.skipped += skip(skipped, reason)
-        log.info("digests skipped edition=%s count=%d reason=%s", prepared.renderer.edition.pk, len(skipped), reason)
+
+
+def record_skipped(skipped, prepared, report):
+    """Readers no paper was worth sending to: their deliveries are ``skipped``, with why."""
+    if not skipped:
+        return
+    reason = NOTHING_RELEVANT if prepared.ranker.papers else NOTHING_NEW
+    with PHASES.phase("record", len(skipped)):
+        report.skipped += skip(skipped, reason)
+    log.info("digests skipped edition=%s count=%d reason=%s", prepared.renderer.edition.pk, len(skipped), reason)
 
 
 def batch_part(delivery, digest):
@@ -670,33 +678,27 @@ def send_individually(items, report):
         connection.close()
 
 
-@dataclass
-class BatchCall:
-    """One ESP call in flight: the rows it carries and the future holding its answer."""
+def send_batch(connection, group, style, report):
+    """One batch, start to end: claim its rows, build the ESP call, make it, record the answer.
 
-    token: str
-    group: list
-    answer: Future
-
-
-def start_batch(pool, connection, group, style, report):
-    """Claim the batch's rows and build its call here; hand the call itself to ``pool``.
-    None when no row was won."""
+    Runs in the batch thread of ``send_in_batches``; returns the rows' outcome
+    in ``report`` and raises only what is not an ESP error (the database failing).
+    """
     token, group = claim_for_send(group, report)
     if not group:
-        return None
+        return
     parts = [c.part for c in group]
     with PHASES.phase("build ESP call", len(parts)):
         batch = MailgunBatch(connection, parts) if style.direct else AnymailBatch(connection, parts, style.fields)
         batch.prepare()
-    return BatchCall(token, group, pool.submit(call_esp, batch))
-
-
-def call_esp(batch):
-    """One ESP API call for a whole batch; returns its ``BatchAnswer`` and the seconds it took."""
     started = time.perf_counter()
-    answer = batch.send()
-    return answer, time.perf_counter() - started
+    try:
+        answer = batch.send()
+    except Exception as exc:  # classified; nothing is lost
+        record_send_error(token, [c.delivery for c in group], exc, report)
+        return
+    PHASES.add("send", time.perf_counter() - started, len(group))
+    record_answer(token, group, answer, report)
 
 
 class AnymailBatch:
@@ -723,52 +725,62 @@ def answer_of(message, parts):
     return BatchAnswer(esp_message_ids(message, [part.to for part in parts]), refused)
 
 
-def finish_batch(call, report):
-    """Wait for the ESP's answer to ``call``; each recipient's status decides their row."""
-    group = call.group
-    waited = time.perf_counter()
-    try:
-        answer, seconds = call.answer.result()
-    except Exception as exc:  # classified; nothing is lost
-        record_send_error(call.token, [c.delivery for c in group], exc, report)
-        return
-    finally:
-        PHASES.add("wait for ESP", time.perf_counter() - waited, 0)
-    PHASES.add("send", seconds, len(group))
+def record_answer(token, group, answer, report):
+    """Each recipient's status in the ESP's answer decides their row."""
     refused = [c.delivery for c in group if c.part.to.lower() in answer.refused]
     if refused:
-        record_send_error(call.token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
+        record_send_error(token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
     sent = [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)
             if c.part.to.lower() not in answer.refused]
     with PHASES.phase("record", len(sent)):
-        record_sent(call.token, sent)
+        record_sent(token, sent)
     report.sent += len(sent)
 
 
 def send_in_batches(items, style, report):
-    """One ESP call per batch, made in a background thread while the next batch is composed.
+    """One ESP call per batch, each claimed, made and recorded in a background thread while
+    this one composes the next batch.
 
-    At most one call is in flight: its answer is recorded before the next
-    batch is claimed, and also when composing fails, so no claimed row is
-    left without its outcome. The database is only used from this thread.
+    At most one batch is in flight: the next is handed over once the last is
+    recorded, and the last is always waited for. The batch thread uses this
+    thread's database connection, never at the same time (this thread does not
+    touch the database while a batch is in flight), so that waiting for
+    PostgreSQL and the ESP overlaps ranking and rendering instead of adding to them.
     """
     connection = get_connection()
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esp-call")
+    database = connections[DEFAULT_DB_ALIAS]
+    database.inc_thread_sharing()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esp-batch", initializer=use_database,
+                              initargs=(database,))
     in_flight = None
     try:
         for number, group in enumerate(batches(items, style.max_recipients, lambda c: c.part), start=1):
             if in_flight is not None:
-                call, in_flight = in_flight, None
-                finish_batch(call, report)
-            in_flight = start_batch(pool, connection, group, style, report)
-            log.info("digest batch handed to the ESP batch=%d recipients=%d", number, len(group))
+                wait_for_batch(in_flight)
+                in_flight = None
+            in_flight = pool.submit(send_batch, connection, group, style, report)
+            log.info("digest batch handed to the batch thread batch=%d recipients=%d", number, len(group))
     finally:
         try:
             if in_flight is not None:
-                finish_batch(in_flight, report)
+                wait_for_batch(in_flight)
         finally:
             pool.shutdown()
+            database.dec_thread_sharing()
             connection.close()
+
+
+def use_database(database):
+    """The batch thread's database connection is the sending thread's (``send_in_batches``)."""
+    connections[database.alias] = database
+
+
+def wait_for_batch(future):
+    waited = time.perf_counter()
+    try:
+        future.result()
+    finally:
+        PHASES.add("wait for batch", time.perf_counter() - waited, 0)
 
 
 def send_edition_to(edition, subscriber_ids, *, prepared=None):
@@ -786,11 +798,13 @@ def send_edition_to(edition, subscriber_ids, *, prepared=None):
     with PHASES.phase("select/claim"):
         readers = load_readers(edition, [d.subscriber_id for d in deliveries])
     style = batch_style()
-    composed = compose(deliveries, prepared, readers, report, for_json=style is not None and style.direct)
+    skipped = []
+    composed = compose(deliveries, prepared, readers, skipped, for_json=style is not None and style.direct)
     if style is None:
         send_individually(composed, report)
     else:
         send_in_batches(composed, style, report)
+    record_skipped(skipped, prepared, report)
     log.info(
         "digest chunk done edition=%s sent=%d skipped=%d failed=%d deferred=%d not_claimed=%d",
         edition.pk, report.sent, report.skipped, report.failed, len(report.transient), report.not_claimed,

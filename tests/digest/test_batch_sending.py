@@ -5,6 +5,7 @@ it would send (``anymail_test_params``); in ``digest.esp`` it stands in for
 Mailgun: recipient variables substituted into the message itself.
 """
 
+import threading
 from datetime import timedelta
 from unittest import mock
 
@@ -14,8 +15,10 @@ from anymail.backends.test import EmailBackend as AnymailTestBackend
 from anymail.exceptions import AnymailRequestsAPIError
 from anymail.message import AnymailRecipientStatus
 from django.core import mail
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from digest import sending
 from digest.esp import BATCH_STYLES, BatchStyle, batch_style
 from digest.models import Delivery
 from digest.sending import TransientSendError, claim_deliveries, reconcile_stale_deliveries, send_edition_to
@@ -192,6 +195,44 @@ def test_rows_another_worker_took_are_left_out_of_the_batch(esp_outbox, readers)
 
     recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
     assert readers[0].email not in recipients and len(recipients) == 4 and report.sent == 4
+
+
+def test_batches_are_claimed_sent_and_recorded_in_another_thread_on_the_senders_connection(esp_outbox, readers):
+    seen = []
+    record_sent = sending.record_sent
+
+    def recording(token, sent):
+        seen.append((threading.current_thread() is threading.main_thread(), connections["default"]))
+        return record_sent(token, sent)
+
+    with mock.patch.object(sending, "record_sent", side_effect=recording):
+        report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.sent == 5 and len(seen) == 3
+    assert not any(in_main for in_main, _ in seen)
+    assert {id(database) for _, database in seen} == {id(connections["default"])}
+    assert not connections["default"].allow_thread_sharing
+
+
+def test_a_database_error_in_the_batch_thread_reaches_the_task_and_leaves_the_connection_unshared(esp_outbox, readers):
+    edition = built_edition()
+    with mock.patch.object(sending, "record_sent", side_effect=DatabaseError("connection lost")):
+        with pytest.raises(DatabaseError):
+            send_edition_to(edition, [r.pk for r in readers])
+
+    assert len(esp_outbox) == 1  # the next batch was not sent after the failure
+    assert Delivery.objects.filter(status="sending").count() == 2  # outcome unknown: never resent
+    assert not connections["default"].allow_thread_sharing
+
+
+def test_readers_with_nothing_to_read_are_skipped_with_the_reason(esp_outbox, readers):
+    edition = built_edition()
+    edition.entries.update(pulled=True)
+
+    report = send_edition_to(edition, [r.pk for r in readers])
+
+    assert report.skipped == 5 and esp_outbox == []
+    assert set(Delivery.objects.values_list("status", "reason")) == {("skipped", sending.NOTHING_NEW)}
 
 
 def test_an_esp_that_merges_only_into_a_stored_template_gets_the_template(esp_outbox, readers, settings, monkeypatch):
