@@ -69,6 +69,12 @@ def stack_rows(*matrices):
     return sparse.vstack(present).tocsr() if sparse.issparse(present[0]) else np.vstack(present)
 
 
+def row_bytes(matrix):
+    """Each row of a matrix as bytes: hashable, equal for equal rows, without a Python tuple per row."""
+    matrix = np.ascontiguousarray(matrix)
+    return matrix.view(np.dtype((np.void, matrix.itemsize * matrix.shape[1]))).ravel().tolist()
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A paper an edition offers, with its trending score and why-line."""
@@ -145,10 +151,12 @@ class EditionRanker:
         self.tie_break[by_arxiv_id] = np.arange(len(self.papers))
         self.by_tie_break = np.array(by_arxiv_id, dtype=np.intp)
         self._trending_order = None
+        self._trending_picks = None
         self.paper_columns = self.paper_vectors.tocsc() if sparse.issparse(self.paper_vectors) else None
         self._text_vectors = {}
         self._paper_terms = {}
         self._in_category = {}
+        self._in_categories = {}
         self._bonus = {}
         self._phrase_terms = {}
         self._phrase_hits = {}
@@ -253,13 +261,23 @@ class EditionRanker:
             self._in_category[code] = np.array([code in (p.categories or []) for p in self.papers], dtype=bool)
         return self._in_category[code]
 
+    def in_categories(self, codes):
+        """Whether each paper is in any of ``codes`` (a tuple)."""
+        if codes not in self._in_categories:
+            member = np.zeros(len(self.papers), dtype=bool)
+            for code in codes:
+                member |= self.in_category(code)
+            self._in_categories[codes] = member
+        return self._in_categories[codes]
+
     def category_bonus(self, subscriber):
-        if not subscriber.categories:
-            return 0.0
-        key = tuple(subscriber.categories)
-        if key not in self._bonus:
-            self._bonus[key] = CATEGORY_BONUS * np.logical_or.reduce([self.in_category(c) for c in key])
-        return self._bonus[key]
+        return self.categories_bonus(tuple(subscriber.categories)) if subscriber.categories else 0.0
+
+    def categories_bonus(self, codes):
+        """CATEGORY_BONUS for the papers in any of ``codes`` (a non-empty tuple), float64."""
+        if codes not in self._bonus:
+            self._bonus[codes] = CATEGORY_BONUS * self.in_categories(codes)
+        return self._bonus[codes]
 
     def similarity_to(self, matrix):
         """Cosine similarity of every paper to each row of ``matrix`` (papers × rows).
@@ -413,37 +431,37 @@ class EditionRanker:
         subscribers = [request.subscriber for request in requests]
         if group == "trending":
             return [self.trending_list(row, subscriber.max_papers) for row, subscriber in zip(open_, subscribers)]
-        vectors = [self.profile_vectors(subscriber, []) for subscriber in subscribers]
-        plain = group == "plain"
-        columns, index = self.profile_columns(vectors, plain)
-        relevance = self.relevance_rows(subscribers, columns, index, plain)
+        vectors, index = self.profile_slots(subscribers)
+        columns = self.profile_columns(vectors, group == "plain")
+        category_sets, category_of = self.category_sets(subscribers)
+        bonus = None if group == "plain" else self.bonus_rows(category_sets)[category_of]
+        relevance = self.relevance_rows(columns, index, bonus)
         eligible = open_ & (relevance >= RELEVANCE_THRESHOLD)
         scores = self.score_rows(relevance, open_)
         picks, counts = self.best_rows(scores, eligible, [subscriber.max_papers for subscriber in subscribers])
         lengths = [len(row) for row in picks]
         rows, papers = np.repeat(np.arange(len(picks)), lengths), np.concatenate(picks)
-        picked = list(zip(
-            papers.tolist(), scores[rows, papers].tolist(), relevance[rows, papers].tolist(),
-            self.trending[papers].tolist(), self.nearest_vectors(columns, index[rows], papers).tolist(),
-        ))
+        slots = index[rows]
+        nearest = self.nearest_vectors(columns, slots, papers)
+        categories = self.shared_categories(category_sets, category_of[rows], papers)
+        reasons = self.why_lines(vectors, slots, papers, nearest, category_sets, categories)
+        ranked = self.ranked_papers(papers, scores[rows, papers], relevance[rows, papers], reasons)
         bounds = np.r_[0, np.cumsum(lengths)].tolist()
-        lines = {}
         return [
-            self.ranked_row(subscriber, row_vectors, picked[bounds[r] : bounds[r + 1]], lines)
-            if counts[r] else self.nothing_eligible(subscriber, open_[r])
-            for r, (subscriber, row_vectors) in enumerate(zip(subscribers, vectors))
+            ranked[bounds[r] : bounds[r + 1]] if counts[r] else self.nothing_eligible(subscriber, open_[r])
+            for r, subscriber in enumerate(subscribers)
         ]
 
     def nothing_eligible(self, subscriber, open_row):
         """What ``rank_for`` gives a reader no paper passes for: the trending list, if they asked for it."""
         return self.trending_list(open_row, subscriber.max_papers) if subscriber.always_send_top else []
 
-    def ranked_row(self, subscriber, vectors, picked, lines):
-        """One reader's RankedPaper list from their picked (paper, score, relevance, trending, nearest) rows."""
-        return [
-            RankedPaper(self.papers[i], score, relevance, line, trending)
-            for (i, score, relevance, trending, _), line in zip(picked, self.why_lines(subscriber, vectors, picked, lines))
-        ]
+    def ranked_papers(self, papers, scores, relevance, reasons):
+        """A RankedPaper for each picked paper, with its score, relevance and why-line."""
+        return list(map(
+            RankedPaper, map(self.papers.__getitem__, papers.tolist()), scores.tolist(), relevance.tolist(),
+            reasons, self.trending[papers].tolist(),
+        ))
 
     def open_rows(self, requests):
         """readers × papers, False where the paper is among the reader's ``exclude_ids`` (``np.isin`` in bulk)."""
@@ -461,44 +479,84 @@ class EditionRanker:
         return ~closed[:, slot_of_paper]
 
     def trending_list(self, open_row, limit):
-        """``top_trending(open_row, limit)``, from the edition's trending order (sorted once)."""
+        """``top_trending(open_row, limit)``, from the edition's trending order (sorted once).
+
+        The RankedPapers are made once too: they are the same for every reader.
+        """
         if self._trending_order is None:
             self._trending_order = np.array(self.best(self.trending, self.all_open, None), dtype=np.intp)
+            self._trending_picks = [self.trending_pick(i) for i in range(len(self.papers))]
         order = self._trending_order
-        return [self.trending_pick(i) for i in order[open_row[order]][:limit].tolist()]
+        return list(map(self._trending_picks.__getitem__, order[open_row[order]][:limit].tolist()))
+
+    def profile_slots(self, subscribers):
+        """The block's distinct profile vectors, and each reader's as positions in that list.
+
+        ``index`` (readers × most profile vectors) lists a reader's in ``profile_vectors``
+        order, padded with ``len(vectors)``. The vectors are told apart by kind and label
+        (ProfileVector's own hash is slow Python).
+        """
+        positions = {}
+        rows = [
+            [positions.setdefault(key, len(positions)) for key in self.profile_keys(subscriber)]
+            for subscriber in subscribers
+        ]
+        lengths = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
+        index = np.full((len(rows), max(1, lengths.max(initial=0))), len(positions), dtype=np.intp)
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        index[np.repeat(np.arange(len(rows)), lengths), np.arange(len(starts)) - starts] = np.fromiter(
+            chain.from_iterable(rows), dtype=np.intp, count=len(starts)
+        )
+        weights = {"interest": 1.0, "category": CATEGORY_TOPIC_WEIGHT}
+        return [ProfileVector(kind, label, weights[kind]) for kind, label in positions], index
+
+    @staticmethod
+    def profile_keys(subscriber):
+        """(kind, label) of each of ``profile_vectors(subscriber, [])``, in order."""
+        keys = [("interest", term) for term in interest_terms(subscriber)]
+        if subscriber.categories:
+            keys += [("category", code) for code in subscriber.categories if category_topic(code)]
+        return keys
 
     def profile_columns(self, vectors, plain):
-        """The block's weighted similarity columns as rows of one matrix, and each reader's rows in it.
+        """The weighted similarity columns of the block's profile vectors, as rows of one matrix.
 
-        ``columns`` (distinct (text, weight) × papers) holds the values of ``match()``'s
-        weighted similarity: float64, or the similarities' own dtype for ``plain``
-        readers (no categories, so no weights). Its last row is -inf, the padding
-        of ``index`` (readers × most profile vectors), so padding never wins a max.
+        ``columns`` (vectors × papers) holds the values of ``match()``'s weighted
+        similarity: float64, or the similarities' own dtype for ``plain`` readers (no
+        categories, so no weights). Its last row is -inf, the padding of ``profile_slots``'s
+        index, so padding never wins a max.
         """
-        keys = {}
-        rows = [[keys.setdefault((self.profile_text(v), v.weight), len(keys)) for v in reader] for reader in vectors]
-        index = np.full((len(rows), max(1, max(map(len, rows), default=0))), len(keys), dtype=np.intp)
-        for r, reader in enumerate(rows):
-            index[r, : len(reader)] = reader
-        similarity = self.text_similarities([text for text, _ in keys])
+        similarity = self.text_similarities([self.profile_text(vector) for vector in vectors])
         dtype = similarity[0].dtype if plain else np.float64
-        columns = np.full((len(keys) + 1, len(self.papers)), -np.inf, dtype=dtype)
-        for row, (_, weight), column in zip(columns, keys, similarity):
-            row[:] = column if weight == 1.0 else column.astype(np.float64) * weight
-        return columns, index
+        columns = np.full((len(vectors) + 1, len(self.papers)), -np.inf, dtype=dtype)
+        for row, vector, column in zip(columns, vectors, similarity):
+            row[:] = column if vector.weight == 1.0 else column.astype(np.float64) * vector.weight
+        return columns
 
-    def relevance_rows(self, subscribers, columns, index, plain):
+    @staticmethod
+    def category_sets(subscribers):
+        """The block's distinct category lists (as tuples), and each reader's position in that list."""
+        positions = {}
+        of_reader = [positions.setdefault(tuple(reader.categories or ()), len(positions)) for reader in subscribers]
+        return list(positions), np.array(of_reader, dtype=np.intp)
+
+    def bonus_rows(self, category_sets):
+        """``categories_bonus`` of each of the category lists of a block of readers with categories."""
+        return np.stack([self.categories_bonus(codes) for codes in category_sets])
+
+    def relevance_rows(self, columns, index, bonus):
         """readers × papers relevance, as ``match()`` computes it: the best column, plus the category bonus.
 
-        Readers with categories get float64 (the bonus is), ``plain`` ones the columns' dtype.
+        Readers with categories get float64 (their ``bonus`` rows are), ``plain`` ones
+        (``bonus`` None) the columns' dtype.
         """
         cosine = columns[index[:, 0]]
         for k in range(1, index.shape[1]):
             np.maximum(cosine, columns[index[:, k]], out=cosine)
-        if plain:
+        if bonus is None:
             return cosine + 0.0
         cosine[index[:, 0] == len(columns) - 1] = 0.0  # no profile vectors: match() starts from zeros
-        return cosine + np.stack([self.category_bonus(subscriber) for subscriber in subscribers])
+        return cosine + bonus
 
     def score_rows(self, relevance, open_):
         """``rank_for``'s scores, a row per reader: relevance over its best open paper's, with trending.
@@ -545,39 +603,78 @@ class EditionRanker:
         return found
 
     @staticmethod
-    def nearest_vectors(columns, index, papers):
-        """For each (reader's column indices, paper), the position of the nearest profile vector, or -1.
+    def nearest_vectors(columns, slots, papers):
+        """For each pick (its reader's ``index`` row, its paper), the nearest of the block's vectors, or -1.
 
         As ``nearest_profile_vector``: the first maximum of the weighted similarities, if above 0.
         """
-        values = columns[index, papers[:, None]]
+        values = columns[slots, papers[:, None]]
         best = values.argmax(axis=1)
-        best[~(values[np.arange(len(papers)), best] > 0)] = -1
-        return best
+        picks = np.arange(len(papers))
+        return np.where(values[picks, best] > 0, slots[picks, best], -1)
 
-    def why_lines(self, subscriber, vectors, picked, lines):
-        """``why()`` for one reader's picked papers, given the nearest profile vector positions (-1: none).
+    def shared_categories(self, category_sets, categories, papers):
+        """Per pick, its reader's category list, or -1 if the paper is in none of them.
+
+        A why-line depends on the reader's categories only through the ones the paper shares.
+        """
+        in_categories = np.stack([self.in_categories(codes) for codes in category_sets])
+        return np.where(in_categories[categories, papers], categories, -1)
+
+    def why_lines(self, vectors, slots, papers, nearest, category_sets, categories):
+        """``why()`` for every pick, given its reader's ``index`` row, nearest vector and category list (or -1).
 
         A line depends only on the matched phrases shown, or else on the nearest
-        vector and the reader's categories, and on the paper: ``lines`` keeps
-        the finished ones for the other readers of the block.
+        vector and the reader's categories, and on the paper: each distinct one is
+        made once per block.
         """
-        phrases = interest_terms(subscriber)
-        hits = [self.phrase_hits(phrase) for phrase in phrases]
-        categories = tuple(subscriber.categories or ())
-        found = []
-        for i, _, _, _, best in picked:
-            matched = self.matched_phrases(phrases, i, hits)
-            if matched:
-                vector, key = None, (tuple(matched[:WHY_TERMS_SHOWN]), i)
-            else:  # (ProfileVector's own hash is slow Python)
-                vector = vectors[best] if best >= 0 else None
-                key = (vector and vector.kind, vector and vector.label, categories, i)
-            line = lines.get(key)
-            if line is None:
-                line = lines[key] = self.with_trending(i, self.describe(categories, i, matched, vector))
-            found.append(line)
-        return found
+        shown = self.shown_phrases(vectors, slots, papers)
+        matched = shown[:, 0] >= 0
+        keys = np.column_stack([shown, np.where(matched, -1, nearest), np.where(matched, -1, categories), papers])
+        hashable = row_bytes(keys)
+        lines = {
+            key: self.block_line(vectors, category_sets, *keys[n].tolist())
+            for key, n in dict(zip(hashable, range(len(hashable)))).items()
+        }
+        return list(map(lines.__getitem__, hashable))
+
+    def block_line(self, vectors, category_sets, *key):
+        """The why-line of a ``why_lines`` key: shown phrases' vectors, nearest vector, category list, paper."""
+        *shown, nearest, categories, i = key
+        matched = [vectors[v].label for v in shown if v >= 0]
+        vector = vectors[nearest] if nearest >= 0 else None
+        codes = category_sets[categories] if categories >= 0 else ()
+        return self.with_trending(i, self.describe(codes, i, matched, vector))
+
+    def shown_phrases(self, vectors, slots, papers):
+        """Per pick, the first WHY_TERMS_SHOWN interest phrases of its reader that the paper contains.
+
+        As positions in ``vectors``, padded with -1.
+        """
+        matched = self.phrase_states(vectors, slots, papers) == 2
+        shown = matched & (np.cumsum(matched, axis=1) <= WHY_TERMS_SHOWN)
+        first = np.argsort(~shown, axis=1, kind="stable")[:, :WHY_TERMS_SHOWN]
+        return np.where(np.take_along_axis(shown, first, axis=1), np.take_along_axis(slots, first, axis=1), -1)
+
+    def phrase_states(self, vectors, slots, papers):
+        """Whether each pick's paper contains each of its reader's vectors' phrases: 2 yes, 1 no.
+
+        Category vectors and padding are never contained. The ``phrase_hits`` not
+        known yet are searched for, as ``matched_phrases`` would.
+        """
+        phrases = {v: vector.label for v, vector in enumerate(vectors) if vector.kind == "interest"}
+        known = np.ones((len(vectors) + 1, len(self.papers)), dtype=np.uint8)
+        for v, phrase in phrases.items():
+            known[v] = np.frombuffer(self.phrase_hits(phrase), dtype=np.uint8)
+        pick_papers = np.broadcast_to(papers[:, None], slots.shape)
+        states = known[slots, pick_papers]
+        unknown = states == 0
+        if unknown.any():
+            for pair in np.unique(slots[unknown] * len(self.papers) + pick_papers[unknown]).tolist():
+                v, i = divmod(pair, len(self.papers))
+                known[v, i] = self.search_phrase(phrases[v], self.phrase_hits(phrases[v]), i)
+            states[unknown] = known[slots[unknown], pick_papers[unknown]]
+        return states
 
     # --- why-lines --------------------------------------------------------
 
@@ -615,9 +712,9 @@ class EditionRanker:
         """The interest phrases the paper contains, word for word (stemmed, stop words aside)."""
         return self.matched_phrases(interest_terms(subscriber), i)
 
-    def matched_phrases(self, phrases, i, hits=None):
-        """The phrases paper ``i`` contains; ``hits`` are their ``phrase_hits``, when at hand."""
-        hits = hits or [self.phrase_hits(phrase) for phrase in phrases]
+    def matched_phrases(self, phrases, i):
+        """The phrases paper ``i`` contains."""
+        hits = [self.phrase_hits(phrase) for phrase in phrases]
         return [phrase for phrase, known in zip(phrases, hits) if (known[i] or self.search_phrase(phrase, known, i)) == 2]
 
     def phrase_hits(self, phrase):

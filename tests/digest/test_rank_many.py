@@ -220,3 +220,28 @@ def test_an_edition_without_papers_ranks_nothing():
     requests = [RankRequest(subscriber(["diffusion models"], always_send_top=True)), RankRequest(subscriber())]
     assert EditionRanker([]).rank_many(requests) == [[], []]
     assert EditionRanker([]).rank_many([]) == []
+
+
+def test_categories_with_one_topic_phrase_keep_their_own_why_lines(monkeypatch):
+    """Two categories about the same topic have equal similarities: each reader's first one is named, as rank_for does."""
+    from digest.categories import CATEGORY_TOPICS
+
+    monkeypatch.setitem(CATEGORY_TOPICS, "cs.XV", ("Vision again", CATEGORY_TOPICS["cs.CV"][1]))
+    monkeypatch.setattr(ranking, "RELEVANCE_THRESHOLD", 0.01)  # papers outside the categories pass too
+    rng = random.Random(6)
+    papers = corpus_papers(80, rng)
+    for n, paper in enumerate(papers):
+        paper.categories = ["cs.XV"] if n % 10 == 0 else []
+    ranker = EditionRanker(edition(papers, rng))
+    requests = [
+        RankRequest(subscriber([], ["cs.XV", "cs.CV"], max_papers=20)),
+        RankRequest(subscriber([], ["cs.CV", "cs.XV"], max_papers=20)),
+        RankRequest(subscriber(["diffusion models"], ["cs.XV"], max_papers=20)),
+    ] + [random_request(rng, papers, []) for _ in range(100)]
+
+    results = ranker.rank_many(requests)
+
+    assert [as_values(ranked) for ranked in results] == reference(ranker, requests)
+    first, second = ({r.reason.split(" · ")[0] for r in ranked} for ranked in results[:2])
+    assert "related to cs.XV (Vision again)" in first and "related to cs.CV (Computer vision)" in second
+    assert "in cs.XV" in first & second
