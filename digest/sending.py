@@ -756,8 +756,8 @@ def send_in_batches(items, style, report):
     try:
         for number, group in enumerate(batches(items, style.max_recipients, lambda c: c.part), start=1):
             if in_flight is not None:
-                wait_for_batch(in_flight)
-                in_flight = None
+                last, in_flight = in_flight, None
+                wait_for_batch(last)
             in_flight = pool.submit(send_batch, connection, group, style, report)
             log.info("digest batch handed to the batch thread batch=%d recipients=%d", number, len(group))
     finally:
