@@ -34,7 +34,6 @@ import multiprocessing
 import os
 import random
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path

@@ -252,10 +252,6 @@ class EditionRanker:
         columns = self.text_similarities(texts) + self.paper_similarities(liked)
         return np.column_stack(columns) if columns else None
 
-    def profile_matrix(self, vectors, liked):
-        texts = [self.profile_text(v) for v in vectors if v.kind != "liked"]
-        return stack_rows(self.text_vectors(texts), self.vectors_of(liked))
-
     def in_category(self, code):
         if code not in self._in_category:
             self._in_category[code] = np.array([code in (p.categories or []) for p in self.papers], dtype=bool)

@@ -469,12 +469,6 @@ class DigestRenderer:
         )
 
 
-def render_digest(subscriber, edition, ranked):
-    """Return (subject, context, (text, html)) for one subscriber's digest."""
-    digest = DigestRenderer(edition).render(subscriber, ranked)
-    return digest.subject, digest.context, (digest.text, digest.html)
-
-
 def delivered_papers(delivery):
     """The papers of a sent digest as RankedPaper rows, from the ledger (blocked papers left out)."""
     from papers.models import Paper

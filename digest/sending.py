@@ -389,10 +389,6 @@ def prepare_edition(edition):
     return prepared
 
 
-def ranker_for(edition):
-    return prepare_edition(edition).ranker
-
-
 @dataclass
 class Readers:
     """What the ranking needs to know about a chunk of readers, loaded in a few queries."""
