@@ -20,6 +20,12 @@ class InvalidVote(Exception):
     pass
 
 
+def is_row_id(value):
+    """Whether a value from a signed payload or a URL can be one of our row ids (a positive
+    64-bit integer): anything else is refused before it reaches the database."""
+    return type(value) is int and 0 < value < MAX_ID
+
+
 @dataclass(frozen=True)
 class Vote:
     subscriber: object
@@ -35,7 +41,7 @@ def vote_from_link(token, paper_id, choice):
     """The vote a link stands for; InvalidVote (or tokens.InvalidToken) when it is not genuine."""
     payload = tokens.read_token(token, tokens.FEEDBACK)
     edition_id = payload.extra.get("e")
-    if choice not in CHOICES or type(edition_id) is not int or not 0 < paper_id < MAX_ID:
+    if choice not in CHOICES or not is_row_id(edition_id) or not is_row_id(paper_id):
         raise InvalidVote("unknown choice, edition or paper")
     entry = (
         EditionPaper.objects.filter(edition_id=edition_id, paper_id=paper_id)

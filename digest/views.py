@@ -53,7 +53,7 @@ def view_in_browser(request, token):
     except tokens.InvalidToken:
         return render(request, "digest/invalid_link.html", status=400)
     edition_id = payload.extra.get("e")
-    if type(edition_id) is not int:
+    if not feedback_service.is_row_id(edition_id):
         return render(request, "digest/invalid_link.html", status=400)
     delivery = Delivery.objects.filter(
         subscriber=payload.subscriber, edition_id=edition_id, status=Delivery.Status.SENT

@@ -111,7 +111,7 @@ def test_the_feed_refuses_a_forged_token_and_lists_nothing_unsent(client):
     assert ElementTree.fromstring(response.content).findall(f"{ATOM}entry") == []
 
 
-@pytest.mark.parametrize("edition_id", [{"x": 1}, [1], "1; DROP TABLE"])
+@pytest.mark.parametrize("edition_id", [{"x": 1}, [1], "1; DROP TABLE", 2**70, 0, -3, True])
 def test_view_in_browser_refuses_a_signed_token_with_a_malformed_edition(client, sent, edition_id):
     subscriber, _, _ = sent
     assert client.get(f"/d/{tokens.make_token(subscriber, tokens.VIEW, e=edition_id)}/").status_code == 400
