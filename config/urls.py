@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from config import admin_login, health
 from digest.dashboard import dashboard_view
+from digest.webhooks import CheckedMailgunTrackingWebhookView
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -10,6 +11,9 @@ urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="paperboy_dashboard"),
     path("admin/login/", admin_login.login),  # rate-limited; before admin.site.urls
     path("admin/", admin.site.urls),
+    path(  # before anymail's own, which it replaces for Mailgun tracking
+        "anymail/mailgun/tracking/", CheckedMailgunTrackingWebhookView.as_view(), name="mailgun_tracking_webhook"
+    ),
     path("anymail/", include("anymail.urls")),
     path("", include("digest.urls")),
     path("", include("subscriptions.urls")),

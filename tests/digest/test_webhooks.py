@@ -183,6 +183,20 @@ def test_an_unauthenticated_event_is_refused_and_changes_nothing(client, deliver
     assert not WebhookEvent.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "signature",
+    ["not-an-object", None, ["a", "b"], {"timestamp": "x"}, {"timestamp": "ünïcode", "token": "t", "signature": "s"}],
+)
+def test_a_malformed_signature_block_is_refused_not_a_server_error(client, delivery, signature):
+    body = {**mailgun_event("complained", delivery.subscriber.email), "signature": signature}
+
+    response = post(client, body)
+
+    assert response.status_code == 400
+    assert Subscriber.objects.get(pk=delivery.subscriber_id).status == "active"
+    assert not WebhookEvent.objects.exists()
+
+
 def test_events_are_refused_while_no_webhook_secret_is_configured(client, delivery, settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ""}
     response = post(client, mailgun_event("complained", delivery.subscriber.email), secret=None)
