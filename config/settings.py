@@ -200,6 +200,9 @@ DIGEST_SENTENCE_MODEL = env("DIGEST_SENTENCE_MODEL", default="all-MiniLM-L6-v2")
 DIGEST_ESP_BATCH_LIMIT = env.int("DIGEST_ESP_BATCH_LIMIT", default=125)
 DIGEST_ESP_BATCH_MAX_BYTES = env.int("DIGEST_ESP_BATCH_MAX_BYTES", default=10 * 1024 * 1024)
 DIGEST_ESP_TEMPLATE_ID = env("DIGEST_ESP_TEMPLATE_ID", default="")  # Postmark/SES batch template
+# Postmark's broadcast stream for digests (bulk mail is not allowed on a transactional stream);
+# confirmations and other one-to-one emails stay in the server's default stream.
+POSTMARK_DIGEST_STREAM = env("POSTMARK_DIGEST_STREAM", default="")
 
 # --- Security -------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

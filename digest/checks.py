@@ -32,3 +32,17 @@ def esp_batch_template_set(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def postmark_digest_stream_set(app_configs, **kwargs):
+    if anymail_esp() == "postmark" and not settings.POSTMARK_DIGEST_STREAM:
+        return [
+            Warning(
+                "Postmark is configured but POSTMARK_DIGEST_STREAM is not: digests would go out "
+                "through the server's transactional stream, which Postmark keeps for one-to-one email.",
+                hint="Create a broadcast message stream and set POSTMARK_DIGEST_STREAM to its id.",
+                id="digest.W003",
+            )
+        ]
+    return []

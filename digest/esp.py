@@ -74,6 +74,13 @@ def batch_style():
     return style
 
 
+def digest_esp_extra():
+    """ESP options for digest messages: with Postmark, the broadcast stream POSTMARK_DIGEST_STREAM."""
+    if anymail_esp() == "postmark" and settings.POSTMARK_DIGEST_STREAM:
+        return {"MessageStream": settings.POSTMARK_DIGEST_STREAM}
+    return {}
+
+
 def anymail_send_defaults():
     """anymail's SEND_DEFAULTS for Mailgun (tags, metadata, tracking…): a direct batch call
     does not apply them, so with any configured batches go through anymail's message."""

@@ -51,7 +51,7 @@ from django.utils import timezone
 from subscriptions.models import Subscriber
 
 from .emails import BatchPart, build_batch_email, build_email
-from .esp import BatchAnswer, MailgunBatch, batch_style, batches
+from .esp import BatchAnswer, MailgunBatch, batch_style, batches, digest_esp_extra
 from .models import Delivery, Feedback
 from .ranking import MODEL_MIN_LIKES, EditionRanker, RankRequest
 from .rendering import DigestRenderer
@@ -664,6 +664,7 @@ def send_individually(items, report):
             for c in group:
                 message = build_email("digest", c.part.context, c.part.to, c.part.subject,
                                       bodies=(c.part.text, c.part.html), metadata=c.part.metadata)
+                with_digest_esp_extra(message)
                 try:
                     sent.append((c.delivery, send_one(connection, message)))
                 except Exception as exc:  # classified; nothing is lost
@@ -705,12 +706,21 @@ class AnymailBatch:
         self.message = None
 
     def prepare(self):
-        self.message = build_batch_email(self.parts, self.fields)
+        self.message = with_digest_esp_extra(build_batch_email(self.parts, self.fields))
         self.message.connection = self.connection
 
     def send(self):
         self.message.send()
         return answer_of(self.message, self.parts)
+
+
+def with_digest_esp_extra(message):
+    """``message`` with the ESP options digests get (``esp.digest_esp_extra``), if any."""
+    extra = digest_esp_extra()
+    if extra:
+        present = getattr(message, "esp_extra", None)  # anymail's messages say UNSET
+        message.esp_extra = {**(present if isinstance(present, dict) else {}), **extra}
+    return message
 
 
 def answer_of(message, parts):
