@@ -61,11 +61,12 @@ def one_line(subject):
     return " ".join(subject.split())  # no newline can reach the header
 
 
-def build_email(name, context, to, subject, *, headers=None, bodies=None, metadata=None):
+def build_email(name, context, to, subject, *, headers=None, bodies=None, metadata=None, esp_extra=None):
     """Build (but do not send) the email ``name`` for one recipient.
 
     ``metadata`` travels with the message through anymail ESPs and comes back
-    in their webhook events.
+    in their webhook events; ``esp_extra`` carries ESP-specific options (anymail's
+    ``esp_extra``, such as Postmark's message stream).
     """
     text, html = bodies or render_bodies(name, context)
     all_headers = {"Message-ID": new_message_id()}
@@ -82,6 +83,8 @@ def build_email(name, context, to, subject, *, headers=None, bodies=None, metada
     message.attach_alternative(html, "text/html")
     if metadata:
         message.metadata = metadata
+    if esp_extra:
+        message.esp_extra = esp_extra
     return message
 
 
@@ -107,7 +110,7 @@ class MergeFields:
     template_id: str = ""
 
 
-def build_batch_email(parts, fields):
+def build_batch_email(parts, fields, esp_extra=None):
     """One anymail batch message for many recipients, each with their own email.
 
     Every recipient's subject and bodies go in ``merge_data`` (keys
@@ -137,6 +140,8 @@ def build_batch_email(parts, fields):
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "List-Id": settings.EMAIL_LIST_ID,
         }
+    if esp_extra:
+        message.esp_extra = esp_extra
     return message
 
 

@@ -56,6 +56,7 @@ IGNORED_WEIGHT = 0.5
 UNLABELLED_WEIGHT = 0.1
 CATEGORY_BONUS = 0.25
 CATEGORY_TOPIC_WEIGHT = 0.7
+PROFILE_WEIGHTS = {"interest": 1.0, "category": CATEGORY_TOPIC_WEIGHT, "liked": 1.0}  # per ProfileVector kind
 DISLIKE_PENALTY = 0.5
 WHY_TERMS_SHOWN = 3
 RANK_BLOCK = 1000  # readers ranked together by rank_many: a few readers × papers arrays of this many rows
@@ -215,14 +216,8 @@ class EditionRanker:
 
     @staticmethod
     def profile_vectors(subscriber, liked):
-        vectors = [ProfileVector("interest", term, 1.0) for term in interest_terms(subscriber)]
-        vectors += [
-            ProfileVector("category", code, CATEGORY_TOPIC_WEIGHT)
-            for code in subscriber.categories or []
-            if category_topic(code)
-        ]
-        vectors += [ProfileVector("liked", paper.title, 1.0) for paper in liked]
-        return vectors
+        keys = EditionRanker.profile_keys(subscriber) + [("liked", paper.title) for paper in liked]
+        return [ProfileVector(kind, label, PROFILE_WEIGHTS[kind]) for kind, label in keys]
 
     @staticmethod
     def profile_text(vector):
@@ -503,12 +498,12 @@ class EditionRanker:
         index[np.repeat(np.arange(len(rows)), lengths), np.arange(len(starts)) - starts] = np.fromiter(
             chain.from_iterable(rows), dtype=np.intp, count=len(starts)
         )
-        weights = {"interest": 1.0, "category": CATEGORY_TOPIC_WEIGHT}
-        return [ProfileVector(kind, label, weights[kind]) for kind, label in positions], index
+        return [ProfileVector(kind, label, PROFILE_WEIGHTS[kind]) for kind, label in positions], index
 
     @staticmethod
     def profile_keys(subscriber):
-        """(kind, label) of each of ``profile_vectors(subscriber, [])``, in order."""
+        """(kind, label) of the reader's interest and category vectors, in order: interest
+        phrases, then the categories that have a topic phrase."""
         keys = [("interest", term) for term in interest_terms(subscriber)]
         if subscriber.categories:
             keys += [("category", code) for code in subscriber.categories if category_topic(code)]

@@ -663,8 +663,8 @@ def send_individually(items, report):
             sent = []
             for c in group:
                 message = build_email("digest", c.part.context, c.part.to, c.part.subject,
-                                      bodies=(c.part.text, c.part.html), metadata=c.part.metadata)
-                with_digest_esp_extra(message)
+                                      bodies=(c.part.text, c.part.html), metadata=c.part.metadata,
+                                      esp_extra=digest_esp_extra())
                 try:
                     sent.append((c.delivery, send_one(connection, message)))
                 except Exception as exc:  # classified; nothing is lost
@@ -706,21 +706,12 @@ class AnymailBatch:
         self.message = None
 
     def prepare(self):
-        self.message = with_digest_esp_extra(build_batch_email(self.parts, self.fields))
+        self.message = build_batch_email(self.parts, self.fields, esp_extra=digest_esp_extra())
         self.message.connection = self.connection
 
     def send(self):
         self.message.send()
         return answer_of(self.message, self.parts)
-
-
-def with_digest_esp_extra(message):
-    """``message`` with the ESP options digests get (``esp.digest_esp_extra``), if any."""
-    extra = digest_esp_extra()
-    if extra:
-        present = getattr(message, "esp_extra", None)  # anymail's messages say UNSET
-        message.esp_extra = {**(present if isinstance(present, dict) else {}), **extra}
-    return message
 
 
 def answer_of(message, parts):
