@@ -24,6 +24,7 @@ the sender's database connection while the sender composes the next one.
 Otherwise each reader gets their own message over one connection.
 """
 
+import gc
 import json
 import logging
 import resource
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 ONE_BY_ONE_GROUP = 50
 PROGRESS_EVERY = 500
 IGNORED_PAPERS_LIMIT = 300
+CHUNK_GC_THRESHOLD = 70_000
 PREPARED_EDITIONS_KEPT = 4
 REFUSED_STATUSES = {"rejected", "invalid"}
 NOTHING_RELEVANT = "no paper passed the relevance threshold"
@@ -785,7 +787,29 @@ def send_edition_to(edition, subscriber_ids, *, prepared=None):
 
     Raises TransientSendError after the chunk when some deliveries must be retried.
     """
-    subscriber_ids = list(subscriber_ids)
+    with fewer_collections():
+        return send_chunk(edition, list(subscriber_ids), prepared)
+
+
+@contextmanager
+def fewer_collections():
+    """The cyclic garbage collector runs a hundredth as often while a chunk is sent.
+
+    Ranking and rendering allocate millions of short-lived containers that
+    reference counting frees anyway. With the default threshold (a collection
+    per 700 allocations, an older generation every 10 of those) collecting took
+    about a quarter of ranking's time in the benchmark. Garbage cycles are
+    still collected, less often; the threshold is restored after the chunk.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], CHUNK_GC_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def send_chunk(edition, subscriber_ids, prepared):
     with PHASES.phase("select/claim", len(subscriber_ids)):
         deliveries = pending_deliveries(edition, subscriber_ids)
     report = SendReport()

@@ -203,3 +203,27 @@ def test_an_operator_preview_is_emailed_but_not_recorded(mailoutbox):
     send_preview_digest(subscriber)
     assert [m.to[0] for m in mailoutbox] == [subscriber.email] and not Delivery.objects.exists()
     assert "matches your interests: diffusion models" in mailoutbox[0].body
+
+
+def test_the_collector_runs_less_often_while_a_chunk_is_sent_and_as_before_after(mailoutbox):
+    import gc
+
+    edition = built_edition()
+    subscriber, refused = SubscriberFactory.create_batch(2, interests="")
+    before = gc.get_threshold()
+    seen = []
+    real_send_one = sending.send_one
+
+    def send_one_noting_threshold(connection, message):
+        seen.append(gc.get_threshold())
+        return real_send_one(connection, message)
+
+    with mock.patch.object(sending, "send_one", side_effect=send_one_noting_threshold):
+        send_edition_to(edition, [subscriber.pk])
+    with mock.patch.object(sending, "send_one", side_effect=api_error(503)):
+        with pytest.raises(TransientSendError):
+            send_edition_to(edition, [refused.pk])
+
+    assert seen and seen[0][0] >= sending.CHUNK_GC_THRESHOLD and seen[0][1:] == before[1:]
+    assert gc.get_threshold() == before  # restored, after a chunk that raised too
+    assert len(mailoutbox) == 1
