@@ -10,8 +10,9 @@ message (``build_batch_email``) gets them per recipient through anymail's
 ``merge_headers``.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import css_inline
 from anymail.message import AnymailMessage
@@ -88,16 +89,15 @@ def build_email(name, context, to, subject, *, headers=None, bodies=None, metada
     return message
 
 
-@dataclass(frozen=True)
-class BatchPart:
-    """One recipient's fully rendered email inside a batch message."""
+class BatchPart(NamedTuple):
+    """One recipient's fully rendered email inside a batch message (a tuple: one per reader)."""
 
     to: str
     subject: str
     text: str
     html: str
     context: dict
-    metadata: dict = field(default_factory=dict)
+    metadata: dict
 
 
 @dataclass(frozen=True)

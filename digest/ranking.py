@@ -37,6 +37,7 @@ same arithmetic on readers × papers arrays, and gives the same results.
 
 from dataclasses import dataclass
 from itertools import chain
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -85,8 +86,9 @@ class Candidate:
     trending_reason: str
 
 
-@dataclass(frozen=True)
-class RankedPaper:
+class RankedPaper(NamedTuple):
+    """A paper picked for a reader. A tuple: a digest is ten or twenty of these per reader."""
+
     paper: object
     score: float
     relevance: float

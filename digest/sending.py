@@ -225,7 +225,7 @@ def start_sending_with_papers(deliveries):
         return uuid.uuid4().hex, set()
     token, now = uuid.uuid4().hex, timezone.now()
     table, subscribers = Delivery._meta.db_table, Subscriber._meta.db_table
-    batch = json.dumps([{"id": d.pk, "paper_ids": d.paper_ids, "reasons": d.reasons} for d in deliveries])
+    batch = json.dumps([{"id": d.id, "paper_ids": d.paper_ids, "reasons": d.reasons} for d in deliveries])
     with db_connection.cursor() as cursor:
         # Rows are reached from the batch's ids by primary key, and the subscriber by a
         # scalar subquery on its primary key: a plan that holds whatever the statistics say.
@@ -408,7 +408,7 @@ class Readers:
         return ranker.rank_many([RankRequest(s, **self.profile(s)) for s in subscribers])
 
     def profile(self, subscriber):
-        sid = subscriber.pk
+        sid = subscriber.id
         return {
             "exclude_ids": self.history.get(sid, ()),
             "liked": self.liked.get(sid, ()),
@@ -511,19 +511,19 @@ def record_skipped(skipped, prepared, report):
 def batch_part(delivery, digest):
     return BatchPart(
         to=delivery.subscriber.email, subject=digest.subject, text=digest.text, html=digest.html,
-        context=digest.context, metadata={"delivery_id": str(delivery.pk)},
+        context=digest.context, metadata={"delivery_id": str(delivery.id)},
     )
 
 
 def claim_for_send(items, report):
     """CAS the rows of ``items``; keep the ones won and record their papers before any send."""
     for c in items:
-        c.delivery.paper_ids = [r.paper.pk for r in c.ranked]
-        c.delivery.reasons = {str(r.paper.pk): r.reason for r in c.ranked}
+        c.delivery.paper_ids = [r.paper.id for r in c.ranked]
+        c.delivery.reasons = {str(r.paper.id): r.reason for r in c.ranked}
     with PHASES.phase("select/claim"):
         token, won = start_sending_with_papers([c.delivery for c in items])
     report.not_claimed += len(items) - len(won)
-    return token, [c for c in items if c.delivery.pk in won]
+    return token, [c for c in items if c.delivery.id in won]
 
 
 def write_papers(token, deliveries):

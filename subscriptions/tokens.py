@@ -102,12 +102,13 @@ class TokenMaker:
 def token_value(subscriber, **extra):
     """The signed part of a token: the payload as ``signing.dumps`` encodes it, and the time."""
     secret = subscriber.token_secret[:SECRET_PREFIX_LENGTH]
-    if type(subscriber.pk) is int and all(type(value) is int for value in extra.values()):
+    pk = subscriber.pk
+    if type(pk) is int and all(type(value) is int for value in extra.values()):
         # What json.dumps writes for these types, without building an encoder per call.
         fields = "".join(f",{encode_basestring_ascii(key)}:{value}" for key, value in extra.items())
-        data = f'{{"s":{subscriber.pk},"k":{encode_basestring_ascii(secret)}{fields}}}'.encode()
+        data = f'{{"s":{pk},"k":{encode_basestring_ascii(secret)}{fields}}}'.encode()
     else:
-        payload = {"s": subscriber.pk, "k": secret, **extra}
+        payload = {"s": pk, "k": secret, **extra}
         data = json.dumps(payload, separators=(",", ":")).encode("latin-1")
     return f"{signing.b64_encode(data).decode()}:{_timestamp(int(time.time()))}"
 
