@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
+from typing import NamedTuple
 
 from django.conf import settings
 from django.template.loader import get_template
@@ -29,6 +30,9 @@ AUTHORS_SHOWN = 3
 SUBJECT_TITLE_LIMIT = 70
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 VOTES = {"up": 1, "down": -1}
+# Printable ASCII without " & < > \\: text that no escaping here (HTML text, HTML attribute, the
+# inside of a JSON string) changes. A reader's links are all such text.
+UNCHANGED_BY_ESCAPING = re.compile(r"[ !#-%'-;=?-\[\]-~]*").fullmatch
 
 
 def short_summary(paper):
@@ -268,9 +272,11 @@ class BodyPieces:
 
     def frame_values(self, values):
         """The frame's slot values in order, escaped for their place (unused ones left empty)."""
-        body = self.body
+        body, slots = self.body, self.frame_slots
         return [
-            (body.escape_attribute if attribute else body.escape_text)(values[key]) if slot in self.frame_slots else ""
+            "" if slot not in slots
+            else value if UNCHANGED_BY_ESCAPING(value := values[key])
+            else (body.escape_attribute if attribute else body.escape_text)(value)
             for slot, (key, attribute) in FRAME_SLOTS.items()
         ]
 
@@ -295,7 +301,7 @@ class BodyPieces:
         if self.head is None or any(pk not in pieces for pk, _, _ in items):
             self.prepare([paper for _, paper, _ in items])
         frame = self.frame_values(values)
-        vote = self.body.escape_attribute(vote_base)
+        vote = vote_base if UNCHANGED_BY_ESCAPING(vote_base) else self.body.escape_attribute(vote_base)
         out = []
         self.head.fill(frame, out)
         for rank, (pk, _, reason) in enumerate(items, start=1):
@@ -321,8 +327,7 @@ class Piece:
         out += parts
 
 
-@dataclass(frozen=True)
-class RenderedDigest:
+class RenderedDigest(NamedTuple):
     subject: str
     context: dict
     text: str
@@ -447,7 +452,7 @@ class DigestRenderer:
         links = self.links.for_reader(subscriber, self.edition)
         vote_base = links.pop("vote_base")
         values = {**links, "email": subscriber.email, "preheader": preheader(ranked)}
-        items = [(r.paper.pk, r.paper, r.reason) for r in ranked]
+        items = [(r.paper.id, r.paper, r.reason) for r in ranked]
         text_pieces, html_pieces = self.pieces[for_json]
         text = text_pieces.assemble(values, items, vote_base)
         html = html_pieces.assemble(values, items, vote_base)

@@ -149,3 +149,19 @@ def test_bodies_for_a_json_payload_decode_to_the_bodies_themselves():
     assert encoded.html.escaped == json.dumps(plain.html)[1:-1]
     assert encoded.text.escaped == json.dumps(plain.text)[1:-1]
     assert encoded.text.escaped.isascii() and not plain.text.isascii()
+
+
+def test_text_said_to_need_no_escaping_is_left_as_it_is_by_every_escaping():
+    from digest.rendering import HTML_BODY, TEXT_BODY, UNCHANGED_BY_ESCAPING
+
+    escapings = [
+        escape
+        for body in (HTML_BODY, TEXT_BODY, HTML_BODY.for_json(), TEXT_BODY.for_json())
+        for escape in (body.escape_text, body.escape_attribute)
+    ]
+    every_character = [chr(c) for c in range(0x2FF)] + ["👍", "\u2028"]
+    for character in every_character:
+        unchanged = all(escape(character) == character for escape in escapings)
+        assert bool(UNCHANGED_BY_ESCAPING(character)) == unchanged, repr(character)
+    link = "https://paperboy.example/u/eyJzIjo0Miwia2V5IjoiYWJjIn0:1tXyZ:Ab-_c9/"
+    assert UNCHANGED_BY_ESCAPING(link) and UNCHANGED_BY_ESCAPING("")
