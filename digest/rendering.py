@@ -30,8 +30,8 @@ AUTHORS_SHOWN = 3
 SUBJECT_TITLE_LIMIT = 70
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 VOTES = {"up": 1, "down": -1}
-# Printable ASCII without " & < > \\: text that no escaping here (HTML text, HTML attribute, the
-# inside of a JSON string) changes. A reader's links are all such text.
+# Printable ASCII but " & < > and backslash: text that no escaping here (HTML text, HTML
+# attribute, the inside of a JSON string) changes. A reader's links are all such text.
 UNCHANGED_BY_ESCAPING = re.compile(r"[ !#-%'-;=?-\[\]-~]*").fullmatch
 
 
