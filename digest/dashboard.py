@@ -28,7 +28,8 @@ from django.utils import timezone
 from papers.models import FetchRun, Paper
 from subscriptions.models import Subscriber
 
-from .models import Cadence, Delivery, Feedback
+from .models import Cadence, Delivery, Feedback, WebhookEvent
+from .rendering import paper_links
 from .scheduling import current_edition
 from .services import moment_for
 
@@ -216,14 +217,11 @@ class PaperEngagement:
 def top_papers_of_week(limit=TOP_PAPERS, now=None):
     """The papers readers engaged with most in the last seven days.
 
-    Clicks: digests whose reader clicked a link (ESP click tracking; the ESP does
-    not say which paper), credited to every paper of that digest. Likes and
-    dislikes: feedback votes.
+    Clicks: digests in which the reader clicked one of the paper's links
+    (``paper_clicks``). Likes and dislikes: feedback votes.
     """
     since = (now or timezone.now()) - timedelta(days=7)
-    clicks = Counter()
-    for paper_ids in Delivery.objects.filter(clicked_at__gte=since).values_list("paper_ids", flat=True):
-        clicks.update(set(paper_ids or ()))
+    clicks = paper_clicks(since)
     votes = (
         Feedback.objects.filter(created_at__gte=since)
         .values("paper_id")
@@ -242,6 +240,37 @@ def top_papers_of_week(limit=TOP_PAPERS, now=None):
         for pid in ranked
         if pid in papers
     ]
+
+
+def paper_clicks(since):
+    """Per paper, the digests in which the reader clicked one of its links since ``since``.
+
+    The ESP's click events name the URL clicked; a click counts for a paper of
+    that digest whose links include it (clicks on unsubscribe, preferences or
+    the edition page count for none). A reader clicking the same paper twice
+    counts once.
+    """
+    rows = list(
+        WebhookEvent.objects.filter(
+            Q(occurred_at__gte=since) | Q(occurred_at__isnull=True, received_at__gte=since),
+            event_type="clicked", delivery__isnull=False, details__has_key="click_url",
+        ).values_list("delivery_id", "delivery__paper_ids", "details__click_url")
+    )
+    papers = Paper.objects.in_bulk({pid for _, paper_ids, _ in rows for pid in paper_ids or ()})
+    by_url = {}
+    for paper in papers.values():
+        for _, url in paper_links(paper):
+            by_url.setdefault(comparable_url(url), set()).add(paper.pk)
+    clicked = {
+        (delivery_id, paper_id)
+        for delivery_id, paper_ids, url in rows
+        for paper_id in by_url.get(comparable_url(url), set()).intersection(paper_ids or ())
+    }
+    return Counter(paper_id for _, paper_id in clicked)
+
+
+def comparable_url(url):
+    return str(url or "").strip().rstrip("/")
 
 
 # --- The day's status (also printed by `manage.py digest_status`) ----------

@@ -116,6 +116,7 @@ def store_event(event, esp_name):
                     "metadata": {plain(k, 100): plain(v, 300) for k, v in (event.metadata or {}).items()},
                     "reject_reason": plain(event.reject_reason, 40),
                     "description": plain(event.description, 500),
+                    **({"click_url": plain(event.click_url, 2000)} if event.click_url else {}),
                 },
             )
     except IntegrityError:

@@ -89,6 +89,18 @@ def test_events_out_of_order_keep_the_earliest_times(client, django_capture_on_c
     assert delivery.clicked_at == moment(T0 + 300)
 
 
+def test_a_click_keeps_the_url_clicked_and_other_events_store_none(client, django_capture_on_commit_callbacks,
+                                                                  delivery):
+    email = delivery.subscriber.email
+    post_and_apply(client, django_capture_on_commit_callbacks,
+                   mailgun_event("clicked", email, url="https://arxiv.org/abs/2511.00001"))
+    post_and_apply(client, django_capture_on_commit_callbacks, mailgun_event("opened", email, at=T0 + 5))
+
+    details = dict(WebhookEvent.objects.values_list("event_type", "details"))
+    assert details["clicked"]["click_url"] == "https://arxiv.org/abs/2511.00001"
+    assert "click_url" not in details["opened"]
+
+
 def test_a_repeated_event_is_stored_and_applied_once(client, django_capture_on_commit_callbacks, delivery):
     body = mailgun_event("opened", delivery.subscriber.email, at=T0 + 50)
     post_and_apply(client, django_capture_on_commit_callbacks, body)

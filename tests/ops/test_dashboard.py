@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from digest import dashboard
-from digest.models import Delivery, Feedback
+from digest.models import Delivery, Feedback, WebhookEvent
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -110,14 +110,25 @@ def test_complaint_rate_is_judged_against_the_mailbox_provider_thresholds(wednes
     assert summary["verdict"].startswith("above 0.1%") and not summary["healthy"]
 
 
+def clicked(delivery, url, at=None):
+    """The click event the ESP's webhook stores for ``delivery`` (``digest.webhooks.store_event``)."""
+    return WebhookEvent.objects.create(
+        event_id=f"test:{WebhookEvent.objects.count()}", esp="mailgun", event_type="clicked",
+        recipient=delivery.subscriber.email, delivery=delivery, occurred_at=at or timezone.now(),
+        details={"metadata": {}, "click_url": url},
+    )
+
+
 def test_top_papers_of_the_week_rank_by_clicks_and_likes(wednesday):
     edition = EditionFactory(date=wednesday.date())
     popular, liked, old = PaperFactory.create_batch(3)
     readers = SubscriberFactory.create_batch(3)
     for reader in readers:
-        Delivery.objects.create(
-            subscriber=reader, edition=edition, status="sent", paper_ids=[popular.pk], clicked_at=timezone.now()
+        delivery = Delivery.objects.create(
+            subscriber=reader, edition=edition, status="sent", paper_ids=[popular.pk, liked.pk],
+            clicked_at=timezone.now(),
         )
+        clicked(delivery, popular.arxiv_url)
     Feedback.objects.create(subscriber=readers[0], paper=liked, vote=1)
     Feedback.objects.create(subscriber=readers[1], paper=liked, vote=-1)
     Feedback.objects.create(subscriber=readers[2], paper=old, vote=1, created_at=days_ago(9))
@@ -127,6 +138,28 @@ def test_top_papers_of_the_week_rank_by_clicks_and_likes(wednesday):
     assert [(row.paper, row.clicks, row.likes, row.dislikes) for row in top] == [
         (popular, 3, 0, 0), (liked, 0, 1, 1)
     ]
+
+
+def test_a_click_counts_for_the_paper_whose_link_was_clicked_once_per_digest(wednesday):
+    edition = EditionFactory(date=wednesday.date())
+    first, second, elsewhere = PaperFactory.create_batch(3, code_url="")
+    second.code_url = "https://github.com/lab/second"
+    second.save()
+    reader, other = SubscriberFactory.create_batch(2)
+    digest = Delivery.objects.create(subscriber=reader, edition=edition, status="sent",
+                                     paper_ids=[first.pk, second.pk])
+    other_digest = Delivery.objects.create(subscriber=other, edition=edition, status="sent",
+                                           paper_ids=[first.pk, second.pk])
+    clicked(digest, first.pdf_url)
+    clicked(digest, first.arxiv_url)  # the same paper again: still one digest
+    clicked(digest, second.code_url + "/")
+    clicked(digest, elsewhere.arxiv_url)  # not a paper of this digest
+    clicked(digest, "https://paperboy.example/u/abc/unsubscribe/")
+    clicked(other_digest, second.arxiv_url, at=days_ago(8))  # before the week
+
+    clicks = {row.paper: row.clicks for row in dashboard.top_papers_of_week()}
+
+    assert clicks == {first: 1, second: 1}
 
 
 def test_admin_index_links_to_the_dashboard(admin_client):
