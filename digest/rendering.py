@@ -187,6 +187,12 @@ class BodyFormat:
     escape_attribute: object
     literal: object = str  # applied to each pre-rendered piece
 
+    def escape(self, value, attribute):
+        """``value`` escaped for an attribute or for text; as it is when no escaping changes it."""
+        if UNCHANGED_BY_ESCAPING(value):
+            return value
+        return (self.escape_attribute if attribute else self.escape_text)(value)
+
     def for_json(self):
         """The same body written inside a JSON string, pieces and values escaped once each:
         an ESP batch payload is built without re-escaping megabytes of HTML per call."""
@@ -272,11 +278,9 @@ class BodyPieces:
 
     def frame_values(self, values):
         """The frame's slot values in order, escaped for their place (unused ones left empty)."""
-        body, slots = self.body, self.frame_slots
+        escape, slots = self.body.escape, self.frame_slots
         return [
-            "" if slot not in slots
-            else value if UNCHANGED_BY_ESCAPING(value := values[key])
-            else (body.escape_attribute if attribute else body.escape_text)(value)
+            escape(values[key], attribute) if slot in slots else ""
             for slot, (key, attribute) in FRAME_SLOTS.items()
         ]
 
@@ -301,7 +305,7 @@ class BodyPieces:
         if self.head is None or any(pk not in pieces for pk, _, _ in items):
             self.prepare([paper for _, paper, _ in items])
         frame = self.frame_values(values)
-        vote = vote_base if UNCHANGED_BY_ESCAPING(vote_base) else self.body.escape_attribute(vote_base)
+        vote = self.body.escape(vote_base, attribute=True)
         out = []
         self.head.fill(frame, out)
         for rank, (pk, _, reason) in enumerate(items, start=1):

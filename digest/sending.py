@@ -659,6 +659,7 @@ def send_individually(items, report):
     """One message per reader over one connection (SMTP, the outbox, ESPs without batching)."""
     items = iter(items)
     connection = get_connection()
+    esp_extra = digest_esp_extra()
     try:
         while group := list(islice(items, ONE_BY_ONE_GROUP)):
             token, group = claim_for_send(group, report)
@@ -666,7 +667,7 @@ def send_individually(items, report):
             for c in group:
                 message = build_email("digest", c.part.context, c.part.to, c.part.subject,
                                       bodies=(c.part.text, c.part.html), metadata=c.part.metadata,
-                                      esp_extra=digest_esp_extra())
+                                      esp_extra=esp_extra)
                 try:
                     sent.append((c.delivery, send_one(connection, message)))
                 except Exception as exc:  # classified; nothing is lost

@@ -54,6 +54,7 @@ class CheckedMailgunTrackingWebhookView(MailgunTrackingWebhookView):
         except (TypeError, UnicodeError) as err:
             raise AnymailWebhookValidationFailure("Mailgun webhook called with a malformed signature block") from err
 
+
 TIMESTAMP_FIELDS = {
     EventType.DELIVERED: ["delivered_at"],
     EventType.OPENED: ["delivered_at", "opened_at"],
