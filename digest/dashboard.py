@@ -29,7 +29,6 @@ from papers.models import FetchRun, Paper
 from subscriptions.models import Subscriber
 
 from .models import Cadence, Delivery, Feedback, WebhookEvent
-from .rendering import paper_links
 from .scheduling import current_edition
 from .services import moment_for
 
@@ -245,32 +244,21 @@ def top_papers_of_week(limit=TOP_PAPERS, now=None):
 def paper_clicks(since):
     """Per paper, the digests in which the reader clicked one of its links since ``since``.
 
-    The ESP's click events name the URL clicked; a click counts for a paper of
-    that digest whose links include it (clicks on unsubscribe, preferences or
-    the edition page count for none). A reader clicking the same paper twice
-    counts once.
+    Each click event names the paper it was for once applied
+    (``webhooks.clicked_paper``); clicks on unsubscribe, preferences or the
+    edition page are for none. A reader clicking the same paper twice counts
+    once. One aggregate query, however many clicks the week had.
     """
-    rows = list(
+    rows = (
         WebhookEvent.objects.filter(
             Q(occurred_at__gte=since) | Q(occurred_at__isnull=True, received_at__gte=since),
-            event_type="clicked", delivery__isnull=False, details__has_key="click_url",
-        ).values_list("delivery_id", "delivery__paper_ids", "details__click_url")
+            event_type="clicked", delivery__isnull=False, clicked_paper__isnull=False,
+        )
+        .values_list("clicked_paper")
+        .annotate(digests=Count("delivery", distinct=True))
+        .order_by()
     )
-    papers = Paper.objects.in_bulk({pid for _, paper_ids, _ in rows for pid in paper_ids or ()})
-    by_url = {}
-    for paper in papers.values():
-        for _, url in paper_links(paper):
-            by_url.setdefault(comparable_url(url), set()).add(paper.pk)
-    clicked = {
-        (delivery_id, paper_id)
-        for delivery_id, paper_ids, url in rows
-        for paper_id in by_url.get(comparable_url(url), set()).intersection(paper_ids or ())
-    }
-    return Counter(paper_id for _, paper_id in clicked)
-
-
-def comparable_url(url):
-    return str(url or "").strip().rstrip("/")
+    return Counter(dict(rows))
 
 
 # --- The day's status (also printed by `manage.py digest_status`) ----------

@@ -166,6 +166,10 @@ class WebhookEvent(models.Model):
     )
     occurred_at = models.DateTimeField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True, help_text="Metadata, reject reason, description.")
+    clicked_paper = models.ForeignKey(
+        "papers.Paper", null=True, blank=True, on_delete=models.SET_NULL, related_name="click_events",
+        help_text="For a click: the paper of the digest whose link was clicked (set when the event is applied).",
+    )
     received_at = models.DateTimeField(default=timezone.now)
     applied_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=200, blank=True)

@@ -19,7 +19,9 @@ marked applied in one transaction):
 * ``delivered``, ``opened`` and ``clicked`` stamp the delivery; an open implies
   delivery and a click an open, and the earliest time wins, so events arriving
   out of order or twice change nothing. Any of them also settles a delivery
-  left in ``sending`` (outcome unknown) as ``sent``: the ESP has it.
+  left in ``sending`` (outcome unknown) as ``sent``: the ESP has it. A click
+  also records which paper of the digest it was for (``clicked_paper``), so
+  that the dashboard counts clicks per paper with one aggregate query.
 """
 
 import hashlib
@@ -33,9 +35,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from papers.models import Paper
 from subscriptions.models import Subscriber
 
 from .models import Delivery, WebhookEvent
+from .rendering import paper_links
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +165,28 @@ def stamp_delivery(delivery, event):
         )
 
 
+def clicked_paper(delivery, url):
+    """The paper of ``delivery`` whose link ``url`` is (a trailing slash aside), or None.
+
+    Clicks on other links of the digest (unsubscribe, preferences, the edition
+    page) are for no paper. When papers of one digest share a link (a code
+    repository), the click counts for the first of them in the digest.
+    """
+    wanted = comparable_url(url)
+    if not wanted or not delivery.paper_ids:
+        return None
+    papers = Paper.objects.in_bulk(delivery.paper_ids)
+    for paper_id in delivery.paper_ids:
+        paper = papers.get(paper_id)
+        if paper is not None and any(comparable_url(link) == wanted for _, link in paper_links(paper)):
+            return paper
+    return None
+
+
+def comparable_url(url):
+    return str(url or "").strip().rstrip("/")
+
+
 def change_subscriber(subscriber, event_type):
     from subscriptions import services
 
@@ -182,14 +208,17 @@ def apply_event(event_pk):
         delivery = find_delivery(event)
         subscriber = find_subscriber(event, delivery)
         outcomes = []
+        paper = None
         if delivery is not None:
             stamp_delivery(delivery, event)
             outcomes.append(f"delivery {delivery.pk} updated")
+            if event.event_type == EventType.CLICKED:
+                paper = clicked_paper(delivery, event.details.get("click_url"))
         if subscriber is not None:
             outcomes.append(change_subscriber(subscriber, event.event_type))
         outcome = "; ".join(o for o in outcomes if o) or "no matching delivery or subscriber"
         WebhookEvent.objects.filter(pk=event.pk).update(
-            applied_at=timezone.now(), delivery=delivery, outcome=outcome[:200]
+            applied_at=timezone.now(), delivery=delivery, clicked_paper=paper, outcome=outcome[:200]
         )
     log.info("webhook event applied esp=%s type=%s outcome=%s", event.esp, event.event_type, outcome)
     return outcome

@@ -3,18 +3,20 @@
 import base64
 import hashlib
 import hmac
+import importlib
 import json
 import secrets
 from datetime import UTC, datetime
 
 import pytest
 from anymail.signals import AnymailTrackingEvent
+from django.apps import apps as django_apps
 
 from digest.models import Delivery, WebhookEvent
 from digest.webhooks import record_tracking_event
 from subscriptions.models import Subscriber, Suppression, email_hash
 from tests.digest.builders import built_edition
-from tests.factories import SubscriberFactory
+from tests.factories import PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -99,6 +101,42 @@ def test_a_click_keeps_the_url_clicked_and_other_events_store_none(client, djang
     details = dict(WebhookEvent.objects.values_list("event_type", "details"))
     assert details["clicked"]["click_url"] == "https://arxiv.org/abs/2511.00001"
     assert "click_url" not in details["opened"]
+
+
+def test_a_click_records_the_paper_of_the_digest_whose_link_was_clicked(client, django_capture_on_commit_callbacks):
+    first, second, elsewhere = PaperFactory.create_batch(3, code_url="https://github.com/lab/shared")
+    second.hf_url = f"https://huggingface.co/papers/{second.arxiv_id}"
+    second.save()
+    subscriber = SubscriberFactory(interests="")
+    delivery = Delivery.objects.create(subscriber=subscriber, edition=built_edition(), status="sent",
+                                       esp_message_id=MESSAGE_ID, paper_ids=[second.pk, first.pk])
+    clicks = {
+        "pdf": f"{first.pdf_url}/",  # a trailing slash aside
+        "hf": second.hf_url,
+        "shared": "https://github.com/lab/shared",  # both papers' code: the first in the digest
+        "elsewhere": elsewhere.arxiv_url,  # not a paper of this digest
+        "unsubscribe": "https://paperboy.example/unsubscribe/abc/",
+    }
+    for n, url in enumerate(clicks.values()):
+        post_and_apply(client, django_capture_on_commit_callbacks,
+                       mailgun_event("clicked", subscriber.email, at=T0 + n, url=url))
+    post_and_apply(client, django_capture_on_commit_callbacks, mailgun_event("opened", subscriber.email))
+
+    papers = dict(WebhookEvent.objects.filter(event_type="clicked").values_list("details__click_url", "clicked_paper"))
+    assert [papers[url] for url in clicks.values()] == [first.pk, second.pk, second.pk, None, None]
+    assert WebhookEvent.objects.get(event_type="opened").clicked_paper is None
+    assert WebhookEvent.objects.filter(applied_at__isnull=True).count() == 0
+
+
+def test_a_click_on_a_delivery_not_found_records_no_paper(client, django_capture_on_commit_callbacks):
+    paper = PaperFactory()
+    subscriber = SubscriberFactory(interests="")
+
+    post_and_apply(client, django_capture_on_commit_callbacks,
+                   mailgun_event("clicked", subscriber.email, message_id="<unknown@mg.example.org>", url=paper.arxiv_url))
+
+    event = WebhookEvent.objects.get()
+    assert event.applied_at is not None and (event.delivery, event.clicked_paper) == (None, None)
 
 
 def test_a_repeated_event_is_stored_and_applied_once(client, django_capture_on_commit_callbacks, delivery):
@@ -227,3 +265,25 @@ def test_text_a_database_cannot_store_is_cleaned_not_an_error(delivery):
     stored = WebhookEvent.objects.get()
     assert stored.event_id == "mailgun:nulid" and stored.recipient == "ab@example.org"
     assert stored.details["metadata"] == {"note": "ab", "delivery_id": ""}
+
+
+def test_click_events_applied_before_the_clicked_paper_was_kept_get_it_from_their_url():
+    backfill = importlib.import_module("digest.migrations.0005_webhookevent_clicked_paper").record_clicked_papers
+    first, second = PaperFactory.create_batch(2)
+    subscriber = SubscriberFactory(interests="")
+    delivery = Delivery.objects.create(subscriber=subscriber, edition=built_edition(), status="sent",
+                                       paper_ids=[first.pk, second.pk])
+    stored = {
+        url: WebhookEvent.objects.create(
+            event_id=f"old:{n}", esp="mailgun", event_type="clicked", delivery=delivery,
+            details={"click_url": url} if url else {}, applied_at=moment(T0),
+        )
+        for n, url in enumerate([second.pdf_url + "/", "https://paperboy.example/unsubscribe/x/", ""])
+    }
+
+    backfill(django_apps, None)
+
+    assert {url: event.clicked_paper_id for url, event in
+            ((url, WebhookEvent.objects.get(pk=e.pk)) for url, e in stored.items())} == {
+        second.pdf_url + "/": second.pk, "https://paperboy.example/unsubscribe/x/": None, "": None,
+    }

@@ -8,7 +8,7 @@ import time_machine
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from digest import dashboard
+from digest import dashboard, webhooks
 from digest.models import Delivery, Feedback, WebhookEvent
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 
@@ -111,12 +111,15 @@ def test_complaint_rate_is_judged_against_the_mailbox_provider_thresholds(wednes
 
 
 def clicked(delivery, url, at=None):
-    """The click event the ESP's webhook stores for ``delivery`` (``digest.webhooks.store_event``)."""
-    return WebhookEvent.objects.create(
+    """The click event the ESP's webhook stores for ``delivery`` (``digest.webhooks.store_event``),
+    applied as the Celery task applies it."""
+    event = WebhookEvent.objects.create(
         event_id=f"test:{WebhookEvent.objects.count()}", esp="mailgun", event_type="clicked",
-        recipient=delivery.subscriber.email, delivery=delivery, occurred_at=at or timezone.now(),
-        details={"metadata": {}, "click_url": url},
+        recipient=delivery.subscriber.email, occurred_at=at or timezone.now(),
+        details={"metadata": {"delivery_id": str(delivery.pk)}, "click_url": url},
     )
+    webhooks.apply_event(event.pk)
+    return event
 
 
 def test_top_papers_of_the_week_rank_by_clicks_and_likes(wednesday):
