@@ -9,6 +9,7 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from digest import dashboard
 from digest.models import Delivery
 from papers.models import FetchRun
 from tests.factories import EditionFactory, SubscriberFactory
@@ -87,3 +88,41 @@ def test_step_durations_read_in_human_units(seconds, text):
     from digest.dashboard import duration_text
 
     assert duration_text(seconds) == text
+
+
+def test_send_times_are_nearest_rank_percentiles_over_every_sent_delivery():
+    with time_machine.travel(datetime(2026, 11, 18, 9, 0, tzinfo=UTC), tick=False):
+        now = timezone.now()
+        edition = EditionFactory(cadence="daily")
+        took = [7, 3, 20, 11, 1, 16, 9, 14, 5, 18, 2, 12, 19, 6, 15, 4, 10, 17, 8, 13]  # seconds, 1..20
+        deliveries = {}
+        for seconds, subscriber in zip(took, SubscriberFactory.create_batch(len(took))):
+            sending = now - timedelta(seconds=60)
+            deliveries[seconds] = Delivery.objects.create(
+                subscriber=subscriber, edition=edition, status="sent", created_at=sending - timedelta(seconds=2 * seconds),
+                sending_at=sending, sent_at=sending + timedelta(seconds=seconds),
+            )
+        Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="sending", sending_at=now)
+
+        steps = {step.name.split(" (")[0]: step for step in dashboard.send_steps(edition)}
+
+    send, wait, window = steps["send one message"], steps["wait for a send worker"], steps["send window"]
+    assert send.seconds == 20 and send.detail == f"p50 10.00s, p95 19.00s, slowest delivery {deliveries[20].pk}"
+    assert wait.seconds == 40 and wait.detail == "p50 20.00s, p95 38.00s"
+    assert window.seconds == 60 and window.detail.endswith(", 20 sent")
+
+
+def test_the_portable_percentiles_agree_with_the_databases_own():
+    edition = EditionFactory(cadence="daily")
+    start = timezone.now()
+    for n, subscriber in enumerate(SubscriberFactory.create_batch(7)):
+        Delivery.objects.create(subscriber=subscriber, edition=edition, status="sent", created_at=start,
+                                sending_at=start + timedelta(seconds=n % 3), sent_at=start + timedelta(seconds=n * n))
+    rows = edition.deliveries.all()
+    intervals = (("sending_at", "sent_at"), ("created_at", "sending_at"))
+
+    portable = [dashboard.duration_spread(rows, a, b, 7) for a, b in intervals]
+
+    assert dashboard.duration_spreads(rows, 7, *intervals) == portable
+    seconds = [tuple(value.total_seconds() for value in spread) for spread in portable]
+    assert seconds == [(9.0, 36.0, 36.0), (1.0, 2.0, 2.0)]  # sends 0, 0, 2, 9, 15, 23, 36 s; waits 0–2 s
