@@ -140,10 +140,13 @@ class BlockedPaperAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "esp", "event_type", "recipient", "delivery", "applied_at", "outcome"]
+    list_display = [
+        "received_at", "esp", "event_type", "recipient", "delivery", "clicked_paper", "applied_at", "outcome",
+    ]
     list_filter = ["event_type", "esp"]
     search_fields = ["recipient", "message_id", "event_id"]
-    raw_id_fields = ["delivery"]
+    raw_id_fields = ["delivery", "clicked_paper"]
+    list_select_related = ["delivery__edition", "clicked_paper"]
 
     def has_add_permission(self, request):
         return False

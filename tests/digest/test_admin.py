@@ -1,11 +1,13 @@
 """Operators: editions with scores, the ledger, previews, guarded resends and the blocklist."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from digest.models import BlockedPaper, Delivery, EditionPaper
+from digest.models import BlockedPaper, Delivery, EditionPaper, WebhookEvent
 from digest.sending import send_edition_to
 from tests.digest.builders import built_edition
-from tests.factories import SubscriberFactory
+from tests.factories import PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +87,21 @@ def test_blocking_a_paper_pulls_it_from_every_digest_not_yet_sent(admin_client, 
 def test_webhook_events_are_listed_read_only(admin_client):
     assert admin_client.get("/admin/digest/webhookevent/").status_code == 200
     assert admin_client.get("/admin/digest/webhookevent/add/").status_code == 403
+
+
+def test_the_webhook_event_list_shows_the_clicked_paper_in_as_many_queries_for_many_events(admin_client):
+    edition = built_edition()
+    paper = PaperFactory(title="A paper somebody clicked")
+
+    def clicks(count):
+        for _ in range(count):
+            delivery = Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="sent")
+            WebhookEvent.objects.create(event_id=f"e{WebhookEvent.objects.count()}", esp="mailgun",
+                                        event_type="clicked", delivery=delivery, clicked_paper=paper)
+        with CaptureQueriesContext(connection) as queries:
+            page = admin_client.get("/admin/digest/webhookevent/").content.decode()
+        return page, len(queries)
+
+    page, one = clicks(1)
+    assert "A paper somebody clicked" in page
+    assert clicks(5)[1] == one
