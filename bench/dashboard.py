@@ -1,0 +1,206 @@
+"""Operator dashboard benchmark: the dashboard and the daily status report over a day's send.
+
+Run by hand from the repository root (not part of the test suite):
+
+    .venv/bin/python bench/dashboard.py --subscribers 100000 --clicks 100000
+
+It starts a throwaway PostgreSQL cluster (tests.servers), imports the bundled
+corpus (giving its papers arXiv and Hugging Face links), builds today's daily
+edition, inserts N active readers, one ``sent`` delivery each (10 of the
+edition's papers, sent over the last hour) and ``--clicks`` ESP click events
+of this week on those digests' links (some repeated, a tenth on the
+unsubscribe link), stored as applying them stores them. Then it times what an
+operator's page view computes (``dashboard_context``) and two of its parts
+(``daily_status``, ``top_papers_of_week``), three rounds each, and prints the
+median seconds, the SQL queries and the Python memory each allocated at its
+peak (``tracemalloc``, in a separate round so that tracing does not slow the
+timed ones). It checks the figures against the data it inserted: the
+delivery counts, the send window's row count, and the clicks of the most
+clicked paper. Nothing leaves 127.0.0.1. It ends with one line:
+
+    RESULT subscribers=N clicks=C dashboard_seconds=S status_seconds=T top_papers_seconds=P queries=Q peak_mb=M
+"""
+
+import argparse
+import io
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.digest_scale import build_data, configure_env, django_setup, start_database  # noqa: E402
+
+PAPERS_PER_DIGEST = 10
+ROUNDS = 3
+
+
+def insert_deliveries(edition, seed=11):
+    """One sent delivery per reader (COPY), sent during the last hour; returns {delivery id: paper ids}."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from subscriptions.models import Subscriber
+
+    rng = random.Random(seed)
+    paper_ids = list(edition.entries.values_list("paper_id", flat=True))
+    now = timezone.now()
+    buffer = io.StringIO()
+    for subscriber_id in Subscriber.objects.values_list("pk", flat=True).iterator(chunk_size=10_000):
+        papers = rng.sample(paper_ids, PAPERS_PER_DIGEST)
+        created = now - timedelta(minutes=60)
+        sending = created + timedelta(seconds=rng.uniform(0, 3000))
+        sent = sending + timedelta(seconds=rng.uniform(0.01, 2.0))
+        buffer.write(
+            f"{subscriber_id}\t{edition.pk}\tsent\t{papers}\t{{}}\t\t<{subscriber_id}@mg.bench.example>\t\t1\t"
+            f"{created.isoformat()}\t{sending.isoformat()}\t{sent.isoformat()}\t{sent.isoformat()}\n"
+        )
+    buffer.seek(0)
+    with connection.cursor() as cursor:
+        with cursor.copy(
+            "COPY digest_delivery (subscriber_id, edition_id, status, paper_ids, reasons, reason, esp_message_id, "
+            "send_token, attempts, created_at, sending_at, sent_at, updated_at) FROM STDIN"
+        ) as copy:
+            copy.write(buffer.read())
+    from digest.models import Delivery
+
+    return dict(Delivery.objects.values_list("pk", "paper_ids").iterator(chunk_size=10_000))
+
+
+def insert_clicks(deliveries, clicks, seed=13):
+    """``clicks`` click events on these deliveries; returns the clicks each paper should count."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from digest.rendering import paper_links
+    from papers.models import Paper
+
+    rng = random.Random(seed)
+    for paper in Paper.objects.filter(arxiv_url=""):  # the bundled corpus has no links: give it arXiv's
+        paper.arxiv_url = f"https://arxiv.org/abs/2611.{paper.pk:05d}"
+        paper.pdf_url = f"https://arxiv.org/pdf/2611.{paper.pk:05d}"
+        paper.hf_url = f"https://huggingface.co/papers/2611.{paper.pk:05d}"
+        paper.save(update_fields=["arxiv_url", "pdf_url", "hf_url"])
+    urls = {p.pk: [url for _, url in paper_links(p)] for p in Paper.objects.all()}
+    now = timezone.now()
+    ids = list(deliveries)
+    expected, counted = Counter(), set()
+    buffer = io.StringIO()
+    for n in range(clicks):
+        delivery_id = rng.choice(ids)
+        roll = rng.random()
+        paper_id = rng.choice(deliveries[delivery_id])
+        if roll < 0.1:
+            url, paper_id = "https://paperboy.example/unsubscribe/token/", None
+        else:
+            url = rng.choice(urls[paper_id]) + ("/" if roll < 0.2 else "")
+            if (delivery_id, paper_id) not in counted:
+                counted.add((delivery_id, paper_id))
+                expected[paper_id] += 1
+        at = (now - timedelta(seconds=rng.uniform(0, 6 * 86400))).isoformat()
+        details = '{"click_url": "%s"}' % url
+        paper = "\\N" if paper_id is None else paper_id  # as applying the event records it
+        buffer.write(
+            f"bench-click-{n}\tmailgun\tclicked\t\t\t{delivery_id}\t{at}\t{details}\t{at}\t{at}\tapplied\t{paper}\n"
+        )
+    buffer.seek(0)
+    with connection.cursor() as cursor:
+        with cursor.copy(
+            "COPY digest_webhookevent (event_id, esp, event_type, recipient, message_id, delivery_id, occurred_at, "
+            "details, received_at, applied_at, outcome, clicked_paper_id) FROM STDIN"
+        ) as copy:
+            copy.write(buffer.read())
+        cursor.execute("ANALYZE")
+    return expected
+
+
+class Queries:
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def measure(function):
+    """(median seconds of ROUNDS calls, queries per call, peak MB allocated by one call, its result)."""
+    from django.db import connection
+
+    seconds = []
+    queries = Queries()
+    for _ in range(ROUNDS):
+        queries.count = 0
+        with connection.execute_wrapper(queries):
+            started = time.perf_counter()
+            result = function()
+            seconds.append(time.perf_counter() - started)
+    tracemalloc.start()
+    function()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return statistics.median(seconds), queries.count, peak, result
+
+
+def check(n, clicks_expected, status, top):
+    problems = []
+    counts = status.editions[0].counts if status.editions and status.editions[0].edition else {}
+    if counts.get("sent") != n:
+        problems.append(f"daily status counts {counts}, expected {n} sent")
+    window = [s for s in status.steps if s.name.startswith("send window")]
+    if not window or not window[0].detail.endswith(f", {n} sent"):
+        problems.append(f"send window step {window}")
+    most = max(clicks_expected.values(), default=0)
+    if not top or top[0].clicks != most:
+        problems.append(f"top paper has {top[0].clicks if top else None} clicks, expected {most}")
+    return problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--clicks", type=int, default=100_000)
+    args = parser.parse_args()
+
+    server = start_database()
+    try:
+        configure_env(server.url("bench"), "http://127.0.0.1:9/v3")
+        django_setup()
+        from digest import dashboard
+
+        started = time.perf_counter()
+        edition = build_data(args.subscribers)
+        deliveries = insert_deliveries(edition)
+        expected = insert_clicks(deliveries, args.clicks)
+        del deliveries
+        print(f"setup: {args.subscribers} readers and deliveries, {args.clicks} clicks "
+              f"in {time.perf_counter() - started:.1f} s")
+
+        figures = {}
+        for name, function in (
+            ("daily_status", dashboard.daily_status),
+            ("top_papers_of_week", dashboard.top_papers_of_week),
+            ("dashboard_context", dashboard.dashboard_context),
+        ):
+            figures[name] = measure(function)
+            seconds, queries, peak, _ = figures[name]
+            print(f"{name:<20} {seconds:8.3f} s {queries:6d} queries  peak {peak:7.1f} MB allocated")
+        problems = check(args.subscribers, expected, figures["daily_status"][3], figures["top_papers_of_week"][3])
+        print("   checks: " + ("ok" if not problems else "; ".join(problems)))
+        seconds, queries, peak, _ = figures["dashboard_context"]
+        status, top = figures["daily_status"][0], figures["top_papers_of_week"][0]
+        print(f"RESULT subscribers={args.subscribers} clicks={args.clicks} dashboard_seconds={seconds:.3f} "
+              f"status_seconds={status:.3f} top_papers_seconds={top:.3f} queries={queries} peak_mb={peak:.1f}")
+        return 1 if problems else 0
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
