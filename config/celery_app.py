@@ -31,4 +31,8 @@ def configure_beat_schedule(sender, **kwargs):
             "task": "digest.tasks.enqueue_due_digests",
             "schedule": every or crontab(minute="*/15"),
         },
+        "prune-webhook-events": {
+            "task": "digest.tasks.prune_webhook_events",
+            "schedule": every or crontab(minute=30, hour=3),
+        },
     }

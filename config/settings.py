@@ -191,6 +191,9 @@ ARXIV_MAX_RESULTS = env.int("ARXIV_MAX_RESULTS", default=2000)  # per fetch, new
 # --- Digest ---------------------------------------------------------------
 DIGEST_SEND_BATCH_SIZE = env.int("DIGEST_SEND_BATCH_SIZE", default=500)
 DIGEST_SENDING_STALE_MINUTES = env.int("DIGEST_SENDING_STALE_MINUTES", default=30)
+# Applied ESP webhook events older than this are deleted each night (the dashboard reads a week of clicks;
+# ESPs retry an event for hours, not weeks, so a repeat is still recognised).
+WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
 DIGEST_RETRY_BASE_SECONDS = env.float("DIGEST_RETRY_BASE_SECONDS", default=30)  # first send retry after ~this (±50 %), doubling
 DIGEST_RELEVANCE_WEIGHT = env.float("DIGEST_RELEVANCE_WEIGHT", default=0.7)
 DIGEST_EMBEDDER = env("DIGEST_EMBEDDER", default="digest.embedding.TfidfEmbedder")

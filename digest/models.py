@@ -176,6 +176,8 @@ class WebhookEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        # The admin's list (newest first) and the nightly prune (oldest first) read by received_at.
+        indexes = [models.Index(fields=["received_at"], name="webhookevent_received_idx")]
 
     def __str__(self):
         return f"{self.esp} {self.event_type} {self.recipient}"

@@ -53,3 +53,8 @@ def send_digest_chunk(self, edition_id, subscriber_ids):
 @shared_task(acks_late=True)
 def apply_webhook_event(event_pk):
     return webhooks.apply_event(event_pk)
+
+
+@shared_task(acks_late=True)
+def prune_webhook_events():
+    return webhooks.prune_webhook_events()

@@ -26,6 +26,7 @@ marked applied in one transaction):
 
 import hashlib
 import logging
+from datetime import timedelta
 
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import EventType
@@ -222,3 +223,22 @@ def apply_event(event_pk):
         )
     log.info("webhook event applied esp=%s type=%s outcome=%s", event.esp, event.event_type, outcome)
     return outcome
+
+
+PRUNE_BATCH = 5000
+
+
+def prune_webhook_events(now=None, batch_size=PRUNE_BATCH):
+    """Delete applied events received more than WEBHOOK_EVENT_RETENTION_DAYS ago, a batch at
+    a time (short transactions, however many there are); returns how many.
+
+    A delivery keeps what its events stamped on it; an event not applied yet is
+    kept whatever its age, for an operator to look at.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_EVENT_RETENTION_DAYS)
+    old = WebhookEvent.objects.filter(received_at__lt=cutoff, applied_at__isnull=False).order_by("received_at")
+    deleted = 0
+    while ids := list(old.values_list("pk", flat=True)[:batch_size]):
+        deleted += WebhookEvent.objects.filter(pk__in=ids).delete()[0]
+    log.info("webhook events pruned count=%d older_than=%s", deleted, cutoff.isoformat())
+    return deleted

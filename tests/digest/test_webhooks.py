@@ -4,16 +4,19 @@ import base64
 import hashlib
 import hmac
 import importlib
+import io
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from anymail.signals import AnymailTrackingEvent
 from django.apps import apps as django_apps
+from django.core.management import call_command
 
 from digest.models import Delivery, WebhookEvent
-from digest.webhooks import record_tracking_event
+from digest.webhooks import prune_webhook_events, record_tracking_event
 from subscriptions.models import Subscriber, Suppression, email_hash
 from tests.digest.builders import built_edition
 from tests.factories import PaperFactory, SubscriberFactory
@@ -287,3 +290,28 @@ def test_click_events_applied_before_the_clicked_paper_was_kept_get_it_from_thei
             ((url, WebhookEvent.objects.get(pk=e.pk)) for url, e in stored.items())} == {
         second.pdf_url + "/": second.pk, "https://paperboy.example/unsubscribe/x/": None, "": None,
     }
+
+
+def test_applied_events_past_the_retention_are_deleted_in_batches_and_the_rest_kept(settings, delivery):
+    settings.WEBHOOK_EVENT_RETENTION_DAYS = 30
+    now = moment(T0)
+
+    def event(name, days_old, applied=True):
+        return WebhookEvent.objects.create(
+            event_id=name, esp="mailgun", event_type="opened", delivery=delivery,
+            received_at=now - timedelta(days=days_old), applied_at=now if applied else None,
+        )
+
+    old = [event(f"old:{n}", 31 + n) for n in range(5)]
+    kept = [event("recent", 29), event("old but not applied", 90, applied=False)]
+
+    out = io.StringIO()
+    with time_machine.travel(now, tick=False):
+        assert prune_webhook_events(batch_size=2) == 5
+        call_command("prune_webhook_events", stdout=out)
+
+    assert set(WebhookEvent.objects.values_list("event_id", flat=True)) == {e.event_id for e in kept}
+    assert not WebhookEvent.objects.filter(pk__in=[e.pk for e in old]).exists()
+    assert out.getvalue().startswith("webhook events deleted: 0 (older than 30 days)")
+    delivery.refresh_from_db()  # the delivery keeps what the events told
+    assert delivery.status == "sent"

@@ -36,14 +36,17 @@ def test_fetch_build_and_send_go_to_their_own_queues():
     assert route_of("digest.tasks.run_daily_job") == "default"
 
 
-def test_beat_runs_the_daily_job_at_the_job_hour_and_enqueues_every_quarter_hour(settings):
+def test_beat_runs_the_daily_job_at_the_job_hour_enqueues_every_quarter_hour_and_prunes_nightly(settings):
     settings.BEAT_INTERVAL_SECONDS = 0
     configure_beat_schedule(app)
 
     schedule = app.conf.beat_schedule
-    assert set(schedule) == {"run-daily-job", "enqueue-due-digests"}
+    assert set(schedule) == {"run-daily-job", "enqueue-due-digests", "prune-webhook-events"}
     assert schedule["run-daily-job"]["schedule"] == crontab(minute=0, hour=settings.DAILY_JOB_HOUR)
     assert schedule["enqueue-due-digests"]["schedule"] == crontab(minute="*/15")
+    assert schedule["prune-webhook-events"]["schedule"] == crontab(minute=30, hour=3)
+    assert schedule["prune-webhook-events"]["task"] in app.tasks
+    assert route_of("digest.tasks.prune_webhook_events") == "default"
 
 
 def test_a_beat_interval_runs_every_job_every_few_seconds_for_staging(settings):
@@ -55,4 +58,4 @@ def test_a_beat_interval_runs_every_job_every_few_seconds_for_staging(settings):
         settings.BEAT_INTERVAL_SECONDS = 0
         configure_beat_schedule(app)
 
-    assert intervals == [5, 5]
+    assert intervals == [5, 5, 5]
