@@ -43,9 +43,9 @@ ROUNDS = 3
 
 def insert_deliveries(edition, seed=11):
     """One sent delivery per reader (COPY), sent during the last hour; returns {delivery id: paper ids}."""
-    from django.db import connection
     from django.utils import timezone
 
+    from digest.models import Delivery
     from subscriptions.models import Subscriber
 
     rng = random.Random(seed)
@@ -61,16 +61,21 @@ def insert_deliveries(edition, seed=11):
             f"{subscriber_id}\t{edition.pk}\tsent\t{papers}\t{{}}\t\t<{subscriber_id}@mg.bench.example>\t\t1\t"
             f"{created.isoformat()}\t{sending.isoformat()}\t{sent.isoformat()}\t{sent.isoformat()}\n"
         )
+    copy_rows(
+        "digest_delivery (subscriber_id, edition_id, status, paper_ids, reasons, reason, esp_message_id, "
+        "send_token, attempts, created_at, sending_at, sent_at, updated_at)", buffer,
+    )
+    return dict(Delivery.objects.values_list("pk", "paper_ids").iterator(chunk_size=10_000))
+
+
+def copy_rows(table, buffer):
+    """COPY the tab-separated rows written to ``buffer`` into ``table (columns)``."""
+    from django.db import connection
+
     buffer.seek(0)
     with connection.cursor() as cursor:
-        with cursor.copy(
-            "COPY digest_delivery (subscriber_id, edition_id, status, paper_ids, reasons, reason, esp_message_id, "
-            "send_token, attempts, created_at, sending_at, sent_at, updated_at) FROM STDIN"
-        ) as copy:
+        with cursor.copy(f"COPY {table} FROM STDIN") as copy:
             copy.write(buffer.read())
-    from digest.models import Delivery
-
-    return dict(Delivery.objects.values_list("pk", "paper_ids").iterator(chunk_size=10_000))
 
 
 def insert_clicks(deliveries, clicks, seed=13):
@@ -109,13 +114,11 @@ def insert_clicks(deliveries, clicks, seed=13):
         buffer.write(
             f"bench-click-{n}\tmailgun\tclicked\t\t\t{delivery_id}\t{at}\t{details}\t{at}\t{at}\tapplied\t{paper}\n"
         )
-    buffer.seek(0)
+    copy_rows(
+        "digest_webhookevent (event_id, esp, event_type, recipient, message_id, delivery_id, occurred_at, "
+        "details, received_at, applied_at, outcome, clicked_paper_id)", buffer,
+    )
     with connection.cursor() as cursor:
-        with cursor.copy(
-            "COPY digest_webhookevent (event_id, esp, event_type, recipient, message_id, delivery_id, occurred_at, "
-            "details, received_at, applied_at, outcome, clicked_paper_id) FROM STDIN"
-        ) as copy:
-            copy.write(buffer.read())
         cursor.execute("ANALYZE")
     return expected
 
