@@ -135,8 +135,8 @@ def test_a_click_on_a_delivery_not_found_records_no_paper(client, django_capture
     paper = PaperFactory()
     subscriber = SubscriberFactory(interests="")
 
-    post_and_apply(client, django_capture_on_commit_callbacks,
-                   mailgun_event("clicked", subscriber.email, message_id="<unknown@mg.example.org>", url=paper.arxiv_url))
+    unknown = mailgun_event("clicked", subscriber.email, message_id="<unknown@mg.example.org>", url=paper.arxiv_url)
+    post_and_apply(client, django_capture_on_commit_callbacks, unknown)
 
     event = WebhookEvent.objects.get()
     assert event.applied_at is not None and (event.delivery, event.clicked_paper) == (None, None)

@@ -99,8 +99,8 @@ def test_send_times_are_nearest_rank_percentiles_over_every_sent_delivery():
         for seconds, subscriber in zip(took, SubscriberFactory.create_batch(len(took))):
             sending = now - timedelta(seconds=60)
             deliveries[seconds] = Delivery.objects.create(
-                subscriber=subscriber, edition=edition, status="sent", created_at=sending - timedelta(seconds=2 * seconds),
-                sending_at=sending, sent_at=sending + timedelta(seconds=seconds),
+                subscriber=subscriber, edition=edition, status="sent", sending_at=sending,
+                created_at=sending - timedelta(seconds=2 * seconds), sent_at=sending + timedelta(seconds=seconds),
             )
         Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="sending", sending_at=now)
 

@@ -9,4 +9,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         deleted = webhooks.prune_webhook_events()
-        self.stdout.write(f"webhook events deleted: {deleted} (older than {settings.WEBHOOK_EVENT_RETENTION_DAYS} days)")
+        days = settings.WEBHOOK_EVENT_RETENTION_DAYS
+        self.stdout.write(f"webhook events deleted: {deleted} (older than {days} days)")
