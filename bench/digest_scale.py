@@ -297,6 +297,46 @@ def build_data(subscribers, seed=7):
     return edition
 
 
+def build_history(days, seed=9):
+    """``days`` past daily editions (weekdays before today), each with a sent digest of 10 papers
+    for every reader, as a ledger looks after months of service (COPY; the papers are ids of
+    earlier papers, none of them in today's edition)."""
+    import io
+    from datetime import datetime, timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from digest.editions import edition_date_for
+    from digest.models import Edition
+    from subscriptions.models import Subscriber
+
+    rng = random.Random(seed)
+    readers = list(Subscriber.objects.values_list("pk", flat=True))
+    day, editions = timezone.localdate(), []
+    while len(editions) < days:
+        day = edition_date_for("daily", day - timedelta(days=1))
+        built = timezone.make_aware(datetime(day.year, day.month, day.day, 6))
+        editions.append(Edition.objects.create(cadence="daily", date=day, built_at=built))
+    first_past_paper = 10_000_000
+    for number, edition in enumerate(editions):
+        buffer = io.StringIO()
+        sent = edition.built_at + timedelta(minutes=10)
+        papers = range(first_past_paper + 40 * number, first_past_paper + 40 * (number + 1))
+        for reader in readers:
+            buffer.write(f"{reader}\t{edition.pk}\tsent\t{rng.sample(papers, 10)}\t{{}}\t\t\t\t1\t"
+                         f"{edition.built_at.isoformat()}\t{sent.isoformat()}\t{sent.isoformat()}\t{sent.isoformat()}\n")
+        buffer.seek(0)
+        with connection.cursor() as cursor:
+            with cursor.copy(
+                "COPY digest_delivery (subscriber_id, edition_id, status, paper_ids, reasons, reason, esp_message_id, "
+                "send_token, attempts, created_at, sending_at, sent_at, updated_at) FROM STDIN"
+            ) as copy:
+                copy.write(buffer.read())
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
 # --- The production send path, in a fresh process per worker ----------------
 
 
@@ -398,7 +438,7 @@ def naive_worker(database_url, esp_url, sample, result_queue):
     from digest.sending import edition_entries
     from subscriptions.models import Subscriber
 
-    edition = Edition.objects.get(cadence="daily")
+    edition = Edition.objects.filter(cadence="daily").latest("date")  # today's: the others are past ones
     ranker = EditionRanker(edition_entries(edition))
     renderer = rendering.DigestRenderer(edition)
     readers = list(Subscriber.objects.order_by("pk")[:sample])
@@ -443,13 +483,20 @@ def run_naive(database_url, sample):
 # --- Checks and report ------------------------------------------------------------
 
 
+def todays_deliveries():
+    from django.utils import timezone
+
+    from digest.models import Delivery
+    from digest.scheduling import current_edition
+
+    return Delivery.objects.filter(edition=current_edition("daily", timezone.now()))
+
+
 def verify(subscribers, esp_stats):
     from django.db.models import Count
 
-    from digest.models import Delivery
-
-    by_status = dict(Delivery.objects.values_list("status").annotate(n=Count("id")))
-    per_reader = Delivery.objects.filter(status="sent").values("subscriber_id").annotate(n=Count("id"))
+    by_status = dict(todays_deliveries().values_list("status").annotate(n=Count("id")))
+    per_reader = todays_deliveries().filter(status="sent").values("subscriber_id").annotate(n=Count("id"))
     problems = []
     if by_status.get("sent", 0) != subscribers:
         problems.append(f"sent deliveries {by_status} != {subscribers}")
@@ -479,6 +526,8 @@ def main():
     parser.add_argument("--workers", type=int, default=1, help="also run with this many processes and compare")
     parser.add_argument("--naive-sample", type=int, default=NAIVE_SAMPLE)
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats of the first send worker to FILE")
+    parser.add_argument("--history-days", type=int, default=0,
+                        help="past daily editions each reader already got a digest of (the ledger after months)")
     args = parser.parse_args()
     n = args.subscribers
 
@@ -491,8 +540,11 @@ def main():
 
         t = time.perf_counter()
         build_data(n)
+        if args.history_days:
+            build_history(args.history_days)
         connection.close()
-        print(f"setup: {n} subscribers, bundled corpus, daily edition in {time.perf_counter() - t:.1f} s")
+        print(f"setup: {n} subscribers, bundled corpus, daily edition, {args.history_days} past digests per reader "
+              f"in {time.perf_counter() - t:.1f} s")
 
         naive = run_naive(database_url, min(args.naive_sample, n))
         naive_rate = naive["count"] / naive["seconds"]
@@ -533,10 +585,11 @@ def postmaster_pid(server):
 
 
 def reset_ledger():
+    """Today's deliveries gone (the readers' past digests stay), for the next run."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE digest_delivery CASCADE")
+        cursor.execute("DELETE FROM digest_delivery WHERE edition_id = %s", [todays_deliveries()[:1].get().edition_id])
 
 
 def report(n, workers, outcomes, wall, stats, by_status, problems):
