@@ -43,7 +43,7 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as db_connection
-from django.db.models import BooleanField, Exists, F, OuterRef, Q
+from django.db.models import BooleanField, Exists, F, OuterRef, Q, Subquery
 from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_init, pre_init
@@ -53,7 +53,7 @@ from subscriptions.models import Subscriber
 
 from .emails import BatchPart, build_batch_email, build_email
 from .esp import BatchAnswer, MailgunBatch, batch_style, batches, digest_esp_extra
-from .models import Delivery, Feedback
+from .models import Delivery, Edition, Feedback
 from .ranking import MODEL_MIN_LIKES, EditionRanker, RankRequest
 from .rendering import DigestRenderer
 
@@ -417,31 +417,50 @@ class Readers:
         }
 
 
-def papers_already_sent(subscriber_ids, excluding_edition=None):
-    """Per subscriber, the papers of every digest that was (or may have been) handed to the ESP."""
+def papers_already_sent(subscriber_ids, excluding_edition=None, editions=None):
+    """Per subscriber, the papers of every digest that was (or may have been) handed to the ESP;
+    with ``editions`` (ids), of the digests of those editions only."""
     sent = {}
-    for subscriber_id, paper_ids in past_papers(subscriber_ids, excluding_edition):
+    for subscriber_id, paper_ids in past_papers(subscriber_ids, excluding_edition, editions):
         sent.setdefault(subscriber_id, set()).update(paper_ids)
     return sent
 
 
-def past_papers(subscriber_ids, excluding_edition):
-    """(subscriber id, paper ids) of each delivery past ``pending``, other editions only.
+def past_papers(subscriber_ids, excluding_edition, editions=None):
+    """(subscriber id, paper ids) of each delivery past ``pending``, other editions only (and
+    only of ``editions``, when given).
 
-    On PostgreSQL each subscriber's rows are looked up in the subscriber index.
+    On PostgreSQL each subscriber's rows are looked up in an index: the
+    (edition, subscriber) one for each of ``editions``, else the subscriber one.
     """
     if db_connection.vendor != "postgresql":
         rows = Delivery.objects.filter(subscriber_id__in=list(subscriber_ids)).exclude(status=Delivery.Status.PENDING)
         if excluding_edition is not None:
             rows = rows.exclude(edition=excluding_edition)
+        if editions is not None:
+            rows = rows.filter(edition_id__in=list(editions))
         return rows.values_list("subscriber_id", "paper_ids")
+    in_editions, params = "", []
+    if editions is not None:
+        in_editions, params = "AND edition_id = ANY(%s::bigint[]) ", [list(editions)]
     rows = rows_per_subscriber(
         subscriber_ids,
         f"SELECT s.id, paper_ids FROM {Delivery._meta.db_table} WHERE subscriber_id = s.id AND status <> %s "
-        f"AND edition_id IS DISTINCT FROM %s",
-        [Delivery.Status.PENDING, excluding_edition.pk if excluding_edition is not None else None],
+        f"AND edition_id IS DISTINCT FROM %s {in_editions}",
+        [Delivery.Status.PENDING, excluding_edition.pk if excluding_edition is not None else None, *params],
     )
     return [(sid, from_jsonb(paper_ids)) for sid, paper_ids in rows]
+
+
+def editions_sharing_papers(edition):
+    """The other editions whose digests may hold a paper of ``edition``: those built since its
+    earliest paper was first seen. An edition takes only papers seen before it is built, so a
+    digest of an older edition holds none of this one's papers, however many a reader got."""
+    from papers.models import Paper
+
+    first_seen = Paper.objects.filter(editions=edition).order_by("first_seen_at").values("first_seen_at")[:1]
+    since = Edition.objects.filter(built_at__gte=Subquery(first_seen)).exclude(pk=edition.pk)
+    return list(since.values_list("pk", flat=True))
 
 
 def feedback_papers(subscriber_ids):
@@ -465,9 +484,20 @@ def ignored_papers(history, liked, disliked):
 
 
 def load_readers(edition, subscriber_ids):
-    history = papers_already_sent(subscriber_ids, excluding_edition=edition)
+    """What ranking needs to know of these readers for ``edition``.
+
+    The papers already sent that matter are this edition's, so only digests of
+    the editions that may share papers with it are read: a year of daily
+    digests per reader would otherwise be read for every send. Readers with a
+    model (MODEL_MIN_LIKES likes) have their whole history read, for the papers
+    they were sent and never voted on.
+    """
     liked, disliked = feedback_papers(subscriber_ids)
-    return Readers(history, liked, disliked, ignored_papers(history, liked, disliked))
+    sharing = editions_sharing_papers(edition)
+    history = papers_already_sent(subscriber_ids, excluding_edition=edition, editions=sharing)
+    with_model = [sid for sid, likes in liked.items() if len(likes) >= MODEL_MIN_LIKES]
+    whole = papers_already_sent(with_model, excluding_edition=edition) if with_model else {}
+    return Readers(history, liked, disliked, ignored_papers(whole, liked, disliked))
 
 
 @dataclass

@@ -11,10 +11,13 @@ from anymail.exceptions import AnymailRequestsAPIError
 from django.utils import timezone
 
 from digest import sending
-from digest.models import Delivery
+from digest.models import Delivery, Feedback
+from digest.ranking import MODEL_MIN_LIKES
 from digest.sending import (
     TransientSendError,
     claim_deliveries,
+    load_readers,
+    prepare_edition,
     reconcile_stale_deliveries,
     send_edition_to,
     start_sending,
@@ -24,7 +27,7 @@ from digest.services import send_preview_digest
 from digest.tasks import backoff_seconds, send_digest_chunk
 from subscriptions.models import Subscriber
 from tests.digest.builders import built_edition
-from tests.factories import SubscriberFactory
+from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -227,3 +230,39 @@ def test_the_collector_runs_less_often_while_a_chunk_is_sent_and_as_before_after
     assert seen and seen[0][0] >= sending.CHUNK_GC_THRESHOLD and seen[0][1:] == before[1:]
     assert gc.get_threshold() == before  # restored, after a chunk that raised too
     assert len(mailoutbox) == 1
+
+
+def past_digest(subscriber, day, paper_ids, built_days_ago):
+    """A sent digest of an edition built ``built_days_ago`` days ago."""
+    edition = EditionFactory(cadence="daily", date=day, built_at=timezone.now() - timedelta(days=built_days_ago))
+    return Delivery.objects.create(subscriber=subscriber, edition=edition, status="sent", paper_ids=paper_ids)
+
+
+def test_only_digests_of_editions_built_since_todays_papers_were_first_seen_are_read():
+    today = built_edition("daily")
+    subscriber = SubscriberFactory(interests="")
+    recent_paper, old_paper = today.papers.first(), PaperFactory(first_seen_at=timezone.now() - timedelta(days=400))
+    past_digest(subscriber, timezone.localdate() - timedelta(days=1), [recent_paper.pk], built_days_ago=0)
+    old = past_digest(subscriber, timezone.localdate() - timedelta(days=300), [old_paper.pk], built_days_ago=300)
+
+    readers = load_readers(today, [subscriber.pk])
+
+    assert readers.history == {subscriber.pk: {recent_paper.pk}}  # the year-old digest is not read
+    assert old.edition_id not in sending.editions_sharing_papers(today)
+    assert recent_paper.pk not in {r.paper.pk for r in readers.rank(prepare_edition(today).ranker, subscriber)}
+
+
+def test_a_reader_with_a_model_still_counts_every_paper_ever_sent_and_not_voted_on_as_ignored():
+    today = built_edition("daily")
+    subscriber = SubscriberFactory(interests="")
+    liked = PaperFactory.create_batch(MODEL_MIN_LIKES, first_seen_at=timezone.now() - timedelta(days=400))
+    for paper in liked:
+        Feedback.objects.create(subscriber=subscriber, paper=paper, vote=1)
+    old_paper = PaperFactory(first_seen_at=timezone.now() - timedelta(days=400))
+    past_digest(subscriber, timezone.localdate() - timedelta(days=300), [old_paper.pk, *(p.pk for p in liked)],
+                built_days_ago=300)
+
+    readers = load_readers(today, [subscriber.pk])
+
+    assert [p.pk for p in readers.ignored[subscriber.pk]] == [old_paper.pk]
+    assert readers.history == {}
