@@ -430,25 +430,37 @@ def past_papers(subscriber_ids, excluding_edition, editions=None):
     """(subscriber id, paper ids) of each delivery past ``pending``, other editions only (and
     only of ``editions``, when given).
 
-    On PostgreSQL each subscriber's rows are looked up in an index: the
-    (edition, subscriber) one for each of ``editions``, else the subscriber one.
+    On PostgreSQL each row is looked up in an index: with ``editions``, the
+    unique (edition, subscriber) one for each pair, whatever the statistics
+    say about a table whose rows were just replaced; else the subscriber one.
     """
+    if editions is not None:
+        editions = [pk for pk in editions if excluding_edition is None or pk != excluding_edition.pk]
+        if not editions:
+            return []
     if db_connection.vendor != "postgresql":
         rows = Delivery.objects.filter(subscriber_id__in=list(subscriber_ids)).exclude(status=Delivery.Status.PENDING)
         if excluding_edition is not None:
             rows = rows.exclude(edition=excluding_edition)
         if editions is not None:
-            rows = rows.filter(edition_id__in=list(editions))
+            rows = rows.filter(edition_id__in=editions)
         return rows.values_list("subscriber_id", "paper_ids")
-    in_editions, params = "", []
     if editions is not None:
-        in_editions, params = "AND edition_id = ANY(%s::bigint[]) ", [list(editions)]
-    rows = rows_per_subscriber(
-        subscriber_ids,
-        f"SELECT s.id, paper_ids FROM {Delivery._meta.db_table} WHERE subscriber_id = s.id AND status <> %s "
-        f"AND edition_id IS DISTINCT FROM %s {in_editions}",
-        [Delivery.Status.PENDING, excluding_edition.pk if excluding_edition is not None else None, *params],
-    )
+        with db_connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT s.id, x.paper_ids FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN unnest(%s::bigint[]) AS e(id) "
+                f"CROSS JOIN LATERAL (SELECT paper_ids FROM {Delivery._meta.db_table} "
+                f"WHERE edition_id = e.id AND subscriber_id = s.id AND status <> %s OFFSET 0) AS x",
+                [list(subscriber_ids), editions, Delivery.Status.PENDING],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = rows_per_subscriber(
+            subscriber_ids,
+            f"SELECT s.id, paper_ids FROM {Delivery._meta.db_table} WHERE subscriber_id = s.id AND status <> %s "
+            f"AND edition_id IS DISTINCT FROM %s",
+            [Delivery.Status.PENDING, excluding_edition.pk if excluding_edition is not None else None],
+        )
     return [(sid, from_jsonb(paper_ids)) for sid, paper_ids in rows]
 
 
