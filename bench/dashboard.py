@@ -35,7 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.digest_scale import build_data, configure_env, django_setup, start_database  # noqa: E402
+from bench.digest_scale import (  # noqa: E402
+    DELIVERY_COLUMNS, build_data, configure_env, copy_rows, django_setup, start_database,
+)
 
 PAPERS_PER_DIGEST = 10
 ROUNDS = 3
@@ -61,21 +63,8 @@ def insert_deliveries(edition, seed=11):
             f"{subscriber_id}\t{edition.pk}\tsent\t{papers}\t{{}}\t\t<{subscriber_id}@mg.bench.example>\t\t1\t"
             f"{created.isoformat()}\t{sending.isoformat()}\t{sent.isoformat()}\t{sent.isoformat()}\n"
         )
-    copy_rows(
-        "digest_delivery (subscriber_id, edition_id, status, paper_ids, reasons, reason, esp_message_id, "
-        "send_token, attempts, created_at, sending_at, sent_at, updated_at)", buffer,
-    )
+    copy_rows(DELIVERY_COLUMNS, buffer)
     return dict(Delivery.objects.values_list("pk", "paper_ids").iterator(chunk_size=10_000))
-
-
-def copy_rows(table, buffer):
-    """COPY the tab-separated rows written to ``buffer`` into ``table (columns)``."""
-    from django.db import connection
-
-    buffer.seek(0)
-    with connection.cursor() as cursor:
-        with cursor.copy(f"COPY {table} FROM STDIN") as copy:
-            copy.write(buffer.read())
 
 
 def insert_clicks(deliveries, clicks, seed=13):

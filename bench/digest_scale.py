@@ -326,15 +326,25 @@ def build_history(days, seed=9):
         for reader in readers:
             buffer.write(f"{reader}\t{edition.pk}\tsent\t{rng.sample(papers, 10)}\t{{}}\t\t\t\t1\t"
                          f"{edition.built_at.isoformat()}\t{sent.isoformat()}\t{sent.isoformat()}\t{sent.isoformat()}\n")
-        buffer.seek(0)
-        with connection.cursor() as cursor:
-            with cursor.copy(
-                "COPY digest_delivery (subscriber_id, edition_id, status, paper_ids, reasons, reason, esp_message_id, "
-                "send_token, attempts, created_at, sending_at, sent_at, updated_at) FROM STDIN"
-            ) as copy:
-                copy.write(buffer.read())
+        copy_rows(DELIVERY_COLUMNS, buffer)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+
+
+DELIVERY_COLUMNS = (
+    "digest_delivery (subscriber_id, edition_id, status, paper_ids, reasons, reason, esp_message_id, "
+    "send_token, attempts, created_at, sending_at, sent_at, updated_at)"
+)
+
+
+def copy_rows(table, buffer):
+    """COPY the tab-separated rows written to ``buffer`` into ``table (columns)``."""
+    from django.db import connection
+
+    buffer.seek(0)
+    with connection.cursor() as cursor:
+        with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+            copy.write(buffer.read())
 
 
 # --- The production send path, in a fresh process per worker ----------------

@@ -445,22 +445,20 @@ def past_papers(subscriber_ids, excluding_edition, editions=None):
         if editions is not None:
             rows = rows.filter(edition_id__in=editions)
         return rows.values_list("subscriber_id", "paper_ids")
+    table = Delivery._meta.db_table
     if editions is not None:
-        with db_connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT s.id, x.paper_ids FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN unnest(%s::bigint[]) AS e(id) "
-                f"CROSS JOIN LATERAL (SELECT paper_ids FROM {Delivery._meta.db_table} "
-                f"WHERE edition_id = e.id AND subscriber_id = s.id AND status <> %s OFFSET 0) AS x",
-                [list(subscriber_ids), editions, Delivery.Status.PENDING],
-            )
-            rows = cursor.fetchall()
-    else:
-        rows = rows_per_subscriber(
-            subscriber_ids,
-            f"SELECT s.id, paper_ids FROM {Delivery._meta.db_table} WHERE subscriber_id = s.id AND status <> %s "
-            f"AND edition_id IS DISTINCT FROM %s",
-            [Delivery.Status.PENDING, excluding_edition.pk if excluding_edition is not None else None],
+        select = (
+            f"SELECT s.id, d.paper_ids FROM unnest(%s::bigint[]) AS e(id) CROSS JOIN LATERAL (SELECT paper_ids "
+            f"FROM {table} WHERE edition_id = e.id AND subscriber_id = s.id AND status <> %s OFFSET 0) AS d"
         )
+        params = [editions, Delivery.Status.PENDING]
+    else:
+        select = (
+            f"SELECT s.id, paper_ids FROM {table} WHERE subscriber_id = s.id AND status <> %s "
+            f"AND edition_id IS DISTINCT FROM %s"
+        )
+        params = [Delivery.Status.PENDING, excluding_edition.pk if excluding_edition is not None else None]
+    rows = rows_per_subscriber(subscriber_ids, select, params)
     return [(sid, from_jsonb(paper_ids)) for sid, paper_ids in rows]
 
 
