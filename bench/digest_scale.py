@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import resource
 import sys
 import time
@@ -264,13 +265,31 @@ def start_database():
     return server
 
 
-def build_data(subscribers, seed=7):
-    """Migrate, import the bundled corpus, build today's daily edition, insert the readers."""
+def own_phrase(title_words, rng):
+    """An interest in a reader's own words, as people write them: a few words of one title,
+    sometimes "for" a few words of another ("token pruning for video diffusion")."""
+    def span(longest):
+        words = rng.choice(title_words)
+        length = min(len(words), rng.randint(1, longest))
+        start = rng.randrange(len(words) - length + 1)
+        return " ".join(words[start:start + length])
+
+    phrase = span(3)
+    return f"{phrase} for {span(2)}" if rng.random() < 0.5 else phrase
+
+
+def build_data(subscribers, own_phrases=0.0, seed=7):
+    """Migrate, import the bundled corpus, build today's daily edition, insert the readers.
+
+    ``own_phrases``: the share of readers who add an interest in their own words to the
+    common phrases, so that the distinct interests grow with the readers.
+    """
     from django.core.management import call_command
     from django.utils import timezone
 
     from digest.editions import get_or_build_edition
     from papers.ingest import store_batch
+    from papers.models import Paper
     from papers.sources.bundled import BundledSource
     from subscriptions.models import Subscriber
 
@@ -278,11 +297,17 @@ def build_data(subscribers, seed=7):
     source = BundledSource()
     store_batch(source.fetch().records, source)
     edition, _ = get_or_build_edition("daily", timezone.localdate())
+    title_words = [words for title in Paper.objects.values_list("title", flat=True)
+                   if (words := re.findall(r"[a-z][a-z0-9-]{2,}", title.lower()))]
     rng = random.Random(seed)
     now = timezone.now()
-    batch = []
+    batch, distinct = [], set(INTERESTS)
     for n in range(subscribers):
-        interests = ", ".join(rng.sample(INTERESTS, rng.randint(1, 4)))
+        phrases = rng.sample(INTERESTS, rng.randint(1, 4))
+        if rng.random() < own_phrases:
+            phrases.append(own_phrase(title_words, rng))
+            distinct.add(phrases[-1])
+        interests = ", ".join(phrases)
         categories = rng.sample(CATEGORIES, rng.choice((0, 0, 1, 1, 2)))
         batch.append(Subscriber(
             email=f"reader{n}@bench.example", status=Subscriber.Status.ACTIVE, interests=interests,
@@ -294,7 +319,7 @@ def build_data(subscribers, seed=7):
             Subscriber.objects.bulk_create(batch)
             batch = []
     Subscriber.objects.bulk_create(batch)
-    return edition
+    return len(distinct)
 
 
 def build_history(days, seed=9):
@@ -538,6 +563,8 @@ def main():
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats of the first send worker to FILE")
     parser.add_argument("--history-days", type=int, default=0,
                         help="past daily editions each reader already got a digest of (the ledger after months)")
+    parser.add_argument("--own-phrases", type=float, default=0.0, metavar="SHARE",
+                        help="share of readers with an interest in their own words (distinct interests grow with N)")
     args = parser.parse_args()
     n = args.subscribers
 
@@ -549,12 +576,12 @@ def main():
         from django.db import connection
 
         t = time.perf_counter()
-        build_data(n)
+        phrases = build_data(n, args.own_phrases)
         if args.history_days:
             build_history(args.history_days)
         connection.close()
-        print(f"setup: {n} subscribers, bundled corpus, daily edition, {args.history_days} past digests per reader "
-              f"in {time.perf_counter() - t:.1f} s")
+        print(f"setup: {n} subscribers ({phrases} distinct interest phrases), bundled corpus, daily edition, "
+              f"{args.history_days} past digests per reader in {time.perf_counter() - t:.1f} s")
 
         naive = run_naive(database_url, min(args.naive_sample, n))
         naive_rate = naive["count"] / naive["seconds"]
