@@ -61,6 +61,10 @@ PROFILE_WEIGHTS = {"interest": 1.0, "category": CATEGORY_TOPIC_WEIGHT, "liked": 
 DISLIKE_PENALTY = 0.5
 WHY_TERMS_SHOWN = 3
 RANK_BLOCK = 1000  # readers ranked together by rank_many: a few readers × papers arrays of this many rows
+# A ranker's caches keyed by what readers wrote or chose (interest phrases, voted papers, category
+# sets) are emptied between readers once one holds this many entries: readers write interests in
+# their own words, so the distinct phrases grow with the readers (about 4 KB each, kept per edition).
+READER_KEYS_KEPT = 5_000
 
 
 def stack_rows(*matrices):
@@ -169,6 +173,15 @@ class EditionRanker:
         self._paper_similarity = {}
         self.all_open = np.ones(len(self.papers), dtype=bool)
 
+    def keep_reader_caches_bounded(self):
+        """Empty each cache keyed by readers' phrases, votes or categories that holds
+        READER_KEYS_KEPT entries. Only called between readers: a cache is never
+        emptied while a reader's ranking uses it."""
+        for cache in (self._text_vectors, self._text_similarity, self._paper_similarity, self._phrase_hits,
+                      self._phrase_terms, self._in_categories, self._bonus):
+            if len(cache) >= READER_KEYS_KEPT:
+                cache.clear()
+
     # --- vectors, cached for the life of the ranker -----------------------
 
     def text_vectors(self, texts):
@@ -227,10 +240,14 @@ class EditionRanker:
         return vector.label if vector.kind == "interest" else category_topic(vector.label)
 
     def text_similarities(self, texts):
-        """Similarity columns (one per text, papers long), computed in one product for the missing ones."""
+        """Similarity columns (one per text, papers long), computed in one product for the missing ones.
+
+        The texts are embedded together and their vectors not kept: splitting an
+        embedding into a sparse matrix per text costs more than the product.
+        """
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_similarity]
         if missing:
-            columns = self.similarity_to(self.text_vectors(missing))
+            columns = self.similarity_to(self.embedder.transform(missing))
             for j, text in enumerate(missing):
                 self._text_similarity[text] = np.ascontiguousarray(columns[:, j])
         return [self._text_similarity[t] for t in texts]
@@ -340,6 +357,7 @@ class EditionRanker:
         """
         if not self.papers:
             return []
+        self.keep_reader_caches_bounded()
         limit = limit or subscriber.max_papers
         liked, disliked = list(liked), list(disliked)
         excluded = set(exclude_ids) | {p.pk for p in (*liked, *disliked)}
@@ -402,6 +420,7 @@ class EditionRanker:
         for group, members in groups.items():
             for start in range(0, len(members), RANK_BLOCK):
                 block = members[start : start + RANK_BLOCK]
+                self.keep_reader_caches_bounded()
                 for n, ranked in zip(block, self.rank_block(group, [readers[n] for n in block])):
                     results[n] = ranked
         return results

@@ -245,3 +245,49 @@ def test_categories_with_one_topic_phrase_keep_their_own_why_lines(monkeypatch):
     first, second = ({r.reason.split(" · ")[0] for r in ranked} for ranked in results[:2])
     assert "related to cs.XV (Vision again)" in first and "related to cs.CV (Computer vision)" in second
     assert "in cs.XV" in first & second
+
+
+def own_words_requests(papers, rng, count):
+    """Readers who each write two interests of their own, from the papers' titles: few phrases repeat."""
+    title_words = [[w for w in p.title.lower().split() if w.isalpha()] for p in papers]
+    title_words = [words for words in title_words if len(words) >= 2]
+
+    def phrase():
+        words = rng.choice(title_words)
+        start = rng.randrange(len(words) - 1)
+        return " ".join(words[start:start + 2])
+
+    return [RankRequest(subscriber([phrase(), phrase()], rng.sample(CODES, rng.randint(0, 2)), always_send_top=True))
+            for _ in range(count)]
+
+
+def cache_sizes(ranker):
+    return (len(ranker._text_similarity), len(ranker._phrase_hits), len(ranker._phrase_terms),
+            len(ranker._in_categories), len(ranker._bonus), len(ranker._paper_similarity))
+
+
+def test_a_ranker_forgets_readers_phrases_past_a_bound_and_ranks_them_alike(monkeypatch):
+    """Interests in readers' own words grow with the readers: a ranker kept for the edition
+    empties its per-phrase caches once one holds READER_KEYS_KEPT entries, between blocks
+    and readers, and ranks every reader as a ranker that kept everything."""
+    rng = random.Random(8)
+    papers = corpus_papers(60, rng)
+    candidates = edition(papers, rng)
+    requests = own_words_requests(papers, rng, 600)
+    kept_all = EditionRanker(candidates)
+    expected = [as_values(ranked) for ranked in kept_all.rank_many(requests)]
+    assert len(kept_all._text_similarity) > 300  # far more phrases than the bound below
+
+    monkeypatch.setattr(ranking, "READER_KEYS_KEPT", 40)
+    monkeypatch.setattr(ranking, "RANK_BLOCK", 25)  # at most 50 new phrases per block
+    bounded = EditionRanker(candidates)
+    sizes = []
+    rank_block = bounded.rank_block
+    monkeypatch.setattr(bounded, "rank_block", lambda *args: (rank_block(*args), sizes.append(cache_sizes(bounded)))[0])
+
+    assert [as_values(ranked) for ranked in bounded.rank_many(requests)] == expected
+    assert len(sizes) > 20 and max(max(s) for s in sizes) <= 40 + 50
+
+    one_by_one = [as_values(bounded.rank_for(r.subscriber)) for r in requests[:200]]
+    assert one_by_one == expected[:200]
+    assert max(cache_sizes(bounded)) <= 40 + 2
