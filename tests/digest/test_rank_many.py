@@ -6,10 +6,12 @@ import random
 import numpy as np
 import pytest
 from django.utils import timezone
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
 
 from digest import ranking
 from digest.categories import CATEGORY_TOPICS
-from digest.embedding import TfidfEmbedder
+from digest.embedding import TfidfEmbedder, paper_text
 from digest.ranking import Candidate, EditionRanker, RankRequest
 from papers.models import Paper
 from papers.sources.bundled import CORPUS_PATH
@@ -291,3 +293,50 @@ def test_a_ranker_forgets_readers_phrases_past_a_bound_and_ranks_them_alike(monk
     one_by_one = [as_values(bounded.rank_for(r.subscriber)) for r in requests[:200]]
     assert one_by_one == expected[:200]
     assert max(cache_sizes(bounded)) <= 40 + 2
+
+
+def reference_model_probability(ranker, reader, liked, disliked, ignored):
+    """The reader's model built the plain way: liked papers and interest phrases against disliked,
+    ignored and unlabelled papers, on the terms of the positives (sparse vectors), class-balanced."""
+    def rows(papers):
+        return [ranker.paper_vectors[ranker.index[p.pk]:ranker.index[p.pk] + 1] if p.pk in ranker.index
+                else ranker.embedder.transform([paper_text(p)]) for p in papers]
+
+    labelled = {p.pk for p in (*liked, *disliked, *ignored)}
+    unlabelled = [p for p in ranker.papers if p.pk not in labelled]
+    positives = rows(liked) + [ranker.embedder.transform(list(reader.interest_terms))]
+    negatives = rows(disliked) + rows(ignored) + rows(unlabelled)
+    is_sparse = sparse.issparse(ranker.paper_vectors)
+    features = (sparse.vstack if is_sparse else np.vstack)(positives + negatives)
+    candidates = ranker.paper_vectors
+    n_positive = len(liked) + len(reader.interest_terms)
+    if is_sparse:
+        features = features.tocsr()
+        terms_liked = np.unique(features[:n_positive].nonzero()[1])
+        features, candidates = features[:, terms_liked], candidates[:, terms_liked]
+    labels = np.r_[np.ones(n_positive), np.zeros(len(negatives))]
+    weights = np.r_[np.ones(n_positive), np.ones(len(disliked)), np.full(len(ignored), ranking.IGNORED_WEIGHT),
+                    np.full(len(unlabelled), ranking.UNLABELLED_WEIGHT)]
+    weights[labels == 0] *= weights[labels == 1].sum() / weights[labels == 0].sum()
+    model = LogisticRegression(C=ranking.MODEL_C, solver="liblinear").fit(features, labels, sample_weight=weights)
+    return model.predict_proba(candidates)[:, 1]
+
+
+@pytest.mark.parametrize("embedder", ["digest.embedding.TfidfEmbedder", "tests.digest.test_rank_many.DenseEmbedder"])
+def test_a_readers_model_is_fitted_on_their_votes_interests_and_the_unlabelled_papers(embedder, settings):
+    """Liked papers inside and outside the edition, dislikes and ignored papers among them or not."""
+    settings.DIGEST_EMBEDDER = embedder
+    rng = random.Random(6)
+    papers = corpus_papers(80, rng)
+    outside = corpus_papers(95, random.Random(6))[80:95]
+    for n, paper in enumerate(outside):
+        paper.pk, paper.arxiv_id = 2000 + n, f"2612.{n:05d}"
+    ranker = EditionRanker(edition(papers, rng))
+    for _ in range(12):
+        liked = rng.sample(papers + outside, rng.randint(5, 9))
+        rest = [p for p in papers + outside if p not in liked]
+        disliked = rng.sample(rest, rng.randint(0, 3))
+        ignored = rng.sample([p for p in rest if p not in disliked], rng.randint(0, 4))
+        reader = subscriber(rng.sample(PHRASES[:-2], rng.randint(1, 3)))
+        expected = reference_model_probability(ranker, reader, liked, disliked, ignored)
+        assert np.array_equal(ranker.model_probability(reader, liked, disliked, ignored), expected)
