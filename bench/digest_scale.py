@@ -369,6 +369,39 @@ def build_history(days, seed=9):
         cursor.execute("ANALYZE")
 
 
+def build_votes(share, seed=11):
+    """``share`` of the readers have voted on papers of earlier digests: 1 to 40 votes each, about
+    three in four of them likes, so that some readers have the five likes that give them a model.
+    The papers voted on are copies of the corpus under other arXiv ids, first seen a month ago.
+    Returns (voters, readers with a model)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from digest.models import Feedback
+    from digest.ranking import MODEL_MIN_LIKES
+    from papers.models import Paper
+    from subscriptions.models import Subscriber
+
+    rng = random.Random(seed)
+    month_ago = timezone.now() - timedelta(days=30)
+    past = Paper.objects.bulk_create([
+        Paper(arxiv_id=f"2510.{n:05d}", title=p.title, abstract=p.abstract, ai_keywords=p.ai_keywords,
+              categories=p.categories, source=p.source, first_seen_at=month_ago)
+        for n, p in enumerate(Paper.objects.order_by("pk"))
+    ])
+    voters = [pk for pk in Subscriber.objects.values_list("pk", flat=True) if rng.random() < share]
+    votes, with_model = [], 0
+    for reader in voters:
+        papers = rng.sample(past, rng.choice((1, 2, 3, 4, 6, 8, 12, 20, 40)))
+        choices = [1 if rng.random() < 0.75 else -1 for _ in papers]
+        with_model += choices.count(1) >= MODEL_MIN_LIKES
+        votes += [Feedback(subscriber_id=reader, paper=paper, vote=vote, created_at=month_ago)
+                  for paper, vote in zip(papers, choices)]
+    Feedback.objects.bulk_create(votes, batch_size=5000)
+    return len(voters), with_model
+
+
 DELIVERY_COLUMNS = (
     "digest_delivery (subscriber_id, edition_id, status, paper_ids, reasons, reason, esp_message_id, "
     "send_token, attempts, created_at, sending_at, sent_at, updated_at)"
@@ -578,6 +611,8 @@ def main():
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats of the first send worker to FILE")
     parser.add_argument("--history-days", type=int, default=0,
                         help="past daily editions each reader already got a digest of (the ledger after months)")
+    parser.add_argument("--voters", type=float, default=0.0, metavar="SHARE",
+                        help="share of readers who have voted on papers of earlier digests (some with a model)")
     parser.add_argument("--own-phrases", type=float, default=0.0, metavar="SHARE",
                         help="share of readers with an interest in their own words (distinct interests grow with N)")
     args = parser.parse_args()
@@ -594,9 +629,11 @@ def main():
         phrases = build_data(n, args.own_phrases)
         if args.history_days:
             build_history(args.history_days)
+        voters, with_model = build_votes(args.voters) if args.voters else (0, 0)
         connection.close()
-        print(f"setup: {n} subscribers ({phrases} distinct interest phrases), bundled corpus, daily edition, "
-              f"{args.history_days} past digests per reader in {time.perf_counter() - t:.1f} s")
+        print(f"setup: {n} subscribers ({phrases} distinct interest phrases, {voters} voters, {with_model} with a "
+              f"model), bundled corpus, daily edition, {args.history_days} past digests per reader "
+              f"in {time.perf_counter() - t:.1f} s")
 
         naive = run_naive(database_url, min(args.naive_sample, n))
         naive_rate = naive["count"] / naive["seconds"]
