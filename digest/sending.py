@@ -473,10 +473,21 @@ def editions_sharing_papers(edition):
     return list(since.values_list("pk", flat=True))
 
 
+# What ranking reads of a paper a reader voted on: its id and the text it is embedded from.
+VOTED_PAPER_FIELDS = ("id", "title", "abstract", "ai_keywords")
+
+
 def feedback_papers(subscriber_ids):
+    """Each reader's liked and disliked papers, newest vote first: the votes, then each paper
+    voted on once, however many readers of the chunk voted on it, with only what ranking reads."""
+    from papers.models import Paper
+
+    votes = list(Feedback.objects.filter(among(Feedback, "subscriber", subscriber_ids))
+                 .values_list("subscriber_id", "paper_id", "vote"))
+    papers = Paper.objects.only(*VOTED_PAPER_FIELDS).in_bulk({paper_id for _, paper_id, _ in votes})
     liked, disliked = {}, {}
-    for fb in Feedback.objects.filter(among(Feedback, "subscriber", subscriber_ids)).select_related("paper"):
-        (liked if fb.vote > 0 else disliked).setdefault(fb.subscriber_id, []).append(fb.paper)
+    for subscriber_id, paper_id, vote in votes:
+        (liked if vote > 0 else disliked).setdefault(subscriber_id, []).append(papers[paper_id])
     return liked, disliked
 
 

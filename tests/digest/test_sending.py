@@ -266,3 +266,29 @@ def test_a_reader_with_a_model_still_counts_every_paper_ever_sent_and_not_voted_
 
     assert [p.pk for p in readers.ignored[subscriber.pk]] == [old_paper.pk]
     assert readers.history == {}
+
+
+def test_votes_are_read_with_each_paper_once_newest_first_and_ranking_them_reads_nothing_more(
+    django_assert_num_queries,
+):
+    today = built_edition("daily")
+    papers = PaperFactory.create_batch(MODEL_MIN_LIKES + 2, first_seen_at=timezone.now() - timedelta(days=30))
+    readers = SubscriberFactory.create_batch(3, interests="diffusion models")
+    for n, reader in enumerate(readers):  # the readers like the first papers, each vote an hour older than the last
+        for age, paper in enumerate(papers[: MODEL_MIN_LIKES - 1 + n]):
+            Feedback.objects.create(subscriber=reader, paper=paper, vote=1, created_at=timezone.now() - timedelta(hours=age))
+        Feedback.objects.create(subscriber=reader, paper=papers[-1], vote=-1)
+    ranker = prepare_edition(today).ranker
+    ids = [reader.pk for reader in readers]
+
+    with django_assert_num_queries(2):  # the votes, and the papers voted on
+        liked, disliked = sending.feedback_papers(ids)
+    assert {sid: [p.pk for p in ps] for sid, ps in liked.items()} == {
+        reader.pk: [p.pk for p in papers[: MODEL_MIN_LIKES - 1 + n]] for n, reader in enumerate(readers)
+    }
+    assert {sid: [p.pk for p in ps] for sid, ps in disliked.items()} == {sid: [papers[-1].pk] for sid in ids}
+    assert liked[ids[0]][0] is liked[ids[1]][0]  # loaded once for the chunk
+
+    with django_assert_num_queries(0):  # nothing deferred is read: with a model (readers 1 and 2) or without
+        ranked = [ranker.rank_for(reader, liked=liked[reader.pk], disliked=disliked[reader.pk]) for reader in readers]
+    assert all(ranked) and papers[-1].pk not in {r.paper.pk for rs in ranked for r in rs}
