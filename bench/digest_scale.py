@@ -5,12 +5,16 @@ Run by hand from the repository root (not part of the test suite):
     .venv/bin/python bench/digest_scale.py --subscribers 10000
     .venv/bin/python bench/digest_scale.py --subscribers 100000
     .venv/bin/python bench/digest_scale.py --subscribers 100000 --workers 2
+    .venv/bin/python bench/digest_scale.py --subscribers 100000 --own-phrases 0.3 --voters 0.1
+    .venv/bin/python bench/digest_scale.py --subscribers 1000000 --workers 2
 
 What it does:
 
 1. Starts a throwaway PostgreSQL cluster, imports the bundled corpus, builds
    the daily edition and inserts N active subscribers whose interests and
-   categories are drawn from realistic ML keyword sets (their digests differ).
+   categories are drawn from realistic ML keyword sets (their digests differ);
+   ``--own-phrases`` gives a share of them an interest in their own words,
+   ``--voters`` a share of them votes on earlier papers.
 2. Starts the imitation Mailgun API (tests/fakes/mailgun.py) in its own
    process and points anymail's Mailgun backend at it.
 3. Sends the edition with the production path in a fresh process per worker:
@@ -23,7 +27,9 @@ What it does:
    one single-recipient message each through the same backend, to a second
    imitation server.
 5. Verifies every subscriber has exactly one ``sent`` delivery and the ESP
-   received exactly one message per subscriber, each with its own body.
+   received exactly one message per subscriber, each with its own body (the
+   bodies of about 100,000 readers are kept to compare: beyond that, those of
+   every k-th ESP call).
 6. Prints per phase (select/claim, rank, render, send, record) the seconds,
    rows/s, SQL queries and peak RSS, then one RESULT line.
 """
@@ -295,7 +301,8 @@ def build_data(subscribers, own_phrases=0.0, seed=7):
     """Migrate, import the bundled corpus, build today's daily edition, insert the readers.
 
     ``own_phrases``: the share of readers who add an interest in their own words to the
-    common phrases, so that the distinct interests grow with the readers.
+    common phrases, so that the distinct interests grow with the readers. Returns how many
+    distinct interest phrases the readers have.
     """
     from django.core.management import call_command
     from django.utils import timezone
