@@ -167,7 +167,7 @@ def main():
         from digest import dashboard
 
         started = time.perf_counter()
-        edition = build_data(args.subscribers)
+        edition, _ = build_data(args.subscribers)
         deliveries = insert_deliveries(edition)
         expected = insert_clicks(deliveries, args.clicks)
         del deliveries

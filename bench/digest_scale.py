@@ -301,8 +301,8 @@ def build_data(subscribers, own_phrases=0.0, seed=7):
     """Migrate, import the bundled corpus, build today's daily edition, insert the readers.
 
     ``own_phrases``: the share of readers who add an interest in their own words to the
-    common phrases, so that the distinct interests grow with the readers. Returns how many
-    distinct interest phrases the readers have.
+    common phrases, so that the distinct interests grow with the readers. Returns the edition
+    and how many distinct interest phrases the readers have.
     """
     from django.core.management import call_command
     from django.utils import timezone
@@ -339,7 +339,7 @@ def build_data(subscribers, own_phrases=0.0, seed=7):
             Subscriber.objects.bulk_create(batch)
             batch = []
     Subscriber.objects.bulk_create(batch)
-    return len(distinct)
+    return edition, len(distinct)
 
 
 def build_history(days, seed=9):
@@ -633,7 +633,7 @@ def main():
         from django.db import connection
 
         t = time.perf_counter()
-        phrases = build_data(n, args.own_phrases)
+        _, phrases = build_data(n, args.own_phrases)
         if args.history_days:
             build_history(args.history_days)
         voters, with_model = build_votes(args.voters) if args.voters else (0, 0)
