@@ -3,13 +3,16 @@
 Run by hand from the repository root (not part of the test suite):
 
     .venv/bin/python bench/dashboard.py --subscribers 100000 --clicks 100000
+    .venv/bin/python bench/dashboard.py --subscribers 100000 --clicks 100000 --history-days 30
 
 It starts a throwaway PostgreSQL cluster (tests.servers), imports the bundled
 corpus (giving its papers arXiv and Hugging Face links), builds today's daily
 edition, inserts N active readers, one ``sent`` delivery each (10 of the
 edition's papers, sent over the last hour) and ``--clicks`` ESP click events
 of this week on those digests' links (some repeated, a tenth on the
-unsubscribe link), stored as applying them stores them. Then it times what an
+unsubscribe link), stored as applying them stores them; ``--history-days D``
+first gives each reader a sent digest of D past daily editions, as the
+ledger looks after D days of service. Then it times what an
 operator's page view computes (``dashboard_context``) and two of its parts
 (``daily_status``, ``top_papers_of_week``), three rounds each, and prints the
 median seconds, the SQL queries and the Python memory each allocated at its
@@ -36,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.digest_scale import (  # noqa: E402
-    DELIVERY_COLUMNS, build_data, configure_env, copy_rows, django_setup, start_database,
+    DELIVERY_COLUMNS, build_data, build_history, configure_env, copy_rows, django_setup, start_database,
 )
 
 PAPERS_PER_DIGEST = 10
@@ -64,7 +67,7 @@ def insert_deliveries(edition, seed=11):
             f"{created.isoformat()}\t{sending.isoformat()}\t{sent.isoformat()}\t{sent.isoformat()}\n"
         )
     copy_rows(DELIVERY_COLUMNS, buffer)
-    return dict(Delivery.objects.values_list("pk", "paper_ids").iterator(chunk_size=10_000))
+    return dict(Delivery.objects.filter(edition=edition).values_list("pk", "paper_ids").iterator(chunk_size=10_000))
 
 
 def insert_clicks(deliveries, clicks, seed=13):
@@ -158,6 +161,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--clicks", type=int, default=100_000)
+    parser.add_argument("--history-days", type=int, default=0,
+                        help="past daily editions each reader already got a digest of (the charts' 30 days)")
     args = parser.parse_args()
 
     server = start_database()
@@ -168,11 +173,13 @@ def main():
 
         started = time.perf_counter()
         edition, _ = build_data(args.subscribers)
+        if args.history_days:
+            build_history(args.history_days)
         deliveries = insert_deliveries(edition)
         expected = insert_clicks(deliveries, args.clicks)
         del deliveries
-        print(f"setup: {args.subscribers} readers and deliveries, {args.clicks} clicks "
-              f"in {time.perf_counter() - started:.1f} s")
+        print(f"setup: {args.subscribers} readers and deliveries, {args.clicks} clicks, "
+              f"{args.history_days} past digests per reader in {time.perf_counter() - started:.1f} s")
 
         figures = {}
         for name, function in (
