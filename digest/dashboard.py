@@ -163,7 +163,11 @@ class RatePoint:
 
 def daily_counts(queryset, field_name, since):
     """{local date: rows} of ``queryset`` by the day of ``field_name``."""
-    return dict(
+    return dict(rows_per_day(queryset, field_name, since))
+
+
+def rows_per_day(queryset, field_name, since):
+    return (
         queryset.filter(**{f"{field_name}__gte": since})
         .annotate(day=TruncDate(field_name))
         .values_list("day")

@@ -112,6 +112,16 @@ class Delivery(models.Model):
                 fields=["esp_message_id"], name="delivery_esp_message_idx",
                 condition=~models.Q(esp_message_id=""),
             ),
+            # The dashboard's bounce and complaint rates count these by day: few rows
+            # carry them, so these indexes are small and rarely written.
+            models.Index(
+                fields=["bounced_at"], name="delivery_bounced_idx",
+                condition=models.Q(bounced_at__isnull=False),
+            ),
+            models.Index(
+                fields=["complained_at"], name="delivery_complained_idx",
+                condition=models.Q(complained_at__isnull=False),
+            ),
         ]
 
     def __str__(self):
