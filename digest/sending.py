@@ -49,6 +49,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
+from papers.models import Paper
 from subscriptions.models import Subscriber
 
 from .emails import BatchPart, build_batch_email, build_email
@@ -466,8 +467,6 @@ def editions_sharing_papers(edition):
     """The other editions whose digests may hold a paper of ``edition``: those built since its
     earliest paper was first seen. An edition takes only papers seen before it is built, so a
     digest of an older edition holds none of this one's papers, however many a reader got."""
-    from papers.models import Paper
-
     first_seen = Paper.objects.filter(editions=edition).order_by("first_seen_at").values("first_seen_at")[:1]
     since = Edition.objects.filter(built_at__gte=Subquery(first_seen)).exclude(pk=edition.pk)
     return list(since.values_list("pk", flat=True))
@@ -480,8 +479,6 @@ VOTED_PAPER_FIELDS = ("id", "title", "abstract", "ai_keywords")
 def feedback_papers(subscriber_ids):
     """Each reader's liked and disliked papers, newest vote first: the votes, then each paper
     voted on once, however many readers of the chunk voted on it, with only what ranking reads."""
-    from papers.models import Paper
-
     votes = list(Feedback.objects.filter(among(Feedback, "subscriber", subscriber_ids))
                  .values_list("subscriber_id", "paper_id", "vote"))
     papers = Paper.objects.only(*VOTED_PAPER_FIELDS).in_bulk({paper_id for _, paper_id, _ in votes})
@@ -493,8 +490,6 @@ def feedback_papers(subscriber_ids):
 
 def ignored_papers(history, liked, disliked):
     """Papers sent to readers with a model (enough likes) that they did not vote on."""
-    from papers.models import Paper
-
     wanted = {}
     for sid, likes in liked.items():
         if len(likes) >= MODEL_MIN_LIKES:
