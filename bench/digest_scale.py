@@ -7,6 +7,7 @@ Run by hand from the repository root (not part of the test suite):
     .venv/bin/python bench/digest_scale.py --subscribers 100000 --workers 2
     .venv/bin/python bench/digest_scale.py --subscribers 100000 --own-phrases 0.3 --voters 0.1
     .venv/bin/python bench/digest_scale.py --subscribers 1000000 --workers 2
+    .venv/bin/python bench/digest_scale.py --subscribers 100000 --esp-latency 150 --calls-in-flight 4
 
 What it does:
 
@@ -16,12 +17,15 @@ What it does:
    ``--own-phrases`` gives a share of them an interest in their own words,
    ``--voters`` a share of them votes on earlier papers.
 2. Starts the imitation Mailgun API (tests/fakes/mailgun.py) in its own
-   process and points anymail's Mailgun backend at it.
+   process and points anymail's Mailgun backend at it. ``--esp-latency MS``
+   makes it answer each call that much later, as a real ESP across the
+   network does (the naive baseline's server answers at once).
 3. Sends the edition with the production path in a fresh process per worker:
    due readers streamed and claimed in chunks of DIGEST_SEND_BATCH_SIZE, each
    chunk handed to the ``send_digest_chunk`` Celery task (run eagerly), which
    calls ``digest.sending.send_edition_to``. ``--workers 2`` runs the same
-   path in two processes over disjoint chunks.
+   path in two processes over disjoint chunks. ``--calls-in-flight K`` sets
+   DIGEST_ESP_CALLS_IN_FLIGHT for the send.
 4. Times a naive baseline on the same data (a sample of readers): the whole
    digest rendered from the templates per reader (paper blocks included),
    one single-recipient message each through the same backend, to a second
@@ -42,6 +46,7 @@ import random
 import re
 import resource
 import sys
+import threading
 import time
 from array import array
 from pathlib import Path
@@ -138,10 +143,16 @@ class QueryCounter:
 
     def __init__(self):
         self.count = 0
+        self.per_thread = {}  # a phase counts its own thread's statements (batch threads overlap)
         self.by_statement = {}
+
+    def in_this_thread(self):
+        return self.per_thread.get(threading.get_ident(), 0)
 
     def __call__(self, execute, sql, params, many, context):
         self.count += 1
+        thread = threading.get_ident()
+        self.per_thread[thread] = self.per_thread.get(thread, 0) + 1
         started = time.perf_counter()
         try:
             return execute(sql, params, many, context)
@@ -157,18 +168,19 @@ class QueryCounter:
 # --- The imitation ESP, in its own process ------------------------------------
 
 
-def esp_server(domain, api_key, port_queue, stop_event, stats_queue, bodies_every=1):
+def esp_server(domain, api_key, port_queue, stop_event, stats_queue, bodies_every=1, latency=0.0):
     """Run the imitation Mailgun. Like Mailgun it answers "Queued" once a call is checked
     (key, domain, sender, recipients); what each recipient got is spooled to a file and
     counted after the run, so checking bodies does not take CPU from the send.
 
     Every call's recipients are counted; the bodies of every ``bodies_every``-th call are
-    kept and checked (a million readers' bodies would be 20 GB)."""
+    kept and checked (a million readers' bodies would be 20 GB). ``latency``: seconds each
+    call is held before it is answered (calls in progress at once are held side by side)."""
     import hashlib
     import json as _json
     import tempfile
 
-    from tests.fakes.mailgun import FakeMailgun, multipart_delimiter
+    from tests.fakes.mailgun import Answer, FakeMailgun, multipart_delimiter
 
     class CountingMailgun(FakeMailgun):
         def __init__(self, *args, **kwargs):
@@ -231,6 +243,8 @@ def esp_server(domain, api_key, port_queue, stop_event, stats_queue, bodies_ever
             return per_recipient, checked, bodies
 
     esp = CountingMailgun(domain=domain, api_key=api_key).start()
+    if latency:
+        esp.answer(Answer(delay=latency))
     port_queue.put(esp.api_url)
     started_cpu = cpu_seconds()
     stop_event.wait()
@@ -249,12 +263,13 @@ def esp_server(domain, api_key, port_queue, stop_event, stats_queue, bodies_ever
 
 
 class EspProcess:
-    def __init__(self, bodies_every=1):
+    def __init__(self, bodies_every=1, latency=0.0):
         ctx = multiprocessing.get_context("spawn")
         self.port_queue, self.stats_queue, self.stop_event = ctx.Queue(), ctx.Queue(), ctx.Event()
         self.process = ctx.Process(
             target=esp_server,
-            args=(MAILGUN_DOMAIN, MAILGUN_KEY, self.port_queue, self.stop_event, self.stats_queue, bodies_every),
+            args=(MAILGUN_DOMAIN, MAILGUN_KEY, self.port_queue, self.stop_event, self.stats_queue, bodies_every,
+                  latency),
             daemon=True,
         )
 
@@ -454,7 +469,7 @@ def send_worker(database_url, esp_url, due, workers, index, result_queue, profil
     counter = QueryCounter()
     clock = sending.PHASES
     clock.reset()
-    clock.query_count = lambda: counter.count
+    clock.query_count = counter.in_this_thread
     started = time.perf_counter()
     now = timezone.now()
     sent = 0
@@ -622,7 +637,13 @@ def main():
                         help="share of readers who have voted on papers of earlier digests (some with a model)")
     parser.add_argument("--own-phrases", type=float, default=0.0, metavar="SHARE",
                         help="share of readers with an interest in their own words (distinct interests grow with N)")
+    parser.add_argument("--esp-latency", type=float, default=0.0, metavar="MS",
+                        help="milliseconds the imitation ESP holds each call of the send before answering")
+    parser.add_argument("--calls-in-flight", type=int, metavar="K",
+                        help="DIGEST_ESP_CALLS_IN_FLIGHT for the send (default: the setting's)")
     args = parser.parse_args()
+    if args.calls_in_flight is not None:
+        os.environ["DIGEST_ESP_CALLS_IN_FLIGHT"] = str(args.calls_in_flight)
     n = args.subscribers
 
     server = start_database()
@@ -646,11 +667,15 @@ def main():
         naive_rate = naive["count"] / naive["seconds"]
         print(f"naive baseline: {naive['count']} readers in {naive['seconds']:.2f} s = {naive_rate:,.0f}/s")
 
+        from django.conf import settings
+
+        print(f"send: the ESP answers each call after {args.esp_latency:.0f} ms; "
+              f"{settings.DIGEST_ESP_CALLS_IN_FLIGHT} ESP call(s) in flight per worker")
         runs = {}
         for workers in sorted({1, args.workers}):
             if workers != 1:
                 reset_ledger(args.history_days)
-            esp = EspProcess(bodies_every=-(-n // BODIES_KEPT)).start()
+            esp = EspProcess(bodies_every=-(-n // BODIES_KEPT), latency=args.esp_latency / 1000).start()
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server))
             outcomes, wall = run_send(database_url, esp.api_url, workers, args.profile if workers == 1 else None)
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server)) - postgres_cpu

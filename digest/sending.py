@@ -19,8 +19,9 @@
    them ``failed`` after DIGEST_SENDING_STALE_MINUTES, never resends them.
 
 With an ESP that batches (``digest.esp``) one API call carries a whole batch:
-a background thread claims, sends and records each batch (steps 3 and 4) on
-the sender's database connection while the sender composes the next one.
+background threads claim, send and record each batch (steps 3 and 4) on the
+sender's database connection while the sender composes the next one, with up
+to DIGEST_ESP_CALLS_IN_FLIGHT calls in progress at once.
 Otherwise each reader gets their own message over one connection.
 """
 
@@ -29,8 +30,10 @@ import json
 import logging
 import resource
 import smtplib
+import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,6 +82,7 @@ class PhaseClock:
 
     def __init__(self):
         self.query_count = None
+        self.lock = threading.Lock()  # batch threads add to it too
         self.reset()
 
     def reset(self):
@@ -88,9 +92,10 @@ class PhaseClock:
         return self.totals.setdefault(name, {"seconds": 0.0, "rows": 0, "queries": 0, "peak_rss_mb": 0.0})
 
     def add(self, name, seconds, rows=1):
-        entry = self._entry(name)
-        entry["seconds"] += seconds
-        entry["rows"] += rows
+        with self.lock:
+            entry = self._entry(name)
+            entry["seconds"] += seconds
+            entry["rows"] += rows
 
     @contextmanager
     def phase(self, name, rows=0):
@@ -99,12 +104,14 @@ class PhaseClock:
         try:
             yield
         finally:
-            entry = self._entry(name)
-            entry["seconds"] += time.perf_counter() - started
-            entry["rows"] += rows
-            if self.query_count:
-                entry["queries"] += self.query_count() - queries
-            entry["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            queries = self.query_count() - queries if self.query_count else 0
+            seconds = time.perf_counter() - started
+            with self.lock:
+                entry = self._entry(name)
+                entry["seconds"] += seconds
+                entry["rows"] += rows
+                entry["queries"] += queries
+                entry["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def summary(self):
         return {name: dict(entry) for name, entry in self.totals.items()}
@@ -724,13 +731,17 @@ def send_individually(items, report):
         connection.close()
 
 
-def send_batch(connection, group, style, report):
+def send_batch(connection, group, style, report, database_lock):
     """One batch, start to end: claim its rows, build the ESP call, make it, record the answer.
 
-    Runs in the batch thread of ``send_in_batches``; returns the rows' outcome
+    Runs in a batch thread of ``send_in_batches``; returns the rows' outcome
     in ``report`` and raises only what is not an ESP error (the database failing).
+    The claim and the record (the database and ``report``) are made holding
+    ``database_lock``; building and making the call are not, so that calls of
+    other batches may be in progress meanwhile.
     """
-    token, group = claim_for_send(group, report)
+    with database_lock:
+        token, group = claim_for_send(group, report)
     if not group:
         return
     parts = [c.part for c in group]
@@ -741,10 +752,12 @@ def send_batch(connection, group, style, report):
     try:
         answer = batch.send()
     except Exception as exc:  # classified; nothing is lost
-        record_send_error(token, [c.delivery for c in group], exc, report)
+        with database_lock:
+            record_send_error(token, [c.delivery for c in group], exc, report)
         return
     PHASES.add("send", time.perf_counter() - started, len(group))
-    record_answer(token, group, answer, report)
+    with database_lock:
+        record_answer(token, group, answer, report)
 
 
 class AnymailBatch:
@@ -784,36 +797,43 @@ def record_answer(token, group, answer, report):
 
 
 def send_in_batches(items, style, report):
-    """One ESP call per batch, each claimed, made and recorded in a background thread while
-    this one composes the next batch.
+    """One ESP call per batch, each claimed, made and recorded in a batch thread while this
+    thread composes the next batch.
 
-    At most one batch is in flight: the next is handed over once the last is
-    recorded, and the last is always waited for. The batch thread uses this
-    thread's database connection, never at the same time (this thread does not
-    touch the database while a batch is in flight), so that waiting for
-    PostgreSQL and the ESP overlaps ranking and rendering instead of adding to them.
+    Up to DIGEST_ESP_CALLS_IN_FLIGHT batches are in flight; the next is handed
+    over once the oldest is recorded, and every batch handed over is waited
+    for, also after an error (the first error is raised once they are all
+    done). The batch threads use this thread's database connection, one at a
+    time (``send_batch``'s lock), and this thread does not touch the database
+    while a batch is in flight: waiting for PostgreSQL and the ESP overlaps
+    ranking and rendering instead of adding to them, and with more than one
+    call in flight the ESP's answer time overlaps too.
     """
     connection = get_connection()
     database = connections[DEFAULT_DB_ALIAS]
     database.inc_thread_sharing()
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esp-batch", initializer=use_database,
+    calls = max(1, settings.DIGEST_ESP_CALLS_IN_FLIGHT)
+    pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="esp-batch", initializer=use_database,
                               initargs=(database,))
-    in_flight = None
+    database_lock = threading.Lock()
+    in_flight = deque()
     try:
         for number, group in enumerate(batches(items, style.max_recipients, lambda c: c.part), start=1):
-            if in_flight is not None:
-                last, in_flight = in_flight, None
-                wait_for_batch(last)
-            in_flight = pool.submit(send_batch, connection, group, style, report)
-            log.info("digest batch handed to the batch thread batch=%d recipients=%d", number, len(group))
+            while len(in_flight) >= calls:
+                wait_for_batch(in_flight.popleft())
+            in_flight.append(pool.submit(send_batch, connection, group, style, report, database_lock))
+            log.info("digest batch handed to a batch thread batch=%d recipients=%d", number, len(group))
+    except BaseException:
+        finish_batches(in_flight)
+        raise
+    else:
+        error = finish_batches(in_flight)
+        if error is not None:
+            raise error
     finally:
-        try:
-            if in_flight is not None:
-                wait_for_batch(in_flight)
-        finally:
-            pool.shutdown()
-            database.dec_thread_sharing()
-            connection.close()
+        pool.shutdown()
+        database.dec_thread_sharing()
+        connection.close()
 
 
 def use_database(database):
@@ -827,6 +847,20 @@ def wait_for_batch(future):
         future.result()
     finally:
         PHASES.add("wait for batch", time.perf_counter() - waited, 0)
+
+
+def finish_batches(in_flight):
+    """Wait for every batch still in flight; return the first one's error (the others are logged)."""
+    error = None
+    while in_flight:
+        try:
+            wait_for_batch(in_flight.popleft())
+        except Exception as exc:  # the others are still waited for
+            if error is None:
+                error = exc
+            else:
+                log.error("digest batch also failed error=%s", exc)
+    return error
 
 
 def send_edition_to(edition, subscriber_ids, *, prepared=None):

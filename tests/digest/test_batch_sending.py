@@ -214,7 +214,10 @@ def test_batches_are_claimed_sent_and_recorded_in_another_thread_on_the_senders_
     assert not connections["default"].allow_thread_sharing
 
 
-def test_a_database_error_in_the_batch_thread_reaches_the_task_and_leaves_the_connection_unshared(esp_outbox, readers):
+def test_a_database_error_in_the_batch_thread_reaches_the_task_and_leaves_the_connection_unshared(
+    esp_outbox, readers, settings
+):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 1
     edition = built_edition()
     with mock.patch.object(sending, "record_sent", side_effect=DatabaseError("connection lost")):
         with pytest.raises(DatabaseError):
@@ -222,6 +225,74 @@ def test_a_database_error_in_the_batch_thread_reaches_the_task_and_leaves_the_co
 
     assert len(esp_outbox) == 1  # the next batch was not sent after the failure
     assert Delivery.objects.filter(status="sending").count() == 2  # outcome unknown: never resent
+    assert not connections["default"].allow_thread_sharing
+
+
+def test_several_esp_calls_are_in_progress_at_once_and_each_reader_is_sent_once(esp_outbox, readers, settings):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
+    all_three_in_progress = threading.Barrier(3, timeout=10)  # broken unless the three calls overlap
+    post = AnymailTestBackend.post_to_esp
+
+    def post_when_all_in_progress(backend, payload, message):
+        all_three_in_progress.wait()
+        return post(backend, payload, message)
+
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", post_when_all_in_progress):
+        report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.sent == 5 and not report.transient and not all_three_in_progress.broken
+    recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
+    assert sorted(recipients) == sorted(r.email for r in readers)
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("sent", 1)}
+    assert not connections["default"].allow_thread_sharing
+
+
+def test_with_calls_in_flight_a_deferred_call_returns_only_its_own_rows_to_pending(esp_outbox, readers, settings):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
+    edition = built_edition()
+    second_batch = {readers[2].email, readers[3].email}  # batches follow the readers' order, two each
+    post = AnymailTestBackend.post_to_esp
+
+    def defer_the_second_batch(backend, payload, message):
+        if second_batch & set(message.to):
+            raise api_error(503)
+        return post(backend, payload, message)
+
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", defer_the_second_batch):
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(edition, [r.pk for r in readers])
+
+    report = raised.value.args[1]
+    assert report.sent == 3 and len(report.transient) == 2
+    assert set(Delivery.objects.filter(status="pending").values_list("subscriber__email", flat=True)) == second_batch
+    assert Delivery.objects.filter(status="sent").count() == 3
+    send_edition_to(edition, [r.pk for r in readers])  # the retry sends those two, and no one else
+    recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
+    assert sorted(recipients) == sorted(r.email for r in readers)
+
+
+def test_after_a_database_error_the_batch_in_flight_beside_it_is_finished_and_no_other_is_handed_over(
+    esp_outbox, readers, settings
+):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 2
+    edition = built_edition()
+    claim_deliveries(edition, [r.pk for r in readers])
+    first_id = Delivery.objects.order_by("pk").first().pk  # in the first batch: composed in delivery order
+    record_sent = sending.record_sent
+
+    def fail_for_the_first_batch(token, sent):
+        if any(delivery.pk == first_id for delivery, _ in sent):
+            raise DatabaseError("connection lost")
+        return record_sent(token, sent)
+
+    with mock.patch.object(sending, "record_sent", side_effect=fail_for_the_first_batch):
+        with pytest.raises(DatabaseError):
+            send_edition_to(edition, [r.pk for r in readers])
+
+    assert len(esp_outbox) == 2  # the first two batches; the third was not handed over
+    statuses = sorted(Delivery.objects.values_list("status", flat=True))
+    assert statuses == ["pending", "sending", "sending", "sent", "sent"]
+    assert Delivery.objects.get(pk=first_id).status == "sending"  # outcome unknown: never resent
     assert not connections["default"].allow_thread_sharing
 
 
