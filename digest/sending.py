@@ -810,6 +810,7 @@ def send_in_batches(items, style, report):
     call in flight the ESP's answer time overlaps too.
     """
     connection = get_connection()
+    connection.open()  # here, once: a batch thread that opened it would close it after its call
     database = connections[DEFAULT_DB_ALIAS]
     database.inc_thread_sharing()
     calls = max(1, settings.DIGEST_ESP_CALLS_IN_FLIGHT)

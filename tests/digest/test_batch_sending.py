@@ -247,6 +247,33 @@ def test_several_esp_calls_are_in_progress_at_once_and_each_reader_is_sent_once(
     assert not connections["default"].allow_thread_sharing
 
 
+def test_the_esp_connection_is_opened_once_before_the_batch_threads_share_it_and_closed_after(
+    esp_outbox, readers, settings
+):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
+    events = []
+
+    class RecordingBackend(AnymailTestBackend):
+        def open(self):
+            events.append(("open", threading.current_thread() is threading.main_thread()))
+            return super().open()
+
+        def send_messages(self, messages):
+            events.append(("send", threading.current_thread() is threading.main_thread()))
+            return super().send_messages(messages)
+
+        def close(self):
+            events.append(("close", threading.current_thread() is threading.main_thread()))
+            return super().close()
+
+    with mock.patch.object(sending, "get_connection", lambda: RecordingBackend()):
+        assert send_edition_to(built_edition(), [r.pk for r in readers]).sent == 5
+
+    assert events[0] == ("open", True) and events[-1] == ("close", True)
+    assert [event for event in events if event[0] == "send"] == [("send", False)] * 3
+    assert events.count(("close", True)) == 1 and ("close", False) not in events
+
+
 def test_with_calls_in_flight_a_deferred_call_returns_only_its_own_rows_to_pending(esp_outbox, readers, settings):
     settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
     edition = built_edition()
