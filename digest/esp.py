@@ -101,10 +101,10 @@ def body_size(body):
 
 def batches(items, max_recipients, part_of=lambda item: item):
     """Split ``items`` into lists of at most ``max_recipients`` and DIGEST_ESP_BATCH_MAX_BYTES."""
-    batch, size = [], 0
+    batch, size, max_bytes = [], 0, settings.DIGEST_ESP_BATCH_MAX_BYTES
     for item in items:
         item_size = part_size(part_of(item))
-        if batch and (len(batch) >= max_recipients or size + item_size > settings.DIGEST_ESP_BATCH_MAX_BYTES):
+        if batch and (len(batch) >= max_recipients or size + item_size > max_bytes):
             yield batch
             batch, size = [], 0
         batch.append(item)

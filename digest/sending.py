@@ -46,7 +46,9 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as db_connection
-from django.db.models import BooleanField, Exists, F, OuterRef, Q, Subquery
+from django.contrib.postgres.aggregates import StringAgg
+from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q, Subquery, TextField, Value
+from django.db.models.functions import MD5, Cast, Concat
 from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_init, pre_init
@@ -379,16 +381,34 @@ def edition_entries(edition):
     return list(sendable_entries(edition).select_related("paper"))
 
 
+def sendable_fingerprint(edition):
+    """The (entry, paper, paper's last change) of every sendable entry, in rank order.
+
+    On PostgreSQL the database joins them into one text and returns its MD5:
+    one short row per chunk instead of the edition's hundreds of timestamps
+    parsed in Python (about 5% of a worker's time at 500 readers a chunk).
+    """
+    entries = sendable_entries(edition)
+    if db_connection.vendor != "postgresql":
+        return tuple(entries.values_list("pk", "paper_id", "paper__updated_at"))
+    listed = StringAgg(
+        Concat(Cast("pk", TextField()), Value(":"), Cast("paper_id", TextField()), Value(":"),
+               Cast("paper__updated_at", TextField()), output_field=TextField()),
+        delimiter=",", order_by=("rank", "pk"),
+    )
+    return entries.aggregate(n=Count("pk"), fingerprint=MD5(listed))
+
+
 def prepare_edition(edition):
     """The edition's vectors and paper blocks: computed once per process, reused by every chunk.
 
     Recomputed when an entry is pulled or blocked, a paper changes, or the
     settings that shape the vectors or the links do; checking costs one query
-    of (entry, paper, paper's last change) tuples.
+    (``sendable_fingerprint``).
     """
     key = (
         edition.pk, edition.date, edition.cadence, settings.DIGEST_EMBEDDER, settings.SITE_URL,
-        tuple(sendable_entries(edition).values_list("pk", "paper_id", "paper__updated_at")),
+        sendable_fingerprint(edition),
     )
     prepared = _prepared_editions.get(edition.pk)
     if prepared is None or prepared.key != key:

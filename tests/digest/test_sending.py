@@ -292,3 +292,36 @@ def test_votes_are_read_with_each_paper_once_newest_first_and_ranking_them_reads
     with django_assert_num_queries(0):  # nothing deferred is read: with a model (readers 1 and 2) or without
         ranked = [ranker.rank_for(reader, liked=liked[reader.pk], disliked=disliked[reader.pk]) for reader in readers]
     assert all(ranked) and papers[-1].pk not in {r.paper.pk for rs in ranked for r in rs}
+
+
+def test_a_prepared_edition_is_reused_until_an_entry_or_a_paper_of_it_changes():
+    edition = built_edition()
+    prepared = prepare_edition(edition)
+    assert prepare_edition(edition) is prepared
+
+    top = edition.entries.order_by("rank").first()
+    top.paper.title = "A corrected title"
+    top.paper.save()
+    after_edit = prepare_edition(edition)
+    assert after_edit is not prepared
+    assert "A corrected title" in after_edit.renderer.block(top.paper).html
+    assert prepare_edition(edition) is after_edit
+
+    edition.entries.filter(pk=top.pk).update(pulled=True)
+    after_pull = prepare_edition(edition)
+    assert after_pull is not after_edit
+    assert top.paper_id not in {paper.pk for paper in after_pull.ranker.papers}
+
+    edition.entries.filter(pk=top.pk).update(pulled=False)
+    assert prepare_edition(edition) is not after_pull
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "other"])
+def test_the_edition_check_reads_the_same_entries_whichever_the_database(vendor, monkeypatch):
+    edition = built_edition()
+    monkeypatch.setattr(sending.db_connection, "vendor", vendor)
+    first = sending.sendable_fingerprint(edition)
+    assert sending.sendable_fingerprint(edition) == first
+    entry = edition.entries.order_by("-rank").first()
+    edition.entries.filter(pk=entry.pk).update(rank=0)
+    assert sending.sendable_fingerprint(edition) != first
