@@ -153,9 +153,15 @@ class MailgunBatch:
         self.boundary = self.payload = None
 
     def prepare(self):
-        """Build the request body (in the caller's thread: ``send`` may run in another)."""
+        """Build the request body (in the caller's thread: ``send`` may run in another).
+
+        The parts are let go once their bodies are in the payload: with several
+        calls in flight, each body is held once, not twice.
+        """
         self.boundary = uuid.uuid4().hex
         self.payload = self.body(self.boundary)
+        self.recipients = len(self.parts)
+        self.parts = self.headers = None
 
     def shared_fields(self):
         from_address = parse_single_address(settings.DEFAULT_FROM_EMAIL)
@@ -233,7 +239,7 @@ class MailgunBatch:
         if not str(text).startswith("Queued"):
             raise AnymailRequestsAPIError(f"Unrecognized Mailgun API message {text!r}", response=response,
                                           backend=backend)
-        return BatchAnswer([str(message_id)] * len(self.parts))
+        return BatchAnswer([str(message_id)] * self.recipients)
 
 
 def header_key(name):

@@ -768,6 +768,8 @@ def send_batch(connection, group, style, report, database_lock):
     with PHASES.phase("build ESP call", len(parts)):
         batch = MailgunBatch(connection, parts) if style.direct else AnymailBatch(connection, parts, style.fields)
         batch.prepare()
+    del parts
+    keep_only_what_recording_reads(group)
     started = time.perf_counter()
     try:
         answer = batch.send()
@@ -778,6 +780,14 @@ def send_batch(connection, group, style, report, database_lock):
     PHASES.add("send", time.perf_counter() - started, len(group))
     with database_lock:
         record_answer(token, group, answer, report)
+
+
+def keep_only_what_recording_reads(group):
+    """A batch's readers once its call is built: their rows and addresses, not their bodies
+    (which the call holds), so that the batches in flight hold each body once."""
+    for c in group:
+        c.ranked = None
+        c.part = c.part._replace(subject="", text="", html="", context={})
 
 
 class AnymailBatch:

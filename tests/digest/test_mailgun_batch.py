@@ -96,6 +96,20 @@ def test_a_direct_batch_is_accepted_by_the_imitation_mailgun_with_one_message_id
     assert f"Why: matches your interests: {HOSTILE}" in unescape(html)
 
 
+def test_a_built_batch_lets_its_parts_go_and_still_answers_for_every_recipient(mailgun, settings):
+    subscribers = [SubscriberFactory(email=address) for address in ADDRESSES[:3]]
+    with FakeMailgun(domain="mg.example.org", api_key="key") as fake:
+        settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_API_URL": fake.api_url}
+        batch = MailgunBatch(get_connection(), parts_for(subscribers, for_json=True))
+        batch.prepare()
+        assert batch.parts is None and batch.headers is None  # the bodies live in the payload only
+        answer = batch.send()
+        (request,) = fake.accepted_requests
+
+    assert len(answer.message_ids) == 3 and len(set(answer.message_ids)) == 1
+    assert all(subscriber.email in unescape(request.html_for(subscriber.email)) for subscriber in subscribers)
+
+
 @pytest.mark.parametrize("status, kind", [(500, "transient"), (429, "transient"), (400, "permanent"), (401, "permanent")])
 def test_a_refused_direct_batch_raises_anymails_error_with_the_status(mailgun, settings, status, kind):
     subscribers = [SubscriberFactory(email=ADDRESSES[0])]
