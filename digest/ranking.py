@@ -65,7 +65,7 @@ RANK_BLOCK = 1000  # readers ranked together by rank_many: a few readers × pape
 # A ranker's caches keyed by what readers wrote or chose (interest phrases, voted papers, category
 # sets) are emptied between readers once one holds this many entries: readers write interests in
 # their own words, so the distinct phrases grow with the readers (about 4 KB each, kept per edition).
-READER_KEYS_KEPT = 5_000
+READER_KEYS_KEPT = 2_000
 
 
 def stack_rows(*matrices):
