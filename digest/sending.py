@@ -43,14 +43,14 @@ from itertools import islice
 import requests
 from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.conf import settings
+from django.contrib.postgres.aggregates import StringAgg
 from django.core.mail import get_connection
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as db_connection
-from django.contrib.postgres.aggregates import StringAgg
 from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q, Subquery, TextField, Value
-from django.db.models.functions import MD5, Cast, Concat
 from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import MD5, Cast, Concat
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
