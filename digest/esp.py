@@ -149,6 +149,7 @@ class MailgunBatch:
     def __init__(self, backend, parts):
         self.backend = backend
         self.parts = parts
+        self.recipients = len(parts)
         self.headers = [personal_headers(part.context) for part in parts]
         self.boundary = self.payload = None
 
@@ -160,7 +161,6 @@ class MailgunBatch:
         """
         self.boundary = uuid.uuid4().hex
         self.payload = self.body(self.boundary)
-        self.recipients = len(self.parts)
         self.parts = self.headers = None
 
     def shared_fields(self):
