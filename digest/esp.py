@@ -24,6 +24,7 @@ import requests
 from anymail.exceptions import AnymailError, AnymailRequestsAPIError
 from anymail.utils import get_anymail_setting, parse_single_address
 from django.conf import settings
+from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 
 from .emails import MergeFields, one_line, personal_headers
 from .rendering import JsonText
@@ -56,6 +57,16 @@ def anymail_esp(backend_path=None):
     if not path.startswith(ANYMAIL_BACKENDS):
         return ""
     return path[len(ANYMAIL_BACKENDS):].split(".")[0]
+
+
+def keep_connections_for(connection, calls):
+    """Let the ESP backend's HTTP session keep a connection for each of ``calls`` calls in
+    progress at once. requests keeps 10 per host: beyond that, every call that ends drops its
+    connection and the next one opens (and for HTTPS negotiates) a new one."""
+    session = getattr(connection, "session", None)
+    if isinstance(session, requests.Session) and calls > DEFAULT_POOLSIZE:
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, HTTPAdapter(pool_maxsize=calls))
 
 
 def batch_style():

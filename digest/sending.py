@@ -58,7 +58,7 @@ from papers.models import Paper
 from subscriptions.models import Subscriber
 
 from .emails import BatchPart, build_batch_email, build_email
-from .esp import BatchAnswer, MailgunBatch, batch_style, batches, digest_esp_extra
+from .esp import BatchAnswer, MailgunBatch, batch_style, batches, digest_esp_extra, keep_connections_for
 from .models import Delivery, Edition, Feedback
 from .ranking import MODEL_MIN_LIKES, EditionRanker, RankRequest
 from .rendering import DigestRenderer
@@ -841,9 +841,10 @@ def send_in_batches(items, style, report):
     """
     connection = get_connection()
     connection.open()  # here, once: a batch thread that opened it would close it after its call
+    calls = max(1, settings.DIGEST_ESP_CALLS_IN_FLIGHT)
+    keep_connections_for(connection, calls)
     database = connections[DEFAULT_DB_ALIAS]
     database.inc_thread_sharing()
-    calls = max(1, settings.DIGEST_ESP_CALLS_IN_FLIGHT)
     pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="esp-batch", initializer=use_database,
                               initargs=(database,))
     database_lock = threading.Lock()

@@ -2,6 +2,7 @@
 anymail's Mailgun backend would send for the same batch, and speak its errors."""
 
 import json
+import logging
 from html import unescape
 
 import pytest
@@ -13,10 +14,10 @@ from django.core.mail import get_connection
 from digest.emails import BatchPart, build_batch_email
 from digest.esp import ON_THE_FLY, MailgunBatch, batch_style
 from digest.rendering import DigestRenderer
-from digest.sending import classify_send_error
+from digest.sending import classify_send_error, send_edition_to
 from tests.digest.builders import built_edition
 from tests.factories import PaperFactory, SubscriberFactory
-from tests.fakes.mailgun import FakeMailgun, parse_multipart
+from tests.fakes.mailgun import Answer, FakeMailgun, parse_multipart
 
 pytestmark = pytest.mark.django_db
 
@@ -108,6 +109,20 @@ def test_a_built_batch_lets_its_parts_go_and_still_answers_for_every_recipient(m
 
     assert len(answer.message_ids) == 3 and len(set(answer.message_ids)) == 1
     assert all(subscriber.email in unescape(request.html_for(subscriber.email)) for subscriber in subscribers)
+
+
+def test_more_calls_in_flight_than_requests_pools_by_default_reuse_every_connection(mailgun, settings, caplog):
+    settings.DIGEST_ESP_BATCH_LIMIT = 1
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 12  # requests keeps 10 connections per host unless told otherwise
+    readers = [SubscriberFactory() for _ in range(24)]
+    with FakeMailgun(domain="mg.example.org", api_key="key") as fake:
+        settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_API_URL": fake.api_url}
+        fake.answer(Answer(delay=0.3))  # so that the twelve calls overlap
+        with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+            report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.sent == 24 and len(fake.accepted_requests) == 24
+    assert "Connection pool is full" not in caplog.text  # a dropped connection is a new TCP (and TLS) handshake
 
 
 @pytest.mark.parametrize("status, kind", [(500, "transient"), (429, "transient"), (400, "permanent"), (401, "permanent")])
