@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from subscriptions.models import Subscriber
 
 from . import services
-from .models import BlockedPaper, Delivery, Edition, EditionPaper, Feedback, WebhookEvent
+from .models import BlockedPaper, Delivery, DeliveryDay, Edition, EditionPaper, Feedback, WebhookEvent
 from .rendering import render_delivery_html
 
 
@@ -147,6 +147,21 @@ class WebhookEventAdmin(admin.ModelAdmin):
     search_fields = ["recipient", "message_id", "event_id"]
     raw_id_fields = ["delivery", "clicked_paper"]
     list_select_related = ["delivery__edition", "clicked_paper"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DeliveryDay)
+class DeliveryDayAdmin(admin.ModelAdmin):
+    """The dashboard's kept counts of settled days: read only; a deleted day is counted again
+    from the ledger on the dashboard's next view."""
+
+    list_display = ["day", "claimed", "sent", "counted_at"]
+    date_hierarchy = "day"
 
     def has_add_permission(self, request):
         return False

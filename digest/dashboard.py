@@ -17,7 +17,7 @@ day, over the digests sent that day.
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from django.contrib import admin
 from django.contrib.postgres.fields import ArrayField
@@ -32,6 +32,7 @@ from django.utils import timezone
 from papers.models import FetchRun, Paper
 from subscriptions.models import Subscriber
 
+from .ledger_days import claimed_per_day, local_midnight, sent_per_day
 from .models import Cadence, Delivery, Feedback, WebhookEvent
 from .scheduling import current_edition
 from .services import moment_for
@@ -71,10 +72,6 @@ DELIVERY_COLOURS = {
 
 def window(days, today):
     return [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
-
-
-def local_midnight(day):
-    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def day_of(field_name, floor):
@@ -130,19 +127,7 @@ def status_on(group, day):
 def delivery_history(days=WINDOW_DAYS, today=None):
     """{day: Counter(status)} of deliveries by the day they were claimed."""
     today = today or timezone.localdate()
-    days_shown = window(days, today)
-    rows = (
-        Delivery.objects.filter(created_at__gte=local_midnight(days_shown[0]))
-        .annotate(day=TruncDate("created_at"))
-        .values("day", "status")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    history = {day: Counter() for day in days_shown}
-    for row in rows:
-        if row["day"] in history:
-            history[row["day"]][row["status"]] = row["n"]
-    return history
+    return claimed_per_day(window(days, today), today)
 
 
 @dataclass
@@ -181,10 +166,10 @@ def rate_history(days=WINDOW_DAYS, today=None):
     today = today or timezone.localdate()
     days_shown = window(days, today)
     since = local_midnight(days_shown[0])
-    sent = daily_counts(Delivery.objects.filter(status=Delivery.Status.SENT), "sent_at", since)
+    sent = sent_per_day(days_shown, today)
     bounced = daily_counts(Delivery.objects.all(), "bounced_at", since)
     complained = daily_counts(Delivery.objects.all(), "complained_at", since)
-    return [RatePoint(day, sent.get(day, 0), bounced.get(day, 0), complained.get(day, 0)) for day in days_shown]
+    return [RatePoint(day, sent[day], bounced.get(day, 0), complained.get(day, 0)) for day in days_shown]
 
 
 def rate_summary(points):

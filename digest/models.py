@@ -191,3 +191,27 @@ class WebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.esp} {self.event_type} {self.recipient}"
+
+
+class DeliveryDay(models.Model):
+    """A settled day of the ledger, counted once for the dashboard (``digest.ledger_days``).
+
+    The ledger grows by a row per reader and digest; counting every day of the
+    dashboard's window from it read all of it on each view. Once a day is
+    settled its counts are kept here: digests claimed that day by status, and
+    digests sent that day.
+    """
+
+    day = models.DateField(unique=True)
+    claimed = models.JSONField(default=dict, help_text="Deliveries claimed that day, by their status.")
+    sent = models.PositiveIntegerField(default=0, help_text="Digests sent that day.")
+    next_delivery_id = models.BigIntegerField(
+        help_text="No delivery claimed after this day has a lower id: later days are counted from here."
+    )
+    counted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self):
+        return f"ledger of {self.day:%Y-%m-%d}"
