@@ -17,11 +17,14 @@ operator's page view computes (``dashboard_context``) and two of its parts
 (``daily_status``, ``top_papers_of_week``), three rounds each, and prints the
 median seconds, the SQL queries and the Python memory each allocated at its
 peak (``tracemalloc``, in a separate round so that tracing does not slow the
-timed ones). It checks the figures against the data it inserted: the
+timed ones). The rounds follow a first view, timed on its own, which counts
+the charts' settled days and keeps them (``digest.ledger_days``); after them,
+the most recent kept day is dropped and one more view timed, as on the first
+view of each new day, which counts the day that settled overnight. It checks the figures against the data it inserted: the
 delivery counts, the send window's row count, and the clicks of the most
 clicked paper. Nothing leaves 127.0.0.1. It ends with one line:
 
-    RESULT subscribers=N clicks=C dashboard_seconds=S status_seconds=T top_papers_seconds=P queries=Q peak_mb=M
+    RESULT subscribers=N clicks=C dashboard_seconds=S status_seconds=T top_papers_seconds=P queries=Q peak_mb=M first_view_seconds=F new_day_seconds=D
 """
 
 import argparse
@@ -124,6 +127,12 @@ class Queries:
         return execute(sql, params, many, context)
 
 
+def timed(function):
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
 def measure(function):
     """(median seconds of ROUNDS calls, queries per call, peak MB allocated by one call, its result)."""
     from django.db import connection
@@ -157,6 +166,25 @@ def check(n, clicks_expected, status, top):
     return problems
 
 
+def check_ledger_days(dashboard):
+    """The charts' claims and sends per day add up to what the ledger holds for their days."""
+    from django.utils import timezone
+
+    from digest.ledger_days import local_midnight
+    from digest.models import Delivery
+
+    today = timezone.localdate()
+    since = local_midnight(dashboard.window(dashboard.WINDOW_DAYS, today)[0])
+    claimed = sum(sum(counts.values()) for counts in dashboard.delivery_history(today=today).values())
+    sent = sum(point.sent for point in dashboard.rate_history(today=today))
+    problems = []
+    if claimed != Delivery.objects.filter(created_at__gte=since).count():
+        problems.append(f"the charts count {claimed} claims in the window")
+    if sent != Delivery.objects.filter(status="sent", sent_at__gte=since).count():
+        problems.append(f"the charts count {sent} sends in the window")
+    return problems
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
@@ -181,6 +209,10 @@ def main():
         print(f"setup: {args.subscribers} readers and deliveries, {args.clicks} clicks, "
               f"{args.history_days} past digests per reader in {time.perf_counter() - started:.1f} s")
 
+        from digest.models import DeliveryDay
+
+        first_view = timed(dashboard.dashboard_context)
+        print(f"{'first view':<20} {first_view:8.3f} s  (counts and keeps {DeliveryDay.objects.count()} settled days)")
         figures = {}
         for name, function in (
             ("daily_status", dashboard.daily_status),
@@ -190,12 +222,17 @@ def main():
             figures[name] = measure(function)
             seconds, queries, peak, _ = figures[name]
             print(f"{name:<20} {seconds:8.3f} s {queries:6d} queries  peak {peak:7.1f} MB allocated")
+        DeliveryDay.objects.order_by("-day").first().delete()
+        new_day = timed(dashboard.dashboard_context)
+        print(f"{'a new day':<20} {new_day:8.3f} s  (counts the day that settled)")
         problems = check(args.subscribers, expected, figures["daily_status"][3], figures["top_papers_of_week"][3])
+        problems += check_ledger_days(dashboard)
         print("   checks: " + ("ok" if not problems else "; ".join(problems)))
         seconds, queries, peak, _ = figures["dashboard_context"]
         status, top = figures["daily_status"][0], figures["top_papers_of_week"][0]
         print(f"RESULT subscribers={args.subscribers} clicks={args.clicks} dashboard_seconds={seconds:.3f} "
-              f"status_seconds={status:.3f} top_papers_seconds={top:.3f} queries={queries} peak_mb={peak:.1f}")
+              f"status_seconds={status:.3f} top_papers_seconds={top:.3f} queries={queries} peak_mb={peak:.1f} "
+              f"first_view_seconds={first_view:.3f} new_day_seconds={new_day:.3f}")
         return 1 if problems else 0
     finally:
         server.stop()

@@ -379,7 +379,7 @@ def build_history(days, seed=9):
         built = timezone.make_aware(datetime(day.year, day.month, day.day, 6))
         editions.append(Edition.objects.create(cadence="daily", date=day, built_at=built))
     first_past_paper = 10_000_000
-    for number, edition in enumerate(editions):
+    for number, edition in reversed(list(enumerate(editions))):  # oldest first: ids rise with time, as in service
         buffer = io.StringIO()
         sent = edition.built_at + timedelta(minutes=10)
         papers = range(first_past_paper + 40 * number, first_past_paper + 40 * (number + 1))
