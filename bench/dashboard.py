@@ -20,9 +20,11 @@ peak (``tracemalloc``, in a separate round so that tracing does not slow the
 timed ones). The rounds follow a first view, timed on its own, which counts
 the charts' settled days and keeps them (``digest.ledger_days``); after them,
 the most recent kept day is dropped and one more view timed, as on the first
-view of each new day, which counts the day that settled overnight. It checks the figures against the data it inserted: the
-delivery counts, the send window's row count, and the clicks of the most
-clicked paper. Nothing leaves 127.0.0.1. It ends with one line:
+view of each new day, which counts the day that settled overnight. It checks
+the figures against the data it inserted: the delivery counts, the send
+window's row count, the clicks of the most clicked paper, and the charts'
+claims and sends per day against the ledger. Nothing leaves 127.0.0.1. It ends
+with one line:
 
     RESULT subscribers=N clicks=C dashboard_seconds=S status_seconds=T top_papers_seconds=P queries=Q peak_mb=M first_view_seconds=F new_day_seconds=D
 """
