@@ -463,7 +463,7 @@ def send_worker(database_url, esp_url, due, workers, index, result_queue, profil
 
     from digest import sending
     from digest.scheduling import current_edition
-    from digest.services import chunked
+    from digest.sending import chunked
     from digest.tasks import send_digest_chunk
 
     counter = QueryCounter()

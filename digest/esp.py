@@ -111,15 +111,22 @@ def body_size(body):
 
 
 def batches(items, max_recipients, part_of=lambda item: item):
-    """Split ``items`` into lists of at most ``max_recipients`` and DIGEST_ESP_BATCH_MAX_BYTES."""
+    """Split ``items`` into lists of at most ``max_recipients`` and DIGEST_ESP_BATCH_MAX_BYTES.
+
+    A full batch is handed out as soon as it is full, not when the next item comes: that one
+    may be a block's read away (``digest.sending.composed_blocks``).
+    """
     batch, size, max_bytes = [], 0, settings.DIGEST_ESP_BATCH_MAX_BYTES
     for item in items:
         item_size = part_size(part_of(item))
-        if batch and (len(batch) >= max_recipients or size + item_size > max_bytes):
+        if batch and size + item_size > max_bytes:
             yield batch
             batch, size = [], 0
         batch.append(item)
         size += item_size
+        if len(batch) >= max_recipients:
+            yield batch
+            batch, size = [], 0
     if batch:
         yield batch
 

@@ -66,6 +66,7 @@ from .rendering import DigestRenderer
 log = logging.getLogger(__name__)
 
 ONE_BY_ONE_GROUP = 50
+READ_BLOCK_SIZE = 500  # readers read and ranked at once; a task may hold many blocks
 PROGRESS_EVERY = 500
 IGNORED_PAPERS_LIMIT = 300
 CHUNK_GC_THRESHOLD = 70_000
@@ -728,6 +729,13 @@ def send_one(connection, message):
     return esp_message_id(message)
 
 
+def chunked(iterable, size):
+    """Lists of ``size`` items from ``iterable`` (the last one shorter)."""
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
 def send_individually(items, report):
     """One message per reader over one connection (SMTP, the outbox, ESPs without batching)."""
     items = iter(items)
@@ -826,7 +834,7 @@ def record_answer(token, group, answer, report):
     report.sent += len(sent)
 
 
-def send_in_batches(items, style, report):
+def send_in_batches(items, style, report, database_lock):
     """One ESP call per batch, each claimed, made and recorded in a batch thread while this
     thread composes the next batch.
 
@@ -834,10 +842,11 @@ def send_in_batches(items, style, report):
     over once the oldest is recorded, and every batch handed over is waited
     for, also after an error (the first error is raised once they are all
     done). The batch threads use this thread's database connection, one at a
-    time (``send_batch``'s lock), and this thread does not touch the database
-    while a batch is in flight: waiting for PostgreSQL and the ESP overlaps
-    ranking and rendering instead of adding to them, and with more than one
-    call in flight the ESP's answer time overlaps too.
+    time: each holds ``database_lock`` to claim and to record, and this thread
+    holds it to read the next block of readers (``composed_blocks``). Waiting
+    for PostgreSQL and the ESP overlaps ranking and rendering instead of adding
+    to them, and with more than one call in flight the ESP's answer time
+    overlaps too.
     """
     connection = get_connection()
     connection.open()  # here, once: a batch thread that opened it would close it after its call
@@ -847,7 +856,6 @@ def send_in_batches(items, style, report):
     database.inc_thread_sharing()
     pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="esp-batch", initializer=use_database,
                               initargs=(database,))
-    database_lock = threading.Lock()
     in_flight = deque()
     try:
         for number, group in enumerate(batches(items, style.max_recipients, lambda c: c.part), start=1):
@@ -923,22 +931,18 @@ def fewer_collections():
 
 
 def send_chunk(edition, subscriber_ids, prepared):
-    with PHASES.phase("select/claim", len(subscriber_ids)):
-        deliveries = pending_deliveries(edition, subscriber_ids)
     report = SendReport()
-    if not deliveries:
-        return report
-    prepared = prepared or prepare_edition(edition)
-    with PHASES.phase("select/claim"):
-        readers = load_readers(edition, [d.subscriber_id for d in deliveries])
     style = batch_style()
     skipped = []
-    composed = compose(deliveries, prepared, readers, skipped, for_json=style is not None and style.direct)
+    database_lock = threading.Lock()
+    blocks = composed_blocks(edition, subscriber_ids, prepared, skipped, database_lock,
+                             for_json=style is not None and style.direct)
     if style is None:
-        send_individually(composed, report)
+        send_individually(blocks, report)
     else:
-        send_in_batches(composed, style, report)
-    record_skipped(skipped, prepared, report)
+        send_in_batches(blocks, style, report, database_lock)
+    if skipped:
+        record_skipped(skipped, prepared or prepare_edition(edition), report)
     log.info(
         "digest chunk done edition=%s sent=%d skipped=%d failed=%d deferred=%d not_claimed=%d",
         edition.pk, report.sent, report.skipped, report.failed, len(report.transient), report.not_claimed,
@@ -946,3 +950,24 @@ def send_chunk(edition, subscriber_ids, prepared):
     if report.transient:
         raise TransientSendError(f"{len(report.transient)} deliveries to retry", report)
     return report
+
+
+def composed_blocks(edition, subscriber_ids, prepared, skipped, database_lock, *, for_json):
+    """The task's digests, read and ranked READ_BLOCK_SIZE readers at a time.
+
+    One stream for the whole task: the ESP calls of one block are still in
+    flight while the next block is read and composed, so a task waits for its
+    last answer once, not once per block. Memory stays that of one block. The
+    reads take ``database_lock`` (the batch threads claim and record on the same
+    connection); the edition is checked for changes once per block, as before.
+    """
+    for block in chunked(subscriber_ids, READ_BLOCK_SIZE):
+        with database_lock:
+            with PHASES.phase("select/claim", len(block)):
+                deliveries = pending_deliveries(edition, block)
+            if not deliveries:
+                continue
+            block_prepared = prepared or prepare_edition(edition)
+            with PHASES.phase("select/claim"):
+                readers = load_readers(edition, [d.subscriber_id for d in deliveries])
+        yield from compose(deliveries, block_prepared, readers, skipped, for_json=for_json)

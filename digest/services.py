@@ -1,7 +1,6 @@
 """The digest's entry points, called by tasks, commands, views and the admin."""
 
 import logging
-from itertools import islice
 
 from django.conf import settings
 from django.utils import timezone
@@ -10,6 +9,7 @@ from .editions import build_editions_for, get_or_build_edition
 from .models import Cadence, Delivery, Edition
 from .scheduling import current_edition, due_subscriber_ids, end_of_day
 from .sending import (
+    chunked,
     claim_deliveries,
     load_readers,
     prepare_edition,
@@ -18,12 +18,6 @@ from .sending import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def chunked(iterable, size):
-    iterator = iter(iterable)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def moment_for(day):

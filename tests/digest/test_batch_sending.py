@@ -5,7 +5,9 @@ it would send (``anymail_test_params``); in ``digest.esp`` it stands in for
 Mailgun: recipient variables substituted into the message itself.
 """
 
+import contextlib
 import threading
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -370,3 +372,86 @@ def test_without_batching_each_reader_gets_one_message_over_one_connection(mailo
     assert connections.call_count == 1
     assert sorted(m.to[0] for m in mailoutbox) == sorted(r.email for r in readers)
     assert all(len(m.to) == 1 for m in mailoutbox)
+
+
+@pytest.fixture
+def blocks_of_two(monkeypatch, settings):
+    """A task's readers read two at a time, so five readers make three blocks (and three batches)."""
+    monkeypatch.setattr(sending, "READ_BLOCK_SIZE", 2)
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 2
+
+
+def test_a_task_reads_its_next_block_while_the_call_of_the_last_one_is_in_progress(
+    esp_outbox, readers, blocks_of_two
+):
+    read_blocks, second_block_read = [], threading.Event()
+    pending_deliveries, post = sending.pending_deliveries, AnymailTestBackend.post_to_esp
+
+    def reading(edition, subscriber_ids):
+        read_blocks.append(list(subscriber_ids))
+        if len(read_blocks) == 2:
+            second_block_read.set()
+        return pending_deliveries(edition, subscriber_ids)
+
+    def answer_once_the_second_block_is_read(backend, payload, message):
+        assert second_block_read.wait(timeout=10), "the next block was not read during the call"
+        return post(backend, payload, message)
+
+    with mock.patch.object(sending, "pending_deliveries", side_effect=reading):
+        with mock.patch.object(AnymailTestBackend, "post_to_esp", answer_once_the_second_block_is_read):
+            report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert read_blocks == [[r.pk for r in readers[:2]], [r.pk for r in readers[2:4]], [readers[4].pk]]
+    assert report.sent == 5 and len(esp_outbox) == 3
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("sent", 1)}
+    assert not connections["default"].allow_thread_sharing
+
+
+def test_a_blocks_reads_never_overlap_a_batch_threads_claim_or_record(esp_outbox, readers, blocks_of_two):
+    spans, lock = [], threading.Lock()
+
+    def timed(function):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                with lock:
+                    spans.append((started, time.perf_counter(), function.__name__))
+        return run
+
+    names = ("pending_deliveries", "load_readers", "start_sending_with_papers", "record_sent")
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            stack.enter_context(mock.patch.object(sending, name, timed(getattr(sending, name))))
+        assert send_edition_to(built_edition(), [r.pk for r in readers]).sent == 5
+
+    assert {name for _, _, name in spans} == set(names)
+    spans.sort()
+    assert all(end <= next_start for (_, end, _), (next_start, _, _) in zip(spans, spans[1:]))
+
+
+def test_a_failed_read_of_a_later_block_finishes_the_calls_in_flight_and_reaches_the_task(
+    esp_outbox, readers, blocks_of_two
+):
+    edition = built_edition()
+    pending_deliveries = sending.pending_deliveries
+    calls = []
+
+    def failing_on_the_second_block(edition, subscriber_ids):
+        calls.append(subscriber_ids)
+        if len(calls) == 2:
+            raise DatabaseError("connection lost")
+        return pending_deliveries(edition, subscriber_ids)
+
+    with mock.patch.object(sending, "pending_deliveries", side_effect=failing_on_the_second_block):
+        with pytest.raises(DatabaseError):
+            send_edition_to(edition, [r.pk for r in readers])
+
+    sent = set(Delivery.objects.filter(status="sent").values_list("subscriber_id", flat=True))
+    assert sent == {readers[0].pk, readers[1].pk}  # the first block's call was finished and recorded
+    assert not Delivery.objects.filter(status="sending").exists()
+    assert len(esp_outbox) == 1 and not connections["default"].allow_thread_sharing
+    send_edition_to(edition, [r.pk for r in readers])  # the retry sends the rest, once each
+    recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
+    assert sorted(recipients) == sorted(r.email for r in readers)
