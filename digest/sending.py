@@ -846,7 +846,9 @@ def send_in_batches(items, style, report, database_lock):
     holds it to read the next block of readers (``composed_blocks``). Waiting
     for PostgreSQL and the ESP overlaps ranking and rendering instead of adding
     to them, and with more than one call in flight the ESP's answer time
-    overlaps too.
+    overlaps too. Once the ESP has deferred a call (429, 5xx) no further batch
+    is handed over: the rest of the task stays pending for its retry, which
+    waits out the backoff and the ESP's Retry-After.
     """
     connection = get_connection()
     connection.open()  # here, once: a batch thread that opened it would close it after its call
@@ -861,6 +863,9 @@ def send_in_batches(items, style, report, database_lock):
         for number, group in enumerate(batches(items, style.max_recipients, lambda c: c.part), start=1):
             while len(in_flight) >= calls:
                 wait_for_batch(in_flight.popleft())
+            if report.transient:
+                log.warning("digest batches stopped: the ESP deferred a call; the task's retry sends the rest")
+                break
             in_flight.append(pool.submit(send_batch, connection, group, style, report, database_lock))
             log.info("digest batch handed to a batch thread batch=%d recipients=%d", number, len(group))
     except BaseException:

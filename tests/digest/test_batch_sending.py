@@ -280,9 +280,11 @@ def test_with_calls_in_flight_a_deferred_call_returns_only_its_own_rows_to_pendi
     settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
     edition = built_edition()
     second_batch = {readers[2].email, readers[3].email}  # batches follow the readers' order, two each
+    all_three_in_progress = threading.Barrier(3, timeout=10)
     post = AnymailTestBackend.post_to_esp
 
     def defer_the_second_batch(backend, payload, message):
+        all_three_in_progress.wait()  # all handed over before the ESP defers one
         if second_batch & set(message.to):
             raise api_error(503)
         return post(backend, payload, message)
@@ -372,6 +374,33 @@ def test_without_batching_each_reader_gets_one_message_over_one_connection(mailo
     assert connections.call_count == 1
     assert sorted(m.to[0] for m in mailoutbox) == sorted(r.email for r in readers)
     assert all(len(m.to) == 1 for m in mailoutbox)
+
+
+def test_after_a_deferred_call_no_further_batch_is_handed_over_and_the_retry_sends_the_rest(
+    esp_outbox, readers, settings
+):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 1
+    edition = built_edition()
+    calls = []
+    post = AnymailTestBackend.post_to_esp
+
+    def defer_the_first_call(backend, payload, message):
+        calls.append(list(message.to))
+        if len(calls) == 1:
+            raise api_error(429)
+        return post(backend, payload, message)
+
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", defer_the_first_call):
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(edition, [r.pk for r in readers])
+        assert len(calls) == 1 and len(raised.value.args[1].transient) == 2
+        assert set(Delivery.objects.values_list("status", "attempts")) == {("pending", 0), ("pending", 1)}
+
+        send_edition_to(edition, [r.pk for r in readers])
+
+    recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
+    assert sorted(recipients) == sorted(r.email for r in readers) and len(calls) == 4
+    assert Delivery.objects.filter(status="sent").count() == 5
 
 
 @pytest.fixture
