@@ -189,7 +189,10 @@ ARXIV_PAGE_SIZE = env.int("ARXIV_PAGE_SIZE", default=500)
 ARXIV_MAX_RESULTS = env.int("ARXIV_MAX_RESULTS", default=2000)  # per fetch, newest first
 
 # --- Digest ---------------------------------------------------------------
-DIGEST_SEND_BATCH_SIZE = env.int("DIGEST_SEND_BATCH_SIZE", default=500)
+# Readers per send task. A task reads and ranks them 500 at a time (flat memory) and keeps its ESP
+# calls in flight from one block to the next: it waits for its last answer once, so larger tasks
+# lose less time to that wait. Only pending rows are sent, so a retried task costs one read.
+DIGEST_SEND_BATCH_SIZE = env.int("DIGEST_SEND_BATCH_SIZE", default=5000)
 DIGEST_SENDING_STALE_MINUTES = env.int("DIGEST_SENDING_STALE_MINUTES", default=30)
 # Applied ESP webhook events older than this are deleted each night (the dashboard reads a week of clicks;
 # ESPs retry an event for hours, not weeks, so a repeat is still recognised).
