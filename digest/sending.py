@@ -386,8 +386,8 @@ def sendable_fingerprint(edition):
     """The (entry, paper, paper's last change) of every sendable entry, in rank order.
 
     On PostgreSQL the database joins them into one text and returns its MD5:
-    one short row per chunk instead of the edition's hundreds of timestamps
-    parsed in Python (about 5% of a worker's time at 500 readers a chunk).
+    one short row per block of readers instead of the edition's hundreds of
+    timestamps parsed in Python (about 5% of a worker's time at 500 readers a block).
     """
     entries = sendable_entries(edition)
     if db_connection.vendor != "postgresql":
