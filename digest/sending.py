@@ -553,7 +553,7 @@ class ComposedDigest:
 
 def compose(deliveries, prepared, readers, skipped, *, for_json=False):
     """Rank and render each reader's digest; readers with nothing worth sending go to ``skipped``
-    (their delivery ids, recorded by the caller once the batches are sent).
+    (their delivery ids by reason, recorded by the caller once the batches are sent).
 
     ``for_json``: bodies rendered for a JSON payload (``DigestRenderer.render``).
     """
@@ -562,7 +562,7 @@ def compose(deliveries, prepared, readers, skipped, *, for_json=False):
     PHASES.add("rank", time.perf_counter() - started, len(deliveries))
     for count, (delivery, ranked) in enumerate(zip(deliveries, rankings), start=1):
         if not ranked:
-            skipped.append(delivery.pk)
+            skipped.setdefault(skip_reason(prepared), []).append(delivery.pk)
         else:
             started = time.perf_counter()
             part = batch_part(delivery, prepared.renderer.render(delivery.subscriber, ranked, for_json=for_json))
@@ -572,14 +572,16 @@ def compose(deliveries, prepared, readers, skipped, *, for_json=False):
             log.info("digests composed edition=%s progress=%d/%d", delivery.edition_id, count, len(deliveries))
 
 
-def record_skipped(skipped, prepared, report):
+def skip_reason(prepared):
+    return NOTHING_RELEVANT if prepared.ranker.papers else NOTHING_NEW
+
+
+def record_skipped(skipped, edition, report):
     """Readers no paper was worth sending to: their deliveries are ``skipped``, with why."""
-    if not skipped:
-        return
-    reason = NOTHING_RELEVANT if prepared.ranker.papers else NOTHING_NEW
-    with PHASES.phase("record", len(skipped)):
-        report.skipped += skip(skipped, reason)
-    log.info("digests skipped edition=%s count=%d reason=%s", prepared.renderer.edition.pk, len(skipped), reason)
+    for reason, delivery_ids in skipped.items():
+        with PHASES.phase("record", len(delivery_ids)):
+            report.skipped += skip(delivery_ids, reason)
+        log.info("digests skipped edition=%s count=%d reason=%s", edition.pk, len(delivery_ids), reason)
 
 
 def batch_part(delivery, digest):
@@ -938,7 +940,7 @@ def fewer_collections():
 def send_chunk(edition, subscriber_ids, prepared):
     report = SendReport()
     style = batch_style()
-    skipped = []
+    skipped = {}
     database_lock = threading.Lock()
     blocks = composed_blocks(edition, subscriber_ids, prepared, skipped, database_lock,
                              for_json=style is not None and style.direct)
@@ -946,8 +948,7 @@ def send_chunk(edition, subscriber_ids, prepared):
         send_individually(blocks, report)
     else:
         send_in_batches(blocks, style, report, database_lock)
-    if skipped:
-        record_skipped(skipped, prepared or prepare_edition(edition), report)
+    record_skipped(skipped, edition, report)
     log.info(
         "digest chunk done edition=%s sent=%d skipped=%d failed=%d deferred=%d not_claimed=%d",
         edition.pk, report.sent, report.skipped, report.failed, len(report.transient), report.not_claimed,
