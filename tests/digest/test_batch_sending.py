@@ -128,10 +128,19 @@ def test_a_batch_also_stops_before_the_payload_gets_too_big(esp_outbox, readers,
     assert [len(params(m)["to"]) for m in esp_outbox] == [1] * len(readers)
 
 
-def test_a_transient_batch_error_returns_every_row_to_pending_and_the_retry_sends_each_once(esp_outbox, readers):
+def test_a_transient_batch_error_returns_every_row_to_pending_and_the_retry_sends_each_once(
+    esp_outbox, readers, settings
+):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
     edition = built_edition()
     ids = [r.pk for r in readers]
-    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=api_error(503)):
+    all_three_in_progress = threading.Barrier(3, timeout=10)
+
+    def defer_once_all_three_are_in_progress(backend, payload, message):
+        all_three_in_progress.wait()  # every batch handed over before the ESP defers them
+        raise api_error(503)
+
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", defer_once_all_three_are_in_progress):
         with pytest.raises(TransientSendError):
             send_edition_to(edition, ids)
     assert set(Delivery.objects.values_list("status", flat=True)) == {"pending"}
