@@ -70,7 +70,7 @@ def test_one_api_call_per_batch_up_to_the_esp_limit(esp_outbox, readers):
     report = send_edition_to(built_edition(), [r.pk for r in readers])
 
     assert report.sent == 5
-    assert [len(params(m)["to"]) for m in esp_outbox] == [2, 2, 1]
+    assert sorted((len(params(m)["to"]) for m in esp_outbox), reverse=True) == [2, 2, 1]
     assert all(params(m)["is_batch_send"] for m in esp_outbox)
     recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
     assert sorted(recipients) == sorted(r.email for r in readers)
