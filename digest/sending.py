@@ -739,15 +739,21 @@ def chunked(iterable, size):
 
 
 def send_individually(items, report):
-    """One message per reader over one connection (SMTP, the outbox, ESPs without batching)."""
+    """One message per reader over one connection (SMTP, the outbox, ESPs without batching).
+
+    Once the server defers a message (SMTP 4xx, ESP 429 or 5xx) no further one is
+    tried, as in ``send_in_batches``: the rest of its group returns to pending with
+    it, the rest of the task was never claimed, and the task's retry sends them
+    after its backoff instead of this task pressing on against a server that said wait.
+    """
     items = iter(items)
     connection = get_connection()
     esp_extra = digest_esp_extra()
     try:
-        while group := list(islice(items, ONE_BY_ONE_GROUP)):
+        while not report.transient and (group := list(islice(items, ONE_BY_ONE_GROUP))):
             token, group = claim_for_send(group, report)
             sent = []
-            for c in group:
+            for position, c in enumerate(group):
                 message = build_email("digest", c.part.context, c.part.to, c.part.subject,
                                       bodies=(c.part.text, c.part.html), metadata=c.part.metadata,
                                       esp_extra=esp_extra)
@@ -755,8 +761,14 @@ def send_individually(items, report):
                     sent.append((c.delivery, send_one(connection, message)))
                 except Exception as exc:  # classified; nothing is lost
                     record_send_error(token, [c.delivery], exc, report)
+                    if report.transient:
+                        if untried := [later.delivery for later in group[position + 1:]]:
+                            record_send_error(token, untried, exc, report)  # deferred with it, not tried
+                        break
             record_sent(token, sent)
             report.sent += len(sent)
+        if report.transient:
+            log.warning("digest sending stopped: the server deferred a message; the task's retry sends the rest")
     finally:
         connection.close()
 

@@ -100,6 +100,67 @@ def test_transient_esp_error_returns_delivery_to_pending_for_a_retry(mailoutbox)
     assert len(mailoutbox) == 1
 
 
+def failing_on_call(number, error):
+    """``send_one`` that raises ``error`` on its ``number``-th call and sends the others."""
+    calls = []
+    real = sending.send_one
+
+    def send_one(connection, message):
+        calls.append(message.to)
+        if len(calls) == number:
+            raise error
+        return real(connection, message)
+
+    return send_one, calls
+
+
+def test_after_a_deferred_message_no_further_one_is_tried_and_the_retry_sends_the_rest(mailoutbox, monkeypatch):
+    monkeypatch.setattr(sending, "ONE_BY_ONE_GROUP", 2)
+    edition = built_edition()
+    readers = SubscriberFactory.create_batch(5, interests="")
+    send_one, calls = failing_on_call(2, smtplib.SMTPResponseException(421, b"too many messages, try later"))
+    with mock.patch.object(sending, "send_one", side_effect=send_one):
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(edition, [r.pk for r in readers])
+
+    assert len(calls) == 2 and len(mailoutbox) == 1
+    report = raised.value.args[1]
+    assert report.sent == 1 and len(report.transient) == 1
+    statuses = sorted(Delivery.objects.values_list("status", "attempts"))
+    assert statuses == [("pending", 0)] * 3 + [("pending", 1), ("sent", 1)]
+
+    assert send_edition_to(edition, [r.pk for r in readers]).sent == 4  # the retry
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(r.email for r in readers)
+
+
+def test_a_deferred_message_returns_the_untried_rest_of_its_group_to_pending(mailoutbox, monkeypatch):
+    monkeypatch.setattr(sending, "ONE_BY_ONE_GROUP", 3)
+    edition = built_edition()
+    readers = SubscriberFactory.create_batch(3, interests="")
+    send_one, calls = failing_on_call(1, api_error(429))
+    with mock.patch.object(sending, "send_one", side_effect=send_one):
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(edition, [r.pk for r in readers])
+
+    assert len(calls) == 1 and mailoutbox == []
+    report = raised.value.args[1]
+    assert len(report.transient) == 3
+    rows = list(Delivery.objects.values_list("status", "attempts", "paper_ids"))
+    assert [(status, attempts) for status, attempts, _ in rows] == [("pending", 1)] * 3
+    assert not any(paper_ids for _, _, paper_ids in rows)  # a retry ranks them afresh
+    assert send_edition_to(edition, [r.pk for r in readers]).sent == 3
+
+
+def test_a_refused_address_does_not_stop_the_messages_after_it(mailoutbox):
+    edition = built_edition()
+    readers = SubscriberFactory.create_batch(3, interests="")
+    send_one, calls = failing_on_call(1, api_error(400))
+    with mock.patch.object(sending, "send_one", side_effect=send_one):
+        report = send_edition_to(edition, [r.pk for r in readers])
+
+    assert len(calls) == 3 and (report.failed, report.sent) == (1, 2) and len(mailoutbox) == 2
+
+
 def test_permanent_refusal_marks_delivery_failed_and_is_not_retried(mailoutbox):
     edition = built_edition()
     subscriber = SubscriberFactory(interests="")
