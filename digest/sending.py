@@ -35,7 +35,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
@@ -726,9 +726,31 @@ def esp_message_ids(message, recipients):
 
 
 def send_one(connection, message):
+    """Send ``message`` over ``connection``, opened first if it is not (open is a no-op then):
+    opened here, SMTP keeps one session for the task instead of one per message. The caller
+    closes the connection."""
+    connection.open()
     message.connection = connection
     message.send()
     return esp_message_id(message)
+
+
+def send_one_reconnecting(connection, message):
+    """``send_one``; when the server defers the message, once more over a new connection.
+
+    Any error closes the connection (a server that dropped it mid-message leaves it
+    unusable), so the next message opens a new one. A deferral (an SMTP 4xx such as a
+    server's limit of messages per session, an ESP's 429 or 5xx) means the message was
+    not taken, so it is tried once more at once; a second deferral is the caller's.
+    """
+    for attempt in (1, 2):
+        try:
+            return send_one(connection, message)
+        except Exception as exc:  # classified below and by the caller
+            with suppress(Exception):  # failing to say goodbye too; the connection is dropped either way
+                connection.close()
+            if attempt == 2 or classify_send_error(exc) != "transient":
+                raise
 
 
 def chunked(iterable, size):
@@ -741,10 +763,12 @@ def chunked(iterable, size):
 def send_individually(items, report):
     """One message per reader over one connection (SMTP, the outbox, ESPs without batching).
 
-    Once the server defers a message (SMTP 4xx, ESP 429 or 5xx) no further one is
-    tried, as in ``send_in_batches``: the rest of its group returns to pending with
-    it, the rest of the task was never claimed, and the task's retry sends them
-    after its backoff instead of this task pressing on against a server that said wait.
+    The connection is opened once and kept; after an error the next message opens a
+    new one (``send_one_reconnecting``). Once the server defers a message twice (SMTP
+    4xx, ESP 429 or 5xx) no further one is tried, as in ``send_in_batches``: the rest
+    of its group returns to pending with it, the rest of the task was never claimed,
+    and the task's retry sends them after its backoff instead of this task pressing on
+    against a server that said wait.
     """
     items = iter(items)
     connection = get_connection()
@@ -758,7 +782,7 @@ def send_individually(items, report):
                                       bodies=(c.part.text, c.part.html), metadata=c.part.metadata,
                                       esp_extra=esp_extra)
                 try:
-                    sent.append((c.delivery, send_one(connection, message)))
+                    sent.append((c.delivery, send_one_reconnecting(connection, message)))
                 except Exception as exc:  # classified; nothing is lost
                     record_send_error(token, [c.delivery], exc, report)
                     if report.transient:

@@ -118,7 +118,8 @@ def send_preview_digest(subscriber):
         return None
     message = build_email("digest", digest.context, subscriber.email, digest.subject,
                           bodies=(digest.text, digest.html))
-    return send_one(get_connection(), message)
+    with get_connection() as connection:
+        return send_one(connection, message)
 
 
 def latest_edition_sample(limit=5):

@@ -100,30 +100,45 @@ def test_transient_esp_error_returns_delivery_to_pending_for_a_retry(mailoutbox)
     assert len(mailoutbox) == 1
 
 
-def failing_on_call(number, error):
-    """``send_one`` that raises ``error`` on its ``number``-th call and sends the others."""
+def failing_calls(failing, error):
+    """``send_one`` that raises ``error`` on the calls ``failing(number)`` names (from 1) and
+    sends the others; and the list of its calls."""
     calls = []
     real = sending.send_one
 
     def send_one(connection, message):
         calls.append(message.to)
-        if len(calls) == number:
+        if failing(len(calls)):
             raise error
         return real(connection, message)
 
     return send_one, calls
 
 
+def test_a_deferred_message_is_tried_once_more_at_once_over_a_new_connection(mailoutbox):
+    edition = built_edition()
+    readers = SubscriberFactory.create_batch(3, interests="")
+    send_one, calls = failing_calls(lambda n: n == 2, smtplib.SMTPSenderRefused(421, b"too many messages", "x"))
+    with mock.patch.object(sending, "send_one", side_effect=send_one), \
+            mock.patch("django.core.mail.backends.locmem.EmailBackend.close", autospec=True) as close:
+        report = send_edition_to(edition, [r.pk for r in readers])
+
+    assert report.sent == 3 and report.transient == [] and len(calls) == 4
+    assert calls[1] == calls[2]  # the same reader's message, once more
+    assert close.call_count == 2  # after the deferral, and once the task is done
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(r.email for r in readers)
+
+
 def test_after_a_deferred_message_no_further_one_is_tried_and_the_retry_sends_the_rest(mailoutbox, monkeypatch):
     monkeypatch.setattr(sending, "ONE_BY_ONE_GROUP", 2)
     edition = built_edition()
     readers = SubscriberFactory.create_batch(5, interests="")
-    send_one, calls = failing_on_call(2, smtplib.SMTPResponseException(421, b"too many messages, try later"))
+    send_one, calls = failing_calls(lambda n: n >= 2, smtplib.SMTPResponseException(451, b"rate limited, try later"))
     with mock.patch.object(sending, "send_one", side_effect=send_one):
         with pytest.raises(TransientSendError) as raised:
             send_edition_to(edition, [r.pk for r in readers])
 
-    assert len(calls) == 2 and len(mailoutbox) == 1
+    assert len(calls) == 3 and calls[1] == calls[2] and len(mailoutbox) == 1  # deferred twice, then stopped
     report = raised.value.args[1]
     assert report.sent == 1 and len(report.transient) == 1
     statuses = sorted(Delivery.objects.values_list("status", "attempts"))
@@ -137,12 +152,12 @@ def test_a_deferred_message_returns_the_untried_rest_of_its_group_to_pending(mai
     monkeypatch.setattr(sending, "ONE_BY_ONE_GROUP", 3)
     edition = built_edition()
     readers = SubscriberFactory.create_batch(3, interests="")
-    send_one, calls = failing_on_call(1, api_error(429))
+    send_one, calls = failing_calls(lambda n: True, api_error(429))
     with mock.patch.object(sending, "send_one", side_effect=send_one):
         with pytest.raises(TransientSendError) as raised:
             send_edition_to(edition, [r.pk for r in readers])
 
-    assert len(calls) == 1 and mailoutbox == []
+    assert len(calls) == 2 and mailoutbox == []
     report = raised.value.args[1]
     assert len(report.transient) == 3
     rows = list(Delivery.objects.values_list("status", "attempts", "paper_ids"))
@@ -154,7 +169,7 @@ def test_a_deferred_message_returns_the_untried_rest_of_its_group_to_pending(mai
 def test_a_refused_address_does_not_stop_the_messages_after_it(mailoutbox):
     edition = built_edition()
     readers = SubscriberFactory.create_batch(3, interests="")
-    send_one, calls = failing_on_call(1, api_error(400))
+    send_one, calls = failing_calls(lambda n: n == 1, api_error(400))
     with mock.patch.object(sending, "send_one", side_effect=send_one):
         report = send_edition_to(edition, [r.pk for r in readers])
 

@@ -31,18 +31,61 @@ class _Collector:
     def __init__(self, sink):
         self.sink = sink
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        self.sink.count_connection()
+        return responses
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.sink.count_quit()
+        return "221 Bye"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        session.messages = getattr(session, "messages", 0) + 1
+        if self.sink.messages_per_connection and session.messages > self.sink.messages_per_connection:
+            return "421 4.7.0 Too many messages in this session, closing connection"
+        envelope.mail_from, envelope.mail_options = address, list(mail_options)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
+        if self.sink.drops(envelope.rcpt_tos):
+            server.transport.close()  # mid-transaction, without an answer: the client cannot know
+            return "421 closing"
         self.sink.add(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted for delivery"
 
 
 class SmtpSink:
-    """``with SmtpSink() as sink:`` … ``sink.port`` … ``sink.messages``."""
+    """``with SmtpSink() as sink:`` … ``sink.port`` … ``sink.messages``.
 
-    def __init__(self, port=0):
+    ``drop_once``: an address whose first message the server takes in full and then
+    drops the connection instead of answering (a server restarting mid-transaction).
+    ``messages_per_connection``: the server's limit of messages per session; past it, MAIL
+    is answered 421 (as relays do). ``sink.connections`` counts the sessions clients opened
+    (their EHLOs), ``sink.quits`` the ones they ended with QUIT.
+    """
+
+    def __init__(self, port=0, drop_once=None, messages_per_connection=0):
         self._controller = Controller(_Collector(self), hostname="127.0.0.1", port=port or free_port())
         self._lock = threading.Lock()
         self._messages: list[ReceivedMail] = []
+        self._drop = {drop_once.lower()} if drop_once else set()
+        self.connections = self.quits = 0
+        self.messages_per_connection = messages_per_connection
+
+    def count_connection(self):
+        with self._lock:
+            self.connections += 1
+
+    def count_quit(self):
+        with self._lock:
+            self.quits += 1
+
+    def drops(self, rcpt_tos):
+        with self._lock:
+            dropped = self._drop & {address.lower() for address in rcpt_tos}
+            self._drop -= dropped
+            return bool(dropped)
 
     @property
     def port(self):

@@ -1,0 +1,72 @@
+"""Sending one by one over a real SMTP server (aiosmtpd on 127.0.0.1) with Django's SMTP backend."""
+
+import pytest
+
+from digest.models import Delivery
+from digest.sending import send_edition_to
+from digest.services import send_preview_digest
+from tests.digest.builders import built_edition
+from tests.factories import SubscriberFactory
+from tests.fakes.smtp import SmtpSink
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def smtp_settings(settings):
+    def use(sink):
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_TIMEOUT = 10
+        return sink
+
+    return use
+
+
+def received_by(sink):
+    return sorted(address for mail in sink.messages for address in mail.rcpt_tos)
+
+
+def test_a_task_sends_its_digests_over_one_smtp_connection(smtp_settings):
+    readers = SubscriberFactory.create_batch(4, interests="")
+    with smtp_settings(SmtpSink()) as sink:
+        report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.sent == 4
+    assert received_by(sink) == sorted(r.email for r in readers)
+    assert sink.connections == 1 and sink.quits == 1
+
+
+def test_after_the_server_drops_the_connection_the_next_digests_go_over_a_new_one(smtp_settings):
+    readers = SubscriberFactory.create_batch(4, interests="")
+    dropped, edition = readers[1], built_edition()
+    with smtp_settings(SmtpSink(drop_once=dropped.email)) as sink:
+        report = send_edition_to(edition, [r.pk for r in readers])
+
+    assert received_by(sink) == sorted(r.email for r in readers if r != dropped)
+    assert report.sent == 3 and sink.connections == 2
+    # The dropped message may have been taken: left `sending`, never resent blindly.
+    assert Delivery.objects.get(subscriber=dropped).status == "sending"
+    assert send_edition_to(edition, [r.pk for r in readers]).sent == 0
+
+
+def test_a_server_limit_of_messages_per_connection_costs_a_reconnection_not_a_digest(smtp_settings):
+    readers = SubscriberFactory.create_batch(5, interests="")
+    with smtp_settings(SmtpSink(messages_per_connection=2)) as sink:
+        report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.sent == 5 and report.transient == []
+    assert received_by(sink) == sorted(r.email for r in readers)
+    assert sink.connections == 3
+
+
+def test_an_operator_preview_goes_over_its_own_connection_and_closes_it(smtp_settings):
+    reader = SubscriberFactory(interests="")
+    built_edition()
+    with smtp_settings(SmtpSink()) as sink:
+        send_preview_digest(reader)
+
+    assert received_by(sink) == [reader.email]
+    assert (sink.connections, sink.quits) == (1, 1)
