@@ -1,5 +1,6 @@
 """Sending one by one over a real SMTP server (aiosmtpd on 127.0.0.1) with Django's SMTP backend."""
 
+import environ
 import pytest
 
 from digest.models import Delivery
@@ -14,12 +15,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def smtp_settings(settings):
+    """Email settings for ``sink`` as production reads them from EMAIL_URL."""
     def use(sink):
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port
-        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-        settings.EMAIL_TIMEOUT = 10
+        for name, value in environ.Env.email_url_config(sink.url).items():
+            setattr(settings, name, value)
         return sink
 
     return use
