@@ -318,6 +318,7 @@ def reference_model_probability(ranker, reader, liked, disliked, ignored):
     weights = np.r_[np.ones(n_positive), np.ones(len(disliked)), np.full(len(ignored), ranking.IGNORED_WEIGHT),
                     np.full(len(unlabelled), ranking.UNLABELLED_WEIGHT)]
     weights[labels == 0] *= weights[labels == 1].sum() / weights[labels == 0].sum()
+    features, candidates = features.astype(np.float64), candidates.astype(np.float64)
     model = LogisticRegression(C=ranking.MODEL_C, solver="liblinear").fit(features, labels, sample_weight=weights)
     return model.predict_proba(candidates)[:, 1]
 
