@@ -163,6 +163,7 @@ class EditionRanker:
         self._trending_picks = None
         self.paper_columns = self.paper_vectors.tocsc() if sparse.issparse(self.paper_vectors) else None
         self._text_vectors = {}
+        self._edition_rows = None
         self._paper_terms = {}
         self._in_category = {}
         self._in_categories = {}
@@ -187,36 +188,28 @@ class EditionRanker:
     # --- vectors, cached for the life of the ranker -----------------------
 
     def text_vectors(self, texts):
-        if not texts:
-            return None
+        return stack_rows(*self.text_rows(texts)) if texts else None
+
+    def text_rows(self, texts):
+        """Each text's vector as a one-row matrix, embedded once."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_vectors]
         if missing:
             for text, row in zip(missing, self._rows(self.embedder.transform(missing))):
                 self._text_vectors[text] = row
-        return stack_rows(*(self._text_vectors[t] for t in texts))
+        return [self._text_vectors[t] for t in texts]
+
+    def paper_rows(self, papers):
+        """Each paper's vector as a one-row matrix: a row of the edition matrix, or embedded (once)
+        in its space. A reader's model stacks its rows once, not once per kind of paper."""
+        if self._edition_rows is None:
+            self._edition_rows = self._rows(self.paper_vectors)
+        index = self.index
+        outside = iter(self.text_rows([paper_text(p) for p in papers if p.pk not in index]))
+        return [self._edition_rows[index[p.pk]] if p.pk in index else next(outside) for p in papers]
 
     def vectors_of(self, papers):
-        """Vectors of any papers, in order: rows of the edition matrix, or embedded (once) in its space."""
-        if not papers:
-            return None
-        positions = [self.index.get(p.pk) for p in papers]
-        inside = [i for i in positions if i is not None]
-        outside = [p for p, i in zip(papers, positions) if i is None]
-        if not outside:
-            return self.paper_vectors[inside]
-        embedded = self.text_vectors([paper_text(p) for p in outside])
-        if not inside:
-            return embedded
-        stacked = stack_rows(self.paper_vectors[inside], embedded)
-        next_inside, next_outside, order = 0, len(inside), []
-        for i in positions:
-            if i is None:
-                order.append(next_outside)
-                next_outside += 1
-            else:
-                order.append(next_inside)
-                next_inside += 1
-        return stacked[order]
+        """Vectors of any papers, in order, as one matrix (``paper_rows`` stacked)."""
+        return stack_rows(*self.paper_rows(papers)) if papers else None
 
     @staticmethod
     def _rows(matrix):
@@ -324,23 +317,23 @@ class EditionRanker:
 
     def model_probability(self, subscriber, liked, disliked, ignored):
         """P(reader likes paper) from a per-reader logistic regression (arxiv-sanity style)."""
-        labelled = np.fromiter((p.pk for p in (*liked, *disliked, *ignored)), dtype=np.int64)
-        unlabelled = np.flatnonzero(~np.isin(self.pks, labelled))  # edition rows, in order
-        positives = stack_rows(self.vectors_of(liked), self.text_vectors(interest_terms(subscriber)))
-        voted = stack_rows(self.vectors_of(disliked), self.vectors_of(ignored))
-        if voted is None and not len(unlabelled):
+        voted_on = np.fromiter((p.pk for p in (*liked, *disliked, *ignored)), dtype=np.int64)
+        unlabelled = np.flatnonzero(~np.isin(self.pks, voted_on))  # edition rows, in order
+        positives = self.paper_rows(liked) + self.text_rows(interest_terms(subscriber))
+        voted = self.paper_rows([*disliked, *ignored])
+        if not voted and not len(unlabelled):
             return np.full(len(self.papers), 1.0)
+        n_positive = len(positives)
+        labelled = stack_rows(*positives, *voted)
         candidates = self.paper_vectors
         if sparse.issparse(candidates):
-            terms_liked = np.unique(positives.nonzero()[1])
-            positives, candidates = positives[:, terms_liked], self.paper_columns[:, terms_liked].tocsr()
-            voted = voted[:, terms_liked] if voted is not None else None
+            terms_liked = np.unique(labelled[:n_positive].nonzero()[1])
+            labelled, candidates = labelled[:, terms_liked], self.paper_columns[:, terms_liked].tocsr()
         # Fitted and applied in float64 (the vectors are float32): sklearn's liblinear fit of float32
         # input took a quarter longer.
         candidates = candidates.astype(np.float64, copy=False)
-        features = stack_rows(positives, voted, candidates[unlabelled] if len(unlabelled) else None)
+        features = stack_rows(labelled, candidates[unlabelled] if len(unlabelled) else None)
         features = features.astype(np.float64, copy=False)
-        n_positive = positives.shape[0]
         labels = np.r_[np.ones(n_positive), np.zeros(features.shape[0] - n_positive)]
         weights = np.r_[
             np.ones(n_positive),
