@@ -67,6 +67,9 @@ RANK_BLOCK = 1000  # readers ranked together by rank_many: a few readers × pape
 # sets) are emptied between readers once one holds this many entries: readers write interests in
 # their own words, so the distinct phrases grow with the readers (about 4 KB each, kept per edition).
 READER_KEYS_KEPT = 2_000
+# Voters whose phrases and voted papers rank_many embeds in one go (see embed_profiles_of): few
+# enough that their keys fit in the caches above with room to spare.
+VOTERS_EMBEDDED_TOGETHER = 32
 
 
 def stack_rows(*matrices):
@@ -176,13 +179,13 @@ class EditionRanker:
         self._paper_similarity = {}
         self.all_open = np.ones(len(self.papers), dtype=bool)
 
-    def keep_reader_caches_bounded(self):
+    def keep_reader_caches_bounded(self, room=0):
         """Empty each cache keyed by readers' phrases, votes or categories that holds
-        READER_KEYS_KEPT entries. Only called between readers: a cache is never
-        emptied while a reader's ranking uses it."""
+        READER_KEYS_KEPT entries (less ``room``, for entries about to be added). Only
+        called between readers: a cache is never emptied while a reader's ranking uses it."""
         for cache in (self._text_vectors, self._text_similarity, self._paper_similarity, self._phrase_hits,
                       self._phrase_terms, self._in_categories, self._bonus):
-            if len(cache) >= READER_KEYS_KEPT:
+            if len(cache) + room >= READER_KEYS_KEPT:
                 cache.clear()
 
     # --- vectors, cached for the life of the ranker -----------------------
@@ -415,13 +418,18 @@ class EditionRanker:
             return [[] for _ in readers]
         results = [None] * len(readers)
         groups = {}
-        for n, request in enumerate(readers):
-            if request.liked or request.disliked:
+        voters = [n for n, request in enumerate(readers) if request.liked or request.disliked]
+        for start in range(0, len(voters), VOTERS_EMBEDDED_TOGETHER):
+            together = voters[start : start + VOTERS_EMBEDDED_TOGETHER]
+            self.embed_profiles_of([readers[n] for n in together])
+            for n in together:
+                request = readers[n]
                 results[n] = self.rank_for(
                     request.subscriber, exclude_ids=request.exclude_ids, liked=request.liked,
                     disliked=request.disliked, ignored=request.ignored,
                 )
-            else:
+        for n, request in enumerate(readers):
+            if results[n] is None:
                 groups.setdefault(self.arithmetic_group(request.subscriber), []).append(n)
         for group, members in groups.items():
             for start in range(0, len(members), RANK_BLOCK):
@@ -430,6 +438,24 @@ class EditionRanker:
                 for n, ranked in zip(block, self.rank_block(group, [readers[n] for n in block])):
                     results[n] = ranked
         return results
+
+    def embed_profiles_of(self, requests):
+        """What ``rank_for`` embeds for these voters, embedded together ahead of them: their
+        phrases' and voted papers' similarity columns, and their models' rows. One embedding
+        call per kind for a few dozen readers instead of one per reader: each call costs
+        scikit-learn's checks, more than the few texts it embeds."""
+        texts, voted, model_texts = [], [], []
+        for request in requests:
+            texts += [self.profile_text(v) for v in self.profile_vectors(request.subscriber, ())]
+            voted += [*request.liked, *request.disliked]
+            if len(request.liked) >= MODEL_MIN_LIKES:
+                model_texts += interest_terms(request.subscriber)
+                model_texts += [paper_text(p) for p in (*request.liked, *request.disliked, *request.ignored)
+                                if p.pk not in self.index]
+        self.keep_reader_caches_bounded(room=max(len(texts), len(voted), len(model_texts)))
+        self.text_similarities(texts)
+        self.paper_similarities(voted)
+        self.text_rows(model_texts)
 
     @staticmethod
     def arithmetic_group(subscriber):

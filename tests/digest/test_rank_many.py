@@ -341,3 +341,29 @@ def test_a_readers_model_is_fitted_on_their_votes_interests_and_the_unlabelled_p
         reader = subscriber(rng.sample(PHRASES[:-2], rng.randint(1, 3)))
         expected = reference_model_probability(ranker, reader, liked, disliked, ignored)
         assert np.array_equal(ranker.model_probability(reader, liked, disliked, ignored), expected)
+
+
+def test_a_chunks_voters_are_embedded_together_and_ranked_as_one_by_one(monkeypatch):
+    """Voters' own phrases, voted papers and model rows are embedded a few dozen readers at a
+    time, not once per reader; each voter still gets exactly what rank_for gives."""
+    rng = random.Random(9)
+    papers = corpus_papers(60, rng)
+    outside = corpus_papers(80, random.Random(9))[60:80]
+    for n, paper in enumerate(outside):
+        paper.pk, paper.arxiv_id = 3000 + n, f"2613.{n:05d}"
+    requests = [
+        RankRequest(subscriber([f"{rng.choice(PHRASES[:-2])} for reader {n}"], rng.sample(CODES, 1)),
+                    liked=rng.sample(papers + outside, rng.randint(1, 7)), disliked=rng.sample(outside, 1))
+        for n in range(40)
+    ]
+    expected = reference(EditionRanker(edition(papers, random.Random(9))), requests)
+
+    ranker = EditionRanker(edition(papers, random.Random(9)))
+    calls = []
+    transform = ranker.embedder.transform
+    monkeypatch.setattr(ranker.embedder, "transform", lambda texts: (calls.append(len(texts)), transform(texts))[1])
+
+    assert [as_values(ranked) for ranked in ranker.rank_many(requests)] == expected
+    assert any(len(r.liked) >= ranking.MODEL_MIN_LIKES for r in requests)
+    assert len(calls) <= 3 * -(-len(requests) // ranking.VOTERS_EMBEDDED_TOGETHER)
+    assert sum(calls) >= len(requests)  # every reader's own phrase was embedded
