@@ -190,9 +190,6 @@ class EditionRanker:
 
     # --- vectors, cached for the life of the ranker -----------------------
 
-    def text_vectors(self, texts):
-        return stack_rows(*self.text_rows(texts)) if texts else None
-
     def text_rows(self, texts):
         """Each text's vector as a one-row matrix, embedded once."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_vectors]
@@ -207,8 +204,12 @@ class EditionRanker:
         if self._edition_rows is None:
             self._edition_rows = self._rows(self.paper_vectors)
         index = self.index
-        outside = iter(self.text_rows([paper_text(p) for p in papers if p.pk not in index]))
+        outside = iter(self.text_rows(self.outside_texts(papers)))
         return [self._edition_rows[index[p.pk]] if p.pk in index else next(outside) for p in papers]
+
+    def outside_texts(self, papers):
+        """The texts of those of ``papers`` not in the edition: they are embedded like phrases."""
+        return [paper_text(p) for p in papers if p.pk not in self.index]
 
     def vectors_of(self, papers):
         """Vectors of any papers, in order, as one matrix (``paper_rows`` stacked)."""
@@ -450,8 +451,7 @@ class EditionRanker:
             voted += [*request.liked, *request.disliked]
             if len(request.liked) >= MODEL_MIN_LIKES:
                 model_texts += interest_terms(request.subscriber)
-                model_texts += [paper_text(p) for p in (*request.liked, *request.disliked, *request.ignored)
-                                if p.pk not in self.index]
+                model_texts += self.outside_texts([*request.liked, *request.disliked, *request.ignored])
         self.keep_reader_caches_bounded(room=max(len(texts), len(voted), len(model_texts)))
         self.text_similarities(texts)
         self.paper_similarities(voted)
