@@ -17,6 +17,9 @@
 5. When the outcome is unknown (a timeout, a dropped connection, a worker that
    died) the rows stay in ``sending``; ``reconcile_stale_deliveries`` marks
    them ``failed`` after DIGEST_SENDING_STALE_MINUTES, never resends them.
+   An ESP that times out may be failing for everyone, so the task then stops
+   (after one unknown batch call, or a second unknown message one by one) and
+   its retry sends what it did not try, after the backoff.
 
 With an ESP that batches (``digest.esp``) one API call carries a whole batch:
 background threads claim, send and record each batch (steps 3 and 4) on the
@@ -66,6 +69,9 @@ from .rendering import DigestRenderer
 log = logging.getLogger(__name__)
 
 ONE_BY_ONE_GROUP = 50
+# Unknown outcomes a task weathers before it stops: a batch carries many readers, so one
+# unknown call stops it; one by one, a single dropped connection is reconnected past.
+UNKNOWN_OUTCOMES_TOLERATED = {"batch": 0, "one by one": 1}
 READ_BLOCK_SIZE = 500  # readers read and ranked at once; a task may hold many blocks
 PROGRESS_EVERY = 500
 IGNORED_PAPERS_LIMIT = 300
@@ -124,7 +130,8 @@ PHASES = PhaseClock()
 
 
 class TransientSendError(Exception):
-    """The ESP did not take some messages this time; their deliveries are pending again."""
+    """The ESP did not take some messages this time, or the task stopped before trying them;
+    their deliveries are pending again."""
 
 
 @dataclass
@@ -133,8 +140,22 @@ class SendReport:
     skipped: int = 0
     failed: int = 0
     not_claimed: int = 0
-    transient: list = field(default_factory=list)
+    transient: list = field(default_factory=list)  # rows pending again for the task's retry
     retry_after: float = 0.0  # seconds the ESP asked us to wait (Retry-After), at most an hour
+    unknown: list = field(default_factory=list)  # rows whose send outcome is unknown (left ``sending``)
+    stopped: str = ""  # why the task stopped before trying all its readers ("" when it did not)
+
+    def stop_reason(self, way):
+        """Why sending ``way`` ("batch", "one by one") must stop now, or ""."""
+        if self.transient:
+            return "the ESP deferred a message"
+        if len(self.unknown) > UNKNOWN_OUTCOMES_TOLERATED[way]:
+            return "the outcome of a send is unknown"
+        return ""
+
+    def stop(self, reason):
+        self.stopped = reason
+        log.warning("digest sending stopped: %s; the task's retry sends the rest after its backoff", reason)
 
 
 # --- The ledger ---------------------------------------------------------------
@@ -685,7 +706,7 @@ def record_send_error(token, deliveries, exc, report):
     ids = [d.pk for d in deliveries]
     rows = Delivery.objects.filter(among(Delivery, "id", ids), send_token=token, status=Delivery.Status.SENDING)
     if kind == "transient":
-        rows.update(status=Delivery.Status.PENDING, reason=text, paper_ids=[], reasons={})
+        return_to_pending(rows, text)
         report.transient.extend(ids)
         report.retry_after = max(report.retry_after, retry_after_seconds(exc))
         log.warning("digest send deferred deliveries=%s error=%s", ids, text)
@@ -699,7 +720,21 @@ def record_send_error(token, deliveries, exc, report):
         # Outcome unknown: the ESP may have accepted it. Left in ``sending`` for
         # reconcile_stale_deliveries; never resent blindly.
         rows.update(reason=f"outcome unknown: {text}"[:300])
+        report.unknown.extend(ids)
         log.error("digest send outcome unknown deliveries=%s error=%s", ids, text)
+
+
+def return_to_pending(rows, reason):
+    """Claimed rows the ESP surely did not take, pending again for a retry (their papers unsaid)."""
+    rows.update(status=Delivery.Status.PENDING, reason=reason[:300], paper_ids=[], reasons={})
+
+
+def release_untried(token, deliveries, report):
+    """Rows claimed but not tried once the task stopped: pending again, for its retry."""
+    rows = Delivery.objects.filter(among(Delivery, "id", [d.pk for d in deliveries]), send_token=token,
+                                   status=Delivery.Status.SENDING)
+    return_to_pending(rows, f"not tried: the task stopped ({report.stopped})")
+    report.transient.extend(d.pk for d in deliveries)
 
 
 # --- Sending ----------------------------------------------------------------------
@@ -765,16 +800,17 @@ def send_individually(items, report):
 
     The connection is opened once and kept; after an error the next message opens a
     new one (``send_one_reconnecting``). Once the server defers a message twice (SMTP
-    4xx, ESP 429 or 5xx) no further one is tried, as in ``send_in_batches``: the rest
-    of its group returns to pending with it, the rest of the task was never claimed,
-    and the task's retry sends them after its backoff instead of this task pressing on
-    against a server that said wait.
+    4xx, ESP 429 or 5xx), or a second message's outcome is unknown, no further one is
+    tried, as in ``send_in_batches``: the rest of its group returns to pending, the
+    rest of the task was never claimed, and the task's retry sends them after its
+    backoff instead of this task pressing on against a server that said wait or
+    stopped answering.
     """
     items = iter(items)
     connection = get_connection()
     esp_extra = digest_esp_extra()
     try:
-        while not report.transient and (group := list(islice(items, ONE_BY_ONE_GROUP))):
+        while group := list(islice(items, ONE_BY_ONE_GROUP)):
             token, group = claim_for_send(group, report)
             sent = []
             for position, c in enumerate(group):
@@ -785,14 +821,15 @@ def send_individually(items, report):
                     sent.append((c.delivery, send_one_reconnecting(connection, message)))
                 except Exception as exc:  # classified; nothing is lost
                     record_send_error(token, [c.delivery], exc, report)
-                    if report.transient:
+                    if reason := report.stop_reason("one by one"):
+                        report.stop(reason)
                         if untried := [later.delivery for later in group[position + 1:]]:
-                            record_send_error(token, untried, exc, report)  # deferred with it, not tried
+                            release_untried(token, untried, report)
                         break
             record_sent(token, sent)
             report.sent += len(sent)
-        if report.transient:
-            log.warning("digest sending stopped: the server deferred a message; the task's retry sends the rest")
+            if report.stopped:
+                break
     finally:
         connection.close()
 
@@ -889,9 +926,7 @@ def send_in_batches(items, style, report, database_lock):
     waits out the backoff and the ESP's Retry-After.
     """
     connection = get_connection()
-    connection.open()  # here, once: a batch thread that opened it would close it after its call
     calls = max(1, settings.DIGEST_ESP_CALLS_IN_FLIGHT)
-    keep_connections_for(connection, calls)
     database = connections[DEFAULT_DB_ALIAS]
     database.inc_thread_sharing()
     pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="esp-batch", initializer=use_database,
@@ -899,10 +934,15 @@ def send_in_batches(items, style, report, database_lock):
     in_flight = deque()
     try:
         for number, group in enumerate(batches(items, style.max_recipients, lambda c: c.part), start=1):
+            if number == 1:
+                # Here, once: a batch thread that opened it would close it after its call; and
+                # not before there is a batch (a retried task often finds nothing pending).
+                connection.open()
+                keep_connections_for(connection, calls)
             while len(in_flight) >= calls:
                 wait_for_batch(in_flight.popleft())
-            if report.transient:
-                log.warning("digest batches stopped: the ESP deferred a call; the task's retry sends the rest")
+            if reason := report.stop_reason("batch"):
+                report.stop(reason)
                 break
             in_flight.append(pool.submit(send_batch, connection, group, style, report, database_lock))
             log.info("digest batch handed to a batch thread batch=%d recipients=%d", number, len(group))
@@ -989,8 +1029,8 @@ def send_chunk(edition, subscriber_ids, prepared):
         "digest chunk done edition=%s sent=%d skipped=%d failed=%d deferred=%d not_claimed=%d",
         edition.pk, report.sent, report.skipped, report.failed, len(report.transient), report.not_claimed,
     )
-    if report.transient:
-        raise TransientSendError(f"{len(report.transient)} deliveries to retry", report)
+    if report.transient or report.stopped:
+        raise TransientSendError(f"{len(report.transient)} deliveries to retry ({report.stopped})", report)
     return report
 
 

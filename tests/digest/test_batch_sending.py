@@ -169,6 +169,44 @@ def test_a_timeout_leaves_the_batch_sending_and_it_is_never_resent(esp_outbox, r
     assert esp_outbox == []
 
 
+def test_after_a_call_with_an_unknown_outcome_no_further_batch_is_handed_over(esp_outbox, readers, settings):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 1
+    edition = built_edition()
+    calls = []
+    post = AnymailTestBackend.post_to_esp
+
+    def time_out_the_first_call(backend, payload, message):
+        calls.append(list(message.to))
+        if len(calls) == 1:
+            raise timeout_error()
+        return post(backend, payload, message)
+
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", time_out_the_first_call):
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(edition, [r.pk for r in readers])
+        report = raised.value.args[1]
+        assert len(calls) == 1 and report.stopped == "the outcome of a send is unknown"
+        assert len(report.unknown) == 2 and report.transient == []
+        statuses = dict(Delivery.objects.values_list("subscriber__email", "status"))
+        assert {email for email, status in statuses.items() if status == "sending"} == set(calls[0])
+        assert sorted(statuses.values()).count("pending") == 3
+
+        assert send_edition_to(edition, [r.pk for r in readers]).sent == 3  # the retry
+
+    recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
+    assert sorted(recipients) == sorted(r.email for r in readers if r.email not in calls[0])
+    assert Delivery.objects.filter(status="sending").count() == 2  # never resent
+
+
+def test_a_task_with_nothing_left_to_send_does_not_open_the_esp_connection(esp_outbox, readers):
+    edition, ids = built_edition(), [r.pk for r in readers]
+    with mock.patch.object(AnymailTestBackend, "open", autospec=True, side_effect=AnymailTestBackend.open) as opened:
+        assert send_edition_to(edition, ids).sent == 5
+        opened_by_the_first_task = opened.call_count
+        assert send_edition_to(edition, ids).sent == 0  # a retried or repeated task
+    assert opened_by_the_first_task >= 1 and opened.call_count == opened_by_the_first_task
+
+
 def test_a_refused_recipient_fails_alone_and_is_suppressed(esp_outbox, readers):
     refused = readers[0]
     send_for_real = AnymailTestBackend.post_to_esp

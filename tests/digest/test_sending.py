@@ -166,6 +166,31 @@ def test_a_deferred_message_returns_the_untried_rest_of_its_group_to_pending(mai
     assert send_edition_to(edition, [r.pk for r in readers]).sent == 3
 
 
+def test_one_dropped_connection_is_weathered_and_a_second_unknown_outcome_stops_the_task(mailoutbox, monkeypatch):
+    monkeypatch.setattr(sending, "ONE_BY_ONE_GROUP", 5)
+    edition = built_edition()
+    readers = SubscriberFactory.create_batch(6, interests="")
+    send_one, calls = failing_calls(lambda n: n in (1, 3), smtplib.SMTPServerDisconnected("connection dropped"))
+    with mock.patch.object(sending, "send_one", side_effect=send_one):
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(edition, [r.pk for r in readers])
+
+    report = raised.value.args[1]
+    assert len(calls) == 3 and len(mailoutbox) == 1  # the message between the two drops went out
+    assert report.stopped == "the outcome of a send is unknown" and len(report.unknown) == 2
+    unknown = set(calls[0] + calls[2])
+    by_status = {}
+    for email, status in Delivery.objects.values_list("subscriber__email", "status"):
+        by_status.setdefault(status, set()).add(email)
+    assert by_status["sending"] == unknown  # may have been taken: never resent
+    assert by_status["sent"] == set(calls[1])
+    assert len(by_status["pending"]) == 3  # two untried of the group, one never claimed
+    assert set(report.transient) == set(Delivery.objects.filter(status="pending", attempts=1).values_list("pk", flat=True))
+
+    assert send_edition_to(edition, [r.pk for r in readers]).sent == 3  # the retry
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(r.email for r in readers if r.email not in unknown)
+
+
 def test_a_refused_address_does_not_stop_the_messages_after_it(mailoutbox):
     edition = built_edition()
     readers = SubscriberFactory.create_batch(3, interests="")
