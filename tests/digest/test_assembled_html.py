@@ -67,6 +67,21 @@ def test_a_reused_renderer_gives_each_reader_their_own_links():
     assert whole_second == html_second
 
 
+def test_readers_sharing_papers_at_other_ranks_and_for_other_reasons_each_get_their_own_items():
+    edition = built_edition()
+    renderer = DigestRenderer(edition)
+    readers = SubscriberFactory.create_batch(4)
+    forward = ranked_papers(edition, ["diffusion models", "in cs.LG", "robotics"])
+    backward = [r._replace(reason=reason) for r, reason in zip(reversed(forward), ["robotics", "x", "in cs.LG"])]
+    digests = [forward, backward, forward[:2], backward[1:]]
+
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):  # tokens carry the time
+        assembled = [renderer.render(reader, ranked) for reader, ranked in zip(readers, digests)]
+        whole = [renderer.render_whole(reader, ranked) for reader, ranked in zip(readers, digests)]
+
+    assert [(a.html, a.text) for a in assembled] == [(w.html, w.text) for w in whole]
+
+
 def test_links_built_from_reversed_prefixes_equal_reverse():
     edition = built_edition()
     subscriber = SubscriberFactory()
