@@ -292,6 +292,27 @@ def test_click_events_applied_before_the_clicked_paper_was_kept_get_it_from_thei
     }
 
 
+def test_the_clicked_paper_backfill_reads_and_writes_a_batch_of_events_at_a_time(django_assert_max_num_queries):
+    backfill = importlib.import_module("digest.migrations.0005_webhookevent_clicked_paper").record_clicked_papers
+    papers = PaperFactory.create_batch(3)
+    edition, subscribers = built_edition(), SubscriberFactory.create_batch(10, interests="")
+    clicked = {}
+    for n, subscriber in enumerate(subscribers):
+        digest = papers[n % 3:] + papers[:n % 3]
+        delivery = Delivery.objects.create(subscriber=subscriber, edition=edition, status="sent",
+                                           paper_ids=[p.pk for p in digest])
+        paper = digest[n % 2]
+        event = WebhookEvent.objects.create(event_id=f"old:{n}", esp="mailgun", event_type="clicked",
+                                            delivery=delivery, details={"click_url": paper.arxiv_url},
+                                            applied_at=moment(T0))
+        clicked[event.pk] = paper.pk
+
+    with django_assert_max_num_queries(12):  # 10 events, 4 at a time: 3 batches of a read, a read, an update
+        backfill(django_apps, None, batch_size=4)
+
+    assert dict(WebhookEvent.objects.values_list("pk", "clicked_paper_id")) == clicked
+
+
 def test_applied_events_past_the_retention_are_deleted_in_batches_and_the_rest_kept(settings, delivery):
     settings.WEBHOOK_EVENT_RETENTION_DAYS = 30
     now = moment(T0)
