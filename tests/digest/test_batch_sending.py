@@ -66,6 +66,20 @@ def params(message):
     return message.anymail_test_params
 
 
+def failing_first_call(error):
+    """anymail's test ``post_to_esp`` raising ``error`` on its first call; and each call's recipients."""
+    calls = []
+    post = AnymailTestBackend.post_to_esp
+
+    def post_to_esp(backend, payload, message):
+        calls.append(list(message.to))
+        if len(calls) == 1:
+            raise error
+        return post(backend, payload, message)
+
+    return post_to_esp, calls
+
+
 def test_one_api_call_per_batch_up_to_the_esp_limit(esp_outbox, readers):
     report = send_edition_to(built_edition(), [r.pk for r in readers])
 
@@ -172,14 +186,7 @@ def test_a_timeout_leaves_the_batch_sending_and_it_is_never_resent(esp_outbox, r
 def test_after_a_call_with_an_unknown_outcome_no_further_batch_is_handed_over(esp_outbox, readers, settings):
     settings.DIGEST_ESP_CALLS_IN_FLIGHT = 1
     edition = built_edition()
-    calls = []
-    post = AnymailTestBackend.post_to_esp
-
-    def time_out_the_first_call(backend, payload, message):
-        calls.append(list(message.to))
-        if len(calls) == 1:
-            raise timeout_error()
-        return post(backend, payload, message)
+    time_out_the_first_call, calls = failing_first_call(timeout_error())
 
     with mock.patch.object(AnymailTestBackend, "post_to_esp", time_out_the_first_call):
         with pytest.raises(TransientSendError) as raised:
@@ -428,14 +435,7 @@ def test_after_a_deferred_call_no_further_batch_is_handed_over_and_the_retry_sen
 ):
     settings.DIGEST_ESP_CALLS_IN_FLIGHT = 1
     edition = built_edition()
-    calls = []
-    post = AnymailTestBackend.post_to_esp
-
-    def defer_the_first_call(backend, payload, message):
-        calls.append(list(message.to))
-        if len(calls) == 1:
-            raise api_error(429)
-        return post(backend, payload, message)
+    defer_the_first_call, calls = failing_first_call(api_error(429))
 
     with mock.patch.object(AnymailTestBackend, "post_to_esp", defer_the_first_call):
         with pytest.raises(TransientSendError) as raised:
