@@ -145,17 +145,16 @@ class SendReport:
     unknown: list = field(default_factory=list)  # rows whose send outcome is unknown (left ``sending``)
     stopped: str = ""  # why the task stopped before trying all its readers ("" when it did not)
 
-    def stop_reason(self, way):
-        """Why sending ``way`` ("batch", "one by one") must stop now, or ""."""
+    def must_stop(self, way):
+        """Whether sending ``way`` ("batch", "one by one") stops now; if so, says why in ``stopped``."""
         if self.transient:
-            return "the ESP deferred a message"
-        if len(self.unknown) > UNKNOWN_OUTCOMES_TOLERATED[way]:
-            return "the outcome of a send is unknown"
-        return ""
-
-    def stop(self, reason):
-        self.stopped = reason
-        log.warning("digest sending stopped: %s; the task's retry sends the rest after its backoff", reason)
+            self.stopped = "the ESP deferred a message"
+        elif len(self.unknown) > UNKNOWN_OUTCOMES_TOLERATED[way]:
+            self.stopped = "the outcome of a send is unknown"
+        else:
+            return False
+        log.warning("digest sending stopped: %s; the task's retry sends the rest after its backoff", self.stopped)
+        return True
 
 
 # --- The ledger ---------------------------------------------------------------
@@ -629,6 +628,11 @@ def write_papers(token, deliveries):
         Delivery.objects.filter(send_token=token).bulk_update(deliveries, ["paper_ids", "reasons"])
 
 
+def claimed_rows(token, ids):
+    """The rows of ``ids`` still in ``sending`` under the claim ``token``: the ones this send may record."""
+    return Delivery.objects.filter(among(Delivery, "id", ids), send_token=token, status=Delivery.Status.SENDING)
+
+
 def record_sent(token, sent):
     """``sent``: (delivery, ESP message id) pairs."""
     now = timezone.now()
@@ -642,9 +646,8 @@ def record_sent(token, sent):
         by_message_id.setdefault(delivery.esp_message_id, []).append(delivery.pk)
     if len(by_message_id) <= 3:  # a batch call: one ESP message id for all its recipients
         for message_id, ids in by_message_id.items():
-            Delivery.objects.filter(among(Delivery, "id", ids), send_token=token, status=Delivery.Status.SENDING).update(
-                status=Delivery.Status.SENT, sent_at=now, reason="", esp_message_id=message_id
-            )
+            claimed_rows(token, ids).update(status=Delivery.Status.SENT, sent_at=now, reason="",
+                                            esp_message_id=message_id)
     else:
         Delivery.objects.filter(send_token=token, status=Delivery.Status.SENDING).bulk_update(
             rows, ["status", "sent_at", "reason", "esp_message_id"]
@@ -704,7 +707,7 @@ def record_send_error(token, deliveries, exc, report):
     kind = classify_send_error(exc)
     text = f"{type(exc).__name__}: {exc}"[:300]
     ids = [d.pk for d in deliveries]
-    rows = Delivery.objects.filter(among(Delivery, "id", ids), send_token=token, status=Delivery.Status.SENDING)
+    rows = claimed_rows(token, ids)
     if kind == "transient":
         return_to_pending(rows, text)
         report.transient.extend(ids)
@@ -731,8 +734,7 @@ def return_to_pending(rows, reason):
 
 def release_untried(token, deliveries, report):
     """Rows claimed but not tried once the task stopped: pending again, for its retry."""
-    rows = Delivery.objects.filter(among(Delivery, "id", [d.pk for d in deliveries]), send_token=token,
-                                   status=Delivery.Status.SENDING)
+    rows = claimed_rows(token, [d.pk for d in deliveries])
     return_to_pending(rows, f"not tried: the task stopped ({report.stopped})")
     report.transient.extend(d.pk for d in deliveries)
 
@@ -821,8 +823,7 @@ def send_individually(items, report):
                     sent.append((c.delivery, send_one_reconnecting(connection, message)))
                 except Exception as exc:  # classified; nothing is lost
                     record_send_error(token, [c.delivery], exc, report)
-                    if reason := report.stop_reason("one by one"):
-                        report.stop(reason)
+                    if report.must_stop("one by one"):
                         if untried := [later.delivery for later in group[position + 1:]]:
                             release_untried(token, untried, report)
                         break
@@ -941,8 +942,7 @@ def send_in_batches(items, style, report, database_lock):
                 keep_connections_for(connection, calls)
             while len(in_flight) >= calls:
                 wait_for_batch(in_flight.popleft())
-            if reason := report.stop_reason("batch"):
-                report.stop(reason)
+            if report.must_stop("batch"):
                 break
             in_flight.append(pool.submit(send_batch, connection, group, style, report, database_lock))
             log.info("digest batch handed to a batch thread batch=%d recipients=%d", number, len(group))
