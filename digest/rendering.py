@@ -130,6 +130,9 @@ FRAME_SLOTS = {  # slot: (context key, in an attribute)
 # link up to the paper (``…/vote/<token>``); the paper and the choice follow it in the piece.
 ITEM_SLOTS = ("rank", "reason", "why", "vote")
 FRAME_ORDER = tuple(FRAME_SLOTS)
+# Frame values many readers share (the preheader names papers, not the reader): escaped once each.
+SHARED_VALUES = frozenset({"preheader"})
+LINK_KEYS = frozenset({"vote_base", "view_url", "feed_url", "unsubscribe_url", "preferences_url"})
 REASONS_KEPT = 20_000
 
 
@@ -232,6 +235,7 @@ class BodyPieces:
         self.items = {}
         self.item_slots = set()
         self.reasons = {}
+        self.shared = {}
 
     def placeholder(self, name):
         return f"PB{self.nonce}S{name}E"
@@ -276,13 +280,28 @@ class BodyPieces:
             self.items[paper.pk] = self.compile(piece, ITEM_SLOTS)
             self.item_slots = self.items[paper.pk].names()
 
-    def frame_values(self, values):
-        """The frame's slot values in order, escaped for their place (unused ones left empty)."""
-        escape, slots = self.body.escape, self.frame_slots
+    def frame_values(self, values, verbatim=frozenset()):
+        """The frame's slot values in order, escaped for their place (unused ones left empty).
+
+        ``verbatim``: keys whose values no escaping changes (``DigestLinks.verbatim``).
+        """
+        slots = self.frame_slots
         return [
-            escape(values[key], attribute) if slot in slots else ""
+            "" if slot not in slots
+            else values[key] if key in verbatim
+            else self.escape_shared(values[key], attribute) if key in SHARED_VALUES
+            else self.body.escape(values[key], attribute)
             for slot, (key, attribute) in FRAME_SLOTS.items()
         ]
+
+    def escape_shared(self, value, attribute):
+        """``body.escape`` for a value readers share, escaped once per renderer."""
+        escaped = self.shared.get((value, attribute))
+        if escaped is None:
+            if len(self.shared) >= REASONS_KEPT:
+                self.shared.clear()
+            escaped = self.shared[value, attribute] = self.body.escape(value, attribute)
+        return escaped
 
     def reason_values(self, reason):
         """(reason, why-paragraph) as the items show them, escaped: readers share a few thousand reasons."""
@@ -298,14 +317,15 @@ class BodyPieces:
             self.reasons[reason] = values
         return values
 
-    def assemble(self, values, items, vote_base):
+    def assemble(self, values, items, vote_base, verbatim=frozenset()):
         """A reader's body. ``values``: the frame's values by context key; ``items``: (paper id,
-        paper, reason) in rank order; ``vote_base``: the reader's vote link up to the paper."""
+        paper, reason) in rank order; ``vote_base``: the reader's vote link up to the paper;
+        ``verbatim``: the keys (of ``values``, and ``vote_base``) to write as they are."""
         pieces = self.items
         if self.head is None or any(pk not in pieces for pk, _, _ in items):
             self.prepare([paper for _, paper, _ in items])
-        frame = self.frame_values(values)
-        vote = self.body.escape(vote_base, attribute=True)
+        frame = self.frame_values(values, verbatim)
+        vote = vote_base if "vote_base" in verbatim else self.body.escape(vote_base, attribute=True)
         out = []
         self.head.fill(frame, out)
         for rank, (pk, _, reason) in enumerate(items, start=1):
@@ -314,21 +334,32 @@ class BodyPieces:
         return "".join(out)
 
 
-@dataclass(frozen=True)
 class Piece:
     """Pre-rendered text with slots: literals at the even positions of ``parts``, slot names at
     the odd ones; ``slots`` gives, per slot, the position of its value in a fill's values."""
 
-    parts: list
-    slots: list
+    def __init__(self, parts, slots):
+        self.parts = parts
+        self.slots = slots
+        self.fill = filler(parts[0::2], slots)
 
     def names(self):
-        return set(self.parts[1::2])  # until filled, the odd positions hold the slot names
+        return set(self.parts[1::2])  # the odd positions hold the slot names
 
-    def fill(self, values, out):
-        parts = self.parts.copy()
-        parts[1::2] = [values[i] for i in self.slots]
-        out += parts
+
+def filler(literals, slots):
+    """``fill(values, out)``: appends the literals to ``out`` with ``values[slot]`` between them.
+
+    Generated once per piece, as ``dataclasses`` generates its methods: one tuple
+    display of the literals and values is a third of the cost of copying the
+    piece's list and assigning a slice, and a reader's two bodies take some
+    thirty fills. The source holds only names and the slots' integer positions;
+    the literals are the function's globals.
+    """
+    names = {f"_{n}": literal for n, literal in enumerate(literals)}
+    terms = [f"_{n}, values[{int(slot)}]" for n, slot in enumerate(slots)] + [f"_{len(slots)}"]
+    exec(f"def fill(values, out):\n    out += ({', '.join(terms)},)\n", names)
+    return names["fill"]
 
 
 class RenderedDigest(NamedTuple):
@@ -366,6 +397,11 @@ class DigestLinks:
         self.feed = token_url("digest:feed")
         self.unsubscribe = token_url("subscriptions:unsubscribe")
         self.preferences = token_url("subscriptions:preferences")
+        # A token is URL-safe base64 and ":" (``TokenMaker.sign``), which no escaping changes:
+        # when the site's URLs around it need none either, a reader's links are written as they are.
+        sample = "eyJzIjoxfQ:1abc:Zm9v-_"
+        urls = (self.vote, self.view, self.feed, self.unsubscribe, self.preferences)
+        self.verbatim = LINK_KEYS if all(UNCHANGED_BY_ESCAPING(url(sample)) for url in urls) else frozenset()
 
     def for_reader(self, subscriber, edition):
         """The reader's links: two payloads (with and without the edition), five signatures."""
@@ -458,8 +494,9 @@ class DigestRenderer:
         values = {**links, "email": subscriber.email, "preheader": preheader(ranked)}
         items = [(r.paper.id, r.paper, r.reason) for r in ranked]
         text_pieces, html_pieces = self.pieces[for_json]
-        text = text_pieces.assemble(values, items, vote_base)
-        html = html_pieces.assemble(values, items, vote_base)
+        verbatim = self.links.verbatim
+        text = text_pieces.assemble(values, items, vote_base, verbatim)
+        html = html_pieces.assemble(values, items, vote_base, verbatim)
         return RenderedDigest(
             subject=digest_subject(self.edition, ranked),
             context={"subscriber": subscriber, "edition": self.edition, **links},

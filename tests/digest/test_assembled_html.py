@@ -82,6 +82,36 @@ def test_readers_sharing_papers_at_other_ranks_and_for_other_reasons_each_get_th
     assert [(a.html, a.text) for a in assembled] == [(w.html, w.text) for w in whole]
 
 
+@pytest.mark.parametrize("site_url", ["https://papers.example", 'https://papers.example/p?a=1&b="x"'])
+def test_links_and_shared_preheaders_are_escaped_as_the_whole_render_escapes_them(site_url, settings):
+    settings.SITE_URL = site_url  # a site whose own URL needs escaping gets its links escaped
+    PaperFactory(title=HOSTILE)
+    edition = built_edition()
+    renderer = DigestRenderer(edition)
+    readers = SubscriberFactory.create_batch(3)
+    ranked = ranked_papers(edition, ["a", "b", "c"])  # one preheader, with the hostile title, for all
+
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):  # tokens carry the time
+        assembled = [renderer.render(reader, ranked) for reader in readers]
+        for_json = [renderer.render(reader, ranked, for_json=True) for reader in readers]
+        whole = [renderer.render_whole(reader, ranked) for reader in readers]
+
+    assert [(a.html, a.text) for a in assembled] == [(w.html, w.text) for w in whole]
+    assert [json.loads(f'"{j.html.escaped}"') for j in for_json] == [w.html for w in whole]
+    assert [json.loads(f'"{j.text.escaped}"') for j in for_json] == [w.text for w in whole]
+    assert all(site_url.replace("&", "&amp;").replace('"', "&quot;") in w.html for w in whole)
+
+
+def test_every_token_is_text_no_escaping_changes():
+    from digest.rendering import UNCHANGED_BY_ESCAPING
+
+    makers = [tokens.TokenMaker(purpose) for purpose in (tokens.FEEDBACK, tokens.VIEW, tokens.UNSUBSCRIBE)]
+    for subscriber in SubscriberFactory.create_batch(20):
+        for maker in makers:
+            assert UNCHANGED_BY_ESCAPING(maker.make(subscriber, e=123456))
+            assert UNCHANGED_BY_ESCAPING(maker.make(subscriber))
+
+
 def test_links_built_from_reversed_prefixes_equal_reverse():
     edition = built_edition()
     subscriber = SubscriberFactory()
