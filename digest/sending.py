@@ -871,7 +871,7 @@ def keep_only_what_recording_reads(group):
     (which the call holds), so that the batches in flight hold each body once."""
     for c in group:
         c.ranked = None
-        c.part = c.part._replace(subject="", text="", html="", context={})
+        c.part = BatchPart(c.part.to, "", "", "", {}, c.part.metadata)
 
 
 class AnymailBatch:

@@ -10,6 +10,7 @@ The subclasses of ``InvalidToken`` let a page say *why* a link does not work
 (expired, or its subscriber deleted) without ever revealing more than that.
 """
 
+import binascii
 import hashlib
 import hmac
 import json
@@ -95,8 +96,7 @@ class TokenMaker:
         inner, outer = self._inner.copy(), self._outer.copy()
         inner.update(value.encode())
         outer.update(inner.digest())
-        mac = outer.digest()
-        return f"{value}:{signing.b64_encode(mac).decode()}"
+        return f"{value}:{b64_text(outer.digest())}"
 
 
 def token_value(subscriber, **extra):
@@ -110,7 +110,16 @@ def token_value(subscriber, **extra):
     else:
         payload = {"s": pk, "k": secret, **extra}
         data = json.dumps(payload, separators=(",", ":")).encode("latin-1")
-    return f"{signing.b64_encode(data).decode()}:{_timestamp(int(time.time()))}"
+    return f"{b64_text(data)}:{_timestamp(int(time.time()))}"
+
+
+URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64_text(data):
+    """``signing.b64_encode(data).decode()`` (URL-safe base64, unpadded) in one C call each step:
+    a digest's send signs five links per reader."""
+    return binascii.b2a_base64(data, newline=False).translate(URL_SAFE).rstrip(b"=").decode()
 
 
 @lru_cache(maxsize=4)

@@ -1,6 +1,8 @@
+import os
 import time
 
 import pytest
+from django.core import signing
 
 from subscriptions.tokens import (
     CONFIRM,
@@ -9,6 +11,7 @@ from subscriptions.tokens import (
     ExpiredToken,
     InvalidToken,
     UnknownSubscriber,
+    b64_text,
     make_token,
     read_token,
 )
@@ -63,3 +66,9 @@ def test_a_token_of_a_deleted_subscriber_says_so(subscriber):
 def test_garbage_is_an_invalid_token_not_a_crash(garbage):
     with pytest.raises(InvalidToken):
         read_token(garbage, PREFERENCES)
+
+
+def test_b64_text_writes_what_signings_b64_encode_writes():
+    samples = [bytes(range(256)), b"\xfb\xff\xfe" * 11] + [os.urandom(n) for n in range(70) for _ in range(5)]
+    for data in samples:
+        assert b64_text(data) == signing.b64_encode(data).decode()
