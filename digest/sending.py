@@ -1030,7 +1030,8 @@ def send_chunk(edition, subscriber_ids, prepared):
         edition.pk, report.sent, report.skipped, report.failed, len(report.transient), report.not_claimed,
     )
     if report.transient or report.stopped:
-        raise TransientSendError(f"{len(report.transient)} deliveries to retry ({report.stopped})", report)
+        why = f" ({report.stopped})" if report.stopped else ""
+        raise TransientSendError(f"{len(report.transient)} deliveries to retry{why}", report)
     return report
 
 

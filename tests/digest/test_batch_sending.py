@@ -155,8 +155,10 @@ def test_a_transient_batch_error_returns_every_row_to_pending_and_the_retry_send
         raise api_error(503)
 
     with mock.patch.object(AnymailTestBackend, "post_to_esp", defer_once_all_three_are_in_progress):
-        with pytest.raises(TransientSendError):
+        with pytest.raises(TransientSendError) as raised:
             send_edition_to(edition, ids)
+    # Deferred after the last batch was handed over: nothing was stopped, so no "why" is said.
+    assert raised.value.args[0] == f"{len(ids)} deliveries to retry"
     assert set(Delivery.objects.values_list("status", flat=True)) == {"pending"}
     assert not any(Delivery.objects.values_list("paper_ids", flat=True))
 
