@@ -806,16 +806,23 @@ def send_individually(items, report):
     tried, as in ``send_in_batches``: the rest of its group returns to pending, the
     rest of the task was never claimed, and the task's retry sends them after its
     backoff instead of this task pressing on against a server that said wait or
-    stopped answering.
+    stopped answering. Whether to stop is asked before the next message, so a task
+    whose last message fails that way ends without stopping (and is not retried
+    with nothing left to send, unless that message is to be retried).
     """
     items = iter(items)
     connection = get_connection()
     esp_extra = digest_esp_extra()
     try:
         while group := list(islice(items, ONE_BY_ONE_GROUP)):
+            if report.must_stop("one by one"):
+                break  # a group composed, never claimed: its rows are still pending
             token, group = claim_for_send(group, report)
             sent = []
             for position, c in enumerate(group):
+                if position and report.must_stop("one by one"):
+                    release_untried(token, [later.delivery for later in group[position:]], report)
+                    break
                 message = build_email("digest", c.part.context, c.part.to, c.part.subject,
                                       bodies=(c.part.text, c.part.html), metadata=c.part.metadata,
                                       esp_extra=esp_extra)
@@ -823,10 +830,6 @@ def send_individually(items, report):
                     sent.append((c.delivery, send_one_reconnecting(connection, message)))
                 except Exception as exc:  # classified; nothing is lost
                     record_send_error(token, [c.delivery], exc, report)
-                    if report.must_stop("one by one"):
-                        if untried := [later.delivery for later in group[position + 1:]]:
-                            release_untried(token, untried, report)
-                        break
             record_sent(token, sent)
             report.sent += len(sent)
             if report.stopped:

@@ -191,6 +191,18 @@ def test_one_dropped_connection_is_weathered_and_a_second_unknown_outcome_stops_
     assert sorted(m.to[0] for m in mailoutbox) == sorted(r.email for r in readers if r.email not in unknown)
 
 
+def test_a_task_whose_last_message_has_the_second_unknown_outcome_ends_without_a_retry(mailoutbox):
+    edition = built_edition()
+    readers = SubscriberFactory.create_batch(3, interests="")
+    send_one, calls = failing_calls(lambda n: n in (1, 3), smtplib.SMTPServerDisconnected("connection dropped"))
+    with mock.patch.object(sending, "send_one", side_effect=send_one):
+        report = send_edition_to(edition, [r.pk for r in readers])  # nothing left to retry: no TransientSendError
+
+    assert len(calls) == 3 and len(mailoutbox) == 1
+    assert (report.sent, len(report.unknown), report.transient, report.stopped) == (1, 2, [], "")
+    assert sorted(Delivery.objects.values_list("status", flat=True)) == ["sending", "sending", "sent"]
+
+
 def test_a_refused_address_does_not_stop_the_messages_after_it(mailoutbox):
     edition = built_edition()
     readers = SubscriberFactory.create_batch(3, interests="")
