@@ -352,9 +352,9 @@ def filler(literals, slots):
 
     Generated once per piece, as ``dataclasses`` generates its methods: one tuple
     display of the literals and values is a third of the cost of copying the
-    piece's list and assigning a slice, and a reader's two bodies take some
-    thirty fills. The source holds only names and the slots' integer positions;
-    the literals are the function's globals.
+    piece's list and assigning a slice, and a reader's two bodies take two fills
+    per paper and two per frame. The source holds only names and the slots'
+    integer positions; the literals are the function's globals.
     """
     names = {f"_{n}": literal for n, literal in enumerate(literals)}
     terms = [f"_{n}, values[{int(slot)}]" for n, slot in enumerate(slots)] + [f"_{len(slots)}"]

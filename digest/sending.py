@@ -874,7 +874,7 @@ def keep_only_what_recording_reads(group):
     (which the call holds), so that the batches in flight hold each body once."""
     for c in group:
         c.ranked = None
-        c.part = BatchPart(c.part.to, "", "", "", {}, c.part.metadata)
+        c.part = BatchPart(to=c.part.to, subject="", text="", html="", context={}, metadata=c.part.metadata)
 
 
 class AnymailBatch:
