@@ -207,6 +207,15 @@ HTML_BODY = BodyFormat("digest.html", "<!--{}-->", inline_html, escape_text, esc
 TEXT_BODY = BodyFormat("digest.txt", "{}", str, str, str)  # the text template does not autoescape
 
 
+def kept(cache, key, value):
+    """``cache[key] = value``, the cache emptied first once it holds REASONS_KEPT values: what
+    readers share is kept for the renderer's life, and a long send meets ever more of it."""
+    if len(cache) >= REASONS_KEPT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 @dataclass(frozen=True)
 class JsonText:
     """A body already escaped for the inside of a JSON string (see ``BodyFormat.for_json``)."""
@@ -298,23 +307,18 @@ class BodyPieces:
         """``body.escape`` for a value readers share, escaped once per renderer."""
         escaped = self.shared.get((value, attribute))
         if escaped is None:
-            if len(self.shared) >= REASONS_KEPT:
-                self.shared.clear()
-            escaped = self.shared[value, attribute] = self.body.escape(value, attribute)
+            escaped = kept(self.shared, (value, attribute), self.body.escape(value, attribute))
         return escaped
 
     def reason_values(self, reason):
         """(reason, why-paragraph) as the items show them, escaped: readers share a few thousand reasons."""
         values = self.reasons.get(reason)
         if values is None:
-            if len(self.reasons) >= REASONS_KEPT:
-                self.reasons.clear()
             body = self.body
-            values = (
+            values = kept(self.reasons, reason, (
                 body.escape_text(reason) if "reason" in self.item_slots else "",
                 body.escape_text(why_paragraph(reason)) if "why" in self.item_slots else "",
-            )
-            self.reasons[reason] = values
+            ))
         return values
 
     def assemble(self, values, items, vote_base, verbatim=frozenset()):

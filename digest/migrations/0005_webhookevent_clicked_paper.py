@@ -38,9 +38,8 @@ def record_clicked_papers(apps, schema_editor, batch_size=2000):
         .iterator(chunk_size=batch_size)
     )
     while batch := list(islice(events, batch_size)):
-        wanted = [(event, comparable(event.details.get("click_url")), event.delivery.paper_ids or [])
-                  for event in batch]
-        wanted = [(event, url, paper_ids) for event, url, paper_ids in wanted if url and paper_ids]
+        wanted = [(event, url, event.delivery.paper_ids) for event in batch
+                  if (url := comparable(event.details.get("click_url"))) and event.delivery.paper_ids]
         papers = Paper.objects.only(*LINK_FIELDS).in_bulk({pk for _, _, paper_ids in wanted for pk in paper_ids})
         found = []
         for event, url, paper_ids in wanted:
