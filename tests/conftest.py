@@ -14,6 +14,16 @@ from tests.servers import PostgresServer, RedisServer
 USE_SQLITE = os.environ.get("PAPERBOY_TEST_DB") == "sqlite"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The cache outlives a single test: rate-limit counters and the dashboard's kept figures live there."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     if USE_SQLITE:

@@ -9,7 +9,6 @@ hypothesis settings of the rest of the suite.
 """
 
 import pytest
-from django.core.cache import cache
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -18,14 +17,6 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    """Rate-limit counters live in the cache, which outlives a single test."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from digest import dashboard, webhooks
 from digest.models import Delivery, Feedback, WebhookEvent
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -187,3 +190,95 @@ def test_bounces_and_complaints_per_day_are_counted_through_their_partial_indexe
 
     assert f"delivery_{stamp.removesuffix('_at')}_idx" in plan
     assert dict(counted) == {wednesday.date(): 1}
+
+
+def sent_today(edition):
+    Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="sent", sent_at=timezone.now())
+
+
+def sent_column(html):
+    """The Sent figure of the first edition in the page's "Today" table."""
+    return re.search(r"<tr>\s*<td>[^<]*</td>\s*<td>\d+</td>\s*<td>([\d,]+)</td>", html).group(1)
+
+
+def test_a_view_within_the_kept_seconds_shows_the_figures_already_computed(staff_client, wednesday, settings):
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
+    sent_today(edition)
+    first = staff_client.get("/admin/dashboard/").content.decode()
+    sent_today(edition)
+
+    with time_machine.travel(WEDNESDAY + timedelta(seconds=30), tick=False):
+        kept = staff_client.get("/admin/dashboard/").content.decode()
+    with time_machine.travel(WEDNESDAY + timedelta(seconds=61), tick=False):
+        expired = staff_client.get("/admin/dashboard/").content.decode()
+
+    assert sent_column(first) == "1" and sent_column(kept) == "1"
+    assert "Figures computed at 12:00:00 and shown to every view for 60 s" in kept
+    assert sent_column(expired) == "2"
+    assert "Figures computed at 12:01:01" in expired
+
+
+def test_a_kept_view_reads_neither_the_ledger_nor_the_subscribers(staff_client, wednesday, settings):
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    sent_today(EditionFactory(date=timezone.localdate(), cadence="daily"))
+    with CaptureQueriesContext(connection) as computing:
+        staff_client.get("/admin/dashboard/")
+
+    with CaptureQueriesContext(connection) as kept:
+        staff_client.get("/admin/dashboard/")
+
+    def app_tables(queries):
+        return [q["sql"] for q in queries if re.search(r'"(digest|subscriptions|papers)_', q["sql"])]
+    assert len(app_tables(computing.captured_queries)) >= 10
+    assert app_tables(kept.captured_queries) == []
+
+
+def test_asking_to_compute_now_shows_the_figures_of_now_and_keeps_them(staff_client, wednesday, settings):
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
+    sent_today(edition)
+    staff_client.get("/admin/dashboard/")
+    sent_today(edition)
+
+    now = staff_client.get("/admin/dashboard/?recompute=1").content.decode()
+    sent_today(edition)
+    after = staff_client.get("/admin/dashboard/").content.decode()
+
+    assert sent_column(now) == "2" and sent_column(after) == "2"
+    assert 'href="?recompute=1"' in now
+
+
+def test_with_keeping_off_every_view_computes_the_figures(staff_client, wednesday, settings):
+    settings.DASHBOARD_CACHE_SECONDS = 0
+    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
+    sent_today(edition)
+    staff_client.get("/admin/dashboard/")
+    sent_today(edition)
+
+    html = staff_client.get("/admin/dashboard/").content.decode()
+
+    assert sent_column(html) == "2"
+    assert "shown to every view" not in html
+
+
+@pytest.mark.redis
+def test_the_figures_are_kept_in_redis_and_computed_on_each_view_while_it_is_away(
+    staff_client, wednesday, settings, redis_server, caplog
+):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": redis_server.url(4)}}
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
+    sent_today(edition)
+    staff_client.get("/admin/dashboard/")
+    sent_today(edition)
+    kept = staff_client.get("/admin/dashboard/").content.decode()
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    away = staff_client.get("/admin/dashboard/")
+
+    assert sent_column(kept) == "1"
+    assert away.status_code == 200 and sent_column(away.content.decode()) == "2"
+    assert "dashboard cache get failed" in caplog.text and "dashboard cache set failed" in caplog.text
