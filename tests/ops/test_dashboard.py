@@ -196,6 +196,19 @@ def sent_today(edition):
     Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="sent", sent_at=timezone.now())
 
 
+def viewed_then_one_more_sent(client):
+    """Today's edition with a digest sent, a view of the dashboard, then a second digest sent."""
+    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
+    sent_today(edition)
+    client.get("/admin/dashboard/")
+    sent_today(edition)
+    return edition
+
+
+def redis_cache(url):
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+
+
 def sent_column(html):
     """The Sent figure of the first edition in the page's "Today" table."""
     return re.search(r"<tr>\s*<td>[^<]*</td>\s*<td>\d+</td>\s*<td>([\d,]+)</td>", html).group(1)
@@ -236,10 +249,7 @@ def test_a_kept_view_reads_neither_the_ledger_nor_the_subscribers(staff_client, 
 
 def test_asking_to_compute_now_shows_the_figures_of_now_and_keeps_them(staff_client, wednesday, settings):
     settings.DASHBOARD_CACHE_SECONDS = 60
-    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
-    sent_today(edition)
-    staff_client.get("/admin/dashboard/")
-    sent_today(edition)
+    edition = viewed_then_one_more_sent(staff_client)
 
     now = staff_client.get("/admin/dashboard/?recompute=1").content.decode()
     sent_today(edition)
@@ -251,10 +261,7 @@ def test_asking_to_compute_now_shows_the_figures_of_now_and_keeps_them(staff_cli
 
 def test_with_keeping_off_every_view_computes_the_figures(staff_client, wednesday, settings):
     settings.DASHBOARD_CACHE_SECONDS = 0
-    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
-    sent_today(edition)
-    staff_client.get("/admin/dashboard/")
-    sent_today(edition)
+    viewed_then_one_more_sent(staff_client)
 
     html = staff_client.get("/admin/dashboard/").content.decode()
 
@@ -266,17 +273,12 @@ def test_with_keeping_off_every_view_computes_the_figures(staff_client, wednesda
 def test_the_figures_are_kept_in_redis_and_computed_on_each_view_while_it_is_away(
     staff_client, wednesday, settings, redis_server, caplog
 ):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": redis_server.url(4)}}
+    settings.CACHES = redis_cache(redis_server.url(4))
     settings.DASHBOARD_CACHE_SECONDS = 60
-    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
-    sent_today(edition)
-    staff_client.get("/admin/dashboard/")
-    sent_today(edition)
+    viewed_then_one_more_sent(staff_client)
     kept = staff_client.get("/admin/dashboard/").content.decode()
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    settings.CACHES = redis_cache(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     away = staff_client.get("/admin/dashboard/")
 
     assert sent_column(kept) == "1"
