@@ -133,7 +133,7 @@ FRAME_ORDER = tuple(FRAME_SLOTS)
 # Frame values many readers share (the preheader names papers, not the reader): escaped once each.
 SHARED_VALUES = frozenset({"preheader"})
 LINK_KEYS = frozenset({"vote_base", "view_url", "feed_url", "unsubscribe_url", "preferences_url"})
-REASONS_KEPT = 20_000
+KEPT_PER_CACHE = 20_000  # why-lines or preheaders, each escaped once (``kept``)
 
 
 def ascii_html(html):
@@ -208,9 +208,9 @@ TEXT_BODY = BodyFormat("digest.txt", "{}", str, str, str)  # the text template d
 
 
 def kept(cache, key, value):
-    """``cache[key] = value``, the cache emptied first once it holds REASONS_KEPT values: what
+    """``cache[key] = value``, the cache emptied first once it holds KEPT_PER_CACHE values: what
     readers share is kept for the renderer's life, and a long send meets ever more of it."""
-    if len(cache) >= REASONS_KEPT:
+    if len(cache) >= KEPT_PER_CACHE:
         cache.clear()
     cache[key] = value
     return value
