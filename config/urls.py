@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config import admin_login, health
+from config.esp_webhooks import anymail_webhook
 from digest.dashboard import dashboard_view
 from digest.webhooks import CheckedMailgunTrackingWebhookView
 
@@ -14,7 +15,7 @@ urlpatterns = [
     path(  # before anymail's own, which it replaces for Mailgun tracking
         "anymail/mailgun/tracking/", CheckedMailgunTrackingWebhookView.as_view(), name="mailgun_tracking_webhook"
     ),
-    path("anymail/", include("anymail.urls")),
+    path("anymail/<path:rest>", anymail_webhook),  # anymail's other webhooks, imported on first use
     path("", include("digest.urls")),
     path("", include("subscriptions.urls")),
 ]
