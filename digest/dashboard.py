@@ -561,25 +561,81 @@ def dashboard_context(today=None):
 
 
 KEPT_CONTEXT_KEY = "digest:dashboard:{day}"
+REFRESHING_KEY = "digest:dashboard:{day}:refreshing"
+KEPT_LIFETIMES = 10  # figures are shown, said to be older, for 10 × DASHBOARD_CACHE_SECONDS at most
+REFRESH_WAIT_SECONDS = 300  # a refresh not done by then (its worker gone) is asked for again
 
 
 def kept_dashboard_context(*, recompute=False):
-    """``dashboard_context()`` as computed by a view in the last DASHBOARD_CACHE_SECONDS, or
-    computed now (and kept) when there is none, it is asked for (``recompute``) or keeping is
-    off (0). The context says when it was computed (``computed_at``).
+    """``dashboard_context()`` as last computed, for the page: whoever views it in the
+    DASHBOARD_CACHE_SECONDS after they were computed is shown the same figures.
+
+    Older figures are still shown while a worker computes them again
+    (``ask_for_fresh_figures``): at a million readers counting takes seconds
+    of reads on the send's database, which the first view of each minute
+    waited for, and views at the same moment each did. The figures are
+    computed during the view only when there are none (the day's first view,
+    or none for 10 × the kept seconds), when asked for (``recompute``), or
+    when keeping is off (0). The context says when they
+    were computed (``computed_at``) and whether newer ones are on their way
+    (``refreshing``).
 
     The page is where an operator looks when something is down, so a cache that does not
     answer only means the figures are computed on every view."""
     today, seconds = timezone.localdate(), settings.DASHBOARD_CACHE_SECONDS
+    if seconds <= 0:
+        return computed_dashboard_context(today)
     key = KEPT_CONTEXT_KEY.format(day=today.isoformat())
-    context = None
-    if seconds > 0 and not recompute:
-        context = unless_cache_fails(cache.get, key)
+    context = None if recompute else unless_cache_fails(cache.get, key)
     if context is None:
-        context = {**dashboard_context(today), "computed_at": timezone.now(), "kept_seconds": seconds}
-        if seconds > 0:
-            unless_cache_fails(cache.set, key, context, seconds)
+        return keep_dashboard_figures(today)
+    if older_than(context, seconds):
+        refreshing = ask_for_fresh_figures(today)
+        # Where tasks run in the view itself (the embedded default) the fresh figures are kept already.
+        context = unless_cache_fails(cache.get, key) or context
+        context = {**context, "refreshing": refreshing and older_than(context, seconds)}
     return context
+
+
+def older_than(context, seconds):
+    return timezone.now() - context["computed_at"] >= timedelta(seconds=seconds)
+
+
+def computed_dashboard_context(today):
+    seconds = max(settings.DASHBOARD_CACHE_SECONDS, 0)
+    return {**dashboard_context(today), "computed_at": timezone.now(), "kept_seconds": seconds, "refreshing": False}
+
+
+def keep_dashboard_figures(today=None):
+    """Compute the dashboard's figures and keep them for the views to come (the refresh task's work)."""
+    today = today or timezone.localdate()
+    context = computed_dashboard_context(today)
+    seconds = settings.DASHBOARD_CACHE_SECONDS
+    if seconds > 0:
+        unless_cache_fails(cache.set, KEPT_CONTEXT_KEY.format(day=today.isoformat()), context,
+                           seconds * KEPT_LIFETIMES)
+    unless_cache_fails(cache.delete, REFRESHING_KEY.format(day=today.isoformat()))
+    return context
+
+
+def ask_for_fresh_figures(today):
+    """Have a worker compute the figures again, once however many views ask; True while it is
+    on its way. A broker that does not take the task leaves the older figures shown (logged)."""
+    from .tasks import refresh_dashboard_figures
+
+    refreshing = REFRESHING_KEY.format(day=today.isoformat())
+    asked = unless_cache_fails(cache.add, refreshing, True, REFRESH_WAIT_SECONDS)
+    if asked is None:
+        return False
+    if not asked:
+        return True  # another view asked already
+    try:
+        refresh_dashboard_figures.apply_async(retry=False)
+    except Exception:  # the broker's own errors (kombu.OperationalError, redis errors, …)
+        log.warning("dashboard refresh could not be queued; older figures shown", exc_info=True)
+        unless_cache_fails(cache.delete, refreshing)
+        return False
+    return True
 
 
 def unless_cache_fails(method, *args):
@@ -587,7 +643,8 @@ def unless_cache_fails(method, *args):
     try:
         return method(*args)
     except Exception:  # each cache backend raises its own errors (redis.ConnectionError, …)
-        log.warning("dashboard cache %s failed; figures computed on this view", method.__name__, exc_info=True)
+        log.warning("dashboard cache %s failed; figures computed on this view if need be", method.__name__,
+                    exc_info=True)
         return None
 
 

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils.dateparse import parse_date
 
-from . import services, webhooks
+from . import dashboard, services, webhooks
 from .models import Edition
 from .sending import TransientSendError, send_edition_to
 
@@ -58,3 +58,9 @@ def apply_webhook_event(event_pk):
 @shared_task(acks_late=True)
 def prune_webhook_events():
     return webhooks.prune_webhook_events()
+
+
+@shared_task
+def refresh_dashboard_figures():
+    """Asked for by a dashboard view that found its figures older than DASHBOARD_CACHE_SECONDS."""
+    dashboard.keep_dashboard_figures()

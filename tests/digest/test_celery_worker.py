@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from digest.dashboard import KEPT_CONTEXT_KEY
 from digest.models import Delivery
-from tests.factories import SubscriberFactory
+from tests.factories import EditionFactory, SubscriberFactory
+from tests.ops.test_dashboard import sent_column
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,3 +80,29 @@ def test_daily_job_runs_in_a_real_worker_and_sends_each_digest_once(celery_worke
     )
     assert recipients == sorted(s.email for s in subscribers)
     assert "digest.tasks.send_digest_chunk" in log  # the send step ran in the worker
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_the_dashboard_shows_the_figures_a_real_worker_computed_and_kept_in_redis(
+    celery_worker_process, redis_server, settings, client
+):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": redis_server.url()}}  # the worker's cache too
+    process, workdir = celery_worker_process
+    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
+    Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="sent", sent_at=timezone.now())
+    client.force_login(User.objects.create_user("operator", password="x", is_staff=True, is_superuser=True))
+    key = KEPT_CONTEXT_KEY.format(day=timezone.localdate().isoformat())
+
+    Celery(broker=redis_server.url()).send_task("digest.tasks.refresh_dashboard_figures", queue="default")
+    kept = wait_until(lambda: cache.get(key) is not None)
+    with CaptureQueriesContext(connection) as queries:
+        html = client.get("/admin/dashboard/").content.decode()
+
+    log = (workdir / "worker.log").read_text()
+    assert kept, f"the worker kept no figures; its log:\n{log[-3000:]}"
+    computed_at = timezone.localtime(cache.get(key)["computed_at"])
+    assert f"Figures computed at {computed_at:%H:%M:%S}" in html
+    assert not [q["sql"] for q in queries.captured_queries if '"digest_delivery"' in q["sql"]]
+    assert sent_column(html) == "1"  # the sent digest, as the worker counted it

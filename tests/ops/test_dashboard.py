@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from digest import dashboard, webhooks
+from digest import dashboard, tasks, webhooks
 from digest.models import Delivery, Feedback, WebhookEvent
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 from tests.servers import free_port
@@ -284,3 +284,81 @@ def test_the_figures_are_kept_in_redis_and_computed_on_each_view_while_it_is_awa
     assert sent_column(kept) == "1"
     assert away.status_code == 200 and sent_column(away.content.decode()) == "2"
     assert "dashboard cache get failed" in caplog.text and "dashboard cache set failed" in caplog.text
+
+
+@pytest.fixture
+def refreshes_asked(monkeypatch):
+    """The refresh task handed to a broker that keeps it: no worker runs it during the test."""
+    asked = []
+    monkeypatch.setattr(tasks.refresh_dashboard_figures, "apply_async", lambda **options: asked.append(options))
+    return asked
+
+
+def view_at(client, seconds):
+    with time_machine.travel(WEDNESDAY + timedelta(seconds=seconds), tick=False):
+        return client.get("/admin/dashboard/").content.decode()
+
+
+def test_older_figures_are_shown_while_one_worker_computes_them_again(
+    staff_client, wednesday, settings, refreshes_asked
+):
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    viewed_then_one_more_sent(staff_client)
+
+    older = view_at(staff_client, 61)
+    again = view_at(staff_client, 62)
+    with time_machine.travel(WEDNESDAY + timedelta(seconds=63), tick=False):
+        dashboard.keep_dashboard_figures()  # what the worker does with the task
+    fresh = view_at(staff_client, 64)
+
+    assert sent_column(older) == "1" and sent_column(again) == "1"
+    assert "Figures computed at 12:00:00" in older and "Newer figures are being computed" in older
+    assert len(refreshes_asked) == 1  # two views, one refresh
+    assert sent_column(fresh) == "2" and "Figures computed at 12:01:03" in fresh
+    assert "being computed" not in fresh
+
+
+def test_a_refresh_still_not_done_after_its_wait_is_asked_for_again(
+    staff_client, wednesday, settings, refreshes_asked
+):
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    viewed_then_one_more_sent(staff_client)
+
+    view_at(staff_client, 61)
+    view_at(staff_client, 61 + dashboard.REFRESH_WAIT_SECONDS - 1)
+    view_at(staff_client, 61 + dashboard.REFRESH_WAIT_SECONDS + 1)
+
+    assert len(refreshes_asked) == 2
+
+
+def test_figures_older_than_ten_kept_periods_are_computed_during_the_view(
+    staff_client, wednesday, settings, refreshes_asked
+):
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    viewed_then_one_more_sent(staff_client)
+
+    html = view_at(staff_client, 60 * dashboard.KEPT_LIFETIMES + 1)
+
+    assert sent_column(html) == "2" and "being computed" not in html
+    assert refreshes_asked == []
+
+
+def test_a_broker_that_refuses_the_refresh_leaves_the_older_figures_shown_and_the_next_view_asks_again(
+    staff_client, wednesday, settings, monkeypatch, caplog
+):
+    from kombu.exceptions import OperationalError
+
+    def refuse(**options):
+        calls.append(options)
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    calls = []
+    monkeypatch.setattr(tasks.refresh_dashboard_figures, "apply_async", refuse)
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    viewed_then_one_more_sent(staff_client)
+
+    older = view_at(staff_client, 61)
+    view_at(staff_client, 62)
+
+    assert sent_column(older) == "1" and "being computed" not in older
+    assert "dashboard refresh could not be queued" in caplog.text
+    assert len(calls) == 2 and calls[0] == {"retry": False}  # no publish retries: the page does not wait
