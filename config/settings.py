@@ -194,8 +194,8 @@ ARXIV_MAX_RESULTS = env.int("ARXIV_MAX_RESULTS", default=2000)  # per fetch, new
 # lose less time to that wait. Only pending rows are sent, so a retried task costs one read.
 DIGEST_SEND_BATCH_SIZE = env.int("DIGEST_SEND_BATCH_SIZE", default=5000)
 DIGEST_SENDING_STALE_MINUTES = env.int("DIGEST_SENDING_STALE_MINUTES", default=30)
-# The operator dashboard's figures are computed at most once per this many seconds for all staff
-# views (0: on every view); a view can ask for them now.
+# The operator dashboard's figures are shown to every staff view for this many seconds, then
+# while a worker computes them again (0: computed on every view); a view can ask for them now.
 DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=60)
 # Applied ESP webhook events older than this are deleted each night (the dashboard reads a week of clicks;
 # ESPs retry an event for hours, not weeks, so a repeat is still recognised).

@@ -15,9 +15,10 @@ day, over the digests sent that day.
 
 At a million readers one computation reads a few million rows (6.5 s in
 ``bench/dashboard.py``), on the database the send uses. A view therefore
-shows the figures computed for every staff view in the last
-``DASHBOARD_CACHE_SECONDS`` (kept in the cache, Redis in production), with
-when they were computed and a link to compute them again.
+shows the figures kept in the cache (Redis in production): the same to every
+staff view for ``DASHBOARD_CACHE_SECONDS``, then, while a worker computes
+them again, the older ones; with when they were computed and a link to
+compute them now (``kept_dashboard_context``).
 """
 
 import logging
@@ -576,9 +577,8 @@ def kept_dashboard_context(*, recompute=False):
     waited for, and views at the same moment each did. The figures are
     computed during the view only when there are none (the day's first view,
     or none for 10 × the kept seconds), when asked for (``recompute``), or
-    when keeping is off (0). The context says when they
-    were computed (``computed_at``) and whether newer ones are on their way
-    (``refreshing``).
+    when keeping is off (0). The context says when they were computed
+    (``computed_at``) and whether newer ones are on their way (``refreshing``).
 
     The page is where an operator looks when something is down, so a cache that does not
     answer only means the figures are computed on every view."""

@@ -89,6 +89,11 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def redis_cache(url):
+    """Django's CACHES for a Redis server at ``url`` (one of ``RedisServer.url``'s, or a port nothing listens on)."""
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+
+
 class RedisServer:
     def __init__(self):
         self.port = free_port()

@@ -19,6 +19,7 @@ from digest.dashboard import KEPT_CONTEXT_KEY
 from digest.models import Delivery
 from tests.factories import EditionFactory, SubscriberFactory
 from tests.ops.test_dashboard import sent_column
+from tests.servers import redis_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,8 +88,7 @@ def test_daily_job_runs_in_a_real_worker_and_sends_each_digest_once(celery_worke
 def test_the_dashboard_shows_the_figures_a_real_worker_computed_and_kept_in_redis(
     celery_worker_process, redis_server, settings, client
 ):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": redis_server.url()}}  # the worker's cache too
+    settings.CACHES = redis_cache(redis_server.url())  # the worker's cache too
     process, workdir = celery_worker_process
     edition = EditionFactory(date=timezone.localdate(), cadence="daily")
     Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="sent", sent_at=timezone.now())

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from kombu.exceptions import OperationalError
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -13,7 +14,7 @@ from django.utils import timezone
 from digest import dashboard, tasks, webhooks
 from digest.models import Delivery, Feedback, WebhookEvent
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
-from tests.servers import free_port
+from tests.servers import free_port, redis_cache
 
 pytestmark = pytest.mark.django_db
 
@@ -205,13 +206,14 @@ def viewed_then_one_more_sent(client):
     return edition
 
 
-def redis_cache(url):
-    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
-
-
 def sent_column(html):
     """The Sent figure of the first edition in the page's "Today" table."""
     return re.search(r"<tr>\s*<td>[^<]*</td>\s*<td>\d+</td>\s*<td>([\d,]+)</td>", html).group(1)
+
+
+def view_at(client, seconds):
+    with time_machine.travel(WEDNESDAY + timedelta(seconds=seconds), tick=False):
+        return client.get("/admin/dashboard/").content.decode()
 
 
 def test_a_view_within_the_kept_seconds_shows_the_figures_already_computed(staff_client, wednesday, settings):
@@ -221,10 +223,8 @@ def test_a_view_within_the_kept_seconds_shows_the_figures_already_computed(staff
     first = staff_client.get("/admin/dashboard/").content.decode()
     sent_today(edition)
 
-    with time_machine.travel(WEDNESDAY + timedelta(seconds=30), tick=False):
-        kept = staff_client.get("/admin/dashboard/").content.decode()
-    with time_machine.travel(WEDNESDAY + timedelta(seconds=61), tick=False):
-        expired = staff_client.get("/admin/dashboard/").content.decode()
+    kept = view_at(staff_client, 30)
+    expired = view_at(staff_client, 61)
 
     assert sent_column(first) == "1" and sent_column(kept) == "1"
     assert "Figures computed at 12:00:00 and shown to every view for 60 s" in kept
@@ -294,11 +294,6 @@ def refreshes_asked(monkeypatch):
     return asked
 
 
-def view_at(client, seconds):
-    with time_machine.travel(WEDNESDAY + timedelta(seconds=seconds), tick=False):
-        return client.get("/admin/dashboard/").content.decode()
-
-
 def test_older_figures_are_shown_while_one_worker_computes_them_again(
     staff_client, wednesday, settings, refreshes_asked
 ):
@@ -346,8 +341,6 @@ def test_figures_older_than_ten_kept_periods_are_computed_during_the_view(
 def test_a_broker_that_refuses_the_refresh_leaves_the_older_figures_shown_and_the_next_view_asks_again(
     staff_client, wednesday, settings, monkeypatch, caplog
 ):
-    from kombu.exceptions import OperationalError
-
     def refuse(**options):
         calls.append(options)
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from subscriptions import services
 from subscriptions.models import Subscriber
 from tests.factories import PaperFactory, SubscriberFactory
+from tests.servers import redis_cache
 from tests.subscriptions.helpers import signup_data
 
 pytestmark = pytest.mark.django_db
@@ -277,12 +278,7 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_limited(settings):
 
 @pytest.mark.redis
 def test_rate_limits_work_on_the_redis_cache(settings, redis_server):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_server.url(3),
-        }
-    }
+    settings.CACHES = redis_cache(redis_server.url(3))
     settings.SUBSCRIBE_RATE_PER_IP = "2/m"
     from django.core.cache import cache
 
