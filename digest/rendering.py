@@ -409,8 +409,7 @@ class DigestLinks:
 
     def for_reader(self, subscriber, edition):
         """The reader's links: two payloads (with and without the edition), five signatures."""
-        with_edition = tokens.token_value(subscriber, e=edition.pk)
-        plain = tokens.token_value(subscriber)
+        with_edition, plain = tokens.digest_token_values(subscriber, edition.pk)
         makers = self.makers
         return {
             "vote_base": self.vote(makers[tokens.FEEDBACK].sign(with_edition)),

@@ -113,6 +113,19 @@ def token_value(subscriber, **extra):
     return f"{b64_text(data)}:{_timestamp(int(time.time()))}"
 
 
+def digest_token_values(subscriber, edition_id):
+    """``(token_value(subscriber, e=edition_id), token_value(subscriber))``: the two payloads of a
+    digest's links, sharing one read of the reader and one clock. A send makes them for every
+    reader, and ``token_value``'s general path costs as much as three signatures."""
+    pk = subscriber.pk
+    if type(pk) is not int or type(edition_id) is not int:
+        return token_value(subscriber, e=edition_id), token_value(subscriber)
+    head = f'{{"s":{pk},"k":{encode_basestring_ascii(subscriber.token_secret[:SECRET_PREFIX_LENGTH])}'
+    stamp = _timestamp(int(time.time()))
+    with_edition = b64_text(f'{head},"e":{edition_id}}}'.encode())
+    return f"{with_edition}:{stamp}", f"{b64_text(f'{head}}}'.encode())}:{stamp}"
+
+
 URL_SAFE = bytes.maketrans(b"+/", b"-_")
 
 

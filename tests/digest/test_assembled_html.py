@@ -155,6 +155,19 @@ def test_token_maker_writes_the_payload_json_dumps_writes(extra, secret):
         assert maker.make(subscriber, **extra) == tokens.make_token(subscriber, tokens.FEEDBACK, **extra)
 
 
+@pytest.mark.parametrize("edition_id", [77, 2**40, True, "12"])
+@pytest.mark.parametrize("secret", ["0123456789abcdef", 'q"\\é\u2028✓-long-secret'])
+def test_a_digests_two_payloads_are_the_token_values_of_each_link(edition_id, secret):
+    subscriber = SubscriberFactory(token_secret=secret)
+
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):
+        both = tokens.digest_token_values(subscriber, edition_id)
+        assert both == (tokens.token_value(subscriber, e=edition_id), tokens.token_value(subscriber))
+        with_edition = tokens.TokenMaker(tokens.VIEW).sign(both[0])
+        assert with_edition == tokens.make_token(subscriber, tokens.VIEW, e=edition_id)
+    assert tokens.read_token(with_edition, tokens.VIEW).extra == {"e": edition_id}
+
+
 def test_token_maker_refuses_confirmation_tokens():
     with pytest.raises(ValueError):
         tokens.TokenMaker(tokens.CONFIRM)
