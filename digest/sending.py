@@ -306,7 +306,7 @@ def pending_deliveries(edition, subscriber_ids):
         skip(left, LEFT_MEANWHILE)
     deliveries = [d for d in rows if d.subscriber.status == Subscriber.Status.ACTIVE]
     for delivery in deliveries:
-        delivery.edition = edition
+        cache_related(delivery, "edition", edition)
     return deliveries
 
 
@@ -341,7 +341,7 @@ def chunk_deliveries(edition, subscriber_ids):
         delivery = loaded_instance(Delivery, db, DELIVERY_FIELDS, row[:split])
         reader = list(row[split:])
         reader[categories] = from_jsonb(reader[categories])
-        delivery.subscriber = loaded_instance(Subscriber, db, reader_fields, reader)
+        cache_related(delivery, "subscriber", loaded_instance(Subscriber, db, reader_fields, reader))
         deliveries.append(delivery)
     return deliveries
 
@@ -362,6 +362,13 @@ def loaded_instance(model, db, attnames, values):
     state = instance._state = ModelState()
     state.adding, state.db = False, db
     return instance
+
+
+def cache_related(instance, name, value):
+    """``instance.<name> = value`` for a row whose ``<name>_id`` already is ``value``'s id:
+    cached where the field's descriptor caches it, without the descriptor's checks and
+    database router calls (a few µs a row, two rows per reader)."""
+    instance._state.fields_cache[name] = value
 
 
 def skip(delivery_ids, reason):
@@ -408,16 +415,34 @@ def sendable_fingerprint(edition):
     On PostgreSQL the database joins them into one text and returns its MD5:
     one short row per block of readers instead of the edition's hundreds of
     timestamps parsed in Python (about 5% of a worker's time at 500 readers a block).
+    The statement is compiled once per edition and process (``fingerprint_statement``).
     """
-    entries = sendable_entries(edition)
     if db_connection.vendor != "postgresql":
-        return tuple(entries.values_list("pk", "paper_id", "paper__updated_at"))
+        return tuple(sendable_entries(edition).values_list("pk", "paper_id", "paper__updated_at"))
+    statement = _fingerprint_statements.get(edition.pk)
+    if statement is None:
+        if len(_fingerprint_statements) >= PREPARED_EDITIONS_KEPT:
+            _fingerprint_statements.clear()
+        statement = _fingerprint_statements[edition.pk] = fingerprint_statement(edition)
+    with db_connection.cursor() as cursor:
+        cursor.execute(*statement)
+        n, fingerprint = cursor.fetchone() or (0, None)
+    return {"n": n, "fingerprint": fingerprint}
+
+
+_fingerprint_statements = {}
+
+
+def fingerprint_statement(edition):
+    """``sendable_fingerprint``'s SQL and parameters: compiling the ORM's expressions took
+    more of a worker's time than PostgreSQL took to answer, once per block of readers."""
     listed = StringAgg(
         Concat(Cast("pk", TextField()), Value(":"), Cast("paper_id", TextField()), Value(":"),
                Cast("paper__updated_at", TextField()), output_field=TextField()),
         delimiter=",", order_by=("rank", "pk"),
     )
-    return entries.aggregate(n=Count("pk"), fingerprint=MD5(listed))
+    grouped = sendable_entries(edition).order_by().values("edition_id")
+    return grouped.annotate(n=Count("pk"), fingerprint=MD5(listed)).values_list("n", "fingerprint").query.sql_with_params()
 
 
 def prepare_edition(edition):

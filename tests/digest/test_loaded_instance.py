@@ -56,3 +56,24 @@ def test_with_an_init_signal_receiver_instances_go_through_from_db():
         post_init.disconnect(receiver, sender=Subscriber)
 
     assert seen == [fast]
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "other"])
+def test_a_chunks_deliveries_hold_their_reader_and_edition_without_another_query(
+    vendor, monkeypatch, django_assert_num_queries
+):
+    from digest.models import Delivery
+    from digest.sending import claim_deliveries, db_connection, pending_deliveries
+    from tests.digest.builders import built_edition
+
+    monkeypatch.setattr(db_connection, "vendor", vendor)
+    edition = built_edition()
+    readers = SubscriberFactory.create_batch(3)
+    claim_deliveries(edition, [r.pk for r in readers])
+    deliveries = pending_deliveries(edition, [r.pk for r in readers])
+
+    with django_assert_num_queries(0):
+        held = [(d.subscriber, d.subscriber_id, d.subscriber.email, d.edition, d.edition_id) for d in deliveries]
+    stored = Delivery.objects.filter(edition=edition).select_related("subscriber").order_by("pk")
+    assert held == [(d.subscriber, d.subscriber_id, d.subscriber.email, edition, edition.pk) for d in stored]
+    assert all(d.edition is edition for d in deliveries)
