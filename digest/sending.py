@@ -677,11 +677,24 @@ def record_sent(token, sent):
         Delivery.objects.filter(send_token=token, status=Delivery.Status.SENDING).bulk_update(
             rows, ["status", "sent_at", "reason", "esp_message_id"]
         )
+    log_sent(rows, by_message_id)
+
+
+def log_sent(rows, by_message_id):
+    """A line per reader whose message has its own ESP id; a line per batch call whose id its
+    readers share, with the line per reader at DEBUG. An INFO line costs a worker about 39 µs
+    (redacting, formatting, writing), a tenth of its work per reader; the ledger holds the rest."""
     for delivery in rows:
-        log.info(
-            "digest sent subscriber=%s edition=%s esp_message_id=%s papers=%d",
-            delivery.subscriber_id, delivery.edition_id, delivery.esp_message_id, len(delivery.paper_ids),
-        )
+        shared = len(by_message_id[delivery.esp_message_id]) > 1
+        if not shared or log.isEnabledFor(logging.DEBUG):
+            log.log(
+                logging.DEBUG if shared else logging.INFO,
+                "digest sent subscriber=%s edition=%s esp_message_id=%s papers=%d",
+                delivery.subscriber_id, delivery.edition_id, delivery.esp_message_id, len(delivery.paper_ids),
+            )
+    for message_id, ids in by_message_id.items():
+        if len(ids) > 1:
+            log.info("digests sent edition=%s recipients=%d esp_message_id=%s", rows[0].edition_id, len(ids), message_id)
 
 
 # --- Errors -----------------------------------------------------------------------

@@ -6,7 +6,8 @@ import logging
 import pytest
 
 from config.logging import JsonFormatter, LineFormatter, RedactEmailsFilter
-from digest.sending import send_edition_to
+from digest.models import Delivery
+from digest.sending import claim_deliveries, record_sent, send_edition_to, start_sending_batch
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
 
@@ -29,6 +30,29 @@ def test_sending_a_digest_logs_ids_and_no_address_at_info(caplog, mailoutbox):
     assert all(f"subscriber={s.pk} " in " ".join(sent) for s in subscribers)
     assert all(f"edition={edition.pk} " in line and "esp_message_id=<" in line for line in sent)
     assert not [line for line in info for s in subscribers if s.email in line]
+
+
+@pytest.mark.django_db
+def test_a_batch_call_is_one_info_line_and_its_readers_are_debug_lines(caplog):
+    edition = built_edition()
+    subscribers = SubscriberFactory.create_batch(3)
+    claim_deliveries(edition, [s.pk for s in subscribers])
+    token, won = start_sending_batch(Delivery.objects.filter(edition=edition).values_list("pk", flat=True))
+    rows = list(Delivery.objects.filter(pk__in=won))
+    message_id = "<batch.1@mg.example.org>"
+
+    with caplog.at_level(logging.DEBUG, logger="digest.sending"):
+        record_sent(token, [(d, message_id) for d in rows])
+
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "sent" in r.getMessage()]
+    assert [m for level, m in lines if level == logging.INFO] == [
+        f"digests sent edition={edition.pk} recipients=3 esp_message_id={message_id}"
+    ]
+    assert sorted(m for level, m in lines if level == logging.DEBUG) == sorted(
+        f"digest sent subscriber={d.subscriber_id} edition={edition.pk} esp_message_id={message_id} papers=0"
+        for d in rows
+    )
+    assert Delivery.objects.filter(edition=edition, status=Delivery.Status.SENT).count() == 3
 
 
 def test_the_filter_redacts_addresses_below_warning_but_keeps_message_ids():
