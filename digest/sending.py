@@ -442,7 +442,8 @@ def fingerprint_statement(edition):
         delimiter=",", order_by=("rank", "pk"),
     )
     grouped = sendable_entries(edition).order_by().values("edition_id")
-    return grouped.annotate(n=Count("pk"), fingerprint=MD5(listed)).values_list("n", "fingerprint").query.sql_with_params()
+    counted = grouped.annotate(n=Count("pk"), fingerprint=MD5(listed)).values_list("n", "fingerprint")
+    return counted.query.sql_with_params()
 
 
 def prepare_edition(edition):
@@ -694,7 +695,8 @@ def log_sent(rows, by_message_id):
             )
     for message_id, ids in by_message_id.items():
         if len(ids) > 1:
-            log.info("digests sent edition=%s recipients=%d esp_message_id=%s", rows[0].edition_id, len(ids), message_id)
+            log.info("digests sent edition=%s recipients=%d esp_message_id=%s",
+                     rows[0].edition_id, len(ids), message_id)
 
 
 # --- Errors -----------------------------------------------------------------------
