@@ -101,27 +101,30 @@ class TokenMaker:
 
 def token_value(subscriber, **extra):
     """The signed part of a token: the payload as ``signing.dumps`` encodes it, and the time."""
-    secret = subscriber.token_secret[:SECRET_PREFIX_LENGTH]
     pk = subscriber.pk
     if type(pk) is int and all(type(value) is int for value in extra.values()):
         # What json.dumps writes for these types, without building an encoder per call.
         fields = "".join(f",{encode_basestring_ascii(key)}:{value}" for key, value in extra.items())
-        data = f'{{"s":{pk},"k":{encode_basestring_ascii(secret)}{fields}}}'.encode()
+        data = f"{payload_head(subscriber)}{fields}}}".encode()
     else:
-        payload = {"s": pk, "k": secret, **extra}
+        payload = {"s": pk, "k": subscriber.token_secret[:SECRET_PREFIX_LENGTH], **extra}
         data = json.dumps(payload, separators=(",", ":")).encode("latin-1")
     return f"{b64_text(data)}:{_timestamp(int(time.time()))}"
+
+
+def payload_head(subscriber):
+    """``{"s":<id>,"k":"<secret prefix>"`` as json.dumps writes them for an int id; the payload's
+    other fields follow, then ``}``."""
+    return f'{{"s":{subscriber.pk},"k":{encode_basestring_ascii(subscriber.token_secret[:SECRET_PREFIX_LENGTH])}'
 
 
 def digest_token_values(subscriber, edition_id):
     """``(token_value(subscriber, e=edition_id), token_value(subscriber))``: the two payloads of a
     digest's links, sharing one read of the reader and one clock. A send makes them for every
     reader, and ``token_value``'s general path costs as much as three signatures."""
-    pk = subscriber.pk
-    if type(pk) is not int or type(edition_id) is not int:
+    if type(subscriber.pk) is not int or type(edition_id) is not int:
         return token_value(subscriber, e=edition_id), token_value(subscriber)
-    head = f'{{"s":{pk},"k":{encode_basestring_ascii(subscriber.token_secret[:SECRET_PREFIX_LENGTH])}'
-    stamp = _timestamp(int(time.time()))
+    head, stamp = payload_head(subscriber), _timestamp(int(time.time()))
     with_edition = b64_text(f'{head},"e":{edition_id}}}'.encode())
     return f"{with_edition}:{stamp}", f"{b64_text(f'{head}}}'.encode())}:{stamp}"
 
