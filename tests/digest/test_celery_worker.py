@@ -1,11 +1,8 @@
 """The daily job through a real Celery worker process, with Redis as the broker."""
 
 import os
-import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from celery import Celery
@@ -18,10 +15,9 @@ from django.utils import timezone
 from digest.dashboard import KEPT_CONTEXT_KEY
 from digest.models import Delivery
 from tests.factories import EditionFactory, SubscriberFactory
+from tests.ops.stack import ManagedProcess, wait_until
 from tests.ops.test_dashboard import sent_column
 from tests.servers import redis_cache
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -34,28 +30,14 @@ def celery_worker_process(redis_server, test_database_url, tmp_path):
         "VAR_DIR": str(tmp_path),
         "PAPER_SOURCES": "bundled",
     }
-    log = open(tmp_path / "worker.log", "w")
-    process = subprocess.Popen(
+    worker = ManagedProcess(
+        "worker",
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,fetch,build,send",
          "--concurrency", "2", "--loglevel", "info", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    yield process, tmp_path
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
-
-
-def wait_until(predicate, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
+        env, tmp_path / "worker.log",
+    ).start()
+    yield worker.process, tmp_path
+    worker.end()
 
 
 @pytest.mark.celery_worker
@@ -66,7 +48,7 @@ def test_daily_job_runs_in_a_real_worker_and_sends_each_digest_once(celery_worke
     client = Celery(broker=redis_server.url())
 
     client.send_task("digest.tasks.run_daily_job", queue="default")
-    done = wait_until(lambda: Delivery.objects.filter(status="sent").count() == 4)
+    done = wait_until(lambda: Delivery.objects.filter(status="sent").count() == 4, 90)
     client.send_task("digest.tasks.run_daily_job", queue="default")  # a second run: no new email
     client.send_task("digest.tasks.enqueue_due_digests", queue="default")
     time.sleep(3)
@@ -96,7 +78,7 @@ def test_the_dashboard_shows_the_figures_a_real_worker_computed_and_kept_in_redi
     key = KEPT_CONTEXT_KEY.format(day=timezone.localdate().isoformat())
 
     Celery(broker=redis_server.url()).send_task("digest.tasks.refresh_dashboard_figures", queue="default")
-    kept = wait_until(lambda: cache.get(key) is not None)
+    kept = wait_until(lambda: cache.get(key) is not None, 90)
     with CaptureQueriesContext(connection) as queries:
         html = client.get("/admin/dashboard/").content.decode()
 

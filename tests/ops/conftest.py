@@ -38,7 +38,7 @@ def stack(transactional_db, test_database_url, redis_url, tmp_path):
     """Processes started through this are stopped before the database is flushed."""
     running = Stack(tmp_path, test_database_url, redis_url)
     yield running
-    running.stop_all()
+    running.end_all()
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 A ``Stack`` holds the environment every process of one test shares (the test
 database, a Redis database of its own, a work directory, the site URL) and
-stops everything it started: SIGTERM to all at once, a bounded wait for each,
-then SIGKILL to whatever is left of each process group.
+ends everything it started when the test is over. Tests that check a shutdown
+stop their processes themselves; the teardown kills each process group at
+once, because a Celery worker's warm shutdown alone takes seconds.
 """
 
 import os
@@ -91,10 +92,26 @@ class ManagedProcess:
             return False
         return True
 
+    def end(self):
+        """The test is over and nothing checks how this process stops: kill its group at once."""
+        if self.process is None:
+            return
+        self._kill_group()
+        self.process.wait(timeout=10)
+        self._log.close()
+
     def _kill_group(self):
         """Leftover children (a pool process, a Procfile entry) are killed with the group."""
         if self.group_alive():
             os.killpg(self.process.pid, signal.SIGKILL)
+
+
+class HonchoProcess(ManagedProcess):
+    """honcho starts each Procfile entry in a session of its own, out of reach of a
+    signal to honcho's group; only honcho's own SIGTERM handling stops them."""
+
+    def end(self):
+        self.stop()
 
 
 class Stack:
@@ -138,8 +155,8 @@ class Stack:
     def configure(self, **env):
         self.env.update({key: str(value) for key, value in env.items()})
 
-    def spawn(self, name, argv, **env):
-        process = ManagedProcess(
+    def spawn(self, name, argv, process_class=ManagedProcess, **env):
+        process = process_class(
             name, argv, {**self.env, **{k: str(v) for k, v in env.items()}}, self.workdir / f"{name}.log"
         )
         self.processes.append(process.start())
@@ -173,13 +190,12 @@ class Stack:
         return self.spawn("honcho", [
             BIN / "honcho", "--procfile", ROOT / "Procfile", "--app-root", ROOT, "--no-colour",
             "start", "--port", self.web_port, *process_types,
-        ], **env)
+        ], process_class=HonchoProcess, **env)
 
-    def stop_all(self):
-        """Signal every process at once, then wait for each (their shutdowns overlap)."""
-        for process in self.processes:
-            process.request_stop()
-        return {process.name: process.stop() for process in reversed(self.processes)}
+    def end_all(self):
+        """Teardown: end every process this stack started."""
+        for process in reversed(self.processes):
+            process.end()
 
     # --- Talking to them ------------------------------------------------------
 
