@@ -18,6 +18,7 @@ from anymail.exceptions import AnymailRequestsAPIError
 from anymail.message import AnymailRecipientStatus
 from django.core import mail
 from django.db import DatabaseError, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from digest import sending
@@ -253,6 +254,25 @@ def test_rows_another_worker_took_are_left_out_of_the_batch(esp_outbox, readers)
 
     recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
     assert readers[0].email not in recipients and len(recipients) == 4 and report.sent == 4
+
+
+def test_a_claim_stores_any_why_line_exactly_and_its_statement_is_counted_like_any_other(readers):
+    """The claim's papers and why-lines travel as a bound parameter, not quoted into the SQL."""
+    edition = built_edition()
+    claim_deliveries(edition, [r.pk for r in readers[:2]])
+    deliveries = list(Delivery.objects.filter(edition=edition).order_by("pk"))
+    odd = "it's a \\ \"quoted\" %s $1 ?::jsonb 🚀 line\nbreak"
+    for number, delivery in enumerate(deliveries):
+        delivery.paper_ids, delivery.reasons = [number, 2**40], {str(number): odd, "2": ""}
+
+    with CaptureQueriesContext(connections["default"]) as queries:
+        token, won = sending.start_sending_with_papers(deliveries)
+
+    assert won == {d.pk for d in deliveries}
+    assert [(d.status, d.send_token, d.paper_ids, d.reasons) for d in Delivery.objects.order_by("pk")] == [
+        ("sending", token, [number, 2**40], {str(number): odd, "2": ""}) for number in range(2)
+    ]
+    assert len(queries) == 1 and queries[0]["sql"].startswith("UPDATE")
 
 
 def test_batches_are_claimed_sent_and_recorded_in_another_thread_on_the_senders_connection(esp_outbox, readers):
