@@ -257,7 +257,8 @@ def test_rows_another_worker_took_are_left_out_of_the_batch(esp_outbox, readers)
 
 
 def test_a_claim_stores_any_why_line_exactly_and_its_statement_is_counted_like_any_other(readers):
-    """The claim's papers and why-lines travel as a bound parameter, not quoted into the SQL."""
+    """The claim carries the batch's papers and why-lines as one JSON parameter: quotes,
+    backslashes, placeholders and emoji in a why-line reach the row as they were."""
     edition = built_edition()
     claim_deliveries(edition, [r.pk for r in readers[:2]])
     deliveries = list(Delivery.objects.filter(edition=edition).order_by("pk"))
