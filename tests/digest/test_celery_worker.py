@@ -1,7 +1,5 @@
 """The daily job through a real Celery worker process, with Redis as the broker."""
 
-import os
-import sys
 import time
 
 import pytest
@@ -15,29 +13,18 @@ from django.utils import timezone
 from digest.dashboard import KEPT_CONTEXT_KEY
 from digest.models import Delivery
 from tests.factories import EditionFactory, SubscriberFactory
-from tests.ops.stack import ManagedProcess, wait_until
+from tests.ops.stack import Stack, wait_until
 from tests.ops.test_dashboard import sent_column
 from tests.servers import redis_cache
 
 
 @pytest.fixture
-def celery_worker_process(redis_server, test_database_url, tmp_path):
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_database_url,
-        "REDIS_URL": redis_server.url(),
-        "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "VAR_DIR": str(tmp_path),
-        "PAPER_SOURCES": "bundled",
-    }
-    worker = ManagedProcess(
-        "worker",
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,fetch,build,send",
-         "--concurrency", "2", "--loglevel", "info", "--without-mingle", "--without-gossip"],
-        env, tmp_path / "worker.log",
-    ).start()
+def celery_worker_process(transactional_db, redis_server, test_database_url, tmp_path):
+    """A worker of the end-to-end stack, on the suite's Redis database (its broker and cache)."""
+    stack = Stack(tmp_path, test_database_url, redis_server.url())
+    worker = stack.start_worker()
     yield worker.process, tmp_path
-    worker.end()
+    stack.end_all()
 
 
 @pytest.mark.celery_worker

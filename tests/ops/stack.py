@@ -93,12 +93,8 @@ class ManagedProcess:
         return True
 
     def end(self):
-        """The test is over and nothing checks how this process stops: kill its group at once."""
-        if self.process is None:
-            return
-        self._kill_group()
-        self.process.wait(timeout=10)
-        self._log.close()
+        """The test is over and nothing checks how this process stops: kill it and its group at once."""
+        self.stop(signal.SIGKILL)
 
     def _kill_group(self):
         """Leftover children (a pool process, a Procfile entry) are killed with the group."""

@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from kombu.exceptions import OperationalError
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from digest import dashboard, tasks, webhooks
 from digest.models import Delivery, Feedback, WebhookEvent
