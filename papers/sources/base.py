@@ -128,12 +128,25 @@ class Source:
                 batch.records.append(parse_item(item))
             except SkipItem as exc:
                 key = (key_of(item) if key_of else None) or f"item {position}"
-                log.warning("skipped item source=%s key=%s reason=%s", self.name, key, exc)
+                log.warning("skipped item source=%s key=%s reason=%s", self.name, printable(key), printable(exc))
                 batch.skipped.append((key, str(exc)))
         return batch
 
 
 # --- Small cleaning helpers shared by the parsers ---------------------------
+
+
+def printable(text):
+    """``text`` with the characters a terminal would act on or an encoder refuse (controls,
+    bidi and other format characters, lone surrogates) written as escapes, e.g. ``\\x1b``.
+
+    For echoing a source's values into logs and command output: an item's id
+    comes from the source, and must not colour, reorder or split an operator's lines.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def normalise_whitespace(text):

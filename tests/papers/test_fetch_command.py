@@ -1,3 +1,4 @@
+import json
 from io import StringIO
 
 import pytest
@@ -77,3 +78,18 @@ def test_categories_reach_the_arxiv_query(monkeypatch):
     run("--source", "arxiv", "--category", "cs.LG", "cs.CL", "--date", "2025-01-15")
     assert seen["name"] == "arxiv" and seen["categories"] == ["cs.LG", "cs.CL"]
     assert seen["date"].isoformat() == "2025-01-15"
+
+
+def test_a_hostile_item_id_is_echoed_escaped_on_one_line_in_the_output_and_the_log(tmp_path, caplog):
+    hostile = "\x1b[31m2501.00001\n\u202eevil\udfff"
+    path = tmp_path / "daily_papers.json"
+    path.write_text(json.dumps([{"paper": {"id": hostile, "title": "T", "upvotes": 1}}]))
+
+    out = run("--source", "hf", "--from-file", str(path))
+
+    skipped = [line for line in out.splitlines() if line.startswith("  skipped")]
+    assert skipped == ["  skipped \\x1b[31m2501.00001\\n\\u202eevil\\udfff: paper.id is not an arXiv id: "
+                       "'\\x1b[31m2501.00001\\n\\u202eevil\\udfff'"]
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped item")]
+    assert logged.startswith("skipped item source=hf key=\\x1b[31m2501.00001\\n\\u202eevil\\udfff reason=")
+    assert logged.isprintable()

@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from papers.services import fetch_from_source
 from papers.sources import source_names
-from papers.sources.base import SourceError
+from papers.sources.base import SourceError, printable
 
 
 def parse_day(value):
@@ -75,4 +75,4 @@ class Command(BaseCommand):
             progress.close()
         self.stdout.write(report.summary())
         for key, reason in report.skipped:
-            self.stdout.write(f"  skipped {key}: {reason}")
+            self.stdout.write(f"  skipped {printable(key)}: {printable(reason)}")
