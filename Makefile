@@ -50,8 +50,12 @@ system-deps:
 
 test-deps: system-deps $(VENV)/.installed-test
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each with its own PostgreSQL and
+# Redis; most of its time is spent waiting for the real servers and workers it starts.
+TEST_WORKERS ?= 2
+
 test: test-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 clean:
 	rm -rf var/outbox var/paperboy.sqlite3

@@ -2,7 +2,8 @@
 
 Every database test runs on a throwaway PostgreSQL cluster started here
 (set PAPERBOY_TEST_DB=sqlite for a quick local run on SQLite instead; CI never
-does). Redis is started on demand by the tests that need it.
+does). Redis is started on demand by the tests that need it. Under pytest-xdist
+(``make test``) each worker process starts its own cluster and Redis server.
 """
 
 import os
