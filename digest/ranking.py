@@ -332,6 +332,8 @@ class EditionRanker:
         candidates = self.paper_vectors
         if sparse.issparse(candidates):
             terms_liked = np.unique(labelled[:n_positive].nonzero()[1])
+            if not len(terms_liked):  # nothing the reader liked shares a term with the edition
+                return np.zeros(len(self.papers))
             labelled, candidates = labelled[:, terms_liked], self.paper_columns[:, terms_liked].tocsr()
         # Fitted and applied in float64 (the vectors are float32): sklearn's liblinear fit of float32
         # input took a quarter longer.

@@ -215,3 +215,17 @@ def test_a_reader_with_a_model_still_gets_the_papers_matching_their_interests(to
     ranker = EditionRanker(edition_of(*topic_papers.values()))
     ranked = ranker.rank_for(reader("speech recognition"), liked=unrelated_likes)
     assert topic_papers["speech"] in {r.paper for r in ranked}
+
+
+def test_a_reader_whose_likes_share_no_term_with_the_edition_gets_no_model_match_and_no_error(topic_papers):
+    """Their model would have no feature at all: it finds nothing relevant, so the reader gets the
+    trending list if they asked for it and nothing otherwise."""
+    unrelated_likes = [make_paper(300 + i, f"Zymurgy {i}", f"Quasicrystal xylophones {i}.") for i in range(6)]
+    ranker = EditionRanker(edition_of(*topic_papers.values()))
+
+    match = ranker.match(reader(), liked=unrelated_likes)
+
+    assert not match.relevance.any() and not match.passes.any()
+    assert ranker.rank_for(reader(), liked=unrelated_likes) == []
+    top = ranker.rank_for(reader(always_send_top=True, max_papers=2), liked=unrelated_likes)
+    assert [r.paper for r in top] == [topic_papers["diffusion"], topic_papers["rlhf"]]
