@@ -40,16 +40,15 @@ from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
-import sklearn
 from django.conf import settings
 from scipy import sparse
 from scipy.special import expit
-from sklearn.linear_model import LogisticRegression
 
 from subscriptions.models import split_interests
 
 from .categories import category_label, category_topic
 from .embedding import load_embedder, paper_text, similarities, terms
+from .reader_models import fit_logistic, model_rows
 
 RELEVANCE_THRESHOLD = 0.08
 MODEL_THRESHOLD = 0.5
@@ -78,6 +77,16 @@ def stack_rows(*matrices):
     if not present:
         return None
     return sparse.vstack(present).tocsr() if sparse.issparse(present[0]) else np.vstack(present)
+
+
+def in_canonical_form(matrix):
+    """A sparse matrix with each row's columns in order (a copy; TF-IDF rows come unordered),
+    as a reader's model is fitted on them (``reader_models.direct_fit``); a dense one as it is."""
+    if not sparse.issparse(matrix) or matrix.has_canonical_format:
+        return matrix
+    matrix = matrix.copy()
+    matrix.sum_duplicates()
+    return matrix
 
 
 def row_bytes(matrix):
@@ -202,7 +211,7 @@ class EditionRanker:
         """Each paper's vector as a one-row matrix: a row of the edition matrix, or embedded (once)
         in its space. A reader's model stacks its rows once, not once per kind of paper."""
         if self._edition_rows is None:
-            self._edition_rows = self._rows(self.paper_vectors)
+            self._edition_rows = self._rows(in_canonical_form(self.paper_vectors))
         index = self.index
         outside = iter(self.text_rows(self.outside_texts(papers)))
         return [self._edition_rows[index[p.pk]] if p.pk in index else next(outside) for p in papers]
@@ -328,18 +337,14 @@ class EditionRanker:
         if not voted and not len(unlabelled):
             return np.full(len(self.papers), 1.0)
         n_positive = len(positives)
-        labelled = stack_rows(*positives, *voted)
-        candidates = self.paper_vectors
-        if sparse.issparse(candidates):
-            terms_liked = np.unique(labelled[:n_positive].nonzero()[1])
-            if not len(terms_liked):  # nothing the reader liked shares a term with the edition
+        if sparse.issparse(self.paper_vectors):
+            # With TF-IDF the model sees only the terms of the positives (module docstring).
+            features, candidates = model_rows(self.paper_columns, positives + voted, n_positive, unlabelled)
+            if not features.shape[1]:  # nothing the reader liked shares a term with the edition
                 return np.zeros(len(self.papers))
-            labelled, candidates = labelled[:, terms_liked], self.paper_columns[:, terms_liked].tocsr()
-        # Fitted and applied in float64 (the vectors are float32): sklearn's liblinear fit of float32
-        # input took a quarter longer.
-        candidates = candidates.astype(np.float64, copy=False)
-        features = stack_rows(labelled, candidates[unlabelled] if len(unlabelled) else None)
-        features = features.astype(np.float64, copy=False)
+        else:
+            candidates = self.paper_vectors.astype(np.float64, copy=False)
+            features = np.vstack([*positives, *voted, candidates[unlabelled]]).astype(np.float64, copy=False)
         labels = np.r_[np.ones(n_positive), np.zeros(features.shape[0] - n_positive)]
         weights = np.r_[
             np.ones(n_positive),
@@ -348,14 +353,9 @@ class EditionRanker:
             np.full(len(unlabelled), UNLABELLED_WEIGHT),
         ]
         weights[labels == 0] *= weights[labels == 1].sum() / weights[labels == 0].sum()
-        # The inputs are built here, finite and of the right shapes: sklearn's checks of them and
-        # of the parameters took a tenth of the time of a reader's model.
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            model = LogisticRegression(C=MODEL_C, solver="liblinear")
-            model.fit(features, labels, sample_weight=weights)
-        # predict_proba's positive column, without its checks of the input (a tenth of a model):
-        # for two classes it is the logistic function of the decision function.
-        return expit(candidates @ model.coef_[0] + model.intercept_[0])
+        coefficients, intercept = fit_logistic(features, labels, weights, MODEL_C)
+        # predict_proba's positive column: for two classes, the logistic function of the decision function.
+        return expit(candidates @ coefficients + intercept)
 
     # --- ranking ----------------------------------------------------------
 
