@@ -59,6 +59,8 @@ def estimator_fit(features, labels, weights, C):
 
 
 def direct_fit(features, labels, weights, C):
+    """``estimator_fit`` through liblinear's entry point. Where liblinear stops at MAX_ITERATIONS
+    the estimator would also warn (ConvergenceWarning); the coefficients are the same."""
     is_sparse = sparse.issparse(features)
     if is_sparse:
         # The estimator fits the matrix in canonical form (its check for huge values sorts each
@@ -110,7 +112,8 @@ def model_rows(edition_columns, labelled, n_positive, unlabelled):
     (each row's columns in order), the ``n_positive`` positives first. ``unlabelled``: the
     edition's rows to add after them, in order. Returns (features, candidates), CSR float64:
     the matrices that stacking the rows, cutting out the columns and stacking the edition's
-    unlabelled rows after them gives, with a mask over the vocabulary instead of scipy's indexing.
+    unlabelled rows after them gives. Only the edition is cut with scipy's indexing; the
+    reader's rows are renumbered through a mask over the vocabulary and joined as arrays.
     """
     is_term = np.zeros(edition_columns.shape[1], dtype=bool)
     is_term[np.concatenate([row.indices for row in labelled[:n_positive]])] = True
