@@ -189,7 +189,7 @@ ARXIV_PAGE_SIZE = env.int("ARXIV_PAGE_SIZE", default=500)
 ARXIV_MAX_RESULTS = env.int("ARXIV_MAX_RESULTS", default=2000)  # per fetch, newest first
 
 # --- Digest ---------------------------------------------------------------
-# Readers per send task. A task reads and ranks them 500 at a time (flat memory) and keeps its ESP
+# Readers per send task. A task reads and ranks them 1,000 at a time (flat memory) and keeps its ESP
 # calls in flight from one block to the next: it waits for its last answer once, so larger tasks
 # lose less time to that wait. Only pending rows are sent, so a retried task costs one read.
 DIGEST_SEND_BATCH_SIZE = env.int("DIGEST_SEND_BATCH_SIZE", default=5000)

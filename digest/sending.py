@@ -73,7 +73,7 @@ ONE_BY_ONE_GROUP = 50
 # Unknown outcomes a task weathers before it stops: a batch carries many readers, so one
 # unknown call stops it; one by one, a single dropped connection is reconnected past.
 UNKNOWN_OUTCOMES_TOLERATED = {"batch": 0, "one by one": 1}
-READ_BLOCK_SIZE = 500  # readers read and ranked at once; a task may hold many blocks
+READ_BLOCK_SIZE = 1000  # readers read and ranked at once; a task may hold many blocks
 PROGRESS_EVERY = 500
 IGNORED_PAPERS_LIMIT = 300
 CHUNK_GC_THRESHOLD = 70_000
