@@ -233,8 +233,10 @@ def esp_server(domain, api_key, port_queue, stop_event, stats_queue, bodies_ever
             data, lo, hi = (self.arena, *body) if isinstance(body, tuple) else (body, 0, len(body))
             head = b'Content-Disposition: form-data; name="recipient-variables"\r\n\r\n'
             start = data.find(head, lo, hi) if content_type.startswith("multipart/form-data") else -1
-            delimiter = multipart_delimiter(content_type) if start >= 0 else b""
-            end = data.rfind(delimiter, start, hi) if start >= 0 else -1
+            if start < 0:
+                return super().read_form(content_type, bytes(data[lo:hi]))
+            delimiter = multipart_delimiter(content_type)
+            end = data.rfind(delimiter, start, hi)
             if end < 0 or data[end + len(delimiter):end + len(delimiter) + 2] != b"--":
                 return super().read_form(content_type, bytes(data[lo:hi]))
             part_start = data.rfind(delimiter[2:], lo, start)
