@@ -106,8 +106,9 @@ def part_size(part):
 
 def body_size(body):
     """Bytes in UTF-8, without encoding an ASCII body (digest HTML is ASCII) to count them."""
-    text = body.escaped if isinstance(body, JsonText) else body
-    return len(text) if text.isascii() else len(text.encode())
+    if isinstance(body, JsonText):
+        return len(body.escaped)
+    return len(body) if body.isascii() else len(body.encode())
 
 
 def batches(items, max_recipients, part_of=lambda item: item):
@@ -196,35 +197,37 @@ class MailgunBatch:
         return fields, header_names, metadata_keys
 
     def recipient_variables(self, header_names, metadata_keys, out):
-        """Append the ``recipient-variables`` JSON to ``out``, written from already escaped bodies."""
+        """Append the ``recipient-variables`` JSON to ``out`` in bytes, written from already
+        escaped bodies (``JsonText``) as they are."""
         keys = [f"v:{key}" for key in metadata_keys] + ["html", "subject", "text"]
         keys += [f"h:{header_key(name)}" for name in header_names]
-        heads = [f"{', ' if m else ''}{encode_basestring_ascii(key)}: " for m, key in enumerate(keys)]
-        out.append("{")
+        heads = [f"{', ' if m else ''}{encode_basestring_ascii(key)}: ".encode() for m, key in enumerate(keys)]
+        out.append(b"{")
         for n, (part, headers) in enumerate(zip(self.parts, self.headers)):
             values = [str(part.metadata.get(key, "")) for key in metadata_keys]
             values += [part.html, one_line(part.subject), part.text]
             values += [headers.get(name, "") for name in header_names]
-            out += (", " if n else "", encode_basestring_ascii(address_spec(part.to)), ": {")
+            out += (b", " if n else b"", json_string(address_spec(part.to)), b": {")
             for head, value in zip(heads, values):
                 out.append(head)
                 if isinstance(value, JsonText):
-                    out += ('"', value.escaped, '"')
+                    out += (b'"', value.escaped, b'"')
                 else:
-                    out.append(encode_basestring_ascii(value))
-            out.append("}")
-        out.append("}")
+                    out.append(json_string(value))
+            out.append(b"}")
+        out.append(b"}")
 
     def body(self, boundary):
-        """The multipart/form-data body: one join of the pieces, one encoding."""
+        """The multipart/form-data body, in one join of byte strings: the bodies, the bulk of
+        it, go in as the renderer wrote them, neither copied into a text nor encoded again."""
         fields, header_names, metadata_keys = self.shared_fields()
         out = []
         for name, value in fields:
-            out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n', value, "\r\n")
-        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="recipient-variables"\r\n\r\n')
+            out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="recipient-variables"\r\n\r\n'.encode())
         self.recipient_variables(header_names, metadata_keys, out)
-        out.append(f"\r\n--{boundary}--\r\n")
-        return "".join(out).encode()
+        out.append(f"\r\n--{boundary}--\r\n".encode())
+        return b"".join(out)
 
     def url(self):
         domain = self.backend.sender_domain or parse_single_address(settings.DEFAULT_FROM_EMAIL).domain
@@ -263,6 +266,11 @@ class MailgunBatch:
 def header_key(name):
     """A header name as anymail writes it in Mailgun's ``h:`` fields (``Message-ID`` → ``Message-Id``)."""
     return "-".join(word.capitalize() for word in name.split("-"))
+
+
+def json_string(value):
+    """``value`` as a JSON string, ASCII bytes (``json.dumps``'s default escaping)."""
+    return encode_basestring_ascii(value).encode("ascii")
 
 
 def address_spec(address):

@@ -97,8 +97,8 @@ def test_links_and_shared_preheaders_are_escaped_as_the_whole_render_escapes_the
         whole = [renderer.render_whole(reader, ranked) for reader in readers]
 
     assert [(a.html, a.text) for a in assembled] == [(w.html, w.text) for w in whole]
-    assert [json.loads(f'"{j.html.escaped}"') for j in for_json] == [w.html for w in whole]
-    assert [json.loads(f'"{j.text.escaped}"') for j in for_json] == [w.text for w in whole]
+    assert [json.loads(b'"' + j.html.escaped + b'"') for j in for_json] == [w.html for w in whole]
+    assert [json.loads(b'"' + j.text.escaped + b'"') for j in for_json] == [w.text for w in whole]
     assert all(site_url.replace("&", "&amp;").replace('"', "&quot;") in w.html for w in whole)
 
 
@@ -201,25 +201,35 @@ def test_bodies_for_a_json_payload_decode_to_the_bodies_themselves():
         plain = renderer.render(subscriber, ranked)
         encoded = renderer.render(subscriber, ranked, for_json=True)
 
-    assert json.loads(f'"{encoded.html.escaped}"') == plain.html
-    assert json.loads(f'"{encoded.text.escaped}"') == plain.text
+    assert json.loads(b'"' + encoded.html.escaped + b'"') == plain.html
+    assert json.loads(b'"' + encoded.text.escaped + b'"') == plain.text
     # Written as json.dumps writes them, ASCII: "Über 👍" in a text body does not widen a payload.
-    assert encoded.html.escaped == json.dumps(plain.html)[1:-1]
-    assert encoded.text.escaped == json.dumps(plain.text)[1:-1]
+    assert encoded.html.escaped == json.dumps(plain.html)[1:-1].encode("ascii")
+    assert encoded.text.escaped == json.dumps(plain.text)[1:-1].encode("ascii")
     assert encoded.text.escaped.isascii() and not plain.text.isascii()
 
 
 def test_text_said_to_need_no_escaping_is_left_as_it_is_by_every_escaping():
     from digest.rendering import HTML_BODY, TEXT_BODY, UNCHANGED_BY_ESCAPING
 
-    escapings = [
-        escape
+    escapings = [  # each escaping, and the character as its body writes it unescaped (JSON: bytes)
+        (escape, body.unescaped)
         for body in (HTML_BODY, TEXT_BODY, HTML_BODY.for_json(), TEXT_BODY.for_json())
         for escape in (body.escape_text, body.escape_attribute)
     ]
     every_character = [chr(c) for c in range(0x2FF)] + ["👍", "\u2028"]
     for character in every_character:
-        unchanged = all(escape(character) == character for escape in escapings)
+        unchanged = all(escape(character) == written(character) for escape, written in escapings if
+                        written is str or character.isascii())
         assert bool(UNCHANGED_BY_ESCAPING(character)) == unchanged, repr(character)
     link = "https://paperboy.example/u/eyJzIjo0Miwia2V5IjoiYWJjIn0:1tXyZ:Ab-_c9/"
     assert UNCHANGED_BY_ESCAPING(link) and UNCHANGED_BY_ESCAPING("")
+
+
+def test_ranks_past_the_ones_made_ahead_are_written_as_numbers_in_each_body():
+    from digest.rendering import HTML_BODY, BodyPieces
+
+    plain, for_json = BodyPieces(None, HTML_BODY), BodyPieces(None, HTML_BODY.for_json())
+
+    assert [plain.rank(n) for n in (1, 20, 23, 21)] == ["1", "20", "23", "21"]
+    assert [for_json.rank(n) for n in (1, 20, 23, 21)] == [b"1", b"20", b"23", b"21"]
