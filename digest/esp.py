@@ -17,7 +17,6 @@ may lower it) and before its payload passes settings.DIGEST_ESP_BATCH_MAX_BYTES.
 import re
 import uuid
 from dataclasses import dataclass, replace
-from json.encoder import encode_basestring_ascii
 from urllib.parse import quote
 
 import requests
@@ -27,7 +26,7 @@ from django.conf import settings
 from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 
 from .emails import MergeFields, one_line, personal_headers
-from .rendering import JsonText
+from .rendering import JsonText, json_string
 
 ANYMAIL_BACKENDS = "anymail.backends."
 MAILGUN_BACKEND = "anymail.backends.mailgun.EmailBackend"
@@ -201,7 +200,7 @@ class MailgunBatch:
         escaped bodies (``JsonText``) as they are."""
         keys = [f"v:{key}" for key in metadata_keys] + ["html", "subject", "text"]
         keys += [f"h:{header_key(name)}" for name in header_names]
-        heads = [f"{', ' if m else ''}{encode_basestring_ascii(key)}: ".encode() for m, key in enumerate(keys)]
+        heads = [(b", " if m else b"") + json_string(key) + b": " for m, key in enumerate(keys)]
         out.append(b"{")
         for n, (part, headers) in enumerate(zip(self.parts, self.headers)):
             values = [str(part.metadata.get(key, "")) for key in metadata_keys]
@@ -266,11 +265,6 @@ class MailgunBatch:
 def header_key(name):
     """A header name as anymail writes it in Mailgun's ``h:`` fields (``Message-ID`` → ``Message-Id``)."""
     return "-".join(word.capitalize() for word in name.split("-"))
-
-
-def json_string(value):
-    """``value`` as a JSON string, ASCII bytes (``json.dumps``'s default escaping)."""
-    return encode_basestring_ascii(value).encode("ascii")
 
 
 def address_spec(address):

@@ -166,15 +166,19 @@ def why_paragraph(reason):
     return paragraph(f"Why: {reason}")
 
 
-def json_inside(value):
-    """``value`` as it is written inside a JSON string (``json.dumps`` without the quotes), in
-    bytes: the ESP payload is bytes, and a body built of bytes goes into it without a copy
-    being encoded per call.
+def json_string(value):
+    """``value`` as a JSON string, quotes included, in bytes: the ESP payload is bytes, and a
+    body built of bytes goes into it without a copy being encoded per call.
 
     ASCII, as ``json.dumps`` writes it by default: one "▲" in a text body would
     otherwise widen a whole batch payload to two or four bytes per character.
     """
-    return encode_basestring_ascii(value)[1:-1].encode("ascii")
+    return encode_basestring_ascii(value).encode("ascii")
+
+
+def json_inside(value):
+    """``value`` as it is written inside a JSON string (``json_string`` without the quotes)."""
+    return json_string(value)[1:-1]
 
 
 def in_json(escape):
