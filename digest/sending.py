@@ -378,9 +378,15 @@ def reconcile_stale_deliveries(now=None):
     """Rows stuck in ``sending`` past the timeout: the outcome is unknown, so they are
     marked failed (at most once) rather than sent again."""
     cutoff = (now or timezone.now()) - timedelta(minutes=settings.DIGEST_SENDING_STALE_MINUTES)
-    return Delivery.objects.filter(status=Delivery.Status.SENDING, sending_at__lt=cutoff).update(
+    return stale_deliveries(cutoff).update(
         status=Delivery.Status.FAILED, reason="send outcome unknown (stale); not resent"
     )
+
+
+def stale_deliveries(cutoff):
+    """Rows in ``sending`` since before ``cutoff``, through the index only this query reads
+    (its ``sent_at`` condition, always true of such rows, is the index's own)."""
+    return Delivery.objects.filter(status=Delivery.Status.SENDING, sent_at__isnull=True, sending_at__lt=cutoff)
 
 
 # --- What each reader gets --------------------------------------------------------
