@@ -42,6 +42,15 @@ class EditionPaper(models.Model):
         ]
 
 
+class DeliveryQuerySet(models.QuerySet):
+    def with_status(self, status):
+        """Rows in ``status``. For ``sending`` the filter also says ``sent_at`` is null, which
+        is true of every such row and the condition of the one index that finds them."""
+        if status == Delivery.Status.SENDING:
+            return self.filter(status=status, sent_at__isnull=True)
+        return self.filter(status=status)
+
+
 class Delivery(models.Model):
     """One subscriber's digest for one edition: the ledger that makes sending idempotent.
 
@@ -84,6 +93,8 @@ class Delivery(models.Model):
     complained_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = DeliveryQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "deliveries"
@@ -98,15 +109,15 @@ class Delivery(models.Model):
         # No index on status alone: right after a day's rows are claimed the planner's
         # statistics say "few pending rows" and an index on status would lead it to scan
         # every pending row for each batch. Rows are found by id or (subscriber, edition);
-        # only the stale-send sweep looks by status, through this partial index. Its
-        # condition names ``sent_at`` (null on every row in ``sending``) so that only a
-        # query saying so, the sweep's, can read it: it keeps an entry for each row that
-        # passed through ``sending`` until a vacuum, and recording a batch through it (as
-        # the planner chose, its statistics not knowing the day's rows) read them all for
-        # every batch. Every index is written on each of a row's three versions (pending,
-        # sending, sent), so there are few: webhooks find sent rows by ESP message id
-        # (exact match only, so without the pattern-ops twin ``db_index=True`` would add,
-        # and only rows that have one).
+        # only the stale-send sweep and the admin's filter look by status, through this
+        # partial index. Its condition names ``sent_at`` (null on every row in ``sending``)
+        # so that only a query saying so (``with_status``) can read it: it keeps an entry
+        # for each row that passed through ``sending`` until a vacuum, and recording a
+        # batch through it (as the planner chose, its statistics not knowing the day's
+        # rows) read them all for every batch. Every index is written on each of a row's
+        # three versions (pending, sending, sent), so there are few: webhooks find sent
+        # rows by ESP message id (exact match only, so without the pattern-ops twin
+        # ``db_index=True`` would add, and only rows that have one).
         indexes = [
             models.Index(
                 fields=["sending_at"], name="delivery_stale_send_idx",

@@ -384,9 +384,8 @@ def reconcile_stale_deliveries(now=None):
 
 
 def stale_deliveries(cutoff):
-    """Rows in ``sending`` since before ``cutoff``, through the index only this query reads
-    (its ``sent_at`` condition, always true of such rows, is the index's own)."""
-    return Delivery.objects.filter(status=Delivery.Status.SENDING, sent_at__isnull=True, sending_at__lt=cutoff)
+    """Rows in ``sending`` since before ``cutoff``, through their partial index."""
+    return Delivery.objects.with_status(Delivery.Status.SENDING).filter(sending_at__lt=cutoff)
 
 
 # --- What each reader gets --------------------------------------------------------

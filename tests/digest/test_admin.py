@@ -27,6 +27,21 @@ def test_deliveries_filter_by_status_and_edition(admin_client, mailoutbox):
     assert skipped.email in html and sent.email not in html
 
 
+def test_deliveries_in_sending_are_listed_through_their_partial_index(admin_client):
+    edition = built_edition()
+    stuck, done = SubscriberFactory(), SubscriberFactory()
+    Delivery.objects.create(subscriber=stuck, edition=edition, status="sending")
+    Delivery.objects.create(subscriber=done, edition=edition, status="sent")
+
+    html = admin_client.get("/admin/digest/delivery/?status__exact=sending").content.decode()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = Delivery.objects.with_status("sending").explain()
+
+    assert stuck.email in html and done.email not in html
+    assert "delivery_stale_send_idx" in plan
+
+
 def test_the_preview_renders_the_real_email_html_and_sends_nothing(admin_client, mailoutbox):
     built_edition()
     subscriber = SubscriberFactory(interests="graph neural networks")
