@@ -191,6 +191,35 @@ def check_ledger_days(dashboard):
     return problems
 
 
+def deep_health_deliveries():
+    """What ``/healthz/deep`` counts of the ledger, and when (its other checks read no deliveries)."""
+    from django.utils import timezone
+
+    from config.health import check_deliveries
+
+    now = timezone.now()
+    return now, check_deliveries(now)
+
+
+def check_health(health):
+    """The deep health check's counts are those of the whole ledger for its window."""
+    from config.health import DELIVERY_WINDOW
+    from digest.models import Delivery
+
+    now, counts = health
+    day_ago, sent = now - timedelta(hours=24), Delivery.Status.SENT
+    expected = {
+        "pending": Delivery.objects.filter(status="pending", created_at__gte=now - DELIVERY_WINDOW).count(),
+        "sending_stale": 0,
+        "sent_24h": Delivery.objects.filter(status=sent, created_at__gte=day_ago).count(),
+        "failed_24h": 0,
+    }
+    wrong = {key: counts[key] for key, value in expected.items() if counts[key] != value}
+    if wrong or not counts["ok"] or not expected["sent_24h"]:
+        return [f"the deep health check counts {wrong or counts}, expected {expected}"]
+    return []
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
@@ -235,14 +264,19 @@ def main():
         dashboard.kept_dashboard_context(recompute=True)
         kept, kept_queries, _, _ = measure(dashboard.kept_dashboard_context)
         print(f"{'a kept view':<20} {kept:8.3f} s {kept_queries:6d} queries  (the figures computed by the view before)")
+        health_seconds, health_queries, _, health = measure(deep_health_deliveries)
+        print(f"{'deep health check':<20} {health_seconds:8.3f} s {health_queries:6d} queries  "
+              "(its deliveries: the rows claimed in its window, the sends stuck since any day)")
         problems = check(args.subscribers, expected, figures["daily_status"][3], figures["top_papers_of_week"][3])
         problems += check_ledger_days(dashboard)
+        problems += check_health(health)
         print("   checks: " + ("ok" if not problems else "; ".join(problems)))
         seconds, queries, peak, _ = figures["dashboard_context"]
         status, top = figures["daily_status"][0], figures["top_papers_of_week"][0]
         print(f"RESULT subscribers={args.subscribers} clicks={args.clicks} dashboard_seconds={seconds:.3f} "
               f"status_seconds={status:.3f} top_papers_seconds={top:.3f} queries={queries} peak_mb={peak:.1f} "
-              f"first_view_seconds={first_view:.3f} new_day_seconds={new_day:.3f} kept_view_seconds={kept:.4f}")
+              f"first_view_seconds={first_view:.3f} new_day_seconds={new_day:.3f} kept_view_seconds={kept:.4f} "
+              f"health_seconds={health_seconds:.3f}")
         return 1 if problems else 0
     finally:
         server.stop()

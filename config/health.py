@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET
 
 from config.celery_app import app
 from digest.editions import edition_date_for
+from digest.ledger_days import claimed_after
 from digest.models import Cadence, Delivery, Edition
 from papers.models import FetchRun
 from papers.services import FALLBACKS
@@ -31,6 +32,10 @@ from papers.services import FALLBACKS
 FETCH_MAX_AGE = timedelta(hours=26)  # the daily fetch, plus two hours of grace
 EDITION_GRACE = timedelta(hours=2)  # after DAILY_JOB_HOUR, today's edition must exist
 PENDING_MAX_AGE = timedelta(minutes=45)  # enqueueing runs every 15 minutes
+# Deliveries claimed longer ago than this are not counted: their edition is past sending
+# (only the current edition's pending rows are handed out again), and the ledger's older
+# rows, a row per reader and digest, would make every check read all of it.
+DELIVERY_WINDOW = timedelta(hours=48)
 FAILED_RATE_MAX = 0.05  # of the deliveries finished in the last 24 hours ...
 FAILED_MIN_COUNT = 3  # ... counted only from this many failures on
 WORKER_REPLY_SECONDS = 1.0
@@ -134,15 +139,24 @@ def check_editions(now):
 
 
 def check_deliveries(now):
+    """Counts of the rows claimed within ``DELIVERY_WINDOW``, reached through the primary key,
+    and of the rows stuck in ``sending`` however old, through their partial index: the check
+    reads the last days of the ledger, not the whole of it."""
     status = Delivery.Status
     stale_cutoff = now - timedelta(minutes=settings.DIGEST_SENDING_STALE_MINUTES)
-    counts = Delivery.objects.aggregate(
+    recent = claimed_after(now - DELIVERY_WINDOW).aggregate(
         pending=Count("pk", filter=Q(status=status.PENDING)),
         pending_overdue=Count("pk", filter=Q(status=status.PENDING, created_at__lt=now - PENDING_MAX_AGE)),
-        sending_stale=Count("pk", filter=Q(status=status.SENDING, sending_at__lt=stale_cutoff)),
         sent_24h=Count("pk", filter=Q(status=status.SENT, created_at__gte=now - timedelta(hours=24))),
         failed_24h=Count("pk", filter=Q(status=status.FAILED, created_at__gte=now - timedelta(hours=24))),
     )
+    counts = {
+        "pending": recent["pending"],
+        "pending_overdue": recent["pending_overdue"],
+        "sending_stale": Delivery.objects.with_status(status.SENDING).filter(sending_at__lt=stale_cutoff).count(),
+        "sent_24h": recent["sent_24h"],
+        "failed_24h": recent["failed_24h"],
+    }
     finished = counts["sent_24h"] + counts["failed_24h"]
     rate = counts["failed_24h"] / finished if finished else 0.0
     too_many_failed = counts["failed_24h"] >= FAILED_MIN_COUNT and rate > FAILED_RATE_MAX

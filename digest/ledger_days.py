@@ -93,6 +93,37 @@ def claimed_since(day):
     return Delivery.objects.all() if start is None else Delivery.objects.filter(pk__gte=start)
 
 
+def first_id_claimed_since(moment):
+    """The lowest id of the rows claimed at ``moment`` or later, None when there are none.
+
+    Found through the primary key alone, with no index on the claim time: as ids are handed
+    out in claim order, the claim time of the first row at or after an id grows with the id,
+    so a binary search over ids finds it in about 30 index lookups at a billion rows.
+    """
+    rows = Delivery.objects.order_by("pk").values_list("pk", "created_at")
+    bounds = Delivery.objects.aggregate(low=Min("pk"), high=Max("pk"))
+    low, high = bounds["low"], bounds["high"]
+    if high is None or rows.get(pk=high)[1] < moment:
+        return None
+    first = high
+    while low < high:  # the first row at or after ``high`` is ``first``, claimed since ``moment``
+        middle = (low + high) // 2
+        found, claimed_at = rows.filter(pk__gte=middle).first()
+        if claimed_at >= moment:
+            high, first = middle, found
+        else:
+            low = middle + 1
+    return first
+
+
+def claimed_after(moment):
+    """The rows claimed at ``moment`` or later, reached through the primary key."""
+    first = first_id_claimed_since(moment)
+    if first is None:
+        return Delivery.objects.none()
+    return Delivery.objects.filter(pk__gte=first, created_at__gte=moment)
+
+
 def claim_groups(first):
     """(day, status, rows, lowest id) of the deliveries claimed on ``first`` or later."""
     return (

@@ -131,3 +131,45 @@ def test_a_kept_day_deleted_in_the_admin_is_counted_again_from_the_ledger(admin_
     assert before == {"sending": 1} and after == {"sent": 1}
     assert changing.status_code == 200 and b'name="claimed"' not in changing.content  # read only
     assert deleted.status_code == 302
+
+
+def test_the_first_row_claimed_since_a_moment_is_found_through_the_primary_key(django_assert_max_num_queries):
+    with time_machine.travel(WEDNESDAY, tick=False):
+        edition = EditionFactory(date=WEDNESDAY.date())
+        start = timezone.now() - timedelta(days=10)
+        rows = [claim(edition, start + timedelta(hours=3 * i)) for i in range(80)]
+        Delivery.objects.filter(pk__in=[row.pk for row in rows[20:45]]).delete()  # a gap in the ids
+        kept = rows[:20] + rows[45:]
+        moments = [
+            start - timedelta(days=1), start, rows[7].created_at + timedelta(minutes=1), rows[19].created_at,
+            rows[30].created_at, rows[45].created_at - timedelta(seconds=1), rows[-1].created_at,
+            rows[-1].created_at + timedelta(seconds=1),
+        ]
+        expected = [min((row.pk for row in kept if row.created_at >= moment), default=None) for moment in moments]
+        found = []
+        span = rows[-1].pk - rows[0].pk + 1
+        for moment in moments:
+            with django_assert_max_num_queries(2 + span.bit_length()):  # bounds, the last row, a binary search
+                found.append(ledger_days.first_id_claimed_since(moment))
+
+    assert found == expected
+    assert found[0] == rows[0].pk and found[4] == rows[45].pk and found[-1] is None
+
+
+def test_no_row_claimed_since_a_moment_in_an_empty_ledger():
+    assert ledger_days.first_id_claimed_since(WEDNESDAY) is None
+    assert not ledger_days.claimed_after(WEDNESDAY).exists()
+
+
+def test_the_rows_claimed_after_a_moment_are_read_by_a_range_of_the_primary_key():
+    with time_machine.travel(WEDNESDAY, tick=False):
+        edition = EditionFactory(date=WEDNESDAY.date())
+        claim(edition, timezone.now() - timedelta(days=5), status="pending")
+        recent = claim(edition, timezone.now() - timedelta(hours=1), status="pending")
+        after = ledger_days.claimed_after(timezone.now() - timedelta(days=2))
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            plan = after.explain()
+
+    assert "digest_delivery_pkey" in plan and f"(id >= {recent.pk})" in plan
+    assert list(after) == [recent]

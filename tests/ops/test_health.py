@@ -154,6 +154,29 @@ def test_deep_health_fails_on_deliveries_stuck_pending_or_failing(client, wednes
     assert "2 pending for over" in deliveries["problem"] and "3 failed in 24h (50.0%)" in deliveries["problem"]
 
 
+def test_deep_health_counts_the_last_two_days_of_deliveries_and_sends_stuck_since_any_day(client, wednesday_morning):
+    three_days_ago = timezone.now() - timedelta(days=3)
+    older = EditionFactory(cadence="daily", date=datetime(2026, 11, 15).date())
+    for subscriber in SubscriberFactory.create_batch(2):  # an edition past sending: not counted
+        Delivery.objects.create(subscriber=subscriber, edition=older, status="pending", created_at=three_days_ago)
+    Delivery.objects.create(
+        subscriber=SubscriberFactory(), edition=older, status="sending", created_at=three_days_ago,
+        sending_at=three_days_ago,
+    )
+    daily = healthy_pipeline()  # claimed after the older rows, as the ledger's ids are handed out
+    Delivery.objects.create(
+        subscriber=SubscriberFactory(), edition=daily, status="pending", created_at=timezone.now() - timedelta(hours=1)
+    )
+
+    response = client.get("/healthz/deep")
+
+    assert response.status_code == 503
+    deliveries = response.json()["checks"]["deliveries"]
+    assert deliveries["pending"] == 1 and deliveries["pending_overdue"] == 1
+    assert deliveries["sending_stale"] == 1 and deliveries["sent_24h"] == 3
+    assert "1 pending for over" in deliveries["problem"] and "1 stuck in sending" in deliveries["problem"]
+
+
 def test_deep_health_fails_when_no_worker_consumes_the_queues(client, settings, redis_server):
     settings.REDIS_URL = redis_server.url()
     settings.PAPER_SOURCES = []
