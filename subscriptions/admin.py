@@ -11,8 +11,8 @@ import logging
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
-from django.db.models import Max
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -103,6 +103,14 @@ class FeedbackInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("paper")
 
 
+class SubscriberChangeList(ChangeList):
+    """The list's page of subscribers, each with when its latest digest was sent."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        self.result_list = list(services.with_last_delivery(self.result_list))
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
     form = SubscriberAdminForm
@@ -172,8 +180,8 @@ class SubscriberAdmin(admin.ModelAdmin):
         "revoke_links",
     )
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(last_delivery_at=Max("deliveries__sent_at"))
+    def get_changelist(self, request, **kwargs):
+        return SubscriberChangeList
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -184,7 +192,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     def interests_preview(self, subscriber):
         return Truncator(subscriber.interests).chars(60)
 
-    @admin.display(description="last delivery", ordering="last_delivery_at")
+    @admin.display(description="last delivery")
     def last_delivery(self, subscriber):
         return subscriber.last_delivery_at
 
@@ -259,7 +267,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     def export_csv(self, request, queryset):
         stamp = timezone.now().strftime("%Y-%m-%d")
         response = StreamingHttpResponse(
-            csv_io.export_lines(queryset.order_by("pk").iterator(chunk_size=500)),
+            csv_io.export_lines(services.with_last_delivery(queryset.order_by("pk").iterator(chunk_size=500))),
             content_type="text/csv; charset=utf-8",
         )
         response["Content-Disposition"] = f'attachment; filename="paperboy-subscribers-{stamp}.csv"'

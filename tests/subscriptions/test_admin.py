@@ -54,6 +54,43 @@ def test_the_list_shows_status_frequency_interests_dates_and_last_delivery(
     assert "diffusion models" in html
 
 
+def test_the_list_shows_each_readers_last_delivery_read_for_its_page_alone(admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    earlier, later = timezone.now() - timedelta(days=3), timezone.now() - timedelta(days=1)
+    readers = SubscriberFactory.create_batch(3)
+    for when in (earlier, later):
+        edition = EditionFactory(date=when.date())
+        Delivery.objects.create(subscriber=readers[0], edition=edition, status="sent", sent_at=when)
+    Delivery.objects.create(subscriber=readers[1], edition=edition, status="sent", sent_at=earlier)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(reverse(CHANGELIST))
+
+    rows = {s.pk: s.last_delivery_at for s in response.context["cl"].result_list}
+    assert rows == {readers[0].pk: later, readers[1].pk: earlier, readers[2].pk: None}
+    ledger_reads = [q["sql"] for q in queries.captured_queries if '"digest_delivery"' in q["sql"]]
+    assert len(ledger_reads) == 1 and '"digest_delivery"."subscriber_id" IN (' in ledger_reads[0]
+    assert "JOIN" not in ledger_reads[0]
+
+
+def test_the_export_gives_each_reader_its_last_delivery(admin_client, subscriber):
+    sent_at = timezone.now() - timedelta(hours=5)
+    Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(cadence="weekly"), status="sent",
+                            sent_at=sent_at)
+    Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(), status="failed")
+    other = SubscriberFactory()
+
+    response = admin_client.post(
+        reverse(CHANGELIST), {"action": "export_csv", "_selected_action": [subscriber.pk, other.pk]}
+    )
+
+    rows = {row["email"]: row for row in csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))}
+    assert rows[subscriber.email]["last_delivery_at"] == sent_at.isoformat()
+    assert rows[other.email]["last_delivery_at"] == ""
+
+
 def test_search_by_email_and_filter_by_status(admin_client):
     SubscriberFactory(email="findme@example.org")
     SubscriberFactory(email="other@example.org", status="pending", confirmed_at=None)
