@@ -1,6 +1,7 @@
 """Operators: editions with scores, the ledger, previews, guarded resends and the blocklist."""
 
 import pytest
+from django.contrib.admin.sites import site
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -40,6 +41,75 @@ def test_deliveries_in_sending_are_listed_through_their_partial_index(admin_clie
 
     assert stuck.email in html and done.email not in html
     assert "delivery_stale_send_idx" in plan
+
+
+def ledger_of(edition, count):
+    """``count`` deliveries, claimed out of time order (the list orders them by id)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return [
+        Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="sent",
+                                created_at=timezone.now() - timedelta(hours=(3 * n) % 5))
+        for n in range(count)
+    ]
+
+
+def test_the_ledger_is_listed_newest_first_by_id_and_counted_from_the_estimate(admin_client, monkeypatch):
+    from digest import admin as digest_admin
+
+    rows = ledger_of(built_edition(), 4)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE digest_delivery")
+    monkeypatch.setattr(digest_admin, "ESTIMATED_COUNT_FROM", 1)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/admin/digest/delivery/")
+
+    cl = response.context["cl"]
+    assert [d.pk for d in cl.result_list] == sorted((d.pk for d in rows), reverse=True)
+    assert cl.result_count == digest_admin.estimated_rows(Delivery) == 4
+    assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"] and "digest_delivery" in q["sql"]]
+
+
+def test_a_filtered_or_small_ledger_is_counted_exactly(admin_client, monkeypatch):
+    from digest import admin as digest_admin
+
+    edition = built_edition()
+    ledger_of(edition, 3)
+    Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="failed")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE digest_delivery")
+    monkeypatch.setattr(digest_admin, "ESTIMATED_COUNT_FROM", 1)
+    Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="failed")  # not in the estimate
+
+    failed = admin_client.get("/admin/digest/delivery/?status__exact=failed").context["cl"]
+    monkeypatch.setattr(digest_admin, "ESTIMATED_COUNT_FROM", 1000)
+    small = admin_client.get("/admin/digest/delivery/").context["cl"]
+
+    assert failed.result_count == 2 and small.result_count == 5
+
+
+def test_the_ledger_is_searched_by_exact_address_or_message_id_through_their_indexes(admin_client):
+    edition = built_edition()
+    ada, bob = SubscriberFactory(email="ada@example.org"), SubscriberFactory(email="bob@example.org")
+    by_ada = Delivery.objects.create(subscriber=ada, edition=edition, status="sent")
+    by_bob = Delivery.objects.create(subscriber=bob, edition=edition, status="sent",
+                                     esp_message_id="<20261204.abc@mg.example.org>")
+
+    def found(term):
+        return {d.pk for d in admin_client.get("/admin/digest/delivery/", {"q": term}).context["cl"].result_list}
+
+    assert found("ADA@example.org") == {by_ada.pk}
+    assert found("20261204.abc@mg.example.org") == found("<20261204.abc@mg.example.org>") == {by_bob.pk}
+    assert found("example.org") == found("<>") == set()
+    searched, _ = site._registry[Delivery].get_search_results(None, Delivery.objects.all(), "bob@example.org")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = searched.explain()
+    assert "delivery_esp_message_idx" in plan and "digest_delivery_subscriber_id" in plan
+    assert "Seq Scan" not in plan
 
 
 def test_the_preview_renders_the_real_email_html_and_sends_nothing(admin_client, mailoutbox):
