@@ -89,6 +89,29 @@ def is_blocked(email):
     return suppression_reason(email) in BLOCKING_SUPPRESSIONS
 
 
+def with_last_delivery(subscribers, chunk_size=500):
+    """``subscribers``, each given ``last_delivery_at`` (when its latest digest was sent).
+
+    Looked up a chunk at a time through the ledger's subscriber index: a list page or an
+    export reads its own readers' deliveries, where annotating the query aggregated the
+    whole ledger (a row per reader and digest) on every page.
+    """
+    from digest.models import Delivery
+    from digest.sending import chunked
+
+    for chunk in chunked(subscribers, chunk_size):
+        last = dict(
+            Delivery.objects.filter(subscriber_id__in=[subscriber.pk for subscriber in chunk])
+            .order_by()
+            .values("subscriber_id")
+            .annotate(at=Max("sent_at"))
+            .values_list("subscriber_id", "at")
+        )
+        for subscriber in chunk:
+            subscriber.last_delivery_at = last.get(subscriber.pk)
+            yield subscriber
+
+
 # --- Links and emails -------------------------------------------------------
 
 
@@ -449,29 +472,6 @@ def delete_subscriber(subscriber):
 
 
 # --- Data rights ------------------------------------------------------------
-
-
-def with_last_delivery(subscribers, chunk_size=500):
-    """``subscribers``, each given ``last_delivery_at`` (when its latest digest was sent).
-
-    Looked up a chunk at a time through the ledger's subscriber index: a list page or an
-    export reads its own readers' deliveries, where annotating the query aggregated the
-    whole ledger (a row per reader and digest) on every page.
-    """
-    from digest.models import Delivery
-    from digest.sending import chunked
-
-    for chunk in chunked(subscribers, chunk_size):
-        last = dict(
-            Delivery.objects.filter(subscriber_id__in=[subscriber.pk for subscriber in chunk])
-            .order_by()
-            .values("subscriber_id")
-            .annotate(at=Max("sent_at"))
-            .values_list("subscriber_id", "at")
-        )
-        for subscriber in chunk:
-            subscriber.last_delivery_at = last.get(subscriber.pk)
-            yield subscriber
 
 
 def _iso(value):
