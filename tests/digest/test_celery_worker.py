@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from digest.dashboard import KEPT_CONTEXT_KEY
+from digest.editions import edition_date_for
 from digest.models import Delivery
 from tests.factories import EditionFactory, SubscriberFactory
 from tests.ops.stack import Stack, wait_until
@@ -59,7 +60,7 @@ def test_the_dashboard_shows_the_figures_a_real_worker_computed_and_kept_in_redi
 ):
     settings.CACHES = redis_cache(redis_server.url())  # the worker's cache too
     process, workdir = celery_worker_process
-    edition = EditionFactory(date=timezone.localdate(), cadence="daily")
+    edition = EditionFactory(date=edition_date_for("daily", timezone.localdate()), cadence="daily")  # Friday's at weekends
     Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition, status="sent", sent_at=timezone.now())
     client.force_login(User.objects.create_user("operator", password="x", is_staff=True, is_superuser=True))
     key = KEPT_CONTEXT_KEY.format(day=timezone.localdate().isoformat())

@@ -384,7 +384,7 @@ def test_only_digests_of_editions_built_since_todays_papers_were_first_seen_are_
     today = built_edition("daily")
     subscriber = SubscriberFactory(interests="")
     recent_paper, old_paper = today.papers.first(), PaperFactory(first_seen_at=timezone.now() - timedelta(days=400))
-    past_digest(subscriber, timezone.localdate() - timedelta(days=1), [recent_paper.pk], built_days_ago=0)
+    past_digest(subscriber, today.date - timedelta(days=1), [recent_paper.pk], built_days_ago=0)
     old = past_digest(subscriber, timezone.localdate() - timedelta(days=300), [old_paper.pk], built_days_ago=300)
 
     readers = load_readers(today, [subscriber.pk])
