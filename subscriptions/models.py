@@ -75,7 +75,12 @@ class Subscriber(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "frequency"], name="subscriber_due_idx")]
+        indexes = [
+            models.Index(fields=["status", "frequency"], name="subscriber_due_idx"),
+            # The admin's list, newest first, and its sign-up date filter: without it each view
+            # sorted every reader (0.2 s at a million). Written once per sign-up, never updated.
+            models.Index(fields=["created_at"], name="subscriber_created_idx"),
+        ]
         constraints = [
             # Mailboxes are case-insensitive in practice: one row per address, whatever its case.
             models.UniqueConstraint(Lower("email"), name="subscriber_email_ci_unique"),

@@ -75,6 +75,19 @@ def test_the_list_shows_each_readers_last_delivery_read_for_its_page_alone(admin
     assert "JOIN" not in ledger_reads[0]
 
 
+def test_the_list_reads_its_page_newest_first_through_the_sign_up_index(admin_client):
+    from django.db import connection
+
+    SubscriberFactory.create_batch(3)
+    cl = admin_client.get(reverse(CHANGELIST)).context["cl"]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = cl.queryset[:100].explain()
+
+    assert cl.queryset.query.order_by[0] == "-created_at"
+    assert "subscriber_created_idx" in plan
+
+
 def test_the_export_gives_each_reader_its_last_delivery(admin_client, subscriber):
     sent_at = timezone.now() - timedelta(hours=5)
     Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(cadence="weekly"), status="sent",
