@@ -79,11 +79,26 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class DeliveryInline(ReadOnlyInline):
+# A reader's change page shows their latest deliveries and votes as inline rows; the rest are
+# a link away (``SubscriberAdmin.history``): a year of daily digests is some 260 rows.
+LATEST_SHOWN = 30
+
+
+class LatestInline(ReadOnlyInline):
+    """The reader's latest LATEST_SHOWN rows, newest first (``SubscriberAdmin.get_formset_kwargs``)."""
+
+    ordering = ("-pk",)
+
+    def latest_of(self, subscriber, queryset):
+        latest = self.model.objects.filter(subscriber=subscriber).order_by("-pk")[:LATEST_SHOWN]
+        return queryset.filter(pk__in=list(latest.values_list("pk", flat=True)))
+
+
+class DeliveryInline(LatestInline):
     model = Delivery
+    verbose_name_plural = f"latest deliveries (up to {LATEST_SHOWN})"
     fields = ("edition", "status", "paper_count", "sent_at", "opened_at", "clicked_at", "reason")
     readonly_fields = fields
-    ordering = ("-created_at",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("edition")
@@ -93,11 +108,11 @@ class DeliveryInline(ReadOnlyInline):
         return len(delivery.paper_ids or [])
 
 
-class FeedbackInline(ReadOnlyInline):
+class FeedbackInline(LatestInline):
     model = Feedback
+    verbose_name_plural = f"latest votes (up to {LATEST_SHOWN})"
     fields = ("paper", "vote", "created_at")
     readonly_fields = fields
-    ordering = ("-created_at",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("paper")
@@ -138,6 +153,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "unsubscribed_via",
         "consent_note",
         "updated_at",
+        "history",
     )
     fieldsets = (
         (None, {"fields": ("email", "status")}),
@@ -167,6 +183,7 @@ class SubscriberAdmin(admin.ModelAdmin):
                     "unsubscribed_at",
                     "unsubscribed_via",
                     "updated_at",
+                    "history",
                 )
             },
         ),
@@ -195,6 +212,25 @@ class SubscriberAdmin(admin.ModelAdmin):
     @admin.display(description="last delivery")
     def last_delivery(self, subscriber):
         return subscriber.last_delivery_at
+
+    @admin.display(description="all deliveries and votes")
+    def history(self, subscriber):
+        """Counts of the reader's deliveries and votes, each linked to its list filtered on them
+        (the inline rows below show only the latest)."""
+        if subscriber.pk is None:
+            return "-"
+        links = [
+            (reverse(f"admin:digest_{model._meta.model_name}_changelist"), subscriber.pk,
+             model.objects.filter(subscriber=subscriber).count(), label)
+            for model, label in ((Delivery, "deliveries"), (Feedback, "votes"))
+        ]
+        return format_html_join(" · ", '<a href="{}?subscriber={}">{} {}</a>', links)
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, LatestInline) and obj is not None and obj.pk is not None:
+            kwargs["queryset"] = inline.latest_of(obj, kwargs["queryset"])
+        return kwargs
 
     def save_model(self, request, obj, form, change):
         """A subscriber added here starts pending and gets a confirmation email."""

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from digest.models import Delivery, Feedback
-from subscriptions import services
+from subscriptions import admin, services
 from subscriptions.models import Subscriber, Suppression
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 
@@ -127,6 +127,42 @@ def test_the_change_page_shows_deliveries_and_feedback_inline(admin_client, subs
     assert "Deliveries" in html and "Feedback" in html
     assert "Inline paper title" in html
     assert subscriber.token_secret not in html
+
+
+def test_the_change_page_shows_the_latest_deliveries_and_votes_and_links_to_all(admin_client, subscriber):
+    other = SubscriberFactory()
+    today = timezone.localdate()
+    deliveries = [
+        Delivery.objects.create(subscriber=subscriber, edition=EditionFactory(date=today - timedelta(days=n)),
+                                status="sent")
+        for n in range(35)
+    ]
+    Delivery.objects.create(subscriber=other, edition=EditionFactory(date=today - timedelta(days=40)))
+    votes = [Feedback.objects.create(subscriber=subscriber, paper=PaperFactory(), vote=1) for _ in range(33)]
+
+    response = admin_client.get(reverse("admin:subscriptions_subscriber_change", args=[subscriber.pk]))
+
+    assert response.status_code == 200
+    shown = {
+        formset.formset.model: [form.instance.pk for form in formset.formset.forms]
+        for formset in response.context["inline_admin_formsets"]
+    }
+    assert shown[Delivery] == [d.pk for d in reversed(deliveries)][:admin.LATEST_SHOWN]
+    assert shown[Feedback] == [v.pk for v in reversed(votes)][:admin.LATEST_SHOWN]
+    html = response.content.decode()
+    all_deliveries = f'{reverse("admin:digest_delivery_changelist")}?subscriber={subscriber.pk}'
+    assert f'<a href="{all_deliveries}">35 deliveries</a>' in html
+    assert f'<a href="{reverse("admin:digest_feedback_changelist")}?subscriber={subscriber.pk}">33 votes</a>' in html
+
+    listed = admin_client.get(all_deliveries)
+    assert listed.status_code == 200
+    assert sorted(d.pk for d in listed.context["cl"].result_list) == sorted(d.pk for d in deliveries)
+
+
+def test_the_add_page_links_to_no_history(admin_client):
+    response = admin_client.get(reverse("admin:subscriptions_subscriber_add"))
+    assert response.status_code == 200
+    assert "?subscriber=" not in response.content.decode()
 
 
 def test_operators_edit_preferences_but_not_the_status(admin_client, subscriber):
