@@ -389,7 +389,7 @@ def build_data(subscribers, own_phrases=0.0, seed=7):
 
 
 def build_history(days, seed=9):
-    """``days`` past daily editions (weekdays before today), each with a sent digest of 10 papers
+    """``days`` past daily editions (weekdays before today's edition), each with a sent digest of 10 papers
     for every reader, as a ledger looks after months of service (COPY; the papers are ids of
     earlier papers, none of them in today's edition)."""
     import io
@@ -404,7 +404,7 @@ def build_history(days, seed=9):
 
     rng = random.Random(seed)
     readers = list(Subscriber.objects.values_list("pk", flat=True))
-    day, editions = timezone.localdate(), []
+    day, editions = edition_date_for("daily", timezone.localdate()), []  # today's edition: Friday's at weekends
     while len(editions) < days:
         day = edition_date_for("daily", day - timedelta(days=1))
         built = timezone.make_aware(datetime(day.year, day.month, day.day, 6))
