@@ -7,14 +7,15 @@ Run by hand from the repository root (not part of the test suite):
 It starts a throwaway PostgreSQL cluster (tests.servers), fills it as
 ``bench/dashboard.py`` does (N active readers, today's daily edition and a
 sent delivery each, ``--history-days D`` past daily digests each before it),
-analyses it, logs in a superuser and requests the admin's pages through
+marks one in FAILED_EVERY of today's deliveries failed, analyses it, logs in a superuser and requests the admin's pages through
 Django's test client: the subscriber list (plain, searched, filtered), one
-subscriber's page, the delivery list (plain, by status, by edition, searched
-by address and by ESP message id) and one delivery's page. Each page is
+subscriber's page, the delivery list (plain, by status, by edition, by
+reader, searched by address and by ESP message id) and one delivery's page. Each page is
 requested ROUNDS times; it prints the fastest, its SQL queries and its
 slowest statement, and checks what the pages show: every row of the
-subscriber list with its last delivery, the searched reader's digests found
-by address and by message id. Nothing leaves 127.0.0.1. It ends with one line:
+subscriber list with its last delivery, the reader's page with their latest
+deliveries, the failed rows newest first, the searched reader's digests found
+by address, by reader and by message id. Nothing leaves 127.0.0.1. It ends with one line:
 
     RESULT subscribers=N ledger_rows=R subscriber_list_seconds=S delivery_list_seconds=D slowest_page_seconds=P slowest_page=URL
 """
@@ -31,6 +32,7 @@ from bench.dashboard import insert_deliveries  # noqa: E402
 from bench.digest_scale import build_data, build_history, configure_env, django_setup, start_database  # noqa: E402
 
 ROUNDS = 3
+FAILED_EVERY = 1000
 
 
 def timed_page(client, url):
@@ -60,18 +62,30 @@ def pages(edition, reader, delivery):
         ("deliveries, failed", "/admin/digest/delivery/?status__exact=failed"),
         ("deliveries, sending", "/admin/digest/delivery/?status__exact=sending"),
         ("deliveries, today's edition", f"/admin/digest/delivery/?edition__id__exact={edition.pk}"),
+        ("deliveries, of a reader", f"/admin/digest/delivery/?subscriber={reader.pk}"),
         ("deliveries, by address", f"/admin/digest/delivery/?q={reader.email}"),
         ("deliveries, by message id", f"/admin/digest/delivery/?q={delivery.esp_message_id.strip('<>')}"),
         ("a delivery", f"/admin/digest/delivery/{delivery.pk}/change/"),
     ]
 
 
-def check(responses, reader, history_days):
+def check(responses, reader, history_days, failed_ids):
     """What the pages show, against the data inserted."""
+    from subscriptions.admin import LATEST_SHOWN
+
     problems = [f"{name}: HTTP {r.status_code}" for name, r in responses.items() if r.status_code != 200]
     listed = responses["subscribers"].context["cl"].result_list
     if len(listed) != 100 or any(s.last_delivery_at is None for s in listed):
         problems.append("the subscriber list's page lacks a last delivery")
+    inline = [f.instance for f in responses["a subscriber"].context["inline_admin_formsets"][0].formset.forms]
+    if len(inline) != min(LATEST_SHOWN, history_days + 1) or any(d.subscriber_id != reader.pk for d in inline):
+        problems.append(f"the reader's page shows {len(inline)} deliveries")
+    failed = responses["deliveries, failed"].context["cl"]
+    if failed.result_count != len(failed_ids) or [d.pk for d in failed.result_list] != failed_ids[:100]:
+        problems.append(f"the failed filter found {failed.result_count} of {len(failed_ids)} failed deliveries")
+    of_reader = responses["deliveries, of a reader"].context["cl"]
+    if of_reader.result_count != history_days + 1 or any(d.subscriber_id != reader.pk for d in of_reader.result_list):
+        problems.append(f"the reader's deliveries list found {of_reader.result_count}")
     by_address = responses["deliveries, by address"].context["cl"]
     if by_address.result_count != history_days + 1 or any(d.subscriber_id != reader.pk for d in by_address.result_list):
         problems.append(f"searching the reader's address found {by_address.result_count} deliveries")
@@ -112,10 +126,15 @@ def main():
             build_history(args.history_days)
         insert_deliveries(edition)
         with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE digest_delivery SET status = 'failed', reason = 'the ESP refused the recipient' "
+                "WHERE edition_id = %s AND id %% %s = 0 RETURNING id", [edition.pk, FAILED_EVERY],
+            )
+            failed_ids = sorted((row[0] for row in cursor.fetchall()), reverse=True)
             cursor.execute("ANALYZE")
         rows = Delivery.objects.count()
-        print(f"setup: {args.subscribers} readers, {rows} deliveries ({args.history_days} past digests per reader) "
-              f"in {time.perf_counter() - started:.1f} s")
+        print(f"setup: {args.subscribers} readers, {rows} deliveries ({args.history_days} past digests per reader, "
+              f"{len(failed_ids)} failed) in {time.perf_counter() - started:.1f} s")
 
         client = Client()
         client.force_login(User.objects.create_superuser("operator", "operator@example.org", None))
@@ -126,7 +145,7 @@ def main():
             seconds[name], queries, slowest, responses[name] = timed_page(client, url)
             print(f"{name:<30} {seconds[name]:7.3f} s {queries:4d} queries  slowest {float(slowest['time']):.3f} s: "
                   f"{slowest['sql'][:90]}")
-        problems = check(responses, reader, args.history_days)
+        problems = check(responses, reader, args.history_days, failed_ids)
         print("   checks: " + ("ok" if not problems else "; ".join(problems)))
         worst = max(seconds, key=seconds.get)
         print(f"RESULT subscribers={args.subscribers} ledger_rows={rows} "

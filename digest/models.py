@@ -109,9 +109,10 @@ class Delivery(models.Model):
         # No index on status alone: right after a day's rows are claimed the planner's
         # statistics say "few pending rows" and an index on status would lead it to scan
         # every pending row for each batch. Rows are found by id or (subscriber, edition);
-        # only the stale-send sweep and the admin's filter look by status, through this
-        # partial index. Its condition names ``sent_at`` (null on every row in ``sending``)
-        # so that only a query saying so (``with_status``) can read it: it keeps an entry
+        # only the stale-send sweep and the admin's filter look by status, through partial
+        # indexes: on rows in ``sending`` and on failed rows. The first one's condition names
+        # ``sent_at`` (null on every row in ``sending``) so that only a query saying so
+        # (``with_status``) can read it: it keeps an entry
         # for each row that passed through ``sending`` until a vacuum, and recording a
         # batch through it (as the planner chose, its statistics not knowing the day's
         # rows) read them all for every batch. Every index is written on each of a row's
@@ -137,6 +138,10 @@ class Delivery(models.Model):
                 fields=["complained_at"], name="delivery_complained_idx",
                 condition=models.Q(complained_at__isnull=False),
             ),
+            # The admin's "failed" filter, newest first: what an operator looks for after a bad
+            # send. Failed rows are few and a row enters this index only when it fails; without
+            # it the filter read the whole ledger for its page and its count.
+            models.Index(fields=["id"], name="delivery_failed_idx", condition=models.Q(status="failed")),
         ]
 
     def __str__(self):

@@ -43,6 +43,22 @@ def test_deliveries_in_sending_are_listed_through_their_partial_index(admin_clie
     assert "delivery_stale_send_idx" in plan
 
 
+def test_failed_deliveries_are_listed_newest_first_through_their_partial_index(admin_client):
+    edition = built_edition()
+    older, newer, sent = SubscriberFactory(), SubscriberFactory(), SubscriberFactory()
+    Delivery.objects.create(subscriber=older, edition=edition, status="failed", reason="refused")
+    Delivery.objects.create(subscriber=newer, edition=edition, status="failed", reason="refused")
+    Delivery.objects.create(subscriber=sent, edition=edition, status="sent")
+
+    response = admin_client.get("/admin/digest/delivery/?status__exact=failed")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = Delivery.objects.with_status("failed").order_by("-pk")[:100].explain()
+
+    assert [d.subscriber for d in response.context["cl"].result_list] == [newer, older]
+    assert "delivery_failed_idx" in plan
+
+
 def ledger_of(edition, count):
     """``count`` deliveries, claimed out of time order (the list orders them by id)."""
     from datetime import timedelta
