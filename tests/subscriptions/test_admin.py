@@ -152,11 +152,15 @@ def test_the_change_page_shows_the_latest_deliveries_and_votes_and_links_to_all(
     html = response.content.decode()
     all_deliveries = f'{reverse("admin:digest_delivery_changelist")}?subscriber={subscriber.pk}'
     assert f'<a href="{all_deliveries}">35 deliveries</a>' in html
-    assert f'<a href="{reverse("admin:digest_feedback_changelist")}?subscriber={subscriber.pk}">33 votes</a>' in html
+    all_votes = f'{reverse("admin:digest_feedback_changelist")}?subscriber={subscriber.pk}'
+    assert f'<a href="{all_votes}">33 votes</a>' in html
 
     listed = admin_client.get(all_deliveries)
     assert listed.status_code == 200
     assert sorted(d.pk for d in listed.context["cl"].result_list) == sorted(d.pk for d in deliveries)
+    listed = admin_client.get(all_votes)
+    assert listed.status_code == 200
+    assert sorted(v.pk for v in listed.context["cl"].result_list) == sorted(v.pk for v in votes)
 
 
 def test_the_add_page_links_to_no_history(admin_client):
