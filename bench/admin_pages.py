@@ -7,15 +7,16 @@ Run by hand from the repository root (not part of the test suite):
 It starts a throwaway PostgreSQL cluster (tests.servers), fills it as
 ``bench/dashboard.py`` does (N active readers, today's daily edition and a
 sent delivery each, ``--history-days D`` past daily digests each before it),
-marks one in FAILED_EVERY of today's deliveries failed, analyses it, logs in a superuser and requests the admin's pages through
-Django's test client: the subscriber list (plain, searched, filtered), one
-subscriber's page, the delivery list (plain, by status, by edition, by
-reader, searched by address and by ESP message id) and one delivery's page. Each page is
-requested ROUNDS times; it prints the fastest, its SQL queries and its
-slowest statement, and checks what the pages show: every row of the
-subscriber list with its last delivery, the reader's page with their latest
-deliveries, the failed rows newest first, the searched reader's digests found
-by address, by reader and by message id. Nothing leaves 127.0.0.1. It ends with one line:
+marks one in FAILED_EVERY of today's deliveries failed, analyses it, logs in
+a superuser and requests the admin's pages through Django's test client: the
+subscriber list (plain, searched, filtered), one subscriber's page, the
+delivery list (plain, by status, by edition, by reader, searched by address
+and by ESP message id) and one delivery's page. Each page is requested
+ROUNDS times; it prints the fastest, its SQL queries and its slowest
+statement, and checks what the pages show: every row of the subscriber list
+with its last delivery, the reader's page with their latest deliveries, the
+failed rows newest first, the searched reader's digests found by address, by
+reader and by message id. Nothing leaves 127.0.0.1. It ends with one line:
 
     RESULT subscribers=N ledger_rows=R subscriber_list_seconds=S delivery_list_seconds=D slowest_page_seconds=P slowest_page=URL
 """

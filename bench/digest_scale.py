@@ -389,9 +389,9 @@ def build_data(subscribers, own_phrases=0.0, seed=7):
 
 
 def build_history(days, seed=9):
-    """``days`` past daily editions (weekdays before today's edition), each with a sent digest of 10 papers
-    for every reader, as a ledger looks after months of service (COPY; the papers are ids of
-    earlier papers, none of them in today's edition)."""
+    """``days`` past daily editions (weekdays before today's edition), each with a sent digest of
+    10 papers for every reader, as a ledger looks after months of service (COPY; the papers are
+    ids of earlier papers, none of them in today's edition)."""
     import io
     from datetime import datetime, timedelta
 

@@ -107,18 +107,17 @@ class Delivery(models.Model):
             )
         ]
         # No index on status alone: right after a day's rows are claimed the planner's
-        # statistics say "few pending rows" and an index on status would lead it to scan
-        # every pending row for each batch. Rows are found by id or (subscriber, edition);
-        # only the stale-send sweep and the admin's filter look by status, through partial
-        # indexes: on rows in ``sending`` and on failed rows. The first one's condition names
-        # ``sent_at`` (null on every row in ``sending``) so that only a query saying so
-        # (``with_status``) can read it: it keeps an entry
-        # for each row that passed through ``sending`` until a vacuum, and recording a
-        # batch through it (as the planner chose, its statistics not knowing the day's
-        # rows) read them all for every batch. Every index is written on each of a row's
-        # three versions (pending, sending, sent), so there are few: webhooks find sent
-        # rows by ESP message id (exact match only, so without the pattern-ops twin
-        # ``db_index=True`` would add, and only rows that have one).
+        # statistics say "few pending rows" and an index on status would lead it to scan every
+        # pending row for each batch. Rows are found by id or (subscriber, edition); only the
+        # stale-send sweep and the admin's filter look by status, through partial indexes: on
+        # rows in ``sending`` and on failed rows. The first one's condition names ``sent_at``
+        # (null on every row in ``sending``) so that only a query saying so (``with_status``)
+        # can read it: it keeps an entry for each row that passed through ``sending`` until a
+        # vacuum, and recording a batch through it (as the planner chose, its statistics not
+        # knowing the day's rows) read them all for every batch. Every index without a condition
+        # is written on each of a row's three versions (pending, sending, sent), so there are
+        # few: webhooks find sent rows by ESP message id (exact match only, so without the
+        # pattern-ops twin ``db_index=True`` would add, and only rows that have one).
         indexes = [
             models.Index(
                 fields=["sending_at"], name="delivery_stale_send_idx",
