@@ -38,7 +38,9 @@ What it does:
    bodies of about 100,000 readers are kept to compare: beyond that, those of
    every k-th ESP call).
 6. Prints per phase (select/claim, rank, render, send, record) the seconds,
-   rows/s, SQL queries and peak RSS, then one RESULT line.
+   rows/s, SQL queries and peak RSS; per worker its page faults per digest;
+   the CPU of the workers, PostgreSQL and the imitation ESP; then one RESULT
+   line.
 """
 
 import argparse
@@ -115,6 +117,11 @@ def cpu_seconds():
     """CPU seconds (user + system) this process has used, all its threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def page_faults():
+    """Minor page faults this process has taken: memory the kernel mapped in for it."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def tree_cpu_seconds(root_pid):
@@ -490,7 +497,7 @@ def send_worker(database_url, esp_url, workers, index, start_queue, result_queue
     from digest.tasks import send_digest_chunk
 
     result_queue.put({"index": index, "boot": time.perf_counter() - booted})
-    boot_cpu = cpu_seconds()
+    boot_cpu, boot_faults = cpu_seconds(), page_faults()
     due = start_queue.get(timeout=3600)
     if profile and index == 0:
         import cProfile
@@ -524,6 +531,7 @@ def send_worker(database_url, esp_url, workers, index, start_queue, result_queue
         "index": index, "sent": sent, "seconds": finished - prepared_at, "prepare": prepared_at - started,
         "queries": counter.count, "peak_rss_mb": peak_rss_mb(), "phases": clock.summary(),
         "cpu_seconds": cpu_seconds() - boot_cpu,
+        "page_faults": page_faults() - boot_faults,
         "slowest": counter.slowest(),
     })
 
@@ -770,7 +778,7 @@ def report(n, workers, outcomes, wall, stats, by_status, problems):
     for o in sorted(outcomes, key=lambda o: o["index"]):
         print(f"   worker {o['index']}: booted in {o['boot']:.2f} s (not timed), then sent {o['sent']} in "
               f"{o['seconds']:.2f} s (edition prepared in {o['prepare']:.2f} s before), {o['queries']} queries, "
-              f"peak RSS {o['peak_rss_mb']:.0f} MB")
+              f"peak RSS {o['peak_rss_mb']:.0f} MB, {o['page_faults'] / max(o['sent'], 1):.2f} page faults per digest")
     print("   (seconds summed over workers; rank and render are timed per reader, peak RSS is the process peak at the phase's last exit)")
     print("   slowest SQL statements of worker 0 (count, seconds):")
     for statement, (count, seconds) in next(o for o in outcomes if o["index"] == 0)["slowest"]:

@@ -61,6 +61,7 @@ from django.utils import timezone
 from papers.models import Paper
 from subscriptions.models import Subscriber
 
+from .allocator import keep_freed_memory
 from .emails import BatchPart, build_batch_email, build_email
 from .esp import BatchAnswer, MailgunBatch, batch_style, batches, digest_esp_extra, keep_connections_for
 from .models import Delivery, Edition, Feedback
@@ -1052,6 +1053,7 @@ def fewer_collections():
 
 
 def send_chunk(edition, subscriber_ids, prepared):
+    keep_freed_memory()
     report = SendReport()
     style = batch_style()
     skipped = {}
