@@ -6,6 +6,7 @@ yet sent. Every change goes through ``digest.services``.
 """
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Q
@@ -70,6 +71,31 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
         return queryset.with_status(self.value()) if self.value() else queryset
 
 
+class ReaderFilter(admin.SimpleListFilter):
+    """One reader's rows (``?subscriber=<id>``, what a reader's admin page links to), named in
+    the sidebar by address. It offers no list of readers to pick from: there may be millions."""
+
+    title = "subscriber"
+    parameter_name = "subscriber"
+
+    def lookups(self, request, model_admin):
+        reader = self.reader_id()
+        email = Subscriber.objects.filter(pk=reader).values_list("email", flat=True).first() if reader else None
+        return [(str(reader), email)] if email else []
+
+    def queryset(self, request, queryset):
+        reader = self.reader_id()
+        return queryset.filter(subscriber_id=reader) if reader else queryset
+
+    def reader_id(self):
+        value = self.value()
+        if value is None:
+            return None
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"not a subscriber id: {value!r}")
+        return int(value)
+
+
 # Below this many rows (the planner's estimate) the ledger is counted exactly.
 ESTIMATED_COUNT_FROM = 100_000
 
@@ -106,7 +132,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     counting or searching by substring read the whole ledger on every view."""
 
     list_display = ["edition", "subscriber", "status", "sent_at", "attempts", "reason"]
-    list_filter = [DeliveryStatusFilter, "edition", "edition__cadence"]
+    list_filter = [DeliveryStatusFilter, "edition", "edition__cadence", ReaderFilter]
     search_fields = ["subscriber__email", "esp_message_id"]
     search_help_text = "An email address or an ESP message id, exactly."
     ordering = ["-pk"]
@@ -179,7 +205,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 @admin.register(Feedback)
 class FeedbackAdmin(admin.ModelAdmin):
     list_display = ["subscriber", "paper", "vote", "created_at"]
-    list_filter = ["vote"]
+    list_filter = ["vote", ReaderFilter]
     search_fields = ["subscriber__email", "paper__title"]
     list_select_related = ["subscriber", "paper"]
     raw_id_fields = ["subscriber", "paper"]

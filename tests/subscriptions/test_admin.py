@@ -155,12 +155,16 @@ def test_the_change_page_shows_the_latest_deliveries_and_votes_and_links_to_all(
     all_votes = f'{reverse("admin:digest_feedback_changelist")}?subscriber={subscriber.pk}'
     assert f'<a href="{all_votes}">33 votes</a>' in html
 
-    listed = admin_client.get(all_deliveries)
-    assert listed.status_code == 200
-    assert sorted(d.pk for d in listed.context["cl"].result_list) == sorted(d.pk for d in deliveries)
-    listed = admin_client.get(all_votes)
-    assert listed.status_code == 200
-    assert sorted(v.pk for v in listed.context["cl"].result_list) == sorted(v.pk for v in votes)
+    for url, rows in ((all_deliveries, deliveries), (all_votes, votes)):
+        listed = admin_client.get(url)
+        assert listed.status_code == 200
+        assert sorted(row.pk for row in listed.context["cl"].result_list) == sorted(row.pk for row in rows)
+        assert subscriber.email in listed.content.decode().split('id="changelist-filter"')[1]  # the filter names them
+
+
+def test_a_reader_filter_that_is_not_an_id_is_refused_not_an_error(admin_client):
+    response = admin_client.get(reverse("admin:digest_delivery_changelist") + "?subscriber=1%20OR%201")
+    assert response.status_code == 302 and "e=1" in response["Location"]
 
 
 def test_the_add_page_links_to_no_history(admin_client):
