@@ -12,7 +12,8 @@ Instead:
 - the days after the last kept one are counted live, from the rows claimed
   since, which are found through the primary key: each kept day holds the
   lowest id of the rows claimed after it (ids are handed out in order, so a
-  row claimed later never gets a lower one).
+  row claimed later never gets a lower one); before any day is kept, a
+  binary search over ids finds the first row claimed since a moment.
 
 A row that changes status after its day was counted (a retry two days late)
 is not counted again; bounces and complaints, which arrive for days, are
@@ -86,11 +87,16 @@ def settle(days):
 
 def claimed_since(day):
     """The deliveries that may have been claimed on ``day`` or later: from the id kept with the
-    closest kept day before it (all of them while no day is kept)."""
+    closest kept day before it or, while none is kept, from the first row claimed since its
+    midnight (``first_id_claimed_since``)."""
     start = (
         DeliveryDay.objects.filter(day__lt=day).order_by("-day").values_list("next_delivery_id", flat=True).first()
     )
-    return Delivery.objects.all() if start is None else Delivery.objects.filter(pk__gte=start)
+    if start is None:
+        start = first_id_claimed_since(local_midnight(day))
+        if start is None:
+            return Delivery.objects.none()
+    return Delivery.objects.filter(pk__gte=start)
 
 
 def first_id_claimed_since(moment):

@@ -113,6 +113,23 @@ def test_the_live_days_are_read_from_the_rows_claimed_since_the_last_kept_day():
     assert [(day, status, n) for day, status, n, _ in live] == [(WEDNESDAY.date(), "sent", 1)]
 
 
+def test_before_any_day_is_kept_the_days_are_read_from_the_first_row_claimed_since():
+    """The first view of the dashboard counts its window, not the ledger's months before it."""
+    with time_machine.travel(WEDNESDAY, tick=False):
+        edition = EditionFactory(date=WEDNESDAY.date())
+        claim(edition, timezone.now() - timedelta(days=40))
+        first_in_window = claim(edition, timezone.now() - timedelta(days=3))
+        claim(edition, timezone.now())
+        counted = ledger_days.claim_groups(timezone.localdate() - timedelta(days=5))
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            plan = counted.explain()
+
+    assert not DeliveryDay.objects.exists()
+    assert "digest_delivery_pkey" in plan and f"(id >= {first_in_window.pk})" in plan
+    assert sum(n for _, _, n, _ in counted) == 2
+
+
 def test_a_kept_day_deleted_in_the_admin_is_counted_again_from_the_ledger(admin_client):
     with time_machine.travel(WEDNESDAY, tick=False):
         edition = EditionFactory(date=WEDNESDAY.date())
