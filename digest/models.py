@@ -76,7 +76,11 @@ class Delivery(models.Model):
     paper_ids = models.JSONField(
         default=list, blank=True, help_text="The papers handed (or perhaps handed) to the ESP."
     )
-    reasons = models.JSONField(default=dict, blank=True, help_text="Why-line per paper id.")
+    reasons = models.JSONField(
+        default=dict, blank=True,
+        help_text="Each why-line once, with the ids of the papers it explains (rows before "
+        "December 2026: a why-line per paper id).",
+    )
     reason = models.CharField(max_length=300, blank=True, help_text="Why skipped or failed.")
     esp_message_id = models.CharField(max_length=300, blank=True)
     send_token = models.CharField(
@@ -145,6 +149,29 @@ class Delivery(models.Model):
 
     def __str__(self):
         return f"{self.edition} → subscriber {self.subscriber_id} ({self.status})"
+
+    @staticmethod
+    def reasons_of(ranked):
+        """``reasons`` as the ledger keeps them: each why-line once, with the papers it explains.
+
+        A reader's why-lines repeat ("matches your interests: agents" for most of their papers);
+        kept once each they are about a third of the row instead of most of it, in every row
+        version the send writes.
+        """
+        papers_by_line = {}
+        for r in ranked:
+            papers_by_line.setdefault(r.reason, []).append(r.paper.id)
+        return papers_by_line
+
+    def why_lines(self):
+        """Each paper's why-line by paper id, from ``reasons`` in either shape."""
+        lines = {}
+        for key, value in self.reasons.items():
+            if isinstance(value, list):
+                lines.update(dict.fromkeys(value, key))
+            else:
+                lines[int(key)] = value
+        return lines
 
 
 class Feedback(models.Model):

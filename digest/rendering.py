@@ -547,8 +547,9 @@ def delivered_papers(delivery):
     from .ranking import RankedPaper
 
     papers = Paper.objects.filter(pk__in=delivery.paper_ids, block__isnull=True).in_bulk()
+    why_lines = delivery.why_lines()
     return [
-        RankedPaper(papers[pid], 0.0, 0.0, delivery.reasons.get(str(pid), ""))
+        RankedPaper(papers[pid], 0.0, 0.0, why_lines.get(pid, ""))
         for pid in delivery.paper_ids
         if pid in papers
     ]

@@ -637,7 +637,7 @@ def claim_for_send(items, report):
     """CAS the rows of ``items``; keep the ones won and record their papers before any send."""
     for c in items:
         c.delivery.paper_ids = [r.paper.id for r in c.ranked]
-        c.delivery.reasons = {str(r.paper.id): r.reason for r in c.ranked}
+        c.delivery.reasons = Delivery.reasons_of(c.ranked)
     with PHASES.phase("select/claim"):
         token, won = start_sending_with_papers([c.delivery for c in items])
     report.not_claimed += len(items) - len(won)

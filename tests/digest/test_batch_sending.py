@@ -133,7 +133,7 @@ def test_each_delivery_records_its_recipients_esp_message_id_and_metadata(esp_ou
             delivery = Delivery.objects.get(subscriber__email=email)
             assert metadata == {"delivery_id": str(delivery.pk)}
             assert delivery.status == "sent" and delivery.esp_message_id == str(index)
-            assert delivery.paper_ids and set(delivery.reasons) == {str(pid) for pid in delivery.paper_ids}
+            assert delivery.paper_ids and set(delivery.why_lines()) == set(delivery.paper_ids)
 
 
 def test_a_batch_also_stops_before_the_payload_gets_too_big(esp_outbox, readers, settings):

@@ -77,8 +77,19 @@ def test_view_in_browser_shows_the_digest_as_sent(client, sent):
     html = response.content.decode()
     assert response.status_code == 200 and response["X-Robots-Tag"] == "noindex"
     assert subscriber.email in html
-    for paper_id, reason in delivery.reasons.items():
+    assert delivery.why_lines()
+    for reason in delivery.why_lines().values():
         assert reason in html
+
+
+def test_view_in_browser_shows_a_digest_recorded_with_a_why_line_per_paper_id(client, sent):
+    """Rows written before the ledger kept each why-line once still show their why-lines."""
+    subscriber, delivery, message = sent
+    older = {str(pid): f"older why-line {number}" for number, pid in enumerate(delivery.paper_ids)}
+    Delivery.objects.filter(pk=delivery.pk).update(reasons=older)
+    view_url = re.search(r"View in your browser: (\S+)", message.body).group(1)
+    html = client.get(view_url.split("127.0.0.1:8000", 1)[1]).content.decode()
+    assert older and all(line in html for line in older.values())
 
 
 def test_view_in_browser_refuses_forged_and_unsent_digests(client, sent):
@@ -100,7 +111,7 @@ def test_the_private_feed_has_one_entry_per_sent_digest(client, sent):
     assert entry.find(f"{ATOM}title").text == message.subject
     assert "/d/" in entry.find(f"{ATOM}link").get("href")
     summary = entry.find(f"{ATOM}summary").text
-    assert all(reason in summary for reason in delivery.reasons.values())
+    assert all(reason in summary for reason in delivery.why_lines().values())
 
 
 def test_the_feed_refuses_a_forged_token_and_lists_nothing_unsent(client):

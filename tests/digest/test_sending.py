@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from digest import sending
 from digest.models import Delivery, Feedback
-from digest.ranking import MODEL_MIN_LIKES
+from digest.ranking import MODEL_MIN_LIKES, RankedPaper
 from digest.sending import (
     TransientSendError,
     claim_deliveries,
@@ -84,7 +84,33 @@ def test_sent_delivery_records_papers_reasons_and_message_id(mailoutbox):
     delivery = Delivery.objects.get()
     assert delivery.status == "sent" and delivery.sent_at is not None
     assert delivery.esp_message_id == mailoutbox[0].extra_headers["Message-ID"]
-    assert delivery.paper_ids and set(delivery.reasons) == {str(pid) for pid in delivery.paper_ids}
+    assert delivery.paper_ids and set(delivery.why_lines()) == set(delivery.paper_ids)
+
+
+def test_the_ledger_keeps_each_why_line_once_with_the_papers_it_explains(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory(interests="diffusion models", max_papers=10)
+    send_edition_to(edition, [subscriber.pk])
+    delivery = Delivery.objects.get()
+    papers_explained = [pid for pids in delivery.reasons.values() for pid in pids]
+    assert sorted(papers_explained) == sorted(delivery.paper_ids)
+    assert len(delivery.reasons) == len(set(delivery.why_lines().values()))
+
+
+def test_reasons_of_ranked_papers_keep_each_why_line_once_in_rank_order():
+    ranked = [RankedPaper(PaperFactory.build(id=pid), 0.0, 0.0, line)
+              for pid, line in [(7, "matches your interests: agents"), (3, "trending: 9 upvotes"),
+                                (5, "matches your interests: agents")]]
+    reasons = Delivery.reasons_of(ranked)
+    assert reasons == {"matches your interests: agents": [7, 5], "trending: 9 upvotes": [3]}
+    assert Delivery(reasons=reasons).why_lines() == {
+        7: "matches your interests: agents", 3: "trending: 9 upvotes", 5: "matches your interests: agents",
+    }
+
+
+def test_why_lines_of_a_row_recorded_with_a_line_per_paper_id_are_read_as_they_were():
+    older = Delivery(paper_ids=[12, 4], reasons={"12": "matches your interests: agents", "4": ""})
+    assert older.why_lines() == {12: "matches your interests: agents", 4: ""}
 
 
 def test_transient_esp_error_returns_delivery_to_pending_for_a_retry(mailoutbox):
