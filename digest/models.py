@@ -154,9 +154,9 @@ class Delivery(models.Model):
     def reasons_of(ranked):
         """``reasons`` as the ledger keeps them: each why-line once, with the papers it explains.
 
-        A reader's why-lines repeat ("matches your interests: agents" for most of their papers);
-        kept once each they are about a third of the row instead of most of it, in every row
-        version the send writes.
+        A reader's why-lines repeat ("matches your interests: agents" for most of their papers),
+        and a line per paper made them more than half of the row, in every row version the send
+        writes; kept once each, the row is about an eighth smaller.
         """
         papers_by_line = {}
         for r in ranked:
