@@ -88,14 +88,12 @@ def settle(days):
 def claimed_since(day):
     """The deliveries that may have been claimed on ``day`` or later: from the id kept with the
     closest kept day before it or, while none is kept, from the first row claimed since its
-    midnight (``first_id_claimed_since``)."""
+    midnight (``claimed_after``)."""
     start = (
         DeliveryDay.objects.filter(day__lt=day).order_by("-day").values_list("next_delivery_id", flat=True).first()
     )
     if start is None:
-        start = first_id_claimed_since(local_midnight(day))
-        if start is None:
-            return Delivery.objects.none()
+        return claimed_after(local_midnight(day))
     return Delivery.objects.filter(pk__gte=start)
 
 
