@@ -493,7 +493,7 @@ def send_worker(database_url, esp_url, workers, index, start_queue, result_queue
 
     from digest import sending
     from digest.scheduling import current_edition
-    from digest.sending import chunked
+    from more_itertools import chunked
     from digest.tasks import send_digest_chunk
 
     result_queue.put({"index": index, "boot": time.perf_counter() - booted})

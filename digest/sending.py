@@ -42,7 +42,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
-from itertools import islice
 
 import requests
 from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
@@ -57,6 +56,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import MD5, Cast, Concat
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
+from more_itertools import chunked
 
 from papers.models import Paper
 from subscriptions.models import Subscriber
@@ -826,13 +826,6 @@ def send_one_reconnecting(connection, message):
                 raise
 
 
-def chunked(iterable, size):
-    """Lists of ``size`` items from ``iterable`` (the last one shorter)."""
-    iterator = iter(iterable)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def send_individually(items, report):
     """One message per reader over one connection (SMTP, the outbox, ESPs without batching).
 
@@ -846,11 +839,10 @@ def send_individually(items, report):
     whose last message fails that way ends without stopping (and is not retried
     with nothing left to send, unless that message is to be retried).
     """
-    items = iter(items)
     connection = get_connection()
     esp_extra = digest_esp_extra()
     try:
-        while group := list(islice(items, ONE_BY_ONE_GROUP)):
+        for group in chunked(items, ONE_BY_ONE_GROUP):
             if report.must_stop("one by one"):
                 break  # a group composed, never claimed: its rows are still pending
             token, group = claim_for_send(group, report)

@@ -4,12 +4,12 @@ import logging
 
 from django.conf import settings
 from django.utils import timezone
+from more_itertools import chunked
 
 from .editions import build_editions_for, get_or_build_edition
 from .models import Cadence, Delivery, Edition
 from .scheduling import current_edition, due_subscriber_ids, end_of_day
 from .sending import (
-    chunked,
     claim_deliveries,
     load_readers,
     prepare_edition,

@@ -20,6 +20,7 @@ from django.db.models import F, Max, Q
 from django.db.models.functions import Coalesce, Lower
 from django.urls import reverse
 from django.utils import timezone
+from more_itertools import chunked
 
 from digest.emails import absolute_url, send_email
 
@@ -97,7 +98,6 @@ def with_last_delivery(subscribers, chunk_size=500):
     whole ledger (a row per reader and digest) on every page.
     """
     from digest.models import Delivery
-    from digest.sending import chunked
 
     for chunk in chunked(subscribers, chunk_size):
         last = dict(

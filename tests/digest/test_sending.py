@@ -10,6 +10,7 @@ from celery.exceptions import Retry
 from anymail.exceptions import AnymailRequestsAPIError
 from django.db import connection
 from django.utils import timezone
+from more_itertools import chunked
 
 from digest import sending
 from digest.models import Delivery, Feedback
@@ -272,7 +273,7 @@ def sent_today_so_far(editions=8, readers=40):
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE digest_delivery")
     ids = list(Delivery.objects.order_by("pk").values_list("pk", flat=True))
-    tokens = [start_sending_batch(batch)[0] for batch in sending.chunked(ids, 40)]
+    tokens = [start_sending_batch(batch)[0] for batch in chunked(ids, 40)]
     return tokens[-1], ids[-40:]
 
 
