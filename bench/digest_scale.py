@@ -490,10 +490,10 @@ def send_worker(database_url, esp_url, workers, index, start_queue, result_queue
     from django.conf import settings
     from django.db import connection
     from django.utils import timezone
+    from more_itertools import chunked
 
     from digest import sending
     from digest.scheduling import current_edition
-    from more_itertools import chunked
     from digest.tasks import send_digest_chunk
 
     result_queue.put({"index": index, "boot": time.perf_counter() - booted})
