@@ -650,12 +650,29 @@ def todays_deliveries():
     return Delivery.objects.filter(edition=current_edition("daily", timezone.now()))
 
 
+def settle_calls_after_send():
+    """With claims per call, the send leaves its rows pending and its calls hold their outcome;
+    the beat's sweep copies it onto the rows later (``digest.calls.settle_calls``). Run here,
+    after the send and not timed with it, so that the checks read each row's own status.
+    Returns (calls settled, seconds)."""
+    from digest.calls import settle_calls
+
+    started = time.perf_counter()
+    settled = settle_calls()
+    return settled, time.perf_counter() - started
+
+
 def verify(subscribers, esp_stats):
     from django.db.models import Count
 
+    from digest.models import SendCall
+
     by_status = dict(todays_deliveries().values_list("status").annotate(n=Count("id")))
+    unsettled = SendCall.objects.exclude(status="sent", settled_at__isnull=False).count()
     per_reader = todays_deliveries().filter(status="sent").values("subscriber_id").annotate(n=Count("id"))
     problems = []
+    if unsettled:
+        problems.append(f"{unsettled} ESP calls not sent and settled")
     if by_status.get("sent", 0) != subscribers:
         problems.append(f"sent deliveries {by_status} != {subscribers}")
     if per_reader.filter(n__gt=1).exists():
@@ -694,7 +711,11 @@ def main():
                         help="milliseconds the imitation ESP holds each call of the send before answering")
     parser.add_argument("--calls-in-flight", type=int, metavar="K",
                         help="DIGEST_ESP_CALLS_IN_FLIGHT for the send (default: the setting's)")
+    parser.add_argument("--claims", choices=["per-row", "per-call"],
+                        help="DIGEST_CLAIMS_PER_CALL for the send (default: the setting's)")
     args = parser.parse_args()
+    if args.claims is not None:
+        os.environ["DIGEST_CLAIMS_PER_CALL"] = str(args.claims == "per-call").lower()
     if args.calls_in_flight is not None:
         os.environ["DIGEST_ESP_CALLS_IN_FLIGHT"] = str(args.calls_in_flight)
     n = args.subscribers
@@ -736,6 +757,7 @@ def main():
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server)) - postgres_cpu
             stats = esp.finish()
             stats["postgres_cpu_seconds"] = postgres_cpu
+            stats["settle"] = settle_calls_after_send()
             by_status, problems = verify(n, stats)
             connection.close()
             runs[workers] = (outcomes, wall, stats, by_status, problems)
@@ -767,9 +789,11 @@ def reset_ledger(history):
 
     with connection.cursor() as cursor:
         if not history:
-            cursor.execute("TRUNCATE digest_delivery CASCADE")
+            cursor.execute("TRUNCATE digest_delivery, digest_sendcall CASCADE")
             return
-        cursor.execute("DELETE FROM digest_delivery WHERE edition_id = %s", [todays_deliveries()[:1].get().edition_id])
+        edition_id = todays_deliveries()[:1].get().edition_id
+        cursor.execute("DELETE FROM digest_sendcall WHERE edition_id = %s", [edition_id])
+        cursor.execute("DELETE FROM digest_delivery WHERE edition_id = %s", [edition_id])
         cursor.execute("VACUUM ANALYZE digest_delivery")
 
 
@@ -794,6 +818,9 @@ def report(n, workers, outcomes, wall, stats, by_status, problems):
     print(f"   CPU seconds: workers {worker_cpu:.1f}, PostgreSQL {stats['postgres_cpu_seconds']:.1f}, "
           f"ESP {stats['cpu_seconds']:.1f} (per reader: {worker_cpu / n * 1e6:.0f}, "
           f"{stats['postgres_cpu_seconds'] / n * 1e6:.0f} and {stats['cpu_seconds'] / n * 1e6:.0f} µs)")
+    settled, settle_seconds = stats["settle"]
+    if settled:
+        print(f"   after the send (not timed): {settled} ESP calls settled onto their rows in {settle_seconds:.2f} s")
     print("   checks: " + ("ok" if not problems else "FAILED: " + "; ".join(problems)))
 
 

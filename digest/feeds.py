@@ -9,7 +9,7 @@ from django.utils.feedgenerator import Atom1Feed
 from subscriptions import tokens
 
 from .emails import absolute_url
-from .models import Delivery
+from . import calls
 from .rendering import delivered_papers, digest_subject
 
 FEED_LENGTH = 30
@@ -40,11 +40,7 @@ class SubscriberDigestFeed(Feed):
         return settings.SITE_URL + "/"
 
     def items(self, subscriber):
-        return (
-            Delivery.objects.filter(subscriber=subscriber, status=Delivery.Status.SENT)
-            .select_related("edition", "subscriber")
-            .order_by("-sent_at")[:FEED_LENGTH]
-        )
+        return calls.sent_deliveries(subscriber, FEED_LENGTH)
 
     def item_title(self, delivery):
         return digest_subject(delivery.edition, delivered_papers(delivery))

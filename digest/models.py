@@ -174,6 +174,63 @@ class Delivery(models.Model):
         return lines
 
 
+class SendCall(models.Model):
+    """One ESP batch call and the readers it carried: the claim that sends them at most once.
+
+    With DIGEST_CLAIMS_PER_CALL a batch is claimed by inserting this row (under a
+    lock per edition) instead of moving each of its deliveries to ``sending``; its
+    deliveries stay ``pending`` during the send and the call holds their outcome,
+    papers and message id. ``digest.calls`` reads a delivery's outcome through its
+    call until the call is settled: its outcome copied onto its rows, by the beat
+    (``settle_calls``) or by the first ESP webhook about one of them. A delivery is
+    in a call when its id is in ``delivery_ids``; ``first_delivery_id`` and
+    ``last_delivery_id`` find the calls that may hold it.
+    """
+
+    class Status(models.TextChoices):
+        SENDING = "sending"  # claimed; the call is being made, or its outcome is unknown
+        SENT = "sent"
+        RETURNED = "returned"  # the ESP surely did not take it: its readers may be claimed again
+        FAILED = "failed"  # refused for good, or its outcome stayed unknown (never resent)
+
+    edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="send_calls", db_index=False)
+    token = models.CharField(max_length=32, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENDING)
+    first_delivery_id = models.BigIntegerField()
+    last_delivery_id = models.BigIntegerField()
+    delivery_ids = models.JSONField(default=list, help_text="The deliveries this call claimed.")
+    papers = models.TextField(
+        default="{}", help_text="Per delivery id: [paper ids, why-lines], as JSON text (compressed, never parsed "
+        "by the database while sending).",
+    )
+    esp_message_id = models.CharField(max_length=300, blank=True)
+    recipient_message_ids = models.JSONField(
+        default=dict, blank=True, help_text="Per delivery id, when the ESP gave each recipient its own message id."
+    )
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True, help_text="When its outcome was copied onto its rows.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # A claim looks for live calls overlapping its batch's ids: calls are made in about
+            # the order of their ids, so few have a last id above a batch's first one.
+            models.Index(fields=["edition", "last_delivery_id"], name="sendcall_edition_last_idx"),
+            models.Index(
+                fields=["created_at"], name="sendcall_sending_idx", condition=models.Q(status="sending")
+            ),
+            models.Index(fields=["id"], name="sendcall_unsettled_idx", condition=models.Q(settled_at__isnull=True)),
+            models.Index(
+                fields=["esp_message_id"], name="sendcall_esp_message_idx", condition=~models.Q(esp_message_id="")
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.edition} call of {len(self.delivery_ids)} ({self.status})"
+
+
 class Feedback(models.Model):
     """A reader's 👍/👎 on a paper from their digest; it steers their relevance model."""
 

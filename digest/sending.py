@@ -61,10 +61,11 @@ from more_itertools import chunked
 from papers.models import Paper
 from subscriptions.models import Subscriber
 
+from . import calls
 from .allocator import keep_freed_memory
 from .emails import BatchPart, build_batch_email, build_email
 from .esp import BatchAnswer, MailgunBatch, batch_style, batches, digest_esp_extra, keep_connections_for
-from .models import Delivery, Edition, Feedback
+from .models import Delivery, Edition, Feedback, SendCall
 from .ranking import MODEL_MIN_LIKES, EditionRanker, RankRequest
 from .rendering import DigestRenderer
 
@@ -291,8 +292,9 @@ LEFT_MEANWHILE = "subscriber no longer active"
 
 
 def pending_deliveries(edition, subscriber_ids):
-    """The chunk's pending deliveries with their readers; subscribers without a delivery
-    yet are claimed first (a chunk is normally claimed when it is enqueued).
+    """The chunk's pending deliveries with their readers, but those a live ESP call carries
+    (``digest.calls``); subscribers without a delivery yet are claimed first (a chunk is
+    normally claimed when it is enqueued).
 
     Deliveries of subscribers who left meanwhile are skipped, never sent (the
     claim checks again, for a reader who leaves after this read).
@@ -303,9 +305,11 @@ def pending_deliveries(edition, subscriber_ids):
         claim_deliveries(edition, sorted(unclaimed))
         rows = sorted(rows + chunk_deliveries(edition, unclaimed), key=lambda d: d.pk)
     rows = [d for d in rows if d.status == Delivery.Status.PENDING]
+    carried = calls.in_live_calls(edition.pk, [d.pk for d in rows])
+    rows = [d for d in rows if d.pk not in carried]
     left = [d.pk for d in rows if d.subscriber.status != Subscriber.Status.ACTIVE]
     if left:
-        skip(left, LEFT_MEANWHILE)
+        skip(left, LEFT_MEANWHILE, edition.pk)
     deliveries = [d for d in rows if d.subscriber.status == Subscriber.Status.ACTIVE]
     edition_field = Delivery._meta.get_field("edition")
     for delivery in deliveries:
@@ -369,19 +373,25 @@ def loaded_instance(model, db, attnames, values):
     return instance
 
 
-def skip(delivery_ids, reason):
-    return Delivery.objects.filter(among(Delivery, "id", delivery_ids), status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SKIPPED, reason=reason[:300]
-    )
+def skip(delivery_ids, reason, edition_id):
+    """Pending rows of ``edition_id`` that nothing will be sent to, but those a live call
+    carries (under the edition's claim lock: a call claimed meanwhile wins)."""
+    with calls.claims_of(edition_id):
+        delivery_ids = set(delivery_ids) - calls.in_live_calls(edition_id, delivery_ids)
+        return Delivery.objects.filter(among(Delivery, "id", delivery_ids), status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.SKIPPED, reason=reason[:300]
+        )
 
 
 def reconcile_stale_deliveries(now=None):
-    """Rows stuck in ``sending`` past the timeout: the outcome is unknown, so they are
-    marked failed (at most once) rather than sent again."""
+    """Rows (and ESP calls) stuck in ``sending`` past the timeout: the outcome is unknown,
+    so they are marked failed (at most once) rather than sent again. Then every finished
+    call's outcome is copied onto its rows (``calls.settle_calls``)."""
     cutoff = (now or timezone.now()) - timedelta(minutes=settings.DIGEST_SENDING_STALE_MINUTES)
-    return stale_deliveries(cutoff).update(
-        status=Delivery.Status.FAILED, reason="send outcome unknown (stale); not resent"
-    )
+    stale = stale_deliveries(cutoff).update(status=Delivery.Status.FAILED, reason=calls.STALE_REASON)
+    stale += calls.fail_stale_calls(now)
+    calls.settle_calls()
+    return stale
 
 
 def stale_deliveries(cutoff):
@@ -494,6 +504,8 @@ def papers_already_sent(subscriber_ids, excluding_edition=None, editions=None):
     sent = {}
     for subscriber_id, paper_ids in past_papers(subscriber_ids, excluding_edition, editions):
         sent.setdefault(subscriber_id, set()).update(paper_ids)
+    for subscriber_id, paper_ids in calls.papers_in_unsettled_calls(subscriber_ids, excluding_edition, editions):
+        sent.setdefault(subscriber_id, set()).update(paper_ids)
     return sent
 
 
@@ -576,9 +588,11 @@ def load_readers(edition, subscriber_ids):
     the editions that may share papers with it are read: a year of daily
     digests per reader would otherwise be read for every send. Readers with a
     model (MODEL_MIN_LIKES likes) have their whole history read, for the papers
-    they were sent and never voted on.
+    they were sent and never voted on. Finished ESP calls of other editions are
+    settled first (``calls.settle_calls``): then their rows say what they got.
     """
     liked, disliked = feedback_papers(subscriber_ids)
+    calls.settle_calls(SendCall.objects.exclude(edition=edition))
     sharing = editions_sharing_papers(edition)
     history = papers_already_sent(subscriber_ids, excluding_edition=edition, editions=sharing)
     with_model = [sid for sid, likes in liked.items() if len(likes) >= MODEL_MIN_LIKES]
@@ -622,7 +636,7 @@ def record_skipped(skipped, edition, report):
     """Readers no paper was worth sending to: their deliveries are ``skipped``, with why."""
     for reason, delivery_ids in skipped.items():
         with PHASES.phase("record", len(delivery_ids)):
-            report.skipped += skip(delivery_ids, reason)
+            report.skipped += skip(delivery_ids, reason, edition.pk)
         log.info("digests skipped edition=%s count=%d reason=%s", edition.pk, len(delivery_ids), reason)
 
 
@@ -634,14 +648,38 @@ def batch_part(delivery, digest):
 
 
 def claim_for_send(items, report):
-    """CAS the rows of ``items``; keep the ones won and record their papers before any send."""
+    """CAS the rows of ``items``; keep the ones won and record their papers before any send.
+
+    Under the edition's claim lock, and never a row that a live ESP call carries
+    (``digest.calls``), so that claims per row and per call send no one twice."""
+    set_papers(items)
+    deliveries = [c.delivery for c in items]
+    with PHASES.phase("select/claim"):
+        if not deliveries:
+            token, won = uuid.uuid4().hex, set()
+        else:
+            with calls.claims_of(deliveries[0].edition_id):
+                carried = calls.in_live_calls(deliveries[0].edition_id, [d.pk for d in deliveries])
+                token, won = start_sending_with_papers([d for d in deliveries if d.pk not in carried])
+    report.not_claimed += len(items) - len(won)
+    return token, [c for c in items if c.delivery.id in won]
+
+
+def claim_call_for_send(items, report):
+    """``claim_for_send`` with one claim for the whole ESP call (DIGEST_CLAIMS_PER_CALL): the
+    rows are not written; the call holds their papers."""
+    set_papers(items)
+    entries = [(c.delivery.id, c.delivery.paper_ids, c.delivery.reasons) for c in items]
+    with PHASES.phase("select/claim"):
+        token, won = calls.claim_call(items[0].delivery.edition_id, entries) if items else (uuid.uuid4().hex, set())
+    report.not_claimed += len(items) - len(won)
+    return token, [c for c in items if c.delivery.id in won]
+
+
+def set_papers(items):
     for c in items:
         c.delivery.paper_ids = [r.paper.id for r in c.ranked]
         c.delivery.reasons = Delivery.reasons_of(c.ranked)
-    with PHASES.phase("select/claim"):
-        token, won = start_sending_with_papers([c.delivery for c in items])
-    report.not_claimed += len(items) - len(won)
-    return token, [c for c in items if c.delivery.id in won]
 
 
 def write_papers(token, deliveries):
@@ -875,8 +913,9 @@ def send_batch(connection, group, style, report, database_lock):
     ``database_lock``; building and making the call are not, so that calls of
     other batches may be in progress meanwhile.
     """
+    per_call = calls.enabled()
     with database_lock:
-        token, group = claim_for_send(group, report)
+        token, group = (claim_call_for_send if per_call else claim_for_send)(group, report)
     if not group:
         return
     parts = [c.part for c in group]
@@ -890,11 +929,11 @@ def send_batch(connection, group, style, report, database_lock):
         answer = batch.send()
     except Exception as exc:  # classified; nothing is lost
         with database_lock:
-            record_send_error(token, [c.delivery for c in group], exc, report)
+            (record_call_error if per_call else record_send_error)(token, [c.delivery for c in group], exc, report)
         return
     PHASES.add("send", time.perf_counter() - started, len(group))
     with database_lock:
-        record_answer(token, group, answer, report)
+        (record_call_answer if per_call else record_answer)(token, group, answer, report)
 
 
 def keep_only_what_recording_reads(group):
@@ -939,6 +978,46 @@ def record_answer(token, group, answer, report):
     with PHASES.phase("record", len(sent)):
         record_sent(token, sent)
     report.sent += len(sent)
+
+
+def record_call_answer(token, group, answer, report):
+    """``record_answer`` for a call claimed as a whole: one row written for the call, and one
+    for each recipient the ESP refused."""
+    refused = [c.delivery for c in group if c.part.to.lower() in answer.refused]
+    sent = {c.delivery.id: message_id for c, message_id in zip(group, answer.message_ids)
+            if c.part.to.lower() not in answer.refused}
+    with PHASES.phase("record", len(sent)):
+        calls.record_call_sent(token, sent, refused=[d.pk for d in refused],
+                               refusal="AnymailRecipientsRefused: the ESP refused these recipients")
+    if refused:
+        report.failed += len(refused)
+        suppress_refused([d.subscriber_id for d in refused])
+        log.warning("digest send refused deliveries=%s", [d.pk for d in refused])
+    report.sent += len(sent)
+    log.info("digests sent edition=%s recipients=%d esp_message_id=%s", group[0].delivery.edition_id, len(sent),
+             answer.message_ids[0] if len(set(answer.message_ids)) == 1 else "(one per recipient)")
+
+
+def record_call_error(token, deliveries, exc, report):
+    """``record_send_error`` for a call claimed as a whole."""
+    kind = classify_send_error(exc)
+    text = f"{type(exc).__name__}: {exc}"[:300]
+    ids = [d.pk for d in deliveries]
+    if kind == "transient":
+        calls.return_call(token, text)
+        report.transient.extend(ids)
+        report.retry_after = max(report.retry_after, retry_after_seconds(exc))
+        log.warning("digest send deferred deliveries=%s error=%s", ids, text)
+    elif kind == "permanent":
+        calls.fail_call(token, text)
+        report.failed += len(ids)
+        if refuses_recipient(exc):
+            suppress_refused([d.subscriber_id for d in deliveries])
+        log.warning("digest send refused deliveries=%s error=%s", ids, text)
+    else:
+        calls.note_unknown_outcome(token, f"outcome unknown: {text}")
+        report.unknown.extend(ids)
+        log.error("digest send outcome unknown deliveries=%s error=%s", ids, text)
 
 
 def send_in_batches(items, style, report, database_lock):

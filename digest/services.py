@@ -7,7 +7,8 @@ from django.utils import timezone
 from more_itertools import chunked
 
 from .editions import build_editions_for, get_or_build_edition
-from .models import Cadence, Delivery, Edition
+from . import calls
+from .models import Cadence, Delivery, Edition, SendCall
 from .scheduling import current_edition, due_subscriber_ids, end_of_day
 from .sending import (
     claim_deliveries,
@@ -57,14 +58,21 @@ def enqueue_due_digests(now=None, *, dry_run=False, progress=None):
 
 
 def requeue_orphaned(edition, age_minutes=15):
+    """Hand out again the edition's readers still pending after ``age_minutes`` (a lost task).
+
+    The edition's finished ESP calls are settled first, so that their readers are
+    no longer pending; the readers of calls still in flight are left to them."""
     from .tasks import send_digest_chunk
 
+    calls.settle_calls(SendCall.objects.filter(edition=edition))
+    in_flight = calls.carried_by_calls_in_flight(edition)
     cutoff = timezone.now() - timezone.timedelta(minutes=age_minutes)
     orphaned = Delivery.objects.filter(
         edition=edition, status=Delivery.Status.PENDING, created_at__lt=cutoff
-    ).values_list("subscriber_id", flat=True)
+    ).values_list("pk", "subscriber_id")
+    orphaned = (subscriber_id for pk, subscriber_id in orphaned.iterator() if pk not in in_flight)
     count = 0
-    for chunk in chunked(orphaned.iterator(), settings.DIGEST_SEND_BATCH_SIZE):
+    for chunk in chunked(orphaned, settings.DIGEST_SEND_BATCH_SIZE):
         send_digest_chunk.delay(edition.pk, chunk)
         count += len(chunk)
     return count

@@ -8,9 +8,10 @@ from django.views.decorators.http import require_http_methods
 
 from subscriptions import tokens
 
+from . import calls
 from . import feedback as feedback_service
 from .feeds import SubscriberDigestFeed
-from .models import Cadence, Delivery, Edition
+from .models import Cadence, Edition
 from .rendering import render_delivery_html
 
 ARCHIVE_LENGTH = 60
@@ -55,9 +56,7 @@ def view_in_browser(request, token):
     edition_id = payload.extra.get("e")
     if not feedback_service.is_row_id(edition_id):
         return render(request, "digest/invalid_link.html", status=400)
-    delivery = Delivery.objects.filter(
-        subscriber=payload.subscriber, edition_id=edition_id, status=Delivery.Status.SENT
-    ).select_related("edition", "subscriber").first()
+    delivery = calls.sent_delivery(payload.subscriber, edition_id)
     if delivery is None:
         raise Http404("No such digest")
     response = HttpResponse(render_delivery_html(delivery))

@@ -39,7 +39,8 @@ from django.utils import timezone
 from papers.models import Paper
 from subscriptions.models import Subscriber
 
-from .models import Delivery, WebhookEvent
+from . import calls
+from .models import Delivery, SendCall, WebhookEvent
 from .rendering import paper_links
 
 log = logging.getLogger(__name__)
@@ -139,9 +140,21 @@ def find_delivery(event):
             return found
     if event.message_id:
         bare = event.message_id.strip("<>")
-        return Delivery.objects.filter(
+        found = Delivery.objects.filter(
             recipient, esp_message_id__in=[bare, f"<{bare}>"]
         ).order_by("-pk").first()
+        if found is None and event.recipient:
+            found = delivery_in_call(recipient, [bare, f"<{bare}>"])
+        return found
+    return None
+
+
+def delivery_in_call(recipient, message_ids):
+    """The recipient's delivery in the ESP call of that message id, before the call is settled."""
+    for call in SendCall.objects.filter(esp_message_id__in=message_ids).order_by("-pk")[:5]:
+        found = Delivery.objects.filter(recipient, pk__in=call.delivery_ids).first()
+        if found is not None:
+            return found
     return None
 
 
@@ -211,6 +224,7 @@ def apply_event(event_pk):
         outcomes = []
         paper = None
         if delivery is not None:
+            delivery = calls.settle_call_of(delivery, proof_of_sending=event.event_type in PROOF_OF_SENDING)
             stamp_delivery(delivery, event)
             outcomes.append(f"delivery {delivery.pk} updated")
             if event.event_type == EventType.CLICKED:

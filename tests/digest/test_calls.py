@@ -1,0 +1,295 @@
+"""Claims per ESP call (DIGEST_CLAIMS_PER_CALL): each reader at most once, their outcome on the call
+until it is settled onto their rows, and every reader of the ledger seeing it meanwhile."""
+
+import threading
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from anymail.backends.test import EmailBackend as AnymailTestBackend
+from anymail.message import AnymailRecipientStatus
+from anymail.signals import AnymailTrackingEvent
+from django.core import mail
+from django.db import connections, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from digest import calls, sending
+from digest.models import Delivery, SendCall, WebhookEvent
+from digest.sending import TransientSendError, claim_deliveries, reconcile_stale_deliveries, send_edition_to
+from digest.services import requeue_orphaned
+from digest.webhooks import apply_event
+from subscriptions import tokens
+from tests.digest.builders import built_edition
+from tests.digest.test_batch_sending import api_error, params, timeout_error
+from tests.factories import SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+INTERESTS = ["diffusion models", "graph neural networks", "robot manipulation", "language models", ""]
+
+
+@pytest.fixture
+def esp_outbox(settings):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    settings.DIGEST_ESP_BATCH_LIMIT = 2
+    settings.DIGEST_CLAIMS_PER_CALL = True
+    mail.outbox = []
+    return mail.outbox
+
+
+@pytest.fixture
+def readers():
+    return [SubscriberFactory(interests=interests) for interests in INTERESTS]
+
+
+def recipients(outbox):
+    return sorted(to.addr_spec for m in outbox for to in params(m)["to"])
+
+
+def effective_statuses():
+    rows = calls.effective(Delivery.objects.all())
+    return {d.subscriber_id: d.status for d in rows}
+
+
+def test_a_batch_is_claimed_by_one_call_and_its_rows_are_not_written_while_it_is_sent(esp_outbox, readers):
+    edition = built_edition()
+    report = send_edition_to(edition, [r.pk for r in readers])
+
+    assert report.sent == 5 and recipients(esp_outbox) == sorted(r.email for r in readers)
+    made = list(SendCall.objects.order_by("first_delivery_id"))
+    assert [len(c.delivery_ids) for c in made] == [2, 2, 1]
+    assert {c.status for c in made} == {"sent"} and all(c.settled_at is None for c in made)
+    assert set(Delivery.objects.values_list("status", "attempts", "send_token")) == {("pending", 0, "")}
+    assert set(effective_statuses().values()) == {"sent"}
+    assert {c.esp_message_id for c in made} == {str(m.anymail_status.message_id) for m in esp_outbox}
+
+
+def test_a_retried_or_repeated_task_sends_no_one_twice(esp_outbox, readers):
+    edition, ids = built_edition(), [r.pk for r in readers]
+    send_edition_to(edition, ids)
+    assert send_edition_to(edition, ids).sent == 0
+    assert send_edition_to(edition, ids[:2]).sent == 0
+    assert recipients(esp_outbox) == sorted(r.email for r in readers)
+    assert SendCall.objects.count() == 3
+
+
+def test_a_row_in_a_live_call_is_never_claimed_by_a_claim_per_row(esp_outbox, readers, settings):
+    edition, ids = built_edition(), [r.pk for r in readers]
+    send_edition_to(edition, ids)
+    settings.DIGEST_CLAIMS_PER_CALL = False
+    assert send_edition_to(edition, ids).sent == 0
+
+    deliveries = list(Delivery.objects.filter(edition=edition))
+    items = [sending.ComposedDigest(d, [], None) for d in deliveries]
+    token, won = sending.claim_for_send(items, sending.SendReport())
+    assert won == [] and len(esp_outbox) == 3
+
+
+def test_settling_copies_each_calls_outcome_papers_and_message_id_onto_its_rows(esp_outbox, readers):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers])
+    seen = {d.pk: (d.status, d.paper_ids, d.reasons, d.esp_message_id, d.send_token)
+            for d in calls.effective(Delivery.objects.all())}
+
+    assert reconcile_stale_deliveries() == 0
+    assert SendCall.objects.filter(settled_at__isnull=True).count() == 0
+    rows = {d.pk: (d.status, d.paper_ids, d.reasons, d.esp_message_id, d.send_token) for d in Delivery.objects.all()}
+    assert rows == seen
+    assert all(status == "sent" and paper_ids and message_id for status, paper_ids, _, message_id, _ in rows.values())
+    assert set(Delivery.objects.values_list("attempts", flat=True)) == {1}
+    assert not Delivery.objects.filter(sent_at__isnull=True).exists()
+    assert send_edition_to(edition, [r.pk for r in readers]).sent == 0
+
+
+def test_a_deferred_call_is_returned_and_its_readers_are_sent_once_by_the_retry(esp_outbox, readers):
+    edition, ids = built_edition(), [r.pk for r in readers]
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=api_error(503)):
+        with pytest.raises(TransientSendError):
+            send_edition_to(edition, ids)
+    assert set(SendCall.objects.values_list("status", flat=True)) == {"returned"}
+    assert set(effective_statuses().values()) == {"pending"}
+
+    send_edition_to(edition, ids)
+    send_edition_to(edition, ids)
+    assert recipients(esp_outbox) == sorted(r.email for r in readers)
+    reconcile_stale_deliveries()
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("sent", 1)}
+
+
+def test_a_call_with_an_unknown_outcome_is_never_resent_and_the_stale_sweep_fails_it(esp_outbox, readers):
+    edition, ids = built_edition(), [r.pk for r in readers[:2]]
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=timeout_error()):
+        report = send_edition_to(edition, ids)
+    assert report.sent == 0 and len(report.unknown) == 2
+    call = SendCall.objects.get()
+    assert call.status == "sending" and call.reason.startswith("outcome unknown")
+    assert set(effective_statuses().values()) == {"sending"}
+
+    assert send_edition_to(edition, ids).sent == 0
+    assert requeue_orphaned(edition, age_minutes=-1) == 0  # its readers are the call's, not a lost task's
+    assert reconcile_stale_deliveries(timezone.now() + timedelta(hours=1)) == 1
+    rows = list(Delivery.objects.all())
+    assert {d.status for d in rows} == {"failed"} and all(d.paper_ids for d in rows)  # they may have it
+    assert send_edition_to(edition, ids).sent == 0 and esp_outbox == []
+
+
+def test_a_permanently_refused_call_fails_its_readers_with_no_papers(esp_outbox, readers):
+    edition = built_edition()
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=api_error(400)):
+        report = send_edition_to(edition, [r.pk for r in readers[:2]])
+    assert report.failed == 2
+    reconcile_stale_deliveries()
+    assert list(Delivery.objects.values_list("status", "paper_ids")) == [("failed", []), ("failed", [])]
+
+
+def test_a_refused_recipient_fails_alone_and_is_suppressed(esp_outbox, readers):
+    refused = readers[0]
+    send_for_real = AnymailTestBackend.post_to_esp
+
+    def refusing(backend, payload, message):
+        response = send_for_real(backend, payload, message)
+        if refused.email in response["recipient_status"]:
+            response["recipient_status"][refused.email] = AnymailRecipientStatus(message_id=None, status="rejected")
+        return response
+
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", autospec=True, side_effect=refusing):
+        report = send_edition_to(built_edition(), [r.pk for r in readers])
+    assert report.sent == 4 and report.failed == 1
+    statuses = effective_statuses()
+    assert statuses.pop(refused.pk) == "failed" and set(statuses.values()) == {"sent"}
+    refused.refresh_from_db()
+    assert refused.status == "bounced"
+    reconcile_stale_deliveries()
+    assert Delivery.objects.get(subscriber=refused).status == "failed"
+    assert Delivery.objects.filter(status="sent").count() == 4
+
+
+def test_a_reader_who_leaves_before_the_call_is_left_out_of_it(esp_outbox, readers):
+    edition = built_edition()
+    claim_deliveries(edition, [r.pk for r in readers])
+    deliveries = list(Delivery.objects.filter(edition=edition).order_by("pk"))
+    type(readers[0]).objects.filter(pk=deliveries[0].subscriber_id).update(status="unsubscribed")
+
+    token, won = calls.claim_call(edition.pk, [(d.pk, [1], {}) for d in deliveries])
+    assert won == {d.pk for d in deliveries[1:]}
+    assert SendCall.objects.get(token=token).delivery_ids == sorted(won)
+    assert calls.claim_call(edition.pk, [(d.pk, [1], {}) for d in deliveries])[1] == set()
+
+
+def test_the_web_view_and_the_feed_show_a_digest_whose_call_is_not_settled(esp_outbox, readers, client):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers])
+    reader = readers[1]
+    papers = calls.sent_delivery(reader, edition.pk).paper_ids
+    assert papers
+
+    view = client.get(reverse("digest:view_in_browser", args=[tokens.make_token(reader, tokens.VIEW, e=edition.pk)]))
+    assert view.status_code == 200
+    titles = dict(edition.papers.values_list("pk", "title"))
+    assert all(titles[pid] in view.content.decode() for pid in papers)
+
+    feed = client.get(reverse("digest:feed", args=[tokens.make_token(reader, tokens.FEED)]))
+    assert feed.status_code == 200 and feed.content.decode().count("<entry>") == 1
+
+
+def test_the_next_edition_leaves_out_papers_sent_in_a_call_not_yet_settled(esp_outbox, readers):
+    first = built_edition()
+    reader = readers[3]
+    send_edition_to(first, [reader.pk])
+    sent = set(calls.sent_delivery(reader, first.pk).paper_ids)
+
+    assert sending.papers_already_sent([reader.pk], excluding_edition=None) == {reader.pk: sent}
+    SendCall.objects.update(status="sending")  # still in flight: its papers count all the same
+    assert sending.papers_already_sent([reader.pk], excluding_edition=None) == {reader.pk: sent}
+
+
+def test_loading_readers_settles_the_finished_calls_of_other_editions(esp_outbox, readers):
+    first = built_edition()
+    send_edition_to(first, [r.pk for r in readers])
+    second = built_edition("weekly", papers=[])
+    assert second.pk != first.pk
+
+    sending.load_readers(second, [r.pk for r in readers])
+    assert not SendCall.objects.filter(settled_at__isnull=True).exists()
+    assert set(Delivery.objects.filter(edition=first).values_list("status", flat=True)) == {"sent"}
+
+
+def test_a_delivered_webhook_settles_the_call_of_its_delivery(esp_outbox, readers):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers[:2]])
+    delivery = Delivery.objects.get(subscriber=readers[0])
+    call = SendCall.objects.get()
+    SendCall.objects.update(status="sending")  # the event arrived before the call's answer was recorded
+
+    event = WebhookEvent.objects.create(
+        event_id="e-1", esp="mailgun", event_type=AnymailTrackingEvent(event_type="delivered").event_type,
+        recipient=readers[0].email, message_id=call.esp_message_id, occurred_at=timezone.now(),
+        details={"metadata": {"delivery_id": str(delivery.pk)}},
+    )
+    apply_event(event.pk)
+
+    delivery.refresh_from_db()
+    assert delivery.status == "sent" and delivery.delivered_at is not None and delivery.paper_ids
+    assert Delivery.objects.get(subscriber=readers[1]).status == "sent"  # the whole call, once
+    assert SendCall.objects.get().settled_at is not None
+
+
+def test_a_webhook_without_metadata_finds_the_delivery_by_its_calls_message_id(esp_outbox, readers):
+    send_edition_to(built_edition(), [r.pk for r in readers[:2]])
+    call = SendCall.objects.get()
+    event = WebhookEvent.objects.create(
+        event_id="e-2", esp="mailgun", event_type="opened", recipient=readers[1].email,
+        message_id=f"<{call.esp_message_id}>", occurred_at=timezone.now(), details={},
+    )
+    apply_event(event.pk)
+    delivery = Delivery.objects.get(subscriber=readers[1])
+    assert delivery.opened_at is not None and delivery.status == "sent"
+
+
+def test_requeue_settles_the_editions_calls_and_hands_out_only_readers_no_call_carries(esp_outbox, readers):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers[:3]])
+    claim_deliveries(edition, [r.pk for r in readers[3:]])  # a chunk whose task was lost
+
+    with mock.patch("digest.tasks.send_digest_chunk.delay") as enqueued:
+        assert requeue_orphaned(edition, age_minutes=-1) == 2
+    assert sorted(enqueued.call_args.args[1]) == sorted(r.pk for r in readers[3:])
+    assert Delivery.objects.filter(status="sent").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waits_for_a_claim_of_the_same_edition_in_progress_and_wins_no_one_it_took(readers):
+    """The first claim has inserted its call and not committed yet when the second one starts:
+    the edition's lock holds the second one until the first commits, so it sees that call."""
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("concurrent claims need PostgreSQL")
+    edition = built_edition()
+    claim_deliveries(edition, [r.pk for r in readers])
+    entries = [(pk, [1], {}) for pk in Delivery.objects.values_list("pk", flat=True)]
+    inserted, release, won, errors = threading.Event(), threading.Event(), {}, []
+
+    def claim():
+        try:
+            with transaction.atomic():
+                won[threading.current_thread().name] = calls.claim_call(edition.pk, entries)[1]
+                if threading.current_thread().name == "first":
+                    inserted.set()
+                    release.wait(10)  # the first claim's transaction stays open meanwhile
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=claim, name="first")
+    first.start()
+    assert inserted.wait(10)
+    second = threading.Thread(target=claim, name="second")
+    second.start()
+    second.join(1.0)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert errors == []
+    assert len(won["first"]) == 5 and won["second"] == set()
+    assert SendCall.objects.count() == 1
