@@ -25,7 +25,8 @@ from django.views.decorators.http import require_GET
 from config.celery_app import app
 from digest.editions import edition_date_for
 from digest.ledger_days import claimed_after
-from digest.models import Cadence, Delivery, Edition
+from digest import calls
+from digest.models import Cadence, Delivery, Edition, SendCall
 from papers.models import FetchRun
 from papers.services import FALLBACKS
 
@@ -150,12 +151,19 @@ def check_deliveries(now):
         sent_24h=Count("pk", filter=Q(status=status.SENT, created_at__gte=now - timedelta(hours=24))),
         failed_24h=Count("pk", filter=Q(status=status.FAILED, created_at__gte=now - timedelta(hours=24))),
     )
+    recent_calls = SendCall.objects.filter(created_at__gte=now - DELIVERY_WINDOW)
+    carried = calls.carried_counts(recent_calls)
+    carried_overdue = calls.carried_counts(recent_calls, created_before=now - PENDING_MAX_AGE)
     counts = {
-        "pending": recent["pending"],
-        "pending_overdue": recent["pending_overdue"],
-        "sending_stale": Delivery.objects.with_status(status.SENDING).filter(sending_at__lt=stale_cutoff).count(),
-        "sent_24h": recent["sent_24h"],
-        "failed_24h": recent["failed_24h"],
+        "pending": recent["pending"] - sum(carried.values()),
+        "pending_overdue": recent["pending_overdue"] - sum(carried_overdue.values()),
+        "sending_stale": Delivery.objects.with_status(status.SENDING).filter(sending_at__lt=stale_cutoff).count()
+        + SendCall.objects.filter(status=SendCall.Status.SENDING, created_at__lt=stale_cutoff).count(),
+        "sent_24h": recent["sent_24h"] + carried.get(SendCall.Status.SENT, 0),
+        "failed_24h": recent["failed_24h"] + carried.get(SendCall.Status.FAILED, 0),
+        "calls_unsettled_overdue": SendCall.objects.filter(
+            settled_at__isnull=True, status__in=calls.FINISHED, finished_at__lt=now - PENDING_MAX_AGE
+        ).count(),
     }
     finished = counts["sent_24h"] + counts["failed_24h"]
     rate = counts["failed_24h"] / finished if finished else 0.0
@@ -165,6 +173,9 @@ def check_deliveries(now):
         issues.append(f"{counts['pending_overdue']} pending for over {PENDING_MAX_AGE} (is a send worker running?)")
     if counts["sending_stale"]:
         issues.append(f"{counts['sending_stale']} stuck in sending (a worker died mid-send?)")
+    if counts["calls_unsettled_overdue"]:
+        issues.append(f"{counts['calls_unsettled_overdue']} ESP calls not settled for over {PENDING_MAX_AGE} "
+                      "(is the beat running?)")
     if too_many_failed:
         issues.append(f"{counts['failed_24h']} failed in 24h ({rate:.1%})")
     return {"ok": not issues, **counts, "failed_rate_24h": round(rate, 4), "problem": "; ".join(issues)}

@@ -18,8 +18,10 @@ from django.utils.html import format_html
 
 from subscriptions.models import Subscriber
 
-from . import services
-from .models import BlockedPaper, Delivery, DeliveryDay, Edition, EditionPaper, Feedback, WebhookEvent
+from . import calls, services
+from .models import (
+    BlockedPaper, Delivery, DeliveryDay, Edition, EditionPaper, Feedback, SendCall, WebhookEvent,
+)
 from .rendering import render_delivery_html
 
 
@@ -146,6 +148,11 @@ class DeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def get_object(self, request, object_id, from_field=None):
+        """The row as its ESP call says, while the call is not settled onto it (shown, not saved)."""
+        delivery = super().get_object(request, object_id, from_field)
+        return calls.effective([delivery])[0] if delivery is not None else None
+
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
         if not term:
@@ -185,8 +192,9 @@ class DeliveryAdmin(admin.ModelAdmin):
     def sent_email_view(self, request, delivery_id):
         if not self.has_view_permission(request):
             raise Http404
-        delivery = get_object_or_404(Delivery.objects.select_related("edition", "subscriber"),
-                                     pk=delivery_id, status=Delivery.Status.SENT)
+        delivery = get_object_or_404(Delivery.objects.select_related("edition", "subscriber"), pk=delivery_id)
+        if calls.effective([delivery])[0].status != Delivery.Status.SENT:
+            raise Http404
         return HttpResponse(render_delivery_html(delivery))
 
     @admin.action(description="Resend failed deliveries (never a sent one)")
@@ -252,6 +260,40 @@ class DeliveryDayAdmin(admin.ModelAdmin):
 
     list_display = ["day", "claimed", "sent", "counted_at"]
     date_hierarchy = "day"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SendCall)
+class SendCallAdmin(admin.ModelAdmin):
+    """The ESP batch calls claimed per call (DIGEST_CLAIMS_PER_CALL), read only: their readers'
+    rows say ``pending`` until the call is settled onto them (by the beat, every 15 minutes)."""
+
+    list_display = ["id", "edition", "status", "recipients", "esp_message_id", "created_at", "finished_at",
+                    "settled_at", "reason"]
+    list_filter = ["status", "edition"]
+    search_fields = ["esp_message_id", "token"]
+    search_help_text = "An ESP message id or a claim's token, exactly."
+    ordering = ["-pk"]
+    show_full_result_count = False
+    list_select_related = ["edition"]
+    exclude = ["papers"]
+    readonly_fields = [f.name for f in SendCall._meta.fields if f.name != "papers"]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        bare = term.strip("<>")
+        return queryset.filter(Q(esp_message_id__in={term, bare, f"<{bare}>"}) | Q(token=term)), False
+
+    @admin.display(description="recipients")
+    def recipients(self, call):
+        return len(call.delivery_ids)
 
     def has_add_permission(self, request):
         return False

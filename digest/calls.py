@@ -10,11 +10,13 @@ readers is not.
 The rule that sends a reader at most once:
 
 - A delivery reaches the ESP only in a call whose claim saw it ``pending`` and
-  in no live call (``sending``, ``sent`` or ``failed``). Claims of an edition's
+  in no live call (``sending``, ``sent`` or ``failed``, and not settled yet:
+  settling writes the outcome on every row it carries, in the same transaction
+  as it marks the call settled). Claims of an edition's
   readers, per call or per row, are made one at a time under the edition's lock
   (``claims_of``), each seeing those before it.
 - A delivery's status is its own once it is not ``pending``; before that it is
-  its live call's, if it has one (``effective``).
+  its live, unsettled call's, if it has one (``effective``).
 - A call the ESP surely did not take is ``returned``: its readers may be claimed
   again. A call whose outcome is unknown stays ``sending`` and is failed by the
   stale sweep, never resent.
@@ -34,6 +36,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from subscriptions.models import Subscriber
@@ -105,10 +108,10 @@ def claim_call_in_postgresql(edition_id, token, ids, papers):
             f"AND (SELECT s.status FROM {Subscriber._meta.db_table} AS s WHERE s.id = d.subscriber_id) = %s "
             f"AND NOT EXISTS (SELECT 1 FROM {SendCall._meta.db_table} AS c WHERE c.edition_id = %s "
             "AND c.last_delivery_id >= %s AND c.first_delivery_id <= %s AND c.status = ANY(%s) "
-            "AND c.delivery_ids @> to_jsonb(d.id)) OFFSET 0) AS w "
+            "AND c.settled_at IS NULL AND c.delivery_ids @> to_jsonb(d.id)) OFFSET 0) AS w "
             "HAVING count(*) > 0 RETURNING delivery_ids",
-            [CLAIM_LOCK, edition_id, edition_id, token, SendCall.Status.SENDING, papers, timezone.now(), ids, edition_id,
-             Delivery.Status.PENDING, Subscriber.Status.ACTIVE, edition_id, ids[0], ids[-1], live],
+            [CLAIM_LOCK, edition_id, edition_id, token, SendCall.Status.SENDING, papers, timezone.now(), ids,
+             edition_id, Delivery.Status.PENDING, Subscriber.Status.ACTIVE, edition_id, ids[0], ids[-1], live],
         )
         cursor.nextset()
         row = cursor.fetchone()
@@ -137,12 +140,15 @@ def from_json(value):
 
 
 def live_calls_over(edition_id, ids):
-    """The live calls of ``edition_id`` whose range of ids overlaps ``ids``'."""
+    """The live, unsettled calls of ``edition_id`` whose range of ids overlaps ``ids``'. Once a
+    call is settled its rows hold its outcome and it no longer speaks for them: a failed row
+    an operator sends again is its own."""
     ids = list(ids)
     if not ids:
         return SendCall.objects.none()
     return SendCall.objects.filter(
-        edition_id=edition_id, status__in=LIVE, last_delivery_id__gte=min(ids), first_delivery_id__lte=max(ids)
+        edition_id=edition_id, status__in=LIVE, settled_at__isnull=True,
+        last_delivery_id__gte=min(ids), first_delivery_id__lte=max(ids),
     )
 
 
@@ -176,10 +182,14 @@ def record_call_sent(token, message_ids, refused=(), refusal=""):
 
 
 def return_call(token, reason):
-    """The ESP surely did not take the call: its readers may be claimed again."""
-    SendCall.objects.filter(token=token, status=SendCall.Status.SENDING).update(
-        status=SendCall.Status.RETURNED, reason=reason[:300], finished_at=timezone.now()
-    )
+    """The ESP surely did not take the call: its readers may be claimed again. Their rows
+    count the attempt and say why (a write per reader, only when the ESP defers)."""
+    returned = SendCall.objects.filter(token=token, status=SendCall.Status.SENDING)
+    ids = list(returned.values_list("delivery_ids", flat=True))
+    if returned.update(status=SendCall.Status.RETURNED, reason=reason[:300], finished_at=timezone.now()):
+        Delivery.objects.filter(pk__in=ids[0], status=Delivery.Status.PENDING).update(
+            attempts=F("attempts") + 1, reason=reason[:300]
+        )
 
 
 def fail_call(token, reason):
@@ -196,12 +206,13 @@ def note_unknown_outcome(token, reason):
 
 def fail_stale_calls(now=None):
     """Calls in ``sending`` past DIGEST_SENDING_STALE_MINUTES: failed, their papers kept
-    (they may have reached their readers), never resent."""
+    (they may have reached their readers), never resent. Returns how many readers they carried."""
     now = now or timezone.now()
     cutoff = now - timedelta(minutes=settings.DIGEST_SENDING_STALE_MINUTES)
-    return SendCall.objects.filter(status=SendCall.Status.SENDING, created_at__lt=cutoff).update(
-        status=SendCall.Status.FAILED, reason=STALE_REASON, finished_at=now
-    )
+    stale = SendCall.objects.filter(status=SendCall.Status.SENDING, created_at__lt=cutoff)
+    carried = sum(len(ids) for ids in stale.values_list("delivery_ids", flat=True))
+    stale.update(status=SendCall.Status.FAILED, reason=STALE_REASON, finished_at=now)
+    return carried
 
 
 # --- Settling: a finished call's outcome onto its rows -------------------------------
@@ -337,7 +348,7 @@ def effective(deliveries):
         by_edition.setdefault(delivery.edition_id, []).append(delivery)
     for edition_id, rows in by_edition.items():
         ids = {d.pk for d in rows}
-        for call in live_calls_over(edition_id, ids).filter(settled_at__isnull=True):
+        for call in live_calls_over(edition_id, ids):
             carried = ids & set(call.delivery_ids)
             if carried:
                 outcome = outcome_of_call(call)
@@ -398,3 +409,39 @@ def carried_by_calls_in_flight(edition):
         carried.update(ids)
     return carried
 
+
+def carried_counts(calls, created_before=None):
+    """Per status of the live, unsettled ``calls`` (a queryset), how many of their rows are
+    still ``pending`` (created before ``created_before``, when given): the rows whose status
+    is their call's. A refused recipient's row has its own status (``failed``) and is not
+    counted here."""
+    calls = calls.filter(settled_at__isnull=True, status__in=LIVE)
+    if connection.vendor != "postgresql":
+        counts = {}
+        for status, ids in calls.values_list("status", "delivery_ids"):
+            rows = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING)
+            if created_before is not None:
+                rows = rows.filter(created_at__lt=created_before)
+            counts[status] = counts.get(status, 0) + rows.count()
+        return counts
+    ids = list(calls.values_list("pk", flat=True))
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT c.status, count(*) FROM {SendCall._meta.db_table} AS c "
+            "CROSS JOIN LATERAL jsonb_array_elements_text(c.delivery_ids) AS x(id) "
+            f"JOIN {Delivery._meta.db_table} AS d ON d.id = x.id::bigint "
+            "WHERE c.id = ANY(%s) AND d.status = %s AND d.created_at < %s GROUP BY c.status",
+            [ids, Delivery.Status.PENDING, created_before or timezone.now() + timedelta(days=1)],
+        )
+        return dict(cursor.fetchall())
+
+
+def with_carried(counts, carried):
+    """Row counts by status (``counts``) with the rows a call carries counted at their call's status."""
+    counts = dict(counts)
+    for status, n in carried.items():
+        counts[Delivery.Status.PENDING] = counts.get(Delivery.Status.PENDING, 0) - n
+        counts[status] = counts.get(status, 0) + n
+    return counts

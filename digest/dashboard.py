@@ -42,6 +42,7 @@ from django.utils import timezone
 from papers.models import FetchRun, Paper
 from subscriptions.models import Subscriber
 
+from . import calls
 from .ledger_days import claimed_per_day, local_midnight, sent_per_day
 from .models import Cadence, Delivery, Feedback, WebhookEvent
 from .scheduling import current_edition
@@ -317,6 +318,7 @@ def edition_statuses(moment):
         if edition is not None:
             status.papers = edition.entries.filter(pulled=False).count()
             counts = dict(edition.deliveries.values_list("status").annotate(n=Count("pk")).order_by())
+            counts = calls.with_carried(counts, calls.carried_counts(edition.send_calls.all()))
             status.counts = {s: counts.get(s, 0) for s in Delivery.Status.values}
         statuses.append(status)
     return statuses
@@ -544,7 +546,9 @@ def engagement_bars(rows, width=240):
 
 
 def dashboard_context(today=None):
+    """The dashboard's figures, from the rows once every finished ESP call is settled onto them."""
     today = today or timezone.localdate()
+    calls.settle_calls()
     rates = rate_history(today=today)
     return {
         "title": "Paperboy dashboard",

@@ -14,14 +14,14 @@ from django.db import connections, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from digest import calls, sending
+from digest import calls, dashboard, sending
 from digest.models import Delivery, SendCall, WebhookEvent
 from digest.sending import TransientSendError, claim_deliveries, reconcile_stale_deliveries, send_edition_to
-from digest.services import requeue_orphaned
+from digest.services import requeue_orphaned, resend_failed_delivery
 from digest.webhooks import apply_event
 from subscriptions import tokens
 from tests.digest.builders import built_edition
-from tests.digest.test_batch_sending import api_error, params, timeout_error
+from tests.digest.test_batch_sending import api_error, failing_first_call, params, timeout_error
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +114,10 @@ def test_a_deferred_call_is_returned_and_its_readers_are_sent_once_by_the_retry(
     send_edition_to(edition, ids)
     assert recipients(esp_outbox) == sorted(r.email for r in readers)
     reconcile_stale_deliveries()
-    assert set(Delivery.objects.values_list("status", "attempts")) == {("sent", 1)}
+    made = list(SendCall.objects.values_list("delivery_ids", flat=True))
+    for delivery in Delivery.objects.all():
+        assert delivery.status == "sent"
+        assert delivery.attempts == sum(delivery.pk in ids for ids in made)  # a returned call, then the sent one
 
 
 def test_a_call_with_an_unknown_outcome_is_never_resent_and_the_stale_sweep_fails_it(esp_outbox, readers):
@@ -128,10 +131,29 @@ def test_a_call_with_an_unknown_outcome_is_never_resent_and_the_stale_sweep_fail
 
     assert send_edition_to(edition, ids).sent == 0
     assert requeue_orphaned(edition, age_minutes=-1) == 0  # its readers are the call's, not a lost task's
-    assert reconcile_stale_deliveries(timezone.now() + timedelta(hours=1)) == 1
+    assert reconcile_stale_deliveries(timezone.now() + timedelta(hours=1)) == 2
     rows = list(Delivery.objects.all())
     assert {d.status for d in rows} == {"failed"} and all(d.paper_ids for d in rows)  # they may have it
     assert send_edition_to(edition, ids).sent == 0 and esp_outbox == []
+
+
+def test_after_a_call_with_an_unknown_outcome_no_further_call_is_made(esp_outbox, readers, settings):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 1
+    edition, ids = built_edition(), [r.pk for r in readers]
+    time_out_the_first_call, made = failing_first_call(timeout_error())
+
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", time_out_the_first_call):
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(edition, ids)
+        assert len(made) == 1 and raised.value.args[1].stopped == "the outcome of a send is unknown"
+        rows = calls.effective(Delivery.objects.select_related("subscriber"))
+        by_email = {d.subscriber.email: d.status for d in rows}
+        assert {email for email, status in by_email.items() if status == "sending"} == set(made[0])
+        assert sorted(by_email.values()).count("pending") == 3
+
+        assert send_edition_to(edition, ids).sent == 3  # the retry
+
+    assert recipients(esp_outbox) == sorted(r.email for r in readers if r.email not in made[0])
 
 
 def test_a_permanently_refused_call_fails_its_readers_with_no_papers(esp_outbox, readers):
@@ -293,3 +315,69 @@ def test_a_claim_waits_for_a_claim_of_the_same_edition_in_progress_and_wins_no_o
     assert errors == []
     assert len(won["first"]) == 5 and won["second"] == set()
     assert SendCall.objects.count() == 1
+
+
+# --- What operators see while a call is not settled ---------------------------------
+
+
+def test_the_days_counts_show_rows_at_their_calls_status(esp_outbox, readers):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers])
+    in_flight = SendCall.objects.order_by("pk").first()
+    SendCall.objects.filter(pk=in_flight.pk).update(status="sending")
+
+    daily = next(s for s in dashboard.edition_statuses(timezone.now()) if s.edition == edition)
+    assert daily.counts["sending"] == len(in_flight.delivery_ids)
+    assert daily.counts["sent"] == 5 - len(in_flight.delivery_ids) and daily.counts["pending"] == 0
+
+
+def test_the_dashboard_settles_every_finished_call_before_counting(esp_outbox, readers):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers])
+    dashboard.dashboard_context()
+    assert not SendCall.objects.filter(settled_at__isnull=True).exists()
+    assert Delivery.objects.filter(edition=edition, status="sent").count() == 5
+
+
+def test_the_deep_health_check_counts_carried_rows_and_calls_left_unsettled(esp_outbox, readers, client):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers])
+
+    deliveries = client.get("/healthz/deep").json()["checks"]["deliveries"]
+    assert deliveries["pending"] == 0 and deliveries["sent_24h"] == 5
+    assert deliveries["calls_unsettled_overdue"] == 0
+
+    SendCall.objects.update(finished_at=timezone.now() - timedelta(hours=1))
+    deliveries = client.get("/healthz/deep").json()["checks"]["deliveries"]
+    assert deliveries["calls_unsettled_overdue"] == 3 and "3 ESP calls not settled" in deliveries["problem"]
+    assert deliveries["pending_overdue"] == 0
+
+
+def test_the_admin_shows_a_carried_row_as_its_call_says_and_lists_the_calls(esp_outbox, readers, admin_client):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers[:2]])
+    delivery = Delivery.objects.get(subscriber=readers[0])
+    titles = dict(edition.papers.values_list("pk", "title"))
+    papers = calls.sent_delivery(readers[0], edition.pk).paper_ids
+
+    email = admin_client.get(f"/admin/digest/delivery/{delivery.pk}/email/")
+    assert email.status_code == 200 and all(titles[pid] in email.content.decode() for pid in papers)
+    change = admin_client.get(f"/admin/digest/delivery/{delivery.pk}/change/").content.decode()
+    assert "The email as sent" in change
+
+    listed = admin_client.get("/admin/digest/sendcall/")
+    assert listed.status_code == 200 and SendCall.objects.get().esp_message_id in listed.content.decode()
+
+
+def test_a_failed_row_of_a_settled_call_can_be_sent_again_once(esp_outbox, readers, mailoutbox):
+    edition, reader = built_edition(), readers[0]
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=timeout_error()):
+        send_edition_to(edition, [reader.pk])
+    reconcile_stale_deliveries(timezone.now() + timedelta(hours=1))
+    delivery = Delivery.objects.get()
+    assert delivery.status == "failed"
+
+    assert resend_failed_delivery(delivery) is True  # an operator's choice: its outcome was unknown
+    assert recipients(esp_outbox) == [reader.email]
+    assert calls.sent_delivery(reader, edition.pk) is not None
+    assert resend_failed_delivery(delivery) is False

@@ -16,6 +16,7 @@ import psycopg
 from django.db import connection
 from django.utils import timezone
 
+from digest import calls
 from digest.models import Delivery
 from tests.factories import SubscriberFactory
 from tests.fakes.sources import RecordedSourceServer, Route, SourceHandler
@@ -56,16 +57,22 @@ def configure(stack, sources, esp, *, batch_size=2, esp_timeout=ESP_TIMEOUT_SECO
     )
 
 
+def ledger():
+    """Every delivery as the ledger says it is: its row, or, while the ESP call that carried it
+    is not settled onto the row, that call's outcome (``digest.calls.effective``)."""
+    return calls.effective(Delivery.objects.all())
+
+
 def statuses():
     """{status: count} over the whole Delivery ledger."""
     counts = {}
-    for status in Delivery.objects.values_list("status", flat=True):
-        counts[status] = counts.get(status, 0) + 1
+    for delivery in ledger():
+        counts[delivery.status] = counts.get(delivery.status, 0) + 1
     return counts
 
 
 def count(status):
-    return Delivery.objects.filter(status=status).count()
+    return sum(1 for delivery in ledger() if delivery.status == status)
 
 
 def accepted_recipients(esp):
