@@ -36,7 +36,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from subscriptions.models import Subscriber
@@ -267,7 +267,6 @@ def settle_in_orm(call):
     rows = list(Delivery.objects.filter(pk__in=call.delivery_ids, status=Delivery.Status.PENDING))
     for delivery in rows:
         outcome.apply_to(delivery)
-        delivery.attempts += 1
     Delivery.objects.bulk_update(
         rows, ["status", "send_token", "reason", "sending_at", "sent_at", "esp_message_id", "paper_ids",
                "reasons", "attempts", "updated_at"],
@@ -317,6 +316,7 @@ class CallOutcome:
         delivery.sending_at, delivery.sent_at = self.sending_at, self.sent_at
         delivery.esp_message_id = self.recipient_message_ids.get(str(delivery.pk), self.esp_message_id)
         delivery.paper_ids, delivery.reasons = paper_ids, reasons
+        delivery.attempts += 1
         delivery.updated_at = timezone.now()
         return delivery
 
@@ -340,8 +340,9 @@ def call_carrying(delivery):
 
 def effective(deliveries):
     """``deliveries`` with each pending one that a live, unsettled call carries shown as the
-    call makes it (in memory; nothing is written). Each call is read once."""
-    deliveries = list(deliveries)
+    call makes it (in memory; nothing is written). Each call is read once. A queryset is read
+    afresh (``all()``): the instances it may hold from an earlier read are not changed."""
+    deliveries = list(deliveries.all() if isinstance(deliveries, QuerySet) else deliveries)
     pending = [d for d in deliveries if d.status == Delivery.Status.PENDING]
     by_edition = {}
     for delivery in pending:

@@ -3,6 +3,10 @@
 anymail's test backend records every call in mail.outbox with the parameters
 it would send (``anymail_test_params``); in ``digest.esp`` it stands in for
 Mailgun: recipient variables substituted into the message itself.
+
+These tests claim each reader's row (DIGEST_CLAIMS_PER_CALL off: the ledger of
+ESPs sent to one by one, and the setting's other choice); the same batch path
+with a claim per ESP call is tested in ``test_calls.py``.
 """
 
 import contextlib
@@ -38,6 +42,7 @@ INTERESTS = ["diffusion models", "graph neural networks", "robot manipulation", 
 def esp_outbox(settings):
     settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
     settings.DIGEST_ESP_BATCH_LIMIT = 2
+    settings.DIGEST_CLAIMS_PER_CALL = False
     mail.outbox = []
     return mail.outbox
 

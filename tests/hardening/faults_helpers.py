@@ -16,8 +16,8 @@ import psycopg
 from django.db import connection
 from django.utils import timezone
 
-from digest import calls
 from digest.models import Delivery
+from tests import ledger
 from tests.factories import SubscriberFactory
 from tests.fakes.sources import RecordedSourceServer, Route, SourceHandler
 from tests.ops.conftest import (  # noqa: F401  (fixtures, re-exported)
@@ -57,22 +57,16 @@ def configure(stack, sources, esp, *, batch_size=2, esp_timeout=ESP_TIMEOUT_SECO
     )
 
 
-def ledger():
-    """Every delivery as the ledger says it is: its row, or, while the ESP call that carried it
-    is not settled onto the row, that call's outcome (``digest.calls.effective``)."""
-    return calls.effective(Delivery.objects.all())
-
-
 def statuses():
     """{status: count} over the whole Delivery ledger."""
     counts = {}
-    for delivery in ledger():
+    for delivery in ledger.deliveries():
         counts[delivery.status] = counts.get(delivery.status, 0) + 1
     return counts
 
 
 def count(status):
-    return sum(1 for delivery in ledger() if delivery.status == status)
+    return ledger.count(status)
 
 
 def accepted_recipients(esp):
@@ -93,7 +87,7 @@ def assert_ledger_matches_esp(esp, readers):
     assert not twice, f"the ESP accepted these more than once: {twice}"
     assert set(per_recipient) <= set(addresses(readers)), "the ESP got mail for someone not due"
     accepted = accepted_recipients(esp)
-    for delivery in Delivery.objects.select_related("subscriber"):
+    for delivery in ledger.deliveries():
         email = delivery.subscriber.email.lower()
         if delivery.status == Delivery.Status.SENT:
             assert email in accepted, f"delivery {delivery.pk} is sent but the ESP never accepted it"

@@ -14,6 +14,7 @@ import pytest
 from digest.models import Delivery
 from digest.sending import reconcile_stale_deliveries
 from django.utils import timezone
+from tests import ledger
 from tests.fakes.mailgun import Answer
 from tests.hardening.faults_helpers import (  # noqa: F401  (fixtures)
     ESP_TIMEOUT_SECONDS,
@@ -79,7 +80,7 @@ def test_esp_500s_for_a_while_then_recovers_everyone_gets_one_digest(stack, reco
     assert all(r.received_at >= recovered_at for r in fake_mailgun.accepted_requests)
     assert_ledger_matches_esp(fake_mailgun, readers)
     assert_backs_off(fake_mailgun, readers)
-    assert min(Delivery.objects.values_list("attempts", flat=True)) >= 2  # every batch was retried
+    assert min(d.attempts for d in ledger.deliveries()) >= 2  # every batch was retried
     assert "digest send deferred" in stack.logs(tail=None)
     record_figures("esp-500", **esp_figures(fake_mailgun), ledger=statuses(), retry_gaps=retry_gaps(fake_mailgun, readers))
 
@@ -147,13 +148,13 @@ def test_esp_hangs_past_the_timeout_then_recovers_nothing_is_sent_twice(stack, r
     expected = {email: 1 for email in addresses(readers) if email not in late_refusal.recipients}
     assert fake_mailgun.accepted_per_recipient() == expected
     unknown = Delivery.objects.filter(subscriber__email__in=late_accept.recipients + late_refusal.recipients)
-    assert set(unknown.values_list("status", flat=True)) == {"sending"}
-    assert all(d.reason.startswith("outcome unknown") for d in unknown)
+    assert {d.status for d in ledger.deliveries(unknown)} == {"sending"}
+    assert all(d.reason.startswith("outcome unknown") for d in ledger.deliveries(unknown))
     assert_ledger_matches_esp(fake_mailgun, readers)
 
     later = timezone.now() + timezone.timedelta(minutes=31)
     assert reconcile_stale_deliveries(later) == hung_readers
-    assert set(unknown.values_list("status", flat=True)) == {"failed"}
+    assert {d.status for d in ledger.deliveries(unknown)} == {"failed"}
     assert count("sent") == READERS - hung_readers
     assert_ledger_matches_esp(fake_mailgun, readers)
     record_figures("esp-hang", **esp_figures(fake_mailgun), ledger=statuses(), hung_readers=hung_readers)

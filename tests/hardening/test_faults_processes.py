@@ -22,6 +22,7 @@ import pytest
 from digest.models import Delivery
 from digest.sending import reconcile_stale_deliveries
 from django.utils import timezone
+from tests import ledger
 from tests.fakes.mailgun import Answer
 from tests.hardening.faults_helpers import (  # noqa: F401  (fixtures)
     addresses,
@@ -140,7 +141,7 @@ def test_send_worker_killed_mid_batch_then_a_new_worker_everyone_gets_exactly_on
 
     assert_everyone_got_exactly_one(fake_mailgun, readers)
     killed_rows = Delivery.objects.filter(subscriber__email__in=killed_batch[0].recipients)
-    assert set(killed_rows.values_list("status", flat=True)) == {"sending"}
+    assert {d.status for d in ledger.deliveries(killed_rows)} == {"sending"}
     assert reconcile_unknown(readers) == len(killed_batch[0].recipients)
     record_figures("sigkill", **esp_figures(fake_mailgun), ledger=statuses(), sent_before_kill=sent_before_restart,
                    orphans_requeued=orphans)

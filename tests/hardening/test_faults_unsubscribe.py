@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from digest.models import Delivery
 from subscriptions import services
 from subscriptions.models import Subscriber
+from tests import ledger as the_ledger
 from tests.fakes import mailgun_webhooks as webhooks
 from tests.fakes.mailgun import Answer
 from tests.hardening.faults_helpers import (  # noqa: F401  (fixtures)
@@ -95,7 +95,7 @@ def test_unsubscribe_while_the_batch_is_in_flight_nothing_is_sent_after_it(stack
     expected = {email: 1 for email in addresses(readers) if email not in addresses(left[1:])}
     assert fake_mailgun.accepted_per_recipient() == expected  # the held batch's reader got theirs
     assert_ledger_matches_esp(fake_mailgun, readers)
-    statuses = {s.email: Delivery.objects.get(subscriber=s).status for s in left[1:]}
+    statuses = {s.email: the_ledger.of(s).status for s in left[1:]}
     assert set(statuses.values()) == {"skipped"}, statuses
     record_figures("unsubscribe-in-flight", **esp_figures(fake_mailgun), ledger=ledger(),
                    unsubscribed=[s.unsubscribed_via for s in left])

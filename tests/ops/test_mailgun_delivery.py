@@ -10,6 +10,7 @@ import pytest
 from digest.models import Delivery
 from subscriptions import tokens
 from subscriptions.models import Subscriber
+from tests import ledger
 from tests.fakes.mailgun import MAX_RECIPIENTS_PER_MESSAGE
 from tests.ops.audience import addresses, make_audience
 from tests.ops.conftest import mailgun_env, sources_env
@@ -36,7 +37,7 @@ def start_mailgun_stack(stack, recorded_sources, esp, *, web=False):
 
 
 def sent_count():
-    return Delivery.objects.filter(status="sent").count()
+    return ledger.count("sent")
 
 
 def unsubscribe_target(stack, list_unsubscribe):
@@ -70,8 +71,7 @@ def test_each_subscriber_gets_one_message_through_the_esp_api_with_their_own_hea
             text = request.text_for(email)
             assert email in text.lower()
             assert not [other for other in addresses(readers) if other != email and other in text.lower()]
-            delivery = Delivery.objects.get(subscriber=subscriber)
-            assert delivery.esp_message_id == request.message_id
+            assert ledger.of(subscriber).esp_message_id == request.message_id
     logs = stack.logs(tail=None).lower()
     assert not [email for email in addresses(readers) if email in logs]  # ids, never addresses
 
@@ -100,9 +100,9 @@ def test_esp_errors_are_retried_and_a_timeout_is_never_resent(stack, recorded_so
     assert len(fake_mailgun.requests) == requests_before
     assert fake_mailgun.accepted_per_recipient() == {email: 1 for email in addresses(readers)}
     for request in failed:  # retried until accepted
-        assert Delivery.objects.filter(subscriber__email__in=request.recipients, status="sent").count() == len(
+        assert ledger.count("sent", Delivery.objects.filter(subscriber__email__in=request.recipients)) == len(
             request.recipients
         )
-    unknown = Delivery.objects.filter(subscriber__email__in=hung.recipients)
-    assert set(unknown.values_list("status", flat=True)) == {"sending"}
+    unknown = ledger.deliveries(Delivery.objects.filter(subscriber__email__in=hung.recipients))
+    assert {d.status for d in unknown} == {"sending"}
     assert all(d.reason.startswith("outcome unknown") for d in unknown)

@@ -8,8 +8,8 @@ event and a worker applies it, so the tests wait (bounded) for the outcome.
 
 import pytest
 
-from digest.models import Delivery
 from subscriptions.models import Subscriber
+from tests import ledger
 from tests.fakes import mailgun_webhooks as webhooks
 from tests.ops.conftest import mailgun_env, sources_env
 from tests.ops.stack import wait_until
@@ -34,7 +34,7 @@ def sent_through_mailgun(stack, recorded_sources, fake_mailgun):
     stack.start_web()
     stack.start_worker()
     stack.send_task("digest.tasks.run_daily_job")
-    assert wait_until(lambda: Delivery.objects.filter(status="sent").count() == 5, 60), stack.logs()
+    assert wait_until(lambda: ledger.count("sent") == 5, 60), stack.logs()
     return {
         email: request.message_id
         for request in fake_mailgun.accepted_requests
