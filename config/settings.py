@@ -197,7 +197,7 @@ DIGEST_SENDING_STALE_MINUTES = env.int("DIGEST_SENDING_STALE_MINUTES", default=3
 # Claim each ESP batch call with one row (digest.calls) instead of a new version of each reader's
 # delivery row: a row per call of 250 readers beside the sending thread, not a row per reader. The
 # calls' outcomes are copied onto the rows by the beat's sweep and by ESP webhooks.
-DIGEST_CLAIMS_PER_CALL = env.bool("DIGEST_CLAIMS_PER_CALL", default=False)
+DIGEST_CLAIMS_PER_CALL = env.bool("DIGEST_CLAIMS_PER_CALL", default=True)
 # The operator dashboard's figures are shown to every staff view for this many seconds, then
 # while a worker computes them again (0: computed on every view); a view can ask for them now.
 DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=60)
