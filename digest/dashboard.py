@@ -400,8 +400,10 @@ def send_steps(edition):
 
 
 def daily_status(day=None):
-    """The day's editions with their delivery counts, and its slowest steps first."""
+    """The day's editions with their delivery counts, and its slowest steps first; counted from the
+    rows once every finished ESP call is settled onto them (``calls.settle_calls``)."""
     day = day or timezone.localdate()
+    calls.settle_calls()
     editions = edition_statuses(moment_for(day))
     steps = fetch_steps(day)
     for status in editions:
@@ -546,9 +548,9 @@ def engagement_bars(rows, width=240):
 
 
 def dashboard_context(today=None):
-    """The dashboard's figures, from the rows once every finished ESP call is settled onto them."""
+    """The dashboard's figures (``daily_status`` settles the finished ESP calls first, so that
+    the charts after it count their rows)."""
     today = today or timezone.localdate()
-    calls.settle_calls()
     rates = rate_history(today=today)
     return {
         "title": "Paperboy dashboard",
