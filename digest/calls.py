@@ -89,8 +89,9 @@ def claim_call(edition_id, entries):
 def claim_call_in_postgresql(edition_id, token, ids, papers):
     """One ``INSERT … SELECT``: each of the batch's rows by its primary key (``LATERAL …
     OFFSET 0``: else, with a day's rows its statistics have not seen, the planner scans the
-    edition's), each reader's status by a scalar subquery on its primary key, the live calls
-    by the ids' range. The papers go in as text: PostgreSQL does not parse them.
+    edition's), each reader's status by a scalar subquery on its primary key. The deliveries of
+    live calls whose range overlaps the batch's are listed once (``carried``), not looked up
+    again for each row. The papers go in as text: PostgreSQL does not parse them.
 
     The edition's lock is taken by a statement of its own before it, in the same query
     string: one round trip, the two statements in one transaction (or in the caller's),
@@ -100,18 +101,20 @@ def claim_call_in_postgresql(edition_id, token, ids, papers):
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(%s, %s); "
+            f"WITH carried AS MATERIALIZED (SELECT x.id::bigint AS id FROM {SendCall._meta.db_table} AS c "
+            "CROSS JOIN LATERAL jsonb_array_elements_text(c.delivery_ids) AS x(id) WHERE c.edition_id = %s "
+            "AND c.last_delivery_id >= %s AND c.first_delivery_id <= %s AND c.status = ANY(%s) "
+            "AND c.settled_at IS NULL) "
             f"INSERT INTO {SendCall._meta.db_table} (edition_id, token, status, first_delivery_id, "
             "last_delivery_id, delivery_ids, papers, esp_message_id, recipient_message_ids, reason, created_at) "
             "SELECT %s, %s, %s, min(w.id), max(w.id), jsonb_agg(w.id ORDER BY w.id), %s, '', '{}'::jsonb, '', %s "
             f"FROM unnest(%s::bigint[]) AS b(id) CROSS JOIN LATERAL (SELECT d.id FROM {Delivery._meta.db_table} AS d "
             "WHERE d.id = b.id AND d.edition_id = %s AND d.status = %s "
             f"AND (SELECT s.status FROM {Subscriber._meta.db_table} AS s WHERE s.id = d.subscriber_id) = %s "
-            f"AND NOT EXISTS (SELECT 1 FROM {SendCall._meta.db_table} AS c WHERE c.edition_id = %s "
-            "AND c.last_delivery_id >= %s AND c.first_delivery_id <= %s AND c.status = ANY(%s) "
-            "AND c.settled_at IS NULL AND c.delivery_ids @> to_jsonb(d.id)) OFFSET 0) AS w "
+            "AND NOT EXISTS (SELECT 1 FROM carried WHERE carried.id = d.id) OFFSET 0) AS w "
             "HAVING count(*) > 0 RETURNING delivery_ids",
-            [CLAIM_LOCK, edition_id, edition_id, token, SendCall.Status.SENDING, papers, timezone.now(), ids,
-             edition_id, Delivery.Status.PENDING, Subscriber.Status.ACTIVE, edition_id, ids[0], ids[-1], live],
+            [CLAIM_LOCK, edition_id, edition_id, ids[0], ids[-1], live, edition_id, token, SendCall.Status.SENDING,
+             papers, timezone.now(), ids, edition_id, Delivery.Status.PENDING, Subscriber.Status.ACTIVE],
         )
         cursor.nextset()
         row = cursor.fetchone()
@@ -366,6 +369,8 @@ def papers_in_unsettled_calls(subscriber_ids, excluding_edition, editions=None):
 
     Few calls are unsettled once the beat's sweep has run; ``load_readers`` settles the
     finished ones first, so these are mostly calls in flight."""
+    if editions is not None and not editions:
+        return []
     calls = SendCall.objects.filter(settled_at__isnull=True, status__in=LIVE)
     if excluding_edition is not None:
         calls = calls.exclude(edition=excluding_edition)

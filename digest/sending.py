@@ -588,15 +588,18 @@ def load_readers(edition, subscriber_ids):
     the editions that may share papers with it are read: a year of daily
     digests per reader would otherwise be read for every send. Readers with a
     model (MODEL_MIN_LIKES likes) have their whole history read, for the papers
-    they were sent and never voted on. Finished ESP calls of other editions are
-    settled first (``calls.settle_calls``): then their rows say what they got.
+    they were sent and never voted on. The finished ESP calls of the editions read
+    are settled first (``calls.settle_calls``): then their rows say what they got.
     """
     liked, disliked = feedback_papers(subscriber_ids)
-    calls.settle_calls(SendCall.objects.exclude(edition=edition))
     sharing = editions_sharing_papers(edition)
+    calls.settle_calls(SendCall.objects.filter(edition_id__in=sharing))
     history = papers_already_sent(subscriber_ids, excluding_edition=edition, editions=sharing)
     with_model = [sid for sid, likes in liked.items() if len(likes) >= MODEL_MIN_LIKES]
-    whole = papers_already_sent(with_model, excluding_edition=edition) if with_model else {}
+    whole = {}
+    if with_model:
+        calls.settle_calls(SendCall.objects.exclude(edition=edition))
+        whole = papers_already_sent(with_model, excluding_edition=edition)
     return Readers(history, liked, disliked, ignored_papers(whole, liked, disliked))
 
 
@@ -776,19 +779,50 @@ def suppress_refused(subscriber_ids):
         suppress(subscriber, reason="bounced")
 
 
-def record_send_error(token, deliveries, exc, report):
-    """Apply the outcome of a failed ESP call to the rows it carried."""
+class RowClaims:
+    """A failed call's outcome written on the rows its claim moved to ``sending``."""
+
+    @staticmethod
+    def deferred(token, ids, text):
+        return_to_pending(claimed_rows(token, ids), text)
+
+    @staticmethod
+    def refused(token, ids, text):
+        claimed_rows(token, ids).update(status=Delivery.Status.FAILED, reason=text, paper_ids=[], reasons={})
+
+    @staticmethod
+    def unknown(token, ids, text):
+        claimed_rows(token, ids).update(reason=text[:300])
+
+
+class CallClaims:
+    """A failed call's outcome written on its claim (``digest.calls``), the rows untouched."""
+
+    @staticmethod
+    def deferred(token, ids, text):
+        calls.return_call(token, text)
+
+    @staticmethod
+    def refused(token, ids, text):
+        calls.fail_call(token, text)
+
+    @staticmethod
+    def unknown(token, ids, text):
+        calls.note_unknown_outcome(token, text)
+
+
+def record_send_error(token, deliveries, exc, report, claims=RowClaims):
+    """Apply the outcome of a failed ESP call to the rows it carried (or to its claim)."""
     kind = classify_send_error(exc)
     text = f"{type(exc).__name__}: {exc}"[:300]
     ids = [d.pk for d in deliveries]
-    rows = claimed_rows(token, ids)
     if kind == "transient":
-        return_to_pending(rows, text)
+        claims.deferred(token, ids, text)
         report.transient.extend(ids)
         report.retry_after = max(report.retry_after, retry_after_seconds(exc))
         log.warning("digest send deferred deliveries=%s error=%s", ids, text)
     elif kind == "permanent":
-        rows.update(status=Delivery.Status.FAILED, reason=text, paper_ids=[], reasons={})
+        claims.refused(token, ids, text)
         report.failed += len(ids)
         if refuses_recipient(exc):
             suppress_refused([d.subscriber_id for d in deliveries])
@@ -796,7 +830,7 @@ def record_send_error(token, deliveries, exc, report):
     else:
         # Outcome unknown: the ESP may have accepted it. Left in ``sending`` for
         # reconcile_stale_deliveries; never resent blindly.
-        rows.update(reason=f"outcome unknown: {text}"[:300])
+        claims.unknown(token, ids, f"outcome unknown: {text}")
         report.unknown.extend(ids)
         log.error("digest send outcome unknown deliveries=%s error=%s", ids, text)
 
@@ -929,7 +963,7 @@ def send_batch(connection, group, style, report, database_lock):
         answer = batch.send()
     except Exception as exc:  # classified; nothing is lost
         with database_lock:
-            (record_call_error if per_call else record_send_error)(token, [c.delivery for c in group], exc, report)
+            record_send_error(token, [c.delivery for c in group], exc, report, CallClaims if per_call else RowClaims)
         return
     PHASES.add("send", time.perf_counter() - started, len(group))
     with database_lock:
@@ -996,28 +1030,6 @@ def record_call_answer(token, group, answer, report):
     report.sent += len(sent)
     log.info("digests sent edition=%s recipients=%d esp_message_id=%s", group[0].delivery.edition_id, len(sent),
              answer.message_ids[0] if len(set(answer.message_ids)) == 1 else "(one per recipient)")
-
-
-def record_call_error(token, deliveries, exc, report):
-    """``record_send_error`` for a call claimed as a whole."""
-    kind = classify_send_error(exc)
-    text = f"{type(exc).__name__}: {exc}"[:300]
-    ids = [d.pk for d in deliveries]
-    if kind == "transient":
-        calls.return_call(token, text)
-        report.transient.extend(ids)
-        report.retry_after = max(report.retry_after, retry_after_seconds(exc))
-        log.warning("digest send deferred deliveries=%s error=%s", ids, text)
-    elif kind == "permanent":
-        calls.fail_call(token, text)
-        report.failed += len(ids)
-        if refuses_recipient(exc):
-            suppress_refused([d.subscriber_id for d in deliveries])
-        log.warning("digest send refused deliveries=%s error=%s", ids, text)
-    else:
-        calls.note_unknown_outcome(token, f"outcome unknown: {text}")
-        report.unknown.extend(ids)
-        log.error("digest send outcome unknown deliveries=%s error=%s", ids, text)
 
 
 def send_in_batches(items, style, report, database_lock):
