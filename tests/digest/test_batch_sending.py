@@ -16,74 +16,35 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-import requests
 from anymail.backends.test import EmailBackend as AnymailTestBackend
-from anymail.exceptions import AnymailRequestsAPIError
 from anymail.message import AnymailRecipientStatus
 from django.core import mail
 from django.db import DatabaseError, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from digest import sending
+from digest import calls, sending
 from digest.esp import BATCH_STYLES, BatchStyle, batch_style
 from digest.models import Delivery
 from digest.sending import TransientSendError, claim_deliveries, reconcile_stale_deliveries, send_edition_to
 from subscriptions import tokens
+from tests import ledger
 from tests.digest.builders import built_edition
-from tests.factories import SubscriberFactory
+from tests.digest.esp_answers import api_error, failing_first_call, params, timeout_error
 
 pytestmark = pytest.mark.django_db
 
-INTERESTS = ["diffusion models", "graph neural networks", "robot manipulation", "language models", ""]
-
-
 @pytest.fixture
-def esp_outbox(settings):
-    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
-    settings.DIGEST_ESP_BATCH_LIMIT = 2
+def esp_outbox(batch_outbox, settings):
     settings.DIGEST_CLAIMS_PER_CALL = False
-    mail.outbox = []
-    return mail.outbox
+    return batch_outbox
 
 
-@pytest.fixture
-def readers():
-    return [SubscriberFactory(interests=interests) for interests in INTERESTS]
-
-
-def api_error(status):
-    response = requests.Response()
-    response.status_code, response.reason, response._content = status, "ESP said no", b"{}"
-    return AnymailRequestsAPIError("ESP said no", status_code=status, response=response)
-
-
-def timeout_error():
-    try:
-        raise requests.Timeout("read timed out")
-    except requests.Timeout:
-        try:
-            raise AnymailRequestsAPIError("timed out talking to the ESP")
-        except AnymailRequestsAPIError as error:
-            return error
-
-
-def params(message):
-    return message.anymail_test_params
-
-
-def failing_first_call(error):
-    """anymail's test ``post_to_esp`` raising ``error`` on its first call; and each call's recipients."""
-    calls = []
-    post = AnymailTestBackend.post_to_esp
-
-    def post_to_esp(backend, payload, message):
-        calls.append(list(message.to))
-        if len(calls) == 1:
-            raise error
-        return post(backend, payload, message)
-
-    return post_to_esp, calls
+@pytest.fixture(params=["per-row", "per-call"])
+def claims(request, settings, esp_outbox):
+    """For the tests that hold with either kind of claim: the ledger is then read through ``tests.ledger``."""
+    settings.DIGEST_CLAIMS_PER_CALL = request.param == "per-call"
+    return request.param
 
 
 def test_one_api_call_per_batch_up_to_the_esp_limit(esp_outbox, readers):
@@ -312,7 +273,7 @@ def test_a_database_error_in_the_batch_thread_reaches_the_task_and_leaves_the_co
     assert not connections["default"].allow_thread_sharing
 
 
-def test_several_esp_calls_are_in_progress_at_once_and_each_reader_is_sent_once(esp_outbox, readers, settings):
+def test_several_esp_calls_are_in_progress_at_once_and_each_reader_is_sent_once(esp_outbox, claims, readers, settings):
     settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
     all_three_in_progress = threading.Barrier(3, timeout=10)  # broken unless the three calls overlap
     post = AnymailTestBackend.post_to_esp
@@ -327,7 +288,7 @@ def test_several_esp_calls_are_in_progress_at_once_and_each_reader_is_sent_once(
     assert report.sent == 5 and not report.transient and not all_three_in_progress.broken
     recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
     assert sorted(recipients) == sorted(r.email for r in readers)
-    assert set(Delivery.objects.values_list("status", "attempts")) == {("sent", 1)}
+    assert {(d.status, d.attempts) for d in ledger.deliveries()} == {("sent", 1)}
     assert not connections["default"].allow_thread_sharing
 
 
@@ -358,7 +319,9 @@ def test_the_esp_connection_is_opened_once_before_the_batch_threads_share_it_and
     assert events.count(("close", True)) == 1 and ("close", False) not in events
 
 
-def test_with_calls_in_flight_a_deferred_call_returns_only_its_own_rows_to_pending(esp_outbox, readers, settings):
+def test_with_calls_in_flight_a_deferred_call_returns_only_its_own_rows_to_pending(
+    esp_outbox, claims, readers, settings
+):
     settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
     edition = built_edition()
     second_batch = {readers[2].email, readers[3].email}  # batches follow the readers' order, two each
@@ -377,8 +340,8 @@ def test_with_calls_in_flight_a_deferred_call_returns_only_its_own_rows_to_pendi
 
     report = raised.value.args[1]
     assert report.sent == 3 and len(report.transient) == 2
-    assert set(Delivery.objects.filter(status="pending").values_list("subscriber__email", flat=True)) == second_batch
-    assert Delivery.objects.filter(status="sent").count() == 3
+    assert {d.subscriber.email for d in ledger.deliveries() if d.status == "pending"} == second_batch
+    assert ledger.count("sent") == 3
     send_edition_to(edition, [r.pk for r in readers])  # the retry sends those two, and no one else
     recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]
     assert sorted(recipients) == sorted(r.email for r in readers)
@@ -511,7 +474,14 @@ def test_a_task_reads_its_next_block_while_the_call_of_the_last_one_is_in_progre
     assert not connections["default"].allow_thread_sharing
 
 
-def test_a_blocks_reads_never_overlap_a_batch_threads_claim_or_record(esp_outbox, readers, blocks_of_two):
+@pytest.mark.parametrize("per_call, claim, record", [
+    (False, (sending, "start_sending_with_papers"), (sending, "record_sent")),
+    (True, (calls, "claim_call"), (calls, "record_call_sent")),
+])
+def test_a_blocks_reads_never_overlap_a_batch_threads_claim_or_record(
+    esp_outbox, readers, blocks_of_two, settings, per_call, claim, record
+):
+    settings.DIGEST_CLAIMS_PER_CALL = per_call
     spans, lock = [], threading.Lock()
 
     def timed(function):
@@ -524,19 +494,19 @@ def test_a_blocks_reads_never_overlap_a_batch_threads_claim_or_record(esp_outbox
                     spans.append((started, time.perf_counter(), function.__name__))
         return run
 
-    names = ("pending_deliveries", "load_readers", "start_sending_with_papers", "record_sent")
+    watched = [(sending, "pending_deliveries"), (sending, "load_readers"), claim, record]
     with contextlib.ExitStack() as stack:
-        for name in names:
-            stack.enter_context(mock.patch.object(sending, name, timed(getattr(sending, name))))
+        for module, name in watched:
+            stack.enter_context(mock.patch.object(module, name, timed(getattr(module, name))))
         assert send_edition_to(built_edition(), [r.pk for r in readers]).sent == 5
 
-    assert {name for _, _, name in spans} == set(names)
+    assert {name for _, _, name in spans} == {name for _, name in watched}
     spans.sort()
     assert all(end <= next_start for (_, end, _), (next_start, _, _) in zip(spans, spans[1:]))
 
 
 def test_a_failed_read_of_a_later_block_finishes_the_calls_in_flight_and_reaches_the_task(
-    esp_outbox, readers, blocks_of_two
+    esp_outbox, claims, readers, blocks_of_two
 ):
     edition = built_edition()
     pending_deliveries = sending.pending_deliveries
@@ -552,9 +522,9 @@ def test_a_failed_read_of_a_later_block_finishes_the_calls_in_flight_and_reaches
         with pytest.raises(DatabaseError):
             send_edition_to(edition, [r.pk for r in readers])
 
-    sent = set(Delivery.objects.filter(status="sent").values_list("subscriber_id", flat=True))
+    sent = {d.subscriber_id for d in ledger.deliveries() if d.status == "sent"}
     assert sent == {readers[0].pk, readers[1].pk}  # the first block's call was finished and recorded
-    assert not Delivery.objects.filter(status="sending").exists()
+    assert ledger.count("sending") == 0
     assert len(esp_outbox) == 1 and not connections["default"].allow_thread_sharing
     send_edition_to(edition, [r.pk for r in readers])  # the retry sends the rest, once each
     recipients = [to.addr_spec for m in esp_outbox for to in params(m)["to"]]

@@ -1,9 +1,7 @@
 """Claims per ESP call (DIGEST_CLAIMS_PER_CALL): each reader at most once, their outcome on the call
 until it is settled onto their rows, and every reader of the ledger seeing it meanwhile."""
 
-import contextlib
 import threading
-import time
 from datetime import timedelta
 from unittest import mock
 
@@ -11,7 +9,6 @@ import pytest
 from anymail.backends.test import EmailBackend as AnymailTestBackend
 from anymail.message import AnymailRecipientStatus
 from anymail.signals import AnymailTrackingEvent
-from django.core import mail
 from django.db import DatabaseError, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -23,26 +20,14 @@ from digest.services import requeue_orphaned, resend_failed_delivery
 from digest.webhooks import apply_event
 from subscriptions import tokens
 from tests.digest.builders import built_edition
-from tests.digest.test_batch_sending import api_error, failing_first_call, params, timeout_error
-from tests.factories import SubscriberFactory
+from tests.digest.esp_answers import api_error, failing_first_call, params, timeout_error
 
 pytestmark = pytest.mark.django_db
 
-INTERESTS = ["diffusion models", "graph neural networks", "robot manipulation", "language models", ""]
-
-
 @pytest.fixture
-def esp_outbox(settings):
-    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
-    settings.DIGEST_ESP_BATCH_LIMIT = 2
+def esp_outbox(batch_outbox, settings):
     settings.DIGEST_CLAIMS_PER_CALL = True
-    mail.outbox = []
-    return mail.outbox
-
-
-@pytest.fixture
-def readers():
-    return [SubscriberFactory(interests=interests) for interests in INTERESTS]
+    return batch_outbox
 
 
 def recipients(outbox):
@@ -416,97 +401,6 @@ def test_a_database_error_recording_a_call_reaches_the_task_and_the_call_is_neve
     assert len(esp_outbox) == 1 and not connections["default"].allow_thread_sharing
     assert SendCall.objects.get().status == "sending"  # outcome unknown: never resent
     assert send_edition_to(edition, ids).sent == 3
-    assert recipients(esp_outbox) == sorted(r.email for r in readers)
-
-
-def test_several_calls_are_in_progress_at_once_and_each_reader_is_sent_once(esp_outbox, readers, settings):
-    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
-    all_three_in_progress = threading.Barrier(3, timeout=10)  # broken unless the three calls overlap
-    post = AnymailTestBackend.post_to_esp
-
-    def post_when_all_in_progress(backend, payload, message):
-        all_three_in_progress.wait()
-        return post(backend, payload, message)
-
-    with mock.patch.object(AnymailTestBackend, "post_to_esp", post_when_all_in_progress):
-        report = send_edition_to(built_edition(), [r.pk for r in readers])
-
-    assert report.sent == 5 and not all_three_in_progress.broken
-    assert recipients(esp_outbox) == sorted(r.email for r in readers)
-    assert set(effective_statuses().values()) == {"sent"} and SendCall.objects.count() == 3
-
-
-def test_with_calls_in_flight_a_deferred_call_returns_only_its_own_readers(esp_outbox, readers, settings):
-    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 3
-    edition = built_edition()
-    second_batch = {readers[2].email, readers[3].email}  # batches follow the readers' order, two each
-    all_three_in_progress = threading.Barrier(3, timeout=10)
-    post = AnymailTestBackend.post_to_esp
-
-    def defer_the_second_batch(backend, payload, message):
-        all_three_in_progress.wait()
-        if second_batch & set(message.to):
-            raise api_error(503)
-        return post(backend, payload, message)
-
-    with mock.patch.object(AnymailTestBackend, "post_to_esp", defer_the_second_batch):
-        with pytest.raises(TransientSendError):
-            send_edition_to(edition, [r.pk for r in readers])
-
-    rows = calls.effective(Delivery.objects.select_related("subscriber"))
-    assert {d.subscriber.email for d in rows if d.status == "pending"} == second_batch
-    assert sum(d.status == "sent" for d in rows) == 3
-    send_edition_to(edition, [r.pk for r in readers])
-    assert recipients(esp_outbox) == sorted(r.email for r in readers)
-
-
-def test_a_blocks_reads_never_overlap_a_batch_threads_claim_or_record(esp_outbox, readers, monkeypatch, settings):
-    monkeypatch.setattr(sending, "READ_BLOCK_SIZE", 2)
-    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 2
-    spans, lock = [], threading.Lock()
-
-    def timed(function):
-        def run(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                with lock:
-                    spans.append((started, time.perf_counter(), function.__name__))
-        return run
-
-    with contextlib.ExitStack() as stack:
-        for module, name in ((sending, "pending_deliveries"), (sending, "load_readers"),
-                             (calls, "claim_call"), (calls, "record_call_sent")):
-            stack.enter_context(mock.patch.object(module, name, timed(getattr(module, name))))
-        assert send_edition_to(built_edition(), [r.pk for r in readers]).sent == 5
-
-    assert {name for _, _, name in spans} == {"pending_deliveries", "load_readers", "claim_call", "record_call_sent"}
-    spans.sort()
-    assert all(end <= next_start for (_, end, _), (next_start, _, _) in zip(spans, spans[1:]))
-
-
-def test_a_failed_read_of_a_later_block_finishes_the_call_in_flight_and_reaches_the_task(
-    esp_outbox, readers, monkeypatch, settings
-):
-    monkeypatch.setattr(sending, "READ_BLOCK_SIZE", 2)
-    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 2
-    edition, reads = built_edition(), []
-    pending_deliveries = sending.pending_deliveries
-
-    def failing_on_the_second_block(edition, subscriber_ids):
-        reads.append(subscriber_ids)
-        if len(reads) == 2:
-            raise DatabaseError("connection lost")
-        return pending_deliveries(edition, subscriber_ids)
-
-    with mock.patch.object(sending, "pending_deliveries", side_effect=failing_on_the_second_block):
-        with pytest.raises(DatabaseError):
-            send_edition_to(edition, [r.pk for r in readers])
-
-    assert {sid for sid, status in effective_statuses().items() if status == "sent"} == {readers[0].pk, readers[1].pk}
-    assert len(esp_outbox) == 1 and not connections["default"].allow_thread_sharing
-    send_edition_to(edition, [r.pk for r in readers])
     assert recipients(esp_outbox) == sorted(r.email for r in readers)
 
 
