@@ -47,6 +47,7 @@ LIVE = (SendCall.Status.SENDING, SendCall.Status.SENT, SendCall.Status.FAILED)
 FINISHED = (SendCall.Status.SENT, SendCall.Status.RETURNED, SendCall.Status.FAILED)
 CLAIM_LOCK = 7301  # the advisory lock's first key; the second is the edition's id
 STALE_REASON = "send outcome unknown (stale); not resent"
+SETTLED_BY_WEBHOOK = "settled by the ESP's webhook"  # a row or call left in ``sending``, proved sent
 SETTLE_CALLS_AT_ONCE = 40
 
 
@@ -289,7 +290,7 @@ def settle_call_of(delivery, *, proof_of_sending=False):
         return delivery
     if proof_of_sending and call.status == SendCall.Status.SENDING:
         SendCall.objects.filter(pk=call.pk, status=SendCall.Status.SENDING).update(
-            status=SendCall.Status.SENT, finished_at=timezone.now()
+            status=SendCall.Status.SENT, finished_at=timezone.now(), reason=SETTLED_BY_WEBHOOK
         )
     settle_calls(SendCall.objects.filter(pk=call.pk))
     delivery.refresh_from_db()

@@ -175,7 +175,7 @@ def stamp_delivery(delivery, event):
         ).update(**{name: moment})
     if event.event_type in PROOF_OF_SENDING:
         Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
-            status=Delivery.Status.SENT, sent_at=moment, reason="settled by the ESP's webhook"
+            status=Delivery.Status.SENT, sent_at=moment, reason=calls.SETTLED_BY_WEBHOOK
         )
 
 

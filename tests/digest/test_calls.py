@@ -240,6 +240,7 @@ def test_a_delivered_webhook_settles_the_call_of_its_delivery(esp_outbox, reader
 
     delivery.refresh_from_db()
     assert delivery.status == "sent" and delivery.delivered_at is not None and delivery.paper_ids
+    assert delivery.reason == "settled by the ESP's webhook"  # its message id was never recorded
     assert Delivery.objects.get(subscriber=readers[1]).status == "sent"  # the whole call, once
     assert SendCall.objects.get().settled_at is not None
 
