@@ -7,7 +7,6 @@ from unittest import mock
 
 import pytest
 from anymail.backends.test import EmailBackend as AnymailTestBackend
-from anymail.message import AnymailRecipientStatus
 from anymail.signals import AnymailTrackingEvent
 from django.db import DatabaseError, connections, transaction
 from django.urls import reverse
@@ -150,28 +149,6 @@ def test_a_permanently_refused_call_fails_its_readers_with_no_papers(esp_outbox,
     assert report.failed == 2
     reconcile_stale_deliveries()
     assert list(Delivery.objects.values_list("status", "paper_ids")) == [("failed", []), ("failed", [])]
-
-
-def test_a_refused_recipient_fails_alone_and_is_suppressed(esp_outbox, readers):
-    refused = readers[0]
-    send_for_real = AnymailTestBackend.post_to_esp
-
-    def refusing(backend, payload, message):
-        response = send_for_real(backend, payload, message)
-        if refused.email in response["recipient_status"]:
-            response["recipient_status"][refused.email] = AnymailRecipientStatus(message_id=None, status="rejected")
-        return response
-
-    with mock.patch.object(AnymailTestBackend, "post_to_esp", autospec=True, side_effect=refusing):
-        report = send_edition_to(built_edition(), [r.pk for r in readers])
-    assert report.sent == 4 and report.failed == 1
-    statuses = effective_statuses()
-    assert statuses.pop(refused.pk) == "failed" and set(statuses.values()) == {"sent"}
-    refused.refresh_from_db()
-    assert refused.status == "bounced"
-    reconcile_stale_deliveries()
-    assert Delivery.objects.get(subscriber=refused).status == "failed"
-    assert Delivery.objects.filter(status="sent").count() == 4
 
 
 def test_a_reader_who_leaves_before_the_call_is_left_out_of_it(esp_outbox, readers):
