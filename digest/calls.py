@@ -113,13 +113,13 @@ def claim_call_in_postgresql(edition_id, token, ids, papers):
             "WHERE d.id = b.id AND d.edition_id = %s AND d.status = %s "
             f"AND (SELECT s.status FROM {Subscriber._meta.db_table} AS s WHERE s.id = d.subscriber_id) = %s "
             "AND NOT EXISTS (SELECT 1 FROM carried WHERE carried.id = d.id) OFFSET 0) AS w "
-            "HAVING count(*) > 0 RETURNING delivery_ids",
+            "HAVING count(*) > 0 RETURNING delivery_ids::text",
             [CLAIM_LOCK, edition_id, edition_id, ids[0], ids[-1], live, edition_id, token, SendCall.Status.SENDING,
              papers, timezone.now(), ids, edition_id, Delivery.Status.PENDING, Subscriber.Status.ACTIVE],
         )
         cursor.nextset()
         row = cursor.fetchone()
-    return set(from_json(row[0])) if row else set()
+    return set(json.loads(row[0])) if row else set()
 
 
 def claim_call_in_orm(edition_id, token, ids, papers):
@@ -136,11 +136,6 @@ def claim_call_in_orm(edition_id, token, ids, papers):
             delivery_ids=won, papers=papers,
         )
     return set(won)
-
-
-def from_json(value):
-    """A JSON column read with a plain cursor: Django's connection loads it as text."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def live_calls_over(edition_id, ids):

@@ -1002,13 +1002,19 @@ def answer_of(message, parts):
     return BatchAnswer(esp_message_ids(message, [part.to for part in parts]), refused)
 
 
-def record_answer(token, group, answer, report):
-    """Each recipient's status in the ESP's answer decides their row."""
+def split_answer(group, answer):
+    """The deliveries whose recipient the ESP refused, and (delivery, message id) of the others."""
     refused = [c.delivery for c in group if c.part.to.lower() in answer.refused]
-    if refused:
-        record_send_error(token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
     sent = [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)
             if c.part.to.lower() not in answer.refused]
+    return refused, sent
+
+
+def record_answer(token, group, answer, report):
+    """Each recipient's status in the ESP's answer decides their row."""
+    refused, sent = split_answer(group, answer)
+    if refused:
+        record_send_error(token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
     with PHASES.phase("record", len(sent)):
         record_sent(token, sent)
     report.sent += len(sent)
@@ -1017,9 +1023,8 @@ def record_answer(token, group, answer, report):
 def record_call_answer(token, group, answer, report):
     """``record_answer`` for a call claimed as a whole: one row written for the call, and one
     for each recipient the ESP refused."""
-    refused = [c.delivery for c in group if c.part.to.lower() in answer.refused]
-    sent = {c.delivery.id: message_id for c, message_id in zip(group, answer.message_ids)
-            if c.part.to.lower() not in answer.refused}
+    refused, sent = split_answer(group, answer)
+    sent = {delivery.id: message_id for delivery, message_id in sent}
     with PHASES.phase("record", len(sent)):
         calls.record_call_sent(token, sent, refused=[d.pk for d in refused],
                                refusal="AnymailRecipientsRefused: the ESP refused these recipients")
