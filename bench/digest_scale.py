@@ -5,6 +5,7 @@ Run by hand from the repository root (not part of the test suite):
     .venv/bin/python bench/digest_scale.py --subscribers 10000
     .venv/bin/python bench/digest_scale.py --subscribers 100000
     .venv/bin/python bench/digest_scale.py --subscribers 100000 --workers 2
+    .venv/bin/python bench/digest_scale.py --subscribers 100000 --workers 2 --rounds 5
     .venv/bin/python bench/digest_scale.py --subscribers 100000 --own-phrases 0.3 --voters 0.1
     .venv/bin/python bench/digest_scale.py --subscribers 1000000 --workers 2
     .venv/bin/python bench/digest_scale.py --subscribers 100000 --esp-latency 150 --calls-in-flight 4
@@ -27,7 +28,9 @@ What it does:
    chunks of DIGEST_SEND_BATCH_SIZE, each chunk handed to the
    ``send_digest_chunk`` Celery task (run eagerly), which calls
    ``digest.sending.send_edition_to``. ``--workers 2`` runs the same
-   path in two processes over disjoint chunks. ``--calls-in-flight K`` sets
+   path in two processes over disjoint chunks; ``--rounds K`` sends K times
+   with each, alternated, and prints each round's ratio and the median one
+   (the host's speed drifts from run to run). ``--calls-in-flight K`` sets
    DIGEST_ESP_CALLS_IN_FLIGHT for the send.
 4. Times a naive baseline on the same data (a sample of readers): the whole
    digest rendered from the templates per reader (paper blocks included),
@@ -711,6 +714,9 @@ def main():
                         help="milliseconds the imitation ESP holds each call of the send before answering")
     parser.add_argument("--calls-in-flight", type=int, metavar="K",
                         help="DIGEST_ESP_CALLS_IN_FLIGHT for the send (default: the setting's)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="K",
+                        help="with --workers, send K times with one worker and K times with the others, "
+                             "alternated, and print each round's ratio and the median one")
     parser.add_argument("--claims", choices=["per-row", "per-call"],
                         help="DIGEST_CLAIMS_PER_CALL for the send (default: the setting's)")
     args = parser.parse_args()
@@ -745,37 +751,66 @@ def main():
 
         print(f"send: the ESP answers each call after {args.esp_latency:.0f} ms; "
               f"{settings.DIGEST_ESP_CALLS_IN_FLIGHT} ESP call(s) in flight per worker")
-        runs = {}
-        for workers in sorted({1, args.workers}):
-            if workers != 1:
+        runs = {1: [], args.workers: []}
+        for i, workers in enumerate(run_order(args.workers, args.rounds)):
+            if i:
                 reset_ledger(args.history_days)
             bodies_every = -(-n // BODIES_KEPT)
             esp = EspProcess(bodies_every=bodies_every, latency=args.esp_latency / 1000,
                              arena_mb=ARENA_MB_PER_THOUSAND * n // 1000 if bodies_every == 1 else 0).start()
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server))
-            outcomes, wall = run_send(database_url, esp.api_url, workers, args.profile if workers == 1 else None)
+            profile = args.profile if workers == 1 and not runs[1] else None
+            outcomes, wall = run_send(database_url, esp.api_url, workers, profile)
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server)) - postgres_cpu
             stats = esp.finish()
             stats["postgres_cpu_seconds"] = postgres_cpu
             stats["settle"] = settle_calls_after_send()
             by_status, problems = verify(n, stats)
             connection.close()
-            runs[workers] = (outcomes, wall, stats, by_status, problems)
+            runs[workers].append((outcomes, wall, stats, by_status, problems))
             report(n, workers, outcomes, wall, stats, by_status, problems)
 
-        outcomes, wall, stats, by_status, problems = runs[1]
+        outcomes, wall, stats, by_status, problems = median_run(runs[1])
         rate = n / wall
         queries = sum(o["queries"] for o in outcomes)
         rss = max(o["peak_rss_mb"] for o in outcomes)
         if args.workers != 1:
-            ratio = (n / runs[args.workers][1]) / rate
-            print(f"WORKERS workers={args.workers} per_second={n / runs[args.workers][1]:.0f} "
-                  f"one_worker_per_second={rate:.0f} ratio={ratio:.2f}")
+            report_workers(n, args.workers, runs)
         print(f"RESULT subscribers={n} seconds={wall:.2f} per_second={rate:.0f} naive_per_second={naive_rate:.0f} "
               f"speedup={rate / naive_rate:.1f} queries={queries} peak_rss_mb={rss:.0f}")
-        return 1 if any(r[4] for r in runs.values()) else 0
+        return 1 if any(run[4] for kept in runs.values() for run in kept) else 0
     finally:
         server.stop()
+
+
+def run_order(workers, rounds):
+    """The sends of ``rounds`` rounds, one worker and ``workers`` alternated, each round in the
+    other order than the one before (1, 2, 2, 1, 1, 2 …): a host whose speed drifts during the
+    runs favours neither."""
+    if workers == 1:
+        return [1] * rounds
+    pairs = [(1, workers) if r % 2 == 0 else (workers, 1) for r in range(rounds)]
+    return [w for pair in pairs for w in pair]
+
+
+def median_run(kept):
+    """Of a setting's runs, the one of median speed (the slower of the two middle ones)."""
+    return sorted(kept, key=lambda run: run[1])[len(kept) // 2]
+
+
+def report_workers(n, workers, runs):
+    """Per round, the two speeds and their ratio; then the medians. One run of one worker is
+    divided by the run of ``workers`` of the same round, next to it in time."""
+    ratios = []
+    for r, (one, many) in enumerate(zip(runs[1], runs[workers]), 1):
+        ratios.append(one[1] / many[1])
+        if len(runs[1]) > 1:
+            print(f"ROUND {r} one_worker_per_second={n / one[1]:.0f} per_second={n / many[1]:.0f} "
+                  f"ratio={ratios[-1]:.2f}")
+    ratios.sort()
+    print(f"WORKERS workers={workers} per_second={n / median_run(runs[workers])[1]:.0f} "
+          f"one_worker_per_second={n / median_run(runs[1])[1]:.0f} ratio={ratios[len(ratios) // 2]:.2f}"
+          + (f" rounds={len(ratios)} lowest_ratio={ratios[0]:.2f}" if len(ratios) > 1 else ""))
 
 
 def postmaster_pid(server):
