@@ -7,6 +7,7 @@ yet sent. Every change goes through ``digest.services``.
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Q
@@ -126,6 +127,15 @@ class LedgerPaginator(Paginator):
         return super().count
 
 
+class DeliveryChangeList(ChangeList):
+    """The list's page of deliveries, each shown as its ESP call says while the call is not
+    settled onto it (``calls.effective``: the page's rows only; the status filter reads the rows)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        self.result_list = calls.effective(self.result_list)
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
     """The ledger, newest first by id (ids are handed out in claim order, and the primary key
@@ -147,6 +157,9 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def get_changelist(self, request, **kwargs):
+        return DeliveryChangeList
 
     def get_object(self, request, object_id, from_field=None):
         """The row as its ESP call says, while the call is not settled onto it (shown, not saved)."""
@@ -271,7 +284,8 @@ class DeliveryDayAdmin(admin.ModelAdmin):
 @admin.register(SendCall)
 class SendCallAdmin(admin.ModelAdmin):
     """The ESP batch calls claimed per call (DIGEST_CLAIMS_PER_CALL), read only: their readers'
-    rows say ``pending`` until the call is settled onto them (by the beat, every 15 minutes)."""
+    rows stay ``pending`` until the call is settled onto them (by the beat, every 15 minutes);
+    the delivery list shows them as their call says."""
 
     list_display = ["id", "edition", "status", "recipients", "esp_message_id", "created_at", "finished_at",
                     "settled_at", "reason"]

@@ -551,10 +551,11 @@ def dashboard_context(today=None):
     """The dashboard's figures (``daily_status`` settles the finished ESP calls first, so that
     the charts after it count their rows)."""
     today = today or timezone.localdate()
+    status = daily_status(today)
     rates = rate_history(today=today)
     return {
         "title": "Paperboy dashboard",
-        "today": daily_status(today),
+        "today": status,
         "subscribers_chart": stacked_bar_chart(subscriber_history(today=today), SUBSCRIBER_COLOURS),
         "deliveries_chart": stacked_bar_chart(delivery_history(today=today), DELIVERY_COLOURS),
         "rates_chart": rate_chart(rates),

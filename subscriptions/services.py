@@ -95,18 +95,25 @@ def with_last_delivery(subscribers, chunk_size=500):
 
     Looked up a chunk at a time through the ledger's subscriber index: a list page or an
     export reads its own readers' deliveries, where annotating the query aggregated the
-    whole ledger (a row per reader and digest) on every page.
+    whole ledger (a row per reader and digest) on every page. A digest whose ESP call is
+    not settled onto its row yet counts when its call says it was sent.
     """
+    from digest import calls
     from digest.models import Delivery
 
     for chunk in chunked(subscribers, chunk_size):
+        ids = [subscriber.pk for subscriber in chunk]
         last = dict(
-            Delivery.objects.filter(subscriber_id__in=[subscriber.pk for subscriber in chunk])
+            Delivery.objects.filter(subscriber_id__in=ids)
             .order_by()
             .values("subscriber_id")
             .annotate(at=Max("sent_at"))
             .values_list("subscriber_id", "at")
         )
+        for delivery in calls.effective(calls.pending_rows_of_unsettled_calls(ids)):
+            latest = last.get(delivery.subscriber_id)
+            if delivery.sent_at and (latest is None or delivery.sent_at > latest):
+                last[delivery.subscriber_id] = delivery.sent_at
         for subscriber in chunk:
             subscriber.last_delivery_at = last.get(subscriber.pk)
             yield subscriber

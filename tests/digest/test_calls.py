@@ -20,6 +20,7 @@ from digest.webhooks import apply_event
 from subscriptions import tokens
 from tests.digest.builders import built_edition
 from tests.digest.esp_answers import api_error, failing_first_call, params, timeout_error
+from tests.factories import EditionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -299,9 +300,10 @@ def test_the_days_counts_show_rows_at_their_calls_status(esp_outbox, readers):
 def test_the_dashboard_settles_every_finished_call_before_counting(esp_outbox, readers):
     edition = built_edition()
     send_edition_to(edition, [r.pk for r in readers])
-    dashboard.dashboard_context()
+    context = dashboard.dashboard_context()
     assert not SendCall.objects.filter(settled_at__isnull=True).exists()
     assert Delivery.objects.filter(edition=edition, status="sent").count() == 5
+    assert [summary["sent"] for _, summary in context["rate_summaries"]] == [5, 5]
 
 
 def test_the_deep_health_check_counts_carried_rows_and_calls_left_unsettled(esp_outbox, readers, client):
@@ -332,6 +334,27 @@ def test_the_admin_shows_a_carried_row_as_its_call_says_and_lists_the_calls(esp_
 
     listed = admin_client.get("/admin/digest/sendcall/")
     assert listed.status_code == 200 and SendCall.objects.get().esp_message_id in listed.content.decode()
+
+
+def test_the_admin_lists_show_the_rows_of_unsettled_calls_as_their_calls_say(esp_outbox, readers, admin_client):
+    earlier = EditionFactory(date=timezone.localdate() - timedelta(days=7), built_at=timezone.now() - timedelta(days=7))
+    two_days_ago = timezone.now() - timedelta(days=2)
+    Delivery.objects.create(subscriber=readers[0], edition=earlier, status="sent", sent_at=two_days_ago)
+    Delivery.objects.create(subscriber=readers[2], edition=earlier, status="sent", sent_at=two_days_ago)
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers[:2]])
+    assert set(Delivery.objects.filter(edition=edition).values_list("status", flat=True)) == {"pending"}
+
+    deliveries = admin_client.get("/admin/digest/delivery/").context["cl"].result_list
+    assert {(d.subscriber_id, d.edition_id): d.status for d in deliveries} == {
+        (readers[0].pk, edition.pk): "sent", (readers[1].pk, edition.pk): "sent",
+        (readers[0].pk, earlier.pk): "sent", (readers[2].pk, earlier.pk): "sent",
+    }
+    subscribers = admin_client.get("/admin/subscriptions/subscriber/").context["cl"].result_list
+    last = {s.pk: s.last_delivery_at for s in subscribers}
+    sent_at = SendCall.objects.get().finished_at
+    assert last[readers[0].pk] == last[readers[1].pk] == sent_at
+    assert last[readers[2].pk] == two_days_ago and last[readers[3].pk] is None
 
 
 def test_a_failed_row_of_a_settled_call_can_be_sent_again_once(esp_outbox, readers, mailoutbox):
