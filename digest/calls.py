@@ -401,18 +401,11 @@ def sent_deliveries(subscriber, limit):
     return sorted(sent + carried, key=lambda d: d.sent_at, reverse=True)[:limit]
 
 
-def pending_rows_of_unsettled_calls(subscriber_ids):
-    """The pending deliveries of these subscribers in the editions that have live, unsettled
-    calls (a day or two of them), found through the (edition, subscriber) index: the rows
-    ``effective`` may show otherwise."""
-    editions = set(
-        SendCall.objects.filter(settled_at__isnull=True, status__in=LIVE).values_list("edition_id", flat=True)
-    )
-    if not editions:
-        return Delivery.objects.none()
-    return Delivery.objects.filter(
-        edition_id__in=sorted(editions), subscriber_id__in=list(subscriber_ids), status=Delivery.Status.PENDING
-    )
+def editions_with_unsettled_calls():
+    """The editions that have live, unsettled calls (a day or two of them, and none once the beat's
+    sweep has run): the only ones whose pending rows ``effective`` may show otherwise."""
+    unsettled = SendCall.objects.filter(settled_at__isnull=True, status__in=LIVE)
+    return sorted(set(unsettled.values_list("edition_id", flat=True)))
 
 
 def carried_by_calls_in_flight(edition):

@@ -303,7 +303,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     def export_csv(self, request, queryset):
         stamp = timezone.now().strftime("%Y-%m-%d")
         response = StreamingHttpResponse(
-            csv_io.export_lines(services.with_last_delivery(queryset.order_by("pk").iterator(chunk_size=500))),
+            csv_io.export_lines(services.subscribers_for_export(queryset)),
             content_type="text/csv; charset=utf-8",
         )
         response["Content-Disposition"] = f'attachment; filename="paperboy-subscribers-{stamp}.csv"'

@@ -101,6 +101,7 @@ def with_last_delivery(subscribers, chunk_size=500):
     from digest import calls
     from digest.models import Delivery
 
+    unsettled = calls.editions_with_unsettled_calls()
     for chunk in chunked(subscribers, chunk_size):
         ids = [subscriber.pk for subscriber in chunk]
         last = dict(
@@ -110,13 +111,27 @@ def with_last_delivery(subscribers, chunk_size=500):
             .annotate(at=Max("sent_at"))
             .values_list("subscriber_id", "at")
         )
-        for delivery in calls.effective(calls.pending_rows_of_unsettled_calls(ids)):
-            latest = last.get(delivery.subscriber_id)
-            if delivery.sent_at and (latest is None or delivery.sent_at > latest):
-                last[delivery.subscriber_id] = delivery.sent_at
+        if unsettled:
+            pending = Delivery.objects.filter(
+                edition_id__in=unsettled, subscriber_id__in=ids, status=Delivery.Status.PENDING
+            )
+            for delivery in calls.effective(pending):
+                latest = last.get(delivery.subscriber_id)
+                if delivery.sent_at and (latest is None or delivery.sent_at > latest):
+                    last[delivery.subscriber_id] = delivery.sent_at
         for subscriber in chunk:
             subscriber.last_delivery_at = last.get(subscriber.pk)
             yield subscriber
+
+
+def subscribers_for_export(subscribers):
+    """``subscribers`` (a queryset) streamed in id order, each with ``last_delivery_at``. The
+    finished ESP calls are settled onto their rows first, as the dashboard does: read through
+    their calls, an export of every reader would look up each block's calls again."""
+    from digest import calls
+
+    calls.settle_calls()
+    return with_last_delivery(subscribers.order_by("pk").iterator(chunk_size=500))
 
 
 # --- Links and emails -------------------------------------------------------

@@ -1,6 +1,8 @@
 """Claims per ESP call (DIGEST_CLAIMS_PER_CALL): each reader at most once, their outcome on the call
 until it is settled onto their rows, and every reader of the ledger seeing it meanwhile."""
 
+import csv
+import io
 import threading
 from datetime import timedelta
 from unittest import mock
@@ -355,6 +357,20 @@ def test_the_admin_lists_show_the_rows_of_unsettled_calls_as_their_calls_say(esp
     sent_at = SendCall.objects.get().finished_at
     assert last[readers[0].pk] == last[readers[1].pk] == sent_at
     assert last[readers[2].pk] == two_days_ago and last[readers[3].pk] is None
+
+
+def test_the_subscriber_export_settles_the_finished_calls_and_gives_their_send_time(esp_outbox, readers, admin_client):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers[:2]])
+    sent_at = SendCall.objects.get().finished_at
+
+    response = admin_client.post(
+        "/admin/subscriptions/subscriber/", {"action": "export_csv", "_selected_action": [r.pk for r in readers]}
+    )
+    rows = {row["email"]: row for row in csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))}
+
+    assert not SendCall.objects.filter(settled_at__isnull=True).exists()
+    assert [rows[r.email]["last_delivery_at"] for r in readers] == [sent_at.isoformat()] * 2 + [""] * 3
 
 
 def test_a_failed_row_of_a_settled_call_can_be_sent_again_once(esp_outbox, readers, mailoutbox):
