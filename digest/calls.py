@@ -401,13 +401,6 @@ def sent_deliveries(subscriber, limit):
     return sorted(sent + carried, key=lambda d: d.sent_at, reverse=True)[:limit]
 
 
-def editions_with_unsettled_calls():
-    """The editions that have live, unsettled calls (a day or two of them, and none once the beat's
-    sweep has run): the only ones whose pending rows ``effective`` may show otherwise."""
-    unsettled = SendCall.objects.filter(settled_at__isnull=True, status__in=LIVE)
-    return sorted(set(unsettled.values_list("edition_id", flat=True)))
-
-
 def carried_by_calls_in_flight(edition):
     """The deliveries of ``edition`` that its calls still in ``sending`` carry (few: the calls
     in progress, and those whose outcome is unknown until the stale sweep)."""
