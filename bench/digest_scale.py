@@ -799,8 +799,9 @@ def median_run(kept):
 
 
 def report_workers(n, workers, runs):
-    """Per round, the two speeds and their ratio; then the medians. One run of one worker is
-    divided by the run of ``workers`` of the same round, next to it in time."""
+    """Per round, the two speeds and their ratio; then the medians (of an even number of rounds,
+    the lower of the two middle ratios). One run of one worker is divided by the run of
+    ``workers`` of the same round, next to it in time."""
     ratios = []
     for r, (one, many) in enumerate(zip(runs[1], runs[workers]), 1):
         ratios.append(one[1] / many[1])
@@ -809,7 +810,7 @@ def report_workers(n, workers, runs):
                   f"ratio={ratios[-1]:.2f}")
     ratios.sort()
     print(f"WORKERS workers={workers} per_second={n / median_run(runs[workers])[1]:.0f} "
-          f"one_worker_per_second={n / median_run(runs[1])[1]:.0f} ratio={ratios[len(ratios) // 2]:.2f}"
+          f"one_worker_per_second={n / median_run(runs[1])[1]:.0f} ratio={ratios[(len(ratios) - 1) // 2]:.2f}"
           + (f" rounds={len(ratios)} lowest_ratio={ratios[0]:.2f}" if len(ratios) > 1 else ""))
 
 
