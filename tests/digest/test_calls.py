@@ -338,8 +338,9 @@ def test_the_admin_shows_a_carried_row_as_its_call_says_and_lists_the_calls(esp_
     assert listed.status_code == 200 and SendCall.objects.get().esp_message_id in listed.content.decode()
 
 
-def test_the_admin_delivery_list_shows_the_rows_of_unsettled_calls_as_their_calls_say(esp_outbox, readers, admin_client):
-    earlier = EditionFactory(date=timezone.localdate() - timedelta(days=7), built_at=timezone.now() - timedelta(days=7))
+def test_the_admin_delivery_list_shows_rows_of_unsettled_calls_as_their_calls_say(esp_outbox, readers, admin_client):
+    a_week_ago = timezone.now() - timedelta(days=7)
+    earlier = EditionFactory(date=timezone.localdate(a_week_ago), built_at=a_week_ago)
     two_days_ago = timezone.now() - timedelta(days=2)
     Delivery.objects.create(subscriber=readers[0], edition=earlier, status="sent", sent_at=two_days_ago)
     Delivery.objects.create(subscriber=readers[2], edition=earlier, status="sent", sent_at=two_days_ago)
@@ -354,7 +355,7 @@ def test_the_admin_delivery_list_shows_the_rows_of_unsettled_calls_as_their_call
     }
 
 
-def test_the_subscriber_export_settles_the_finished_calls_and_gives_their_send_time(esp_outbox, readers, admin_client):
+def test_the_subscriber_export_settles_finished_calls_and_gives_their_send_time(esp_outbox, readers, admin_client):
     edition = built_edition()
     send_edition_to(edition, [r.pk for r in readers[:2]])
     sent_at = SendCall.objects.get().finished_at
