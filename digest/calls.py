@@ -163,9 +163,8 @@ def in_live_calls(edition_id, ids):
 # --- Outcomes ---------------------------------------------------------------------
 
 
-def record_call_sent(token, message_ids, refused=(), refusal=""):
-    """The ESP took the call: ``message_ids`` per delivery id it took; ``refused``, the
-    delivery ids of recipients it refused, whose own rows fail (the call still lists them)."""
+def record_call_sent(token, message_ids):
+    """The ESP took the call: ``message_ids`` per delivery id it took."""
     now = timezone.now()
     shared = set(message_ids.values())
     fields = {"status": SendCall.Status.SENT, "finished_at": now}
@@ -174,10 +173,14 @@ def record_call_sent(token, message_ids, refused=(), refusal=""):
     else:
         fields["recipient_message_ids"] = {str(i): str(m)[:300] for i, m in message_ids.items()}
     SendCall.objects.filter(token=token, status=SendCall.Status.SENDING).update(**fields)
-    if refused:
-        Delivery.objects.filter(pk__in=list(refused), status=Delivery.Status.PENDING).update(
-            status=Delivery.Status.FAILED, reason=refusal[:300], send_token=token, paper_ids=[], reasons={},
-        )
+
+
+def fail_refused_recipients(token, ids, reason):
+    """The rows of recipients the ESP refused in call ``token`` that it took: failed, on their
+    own (the call still lists them; settling leaves rows that are no longer pending)."""
+    Delivery.objects.filter(pk__in=list(ids), status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.FAILED, reason=reason[:300], send_token=token, paper_ids=[], reasons={},
+    )
 
 
 def return_call(token, reason):

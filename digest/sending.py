@@ -811,6 +811,12 @@ class CallClaims:
         calls.note_unknown_outcome(token, text)
 
 
+class RefusedInCall(CallClaims):
+    """Recipients the ESP refused in a call it took: their own rows fail, the call stays sent."""
+
+    refused = staticmethod(calls.fail_refused_recipients)
+
+
 def record_send_error(token, deliveries, exc, report, claims=RowClaims):
     """Apply the outcome of a failed ESP call to the rows it carried (or to its claim)."""
     kind = classify_send_error(exc)
@@ -1010,11 +1016,15 @@ def split_answer(group, answer):
     return refused, sent
 
 
+def recipients_refused():
+    return AnymailRecipientsRefused("the ESP refused these recipients")
+
+
 def record_answer(token, group, answer, report):
     """Each recipient's status in the ESP's answer decides their row."""
     refused, sent = split_answer(group, answer)
     if refused:
-        record_send_error(token, refused, AnymailRecipientsRefused("the ESP refused these recipients"), report)
+        record_send_error(token, refused, recipients_refused(), report)
     with PHASES.phase("record", len(sent)):
         record_sent(token, sent)
     report.sent += len(sent)
@@ -1022,16 +1032,13 @@ def record_answer(token, group, answer, report):
 
 def record_call_answer(token, group, answer, report):
     """``record_answer`` for a call claimed as a whole: one row written for the call, and one
-    for each recipient the ESP refused."""
+    for each recipient the ESP refused (``RefusedInCall``)."""
     refused, sent = split_answer(group, answer)
     sent = {delivery.id: message_id for delivery, message_id in sent}
     with PHASES.phase("record", len(sent)):
-        calls.record_call_sent(token, sent, refused=[d.pk for d in refused],
-                               refusal="AnymailRecipientsRefused: the ESP refused these recipients")
+        calls.record_call_sent(token, sent)
     if refused:
-        report.failed += len(refused)
-        suppress_refused([d.subscriber_id for d in refused])
-        log.warning("digest send refused deliveries=%s", [d.pk for d in refused])
+        record_send_error(token, refused, recipients_refused(), report, RefusedInCall)
     report.sent += len(sent)
     log.info("digests sent edition=%s recipients=%d esp_message_id=%s", group[0].delivery.edition_id, len(sent),
              answer.message_ids[0] if len(set(answer.message_ids)) == 1 else "(one per recipient)")
