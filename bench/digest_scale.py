@@ -122,6 +122,15 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def host_busy_seconds():
+    """CPU seconds every core of the host has spent running anything (Linux /proc/stat: user,
+    nice, system, irq and softirq; not idle, I/O wait or time the hypervisor kept)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = ticks
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def page_faults():
     """Minor page faults this process has taken: memory the kernel mapped in for it."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -502,6 +511,7 @@ def send_worker(database_url, esp_url, workers, index, start_queue, result_queue
     result_queue.put({"index": index, "boot": time.perf_counter() - booted})
     boot_cpu, boot_faults = cpu_seconds(), page_faults()
     due = start_queue.get(timeout=3600)
+    main_thread_cpu, kernel_cpu = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
     if profile and index == 0:
         import cProfile
 
@@ -534,6 +544,8 @@ def send_worker(database_url, esp_url, workers, index, start_queue, result_queue
         "index": index, "sent": sent, "seconds": finished - prepared_at, "prepare": prepared_at - started,
         "queries": counter.count, "peak_rss_mb": peak_rss_mb(), "phases": clock.summary(),
         "cpu_seconds": cpu_seconds() - boot_cpu,
+        "main_thread_cpu_seconds": time.thread_time() - main_thread_cpu,
+        "kernel_cpu_seconds": resource.getrusage(resource.RUSAGE_SELF).ru_stime - kernel_cpu,
         "page_faults": page_faults() - boot_faults,
         "slowest": counter.slowest(),
     })
@@ -558,7 +570,8 @@ def run_send(database_url, esp_url, workers, profile=None):
     """The send timed as a day's send runs: from the beat's fan-out (the due readers read) to the
     last digest recorded, by workers already booted (Python, Django and the app imported), as
     Celery workers are when the beat fires. Their boot is timed apart, as the naive baseline's is
-    left out of its rate."""
+    left out of its rate. Returns the workers' outcomes, the wall seconds and the CPU seconds the
+    host's cores were busy meanwhile (every process: workers, PostgreSQL, the ESP)."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     starts = [ctx.Queue() for _ in range(workers)]
@@ -567,6 +580,7 @@ def run_send(database_url, esp_url, workers, profile=None):
     for p in processes:
         p.start()
     boot = {m["index"]: m["boot"] for m in (results.get(timeout=600) for _ in processes)}
+    busy = host_busy_seconds()
     wall = time.perf_counter()
     due = due_reader_ids()
     for start in starts:
@@ -574,11 +588,12 @@ def run_send(database_url, esp_url, workers, profile=None):
     del due
     outcomes = [results.get(timeout=3600) for _ in processes]
     wall = time.perf_counter() - wall
+    busy = host_busy_seconds() - busy
     for p in processes:
         p.join()
     for o in outcomes:
         o["boot"] = boot[o["index"]]
-    return outcomes, wall
+    return outcomes, wall, busy
 
 
 # --- The naive baseline ---------------------------------------------------------
@@ -760,10 +775,11 @@ def main():
                              arena_mb=ARENA_MB_PER_THOUSAND * n // 1000 if bodies_every == 1 else 0).start()
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server))
             profile = args.profile if workers == 1 and not runs[1] else None
-            outcomes, wall = run_send(database_url, esp.api_url, workers, profile)
+            outcomes, wall, busy = run_send(database_url, esp.api_url, workers, profile)
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server)) - postgres_cpu
             stats = esp.finish()
             stats["postgres_cpu_seconds"] = postgres_cpu
+            stats["host_busy_seconds"] = busy
             stats["settle"] = settle_calls_after_send()
             by_status, problems = verify(n, stats)
             connection.close()
@@ -807,11 +823,23 @@ def report_workers(n, workers, runs):
         ratios.append(one[1] / many[1])
         if len(runs[1]) > 1:
             print(f"ROUND {r} one_worker_per_second={n / one[1]:.0f} per_second={n / many[1]:.0f} "
-                  f"ratio={ratios[-1]:.2f}")
+                  f"ratio={ratios[-1]:.2f} {ratio_made_of(n, one, many)}")
     ratios.sort()
     print(f"WORKERS workers={workers} per_second={n / median_run(runs[workers])[1]:.0f} "
           f"one_worker_per_second={n / median_run(runs[1])[1]:.0f} ratio={ratios[(len(ratios) - 1) // 2]:.2f}"
-          + (f" rounds={len(ratios)} lowest_ratio={ratios[0]:.2f}" if len(ratios) > 1 else ""))
+          + (f" rounds={len(ratios)} lowest_ratio={ratios[0]:.2f}" if len(ratios) > 1 else "")
+          + f" one_worker_cores={median_run(runs[1])[2]['host_busy_seconds'] / median_run(runs[1])[1]:.2f}")
+
+
+def ratio_made_of(n, one, many):
+    """What a round's ratio is made of: a run's rate is the cores it kept busy divided by the CPU
+    it took per reader (every process on the host), so the ratio is the cores the run of several
+    workers kept busy over those of the one, times the one's CPU per reader over theirs."""
+    (cores_one, cpu_one), (cores_many, cpu_many) = (
+        (run[2]["host_busy_seconds"] / run[1], run[2]["host_busy_seconds"] / n * 1e6) for run in (one, many)
+    )
+    return (f"cores={cores_one:.2f}/{cores_many:.2f} cpu_us_per_reader={cpu_one:.0f}/{cpu_many:.0f} "
+            f"(={cores_many / cores_one:.2f}x{cpu_one / cpu_many:.2f})")
 
 
 def postmaster_pid(server):
@@ -839,6 +867,9 @@ def report(n, workers, outcomes, wall, stats, by_status, problems):
         print(f"   worker {o['index']}: booted in {o['boot']:.2f} s (not timed), then sent {o['sent']} in "
               f"{o['seconds']:.2f} s (edition prepared in {o['prepare']:.2f} s before), {o['queries']} queries, "
               f"peak RSS {o['peak_rss_mb']:.0f} MB, {o['page_faults'] / max(o['sent'], 1):.2f} page faults per digest")
+        print(f"     CPU {o['cpu_seconds']:.2f} s: main thread {o['main_thread_cpu_seconds']:.2f} s, ESP batch "
+              f"threads {o['cpu_seconds'] - o['main_thread_cpu_seconds']:.2f} s; {o['kernel_cpu_seconds']:.2f} s of it in "
+              f"the kernel")
     print("   (seconds summed over workers; rank and render are timed per reader, peak RSS is the process peak at the phase's last exit)")
     print("   slowest SQL statements of worker 0 (count, seconds):")
     for statement, (count, seconds) in next(o for o in outcomes if o["index"] == 0)["slowest"]:
@@ -854,6 +885,9 @@ def report(n, workers, outcomes, wall, stats, by_status, problems):
     print(f"   CPU seconds: workers {worker_cpu:.1f}, PostgreSQL {stats['postgres_cpu_seconds']:.1f}, "
           f"ESP {stats['cpu_seconds']:.1f} (per reader: {worker_cpu / n * 1e6:.0f}, "
           f"{stats['postgres_cpu_seconds'] / n * 1e6:.0f} and {stats['cpu_seconds'] / n * 1e6:.0f} µs)")
+    busy = stats["host_busy_seconds"]
+    print(f"   host: its cores were busy {busy:.1f} s of the {wall:.2f} s, {busy / wall:.2f} of {os.cpu_count()} cores "
+          f"on average, {busy / n * 1e6:.0f} µs of CPU per reader (every process)")
     settled, settle_seconds = stats["settle"]
     if settled:
         print(f"   after the send (not timed): {settled} ESP calls settled onto their rows in {settle_seconds:.2f} s")
