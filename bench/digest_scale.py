@@ -493,16 +493,14 @@ def copy_rows(table, buffer):
 # --- The production send path, in a fresh process per worker ----------------
 
 
-def send_worker(database_url, esp_url, workers, index, start_queue, result_queue, profile=None):
-    """Boot as a Celery worker does, say so, then claim and send every ``workers``-th chunk of the
-    due readers (sent through ``start_queue`` when every worker is up), as the beat task hands them out."""
+def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile=None):
+    """Boot as a Celery worker does, say so, then claim and send each chunk of due readers that
+    ``chunk_queue`` brings (as arrays of ids) until None, as the beat task hands them out."""
     booted = time.perf_counter()
     configure_env(database_url, esp_url)
     django_setup()
-    from django.conf import settings
     from django.db import connection
     from django.utils import timezone
-    from more_itertools import chunked
 
     from digest import sending
     from digest.scheduling import current_edition
@@ -510,7 +508,7 @@ def send_worker(database_url, esp_url, workers, index, start_queue, result_queue
 
     result_queue.put({"index": index, "boot": time.perf_counter() - booted})
     boot_cpu, boot_faults = cpu_seconds(), page_faults()
-    due = start_queue.get(timeout=3600)
+    chunk = chunk_queue.get(timeout=3600)  # the first: the send has begun
     main_thread_cpu, kernel_cpu = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
     if profile and index == 0:
         import cProfile
@@ -528,14 +526,13 @@ def send_worker(database_url, esp_url, workers, index, start_queue, result_queue
         edition = current_edition("daily", now)
         sending.prepare_edition(edition)  # once per process, as in a long-lived worker
         prepared_at = time.perf_counter()
-        for number, chunk in enumerate(chunked(due, settings.DIGEST_SEND_BATCH_SIZE)):
-            if number % workers != index:
-                continue
+        while chunk is not None:
+            chunk = chunk.tolist()
             with clock.phase("select/claim"):
                 sending.claim_deliveries(edition, chunk)
             result = send_digest_chunk.apply(args=(edition.pk, chunk)).get()
             sent += result["sent"]
-    del due
+            chunk = chunk_queue.get(timeout=3600)
     finished = time.perf_counter()
     if profile and index == 0:
         profiler.disable()
@@ -551,19 +548,24 @@ def send_worker(database_url, esp_url, workers, index, start_queue, result_queue
     })
 
 
-def due_reader_ids():
-    """The due readers, read once before any worker starts, as the beat task streams them;
-    as an array of 8-byte ids, which each worker gets a copy of (a list of a million ints
-    would add 36 MB to each worker's peak RSS, which the beat task's stream never does)."""
+def hand_out_due_readers(chunk_queues):
+    """As the beat task does: read the due readers in a stream and hand them out in chunks of
+    DIGEST_SEND_BATCH_SIZE as they come, each to the next worker's queue in turn (as arrays of
+    8-byte ids); then None to every worker."""
+    from django.conf import settings
     from django.db import connection
     from django.utils import timezone
+    from more_itertools import chunked
 
     from digest.scheduling import current_edition, due_subscriber_ids
 
     now = timezone.now()
-    due = array("q", due_subscriber_ids(current_edition("daily", now), now))
+    due = due_subscriber_ids(current_edition("daily", now), now)
+    for number, chunk in enumerate(chunked(due, settings.DIGEST_SEND_BATCH_SIZE)):
+        chunk_queues[number % len(chunk_queues)].put(array("q", chunk))
+    for queue in chunk_queues:
+        queue.put(None)
     connection.close()
-    return due
 
 
 def run_send(database_url, esp_url, workers, profile=None):
@@ -574,18 +576,15 @@ def run_send(database_url, esp_url, workers, profile=None):
     host's cores were busy meanwhile (every process: workers, PostgreSQL, the ESP)."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    starts = [ctx.Queue() for _ in range(workers)]
-    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, workers, i, starts[i], results, profile))
+    chunk_queues = [ctx.Queue() for _ in range(workers)]
+    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, i, chunk_queues[i], results, profile))
                  for i in range(workers)]
     for p in processes:
         p.start()
     boot = {m["index"]: m["boot"] for m in (results.get(timeout=600) for _ in processes)}
     busy = host_busy_seconds()
     wall = time.perf_counter()
-    due = due_reader_ids()
-    for start in starts:
-        start.put(due)
-    del due
+    hand_out_due_readers(chunk_queues)
     outcomes = [results.get(timeout=3600) for _ in processes]
     wall = time.perf_counter() - wall
     busy = host_busy_seconds() - busy
