@@ -41,9 +41,11 @@ What it does:
    bodies of about 100,000 readers are kept to compare: beyond that, those of
    every k-th ESP call).
 6. Prints per phase (select/claim, rank, render, send, record) the seconds,
-   rows/s, SQL queries and peak RSS; per worker its page faults per digest;
-   the CPU of the workers, PostgreSQL and the imitation ESP; then one RESULT
-   line.
+   rows/s, SQL queries and peak RSS; per worker its page faults per digest
+   and its CPU per thread; the CPU of the workers, PostgreSQL and the
+   imitation ESP, and how busy the host's cores were; with ``--rounds``,
+   each round's ratio split into cores kept busy and CPU per reader; then
+   one RESULT line.
 """
 
 import argparse
@@ -824,10 +826,11 @@ def report_workers(n, workers, runs):
             print(f"ROUND {r} one_worker_per_second={n / one[1]:.0f} per_second={n / many[1]:.0f} "
                   f"ratio={ratios[-1]:.2f} {ratio_made_of(n, one, many)}")
     ratios.sort()
+    one_worker = median_run(runs[1])
     print(f"WORKERS workers={workers} per_second={n / median_run(runs[workers])[1]:.0f} "
-          f"one_worker_per_second={n / median_run(runs[1])[1]:.0f} ratio={ratios[(len(ratios) - 1) // 2]:.2f}"
+          f"one_worker_per_second={n / one_worker[1]:.0f} ratio={ratios[(len(ratios) - 1) // 2]:.2f}"
           + (f" rounds={len(ratios)} lowest_ratio={ratios[0]:.2f}" if len(ratios) > 1 else "")
-          + f" one_worker_cores={median_run(runs[1])[2]['host_busy_seconds'] / median_run(runs[1])[1]:.2f}")
+          + f" one_worker_cores={one_worker[2]['host_busy_seconds'] / one_worker[1]:.2f}")
 
 
 def ratio_made_of(n, one, many):
