@@ -343,7 +343,12 @@ def call_carrying(delivery):
 def effective(deliveries):
     """``deliveries`` with each pending one that a live, unsettled call carries shown as the
     call makes it (in memory; nothing is written). Each call is read once. A queryset is read
-    afresh (``all()``): the instances it may hold from an earlier read are not changed."""
+    afresh (``all()``): the instances it may hold from an earlier read are not changed.
+
+    The rows and their calls are read by separate statements, and a call settled in between
+    (the beat's sweep, a webhook) is no longer live while its rows were read ``pending``: the
+    rows no call speaks for are read again (settling writes the rows and marks the call in one
+    transaction, so the second read sees what the call said)."""
     deliveries = list(deliveries.all() if isinstance(deliveries, QuerySet) else deliveries)
     pending = [d for d in deliveries if d.status == Delivery.Status.PENDING]
     by_edition = {}
@@ -358,7 +363,18 @@ def effective(deliveries):
                 for delivery in rows:
                     if delivery.pk in carried:
                         outcome.apply_to(delivery)
+    refresh_settled_meanwhile([d for d in pending if d.status == Delivery.Status.PENDING])
     return deliveries
+
+
+def refresh_settled_meanwhile(rows):
+    """``rows`` (read ``pending``) that are no longer pending now, given their current values."""
+    if not rows:
+        return
+    by_id = {d.pk: d for d in rows}
+    for current in Delivery.objects.filter(pk__in=list(by_id)).exclude(status=Delivery.Status.PENDING):
+        for field in Delivery._meta.concrete_fields:
+            setattr(by_id[current.pk], field.attname, getattr(current, field.attname))
 
 
 def papers_in_unsettled_calls(subscriber_ids, excluding_edition, editions=None):

@@ -424,3 +424,18 @@ def test_the_ledger_read_twice_through_one_queryset_shows_what_changed_between(e
     assert [d.status for d in calls.effective(rows)] == ["sending"]
     reconcile_stale_deliveries(timezone.now() + timedelta(hours=1))
     assert [d.status for d in calls.effective(rows)] == ["failed"]
+
+
+def test_rows_read_pending_before_their_call_was_settled_are_shown_as_settled(esp_outbox, readers):
+    """The beat's sweep can commit between the read of the rows and the read of their calls: the
+    rows are then pending and their call no longer live, and only the rows themselves say sent."""
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers[:2]])
+    read_before = list(Delivery.objects.filter(edition=edition).order_by("pk"))
+    assert {d.status for d in read_before} == {"pending"}
+
+    calls.settle_calls()
+
+    shown = calls.effective(read_before)
+    assert [d.status for d in shown] == ["sent", "sent"]
+    assert [d.esp_message_id for d in shown] == [SendCall.objects.get().esp_message_id] * 2
