@@ -413,10 +413,17 @@ def sent_delivery(subscriber, edition_id):
 
 
 def sent_deliveries(subscriber, limit):
-    """``subscriber``'s latest ``limit`` sent digests, newest first, those of unsettled calls included."""
+    """``subscriber``'s latest ``limit`` sent digests, newest first, those of unsettled calls included.
+
+    The rows still pending are read before the sent ones: a row the beat's sweep settles
+    between the two reads is then in the second (and, if also in the first, shown once), where
+    read the other way round it would be in neither.
+    """
     rows = Delivery.objects.filter(subscriber=subscriber).select_related("edition", "subscriber")
-    sent = list(rows.filter(status=Delivery.Status.SENT).order_by("-sent_at")[:limit])
     carried = [d for d in effective(rows.filter(status=Delivery.Status.PENDING)) if d.status == Delivery.Status.SENT]
+    sent = list(rows.filter(status=Delivery.Status.SENT).order_by("-sent_at")[:limit])
+    settled = {d.pk for d in sent}
+    carried = [d for d in carried if d.pk not in settled]
     return sorted(sent + carried, key=lambda d: d.sent_at, reverse=True)[:limit]
 
 

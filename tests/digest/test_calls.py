@@ -439,3 +439,32 @@ def test_rows_read_pending_before_their_call_was_settled_are_shown_as_settled(es
     shown = calls.effective(read_before)
     assert [d.status for d in shown] == ["sent", "sent"]
     assert [d.esp_message_id for d in shown] == [SendCall.objects.get().esp_message_id] * 2
+
+
+def settling_around_the_read_of_pending_rows(when):
+    """``calls.effective``, with the beat's sweep settling every call just ``before`` or ``after`` it reads."""
+    real = calls.effective
+
+    def effective(rows):
+        if when == "before":
+            calls.settle_calls()
+        shown = real(rows)
+        if when == "after":
+            calls.settle_calls()
+        return shown
+
+    return mock.patch.object(calls, "effective", side_effect=effective)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_readers_sent_digests_are_listed_once_whenever_the_sweep_settles_their_call(esp_outbox, readers, when):
+    reader = readers[0]
+    send_edition_to(built_edition(), [reader.pk])
+    assert Delivery.objects.get(subscriber=reader).status == "pending"
+
+    with settling_around_the_read_of_pending_rows(when):
+        listed = calls.sent_deliveries(reader, 10)
+
+    assert [d.subscriber_id for d in listed] == [reader.pk]
+    assert listed[0].status == "sent" and listed[0].esp_message_id == SendCall.objects.get().esp_message_id
+    assert Delivery.objects.get(subscriber=reader).status == "sent"
