@@ -145,22 +145,25 @@ def check_deliveries(now):
     reads the last days of the ledger, not the whole of it."""
     status = Delivery.Status
     stale_cutoff = now - timedelta(minutes=settings.DIGEST_SENDING_STALE_MINUTES)
-    recent = claimed_after(now - DELIVERY_WINDOW).aggregate(
+    window, day = now - DELIVERY_WINDOW, now - timedelta(hours=24)
+    recent = claimed_after(window).aggregate(
         pending=Count("pk", filter=Q(status=status.PENDING)),
         pending_overdue=Count("pk", filter=Q(status=status.PENDING, created_at__lt=now - PENDING_MAX_AGE)),
-        sent_24h=Count("pk", filter=Q(status=status.SENT, created_at__gte=now - timedelta(hours=24))),
-        failed_24h=Count("pk", filter=Q(status=status.FAILED, created_at__gte=now - timedelta(hours=24))),
+        sent_24h=Count("pk", filter=Q(status=status.SENT, created_at__gte=day)),
+        failed_24h=Count("pk", filter=Q(status=status.FAILED, created_at__gte=day)),
     )
-    recent_calls = SendCall.objects.filter(created_at__gte=now - DELIVERY_WINDOW)
-    carried = calls.carried_counts(recent_calls)
-    carried_overdue = calls.carried_counts(recent_calls, created_before=now - PENDING_MAX_AGE)
+    # The rows a call carries are counted at its status within the same bounds as the rows
+    # above: those claimed in the window, and for the day's figures those of the last 24 hours.
+    carried = calls.carried_counts_within(SendCall.objects.filter(created_at__gte=window), {
+        "pending": (window, None), "pending_overdue": (window, now - PENDING_MAX_AGE), "day": (day, None),
+    })
     counts = {
-        "pending": recent["pending"] - sum(carried.values()),
-        "pending_overdue": recent["pending_overdue"] - sum(carried_overdue.values()),
+        "pending": recent["pending"] - sum(carried["pending"].values()),
+        "pending_overdue": recent["pending_overdue"] - sum(carried["pending_overdue"].values()),
         "sending_stale": Delivery.objects.with_status(status.SENDING).filter(sending_at__lt=stale_cutoff).count()
         + SendCall.objects.filter(status=SendCall.Status.SENDING, created_at__lt=stale_cutoff).count(),
-        "sent_24h": recent["sent_24h"] + carried.get(SendCall.Status.SENT, 0),
-        "failed_24h": recent["failed_24h"] + carried.get(SendCall.Status.FAILED, 0),
+        "sent_24h": recent["sent_24h"] + carried["day"].get(SendCall.Status.SENT, 0),
+        "failed_24h": recent["failed_24h"] + carried["day"].get(SendCall.Status.FAILED, 0),
         "calls_unsettled_overdue": SendCall.objects.filter(
             settled_at__isnull=True, status__in=calls.FINISHED, finished_at__lt=now - PENDING_MAX_AGE
         ).count(),

@@ -443,27 +443,45 @@ def carried_counts(calls, created_before=None):
     still ``pending`` (created before ``created_before``, when given): the rows whose status
     is their call's. A refused recipient's row has its own status (``failed``) and is not
     counted here."""
+    return carried_counts_within(calls, {"rows": (None, created_before)})["rows"]
+
+
+def carried_counts_within(calls, windows):
+    """``carried_counts`` for several windows of the rows' creation time at once, in one read of
+    the calls' rows: ``windows`` maps a name to (since, before), either one None for no bound;
+    returns each name's counts per status."""
     calls = calls.filter(settled_at__isnull=True, status__in=LIVE)
+    counts = {name: {} for name in windows}
     if connection.vendor != "postgresql":
-        counts = {}
         for status, ids in calls.values_list("status", "delivery_ids"):
-            rows = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING)
-            if created_before is not None:
-                rows = rows.filter(created_at__lt=created_before)
-            counts[status] = counts.get(status, 0) + rows.count()
+            for name, (since, before) in windows.items():
+                rows = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING)
+                rows = rows.filter(created_at__gte=since) if since is not None else rows
+                rows = rows.filter(created_at__lt=before) if before is not None else rows
+                counts[name][status] = counts[name].get(status, 0) + rows.count()
         return counts
     ids = list(calls.values_list("pk", flat=True))
     if not ids:
-        return {}
+        return counts
+    columns, params = [], []
+    for since, before in windows.values():
+        bounds = [(f"d.created_at {op} %s", moment) for op, moment in ((">=", since), ("<", before))
+                  if moment is not None]
+        columns.append(f"count(*) FILTER (WHERE {' AND '.join(b for b, _ in bounds) or 'true'})")
+        params += [moment for _, moment in bounds]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT c.status, count(*) FROM {SendCall._meta.db_table} AS c "
+            f"SELECT c.status, {', '.join(columns)} FROM {SendCall._meta.db_table} AS c "
             "CROSS JOIN LATERAL jsonb_array_elements_text(c.delivery_ids) AS x(id) "
             f"JOIN {Delivery._meta.db_table} AS d ON d.id = x.id::bigint "
-            "WHERE c.id = ANY(%s) AND d.status = %s AND d.created_at < %s GROUP BY c.status",
-            [ids, Delivery.Status.PENDING, created_before or timezone.now() + timedelta(days=1)],
+            "WHERE c.id = ANY(%s) AND d.status = %s GROUP BY c.status",
+            [*params, ids, Delivery.Status.PENDING],
         )
-        return dict(cursor.fetchall())
+        for status, *per_window in cursor.fetchall():
+            for name, n in zip(windows, per_window):
+                if n:
+                    counts[name][status] = n
+    return counts
 
 
 def with_carried(counts, carried):

@@ -322,6 +322,22 @@ def test_the_deep_health_check_counts_carried_rows_and_calls_left_unsettled(esp_
     assert deliveries["pending_overdue"] == 0
 
 
+def test_the_deep_health_checks_day_figures_leave_out_carried_rows_claimed_before_the_day(esp_outbox, readers, client):
+    """A call left unsettled for over a day (the sweep down; flagged on its own) carries rows
+    claimed before the last 24 hours: they are not the day's sends."""
+    send_edition_to(built_edition("weekly"), [r.pk for r in readers[2:]])
+    edition = built_edition(papers=())
+    send_edition_to(edition, [r.pk for r in readers[:2]])  # its reads settle the weekly edition's call
+    a_day_and_more = timezone.now() - timedelta(hours=30)
+    Delivery.objects.filter(edition=edition).update(created_at=a_day_and_more)
+    SendCall.objects.filter(edition=edition).update(created_at=a_day_and_more, finished_at=a_day_and_more)
+    assert SendCall.objects.filter(settled_at__isnull=True).get().edition == edition
+
+    deliveries = client.get("/healthz/deep").json()["checks"]["deliveries"]
+    assert deliveries["sent_24h"] == 3
+    assert deliveries["pending"] == 0 and deliveries["pending_overdue"] == 0
+
+
 def test_the_admin_shows_a_carried_row_as_its_call_says_and_lists_the_calls(esp_outbox, readers, admin_client):
     edition = built_edition()
     send_edition_to(edition, [r.pk for r in readers[:2]])
