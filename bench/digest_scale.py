@@ -553,7 +553,9 @@ def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile
 def hand_out_due_readers(chunk_queues):
     """As the beat task does: read the due readers in a stream and hand them out in chunks of
     DIGEST_SEND_BATCH_SIZE as they come, each to the next worker's queue in turn (as arrays of
-    8-byte ids); then None to every worker."""
+    8-byte ids); then None to every worker. Each chunk's pending rows, which the beat task
+    inserts before handing the chunk out, are inserted by the worker that gets it, in its
+    timed send (``send_worker``)."""
     from django.conf import settings
     from django.db import connection
     from django.utils import timezone

@@ -438,12 +438,11 @@ def carried_by_calls_in_flight(edition):
     return carried
 
 
-def carried_counts(calls, created_before=None):
+def carried_counts(calls):
     """Per status of the live, unsettled ``calls`` (a queryset), how many of their rows are
-    still ``pending`` (created before ``created_before``, when given): the rows whose status
-    is their call's. A refused recipient's row has its own status (``failed``) and is not
-    counted here."""
-    return carried_counts_within(calls, {"rows": (None, created_before)})["rows"]
+    still ``pending``: the rows whose status is their call's. A refused recipient's row has its
+    own status (``failed``) and is not counted here."""
+    return carried_counts_within(calls, {"rows": (None, None)})["rows"]
 
 
 def carried_counts_within(calls, windows):
@@ -463,15 +462,12 @@ def carried_counts_within(calls, windows):
     ids = list(calls.values_list("pk", flat=True))
     if not ids:
         return counts
-    columns, params = [], []
-    for since, before in windows.values():
-        bounds = [(f"d.created_at {op} %s", moment) for op, moment in ((">=", since), ("<", before))
-                  if moment is not None]
-        columns.append(f"count(*) FILTER (WHERE {' AND '.join(b for b, _ in bounds) or 'true'})")
-        params += [moment for _, moment in bounds]
+    window = ("count(*) FILTER (WHERE d.created_at >= coalesce(%s, '-infinity'::timestamptz) "
+              "AND d.created_at < coalesce(%s, 'infinity'::timestamptz))")
+    params = [moment for bounds in windows.values() for moment in bounds]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT c.status, {', '.join(columns)} FROM {SendCall._meta.db_table} AS c "
+            f"SELECT c.status, {', '.join([window] * len(windows))} FROM {SendCall._meta.db_table} AS c "
             "CROSS JOIN LATERAL jsonb_array_elements_text(c.delivery_ids) AS x(id) "
             f"JOIN {Delivery._meta.db_table} AS d ON d.id = x.id::bigint "
             "WHERE c.id = ANY(%s) AND d.status = %s GROUP BY c.status",
