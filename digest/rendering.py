@@ -11,8 +11,9 @@ Django templates, autoescaped; nothing is built by concatenating HTML.
 import re
 import secrets
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from json.encoder import encode_basestring_ascii
+from operator import attrgetter
 from typing import NamedTuple
 
 from django.conf import settings
@@ -126,10 +127,14 @@ FRAME_SLOTS = {  # slot: (context key, in an attribute)
     "unsubscribe": ("unsubscribe_url", True),
     "feed": ("feed_url", True),
 }
-# An item's slots, in the order their values are passed. ``vote`` is the reader's vote
-# link up to the paper (``…/vote/<token>``); the paper and the choice follow it in the piece.
-ITEM_SLOTS = ("rank", "reason", "why", "vote")
 FRAME_ORDER = tuple(FRAME_SLOTS)
+# How a piece's fill takes its values: its parameters, and what each slot reads of them.
+# The frame's values come as one list in FRAME_ORDER. An item's come apart: its rank, its
+# (reason, why-line) pair as the reader's reason is shown in this body, and ``vote``, the
+# reader's vote link up to the paper (``…/vote/<token>``; the paper and the choice follow
+# it in the piece).
+FRAME_FILL = (("values",), {slot: f"values[{n}]" for n, slot in enumerate(FRAME_ORDER)})
+ITEM_FILL = (("rank", "reason", "vote"), {"rank": "rank", "reason": "reason[0]", "why": "reason[1]", "vote": "vote"})
 # Frame values many readers share (the preheader names papers, not the reader): escaped once each.
 SHARED_VALUES = frozenset({"preheader"})
 LINK_KEYS = frozenset({"vote_base", "view_url", "feed_url", "unsubscribe_url", "preferences_url"})
@@ -255,8 +260,9 @@ class BodyPieces:
         self.marker = f"PB{self.nonce}M"
         self.head = self.tail = None
         self.frame_slots = set()
-        self.items = {}
+        self.item_fills = {}  # each paper's item, as its ``Piece.fill``, by paper id
         self.item_slots = set()
+        self.frame_plans = {}
         self.reasons = {}
         self.shared = {}
         self.ranks = [body.unescaped(str(n)) for n in range(21)]
@@ -264,16 +270,15 @@ class BodyPieces:
     def placeholder(self, name):
         return f"PB{self.nonce}S{name}E"
 
-    def compile(self, piece, order):
-        """``piece`` as a ``Piece`` whose slots take their values by position in ``order``."""
+    def compile(self, piece, fill):
+        """``piece`` as a ``Piece`` filled as ``fill`` says (``FRAME_FILL`` or ``ITEM_FILL``)."""
         parts = self.slot.split(piece)
-        names = parts[1::2]
         parts[0::2] = [self.body.literal(literal) for literal in parts[0::2]]
-        return Piece(parts, [order.index(name) for name in names])
+        return Piece(parts, *fill)
 
     def prepare(self, papers):
         """Render the frame (once) and the items of ``papers`` not rendered yet."""
-        missing = [p for p in {p.pk: p for p in papers}.values() if p.pk not in self.items]
+        missing = [p for p in {p.pk: p for p in papers}.values() if p.pk not in self.item_fills]
         if not missing and self.head is not None:
             return
         missing = missing or papers[:1]
@@ -298,23 +303,33 @@ class BodyPieces:
         if len(pieces) != len(missing) + 2:
             raise ValueError(f"{self.body.template}: the items could not be cut into pieces")
         if self.head is None:
-            self.head, self.tail = self.compile(pieces[0], FRAME_ORDER), self.compile(pieces[-1], FRAME_ORDER)
+            self.head, self.tail = self.compile(pieces[0], FRAME_FILL), self.compile(pieces[-1], FRAME_FILL)
             self.frame_slots = self.head.names() | self.tail.names()
+            self.frame_plans.clear()  # made for no slots at all, if asked for before
         for paper, piece in zip(missing, pieces[1:-1]):
-            self.items[paper.pk] = self.compile(piece, ITEM_SLOTS)
-            self.item_slots = self.items[paper.pk].names()
+            item = self.compile(piece, ITEM_FILL)
+            self.item_fills[paper.pk] = item.fill
+            self.item_slots = item.names()
 
     def frame_values(self, values, verbatim=frozenset()):
         """The frame's slot values in order, escaped for their place (unused ones left empty).
 
         ``verbatim``: keys whose values no escaping changes (``DigestLinks.verbatim``).
         """
-        slots, empty, as_it_is = self.frame_slots, self.body.unescaped(""), self.body.unescaped
+        plan = self.frame_plans.get(verbatim)
+        if plan is None:
+            plan = self.frame_plans[verbatim] = self.frame_plan(verbatim)
+        return [write(values[key]) for key, write in plan]
+
+    def frame_plan(self, verbatim):
+        """(context key, how its value is written) for each frame slot, in order: decided once
+        per renderer, not for every reader's every slot."""
+        body, empty = self.body, self.body.unescaped("")
         return [
-            empty if slot not in slots
-            else as_it_is(values[key]) if key in verbatim
-            else self.escape_shared(values[key], attribute) if key in SHARED_VALUES
-            else self.body.escape(values[key], attribute)
+            (key, (lambda value: empty) if slot not in self.frame_slots
+             else body.unescaped if key in verbatim
+             else partial(self.escape_shared, attribute=attribute) if key in SHARED_VALUES
+             else partial(body.escape, attribute=attribute))
             for slot, (key, attribute) in FRAME_SLOTS.items()
         ]
 
@@ -338,53 +353,77 @@ class BodyPieces:
 
     def rank(self, rank):
         """``rank`` as the items write it: the first twenty are made once."""
+        return self.ranks_through(rank)[rank]
+
+    def ranks_through(self, rank):
+        """The ranks as the items write them (``ranks[n]`` is rank ``n``), up to ``rank`` at least."""
         if rank >= len(self.ranks):
             self.ranks += [self.body.unescaped(str(n)) for n in range(len(self.ranks), rank + 1)]
-        return self.ranks[rank]
+        return self.ranks
 
     def assemble(self, values, items, vote_base, verbatim=frozenset()):
-        """A reader's body. ``values``: the frame's values by context key; ``items``: (paper id,
-        paper, reason) in rank order; ``vote_base``: the reader's vote link up to the paper;
-        ``verbatim``: the keys (of ``values``, and ``vote_base``) to write as they are."""
-        pieces = self.items
-        if self.head is None or any(pk not in pieces for pk, _, _ in items):
-            self.prepare([paper for _, paper, _ in items])
+        """A reader's body. ``values``: the frame's values by context key; ``items``: their
+        ``DigestItems``; ``vote_base``: the reader's vote link up to the paper; ``verbatim``:
+        the keys (of ``values``, and ``vote_base``) to write as they are."""
+        fills = self.item_fills
+        if self.head is None or not all(map(fills.__contains__, items.ids)):
+            self.prepare([r.paper for r in items.ranked])
         body = self.body
         frame = self.frame_values(values, verbatim)
         vote = body.unescaped(vote_base) if "vote_base" in verbatim else body.escape(vote_base, attribute=True)
+        ranks = self.ranks if len(items.ids) < len(self.ranks) else self.ranks_through(len(items.ids))
+        shown, show = self.reasons.get, self.reason_values
         out = []
-        self.head.fill(frame, out)
-        for rank, (pk, _, reason) in enumerate(items, start=1):
-            pieces[pk].fill((self.rank(rank), *self.reason_values(reason), vote), out)
-        self.tail.fill(frame, out)
+        self.head.fill(out, frame)
+        for fill, rank, reason in zip(map(fills.__getitem__, items.ids), ranks[1:], items.reasons):
+            fill(out, rank, shown(reason) or show(reason), vote)
+        self.tail.fill(out, frame)
         return body.join(out)
+
+
+class DigestItems(NamedTuple):
+    """A reader's papers as ``BodyPieces.assemble`` reads them, for both bodies: their ids and
+    their reasons in rank order, and the ``RankedPaper`` rows (for items not rendered yet)."""
+
+    ids: list
+    reasons: list
+    ranked: list
+
+    @classmethod
+    def of(cls, ranked):
+        return cls(list(map(PAPER_ID, ranked)), list(map(REASON, ranked)), ranked)
+
+
+PAPER_ID, REASON = attrgetter("paper.id"), attrgetter("reason")
 
 
 class Piece:
     """Pre-rendered text with slots: literals at the even positions of ``parts``, slot names at
-    the odd ones; ``slots`` gives, per slot, the position of its value in a fill's values."""
+    the odd ones. ``fill(out, *arguments)`` appends the piece to ``out``, each slot's value
+    read from the arguments as ``reads`` says (``FRAME_FILL``, ``ITEM_FILL``)."""
 
-    def __init__(self, parts, slots):
+    def __init__(self, parts, parameters, reads):
         self.parts = parts
-        self.slots = slots
-        self.fill = filler(parts[0::2], slots)
+        self.fill = filler(parts[0::2], [reads[name] for name in parts[1::2]], parameters)
 
     def names(self):
         return set(self.parts[1::2])  # the odd positions hold the slot names
 
 
-def filler(literals, slots):
-    """``fill(values, out)``: appends the literals to ``out`` with ``values[slot]`` between them.
+def filler(literals, reads, parameters):
+    """``fill(out, *parameters)``: appends the literals to ``out`` with the values ``reads``
+    (expressions of the parameters, one per slot) between them.
 
     Generated once per piece, as ``dataclasses`` generates its methods: one tuple
     display of the literals and values is a third of the cost of copying the
     piece's list and assigning a slice, and a reader's two bodies take two fills
-    per paper and two per frame. The source holds only names and the slots'
-    integer positions; the literals are the function's globals.
+    per paper and two per frame. The source holds only the parameters and their
+    reads, fixed in this module (``FRAME_FILL``, ``ITEM_FILL``); the literals are
+    the function's globals.
     """
     names = {f"_{n}": literal for n, literal in enumerate(literals)}
-    terms = [f"_{n}, values[{int(slot)}]" for n, slot in enumerate(slots)] + [f"_{len(slots)}"]
-    exec(f"def fill(values, out):\n    out += ({', '.join(terms)},)\n", names)
+    terms = [f"_{n}, {read}" for n, read in enumerate(reads)] + [f"_{len(reads)}"]
+    exec(f"def fill(out, {', '.join(parameters)}):\n    out += ({', '.join(terms)},)\n", names)
     return names["fill"]
 
 
@@ -517,7 +556,7 @@ class DigestRenderer:
         links = self.links.for_reader(subscriber, self.edition)
         vote_base = links.pop("vote_base")
         values = {**links, "email": subscriber.email, "preheader": preheader(ranked)}
-        items = [(r.paper.id, r.paper, r.reason) for r in ranked]
+        items = DigestItems.of(ranked)
         text_pieces, html_pieces = self.pieces[for_json]
         verbatim = self.links.verbatim
         text = text_pieces.assemble(values, items, vote_base, verbatim)
