@@ -42,6 +42,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
+from operator import itemgetter
 
 import requests
 from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
@@ -345,12 +346,13 @@ def chunk_deliveries(edition, subscriber_ids):
     db, split, categories = db_connection.alias, len(DELIVERY_FIELDS), reader_fields.index("categories")
     # Set as the foreign key's descriptor caches it, without its checks and router calls per row.
     subscriber_field = Delivery._meta.get_field("subscriber")
+    delivery_of, reader_of = instance_loader(Delivery, db, DELIVERY_FIELDS), instance_loader(Subscriber, db, reader_fields)
     deliveries = []
-    for row in sorted(rows, key=lambda row: row[0]):
-        delivery = loaded_instance(Delivery, db, DELIVERY_FIELDS, row[:split])
+    for row in sorted(rows, key=itemgetter(0)):
+        delivery = delivery_of(row[:split])
         reader = list(row[split:])
         reader[categories] = from_jsonb(reader[categories])
-        subscriber_field.set_cached_value(delivery, loaded_instance(Subscriber, db, reader_fields, reader))
+        subscriber_field.set_cached_value(delivery, reader_of(reader))
         deliveries.append(delivery)
     return deliveries
 
@@ -364,13 +366,23 @@ def loaded_instance(model, db, attnames, values):
     ``__init__`` leaves it: the loaded values in ``__dict__`` (a deferred field
     is one absent from it), and a state saying it came from ``db``.
     """
+    return instance_loader(model, db, attnames)(values)
+
+
+def instance_loader(model, db, attnames):
+    """``loaded_instance`` as a function of the values, for many rows: whether anything listens
+    to the model's init signals is asked once, not twice for every row."""
     if pre_init.has_listeners(model) or post_init.has_listeners(model):
-        return model.from_db(db, attnames, values)
-    instance = model.__new__(model)
-    instance.__dict__.update(zip(attnames, values))
-    state = instance._state = ModelState()
-    state.adding, state.db = False, db
-    return instance
+        return lambda values: model.from_db(db, attnames, values)
+
+    def load(values):
+        instance = model.__new__(model)
+        instance.__dict__.update(zip(attnames, values))
+        state = instance._state = ModelState()
+        state.adding, state.db = False, db
+        return instance
+
+    return load
 
 
 def skip(delivery_ids, reason, edition_id):
