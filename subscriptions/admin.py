@@ -13,6 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -21,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from digest import calls
 from digest.models import Delivery, Feedback
 
 from . import csv_io, services, tasks
@@ -94,8 +96,19 @@ class LatestInline(ReadOnlyInline):
         return queryset.filter(pk__in=list(latest.values_list("pk", flat=True)))
 
 
+class EffectiveDeliveries(BaseInlineFormSet):
+    """The reader's latest deliveries, each shown as its ESP call says while the call is not
+    settled onto it (``calls.effective``: shown, never saved; the inline is read-only)."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_effective"):
+            self._effective = calls.effective(super().get_queryset())
+        return self._effective
+
+
 class DeliveryInline(LatestInline):
     model = Delivery
+    formset = EffectiveDeliveries
     verbose_name_plural = f"latest deliveries (up to {LATEST_SHOWN})"
     fields = ("edition", "status", "paper_count", "sent_at", "opened_at", "clicked_at", "reason")
     readonly_fields = fields

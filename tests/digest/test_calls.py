@@ -484,3 +484,26 @@ def test_a_readers_sent_digests_are_listed_once_whenever_the_sweep_settles_their
     assert [d.subscriber_id for d in listed] == [reader.pk]
     assert listed[0].status == "sent" and listed[0].esp_message_id == SendCall.objects.get().esp_message_id
     assert Delivery.objects.get(subscriber=reader).status == "sent"
+
+
+def test_a_readers_admin_page_shows_their_latest_digests_as_their_calls_say(esp_outbox, readers, admin_client):
+    edition = built_edition()
+    send_edition_to(edition, [readers[0].pk])
+    delivery = Delivery.objects.get(subscriber=readers[0])
+    assert delivery.status == "pending" and SendCall.objects.get().settled_at is None
+    url = reverse("admin:subscriptions_subscriber_change", args=[readers[0].pk])
+
+    page = admin_client.get(url)
+    shown = next(f.formset for f in page.context["inline_admin_formsets"] if f.formset.model is Delivery)
+    assert [(form.instance.pk, form.instance.status) for form in shown.forms] == [(delivery.pk, "sent")]
+    assert shown.forms[0].instance.sent_at == SendCall.objects.get().finished_at
+
+    saved = admin_client.post(url, {
+        "interests": readers[0].interests, "frequency": readers[0].frequency, "max_papers": readers[0].max_papers,
+        "send_hour": readers[0].send_hour, "timezone": readers[0].timezone,
+        "deliveries-TOTAL_FORMS": "1", "deliveries-INITIAL_FORMS": "1", "deliveries-0-id": str(delivery.pk),
+        "deliveries-0-subscriber": str(readers[0].pk), "feedback-TOTAL_FORMS": "0", "feedback-INITIAL_FORMS": "0",
+    })
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert Delivery.objects.get(pk=delivery.pk).status == "pending"  # shown as its call says, never written
+
