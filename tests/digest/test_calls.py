@@ -3,6 +3,7 @@ until it is settled onto their rows, and every reader of the ledger seeing it me
 
 import csv
 import io
+import json
 import threading
 from datetime import timedelta
 from unittest import mock
@@ -507,3 +508,15 @@ def test_a_readers_admin_page_shows_their_latest_digests_as_their_calls_say(esp_
     assert saved.status_code == 302, saved.content.decode()[:2000]
     assert Delivery.objects.get(pk=delivery.pk).status == "pending"  # shown as its call says, never written
 
+
+
+def test_a_calls_papers_are_written_as_json_that_settling_reads_back_whatever_the_why_lines_say():
+    entries = [
+        (7, [3, 1, 2], {"matches your interests: diffusion \u25b2 \U0001f680": [3, 1], 'says "hi" \\ back': [2]}),
+        (12, [], {}),
+    ]
+
+    assert json.loads(calls.papers_text(entries)) == {
+        "7": [[3, 1, 2], {"matches your interests: diffusion \u25b2 \U0001f680": [3, 1], 'says "hi" \\ back': [2]}],
+        "12": [[], {}],
+    }
