@@ -1022,6 +1022,8 @@ def answer_of(message, parts):
 
 def split_answer(group, answer):
     """The deliveries whose recipient the ESP refused, and (delivery, message id) of the others."""
+    if not answer.refused:  # the usual answer: every recipient taken
+        return [], [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)]
     refused = [c.delivery for c in group if c.part.to.lower() in answer.refused]
     sent = [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)
             if c.part.to.lower() not in answer.refused]
