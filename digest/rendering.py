@@ -381,6 +381,9 @@ class BodyPieces:
         return body.join(out)
 
 
+PAPER_ID, REASON = attrgetter("paper.id"), attrgetter("reason")
+
+
 class DigestItems(NamedTuple):
     """A reader's papers as ``BodyPieces.assemble`` reads them, for both bodies: their ids and
     their reasons in rank order, and the ``RankedPaper`` rows (for items not rendered yet)."""
@@ -392,9 +395,6 @@ class DigestItems(NamedTuple):
     @classmethod
     def of(cls, ranked):
         return cls(list(map(PAPER_ID, ranked)), list(map(REASON, ranked)), ranked)
-
-
-PAPER_ID, REASON = attrgetter("paper.id"), attrgetter("reason")
 
 
 class Piece:

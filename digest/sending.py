@@ -346,7 +346,8 @@ def chunk_deliveries(edition, subscriber_ids):
     db, split, categories = db_connection.alias, len(DELIVERY_FIELDS), reader_fields.index("categories")
     # Set as the foreign key's descriptor caches it, without its checks and router calls per row.
     subscriber_field = Delivery._meta.get_field("subscriber")
-    delivery_of, reader_of = instance_loader(Delivery, db, DELIVERY_FIELDS), instance_loader(Subscriber, db, reader_fields)
+    delivery_of = instance_loader(Delivery, db, DELIVERY_FIELDS)
+    reader_of = instance_loader(Subscriber, db, reader_fields)
     deliveries = []
     for row in sorted(rows, key=itemgetter(0)):
         delivery = delivery_of(row[:split])
