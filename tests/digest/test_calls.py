@@ -509,7 +509,6 @@ def test_a_readers_admin_page_shows_their_latest_digests_as_their_calls_say(esp_
     assert Delivery.objects.get(pk=delivery.pk).status == "pending"  # shown as its call says, never written
 
 
-
 def test_a_calls_papers_are_written_as_json_that_settling_reads_back_whatever_the_why_lines_say():
     entries = [
         (7, [3, 1, 2], {"matches your interests: diffusion \u25b2 \U0001f680": [3, 1], 'says "hi" \\ back': [2]}),

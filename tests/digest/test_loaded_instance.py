@@ -3,7 +3,7 @@
 import pytest
 from django.db.models.signals import post_init
 
-from digest.sending import READER_FIELDS, loaded_instance
+from digest.sending import READER_FIELDS, instance_loader
 from subscriptions.models import Subscriber
 from tests.factories import SubscriberFactory
 
@@ -20,7 +20,7 @@ def test_a_loaded_instance_is_the_instance_from_db_makes():
     subscriber = SubscriberFactory(interests="diffusion, agents", categories=["cs.LG"])
     reference = Subscriber.from_db("default", FIELDS, values_of(subscriber))
 
-    fast = loaded_instance(Subscriber, "default", FIELDS, values_of(subscriber))
+    fast = instance_loader(Subscriber, "default", FIELDS)(values_of(subscriber))
 
     assert type(fast) is Subscriber
     assert {k: v for k, v in vars(fast).items() if k != "_state"} == {
@@ -33,7 +33,7 @@ def test_a_loaded_instance_is_the_instance_from_db_makes():
 
 def test_a_deferred_field_of_a_loaded_instance_is_read_from_the_database_and_it_saves():
     subscriber = SubscriberFactory(frequency=Subscriber.Frequency.WEEKLY)
-    fast = loaded_instance(Subscriber, "default", FIELDS, values_of(subscriber))
+    fast = instance_loader(Subscriber, "default", FIELDS)(values_of(subscriber))
 
     assert fast.frequency == Subscriber.Frequency.WEEKLY
     fast.max_papers = 3
@@ -51,7 +51,7 @@ def test_with_an_init_signal_receiver_instances_go_through_from_db():
     subscriber = SubscriberFactory()
     post_init.connect(receiver, sender=Subscriber)
     try:
-        fast = loaded_instance(Subscriber, "default", FIELDS, values_of(subscriber))
+        fast = instance_loader(Subscriber, "default", FIELDS)(values_of(subscriber))
     finally:
         post_init.disconnect(receiver, sender=Subscriber)
 
