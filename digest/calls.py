@@ -43,6 +43,7 @@ from django.utils import timezone
 from subscriptions.models import Subscriber
 
 from .models import Delivery, SendCall
+from .sql import id_array
 
 LIVE = (SendCall.Status.SENDING, SendCall.Status.SENT, SendCall.Status.FAILED)
 FINISHED = (SendCall.Status.SENT, SendCall.Status.RETURNED, SendCall.Status.FAILED)
@@ -124,7 +125,7 @@ def claim_call_in_postgresql(edition_id, token, ids, papers):
             "AND NOT EXISTS (SELECT 1 FROM carried WHERE carried.id = d.id) OFFSET 0) AS w "
             "HAVING count(*) > 0 RETURNING delivery_ids::text",
             [CLAIM_LOCK, edition_id, edition_id, ids[0], ids[-1], live, edition_id, token, SendCall.Status.SENDING,
-             papers, timezone.now(), ids, edition_id, Delivery.Status.PENDING, Subscriber.Status.ACTIVE],
+             papers, timezone.now(), id_array(ids), edition_id, Delivery.Status.PENDING, Subscriber.Status.ACTIVE],
         )
         cursor.nextset()
         row = cursor.fetchone()

@@ -69,6 +69,7 @@ from .esp import BatchAnswer, MailgunBatch, batch_style, batches, digest_esp_ext
 from .models import Delivery, Edition, Feedback, SendCall
 from .ranking import MODEL_MIN_LIKES, EditionRanker, RankRequest
 from .rendering import DigestRenderer
+from .sql import id_array
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,9 @@ def among(model, field, ids):
     if db_connection.vendor != "postgresql":
         return Q(**{f"{field}__in": ids})
     column = model._meta.get_field(field).column
-    return RawSQL(f'"{model._meta.db_table}"."{column}" = ANY(%s::bigint[])', [ids], output_field=BooleanField())
+    return RawSQL(
+        f'"{model._meta.db_table}"."{column}" = ANY(%s::bigint[])', [id_array(ids)], output_field=BooleanField()
+    )
 
 
 def rows_per_subscriber(subscriber_ids, select, params):
@@ -189,7 +192,7 @@ def rows_per_subscriber(subscriber_ids, select, params):
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"SELECT x.* FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN LATERAL ({select} OFFSET 0) AS x",
-            [list(subscriber_ids), *params],
+            [id_array(subscriber_ids), *params],
         )
         return cursor.fetchall()
 
@@ -219,7 +222,7 @@ def claim_deliveries(edition, subscriber_ids):
             "reason, esp_message_id, send_token, attempts, created_at, updated_at) "
             "SELECT s, %s, %s, '[]'::jsonb, '{}'::jsonb, '', '', '', 0, %s, %s FROM unnest(%s::bigint[]) AS s "
             "ON CONFLICT (edition_id, subscriber_id) DO NOTHING",
-            [edition.pk, Delivery.Status.PENDING, now, now, subscriber_ids],
+            [edition.pk, Delivery.Status.PENDING, now, now, id_array(subscriber_ids)],
         )
 
 
@@ -543,7 +546,7 @@ def past_papers(subscriber_ids, excluding_edition, editions=None):
             f"SELECT s.id, d.paper_ids FROM unnest(%s::bigint[]) AS e(id) CROSS JOIN LATERAL (SELECT paper_ids "
             f"FROM {table} WHERE edition_id = e.id AND subscriber_id = s.id AND status <> %s OFFSET 0) AS d"
         )
-        params = [editions, Delivery.Status.PENDING]
+        params = [id_array(editions), Delivery.Status.PENDING]
     else:
         select = (
             f"SELECT s.id, paper_ids FROM {table} WHERE subscriber_id = s.id AND status <> %s "
