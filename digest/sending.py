@@ -308,13 +308,15 @@ def pending_deliveries(edition, subscriber_ids):
     if unclaimed:
         claim_deliveries(edition, sorted(unclaimed))
         rows = sorted(rows + chunk_deliveries(edition, unclaimed), key=lambda d: d.pk)
-    rows = [d for d in rows if d.status == Delivery.Status.PENDING]
-    carried = calls.in_live_calls(edition.pk, [d.pk for d in rows])
-    rows = [d for d in rows if d.pk not in carried]
-    left = [d.pk for d in rows if d.subscriber.status != Subscriber.Status.ACTIVE]
+    pending, active = Delivery.Status.PENDING, Subscriber.Status.ACTIVE
+    rows = [d for d in rows if d.status == pending]
+    carried = calls.in_live_calls(edition.pk, [d.id for d in rows])
+    deliveries, left = [], []
+    for delivery in rows:
+        if delivery.id not in carried:
+            (deliveries if delivery.subscriber.status == active else left).append(delivery)
     if left:
-        skip(left, LEFT_MEANWHILE, edition.pk)
-    deliveries = [d for d in rows if d.subscriber.status == Subscriber.Status.ACTIVE]
+        skip([d.id for d in left], LEFT_MEANWHILE, edition.pk)
     edition_field = Delivery._meta.get_field("edition")
     for delivery in deliveries:
         edition_field.set_cached_value(delivery, edition)  # its edition_id is edition's: no checks needed
@@ -629,14 +631,15 @@ def compose(deliveries, prepared, readers, skipped, *, for_json=False):
     ``for_json``: bodies rendered for a JSON payload (``DigestRenderer.render``).
     """
     started = time.perf_counter()
-    rankings = readers.rank_all(prepared.ranker, [d.subscriber for d in deliveries])
+    subscribers = [d.subscriber for d in deliveries]  # each through its descriptor once
+    rankings = readers.rank_all(prepared.ranker, subscribers)
     PHASES.add("rank", time.perf_counter() - started, len(deliveries))
-    for count, (delivery, ranked) in enumerate(zip(deliveries, rankings), start=1):
+    for count, (delivery, subscriber, ranked) in enumerate(zip(deliveries, subscribers, rankings), start=1):
         if not ranked:
             skipped.setdefault(skip_reason(prepared), []).append(delivery.pk)
         else:
             started = time.perf_counter()
-            part = batch_part(delivery, prepared.renderer.render(delivery.subscriber, ranked, for_json=for_json))
+            part = batch_part(delivery, subscriber, prepared.renderer.render(subscriber, ranked, for_json=for_json))
             PHASES.add("render", time.perf_counter() - started)
             yield ComposedDigest(delivery, ranked, part)
         if count % PROGRESS_EVERY == 0:
@@ -655,9 +658,9 @@ def record_skipped(skipped, edition, report):
         log.info("digests skipped edition=%s count=%d reason=%s", edition.pk, len(delivery_ids), reason)
 
 
-def batch_part(delivery, digest):
+def batch_part(delivery, subscriber, digest):
     return BatchPart(
-        to=delivery.subscriber.email, subject=digest.subject, text=digest.text, html=digest.html,
+        to=subscriber.email, subject=digest.subject, text=digest.text, html=digest.html,
         context=digest.context, metadata={"delivery_id": str(delivery.id)},
     )
 
@@ -989,11 +992,10 @@ def send_batch(connection, group, style, report, database_lock):
 
 
 def keep_only_what_recording_reads(group):
-    """A batch's readers once its call is built: their rows and addresses, not their bodies
-    (which the call holds), so that the batches in flight hold each body once."""
+    """A batch's readers once its call is built: their rows (which know each reader's address),
+    not their bodies (which the call holds), so that the batches in flight hold each body once."""
     for c in group:
-        c.ranked = None
-        c.part = BatchPart(to=c.part.to, subject="", text="", html="", context={}, metadata=c.part.metadata)
+        c.ranked = c.part = None
 
 
 class AnymailBatch:
@@ -1024,9 +1026,9 @@ def split_answer(group, answer):
     """The deliveries whose recipient the ESP refused, and (delivery, message id) of the others."""
     if not answer.refused:  # the usual answer: every recipient taken
         return [], [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)]
-    refused = [c.delivery for c in group if c.part.to.lower() in answer.refused]
+    refused = [c.delivery for c in group if c.delivery.subscriber.email.lower() in answer.refused]
     sent = [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)
-            if c.part.to.lower() not in answer.refused]
+            if c.delivery.subscriber.email.lower() not in answer.refused]
     return refused, sent
 
 
