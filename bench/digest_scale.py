@@ -49,7 +49,6 @@ What it does:
 """
 
 import argparse
-import json
 import multiprocessing
 import os
 import random
