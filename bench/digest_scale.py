@@ -494,9 +494,10 @@ def copy_rows(table, buffer):
 # --- The production send path, in a fresh process per worker ----------------
 
 
-def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile=None):
-    """Boot as a Celery worker does, say so, then claim and send each chunk of due readers that
-    ``chunk_queue`` brings (as arrays of ids) until None, as the beat task hands them out."""
+def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile=None, inserts_rows=True):
+    """Boot as a Celery worker does, say so, then send each chunk of due readers that
+    ``chunk_queue`` brings (as arrays of ids) until None, as the beat task hands them out;
+    with ``inserts_rows``, insert each chunk's pending rows first (``hand_out_due_readers``)."""
     booted = time.perf_counter()
     configure_env(database_url, esp_url)
     django_setup()
@@ -529,8 +530,9 @@ def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile
         prepared_at = time.perf_counter()
         while chunk is not None:
             chunk = chunk.tolist()
-            with clock.phase("select/claim"):
-                sending.claim_deliveries(edition, chunk)
+            if inserts_rows:
+                with clock.phase("select/claim"):
+                    sending.claim_deliveries(edition, chunk)
             result = send_digest_chunk.apply(args=(edition.pk, chunk)).get()
             sent += result["sent"]
             chunk = chunk_queue.get(timeout=3600)
@@ -549,29 +551,36 @@ def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile
     })
 
 
-def hand_out_due_readers(chunk_queues):
+def hand_out_due_readers(chunk_queues, inserts_rows=False):
     """As the beat task does: read the due readers in a stream and hand them out in chunks of
     DIGEST_SEND_BATCH_SIZE as they come, each to the next worker's queue in turn (as arrays of
-    8-byte ids); then None to every worker. Each chunk's pending rows, which the beat task
-    inserts before handing the chunk out, are inserted by the worker that gets it, in its
-    timed send (``send_worker``)."""
+    8-byte ids); then None to every worker.
+
+    Each chunk's pending rows, which the beat task inserts before handing the chunk out, are
+    inserted here only with ``inserts_rows`` (``--pending-rows beat``); by default the worker
+    that gets the chunk inserts them in its timed send (``send_worker``), its sending idle
+    meanwhile."""
     from django.conf import settings
     from django.db import connection
     from django.utils import timezone
     from more_itertools import chunked
 
     from digest.scheduling import current_edition, due_subscriber_ids
+    from digest.sending import claim_deliveries
 
     now = timezone.now()
-    due = due_subscriber_ids(current_edition("daily", now), now)
+    edition = current_edition("daily", now)
+    due = due_subscriber_ids(edition, now)
     for number, chunk in enumerate(chunked(due, settings.DIGEST_SEND_BATCH_SIZE)):
+        if inserts_rows:
+            claim_deliveries(edition, chunk)
         chunk_queues[number % len(chunk_queues)].put(array("q", chunk))
     for queue in chunk_queues:
         queue.put(None)
     connection.close()
 
 
-def run_send(database_url, esp_url, workers, profile=None):
+def run_send(database_url, esp_url, workers, profile=None, rows_by_beat=False):
     """The send timed as a day's send runs: from the beat's fan-out (the due readers read) to the
     last digest recorded, by workers already booted (Python, Django and the app imported), as
     Celery workers are when the beat fires. Their boot is timed apart, as the naive baseline's is
@@ -580,14 +589,15 @@ def run_send(database_url, esp_url, workers, profile=None):
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     chunk_queues = [ctx.Queue() for _ in range(workers)]
-    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, i, chunk_queues[i], results, profile))
+    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, i, chunk_queues[i], results, profile,
+                                                       not rows_by_beat))
                  for i in range(workers)]
     for p in processes:
         p.start()
     boot = {m["index"]: m["boot"] for m in (results.get(timeout=600) for _ in processes)}
     busy = host_busy_seconds()
     wall = time.perf_counter()
-    hand_out_due_readers(chunk_queues)
+    hand_out_due_readers(chunk_queues, inserts_rows=rows_by_beat)
     outcomes = [results.get(timeout=3600) for _ in processes]
     wall = time.perf_counter() - wall
     busy = host_busy_seconds() - busy
@@ -736,6 +746,10 @@ def main():
                              "alternated, and print each round's ratio and the median one")
     parser.add_argument("--claims", choices=["per-row", "per-call"],
                         help="DIGEST_CLAIMS_PER_CALL for the send (default: the setting's)")
+    parser.add_argument("--pending-rows", choices=["worker", "beat"], default="worker",
+                        help="who inserts each chunk's pending rows in the timed send: the worker that gets the "
+                             "chunk, before sending it (default), or the beat's hand-out, before handing it out, "
+                             "as enqueue_due_digests does")
     args = parser.parse_args()
     if args.claims is not None:
         os.environ["DIGEST_CLAIMS_PER_CALL"] = str(args.claims == "per-call").lower()
@@ -767,7 +781,8 @@ def main():
         from django.conf import settings
 
         print(f"send: the ESP answers each call after {args.esp_latency:.0f} ms; "
-              f"{settings.DIGEST_ESP_CALLS_IN_FLIGHT} ESP call(s) in flight per worker")
+              f"{settings.DIGEST_ESP_CALLS_IN_FLIGHT} ESP call(s) in flight per worker; each chunk's pending rows "
+              f"inserted by {'the beat' if args.pending_rows == 'beat' else 'its worker'}")
         runs = {1: [], args.workers: []}
         for i, workers in enumerate(run_order(args.workers, args.rounds)):
             if i:
@@ -777,7 +792,7 @@ def main():
                              arena_mb=ARENA_MB_PER_THOUSAND * n // 1000 if bodies_every == 1 else 0).start()
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server))
             profile = args.profile if workers == 1 and not runs[1] else None
-            outcomes, wall, busy = run_send(database_url, esp.api_url, workers, profile)
+            outcomes, wall, busy = run_send(database_url, esp.api_url, workers, profile, args.pending_rows == "beat")
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server)) - postgres_cpu
             stats = esp.finish()
             stats["postgres_cpu_seconds"] = postgres_cpu
