@@ -371,7 +371,7 @@ class BodyPieces:
         body = self.body
         frame = self.frame_values(values, verbatim)
         vote = body.unescaped(vote_base) if "vote_base" in verbatim else body.escape(vote_base, attribute=True)
-        ranks = self.ranks if len(items.ids) < len(self.ranks) else self.ranks_through(len(items.ids))
+        ranks = self.ranks_through(len(items.ids))
         shown, show = self.reasons.get, self.reason_values
         out = []
         self.head.fill(out, frame)
