@@ -111,8 +111,8 @@ def test_a_click_records_the_paper_of_the_digest_whose_link_was_clicked(client, 
     second.hf_url = f"https://huggingface.co/papers/{second.arxiv_id}"
     second.save()
     subscriber = SubscriberFactory(interests="")
-    delivery = Delivery.objects.create(subscriber=subscriber, edition=built_edition(), status="sent",
-                                       esp_message_id=MESSAGE_ID, paper_ids=[second.pk, first.pk])
+    Delivery.objects.create(subscriber=subscriber, edition=built_edition(), status="sent",
+                            esp_message_id=MESSAGE_ID, paper_ids=[second.pk, first.pk])
     clicks = {
         "pdf": f"{first.pdf_url}/",  # a trailing slash aside
         "hf": second.hf_url,
