@@ -27,7 +27,10 @@ What it does:
    apart) to the last digest recorded: due readers streamed and claimed in
    chunks of DIGEST_SEND_BATCH_SIZE, each chunk handed to the
    ``send_digest_chunk`` Celery task (run eagerly), which calls
-   ``digest.sending.send_edition_to``. ``--workers 2`` runs the same
+   ``digest.sending.send_edition_to``. Each chunk's pending rows are
+   inserted before it is handed out, as the beat's ``enqueue_due_digests``
+   does (``--pending-rows worker`` has the worker that gets the chunk insert
+   them in its timed send instead). ``--workers 2`` runs the same
    path in two processes over disjoint chunks; ``--rounds K`` sends K times
    with each, alternated, and prints each round's ratio and the median one
    (the host's speed drifts from run to run). ``--calls-in-flight K`` sets
@@ -556,10 +559,10 @@ def hand_out_due_readers(chunk_queues, inserts_rows=False):
     DIGEST_SEND_BATCH_SIZE as they come, each to the next worker's queue in turn (as arrays of
     8-byte ids); then None to every worker.
 
-    Each chunk's pending rows, which the beat task inserts before handing the chunk out, are
-    inserted here only with ``inserts_rows`` (``--pending-rows beat``); by default the worker
-    that gets the chunk inserts them in its timed send (``send_worker``), its sending idle
-    meanwhile."""
+    With ``inserts_rows`` (the default, ``--pending-rows beat``) each chunk's pending rows are
+    inserted here before the chunk is handed out, as the beat task does; with ``--pending-rows
+    worker`` the worker that gets the chunk inserts them in its timed send (``send_worker``),
+    its sending idle meanwhile."""
     from django.conf import settings
     from django.db import connection
     from django.utils import timezone
@@ -746,10 +749,10 @@ def main():
                              "alternated, and print each round's ratio and the median one")
     parser.add_argument("--claims", choices=["per-row", "per-call"],
                         help="DIGEST_CLAIMS_PER_CALL for the send (default: the setting's)")
-    parser.add_argument("--pending-rows", choices=["worker", "beat"], default="worker",
-                        help="who inserts each chunk's pending rows in the timed send: the worker that gets the "
-                             "chunk, before sending it (default), or the beat's hand-out, before handing it out, "
-                             "as enqueue_due_digests does")
+    parser.add_argument("--pending-rows", choices=["worker", "beat"], default="beat",
+                        help="who inserts each chunk's pending rows in the timed send: the beat's hand-out, before "
+                             "handing the chunk out, as enqueue_due_digests does (default), or the worker that gets "
+                             "the chunk, before sending it (the default until 2026-12-06)")
     args = parser.parse_args()
     if args.claims is not None:
         os.environ["DIGEST_CLAIMS_PER_CALL"] = str(args.claims == "per-call").lower()
