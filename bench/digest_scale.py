@@ -559,7 +559,7 @@ def hand_out_due_readers(chunk_queues, inserts_rows=False):
     DIGEST_SEND_BATCH_SIZE as they come, each to the next worker's queue in turn (as arrays of
     8-byte ids); then None to every worker.
 
-    With ``inserts_rows`` (the default, ``--pending-rows beat``) each chunk's pending rows are
+    With ``inserts_rows`` (``--pending-rows beat``, the benchmark's default) each chunk's pending rows are
     inserted here before the chunk is handed out, as the beat task does; with ``--pending-rows
     worker`` the worker that gets the chunk inserts them in its timed send (``send_worker``),
     its sending idle meanwhile."""
