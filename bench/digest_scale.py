@@ -497,10 +497,10 @@ def copy_rows(table, buffer):
 # --- The production send path, in a fresh process per worker ----------------
 
 
-def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile=None, inserts_rows=True):
+def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile=None, pending_rows="beat"):
     """Boot as a Celery worker does, say so, then send each chunk of due readers that
     ``chunk_queue`` brings (as arrays of ids) until None, as the beat task hands them out;
-    with ``inserts_rows``, insert each chunk's pending rows first (``hand_out_due_readers``)."""
+    with ``pending_rows="worker"``, insert each chunk's pending rows first (``hand_out_due_readers``)."""
     booted = time.perf_counter()
     configure_env(database_url, esp_url)
     django_setup()
@@ -533,7 +533,7 @@ def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile
         prepared_at = time.perf_counter()
         while chunk is not None:
             chunk = chunk.tolist()
-            if inserts_rows:
+            if pending_rows == "worker":
                 with clock.phase("select/claim"):
                     sending.claim_deliveries(edition, chunk)
             result = send_digest_chunk.apply(args=(edition.pk, chunk)).get()
@@ -554,15 +554,15 @@ def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile
     })
 
 
-def hand_out_due_readers(chunk_queues, inserts_rows=False):
+def hand_out_due_readers(chunk_queues, pending_rows="beat"):
     """As the beat task does: read the due readers in a stream and hand them out in chunks of
     DIGEST_SEND_BATCH_SIZE as they come, each to the next worker's queue in turn (as arrays of
     8-byte ids); then None to every worker.
 
-    With ``inserts_rows`` (``--pending-rows beat``, the benchmark's default) each chunk's pending rows are
-    inserted here before the chunk is handed out, as the beat task does; with ``--pending-rows
-    worker`` the worker that gets the chunk inserts them in its timed send (``send_worker``),
-    its sending idle meanwhile."""
+    With ``pending_rows="beat"`` (``--pending-rows``, the benchmark's default) each chunk's pending
+    rows are inserted here before the chunk is handed out, as the beat task does; with ``"worker"``
+    the worker that gets the chunk inserts them in its timed send (``send_worker``), its sending
+    idle meanwhile."""
     from django.conf import settings
     from django.db import connection
     from django.utils import timezone
@@ -575,7 +575,7 @@ def hand_out_due_readers(chunk_queues, inserts_rows=False):
     edition = current_edition("daily", now)
     due = due_subscriber_ids(edition, now)
     for number, chunk in enumerate(chunked(due, settings.DIGEST_SEND_BATCH_SIZE)):
-        if inserts_rows:
+        if pending_rows == "beat":
             claim_deliveries(edition, chunk)
         chunk_queues[number % len(chunk_queues)].put(array("q", chunk))
     for queue in chunk_queues:
@@ -583,7 +583,7 @@ def hand_out_due_readers(chunk_queues, inserts_rows=False):
     connection.close()
 
 
-def run_send(database_url, esp_url, workers, profile=None, rows_by_beat=False):
+def run_send(database_url, esp_url, workers, profile=None, pending_rows="beat"):
     """The send timed as a day's send runs: from the beat's fan-out (the due readers read) to the
     last digest recorded, by workers already booted (Python, Django and the app imported), as
     Celery workers are when the beat fires. Their boot is timed apart, as the naive baseline's is
@@ -592,15 +592,15 @@ def run_send(database_url, esp_url, workers, profile=None, rows_by_beat=False):
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     chunk_queues = [ctx.Queue() for _ in range(workers)]
-    processes = [ctx.Process(target=send_worker, args=(database_url, esp_url, i, chunk_queues[i], results, profile,
-                                                       not rows_by_beat))
+    processes = [ctx.Process(target=send_worker,
+                             args=(database_url, esp_url, i, chunk_queues[i], results, profile, pending_rows))
                  for i in range(workers)]
     for p in processes:
         p.start()
     boot = {m["index"]: m["boot"] for m in (results.get(timeout=600) for _ in processes)}
     busy = host_busy_seconds()
     wall = time.perf_counter()
-    hand_out_due_readers(chunk_queues, inserts_rows=rows_by_beat)
+    hand_out_due_readers(chunk_queues, pending_rows)
     outcomes = [results.get(timeout=3600) for _ in processes]
     wall = time.perf_counter() - wall
     busy = host_busy_seconds() - busy
@@ -795,7 +795,7 @@ def main():
                              arena_mb=ARENA_MB_PER_THOUSAND * n // 1000 if bodies_every == 1 else 0).start()
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server))
             profile = args.profile if workers == 1 and not runs[1] else None
-            outcomes, wall, busy = run_send(database_url, esp.api_url, workers, profile, args.pending_rows == "beat")
+            outcomes, wall, busy = run_send(database_url, esp.api_url, workers, profile, args.pending_rows)
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server)) - postgres_cpu
             stats = esp.finish()
             stats["postgres_cpu_seconds"] = postgres_cpu
