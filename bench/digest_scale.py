@@ -24,14 +24,16 @@ What it does:
 3. Sends the edition with the production path in a fresh process per worker,
    timed from the moment every worker has booted (Django set up, the app
    imported, as a Celery worker is before the beat fires; boot is printed
-   apart) to the last digest recorded: due readers streamed and claimed in
-   chunks of DIGEST_SEND_BATCH_SIZE, each chunk handed to the
-   ``send_digest_chunk`` Celery task (run eagerly), which calls
-   ``digest.sending.send_edition_to``. Each chunk's pending rows are
-   inserted before it is handed out, as the beat's ``enqueue_due_digests``
-   does (``--pending-rows worker`` has the worker that gets the chunk insert
-   them in its timed send instead). ``--workers 2`` runs the same
-   path in two processes over disjoint chunks; ``--rounds K`` sends K times
+   apart) to the last digest recorded. The beat's tick puts its task,
+   ``enqueue_due_digests``, on the workers' one queue, and a worker process
+   runs it as the Procfile's worker does: the due readers streamed, each
+   chunk of DIGEST_SEND_BATCH_SIZE claimed (its pending rows inserted) and
+   published as a ``send_digest_chunk`` task on the same queue. Each worker
+   process takes the next task whenever it is free (a prefetch of one) and
+   runs it eagerly: ``digest.sending.send_edition_to``. ``--enqueue apart``
+   runs the beat's task in a process of its own beside the workers instead,
+   as a worker for the default queue alone would. ``--workers 2`` runs two
+   processes; ``--rounds K`` sends K times
    with each, alternated, and prints each round's ratio and the median one
    (the host's speed drifts from run to run). ``--calls-in-flight K`` sets
    DIGEST_ESP_CALLS_IN_FLIGHT for the send.
@@ -497,10 +499,16 @@ def copy_rows(table, buffer):
 # --- The production send path, in a fresh process per worker ----------------
 
 
-def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile=None, pending_rows="beat"):
-    """Boot as a Celery worker does, say so, then send each chunk of due readers that
-    ``chunk_queue`` brings (as arrays of ids) until None, as the beat task hands them out;
-    with ``pending_rows="worker"``, insert each chunk's pending rows first (``hand_out_due_readers``)."""
+ENQUEUE = "enqueue_due_digests"
+
+
+def send_worker(database_url, esp_url, index, task_queue, result_queue, workers, profile=None):
+    """Boot as a Celery worker process does, say so, then take the tasks that ``task_queue``
+    brings, the next one whenever this process is free (a prefetch of one), until None.
+
+    ``ENQUEUE`` is the beat's 15-minute task, which a worker process runs: the due readers read,
+    each chunk's pending rows inserted and the chunk published as a ``send_digest_chunk`` task on
+    the same queue (``run_enqueue_task``). A chunk (an array of ids) is that task."""
     booted = time.perf_counter()
     configure_env(database_url, esp_url)
     django_setup()
@@ -513,7 +521,7 @@ def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile
 
     result_queue.put({"index": index, "boot": time.perf_counter() - booted})
     boot_cpu, boot_faults = cpu_seconds(), page_faults()
-    chunk = chunk_queue.get(timeout=3600)  # the first: the send has begun
+    task = task_queue.get(timeout=3600)  # the first: the send has begun
     main_thread_cpu, kernel_cpu = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
     if profile and index == 0:
         import cProfile
@@ -525,20 +533,18 @@ def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile
     clock.reset()
     clock.query_count = counter.in_this_thread
     started = time.perf_counter()
-    now = timezone.now()
     sent = 0
     with connection.execute_wrapper(counter):
-        edition = current_edition("daily", now)
+        edition = current_edition("daily", timezone.now())
         sending.prepare_edition(edition)  # once per process, as in a long-lived worker
         prepared_at = time.perf_counter()
-        while chunk is not None:
-            chunk = chunk.tolist()
-            if pending_rows == "worker":
+        while task is not None:
+            if isinstance(task, str):
                 with clock.phase("select/claim"):
-                    sending.claim_deliveries(edition, chunk)
-            result = send_digest_chunk.apply(args=(edition.pk, chunk)).get()
-            sent += result["sent"]
-            chunk = chunk_queue.get(timeout=3600)
+                    run_enqueue_task(task_queue, workers)
+            else:
+                sent += send_digest_chunk.apply(args=(edition.pk, task.tolist())).get()["sent"]
+            task = task_queue.get(timeout=3600)
     finished = time.perf_counter()
     if profile and index == 0:
         profiler.disable()
@@ -554,53 +560,53 @@ def send_worker(database_url, esp_url, index, chunk_queue, result_queue, profile
     })
 
 
-def hand_out_due_readers(chunk_queues, pending_rows="beat"):
-    """As the beat task does: read the due readers in a stream and hand them out in chunks of
-    DIGEST_SEND_BATCH_SIZE as they come, each to the next worker's queue in turn (as arrays of
-    8-byte ids); then None to every worker.
+def run_enqueue_task(task_queue, workers):
+    """The beat's task, ``digest.services.enqueue_due_digests``, as it runs in production, with
+    ``send_digest_chunk.delay`` publishing each chunk on ``task_queue`` (as an array of 8-byte
+    ids) instead of on the broker; then None for each of the ``workers`` processes, after every
+    chunk (the queue is first in, first out)."""
+    from unittest import mock
 
-    With ``pending_rows="beat"`` (``--pending-rows``, the benchmark's default) each chunk's pending
-    rows are inserted here before the chunk is handed out, as the beat task does; with ``"worker"``
-    the worker that gets the chunk inserts them in its timed send (``send_worker``), its sending
-    idle meanwhile."""
-    from django.conf import settings
-    from django.db import connection
-    from django.utils import timezone
-    from more_itertools import chunked
+    from digest import services, tasks
 
-    from digest.scheduling import current_edition, due_subscriber_ids
-    from digest.sending import claim_deliveries
+    def publish(edition_id, chunk):
+        task_queue.put(array("q", chunk))
 
-    now = timezone.now()
-    edition = current_edition("daily", now)
-    due = due_subscriber_ids(edition, now)
-    for number, chunk in enumerate(chunked(due, settings.DIGEST_SEND_BATCH_SIZE)):
-        if pending_rows == "beat":
-            claim_deliveries(edition, chunk)
-        chunk_queues[number % len(chunk_queues)].put(array("q", chunk))
-    for queue in chunk_queues:
-        queue.put(None)
-    connection.close()
+    with mock.patch.object(tasks.send_digest_chunk, "delay", publish):
+        services.enqueue_due_digests()
+    for _ in range(workers):
+        task_queue.put(None)
 
 
-def run_send(database_url, esp_url, workers, profile=None, pending_rows="beat"):
-    """The send timed as a day's send runs: from the beat's fan-out (the due readers read) to the
+def run_send(database_url, esp_url, workers, profile=None, enqueue="worker"):
+    """The send timed as a day's send runs: from the beat's tick (its task on the queue) to the
     last digest recorded, by workers already booted (Python, Django and the app imported), as
     Celery workers are when the beat fires. Their boot is timed apart, as the naive baseline's is
-    left out of its rate. Returns the workers' outcomes, the wall seconds and the CPU seconds the
-    host's cores were busy meanwhile (every process: workers, PostgreSQL, the ESP)."""
+    left out of its rate.
+
+    With ``enqueue="worker"`` the beat's task is the queue's first task and one of the worker
+    processes runs it, as the Procfile's one ``celery worker`` over every queue does; with
+    ``"apart"`` this process runs it beside them, as a worker of its own for the default queue
+    would. Returns the workers' outcomes, the wall seconds and the CPU seconds the host's cores
+    were busy meanwhile (every process: workers, PostgreSQL, the ESP, and this one)."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    chunk_queues = [ctx.Queue() for _ in range(workers)]
+    task_queue = ctx.Queue()
     processes = [ctx.Process(target=send_worker,
-                             args=(database_url, esp_url, i, chunk_queues[i], results, profile, pending_rows))
+                             args=(database_url, esp_url, i, task_queue, results, workers, profile))
                  for i in range(workers)]
     for p in processes:
         p.start()
     boot = {m["index"]: m["boot"] for m in (results.get(timeout=600) for _ in processes)}
     busy = host_busy_seconds()
     wall = time.perf_counter()
-    hand_out_due_readers(chunk_queues, pending_rows)
+    if enqueue == "worker":
+        task_queue.put(ENQUEUE)
+    else:
+        from django.db import connection
+
+        run_enqueue_task(task_queue, workers)
+        connection.close()
     outcomes = [results.get(timeout=3600) for _ in processes]
     wall = time.perf_counter() - wall
     busy = host_busy_seconds() - busy
@@ -749,10 +755,11 @@ def main():
                              "alternated, and print each round's ratio and the median one")
     parser.add_argument("--claims", choices=["per-row", "per-call"],
                         help="DIGEST_CLAIMS_PER_CALL for the send (default: the setting's)")
-    parser.add_argument("--pending-rows", choices=["worker", "beat"], default="beat",
-                        help="who inserts each chunk's pending rows in the timed send: the beat's hand-out, before "
-                             "handing the chunk out, as enqueue_due_digests does (default), or the worker that gets "
-                             "the chunk, before sending it (the default until 2026-12-06)")
+    parser.add_argument("--enqueue", choices=["worker", "apart"], default="worker",
+                        help="who runs the beat's enqueue_due_digests task (the due readers read, each chunk's "
+                             "pending rows inserted and handed out) in the timed send: one of the worker processes, "
+                             "as the Procfile's one worker over every queue does (default), or a process of its own "
+                             "beside them, as a worker for the default queue alone would")
     args = parser.parse_args()
     if args.claims is not None:
         os.environ["DIGEST_CLAIMS_PER_CALL"] = str(args.claims == "per-call").lower()
@@ -784,8 +791,8 @@ def main():
         from django.conf import settings
 
         print(f"send: the ESP answers each call after {args.esp_latency:.0f} ms; "
-              f"{settings.DIGEST_ESP_CALLS_IN_FLIGHT} ESP call(s) in flight per worker; each chunk's pending rows "
-              f"inserted by {'the beat' if args.pending_rows == 'beat' else 'its worker'}")
+              f"{settings.DIGEST_ESP_CALLS_IN_FLIGHT} ESP call(s) in flight per worker; the beat's task run "
+              f"{'by a worker process' if args.enqueue == 'worker' else 'apart from the worker processes'}")
         runs = {1: [], args.workers: []}
         for i, workers in enumerate(run_order(args.workers, args.rounds)):
             if i:
@@ -795,7 +802,7 @@ def main():
                              arena_mb=ARENA_MB_PER_THOUSAND * n // 1000 if bodies_every == 1 else 0).start()
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server))
             profile = args.profile if workers == 1 and not runs[1] else None
-            outcomes, wall, busy = run_send(database_url, esp.api_url, workers, profile, args.pending_rows)
+            outcomes, wall, busy = run_send(database_url, esp.api_url, workers, profile, args.enqueue)
             postgres_cpu = tree_cpu_seconds(postmaster_pid(server)) - postgres_cpu
             stats = esp.finish()
             stats["postgres_cpu_seconds"] = postgres_cpu
