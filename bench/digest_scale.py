@@ -30,10 +30,11 @@ What it does:
    chunk of DIGEST_SEND_BATCH_SIZE claimed (its pending rows inserted) and
    published as a ``send_digest_chunk`` task on the same queue. Each worker
    process takes the next task whenever it is free (a prefetch of one) and
-   runs it eagerly: ``digest.sending.send_edition_to``. ``--enqueue apart``
-   runs the beat's task in a process of its own beside the workers instead,
-   as a worker for the default queue alone would. ``--workers 2`` runs two
-   processes; ``--rounds K`` sends K times
+   runs it eagerly (``send_digest_chunk`` calls
+   ``digest.sending.send_edition_to``). ``--enqueue apart`` runs the beat's
+   task in a process of its own beside the workers instead, as the worker
+   for the default queue does once send workers run apart (docs/deploy.md).
+   ``--workers 2`` runs two processes; ``--rounds K`` sends K times
    with each, alternated, and prints each round's ratio and the median one
    (the host's speed drifts from run to run). ``--calls-in-flight K`` sets
    DIGEST_ESP_CALLS_IN_FLIGHT for the send.
@@ -586,8 +587,8 @@ def run_send(database_url, esp_url, workers, profile=None, enqueue="worker"):
 
     With ``enqueue="worker"`` the beat's task is the queue's first task and one of the worker
     processes runs it, as the Procfile's one ``celery worker`` over every queue does; with
-    ``"apart"`` this process runs it beside them, as a worker of its own for the default queue
-    would. Returns the workers' outcomes, the wall seconds and the CPU seconds the host's cores
+    ``"apart"`` this process runs it beside them, as the worker for the default queue does once
+    send workers run apart (docs/deploy.md). Returns the workers' outcomes, the wall seconds and the CPU seconds the host's cores
     were busy meanwhile (every process: workers, PostgreSQL, the ESP, and this one)."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
@@ -759,7 +760,7 @@ def main():
                         help="who runs the beat's enqueue_due_digests task (the due readers read, each chunk's "
                              "pending rows inserted and handed out) in the timed send: one of the worker processes, "
                              "as the Procfile's one worker over every queue does (default), or a process of its own "
-                             "beside them, as a worker for the default queue alone would")
+                             "beside them, as the worker for the default queue does once send workers run apart")
     args = parser.parse_args()
     if args.claims is not None:
         os.environ["DIGEST_CLAIMS_PER_CALL"] = str(args.claims == "per-call").lower()
