@@ -540,7 +540,7 @@ def send_worker(database_url, esp_url, index, task_queue, result_queue, workers,
         sending.prepare_edition(edition)  # once per process, as in a long-lived worker
         prepared_at = time.perf_counter()
         while task is not None:
-            if isinstance(task, str):
+            if task == ENQUEUE:
                 with clock.phase("select/claim"):
                     run_enqueue_task(task_queue, workers)
             else:
@@ -588,8 +588,9 @@ def run_send(database_url, esp_url, workers, profile=None, enqueue="worker"):
     With ``enqueue="worker"`` the beat's task is the queue's first task and one of the worker
     processes runs it, as the Procfile's one ``celery worker`` over every queue does; with
     ``"apart"`` this process runs it beside them, as the worker for the default queue does once
-    send workers run apart (docs/deploy.md). Returns the workers' outcomes, the wall seconds and the CPU seconds the host's cores
-    were busy meanwhile (every process: workers, PostgreSQL, the ESP, and this one)."""
+    send workers run apart (docs/deploy.md). Returns the workers' outcomes, the wall seconds and
+    the CPU seconds the host's cores were busy meanwhile (every process: workers, PostgreSQL, the
+    ESP, and this one)."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     task_queue = ctx.Queue()
