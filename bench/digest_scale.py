@@ -523,6 +523,7 @@ def send_worker(database_url, esp_url, index, task_queue, result_queue, workers,
     result_queue.put({"index": index, "boot": time.perf_counter() - booted})
     boot_cpu, boot_faults = cpu_seconds(), page_faults()
     task = task_queue.get(timeout=3600)  # the first: the send has begun
+    first_task_at = time.perf_counter()
     main_thread_cpu, kernel_cpu = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
     if profile and index == 0:
         import cProfile
@@ -533,17 +534,18 @@ def send_worker(database_url, esp_url, index, task_queue, result_queue, workers,
     clock = sending.PHASES
     clock.reset()
     clock.query_count = counter.in_this_thread
-    started = time.perf_counter()
-    sent = 0
+    sent, prepare = 0, None
     with connection.execute_wrapper(counter):
-        edition = current_edition("daily", timezone.now())
-        sending.prepare_edition(edition)  # once per process, as in a long-lived worker
-        prepared_at = time.perf_counter()
         while task is not None:
             if task == ENQUEUE:
                 with clock.phase("select/claim"):
                     run_enqueue_task(task_queue, workers)
             else:
+                if prepare is None:  # in the process's first send task, as in a long-lived worker
+                    prepare = time.perf_counter()
+                    edition = current_edition("daily", timezone.now())
+                    sending.prepare_edition(edition)
+                    prepare = time.perf_counter() - prepare
                 sent += send_digest_chunk.apply(args=(edition.pk, task.tolist())).get()["sent"]
             task = task_queue.get(timeout=3600)
     finished = time.perf_counter()
@@ -551,7 +553,8 @@ def send_worker(database_url, esp_url, index, task_queue, result_queue, workers,
         profiler.disable()
         profiler.dump_stats(profile)
     result_queue.put({
-        "index": index, "sent": sent, "seconds": finished - prepared_at, "prepare": prepared_at - started,
+        "index": index, "sent": sent, "seconds": finished - first_task_at - (prepare or 0), "prepare": prepare or 0,
+        "first_task_at": first_task_at, "finished_at": finished,
         "queries": counter.count, "peak_rss_mb": peak_rss_mb(), "phases": clock.summary(),
         "cpu_seconds": cpu_seconds() - boot_cpu,
         "main_thread_cpu_seconds": time.thread_time() - main_thread_cpu,
@@ -601,7 +604,7 @@ def run_send(database_url, esp_url, workers, profile=None, enqueue="worker"):
         p.start()
     boot = {m["index"]: m["boot"] for m in (results.get(timeout=600) for _ in processes)}
     busy = host_busy_seconds()
-    wall = time.perf_counter()
+    wall = tick = time.perf_counter()
     if enqueue == "worker":
         task_queue.put(ENQUEUE)
     else:
@@ -614,8 +617,10 @@ def run_send(database_url, esp_url, workers, profile=None, enqueue="worker"):
     busy = host_busy_seconds() - busy
     for p in processes:
         p.join()
+    last = max(o["finished_at"] for o in outcomes)
     for o in outcomes:
         o["boot"] = boot[o["index"]]
+        o["idle_before"], o["idle_after"] = o["first_task_at"] - tick, last - o["finished_at"]
     return outcomes, wall, busy
 
 
@@ -895,8 +900,10 @@ def report(n, workers, outcomes, wall, stats, by_status, problems):
     print(f"\n== send: {n} readers, {workers} worker process(es), {wall:.2f} s wall, {n / wall:,.0f} digests/s")
     for o in sorted(outcomes, key=lambda o: o["index"]):
         print(f"   worker {o['index']}: booted in {o['boot']:.2f} s (not timed), then sent {o['sent']} in "
-              f"{o['seconds']:.2f} s (edition prepared in {o['prepare']:.2f} s before), {o['queries']} queries, "
+              f"{o['seconds']:.2f} s (and prepared the edition in {o['prepare']:.2f} s), {o['queries']} queries, "
               f"peak RSS {o['peak_rss_mb']:.0f} MB, {o['page_faults'] / max(o['sent'], 1):.2f} page faults per digest")
+        print(f"     took its first task {o['idle_before']:.2f} s after the tick and finished "
+              f"{o['idle_after']:.2f} s before the last process")
         print(f"     CPU {o['cpu_seconds']:.2f} s: main thread {o['main_thread_cpu_seconds']:.2f} s, ESP batch "
               f"threads {o['cpu_seconds'] - o['main_thread_cpu_seconds']:.2f} s; {o['kernel_cpu_seconds']:.2f} s of it in "
               f"the kernel")
