@@ -193,6 +193,10 @@ ARXIV_MAX_RESULTS = env.int("ARXIV_MAX_RESULTS", default=2000)  # per fetch, new
 # calls in flight from one block to the next: it waits for its last answer once, so larger tasks
 # lose less time to that wait. Only pending rows are sent, so a retried task costs one read.
 DIGEST_SEND_BATCH_SIZE = env.int("DIGEST_SEND_BATCH_SIZE", default=5000)
+# The smallest send task. A tick's first task and its last few are cut down towards it: the first
+# so that idle workers start before a whole task's rows are inserted, the last ones so that the
+# workers finish the tick together instead of one sending a last full task while the others idle.
+DIGEST_SEND_MIN_BATCH_SIZE = env.int("DIGEST_SEND_MIN_BATCH_SIZE", default=500)
 DIGEST_SENDING_STALE_MINUTES = env.int("DIGEST_SENDING_STALE_MINUTES", default=30)
 # Claim each ESP batch call with one row (digest.calls) instead of a new version of each reader's
 # delivery row: a row per call of 250 readers beside the sending thread, not a row per reader. The

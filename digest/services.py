@@ -1,6 +1,8 @@
 """The digest's entry points, called by tasks, commands, views and the admin."""
 
 import logging
+from collections import deque
+from itertools import islice
 
 from django.conf import settings
 from django.utils import timezone
@@ -42,7 +44,8 @@ def enqueue_due_digests(now=None, *, dry_run=False, progress=None):
         edition = current_edition(cadence, now)
         if edition is None:
             continue
-        for chunk in chunked(due_subscriber_ids(edition, now), settings.DIGEST_SEND_BATCH_SIZE):
+        due = due_subscriber_ids(edition, now)
+        for chunk in send_task_chunks(due, settings.DIGEST_SEND_BATCH_SIZE, settings.DIGEST_SEND_MIN_BATCH_SIZE):
             enqueued += len(chunk)
             if progress is not None:
                 progress.update(len(chunk))
@@ -55,6 +58,35 @@ def enqueue_due_digests(now=None, *, dry_run=False, progress=None):
     reconcile_stale_deliveries(now)
     log.info("due digests enqueued count=%d dry_run=%s", enqueued, dry_run)
     return enqueued
+
+
+def send_task_chunks(ids, size, smallest):
+    """``ids`` cut into send tasks of ``size``, except a tick's first and its last few.
+
+    Workers take tasks in turn, so the tick ends when the last task taken ends: with tasks of
+    ``size`` one worker may send a whole task while the others stand idle. The first task holds
+    ``smallest`` ids, so that an idle worker starts before a whole task's rows are inserted, and
+    the last two tasks' ids are halved again and again down to ``smallest``, so that the workers
+    finish close together. Holds at most two tasks' ids (a tick is streamed)."""
+    if size < 4 * smallest:
+        yield from chunked(ids, size)
+        return
+    ids = iter(ids)
+    first = list(islice(ids, smallest))
+    if first:
+        yield first
+    held = deque()
+    for chunk in chunked(ids, size):
+        held.append(chunk)
+        if len(held) > 2:
+            yield held.popleft()
+    tail = [pk for chunk in held for pk in chunk]
+    while len(tail) >= 2 * smallest:
+        piece = max(smallest, len(tail) // 2)
+        yield tail[:piece]
+        tail = tail[piece:]
+    if tail:
+        yield tail
 
 
 def requeue_orphaned(edition, age_minutes=15):
