@@ -513,6 +513,7 @@ def send_worker(database_url, esp_url, index, task_queue, result_queue, workers,
     booted = time.perf_counter()
     configure_env(database_url, esp_url)
     django_setup()
+    from celery.signals import worker_process_init
     from django.db import connection
     from django.utils import timezone
 
@@ -520,6 +521,7 @@ def send_worker(database_url, esp_url, index, task_queue, result_queue, workers,
     from digest.scheduling import current_edition
     from digest.tasks import send_digest_chunk
 
+    worker_process_init.send(sender=None)  # as a Celery pool process does when it starts
     result_queue.put({"index": index, "boot": time.perf_counter() - booted})
     boot_cpu, boot_faults = cpu_seconds(), page_faults()
     task = task_queue.get(timeout=3600)  # the first: the send has begun

@@ -59,3 +59,18 @@ def test_a_beat_interval_runs_every_job_every_few_seconds_for_staging(settings):
         configure_beat_schedule(app)
 
     assert intervals == [5, 5, 5]
+
+
+def test_each_pool_process_imports_the_url_conf_as_it_starts():
+    import sys
+
+    from celery.signals import worker_process_init
+    from django.urls import clear_url_caches
+
+    sys.modules.pop("config.urls", None)
+    clear_url_caches()
+    try:
+        worker_process_init.send(sender=None)
+        assert "config.urls" in sys.modules
+    finally:
+        clear_url_caches()
