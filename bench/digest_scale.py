@@ -551,11 +551,12 @@ def send_worker(database_url, esp_url, index, task_queue, result_queue, workers,
                 sent += send_digest_chunk.apply(args=(edition.pk, task.tolist())).get()["sent"]
             task = task_queue.get(timeout=3600)
     finished = time.perf_counter()
+    prepare = prepare or 0.0  # a process that ran only the beat's task prepared nothing
     if profile and index == 0:
         profiler.disable()
         profiler.dump_stats(profile)
     result_queue.put({
-        "index": index, "sent": sent, "seconds": finished - first_task_at - (prepare or 0), "prepare": prepare or 0,
+        "index": index, "sent": sent, "seconds": finished - first_task_at - prepare, "prepare": prepare,
         "first_task_at": first_task_at, "finished_at": finished,
         "queries": counter.count, "peak_rss_mb": peak_rss_mb(), "phases": clock.summary(),
         "cpu_seconds": cpu_seconds() - boot_cpu,
