@@ -3,13 +3,14 @@
 A subscriber is due for the current edition of their cadence when their
 local date has reached the edition's date, their local clock has reached
 their send hour (or their local date is already past the edition's), and
-they have no delivery for that edition. One query per distinct time zone,
+they have no delivery for that edition. One query per time zone in use,
 streamed: subscribers are never all loaded at once.
 """
 
 from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -40,7 +41,7 @@ def due_subscriber_ids(edition, now=None):
     candidates = Subscriber.objects.filter(
         status=Subscriber.Status.ACTIVE, frequency=edition.cadence
     ).filter(~Exists(Delivery.objects.filter(subscriber=OuterRef("pk"), edition=edition)))
-    for tz_name in candidates.values_list("timezone", flat=True).distinct().order_by():
+    for tz_name in time_zones_in_use(edition.cadence):
         local = local_now(tz_name, now)
         if local.date() < edition.date:
             continue
@@ -48,6 +49,38 @@ def due_subscriber_ids(edition, now=None):
         if local.date() == edition.date:
             in_zone = in_zone.filter(send_hour__lte=local.hour)
         yield from in_zone.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=STREAM_CHUNK)
+
+
+def time_zones_in_use(cadence):
+    """The time zones of the active subscribers of ``cadence``, in order.
+
+    Deliveries are not looked at here: a zone whose readers all have one yields no id
+    in ``due_subscriber_ids``. On PostgreSQL the zones are read by hopping from one to
+    the next along ``subscriber_due_idx``, one index probe per zone (a recursive query:
+    PostgreSQL has no skip scan). A ``DISTINCT`` reads every reader's entry instead,
+    0.2–0.4 s at a million readers on every beat tick.
+    """
+    if connection.vendor != "postgresql":
+        return list(time_zones_in_use_by_orm(cadence))
+    table = Subscriber._meta.db_table
+    later_zone = (
+        f"SELECT s.timezone FROM {table} AS s WHERE s.status = %s AND s.frequency = %s "
+        "AND s.timezone > z.timezone ORDER BY s.timezone LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE z(timezone) AS ((SELECT s.timezone FROM {table} AS s WHERE s.status = %s "
+            f"AND s.frequency = %s ORDER BY s.timezone LIMIT 1) UNION ALL SELECT ({later_zone}) FROM z "
+            "WHERE z.timezone IS NOT NULL) SELECT timezone FROM z WHERE timezone IS NOT NULL",
+            [Subscriber.Status.ACTIVE, cadence] * 2,
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def time_zones_in_use_by_orm(cadence):
+    """``time_zones_in_use`` as one ``DISTINCT`` (SQLite, and the check of the query above)."""
+    active = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, frequency=cadence)
+    return active.order_by("timezone").values_list("timezone", flat=True).distinct()
 
 
 def end_of_day(day):

@@ -76,7 +76,9 @@ class Subscriber(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["status", "frequency"], name="subscriber_due_idx"),
+            # Who is due (digest.scheduling): the time zones in use, one probe each, then each
+            # zone's readers in id order, streamed from the index without sorting them first.
+            models.Index(fields=["status", "frequency", "timezone", "id"], name="subscriber_due_idx"),
             # The admin's list, newest first, and its sign-up date filter: without it each view
             # sorted every reader (0.2 s at a million). Written once per sign-up, never updated.
             models.Index(fields=["created_at"], name="subscriber_created_idx"),

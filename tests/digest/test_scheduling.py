@@ -7,8 +7,9 @@ import time_machine
 
 from digest import services
 from digest.models import Delivery
-from digest.scheduling import current_edition, due_subscriber_ids
+from digest.scheduling import current_edition, due_subscriber_ids, time_zones_in_use, time_zones_in_use_by_orm
 from digest.sending import claim_deliveries
+from subscriptions.models import Subscriber
 from tests.digest.builders import built_edition
 from tests.factories import EditionFactory, SubscriberFactory
 
@@ -84,6 +85,29 @@ def test_only_subscribers_of_the_editions_cadence_and_without_a_delivery_are_due
     served = SubscriberFactory(frequency="daily")
     Delivery.objects.create(subscriber=served, edition=edition, status="sent")
     assert due(edition, at(2026, 11, 18, 12, 0)) == {daily.pk}
+
+
+def test_the_time_zones_in_use_are_the_cadences_active_readers_each_once_in_order():
+    for zone in ["Europe/Paris", "Asia/Tokyo", "Europe/Paris", "America/New_York", "Asia/Tokyo"]:
+        SubscriberFactory(frequency="daily", timezone=zone)
+    SubscriberFactory(frequency="weekly", timezone="Pacific/Honolulu")
+    SubscriberFactory(frequency="daily", status="unsubscribed", timezone="Africa/Lagos")  # before the first
+    SubscriberFactory(frequency="daily", status="paused", timezone="Europe/Berlin")  # between two
+    SubscriberFactory(frequency="weekly", timezone="Australia/Sydney")
+    expected = ["America/New_York", "Asia/Tokyo", "Europe/Paris"]
+    assert time_zones_in_use("daily") == expected
+    assert list(time_zones_in_use_by_orm("daily")) == expected
+    assert time_zones_in_use("weekly") == ["Australia/Sydney", "Pacific/Honolulu"]
+    Subscriber.objects.filter(frequency="weekly").update(status="paused")
+    assert time_zones_in_use("weekly") == []
+
+
+def test_a_zone_whose_readers_all_have_their_digest_yields_no_one_and_the_others_still_do():
+    edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    served = [SubscriberFactory(timezone="Asia/Tokyo", send_hour=7) for _ in range(2)]
+    claim_deliveries(edition, [s.pk for s in served])
+    waiting = SubscriberFactory(timezone="Europe/Paris", send_hour=7)
+    assert due(edition, at(2026, 11, 18, 12, 0)) == {waiting.pk}
 
 
 def test_on_a_saturday_the_current_daily_edition_is_fridays():
