@@ -61,17 +61,14 @@ def time_zones_in_use(cadence):
     0.2–0.4 s at a million readers on every beat tick.
     """
     if connection.vendor != "postgresql":
-        return list(time_zones_in_use_by_orm(cadence))
-    table = Subscriber._meta.db_table
-    later_zone = (
-        f"SELECT s.timezone FROM {table} AS s WHERE s.status = %s AND s.frequency = %s "
-        "AND s.timezone > z.timezone ORDER BY s.timezone LIMIT 1"
-    )
+        return time_zones_in_use_by_orm(cadence)
+    readers = f"FROM {Subscriber._meta.db_table} AS s WHERE s.status = %s AND s.frequency = %s"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH RECURSIVE z(timezone) AS ((SELECT s.timezone FROM {table} AS s WHERE s.status = %s "
-            f"AND s.frequency = %s ORDER BY s.timezone LIMIT 1) UNION ALL SELECT ({later_zone}) FROM z "
-            "WHERE z.timezone IS NOT NULL) SELECT timezone FROM z WHERE timezone IS NOT NULL",
+            f"WITH RECURSIVE z(timezone) AS ((SELECT s.timezone {readers} ORDER BY s.timezone LIMIT 1) "
+            f"UNION ALL SELECT (SELECT s.timezone {readers} AND s.timezone > z.timezone "
+            "ORDER BY s.timezone LIMIT 1) FROM z WHERE z.timezone IS NOT NULL) "
+            "SELECT timezone FROM z WHERE timezone IS NOT NULL",
             [Subscriber.Status.ACTIVE, cadence] * 2,
         )
         return [row[0] for row in cursor.fetchall()]
@@ -80,7 +77,7 @@ def time_zones_in_use(cadence):
 def time_zones_in_use_by_orm(cadence):
     """``time_zones_in_use`` as one ``DISTINCT`` (SQLite, and the check of the query above)."""
     active = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, frequency=cadence)
-    return active.order_by("timezone").values_list("timezone", flat=True).distinct()
+    return list(active.order_by("timezone").values_list("timezone", flat=True).distinct())
 
 
 def end_of_day(day):
