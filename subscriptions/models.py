@@ -77,7 +77,7 @@ class Subscriber(models.Model):
         ordering = ["-created_at"]
         indexes = [
             # Who is due (digest.scheduling): the time zones in use, one probe each, then each
-            # zone's readers in id order, streamed from the index without sorting them first.
+            # zone's readers in id order, read from the index without sorting them.
             models.Index(fields=["status", "frequency", "timezone", "id"], name="subscriber_due_idx"),
             # The admin's list, newest first, and its sign-up date filter: without it each view
             # sorted every reader (0.2 s at a million). Written once per sign-up, never updated.
