@@ -3,8 +3,8 @@
 A subscriber is due for the current edition of their cadence when their
 local date has reached the edition's date, their local clock has reached
 their send hour (or their local date is already past the edition's), and
-they have no delivery for that edition. One query per time zone in use,
-streamed: subscribers are never all loaded at once.
+they have no delivery for that edition. Each time zone in use is read in
+pages by id: subscribers are never all loaded at once.
 """
 
 from datetime import datetime, time
@@ -19,7 +19,7 @@ from subscriptions.models import Subscriber
 from .editions import edition_date_for
 from .models import Edition, Delivery
 
-STREAM_CHUNK = 2000
+PAGE_SIZE = 5000
 
 
 def current_edition(cadence, now=None):
@@ -48,7 +48,26 @@ def due_subscriber_ids(edition, now=None):
         in_zone = candidates.filter(timezone=tz_name)
         if local.date() == edition.date:
             in_zone = in_zone.filter(send_hour__lte=local.hour)
-        yield from in_zone.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=STREAM_CHUNK)
+        yield from ids_in_pages(in_zone)
+
+
+def ids_in_pages(readers):
+    """The ids of ``readers`` in id order, read ``PAGE_SIZE`` at a time, each page after the last id.
+
+    Each page is its own short query that walks an index from where the last one stopped
+    (``subscriber_due_idx``, or the primary key's when the zone holds nearly every reader), so
+    the first ids come at once and no cursor stays open while the caller claims and enqueues
+    them. Django's server-side cursor is declared ``WITH HOLD`` outside a transaction, and
+    PostgreSQL then computes the whole zone before the first fetch: 0.2–0.5 s for a zone of a
+    million readers. A reader claimed elsewhere after the page before was read is not yielded."""
+    ids = readers.order_by("pk").values_list("pk", flat=True)
+    last = None
+    while True:
+        page = list((ids if last is None else ids.filter(pk__gt=last))[:PAGE_SIZE])
+        yield from page
+        if len(page) < PAGE_SIZE:
+            return
+        last = page[-1]
 
 
 def time_zones_in_use(cadence):

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 import pytest
 import time_machine
 
-from digest import services
+from digest import scheduling, services
 from digest.models import Delivery
 from digest.scheduling import current_edition, due_subscriber_ids, time_zones_in_use, time_zones_in_use_by_orm
 from digest.sending import claim_deliveries
@@ -108,6 +108,25 @@ def test_a_zone_whose_readers_all_have_their_digest_yields_no_one_and_the_others
     claim_deliveries(edition, [s.pk for s in served])
     waiting = SubscriberFactory(timezone="Europe/Paris", send_hour=7)
     assert due(edition, at(2026, 11, 18, 12, 0)) == {waiting.pk}
+
+
+def test_a_zone_of_several_pages_yields_each_due_reader_once_in_id_order(monkeypatch):
+    monkeypatch.setattr(scheduling, "PAGE_SIZE", 2)
+    edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    paris = [SubscriberFactory(timezone="Europe/Paris", send_hour=7).pk for _ in range(5)]
+    tokyo = [SubscriberFactory(timezone="Asia/Tokyo", send_hour=7).pk for _ in range(4)]
+    SubscriberFactory(timezone="Europe/Paris", send_hour=7, status="paused")
+    assert list(due_subscriber_ids(edition, at(2026, 11, 18, 12, 0))) == sorted(tokyo) + sorted(paris)
+
+
+def test_the_ids_are_read_a_page_at_a_time_so_a_reader_claimed_meanwhile_is_not_yielded(monkeypatch):
+    monkeypatch.setattr(scheduling, "PAGE_SIZE", 2)
+    edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    readers = [SubscriberFactory(timezone="Europe/Paris", send_hour=7).pk for _ in range(5)]
+    ids = due_subscriber_ids(edition, at(2026, 11, 18, 12, 0))
+    first_page = [next(ids), next(ids)]
+    claim_deliveries(edition, readers[2:4])
+    assert first_page + list(ids) == [readers[0], readers[1], readers[4]]
 
 
 def test_on_a_saturday_the_current_daily_edition_is_fridays():
