@@ -4,6 +4,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from digest import scheduling, services
 from digest.models import Delivery
@@ -127,6 +129,20 @@ def test_the_ids_are_read_a_page_at_a_time_so_a_reader_claimed_meanwhile_is_not_
     first_page = [next(ids), next(ids)]
     claim_deliveries(edition, readers[2:4])
     assert first_page + list(ids) == [readers[0], readers[1], readers[4]]
+
+
+def test_each_page_checks_only_the_deliveries_after_the_page_before(monkeypatch):
+    """The tick claims each page before it reads the next: a page that looked at every delivery
+    of the edition would read all the claims made so far (quadratic over a tick, minutes at a
+    million readers; docs/performance.md). No behaviour shows it, so the query is checked."""
+    monkeypatch.setattr(scheduling, "PAGE_SIZE", 2)
+    edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    readers = [SubscriberFactory(timezone="Europe/Paris", send_hour=7).pk for _ in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        assert list(due_subscriber_ids(edition, at(2026, 11, 18, 12, 0))) == readers
+    pages = [q["sql"] for q in queries if "digest_delivery" in q["sql"]]
+    assert len(pages) == 2
+    assert f'U0."subscriber_id" > {readers[1]})' in pages[1]
 
 
 def test_on_a_saturday_the_current_daily_edition_is_fridays():
