@@ -12,10 +12,10 @@ cores are its own the loop takes as long either way; on a virtual machine whose
 cores share the host's with their neighbours, or are hyper-threads of one core,
 it takes longer when every core is busy.
 
-That factor bounds what more worker processes can gain in ``digest_scale.py``:
+That factor is part of what more worker processes lose in ``digest_scale.py``:
 there a round's ratio is the cores the two runs kept busy times their CPU per
-reader, and the second factor cannot beat what this loop shows. Prints one line
-per round and ends with one line:
+reader, and on average the second factor does no better than this loop. Prints
+one line per round and ends with one line:
 ``RESULT processes=P rounds=K one_cpu_seconds=A many_cpu_seconds=B slowdown=X``.
 """
 
