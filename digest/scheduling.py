@@ -35,10 +35,15 @@ def local_now(tz_name, now):
         return now.astimezone(ZoneInfo("UTC"))
 
 
+def active_readers_of(cadence):
+    """The active subscribers of ``cadence`` (``time_zones_in_use`` writes the same in SQL)."""
+    return Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, frequency=cadence)
+
+
 def due_subscriber_ids(edition, now=None):
     """Yield the ids of active subscribers due for ``edition`` at ``now``."""
     now = now or timezone.now()
-    readers = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, frequency=edition.cadence)
+    readers = active_readers_of(edition.cadence)
     for tz_name in time_zones_in_use(edition.cadence):
         local = local_now(tz_name, now)
         if local.date() < edition.date:
@@ -98,8 +103,7 @@ def time_zones_in_use(cadence):
 
 def time_zones_in_use_by_orm(cadence):
     """``time_zones_in_use`` as one ``DISTINCT`` (SQLite, and the check of the query above)."""
-    active = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, frequency=cadence)
-    return list(active.order_by("timezone").values_list("timezone", flat=True).distinct())
+    return list(active_readers_of(cadence).order_by("timezone").values_list("timezone", flat=True).distinct())
 
 
 def end_of_day(day):
