@@ -1139,10 +1139,13 @@ def finish_batches(in_flight):
 def send_edition_to(edition, subscriber_ids, *, prepared=None):
     """Send ``edition`` to the given subscribers: claim, rank, render, send, record.
 
-    Raises TransientSendError after the chunk when some deliveries must be retried.
+    A subscriber named twice is sent to once: each id would otherwise find the same
+    pending delivery (one index lookup per id), and the claim wins a row for every
+    item that carries it. Raises TransientSendError after the chunk when some
+    deliveries must be retried.
     """
     with fewer_collections():
-        return send_chunk(edition, list(subscriber_ids), prepared)
+        return send_chunk(edition, list(dict.fromkeys(subscriber_ids)), prepared)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from unittest import mock
 import pytest
 from anymail.backends.test import EmailBackend as AnymailTestBackend
 from anymail.signals import AnymailTrackingEvent
+from django.core import mail
 from django.db import DatabaseError, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -519,3 +520,15 @@ def test_a_calls_papers_are_written_as_json_that_settling_reads_back_whatever_th
         "7": [[3, 1, 2], {"matches your interests: diffusion \u25b2 \U0001f680": [3, 1], 'says "hi" \\ back': [2]}],
         "12": [[], {}],
     }
+
+
+@pytest.mark.parametrize("claims_per_call", [True, False])
+def test_a_chunk_that_names_a_claimed_reader_twice_sends_them_one_digest(claims_per_call, readers, settings):
+    settings.DIGEST_CLAIMS_PER_CALL = claims_per_call
+    edition, ids = built_edition(), [r.pk for r in readers]
+    claim_deliveries(edition, ids)  # as the tick claims a chunk before handing it out
+
+    report = send_edition_to(edition, ids[:2] + ids + ids[:2])
+
+    assert report.sent == 5
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for r in readers)
