@@ -8,6 +8,8 @@ from django.conf import settings
 from django.utils import timezone
 from more_itertools import chunked
 
+from config.paging import in_pages
+
 from .editions import build_editions_for, get_or_build_edition
 from . import calls
 from .models import Cadence, Delivery, Edition, SendCall
@@ -93,7 +95,10 @@ def requeue_orphaned(edition, age_minutes=15):
     """Hand out again the edition's readers still pending after ``age_minutes`` (a lost task).
 
     The edition's finished ESP calls are settled first, so that their readers are
-    no longer pending; the readers of calls still in flight are left to them."""
+    no longer pending; the readers of calls still in flight are left to them. The pending
+    rows are read in pages along the (edition, subscriber) index, each page a query of its
+    own: the beat runs this on every tick, and a PgBouncer in transaction pooling would
+    break a server-side cursor held from one fetch to the next."""
     from .tasks import send_digest_chunk
 
     calls.settle_calls(SendCall.objects.filter(edition=edition))
@@ -101,8 +106,8 @@ def requeue_orphaned(edition, age_minutes=15):
     cutoff = timezone.now() - timezone.timedelta(minutes=age_minutes)
     orphaned = Delivery.objects.filter(
         edition=edition, status=Delivery.Status.PENDING, created_at__lt=cutoff
-    ).values_list("pk", "subscriber_id")
-    orphaned = (subscriber_id for pk, subscriber_id in orphaned.iterator() if pk not in in_flight)
+    ).only("pk", "subscriber_id")
+    orphaned = (row.subscriber_id for row in in_pages(orphaned, by="subscriber_id") if row.pk not in in_flight)
     count = 0
     for chunk in chunked(orphaned, settings.DIGEST_SEND_BATCH_SIZE):
         send_digest_chunk.delay(edition.pk, chunk)

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from more_itertools import chunked
 
+from config.paging import in_pages
 from digest.emails import absolute_url, send_email
 
 from . import csv_io
@@ -118,11 +119,12 @@ def with_last_delivery(subscribers, chunk_size=500):
 def subscribers_for_export(subscribers):
     """``subscribers`` (a queryset) streamed in id order, each with ``last_delivery_at``. The
     finished ESP calls are settled onto their rows first, as the dashboard does, so that the
-    export says when each reader's latest digest was sent even before the beat's sweep."""
+    export says when each reader's latest digest was sent even before the beat's sweep.
+    Read a page at a time by id, without a server-side cursor (``config.paging``)."""
     from digest import calls
 
     calls.settle_calls()
-    return with_last_delivery(subscribers.order_by("pk").iterator(chunk_size=500))
+    return with_last_delivery(in_pages(subscribers, size=500))
 
 
 # --- Links and emails -------------------------------------------------------

@@ -1,0 +1,27 @@
+"""Reading a large queryset a page at a time, without a server-side cursor.
+
+Django's ``.iterator()`` streams through a server-side cursor, declared ``WITH HOLD``
+outside a transaction, and fetches from it in later statements. Behind PgBouncer in
+transaction pooling each of those statements may run on another server connection, one
+where the cursor does not exist. A page read after the last key of the page before is a
+query of its own: it works under any pooling mode, holds nothing open between pages, and
+walks an index from where the page before stopped.
+"""
+
+PAGE_SIZE = 2000
+
+
+def in_pages(queryset, by="pk", size=PAGE_SIZE):
+    """The rows (model instances) of ``queryset`` in order of ``by``, ``size`` at a time.
+
+    ``by`` must be unique among the rows, and is best the last column of an index that
+    the query's equality filters lead into (the primary key; ``subscriber_id`` for one
+    edition's deliveries), so that each page starts where the one before stopped. Rows
+    added or changed meanwhile are seen if their key lies ahead of the last one read."""
+    ordered = queryset.order_by(by)
+    page = list(ordered[:size])
+    while page:
+        yield from page
+        if len(page) < size:
+            return
+        page = list(ordered.filter(**{f"{by}__gt": getattr(page[-1], by)})[:size])
