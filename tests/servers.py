@@ -124,3 +124,67 @@ class RedisServer:
             self.process.wait(timeout=10)
         if not keep_dir:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PgBouncerServer:
+    """PgBouncer in front of ``postgres``, pooling by transaction, its server connections
+    handed out in turn (``server_round_robin``): two transactions of one client in a row run
+    on two different server sessions, so anything that leans on session state from one
+    transaction to the next (a held cursor, a session ``SET``, a prepared statement) fails
+    at once instead of now and then under load."""
+
+    def __init__(self, postgres, pool_size=2):
+        self.postgres = postgres
+        self.pool_size = pool_size
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="paperboy-pgbouncer-"))
+        self.process = None
+
+    def start(self):
+        (self.root / "users.txt").write_text(f'"{self.postgres.user}" ""\n')
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={self.postgres.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.root / 'users.txt'}\n"
+            f"pool_mode = transaction\ndefault_pool_size = {self.pool_size}\n"
+            f"min_pool_size = {self.pool_size}\nserver_round_robin = 1\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\n"
+        )
+        cmd = [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(self.root / "pgbouncer.ini")]
+        if os.geteuid() == 0:  # PgBouncer refuses to run as root
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, process=self.process)
+        return self
+
+    def url(self, dbname="paperboy"):
+        return f"postgres://{self.postgres.user}@127.0.0.1:{self.port}/{dbname}"
+
+    def fill_pool(self, dbname):
+        """Hold ``pool_size`` transactions at once, so that every server connection to
+        ``dbname`` is open and the turns between them begin with the next transaction."""
+        import psycopg
+
+        clients = [psycopg.connect(self.url(dbname)) for _ in range(self.pool_size)]
+        try:
+            for client in clients:
+                client.execute("SELECT 1")  # each holds a server connection until it commits
+            for client in clients:
+                client.commit()  # a transaction left open would make PgBouncer drop its server
+        finally:
+            for client in clients:
+                client.close()
+
+    def log(self):
+        path = self.root / "pgbouncer.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -17,6 +17,7 @@ from tests.fakes.mailgun import FakeMailgun
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.sources import RecordedSourceServer
 from tests.ops.stack import Stack
+from tests.servers import PgBouncerServer
 
 RECORDED = Path(__file__).resolve().parents[1] / "papers" / "fixtures"
 REDIS_DATABASE_NUMBERS = count()
@@ -39,6 +40,16 @@ def stack(transactional_db, test_database_url, redis_url, tmp_path):
     running = Stack(tmp_path, test_database_url, redis_url)
     yield running
     running.end_all()
+
+
+@pytest.fixture(scope="module")
+def pgbouncer(postgres_server):
+    """PgBouncer pooling by transaction in front of the session's PostgreSQL, its two server
+    connections taken in turn (see ``PgBouncerServer``). Stopped after the module, so that
+    its server connections do not keep the test database from being dropped."""
+    server = PgBouncerServer(postgres_server).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
