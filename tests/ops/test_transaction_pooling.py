@@ -4,12 +4,14 @@ Large deployments put PgBouncer between many worker processes and PostgreSQL, po
 transaction: each transaction of a client may run on another server session. The
 PgBouncer started here hands its two server connections out in turn, so that whatever
 leans on one session from one transaction to the next fails every time: the beat's tick
-(due readers, claims, the hand-out of orphaned rows), the sends, and the operators'
-CSV export must not.
+(due readers, claims, the hand-out of orphaned rows), the sends, the site (a one-click
+unsubscribe) and the operators' CSV export must not.
 """
 
 import csv
 import io
+from email import message_from_bytes
+from email.policy import default as default_policy
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -27,6 +29,7 @@ from tests.factories import SubscriberFactory
 from tests.ops.audience import addresses, make_audience
 from tests.ops.stack import Stack, wait_until
 from tests.ops.test_production_day import outbox_recipients
+from tests.ops.test_smtp_delivery import unsubscribe_url_of
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -43,6 +46,10 @@ def connected_through(pgbouncer):
     finally:
         connection.close()
         connection.settings_dict["PORT"] = direct_port
+
+
+def outbox_messages(outbox_dir):
+    return [message_from_bytes(path.read_bytes(), policy=default_policy) for path in sorted(outbox_dir.glob("*.eml"))]
 
 
 def lose_the_task_of(edition, readers):
@@ -96,7 +103,7 @@ def pooled_stack(transactional_db, pgbouncer, test_database_url, redis_url, tmp_
 
 @pytest.mark.redis
 @pytest.mark.celery_worker
-def test_beat_and_workers_through_transaction_pooling_send_each_reader_one_digest(pooled_stack):
+def test_beat_workers_and_site_through_transaction_pooling_send_each_reader_one_digest(pooled_stack):
     readers, not_due = make_audience()
     lost = [reader for reader in readers if reader.frequency == "daily"][:2]
     lose_the_task_of(built_edition(), lost)
@@ -109,3 +116,9 @@ def test_beat_and_workers_through_transaction_pooling_send_each_reader_one_diges
     assert Delivery.objects.count() == len(readers)
     assert not Delivery.objects.filter(subscriber__in=not_due).exists()
     assert "does not exist" not in pooled_stack.logs()
+
+    pooled_stack.start_web()
+    leaving = outbox_messages(pooled_stack.outbox_dir)[0]
+    one_click = pooled_stack.post(unsubscribe_url_of(leaving), data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+    assert Subscriber.objects.get(email__iexact=leaving["To"]).status == "unsubscribed"
