@@ -1,8 +1,8 @@
-"""Throwaway PostgreSQL and Redis servers for the test suite.
+"""Throwaway PostgreSQL, PgBouncer and Redis servers for the test suite.
 
 Each starts the real Debian program on a free loopback port in a temporary
-directory and is torn down at the end of the session. PostgreSQL refuses to
-run as root, so as root the cluster runs as the ``postgres`` system user.
+directory and is torn down at the end of its tests. PostgreSQL and PgBouncer
+refuse to run as root, so as root they run as the ``postgres`` system user.
 """
 
 import glob
@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import psycopg
 
 
 def free_port():
@@ -167,8 +169,6 @@ class PgBouncerServer:
     def fill_pool(self, dbname):
         """Hold ``pool_size`` transactions at once, so that every server connection to
         ``dbname`` is open and the turns between them begin with the next transaction."""
-        import psycopg
-
         clients = [psycopg.connect(self.url(dbname)) for _ in range(self.pool_size)]
         try:
             for client in clients:
@@ -178,10 +178,6 @@ class PgBouncerServer:
         finally:
             for client in clients:
                 client.close()
-
-    def log(self):
-        path = self.root / "pgbouncer.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self):
         if self.process and self.process.poll() is None:

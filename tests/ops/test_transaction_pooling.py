@@ -10,10 +10,10 @@ unsubscribe) and the operators' CSV export must not.
 
 import csv
 import io
-from email import message_from_bytes
-from email.policy import default as default_policy
 from contextlib import contextmanager
 from datetime import timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
 
 import psycopg
 import pytest
