@@ -8,7 +8,21 @@ query of its own: it works under any pooling mode, holds nothing open between pa
 walks an index from where the page before stopped.
 """
 
+from operator import attrgetter
+
 PAGE_SIZE = 2000
+
+
+def pages_after(read_page, size, key, last=None):
+    """The rows of ``read_page(last)``, page after page, each read after the ``key`` of the
+    last row before, until a page comes back shorter than ``size`` (so a full last page costs
+    one more, empty, read). ``read_page`` makes one query that returns at most ``size`` rows."""
+    while True:
+        page = read_page(last)
+        yield from page
+        if len(page) < size:
+            return
+        last = key(page[-1])
 
 
 def in_pages(queryset, by="pk", size=PAGE_SIZE):
@@ -19,9 +33,9 @@ def in_pages(queryset, by="pk", size=PAGE_SIZE):
     edition's deliveries), so that each page starts where the one before stopped. Rows
     added or changed meanwhile are seen if their key lies ahead of the last one read."""
     ordered = queryset.order_by(by)
-    page = list(ordered[:size])
-    while page:
-        yield from page
-        if len(page) < size:
-            return
-        page = list(ordered.filter(**{f"{by}__gt": getattr(page[-1], by)})[:size])
+
+    def read_page(last):
+        after = ordered if last is None else ordered.filter(**{f"{by}__gt": last})
+        return list(after[:size])
+
+    return pages_after(read_page, size, attrgetter(by))

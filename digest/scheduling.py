@@ -14,6 +14,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from config.paging import pages_after
 from subscriptions.models import Subscriber
 
 from .editions import edition_date_for
@@ -67,15 +68,13 @@ def unserved_ids_in_pages(readers, edition):
     readers before it asks for the next, so the edition's deliveries grow behind the pages:
     unbounded, a page's anti-join could read all of them (a hash or merge join over every
     claim so far, quadratic over a tick). A reader claimed elsewhere meanwhile is not yielded."""
-    last = 0
-    while True:
+
+    def read_page(last):
         served = Delivery.objects.filter(edition=edition, subscriber=OuterRef("pk"), subscriber__gt=last)
         unserved = readers.filter(pk__gt=last).filter(~Exists(served))
-        page = list(unserved.order_by("pk").values_list("pk", flat=True)[:PAGE_SIZE])
-        yield from page
-        if len(page) < PAGE_SIZE:
-            return
-        last = page[-1]
+        return list(unserved.order_by("pk").values_list("pk", flat=True)[:PAGE_SIZE])
+
+    return pages_after(read_page, PAGE_SIZE, key=int, last=0)
 
 
 def time_zones_in_use(cadence):
