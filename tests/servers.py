@@ -36,6 +36,16 @@ def wait_for_port(port, timeout=30.0, process=None):
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def as_postgres_user(cmd, workdir):
+    """``cmd`` to run as the ``postgres`` system user, who is given ``workdir``, when the suite
+    runs as root (PostgreSQL and PgBouncer refuse to run as root); else ``cmd`` unchanged."""
+    if os.geteuid() != 0:
+        return list(cmd)
+    pw = pwd.getpwnam("postgres")
+    os.chown(workdir, pw.pw_uid, pw.pw_gid)
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
 def _pg_bin(name):
     found = shutil.which(name)
     if found:
@@ -53,18 +63,12 @@ class PostgresServer:
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="paperboy-pg-"))
         self.datadir = self.root / "data"
-        self.as_root = os.geteuid() == 0
 
     def _run(self, *args, **kwargs):
-        cmd = list(args)
-        if self.as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        cmd = as_postgres_user(args, self.root)
         return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
 
     def start(self):
-        if self.as_root:
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.root, pw.pw_uid, pw.pw_gid)
         self._run(
             _pg_bin("initdb"), "-D", str(self.datadir), "-U", self.user,
             "--auth=trust", "--encoding=UTF8", "--no-sync", "-N",
@@ -154,11 +158,8 @@ class PgBouncerServer:
             f"min_pool_size = {self.pool_size}\nserver_round_robin = 1\n"
             f"logfile = {self.root / 'pgbouncer.log'}\n"
         )
-        cmd = [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(self.root / "pgbouncer.ini")]
-        if os.geteuid() == 0:  # PgBouncer refuses to run as root
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.root, pw.pw_uid, pw.pw_gid)
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        cmd = as_postgres_user([shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(self.root / "pgbouncer.ini")],
+                               self.root)
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, process=self.process)
         return self
