@@ -5,7 +5,7 @@ serving an allocation with its own ``mmap``: every call's body was mapped,
 faulted in page by page and unmapped again, and the heap was trimmed and
 grown back between blocks. That was 2.3-2.9 page faults per reader, about
 6 µs of a worker's system CPU per reader, at 100,000 readers
-(docs/performance.md, "The allocator returning memory to the system"). With
+(docs/performance-log.md, "The allocator returning memory to the system"). With
 the thresholds raised the memory stays with the process, which reaches the
 same peak.
 

@@ -4,7 +4,7 @@ A batch of readers is claimed by one ``SendCall`` row instead of a new version
 of each reader's ``Delivery`` row; the deliveries stay ``pending`` while they
 are sent, and the call holds their outcome, papers and message id. Writing a
 row per reader beside the sending thread is what kept two send workers on two
-cores at about 1.5 times one (docs/performance.md); a row per call of 250
+cores at about 1.5 times one (docs/performance-log.md); a row per call of 250
 readers is not.
 
 The rule that sends a reader at most once:

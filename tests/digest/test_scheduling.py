@@ -134,7 +134,7 @@ def test_the_ids_are_read_a_page_at_a_time_so_a_reader_claimed_meanwhile_is_not_
 def test_each_page_checks_only_the_deliveries_after_the_page_before(monkeypatch):
     """The tick claims each page before it reads the next: a page that looked at every delivery
     of the edition would read all the claims made so far (quadratic over a tick, minutes at a
-    million readers; docs/performance.md). No behaviour shows it, so the query is checked."""
+    million readers; docs/performance-log.md). No behaviour shows it, so the query is checked."""
     monkeypatch.setattr(scheduling, "PAGE_SIZE", 2)
     edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
     readers = [SubscriberFactory(timezone="Europe/Paris", send_hour=7).pk for _ in range(3)]
