@@ -29,7 +29,14 @@ from .templatetags.digest_text import paragraph
 SUMMARY_LIMIT = 320
 AUTHORS_SHOWN = 3
 SUBJECT_TITLE_LIMIT = 70
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# A full stop, ! or ? (maybe closing a quote or a bracket) and a space. Sentences may start in
+# lowercase ("tpSGD generalizes"), so what follows does not decide; the word before may.
+SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)\]]))\s+")
+# Words that end in a full stop without ending the sentence ("e.g. the", "et al. propose").
+ABBREVIATIONS = frozenset({
+    "e.g.", "i.e.", "al.", "cf.", "vs.", "fig.", "figs.", "eq.", "eqs.", "sec.", "approx.", "resp.", "no.",
+    "w.r.t.", "a.k.a.",
+})
 VOTES = {"up": 1, "down": -1}
 # Printable ASCII but " & < > and backslash: text that no escaping here (HTML text, HTML
 # attribute, the inside of a JSON string) changes. A reader's links are all such text.
@@ -42,11 +49,23 @@ def short_summary(paper):
     if len(text) <= SUMMARY_LIMIT:
         return text
     kept = ""
-    for sentence in SENTENCE_END.split(text):
+    for sentence in sentences(text):
         if len(kept) + len(sentence) > SUMMARY_LIMIT:
             break
         kept = f"{kept} {sentence}".strip()
     return kept or text[:SUMMARY_LIMIT].rsplit(" ", 1)[0] + "…"
+
+
+def sentences(text):
+    """``text`` split into sentences, not after an abbreviation such as "e.g." or "et al."."""
+    found, start = [], 0
+    for end in SENTENCE_END.finditer(text):
+        last_word = text[start:end.start()].rsplit(None, 1)[-1].lstrip("([\"'").lower()
+        if last_word not in ABBREVIATIONS:
+            found.append(text[start:end.start()])
+            start = end.end()
+    found.append(text[start:])
+    return found
 
 
 def author_line(paper):

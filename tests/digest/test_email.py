@@ -6,7 +6,7 @@ import pytest
 
 from digest.models import Delivery
 from digest.ranking import EditionRanker
-from digest.rendering import DigestRenderer, short_summary
+from digest.rendering import DigestRenderer, sentences, short_summary
 from digest.sending import send_edition_to
 from tests.digest.builders import built_edition, papers_on_topics
 from tests.factories import PaperFactory, SubscriberFactory
@@ -104,6 +104,26 @@ def test_the_abstract_is_cut_at_a_sentence_when_there_is_no_ai_summary():
     paper = PaperFactory.build(ai_summary="", abstract="First sentence here. " * 10 + "Second part " * 40)
     summary = short_summary(paper)
     assert summary.endswith("here.") and len(summary) <= 320
+
+
+@pytest.mark.parametrize("abbreviated", [
+    "priors based on e.g. Handcrafted signals", "priors based on e.g. handcrafted signals",
+    "as in Smith et al. Their method", "the ratio (i.e. Precision over recall)", "as shown in Fig. 3 here",
+])
+def test_the_abstract_is_not_cut_after_an_abbreviation(abbreviated):
+    first = "We study how priors shape learned representations of audio. " * 3
+    too_long = f"Earlier work used {abbreviated} " + "and more words " * 12 + "alone."
+    paper = PaperFactory.build(ai_summary="", abstract=first + too_long)
+    assert short_summary(paper) == first.strip()
+
+
+def test_sentences_end_after_a_full_stop_a_closing_quote_or_bracket_but_not_an_abbreviation():
+    text = ('It holds. 42 runs agree! Why? "Quoted." (Bracketed.) We propose tpSGD. tpSGD learns '
+            "e.g. faster, cf. Fig. 2, w.r.t. loss, as Smith et al. Show.")
+    assert sentences(text) == [
+        "It holds.", "42 runs agree!", "Why?", '"Quoted."', "(Bracketed.)", "We propose tpSGD.",
+        "tpSGD learns e.g. faster, cf. Fig. 2, w.r.t. loss, as Smith et al. Show.",
+    ]
 
 
 def test_footer_links_preferences_unsubscribe_browser_feed_and_postal_line(mailoutbox, settings):
