@@ -97,6 +97,9 @@ class HoneypotField(forms.CharField):
         )
 
 
+NOT_OFFERED = "Pick one of the choices offered."
+
+
 class PreferencesForm(forms.Form):
     interests = forms.CharField(
         required=False,
@@ -137,6 +140,10 @@ class PreferencesForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["categories"].choices = category_choices()
+        for field in self.fields.values():
+            if isinstance(field, forms.ChoiceField):
+                # Django's message repeats the value posted, however long it is.
+                field.error_messages["invalid_choice"] = NOT_OFFERED
 
     def clean_interests(self):
         return clean_interests(self.cleaned_data["interests"])

@@ -86,6 +86,13 @@ def test_values_outside_the_offered_choices_are_refused(field, value):
     assert field in PreferencesForm(preference_data(**{field: value})).errors
 
 
+@pytest.mark.parametrize("field", ["timezone", "frequency", "send_hour", "max_papers", "categories"])
+def test_a_refused_choice_is_not_repeated_in_its_error_message(field):
+    posted = ["Z" * 5000] if field == "categories" else "Z" * 5000
+    errors = PreferencesForm(preference_data(**{field: posted})).errors[field]
+    assert errors == ["Pick one of the choices offered."]
+
+
 def test_the_form_starts_with_sensible_defaults():
     form = SignupForm()
     assert form["frequency"].value() == "daily"
