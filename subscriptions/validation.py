@@ -17,6 +17,7 @@ from django.core.validators import EmailValidator
 MAX_EMAIL_LENGTH = 254
 MAX_INTERESTS = 20
 MAX_INTEREST_LENGTH = 60
+MIN_INTEREST_LENGTH = 2  # "RL" and "3D" are interests; a single letter matches half the papers
 MAX_INTERESTS_TEXT_LENGTH = 1000
 
 CATEGORY_LABELS = {
@@ -75,6 +76,13 @@ def clean_interests(text):
         if term and term.casefold() not in seen:
             seen.add(term.casefold())
             terms.append(term)
+    too_short = [t for t in terms if len(t) < MIN_INTEREST_LENGTH]
+    if too_short:
+        raise ValidationError(
+            "“%(term)s” is too short to pick papers by: use a word or a phrase.",
+            code="interest_too_short",
+            params={"term": too_short[0]},
+        )
     too_long = [t for t in terms if len(t) > MAX_INTEREST_LENGTH]
     if too_long:
         raise ValidationError(

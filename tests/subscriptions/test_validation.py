@@ -65,6 +65,16 @@ def test_an_overlong_interest_is_refused():
         clean_interests("x" * 61)
 
 
+@pytest.mark.parametrize("text", ["x", "diffusion, x", "RL, 3D, é"])
+def test_a_single_character_interest_is_refused(text):
+    with pytest.raises(ValidationError, match="too short to pick papers by"):
+        clean_interests(text)
+
+
+def test_two_character_interests_are_kept():
+    assert clean_interests("RL, 3D") == "RL, 3D"
+
+
 def test_interests_text_has_a_length_cap():
     form = PreferencesForm(preference_data(interests="a, " * 600))
     assert not form.is_valid()
