@@ -9,6 +9,7 @@ from django.utils import timezone
 from more_itertools import chunked
 
 from config.paging import in_pages
+from subscriptions.models import Subscriber
 
 from .editions import build_editions_for, get_or_build_edition
 from . import calls
@@ -137,30 +138,69 @@ def send_digest_now(subscriber, day=None):
     return edition, report
 
 
+def latest_edition(cadence):
+    """The newest edition of ``cadence``, or None before the first one is built."""
+    return Edition.objects.filter(cadence=cadence).order_by("-date").first()
+
+
+def ranked_preview(edition, subscriber):
+    """The edition prepared for sending and this subscriber's papers in it, best first.
+
+    The send threshold does not apply (an operator wants to see something), so the list
+    is empty only when the edition holds nothing the reader has not had yet.
+    """
+    prepared = prepare_edition(edition)
+    readers = load_readers(edition, [subscriber.pk])
+    return prepared, readers.rank(prepared.ranker, subscriber, apply_threshold=False)
+
+
 def preview_digest(subscriber):
     """This subscriber's digest of the latest edition of their cadence, as it would be sent now.
 
-    The send threshold does not apply (an operator wants to see something);
-    nothing is recorded. None when there is no edition yet.
+    Nothing is recorded. None when there is no edition yet.
     """
-    edition = Edition.objects.filter(cadence=subscriber.frequency).order_by("-date").first()
+    edition = latest_edition(subscriber.frequency)
     if edition is None:
         return None
-    prepared = prepare_edition(edition)
-    readers = load_readers(edition, [subscriber.pk])
-    ranked = readers.rank(prepared.ranker, subscriber, apply_threshold=False)
+    prepared, ranked = ranked_preview(edition, subscriber)
     return prepared.renderer.render(subscriber, ranked)
 
 
+class PreviewNotSent(Exception):
+    """Why an operator's preview digest was not emailed to a reader (shown to the operator)."""
+
+
+# Why a reader who is not active gets no preview; the other statuses (bounced, complained,
+# suppressed) mean the address must never be emailed again.
+PREVIEW_REFUSALS = {
+    Subscriber.Status.PENDING: "pending: never confirmed",
+    Subscriber.Status.PAUSED: "paused: asked for no digests for now",
+    Subscriber.Status.UNSUBSCRIBED: "unsubscribed",
+}
+
+
 def send_preview_digest(subscriber):
-    """Email an operator's preview of this subscriber's digest; not recorded in the ledger."""
+    """Email an operator's preview of this subscriber's digest; not recorded in the ledger.
+
+    The preview lands in the reader's inbox like any digest, so it goes only where a
+    digest would: to an active reader, and only when it holds at least one paper (never a
+    "nothing new" email). Otherwise nothing is sent and ``PreviewNotSent`` says why.
+    Returns the ESP's message id.
+    """
     from django.core.mail import get_connection
 
     from .emails import build_email
 
-    digest = preview_digest(subscriber)
-    if digest is None:
-        return None
+    if not subscriber.is_active:
+        refusal = PREVIEW_REFUSALS.get(subscriber.status, f"{subscriber.status}: never email again")
+        raise PreviewNotSent(refusal)
+    edition = latest_edition(subscriber.frequency)
+    if edition is None:
+        raise PreviewNotSent(f"no {subscriber.frequency} edition yet")
+    prepared, ranked = ranked_preview(edition, subscriber)
+    if not ranked:
+        raise PreviewNotSent(f"no papers for them in the {edition}")
+    digest = prepared.renderer.render(subscriber, ranked)
     message = build_email("digest", digest.context, subscriber.email, digest.subject,
                           bodies=(digest.text, digest.html))
     with get_connection() as connection:

@@ -23,6 +23,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from digest import calls
+from digest import services as digest_services
 from digest.models import Delivery, Feedback
 
 from . import csv_io, services, tasks
@@ -268,25 +269,21 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send a preview digest now")
     def send_preview_digest(self, request, queryset):
-        try:
-            from digest.services import send_preview_digest
-        except ImportError:
-            self.message_user(request, "Previews are not available yet.", messages.ERROR)
-            return
-        sent, failed = 0, []
+        """Only active readers with papers in their digest get one (``send_preview_digest``)."""
+        sent, not_sent = 0, []
         for subscriber in queryset:
             try:
-                result = send_preview_digest(subscriber)
+                digest_services.send_preview_digest(subscriber)
+            except digest_services.PreviewNotSent as refusal:
+                not_sent.append(f"{subscriber.email} ({refusal})")
             except Exception as error:  # one bad subscriber must not hide the others' results
-                failed.append(f"{subscriber.email} ({error})")
-                continue
-            if result is None:
-                failed.append(f"{subscriber.email} (no {subscriber.frequency} edition yet)")
+                logger.exception("Could not send a preview digest to subscriber %s", subscriber.pk)
+                not_sent.append(f"{subscriber.email} ({error})")
             else:
                 sent += 1
         self.message_user(request, f"Preview digest sent for {sent} subscriber(s).")
-        if failed:
-            self.message_user(request, "Not sent: " + "; ".join(failed), messages.WARNING)
+        if not_sent:
+            self.message_user(request, "Not sent: " + "; ".join(not_sent), messages.WARNING)
 
     @admin.action(description="Suppress (never email again)")
     def suppress(self, request, queryset):

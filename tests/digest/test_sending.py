@@ -25,7 +25,7 @@ from digest.sending import (
     start_sending,
     start_sending_batch,
 )
-from digest.services import send_preview_digest
+from digest.services import PreviewNotSent, send_preview_digest
 from digest.tasks import backoff_seconds, send_digest_chunk
 from subscriptions.models import Subscriber
 from tests.digest.builders import built_edition
@@ -375,6 +375,36 @@ def test_an_operator_preview_is_emailed_but_not_recorded(mailoutbox):
     send_preview_digest(subscriber)
     assert [m.to[0] for m in mailoutbox] == [subscriber.email] and not Delivery.objects.exists()
     assert "matches your interests: diffusion models" in mailoutbox[0].body
+
+
+@pytest.mark.parametrize(
+    "status", ["pending", "paused", "unsubscribed", "bounced", "complained", "suppressed"]
+)
+def test_an_operator_preview_is_never_emailed_to_a_reader_who_is_not_active(status, mailoutbox):
+    built_edition()
+    subscriber = SubscriberFactory(status=status)
+    with pytest.raises(PreviewNotSent, match=status):
+        send_preview_digest(subscriber)
+    assert mailoutbox == []
+
+
+def test_an_operator_preview_with_no_papers_for_the_reader_is_not_emailed(mailoutbox):
+    edition = built_edition()
+    subscriber = SubscriberFactory(interests="diffusion models")
+    all_papers = list(edition.entries.values_list("paper_id", flat=True))
+    Delivery.objects.create(
+        subscriber=subscriber, edition=EditionFactory(date=edition.date - timedelta(days=1)),
+        status="sent", paper_ids=all_papers,
+    )
+    with pytest.raises(PreviewNotSent, match="no papers"):
+        send_preview_digest(subscriber)
+    assert mailoutbox == []
+
+
+def test_an_operator_preview_before_the_first_edition_is_not_emailed(mailoutbox):
+    with pytest.raises(PreviewNotSent, match="no daily edition yet"):
+        send_preview_digest(SubscriberFactory())
+    assert mailoutbox == []
 
 
 def test_the_collector_runs_less_often_while_a_chunk_is_sent_and_as_before_after(mailoutbox):

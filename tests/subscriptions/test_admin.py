@@ -11,6 +11,7 @@ from django.utils import timezone
 from digest.models import Delivery, Feedback
 from subscriptions import admin, services
 from subscriptions.models import Subscriber, Suppression
+from tests.digest.builders import built_edition
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -220,6 +221,34 @@ def test_action_send_preview_digest_calls_the_digest_app(admin_client, subscribe
     response = run_action(admin_client, "send_preview_digest", [subscriber])
     assert previewed == [subscriber]
     assert "Preview digest sent for 1" in response.content.decode()
+
+
+def test_action_send_preview_digest_emails_only_active_readers_and_says_why_not(
+    admin_client, subscriber, pending
+):
+    built_edition()
+    paused = SubscriberFactory(email="paused@example.org", status="paused")
+    suppressed = SubscriberFactory(email="gone@example.org", status="suppressed")
+    response = run_action(
+        admin_client, "send_preview_digest", [subscriber, pending, paused, suppressed]
+    )
+    assert [m.to for m in mail.outbox] == [["ada@example.org"]]
+    html = response.content.decode()
+    assert "Preview digest sent for 1 subscriber(s)." in html
+    assert "pending@example.org (pending: never confirmed)" in html
+    assert "paused@example.org (paused" in html
+    assert "gone@example.org (suppressed: never email again)" in html
+
+
+def test_action_send_preview_digest_sends_nothing_when_the_digest_has_no_papers(
+    admin_client, subscriber
+):
+    built_edition(papers=[])
+    response = run_action(admin_client, "send_preview_digest", [subscriber])
+    assert mail.outbox == []
+    html = response.content.decode()
+    assert "Preview digest sent for 0 subscriber(s)." in html
+    assert "ada@example.org (no papers for them in the Daily edition" in html
 
 
 def test_action_suppress_and_reactivate(admin_client, subscriber, pending):
