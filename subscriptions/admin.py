@@ -305,9 +305,32 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke email links (rotate secret, email a new link)")
     def revoke_links(self, request, queryset):
+        """Every selected reader's links are revoked; only those we may email get a new one."""
+        outcomes = {result: [] for result in services.NewLinkResult}
         for subscriber in queryset:
-            services.revoke_links(subscriber)
-        self.message_user(request, f"New links sent to {len(queryset)} subscriber(s).")
+            outcomes[services.revoke_links(subscriber)].append(subscriber.email)
+        emailed = outcomes[services.NewLinkResult.EMAILED]
+        self.message_user(
+            request,
+            f"Links revoked for {len(queryset)} subscriber(s); "
+            f"a new link emailed to {len(emailed)}.",
+        )
+        not_emailed = outcomes[services.NewLinkResult.NOT_EMAILED]
+        if not_emailed:
+            self.message_user(
+                request,
+                f"Links only revoked for {len(not_emailed)} subscriber(s), who may not be "
+                "emailed (pending, unsubscribed or suppressed): " + ", ".join(not_emailed),
+                messages.WARNING,
+            )
+        failed = outcomes[services.NewLinkResult.EMAIL_FAILED]
+        if failed:
+            self.message_user(
+                request,
+                f"Links revoked, but the new link could not be emailed to {len(failed)} "
+                "subscriber(s): " + ", ".join(failed),
+                messages.WARNING,
+            )
 
     @admin.action(description="Export as CSV")
     def export_csv(self, request, queryset):

@@ -72,6 +72,14 @@ class ImportResult(enum.Enum):
     SUPPRESSED = "suppressed"
 
 
+class NewLinkResult(enum.Enum):
+    """What ``revoke_links`` did besides rotating the secret."""
+
+    EMAILED = "emailed"
+    NOT_EMAILED = "not_emailed"  # the reader is not one we may email
+    EMAIL_FAILED = "email_failed"
+
+
 # --- Lookups ----------------------------------------------------------------
 
 
@@ -391,17 +399,24 @@ def resume(subscriber):
 def revoke_links(subscriber):
     """Rotate the secret so every link mailed so far stops working, and mail a new one.
 
+    The secret is rotated whatever the status: that is what revokes the links. The new
+    link is mailed only to a reader we may email (active or paused): a pending reader never
+    confirmed, an unsubscribed one asked for no more email, and a bounced, complained or
+    suppressed address must never be emailed again.
+
     Unsubscribe links are the exception: they keep working (see ``tokens.read_token``).
     """
     subscriber.token_secret = new_token_secret()
     subscriber.save(update_fields=["token_secret", "updated_at"])
+    if subscriber.status not in JOINED:
+        return NewLinkResult.NOT_EMAILED
     context = _email_context(subscriber, preferences_url=preferences_url(subscriber))
     try:
         send_email("new_link", context, subscriber.email, "Your new Paperboy preferences link")
     except Exception:
         logger.exception("Could not send the new link to subscriber %s", subscriber.pk)
-        return False
-    return True
+        return NewLinkResult.EMAIL_FAILED
+    return NewLinkResult.EMAILED
 
 
 # --- Leaving ----------------------------------------------------------------

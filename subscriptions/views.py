@@ -200,8 +200,8 @@ def resume(request, token, subscriber):
 @require_POST
 @_preferences_subscriber
 def new_link(request, token, subscriber):
-    services.revoke_links(subscriber)
-    return render(request, "subscriptions/new_link_sent.html", {"subscriber": subscriber})
+    context = {"subscriber": subscriber, "result": services.revoke_links(subscriber).value}
+    return render(request, "subscriptions/new_link_sent.html", context)
 
 
 @require_POST

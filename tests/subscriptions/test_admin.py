@@ -261,6 +261,21 @@ def test_action_suppress_and_reactivate(admin_client, subscriber, pending):
     assert "Never confirmed" in response.content.decode()
 
 
+def test_action_revoke_links_emails_only_readers_we_may_email_and_counts_both(
+    admin_client, subscriber, pending
+):
+    suppressed = SubscriberFactory(email="gone@example.org", status="suppressed")
+    secrets = {s.pk: s.token_secret for s in (subscriber, pending, suppressed)}
+    response = run_action(admin_client, "revoke_links", [subscriber, pending, suppressed])
+    assert [m.to for m in mail.outbox] == [["ada@example.org"]]
+    rotated = Subscriber.objects.filter(pk__in=secrets).values_list("pk", "token_secret")
+    assert all(secret != secrets[pk] for pk, secret in rotated)
+    html = response.content.decode()
+    assert "Links revoked for 3 subscriber(s); a new link emailed to 1." in html
+    assert "Links only revoked for 2 subscriber(s)" in html
+    assert "pending@example.org" in html and "gone@example.org" in html
+
+
 def test_action_export_csv_is_spreadsheet_safe(admin_client, subscriber):
     subscriber.interests = '=HYPERLINK("http://evil.example"), RLHF'
     subscriber.save()

@@ -6,6 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from digest.models import Delivery, Feedback
+from subscriptions import services
 from subscriptions.models import Subscriber, Suppression, email_hash
 from subscriptions.tokens import PREFERENCES, make_token
 from tests.factories import EditionFactory, PaperFactory
@@ -138,6 +139,31 @@ def test_a_new_link_revokes_the_old_one(client, subscriber):
     assert client.get(old).status_code == 404
     new = mail.outbox[0].body.split("/preferences/")[1].split("/")[0]
     assert client.get(reverse("subscriptions:preferences", args=[new])).status_code == 200
+
+
+def test_a_new_link_for_an_unsubscribed_reader_revokes_the_old_one_and_says_none_was_sent(
+    client, subscriber
+):
+    Subscriber.objects.filter(pk=subscriber.pk).update(status="unsubscribed")
+    old = preferences_path(subscriber)
+    response = client.post(reverse("subscriptions:new_link", args=[token_of(subscriber)]))
+    assert response.status_code == 200
+    assert client.get(old).status_code == 404
+    assert mail.outbox == []
+    html = response.content.decode()
+    assert "no new link was sent" in html and "We’ve emailed" not in html
+
+
+def test_a_new_link_the_mail_system_refused_is_not_said_to_be_sent(
+    client, subscriber, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise ConnectionError("ESP down")
+
+    monkeypatch.setattr(services, "send_email", broken)
+    response = client.post(reverse("subscriptions:new_link", args=[token_of(subscriber)]))
+    html = response.content.decode()
+    assert "We couldn’t email a new link" in html and "We’ve emailed" not in html
 
 
 @pytest.mark.parametrize("token", ["garbage", "a" * 2000, "Ω≈ç√", "..", "%00"])

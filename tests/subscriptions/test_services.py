@@ -8,7 +8,7 @@ from django.utils import timezone
 from digest.models import Delivery, Feedback
 from subscriptions import services
 from subscriptions.models import Subscriber, Suppression, email_hash
-from subscriptions.services import ImportResult, SignupResult
+from subscriptions.services import ImportResult, NewLinkResult, SignupResult
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -214,6 +214,25 @@ def test_revoking_links_rotates_the_secret_and_mails_a_new_link(subscriber):
     services.revoke_links(subscriber)
     assert Subscriber.objects.get(pk=subscriber.pk).token_secret != old
     assert "/preferences/" in mail.outbox[0].body
+
+
+def test_revoking_links_of_a_paused_reader_mails_them_a_new_link(subscriber):
+    services.pause(subscriber)
+    assert services.revoke_links(subscriber) is NewLinkResult.EMAILED
+    assert [m.to for m in mail.outbox] == [["ada@example.org"]]
+
+
+@pytest.mark.parametrize(
+    "status", ["pending", "unsubscribed", "bounced", "complained", "suppressed"]
+)
+def test_revoking_links_of_a_reader_we_may_not_email_rotates_the_secret_but_sends_nothing(
+    status,
+):
+    reader = SubscriberFactory(status=status)
+    old = reader.token_secret
+    assert services.revoke_links(reader) is NewLinkResult.NOT_EMAILED
+    assert Subscriber.objects.get(pk=reader.pk).token_secret != old
+    assert mail.outbox == []
 
 
 # --- Data rights --------------------------------------------------------------
