@@ -293,8 +293,16 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reactivate")
     def reactivate(self, request, queryset):
-        refused = [s.email for s in queryset if not services.reactivate(s)]
-        self.message_user(request, f"Reactivated {len(queryset) - len(refused)} subscriber(s).")
+        outcomes = {result: [] for result in services.ReactivationResult}
+        for subscriber in queryset:
+            outcomes[services.reactivate(subscriber)].append(subscriber.email)
+        reactivated = len(outcomes[services.ReactivationResult.REACTIVATED])
+        already_active = len(outcomes[services.ReactivationResult.ALREADY_ACTIVE])
+        message = f"Reactivated {reactivated} subscriber(s)."
+        if already_active:
+            message += f" {already_active} already active, left as they were."
+        self.message_user(request, message)
+        refused = outcomes[services.ReactivationResult.REFUSED]
         if refused:
             self.message_user(
                 request,

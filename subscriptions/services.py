@@ -80,6 +80,17 @@ class NewLinkResult(enum.Enum):
     EMAIL_FAILED = "email_failed"
 
 
+class ReactivationResult(enum.Enum):
+    """What ``reactivate`` did; true unless refused (the subscriber is active then)."""
+
+    REACTIVATED = "reactivated"
+    ALREADY_ACTIVE = "already_active"
+    REFUSED = "refused"  # never confirmed
+
+    def __bool__(self):
+        return self is not ReactivationResult.REFUSED
+
+
 # --- Lookups ----------------------------------------------------------------
 
 
@@ -472,10 +483,11 @@ def suppress_email(email, reason):
 def reactivate(subscriber):
     """An operator's override: active again, suppression lifted.
 
-    Refused (False) for anyone who never confirmed: consent cannot be made up.
+    Refused for anyone who never confirmed: consent cannot be made up. The result is
+    true unless refused, whether this call moved the subscriber or found them active.
     """
     if subscriber.confirmed_at is None:
-        return False
+        return ReactivationResult.REFUSED
     with transaction.atomic():
         moved = _move(
             subscriber,
@@ -485,7 +497,7 @@ def reactivate(subscriber):
             unsubscribed_via="",
         )
         Suppression.objects.filter(email_hash=email_hash(subscriber.email)).delete()
-    return moved or subscriber.status == Status.ACTIVE
+    return ReactivationResult.REACTIVATED if moved else ReactivationResult.ALREADY_ACTIVE
 
 
 def delete_subscriber(subscriber):

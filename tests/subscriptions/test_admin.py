@@ -276,6 +276,17 @@ def test_action_revoke_links_emails_only_readers_we_may_email_and_counts_both(
     assert "pending@example.org" in html and "gone@example.org" in html
 
 
+def test_action_reactivate_counts_only_the_readers_it_moved(admin_client, subscriber, pending):
+    suppressed = SubscriberFactory(email="gone@example.org")
+    services.suppress(suppressed, reason="suppressed")
+    response = run_action(admin_client, "reactivate", [subscriber, suppressed, pending])
+    assert Subscriber.objects.get(pk=suppressed.pk).status == "active"
+    html = response.content.decode()
+    assert "Reactivated 1 subscriber(s). 1 already active, left as they were." in html
+    assert "Never confirmed, so not reactivated (resend the confirmation instead): " \
+        "pending@example.org" in html
+
+
 def test_action_export_csv_is_spreadsheet_safe(admin_client, subscriber):
     subscriber.interests = '=HYPERLINK("http://evil.example"), RLHF'
     subscriber.save()

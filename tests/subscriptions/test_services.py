@@ -8,7 +8,12 @@ from django.utils import timezone
 from digest.models import Delivery, Feedback
 from subscriptions import services
 from subscriptions.models import Subscriber, Suppression, email_hash
-from subscriptions.services import ImportResult, NewLinkResult, SignupResult
+from subscriptions.services import (
+    ImportResult,
+    NewLinkResult,
+    ReactivationResult,
+    SignupResult,
+)
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -207,6 +212,17 @@ def test_reactivate_lifts_a_suppression_but_needs_earlier_consent(subscriber, pe
     assert not Suppression.objects.exists()
     assert not services.reactivate(pending)
     assert Subscriber.objects.get(pk=pending.pk).status == "pending"
+
+
+def test_reactivate_says_whether_it_moved_the_subscriber_or_found_them_active(subscriber):
+    assert services.reactivate(subscriber) is ReactivationResult.ALREADY_ACTIVE
+    services.pause(subscriber)
+    assert services.reactivate(subscriber) is ReactivationResult.REACTIVATED
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
+
+
+def test_reactivate_refuses_who_never_confirmed(pending):
+    assert services.reactivate(pending) is ReactivationResult.REFUSED
 
 
 def test_revoking_links_rotates_the_secret_and_mails_a_new_link(subscriber):
