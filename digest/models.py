@@ -41,6 +41,10 @@ class EditionPaper(models.Model):
             models.UniqueConstraint(fields=["edition", "paper"], name="editionpaper_unique")
         ]
 
+    def __str__(self):
+        # Ids, not the related rows: a deleted edition lists every entry, a query each otherwise.
+        return f"#{self.rank} of edition {self.edition_id}: paper {self.paper_id}"
+
 
 class DeliveryQuerySet(models.QuerySet):
     def with_status(self, status):
@@ -250,6 +254,10 @@ class Feedback(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["subscriber", "paper"], name="feedback_unique")
         ]
+
+    def __str__(self):
+        # Ids, not the related rows: a deleted reader lists every vote, a query each otherwise.
+        return f"{self.get_vote_display()} on paper {self.paper_id} by subscriber {self.subscriber_id}"
 
 
 class BlockedPaper(models.Model):

@@ -5,7 +5,7 @@ from django.contrib.admin.sites import site
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from digest.models import BlockedPaper, Delivery, EditionPaper, WebhookEvent
+from digest.models import BlockedPaper, Delivery, EditionPaper, Feedback, WebhookEvent
 from digest.sending import send_edition_to
 from tests.digest.builders import built_edition
 from tests.factories import PaperFactory, SubscriberFactory
@@ -206,3 +206,31 @@ def test_the_webhook_event_list_shows_the_clicked_paper_in_as_many_queries_for_m
     page, one = clicks(1)
     assert "A paper somebody clicked" in page
     assert clicks(5)[1] == one
+
+
+def test_a_readers_delete_confirmation_names_their_votes_without_a_query_each(admin_client):
+    reader, paper = SubscriberFactory(), PaperFactory()
+    vote = Feedback.objects.create(subscriber=reader, paper=paper, vote=Feedback.Vote.LIKE)
+
+    with CaptureQueriesContext(connection) as queries:
+        label = str(Feedback.objects.get(pk=vote.pk))
+    queries_for_one = len(queries)
+    html = admin_client.get(f"/admin/subscriptions/subscriber/{reader.pk}/delete/").content.decode()
+
+    assert label == f"👍 on paper {paper.pk} by subscriber {reader.pk}"
+    assert queries_for_one == 1
+    assert label in html and "Feedback object" not in html
+
+
+def test_an_editions_delete_confirmation_names_its_ranked_papers_without_a_query_each(admin_client):
+    edition = built_edition()
+    top = edition.entries.get(rank=1)
+
+    with CaptureQueriesContext(connection) as queries:
+        label = str(EditionPaper.objects.get(pk=top.pk))
+    queries_for_one = len(queries)
+    html = admin_client.get(f"/admin/digest/edition/{edition.pk}/delete/").content.decode()
+
+    assert label == f"#1 of edition {edition.pk}: paper {top.paper_id}"
+    assert queries_for_one == 1
+    assert label in html and "EditionPaper object" not in html
