@@ -407,19 +407,19 @@ def resume(subscriber):
     )
 
 
-def revoke_links(subscriber):
+def revoke_links(subscriber, asked_by_reader=False):
     """Rotate the secret so every link mailed so far stops working, and mail a new one.
 
     The secret is rotated whatever the status: that is what revokes the links. The new
-    link is mailed only to a reader we may email (active or paused): a pending reader never
-    confirmed, an unsubscribed one asked for no more email, and a bounced, complained or
-    suppressed address must never be emailed again.
+    link is mailed to an active or paused reader; to a pending or unsubscribed one only when
+    they asked for it themselves (an operator's revoke must not email people who never
+    confirmed or who left); and never to a bounced, complained or suppressed address.
 
     Unsubscribe links are the exception: they keep working (see ``tokens.read_token``).
     """
     subscriber.token_secret = new_token_secret()
     subscriber.save(update_fields=["token_secret", "updated_at"])
-    if subscriber.status not in JOINED:
+    if subscriber.status not in (JOINED + NOT_YET_JOINED if asked_by_reader else JOINED):
         return NewLinkResult.NOT_EMAILED
     context = _email_context(subscriber, preferences_url=preferences_url(subscriber))
     try:

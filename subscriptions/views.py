@@ -200,7 +200,7 @@ def resume(request, token, subscriber):
 @require_POST
 @_preferences_subscriber
 def new_link(request, token, subscriber):
-    context = {"subscriber": subscriber, "result": services.revoke_links(subscriber).value}
+    context = {"subscriber": subscriber, "result": services.revoke_links(subscriber, asked_by_reader=True).value}
     return render(request, "subscriptions/new_link_sent.html", context)
 
 

@@ -141,10 +141,11 @@ def test_a_new_link_revokes_the_old_one(client, subscriber):
     assert client.get(reverse("subscriptions:preferences", args=[new])).status_code == 200
 
 
-def test_a_new_link_for_an_unsubscribed_reader_revokes_the_old_one_and_says_none_was_sent(
-    client, subscriber
+@pytest.mark.parametrize("status", ["bounced", "complained", "suppressed"])
+def test_a_new_link_for_an_address_we_never_email_revokes_the_old_one_and_says_none_was_sent(
+    client, subscriber, status
 ):
-    Subscriber.objects.filter(pk=subscriber.pk).update(status="unsubscribed")
+    Subscriber.objects.filter(pk=subscriber.pk).update(status=status)
     old = preferences_path(subscriber)
     response = client.post(reverse("subscriptions:new_link", args=[token_of(subscriber)]))
     assert response.status_code == 200
@@ -152,6 +153,15 @@ def test_a_new_link_for_an_unsubscribed_reader_revokes_the_old_one_and_says_none
     assert mail.outbox == []
     html = response.content.decode()
     assert "no new link was sent" in html and "We’ve emailed" not in html
+
+
+def test_an_unsubscribed_reader_who_asks_for_a_new_link_gets_one(client, subscriber):
+    Subscriber.objects.filter(pk=subscriber.pk).update(status="unsubscribed")
+    old = preferences_path(subscriber)
+    response = client.post(reverse("subscriptions:new_link", args=[token_of(subscriber)]))
+    assert client.get(old).status_code == 404
+    assert [m.to for m in mail.outbox] == [[subscriber.email]]
+    assert "We’ve emailed" in response.content.decode()
 
 
 def test_a_new_link_the_mail_system_refused_is_not_said_to_be_sent(
