@@ -350,6 +350,16 @@ class SubscriberAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="paperboy-subscribers-{stamp}.csv"'
         return response
 
+    # --- Deleting --------------------------------------------------------
+
+    def delete_model(self, request, obj):
+        """As a reader's own "delete everything": a hashed suppression stops an import re-adding them."""
+        services.delete_subscriber(obj)
+
+    def delete_queryset(self, request, queryset):
+        for subscriber in queryset:
+            services.delete_subscriber(subscriber)
+
     # --- Import ---------------------------------------------------------
 
     def get_urls(self):

@@ -396,3 +396,14 @@ def test_suppressions_are_searchable_by_address(admin_client):
         reverse("admin:subscriptions_suppression_changelist"), {"q": "Hidden@Example.org"}
     ).content.decode()
     assert "complained" in html
+
+
+def test_deleting_a_subscriber_in_the_admin_keeps_a_hashed_suppression_as_their_own_delete_does(
+    admin_client,
+):
+    one, two, three = SubscriberFactory.create_batch(3)
+    admin_client.post(reverse("admin:subscriptions_subscriber_delete", args=[one.pk]), {"post": "yes"})
+    run_action(admin_client, "delete_selected", [two, three], post="yes")
+    assert not Subscriber.objects.filter(pk__in=[one.pk, two.pk, three.pk]).exists()
+    for gone in (one, two, three):
+        assert Suppression.objects.get(email_hash=services.email_hash(gone.email)).reason == "deleted"
