@@ -80,6 +80,11 @@ def test_status_rejects_a_malformed_date():
         run("--date", "yesterday")
 
 
+def test_status_rejects_an_impossible_date_naming_the_format():
+    with pytest.raises(CommandError, match="YYYY-MM-DD"):
+        run("--date", "2026-02-30")
+
+
 @pytest.mark.parametrize(
     "seconds, text",
     [(0.4213, "0.42 s"), (12.4, "12.40 s"), (184.2, "3 min 04 s"), (7500, "2 h 05 min"), (183_600, "2 d 03 h")],

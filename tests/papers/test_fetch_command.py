@@ -47,6 +47,12 @@ def test_command_rejects_a_bad_date():
         run("--source", "bundled", "--date", "2025-13-40")
 
 
+def test_command_rejects_a_day_before_arxiv_began():
+    with pytest.raises(CommandError, match="before arXiv began"):
+        run("--source", "bundled", "--date", "0026-12-04")
+    assert not FetchRun.objects.exists()
+
+
 class Terminal(StringIO):
     def isatty(self):
         return True

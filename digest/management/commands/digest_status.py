@@ -2,10 +2,10 @@
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 
+from config.date_arguments import parse_day
 from digest.dashboard import daily_status
 
 STEPS_SHOWN = 8
@@ -15,14 +15,11 @@ class Command(BaseCommand):
     help = "Today's editions, how many digests were sent, skipped or failed, and the slowest steps."
 
     def add_arguments(self, parser):
-        parser.add_argument("--date", help="YYYY-MM-DD on the edition clock (default: today)")
+        parser.add_argument("--date", type=parse_day, help="YYYY-MM-DD on the edition clock (default: today)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options):
-        day = parse_date(options["date"]) if options["date"] else None
-        if options["date"] and day is None:
-            raise CommandError(f"--date must be YYYY-MM-DD, not {options['date']!r}")
-        status = daily_status(day)
+        status = daily_status(options["date"])
         self.stdout.write(as_json(status) if options["json"] else as_text(status))
 
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
+from config.date_arguments import parse_day
 from digest import services
-from digest.management.commands.send_digests import parse_day
 
 
 class Command(BaseCommand):

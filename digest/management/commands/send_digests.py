@@ -1,20 +1,12 @@
-import argparse
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_date
 from tqdm import tqdm
 
+from config.date_arguments import parse_day
 from digest import services
 from digest.sending import TransientSendError
 from subscriptions.models import Subscriber
-
-
-def parse_day(value):
-    day = parse_date(value) if value else None
-    if day is None:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
-    return day
 
 
 class Command(BaseCommand):

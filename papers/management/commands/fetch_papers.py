@@ -1,22 +1,10 @@
-import argparse
-
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_date
 from tqdm import tqdm
 
+from config.date_arguments import parse_day
 from papers.services import fetch_from_source
 from papers.sources import source_names
 from papers.sources.base import SourceError, printable
-
-
-def parse_day(value):
-    try:
-        day = parse_date(value)
-    except ValueError:  # well formed but impossible, e.g. 2025-13-40
-        day = None
-    if day is None:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
-    return day
 
 
 class ProgressBars:
