@@ -7,6 +7,7 @@ sent: argparse reports it as a usage error, and ``call_command`` as a ``CommandE
 import argparse
 from datetime import date
 
+from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 ARXIV_FIRST_DAY = date(1991, 8, 14)  # no source has a paper from before it
@@ -27,3 +28,17 @@ def parse_day(value):
         raise argparse.ArgumentTypeError(f"{day} is before arXiv began ({ARXIV_FIRST_DAY}): no paper is that old")
     return day
 
+
+def parse_day_up_to_today(value):
+    """``parse_day``, refusing a day after today on the edition clock (settings.TIME_ZONE).
+
+    An edition is built once, from the papers fetched by then: built ahead of its day it would
+    stay empty, and its readers would never get that day's papers."""
+    day = parse_day(value)
+    today = timezone.localdate()
+    if day > today:
+        raise argparse.ArgumentTypeError(
+            f"{day} is in the future (today is {today} on the edition clock); "
+            "editions are built from papers already fetched"
+        )
+    return day

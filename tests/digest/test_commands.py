@@ -1,11 +1,14 @@
 """`manage.py run_daily` and `send_digests`: the arguments they refuse and what they print."""
 
+from datetime import UTC, date, datetime
 from io import StringIO
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 
-from digest.models import Edition
+from digest.models import Delivery, Edition
+from papers.models import Paper
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -16,6 +19,13 @@ def bundled_only(settings):
     settings.PAPER_SOURCES = ["bundled"]
 
 
+@pytest.fixture
+def sunday():
+    """Sunday 2026-12-06 at noon on the edition clock (UTC): the next edition is Monday's."""
+    with time_machine.travel(datetime(2026, 12, 6, 12, 0, tzinfo=UTC), tick=False):
+        yield
+
+
 def run(*args):
     out = StringIO()
     call_command(*args, stdout=out)
@@ -23,10 +33,10 @@ def run(*args):
 
 
 @pytest.mark.parametrize("command", ["run_daily", "send_digests"])
-@pytest.mark.parametrize("date", ["2026-02-30", "2026-13-01", "06/12/2026", ""])
-def test_a_malformed_or_impossible_date_is_refused_naming_the_format(bundled_only, command, date):
+@pytest.mark.parametrize("typed", ["2026-02-30", "2026-13-01", "06/12/2026", ""])
+def test_a_malformed_or_impossible_date_is_refused_naming_the_format(bundled_only, command, typed):
     with pytest.raises(CommandError, match=r"not a date \(YYYY-MM-DD\)"):
-        run(command, "--date", date)
+        run(command, "--date", typed)
     assert not Edition.objects.exists()
 
 
@@ -38,3 +48,33 @@ def test_a_day_before_arxiv_began_is_refused_before_any_edition_is_built(bundled
         run(*args, "--date", "0001-01-01")
 
     assert not Edition.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["run_daily"], ["send_digests"], ["send_digests", "--subscriber", "reader@example.org"]],
+)
+def test_a_future_day_is_refused_before_anything_is_fetched_built_or_sent(bundled_only, sunday, args, mailoutbox):
+    SubscriberFactory(email="reader@example.org", interests="")
+
+    with pytest.raises(CommandError, match=r"2026-12-07 is in the future \(today is 2026-12-06 on the edition clock\)"):
+        run(*args, "--date", "2026-12-07")
+
+    assert not Paper.objects.exists() and not Edition.objects.exists()
+    assert not Delivery.objects.exists() and mailoutbox == []
+
+
+def test_today_and_past_days_still_build_their_editions(bundled_only, sunday):
+    run("run_daily", "--date", "2026-12-04")
+    run("run_daily", "--date", "2026-12-06")
+
+    built = set(Edition.objects.values_list("cadence", "date"))
+    assert built == {("daily", date(2026, 12, 4)), ("weekly", date(2026, 11, 30))}
+
+
+def test_the_future_begins_after_today_on_the_edition_clock(settings, sunday):
+    settings.TIME_ZONE = "Pacific/Kiritimati"  # UTC+14: Monday 02:00 there
+
+    assert run("send_digests", "--date", "2026-12-07", "--dry-run").endswith("would be sent\n")
+    with pytest.raises(CommandError, match="2026-12-08 is in the future"):
+        run("send_digests", "--date", "2026-12-08", "--dry-run")

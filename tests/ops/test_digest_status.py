@@ -85,6 +85,14 @@ def test_status_rejects_an_impossible_date_naming_the_format():
         run("--date", "2026-02-30")
 
 
+def test_status_of_a_future_day_is_refused_naming_today_on_the_edition_clock():
+    """Nothing can have run on it yet: an empty report would read as a job that failed to run."""
+    with time_machine.travel(datetime(2026, 12, 6, 12, 0, tzinfo=UTC), tick=False):
+        with pytest.raises(CommandError, match=r"2026-12-07 is in the future \(today is 2026-12-06"):
+            run("--date", "2026-12-07")
+        assert "Paperboy status for Sunday 2026-12-06" in run("--date", "2026-12-06")
+
+
 @pytest.mark.parametrize(
     "seconds, text",
     [(0.4213, "0.42 s"), (12.4, "12.40 s"), (184.2, "3 min 04 s"), (7500, "2 h 05 min"), (183_600, "2 d 03 h")],

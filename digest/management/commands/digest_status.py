@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from config.date_arguments import parse_day
+from config.date_arguments import parse_day_up_to_today
 from digest.dashboard import daily_status
 
 STEPS_SHOWN = 8
@@ -15,7 +15,8 @@ class Command(BaseCommand):
     help = "Today's editions, how many digests were sent, skipped or failed, and the slowest steps."
 
     def add_arguments(self, parser):
-        parser.add_argument("--date", type=parse_day, help="YYYY-MM-DD on the edition clock (default: today)")
+        parser.add_argument("--date", type=parse_day_up_to_today,
+                            help="YYYY-MM-DD on the edition clock, today or earlier (default: today)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options):

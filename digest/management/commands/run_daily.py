@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from config.date_arguments import parse_day
+from config.date_arguments import parse_day_up_to_today
 from digest import services
 
 
@@ -8,7 +8,7 @@ class Command(BaseCommand):
     help = "The daily job: fetch papers, build the day's editions, send every due digest."
 
     def add_arguments(self, parser):
-        parser.add_argument("--date", type=parse_day, help="YYYY-MM-DD (default: today)")
+        parser.add_argument("--date", type=parse_day_up_to_today, help="YYYY-MM-DD, today or earlier (default: today)")
 
     def handle(self, *args, **options):
         summary = services.run_daily_job(options["date"])

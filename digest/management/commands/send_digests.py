@@ -3,7 +3,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from config.date_arguments import parse_day
+from config.date_arguments import parse_day_up_to_today
 from digest import services
 from digest.sending import TransientSendError
 from subscriptions.models import Subscriber
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--date", type=parse_day, help="YYYY-MM-DD (default: today)")
+        parser.add_argument("--date", type=parse_day_up_to_today, help="YYYY-MM-DD, today or earlier (default: today)")
         parser.add_argument("--subscriber", metavar="EMAIL")
         parser.add_argument("--dry-run", action="store_true", help="Count who is due; send nothing.")
 
