@@ -103,12 +103,20 @@ def edition_candidates(cadence, day):
     return ranked_candidates(eligible_papers(cadence, edition_date, as_of), cadence, edition_date, as_of)
 
 
+class FutureEdition(ValueError):
+    """An edition asked for a day after today: built now, before that day's papers are fetched,
+    it would stay empty, since an edition is never built twice."""
+
+
 def get_or_build_edition(cadence, day):
     """Return the edition of ``cadence`` for the edition date on or before ``day``.
 
     Built once: a concurrent builder loses the unique constraint race and
-    reads the winner's edition.
+    reads the winner's edition. Refused (FutureEdition) for a day after today.
     """
+    today = timezone.localdate()
+    if day > today:
+        raise FutureEdition(f"no edition is built for {day}: it is after today ({today}) on the edition clock")
     edition_date = edition_date_for(cadence, day)
     existing = Edition.objects.filter(cadence=cadence, date=edition_date).first()
     if existing is not None:

@@ -4,7 +4,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from digest.editions import edition_date_for, get_or_build_edition
+from digest.editions import FutureEdition, build_editions_for, edition_date_for, get_or_build_edition
 from digest.models import Edition
 from tests.digest.builders import papers_on_topics
 from tests.factories import PaperFactory
@@ -55,3 +55,16 @@ def test_next_edition_holds_only_papers_first_seen_after_the_previous_one():
         wednesday, _ = get_or_build_edition("daily", timezone.localdate())
     assert list(tuesday.papers.all()) == [tuesday_paper]
     assert list(wednesday.papers.all()) == [wednesday_paper]
+
+
+def test_an_edition_for_a_day_after_today_is_refused_and_never_built():
+    """Built before its papers are fetched, it would stay empty: editions are built once."""
+    with time_machine.travel(datetime(2026, 12, 6, 12, 0, tzinfo=UTC), tick=False):  # Sunday
+        papers_on_topics()
+        with pytest.raises(FutureEdition, match="2026-12-07"):
+            get_or_build_edition("daily", date(2026, 12, 7))
+        with pytest.raises(FutureEdition):
+            build_editions_for(date(2026, 12, 7))
+        assert not Edition.objects.exists()
+        today = build_editions_for(date(2026, 12, 6))
+    assert [(e.cadence, e.date) for e in today] == [("daily", date(2026, 12, 4)), ("weekly", date(2026, 11, 30))]
