@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 
 from digest.models import Delivery, Edition
 from papers.models import Paper
+from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -78,3 +79,13 @@ def test_the_future_begins_after_today_on_the_edition_clock(settings, sunday):
     assert run("send_digests", "--date", "2026-12-07", "--dry-run").endswith("would be sent\n")
     with pytest.raises(CommandError, match="2026-12-08 is in the future"):
         run("send_digests", "--date", "2026-12-08", "--dry-run")
+
+
+def test_the_count_of_digests_reads_in_the_singular_for_one(mailoutbox):
+    SubscriberFactory(interests="")
+    built_edition("daily")
+
+    assert run("send_digests", "--dry-run") == "1 digest would be sent\n"
+    assert run("send_digests") == "1 digest handed to the sender\n"
+    assert run("send_digests") == "0 digests handed to the sender\n"
+    assert len(mailoutbox) == 1

@@ -336,3 +336,10 @@ def test_applied_events_past_the_retention_are_deleted_in_batches_and_the_rest_k
     assert out.getvalue().startswith("webhook events deleted: 0 (older than 30 days)")
     delivery.refresh_from_db()  # the delivery keeps what the events told
     assert delivery.status == "sent"
+
+
+def test_the_prune_command_names_a_retention_of_one_day_in_the_singular(settings):
+    settings.WEBHOOK_EVENT_RETENTION_DAYS = 1
+    out = io.StringIO()
+    call_command("prune_webhook_events", stdout=out)
+    assert out.getvalue() == "webhook events deleted: 0 (older than 1 day)\n"

@@ -12,6 +12,7 @@ from django.utils import timezone
 from digest import dashboard
 from digest.models import Delivery
 from papers.models import FetchRun
+from tests.digest.builders import built_edition, papers_on_topics
 from tests.factories import EditionFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -59,6 +60,12 @@ def test_status_prints_the_editions_counts_and_the_slowest_steps_first(morning):
     assert any("wait for a send worker" in line and "20.00 s" in line for line in steps)
     assert any(line.strip().startswith("fetch hf") and "12.00 s" in line and "42 new" in line for line in steps)
     assert any("send one message" in line and "4.50 s" in line for line in steps)
+
+
+def test_an_edition_of_one_paper_is_counted_in_the_singular():
+    edition = built_edition(papers=papers_on_topics(1))
+
+    assert f"{edition} (1 paper, built " in run()
 
 
 def test_status_as_json_for_scripts(morning):

@@ -3,6 +3,7 @@
 import json
 
 from django.core.management.base import BaseCommand
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from config.date_arguments import parse_day_up_to_today
@@ -30,7 +31,7 @@ def edition_line(status):
     counts = status.counts
     built = timezone.localtime(status.edition.built_at)
     return (
-        f"{status.edition} ({status.papers} papers, built {built:%Y-%m-%d %H:%M}): "
+        f"{status.edition} ({status.papers} paper{pluralize(status.papers)}, built {built:%Y-%m-%d %H:%M}): "
         f"{counts['sent']} sent, {counts['skipped']} skipped, {counts['failed']} failed, "
         f"{counts['pending']} pending, {counts['sending']} sending"
     )

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.template.defaultfilters import pluralize
 
 from digest import webhooks
 
@@ -10,4 +11,4 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         deleted = webhooks.prune_webhook_events()
         days = settings.WEBHOOK_EVENT_RETENTION_DAYS
-        self.stdout.write(f"webhook events deleted: {deleted} (older than {days} days)")
+        self.stdout.write(f"webhook events deleted: {deleted} (older than {days} day{pluralize(days)})")

@@ -1,6 +1,7 @@
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
+from django.template.defaultfilters import pluralize
 from tqdm import tqdm
 
 from config.date_arguments import parse_day_up_to_today
@@ -29,7 +30,7 @@ class Command(BaseCommand):
         )
         progress.close()
         verb = "would be sent" if options["dry_run"] else "handed to the sender"
-        self.stdout.write(f"{count} digests {verb}")
+        self.stdout.write(f"{count} digest{pluralize(count)} {verb}")
 
     def send_to_one(self, email, day, dry_run):
         subscriber = Subscriber.objects.with_email(email.strip()).first()
