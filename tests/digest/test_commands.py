@@ -89,3 +89,17 @@ def test_the_count_of_digests_reads_in_the_singular_for_one(mailoutbox):
     assert run("send_digests") == "1 digest handed to the sender\n"
     assert run("send_digests") == "0 digests handed to the sender\n"
     assert len(mailoutbox) == 1
+
+
+def test_send_to_one_subscriber_names_the_address_as_stored_not_as_typed(mailoutbox):
+    SubscriberFactory(email="tester@example.com", interests="")
+    built_edition("daily")
+
+    dry_run = run("send_digests", "--subscriber", " Tester@EXAMPLE.com", "--dry-run")
+    sent = run("send_digests", "--subscriber", "Tester@example.com")
+    again = run("send_digests", "--subscriber", "TESTER@example.com")
+
+    assert dry_run == "would send the latest daily edition to tester@example.com\n"
+    assert sent.startswith("sent ") and sent.endswith(" to tester@example.com\n")
+    assert again.endswith("already handled for tester@example.com (status unchanged), or not active\n")
+    assert [m.to for m in mailoutbox] == [["tester@example.com"]]

@@ -32,10 +32,12 @@ class Command(BaseCommand):
         verb = "would be sent" if options["dry_run"] else "handed to the sender"
         self.stdout.write(f"{count} digest{pluralize(count)} {verb}")
 
-    def send_to_one(self, email, day, dry_run):
-        subscriber = Subscriber.objects.with_email(email.strip()).first()
+    def send_to_one(self, typed_email, day, dry_run):
+        """Addresses match in any case: the output names the address as stored, the one mailed."""
+        subscriber = Subscriber.objects.with_email(typed_email.strip()).first()
         if subscriber is None:
-            raise CommandError(f"no subscriber {email}")
+            raise CommandError(f"no subscriber {typed_email}")
+        email = subscriber.email
         if dry_run:
             self.stdout.write(f"would send the latest {subscriber.frequency} edition to {email}")
             return
