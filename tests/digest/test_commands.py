@@ -103,3 +103,14 @@ def test_send_to_one_subscriber_names_the_address_as_stored_not_as_typed(mailout
     assert sent.startswith("sent ") and sent.endswith(" to tester@example.com\n")
     assert again.endswith("already handled for tester@example.com (status unchanged), or not active\n")
     assert [m.to for m in mailoutbox] == [["tester@example.com"]]
+
+
+@pytest.mark.parametrize("typed", ["", "  ", "nobody@example.com"])
+def test_send_to_an_unknown_or_empty_address_is_refused_and_sends_to_no_one(typed, mailoutbox):
+    SubscriberFactory(interests="")
+    built_edition("daily")
+
+    with pytest.raises(CommandError, match=f"no subscriber '{typed}'"):
+        run("send_digests", "--subscriber", typed)
+
+    assert not Delivery.objects.exists() and mailoutbox == []

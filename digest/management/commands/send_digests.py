@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Count who is due; send nothing.")
 
     def handle(self, *args, **options):
-        if options["subscriber"]:
+        if options["subscriber"] is not None:  # an empty address is refused, not read as "everyone due"
             return self.send_to_one(options["subscriber"], options["date"], options["dry_run"])
         progress = tqdm(desc="digests", unit="digest", disable=not sys.stdout.isatty())
         count = services.enqueue_due_digests(
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         """Addresses match in any case: the output names the address as stored, the one mailed."""
         subscriber = Subscriber.objects.with_email(typed_email.strip()).first()
         if subscriber is None:
-            raise CommandError(f"no subscriber {typed_email}")
+            raise CommandError(f"no subscriber {typed_email!r}")
         email = subscriber.email
         if dry_run:
             self.stdout.write(f"would send the latest {subscriber.frequency} edition to {email}")
