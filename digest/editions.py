@@ -108,15 +108,20 @@ class FutureEdition(ValueError):
     it would stay empty, since an edition is never built twice."""
 
 
+def refuse_future(day):
+    """Raise FutureEdition when ``day`` is after today on the edition clock."""
+    today = timezone.localdate()
+    if day > today:
+        raise FutureEdition(f"no edition is built for {day}: it is after today ({today}) on the edition clock")
+
+
 def get_or_build_edition(cadence, day):
     """Return the edition of ``cadence`` for the edition date on or before ``day``.
 
     Built once: a concurrent builder loses the unique constraint race and
     reads the winner's edition. Refused (FutureEdition) for a day after today.
     """
-    today = timezone.localdate()
-    if day > today:
-        raise FutureEdition(f"no edition is built for {day}: it is after today ({today}) on the edition clock")
+    refuse_future(day)
     edition_date = edition_date_for(cadence, day)
     existing = Edition.objects.filter(cadence=cadence, date=edition_date).first()
     if existing is not None:

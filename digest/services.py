@@ -11,7 +11,7 @@ from more_itertools import chunked
 from config.paging import in_pages
 from subscriptions.models import Subscriber
 
-from .editions import build_editions_for, get_or_build_edition
+from .editions import build_editions_for, get_or_build_edition, refuse_future
 from . import calls
 from .models import Cadence, Delivery, Edition, SendCall
 from .scheduling import current_edition, due_subscriber_ids, end_of_day
@@ -117,9 +117,13 @@ def requeue_orphaned(edition, age_minutes=15):
 
 
 def run_daily_job(day=None):
-    """Fetch → build the day's editions → send to everyone due. Returns a summary."""
+    """Fetch → build the day's editions → send to everyone due. Returns a summary.
+
+    A day after today is refused before anything is fetched (FutureEdition)."""
     from papers.tasks import fetch_all_sources
 
+    if day is not None:
+        refuse_future(day)
     fetched = fetch_all_sources()
     editions = build_editions_for(day or timezone.localdate())
     enqueued = enqueue_due_digests(moment_for(day))

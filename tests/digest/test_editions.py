@@ -68,3 +68,17 @@ def test_an_edition_for_a_day_after_today_is_refused_and_never_built():
         assert not Edition.objects.exists()
         today = build_editions_for(date(2026, 12, 6))
     assert [(e.cadence, e.date) for e in today] == [("daily", date(2026, 12, 4)), ("weekly", date(2026, 11, 30))]
+
+
+def test_the_daily_job_for_a_day_after_today_is_refused_before_anything_is_fetched(monkeypatch):
+    from digest import services
+    from papers import tasks as paper_tasks
+
+    fetched = []
+    monkeypatch.setattr(paper_tasks, "fetch_all_sources", lambda: fetched.append(True))
+    with time_machine.travel(datetime(2026, 12, 6, 12, 0, tzinfo=UTC), tick=False):
+        with pytest.raises(FutureEdition, match="2026-12-07"):
+            services.run_daily_job(date(2026, 12, 7))
+        assert fetched == [] and not Edition.objects.exists()
+        services.run_daily_job(date(2026, 12, 6))
+    assert fetched == [True]
