@@ -20,7 +20,7 @@ from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from config.celery_app import app
 from digest.editions import edition_date_for
@@ -240,12 +240,12 @@ def respond(healthy, body):
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request):
     return respond(*cheap_health())
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz_deep(request):
     return respond(*deep_health())

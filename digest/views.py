@@ -64,18 +64,18 @@ def view_in_browser(request, token):
     return response
 
 
-@csrf_exempt  # the signed token is the credential; GET never votes (mail scanners prefetch links)
-@require_http_methods(["GET", "POST"])
+@csrf_exempt  # the signed token is the credential; only a POST votes (mail scanners prefetch links)
+@require_http_methods(["GET", "HEAD", "POST"])
 def vote(request, token, paper_id, choice):
     try:
         vote = feedback_service.vote_from_link(token, paper_id, choice)
     except (tokens.InvalidToken, feedback_service.InvalidVote):
         return render(request, "digest/invalid_link.html", status=400)
-    if request.method == "GET":
-        response = render(request, "digest/vote_confirm.html", {"vote": vote})
-    else:
+    if request.method == "POST":
         feedback_service.record_vote(vote)
         response = render(request, "digest/vote_recorded.html", {"vote": vote})
+    else:
+        response = render(request, "digest/vote_confirm.html", {"vote": vote})
     response["X-Robots-Tag"] = "noindex"
     response["Referrer-Policy"] = "no-referrer"
     return response

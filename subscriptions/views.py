@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
 from . import services
@@ -70,7 +70,7 @@ def invalid_link(request):
 # --- Joining ----------------------------------------------------------------
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @_limited("signup")
 def signup(request):
     if request.method == "POST":
@@ -89,12 +89,12 @@ def signup(request):
     return render(request, "subscriptions/signup.html", context, status=400 if form.errors else 200)
 
 
-@require_GET
+@require_safe
 def check_inbox(request):
     return render(request, "subscriptions/check_inbox.html", {"form": ResendForm()})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @_limited("resend")
 def resend(request):
     form = ResendForm(request.POST or None)
@@ -217,7 +217,7 @@ def my_data(request, token, subscriber):
     return response
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @_preferences_subscriber
 def delete(request, token, subscriber):
     if request.method == "POST":

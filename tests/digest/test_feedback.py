@@ -47,6 +47,13 @@ def test_a_get_shows_a_self_submitting_page_and_records_nothing(client, digest):
     assert not Feedback.objects.exists()
 
 
+def test_a_head_request_records_nothing(client, digest):
+    message, _, _ = digest
+    response = client.head(path_of(vote_links(message, "up")[0]))
+    assert response.status_code == 200
+    assert not Feedback.objects.exists()
+
+
 def test_a_post_records_the_vote_and_the_latest_vote_wins(client, digest):
     message, subscriber, delivery = digest
     paper_id = delivery.paper_ids[0]

@@ -56,6 +56,22 @@ def test_healthz_answers_200_when_database_and_redis_answer(client, settings, re
     assert "no-cache" in response["Cache-Control"]
 
 
+def test_healthz_answers_head_requests_for_load_balancers(client, settings, redis_server):
+    settings.REDIS_URL = redis_server.url()
+
+    response = client.head("/healthz")
+
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+def test_deep_health_answers_head_requests_with_the_same_status_as_get(client, wednesday_morning):
+    healthy_pipeline()
+    assert client.head("/healthz/deep").status_code == 200
+    FetchRun.objects.all().delete()
+    assert client.head("/healthz/deep").status_code == 503
+
+
 def test_healthz_answers_503_when_redis_is_unreachable(client, settings):
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
 

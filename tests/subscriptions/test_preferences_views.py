@@ -124,6 +124,12 @@ def test_delete_asks_first_then_erases(client, subscriber):
     assert Suppression.objects.get().email_hash == email_hash("ada@example.org")
 
 
+def test_head_on_the_delete_page_deletes_nothing(client, subscriber):
+    response = client.head(reverse("subscriptions:delete", args=[token_of(subscriber)]))
+    assert response.status_code == 200
+    assert Subscriber.objects.filter(pk=subscriber.pk).exists()
+
+
 def test_after_deletion_the_link_is_dead_but_friendly(client, subscriber):
     path = preferences_path(subscriber)
     client.post(reverse("subscriptions:delete", args=[token_of(subscriber)]))

@@ -37,6 +37,14 @@ def test_the_signup_page_is_at_the_root_and_at_subscribe(client, path):
     assert reverse("subscriptions:subscribe") == "/subscribe/"
 
 
+@pytest.mark.parametrize("path", ["/", "/subscribe/", "/subscribe/check-your-inbox/", "/subscribe/resend/"])
+def test_head_answers_like_get_without_a_body_and_changes_nothing(client, path):
+    response = client.head(path)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert not Subscriber.objects.exists() and not mail.outbox
+
+
 def test_every_visible_field_has_a_label(client):
     html = client.get("/").content.decode()
     ids = re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', html)
