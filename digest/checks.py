@@ -1,7 +1,10 @@
-"""System checks for settings the digest depends on."""
+"""System checks for settings the digest and its pages depend on."""
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
+from django.core.checks import Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from .esp import anymail_esp
 
@@ -46,3 +49,25 @@ def postmark_digest_stream_set(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register(Tags.staticfiles, deploy=True)
+def static_files_manifest_present(app_configs, **kwargs):
+    """With a manifest storage every page's ``{% static %}`` raises until collectstatic has written it."""
+    backend = import_string(settings.STORAGES["staticfiles"]["BACKEND"])
+    if not issubclass(backend, ManifestFilesMixin):
+        return []
+    try:
+        present = staticfiles_storage.manifest_storage.exists(backend.manifest_name)
+    except ImproperlyConfigured:  # no STATIC_ROOT to look in
+        present = False
+    if present:
+        return []
+    return [
+        Warning(
+            f"The static files manifest ({backend.manifest_name}) is missing from STATIC_ROOT "
+            f"({settings.STATIC_ROOT}): every HTML page will answer 500 until it is written.",
+            hint="Run manage.py collectstatic with the settings the web process has.",
+            id="digest.W004",
+        )
+    ]

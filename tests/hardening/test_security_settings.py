@@ -82,8 +82,11 @@ def https_client(**kwargs):
 # --- check --deploy and the settings themselves ---------------------------------------
 
 
-def test_check_deploy_is_clean_with_production_settings():
-    result = run_python(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **PRODUCTION_ENV)
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    env = {**PRODUCTION_ENV, "STATIC_ROOT": str(tmp_path)}
+    collected = run_python(["manage.py", "collectstatic", "--noinput", "-v", "0"], **env)  # the build step
+    assert collected.returncode == 0, collected.stderr
+    result = run_python(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
