@@ -69,6 +69,20 @@ def test_dashboard_draws_its_charts_as_inline_svg_without_any_cdn(staff_client, 
     assert not re.search(r"""(src|href)="(https?:)?//(?!arxiv\.org|huggingface\.co)""", html)
 
 
+def test_a_top_paper_without_any_url_is_shown_as_plain_text_not_a_link_to_the_dashboard(staff_client, wednesday):
+    unlinked = PaperFactory(title="Notes without a home page", arxiv_url="", hf_url="")
+    linked = PaperFactory(title="Notes on Hugging Face", hf_url="https://huggingface.co/papers/2611.00001")
+    reader = SubscriberFactory()
+    Feedback.objects.create(subscriber=reader, paper=unlinked, vote=1)
+    Feedback.objects.create(subscriber=reader, paper=linked, vote=1)
+
+    html = staff_client.get("/admin/dashboard/").content.decode()
+
+    assert 'href=""' not in html
+    assert "<td>Notes without a home page</td>" in html
+    assert '<a href="https://huggingface.co/papers/2611.00001" rel="noreferrer">Notes on Hugging Face</a>' in html
+
+
 def test_subscribers_over_time_follow_each_subscribers_timestamps(wednesday):
     SubscriberFactory(
         status="unsubscribed", created_at=days_ago(10), confirmed_at=days_ago(9), unsubscribed_at=days_ago(2)
