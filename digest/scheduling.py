@@ -36,6 +36,17 @@ def local_now(tz_name, now):
         return now.astimezone(ZoneInfo("UTC"))
 
 
+def due_now(subscriber, now=None):
+    """Whether the beat's next tick (within a quarter of an hour) sends ``subscriber`` the
+    current edition of their cadence: the rule of ``due_subscriber_ids``, for one reader."""
+    now = now or timezone.now()
+    edition = current_edition(subscriber.frequency, now)
+    if edition is None or Delivery.objects.filter(edition=edition, subscriber=subscriber).exists():
+        return False
+    local = local_now(subscriber.timezone, now)
+    return local.date() > edition.date or (local.date() == edition.date and local.hour >= subscriber.send_hour)
+
+
 def active_readers_of(cadence):
     """The active subscribers of ``cadence`` (``time_zones_in_use`` writes the same in SQL)."""
     return Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, frequency=cadence)

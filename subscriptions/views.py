@@ -21,6 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
+from digest.scheduling import due_now
+
 from . import services
 from .forms import PreferencesForm, ResendForm, SignupForm
 from .ratelimits import client_ip, email_key, email_rate, ip_rate
@@ -138,6 +140,7 @@ def _confirmed(request, subscriber, already):
         "subscriber": subscriber,
         "already": already,
         "preferences_url": services.preferences_path(subscriber),
+        "first_digest_due_now": subscriber.is_active and due_now(subscriber),
     }
     return render(request, "subscriptions/confirmed.html", context)
 
@@ -193,7 +196,7 @@ def pause(request, token, subscriber):
 @_preferences_subscriber
 def resume(request, token, subscriber):
     if services.resume(subscriber):
-        messages.success(request, "Welcome back: your digests start again with the next edition.")
+        messages.success(request, "Welcome back: your digests start again.")
     return redirect("subscriptions:preferences", token)
 
 

@@ -166,3 +166,30 @@ def test_each_beat_tick_claims_and_sends_only_who_is_due_and_never_twice(mailout
     assert (first, again, later) == (1, 0, 1)
     assert [m.to[0] for m in mailoutbox] == [london.email, new_york.email]
     assert Delivery.objects.filter(status="sent").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (at(2026, 11, 18, 11, 59), False),  # 06:59 in New York, the edition's day: not yet
+        (at(2026, 11, 18, 12, 0), True),  # 07:00 there
+        (at(2026, 11, 21, 9, 0), True),  # Saturday 04:00 there: Friday's edition, whatever the hour
+    ],
+)
+def test_one_reader_is_due_now_by_the_same_rule_as_the_beats(moment, expected):
+    reader = SubscriberFactory(timezone="America/New_York", send_hour=7)
+    EditionFactory(date=date(2026, 11, 18) if moment.day == 18 else date(2026, 11, 20), cadence="daily")
+    with time_machine.travel(moment, tick=False):
+        edition = current_edition("daily")
+        assert scheduling.due_now(reader) is expected
+        assert (reader.pk in due(edition, moment)) is expected
+
+
+def test_a_reader_is_not_due_now_without_an_edition_or_once_they_have_it():
+    reader = SubscriberFactory(timezone="UTC", send_hour=7)
+    moment = at(2026, 11, 18, 9, 0)
+    assert scheduling.due_now(reader, moment) is False
+    edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    assert scheduling.due_now(reader, moment) is True
+    claim_deliveries(edition, [reader.pk])
+    assert scheduling.due_now(reader, moment) is False

@@ -110,3 +110,21 @@ def test_confirm_pages_are_not_cached_or_indexed(client, pending):
     response = client.get(confirm_path(pending))
     assert "no-store" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
     assert 'name="robots" content="noindex"' in response.content.decode()
+
+
+def test_the_confirmed_page_says_the_first_digest_is_on_its_way_when_the_reader_is_due_now(client, pending):
+    from datetime import UTC, date, datetime
+
+    import time_machine
+
+    from tests.factories import EditionFactory
+
+    Subscriber.objects.filter(pk=pending.pk).update(timezone="UTC", send_hour=7)
+    EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    with time_machine.travel(datetime(2026, 11, 18, 6, 0, tzinfo=UTC), tick=False):
+        early = client.post(confirm_path(pending)).content.decode()
+    Subscriber.objects.filter(pk=pending.pk).update(status="pending", confirmed_at=None)
+    with time_machine.travel(datetime(2026, 11, 18, 9, 0, tzinfo=UTC), tick=False):
+        late = client.post(confirm_path(pending)).content.decode()
+    assert "arrives at 07:00 (UTC)" in early and "on its way" not in early
+    assert "on its way: the latest edition, within a quarter of an hour" in late
