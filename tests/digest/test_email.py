@@ -155,3 +155,12 @@ def test_paper_blocks_are_rendered_once_per_edition_for_all_readers():
     assert render_block.call_count == len(ranked)
     assert len({d.html for d in digests}) == 3  # still each reader's own email
     assert all(reader.email in d.html for reader, d in zip(readers, digests))
+
+
+def test_a_paper_without_links_has_no_empty_links_block(mailoutbox):
+    PaperFactory(title="A paper from the bundled corpus", arxiv_id="", arxiv_url="", pdf_url="", upvotes=500)
+    message, _ = sent_digest(mailoutbox, interests="", max_papers=20)
+    html = html_part(message)
+    item = html.split("A paper from the bundled corpus")[1].split("More like this")[0]
+    assert 'class="links"' not in item
+    assert html.count('class="links"') == html.count("arxiv.org/pdf/") > 0
