@@ -40,3 +40,27 @@ class EditionFactory(factory.django.DjangoModelFactory):
 
     cadence = Cadence.DAILY
     date = factory.LazyFunction(lambda: timezone.localdate())
+
+
+class PaperSignalFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "papers.PaperSignal"
+
+    paper = factory.SubFactory(PaperFactory)
+    date = factory.LazyFunction(lambda: timezone.localdate())
+    upvotes = 10
+    num_comments = 1
+    github_stars = 5
+
+
+class FetchRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "papers.FetchRun"
+
+    source = "hf"
+    status = "ok"
+    started_at = factory.LazyFunction(timezone.now)
+    finished_at = factory.LazyAttribute(lambda run: run.started_at)
+    created = 12
+    updated = 3
+    unchanged = 40
