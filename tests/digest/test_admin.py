@@ -234,3 +234,114 @@ def test_an_editions_delete_confirmation_names_its_ranked_papers_without_a_query
     assert label == f"#1 of edition {edition.pk}: paper {top.paper_id}"
     assert queries_for_one == 1
     assert label in html and "EditionPaper object" not in html
+
+
+def edition_of(count):
+    """An edition of ``count`` papers, ranked as built (each one a day before the last one made)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from digest.models import Edition
+    from papers.models import Paper
+    from tests.factories import EditionFactory
+
+    edition = EditionFactory(date=timezone.localdate() - timedelta(days=Edition.objects.count()))
+    papers = Paper.objects.bulk_create(PaperFactory.build_batch(count))
+    EditionPaper.objects.bulk_create([
+        EditionPaper(edition=edition, paper=paper, rank=rank, trending_score=1 / rank, trending_reason="new today")
+        for rank, paper in enumerate(papers, start=1)
+    ])
+    return edition
+
+
+def change_page_of(admin_client, edition):
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(f"/admin/digest/edition/{edition.pk}/change/")
+    assert response.status_code == 200
+    return response.content.decode(), len(queries)
+
+
+def test_an_editions_page_takes_as_many_queries_for_thirty_papers_as_for_three(admin_client):
+    few, few_queries = change_page_of(admin_client, edition_of(3))
+    many, many_queries = change_page_of(admin_client, edition_of(30))
+    assert many.count('type="checkbox" name="entries-') == 30
+    assert many_queries == few_queries
+
+
+def test_an_editions_page_is_a_compact_row_per_paper_linking_to_the_paper(admin_client):
+    few, _ = change_page_of(admin_client, edition_of(3))
+    edition = edition_of(30)
+    many, _ = change_page_of(admin_client, edition)
+
+    per_row = (len(many.encode()) - len(few.encode())) / 27
+    top = edition.entries.select_related("paper").get(rank=1)
+    assert per_row < 500  # the stock tabular inline: about 1,500 bytes
+    assert f'<a href="/admin/papers/paper/{top.paper_id}/change/">{top.paper.title}</a>' in many
+    assert "<select" not in many and "entries-0-edition" not in many
+
+
+def page_inputs(html):
+    import re
+
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+
+def test_a_paper_is_pulled_from_and_put_back_in_a_full_size_edition(admin_client):
+    from digest.editions import EDITION_SIZE_LIMIT
+
+    edition = edition_of(EDITION_SIZE_LIMIT)
+    url = f"/admin/digest/edition/{edition.pk}/change/"
+    page, _ = change_page_of(admin_client, edition)
+    entries = page_inputs(page)
+    pulled_rank = 7
+
+    pulled = admin_client.post(url, {**entries, f"entries-{pulled_rank - 1}-pulled": "on"})
+    after_pull = set(edition.entries.filter(pulled=True).values_list("rank", flat=True))
+    put_back = admin_client.post(url, page_inputs(change_page_of(admin_client, edition)[0]))
+
+    assert pulled.status_code == put_back.status_code == 302
+    assert after_pull == {pulled_rank}
+    assert not edition.entries.filter(pulled=True).exists()
+
+
+def test_saving_an_editions_page_takes_as_many_queries_for_thirty_papers_as_for_three(admin_client):
+    def queries_to_pull_one(count):
+        edition = edition_of(count)
+        page, _ = change_page_of(admin_client, edition)
+        with CaptureQueriesContext(connection) as queries:
+            saved = admin_client.post(f"/admin/digest/edition/{edition.pk}/change/",
+                                      {**page_inputs(page), "entries-1-pulled": "on"})
+        assert saved.status_code == 302
+        assert list(edition.entries.filter(pulled=True).values_list("rank", flat=True)) == [2]
+        return len(queries)
+
+    assert queries_to_pull_one(30) == queries_to_pull_one(3)
+
+
+def test_an_entry_gone_from_the_edition_since_the_page_was_shown_is_reported_not_saved(admin_client):
+    edition = edition_of(3)
+    page, _ = change_page_of(admin_client, edition)
+    edition.entries.get(rank=2).delete()
+
+    response = admin_client.post(f"/admin/digest/edition/{edition.pk}/change/",
+                                 {**page_inputs(page), "entries-0-pulled": "on"})
+
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    assert not edition.entries.filter(pulled=True).exists()
+
+
+def test_staff_who_may_only_view_editions_see_whether_papers_are_pulled_without_a_checkbox(client):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    edition = edition_of(2)
+    edition.entries.filter(rank=2).update(pulled=True)
+    viewer = get_user_model().objects.create_user("viewer", "viewer@example.org", "pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_edition", "view_editionpaper"]))
+    client.force_login(viewer)
+
+    page = client.get(f"/admin/digest/edition/{edition.pk}/change/").content.decode()
+
+    assert 'type="checkbox"' not in page and "Tick “pulled”" not in page
+    assert page.count("<td>no</td>") == 1 and page.count("<td>yes</td>") == 1
