@@ -22,6 +22,10 @@ ADMIN_PAGES = [
     "/admin/subscriptions/subscriber/import/",
     "/admin/digest/delivery/",
     "/admin/auth/user/",
+    "/admin/papers/paper/",
+    "/admin/papers/author/",
+    "/admin/papers/papersignal/",
+    "/admin/papers/fetchrun/",
 ]
 OFFSITE_TARGETS = [
     "https://evil.example/",

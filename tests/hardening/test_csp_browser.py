@@ -108,6 +108,8 @@ def test_public_pages_admin_and_dashboard_work_under_the_csp(browser_page, live_
         reverse("admin:subscriptions_subscriber_change", args=[reader.pk]),
         reverse("admin:subscriptions_subscriber_add"),
         reverse("admin:digest_edition_change", args=[edition.pk]),
+        reverse("admin:papers_paper_changelist"),
+        reverse("admin:papers_paper_change", args=[edition.entries.first().paper_id]),
         reverse("admin:digest_delivery_preview", args=[reader.pk]),
         reverse("admin:digest_delivery_email", args=[Delivery.objects.get(subscriber=reader).pk]),
     ]:

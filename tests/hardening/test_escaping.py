@@ -163,6 +163,11 @@ def test_the_admin_escapes_hostile_papers_and_subscriber_fields(client, reader, 
         reverse("admin:digest_delivery_preview", args=[reader.pk]): True,
         reverse("admin:subscriptions_subscriber_change", args=[reader.pk]): False,
         reverse("admin:subscriptions_subscriber_changelist"): False,
+        reverse("admin:papers_paper_changelist"): True,
+        reverse("admin:papers_paper_changelist") + "?q=eve": True,
+        reverse("admin:papers_paper_change", args=[paper.pk]): True,
+        reverse("admin:papers_author_change", args=[paper.authors.get(name=AUTHOR).pk]): True,
+        reverse("admin:papers_papersignal_changelist"): True,
     }
     for path, shows_title in pages.items():
         response = client.get(path)
