@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from more_itertools import chunked
 
-from config.paging import in_pages
+from config.paging import aggregate_per_key, in_pages
 from digest.emails import absolute_url, send_email
 
 from . import csv_io
@@ -123,12 +123,9 @@ def with_last_delivery(subscribers, chunk_size=500):
     from digest.models import Delivery
 
     for chunk in chunked(subscribers, chunk_size):
-        last = dict(
-            Delivery.objects.filter(subscriber_id__in=[subscriber.pk for subscriber in chunk])
-            .order_by()
-            .values("subscriber_id")
-            .annotate(at=Max("sent_at"))
-            .values_list("subscriber_id", "at")
+        last = aggregate_per_key(
+            Delivery.objects.filter(subscriber_id__in=[subscriber.pk for subscriber in chunk]),
+            "subscriber_id", "at", Max("sent_at"),
         )
         for subscriber in chunk:
             subscriber.last_delivery_at = last.get(subscriber.pk)
