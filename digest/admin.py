@@ -12,7 +12,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -91,9 +91,12 @@ class EditionAdmin(admin.ModelAdmin):
     readonly_fields = ["cadence", "date", "built_at"]
     inlines = [EditionPaperInline]
 
-    @admin.display(description="papers")
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(entry_count=Count("entries"))
+
+    @admin.display(description="papers", ordering="entry_count")
     def paper_count(self, edition):
-        return edition.entries.count()
+        return edition.entry_count
 
     @admin.display(description="public page")
     def public_page(self, edition):

@@ -345,3 +345,20 @@ def test_staff_who_may_only_view_editions_see_whether_papers_are_pulled_without_
 
     assert 'type="checkbox"' not in page and "Tick “pulled”" not in page
     assert page.count("<td>no</td>") == 1 and page.count("<td>yes</td>") == 1
+
+
+def test_the_edition_list_counts_each_editions_papers_without_a_query_each(admin_client):
+    def list_page():
+        with CaptureQueriesContext(connection) as queries:
+            response = admin_client.get("/admin/digest/edition/")
+        assert response.status_code == 200
+        return response.content.decode(), len(queries)
+
+    edition_of(3)
+    _, queries_for_one = list_page()
+    for size in (1, 2, 5):
+        edition_of(size)
+    html, queries_for_four = list_page()
+    assert queries_for_four == queries_for_one
+    cells = [cell.split("<")[0] for cell in html.split('class="field-paper_count">')[1:]]
+    assert sorted(cells) == ["1", "2", "3", "5"]
