@@ -152,7 +152,10 @@ class Delivery(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.edition} → subscriber {self.subscriber_id} ({self.status})"
+        # The edition by name when it is loaded, else by id: a reader's delete confirmation
+        # lists every delivery, and would read each one's edition.
+        edition = self.edition if Delivery.edition.is_cached(self) else f"edition {self.edition_id}"
+        return f"{edition} → subscriber {self.subscriber_id} ({self.status})"
 
     @staticmethod
     def reasons_of(ranked):

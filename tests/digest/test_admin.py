@@ -362,3 +362,22 @@ def test_the_edition_list_counts_each_editions_papers_without_a_query_each(admin
     assert queries_for_four == queries_for_one
     cells = [cell.split("<")[0] for cell in html.split('class="field-paper_count">')[1:]]
     assert sorted(cells) == ["1", "2", "3", "5"]
+
+
+def test_a_readers_delete_confirmation_lists_their_deliveries_without_a_query_each(admin_client):
+    reader = SubscriberFactory()
+
+    def confirmation_queries():
+        with CaptureQueriesContext(connection) as queries:
+            html = admin_client.get(f"/admin/subscriptions/subscriber/{reader.pk}/delete/").content.decode()
+        return html, len(queries)
+
+    Delivery.objects.create(subscriber=reader, edition=edition_of(1), status=Delivery.Status.SENT)
+    _, with_one = confirmation_queries()
+    for _ in range(4):
+        Delivery.objects.create(subscriber=reader, edition=edition_of(1), status=Delivery.Status.SENT)
+    html, with_five = confirmation_queries()
+    assert with_five == with_one
+    assert html.count(f"→ subscriber {reader.pk} (sent)") == 5
+    named = Delivery.objects.select_related("edition").filter(subscriber=reader).first()
+    assert str(named).startswith(str(named.edition))
