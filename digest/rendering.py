@@ -31,6 +31,7 @@ AUTHORS_SHOWN = 3
 SUBJECT_TITLE_LIMIT = 70
 # A full stop, ! or ? (maybe closing a quote or a bracket) and a space. Sentences may start in
 # lowercase ("tpSGD generalizes"), so what follows does not decide; the word before may.
+ITEM_INDENT = 4  # a text item's lines, under its rank (" 1. ", "10. ")
 SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)\]]))\s+")
 # Words that end in a full stop without ending the sentence ("e.g. the", "et al. propose").
 ABBREVIATIONS = frozenset({
@@ -187,7 +188,7 @@ def escape_attribute(value):
 @lru_cache(maxsize=8192)
 def why_paragraph(reason):
     """The plain-text why-line, wrapped: readers share a few thousand distinct reasons."""
-    return paragraph(f"Why: {reason}")
+    return paragraph(f"Why: {reason}", ITEM_INDENT)
 
 
 def json_string(value):
@@ -225,6 +226,7 @@ class BodyFormat:
     literal: object = str  # applied to each pre-rendered piece
     unescaped: object = str  # applied to a value no escaping changes (a link, a rank)
     join: object = "".join
+    rank_width: int = 0  # ranks right-aligned to this width, as the template's ``rjust`` writes them
 
     def escape(self, value, attribute):
         """``value`` escaped for an attribute or for text; as it is when no escaping changes it."""
@@ -241,7 +243,9 @@ class BodyFormat:
 
 
 HTML_BODY = BodyFormat("digest.html", "<!--{}-->", inline_html, escape_text, escape_attribute)
-TEXT_BODY = BodyFormat("digest.txt", "{}", str, str, str)  # the text template does not autoescape
+# The text template does not autoescape; its ranks line up (" 9." above "10.") over the
+# items' four-space indent.
+TEXT_BODY = BodyFormat("digest.txt", "{}", str, str, str, rank_width=2)
 
 
 def kept(cache, key, value):
@@ -284,7 +288,7 @@ class BodyPieces:
         self.frame_plans = {}
         self.reasons = {}
         self.shared = {}
-        self.ranks = [body.unescaped(str(n)) for n in range(21)]
+        self.ranks = [body.unescaped(str(n).rjust(body.rank_width)) for n in range(21)]
 
     def placeholder(self, name):
         return f"PB{self.nonce}S{name}E"
@@ -377,7 +381,9 @@ class BodyPieces:
     def ranks_through(self, rank):
         """The ranks as the items write them (``ranks[n]`` is rank ``n``), up to ``rank`` at least."""
         if rank >= len(self.ranks):
-            self.ranks += [self.body.unescaped(str(n)) for n in range(len(self.ranks), rank + 1)]
+            self.ranks += [
+                self.body.unescaped(str(n).rjust(self.body.rank_width)) for n in range(len(self.ranks), rank + 1)
+            ]
         return self.ranks
 
     def assemble(self, values, items, vote_base, verbatim=frozenset()):

@@ -164,3 +164,19 @@ def test_a_paper_without_links_has_no_empty_links_block(mailoutbox):
     item = html.split("A paper from the bundled corpus")[1].split("More like this")[0]
     assert 'class="links"' not in item
     assert html.count('class="links"') == html.count("arxiv.org/pdf/") > 0
+
+
+def test_the_text_items_line_up_under_their_ranks_past_nine(mailoutbox):
+    for i in range(12):
+        PaperFactory(title=f"Trending paper number {i}", upvotes=200 - i)
+    message, _ = sent_digest(mailoutbox, interests="", max_papers=20)
+    lines = message.body.splitlines()
+    ranked = [line for line in lines if line[:4].strip().rstrip(".").isdigit() and line[2:4] == ". "]
+    assert [line[:4] for line in ranked[:10]] == [f"{n:>2}. " for n in range(1, 11)]
+    title_at = {line[4:] for line in ranked}
+    for number, line in enumerate(lines):
+        if line in ranked:
+            following = lines[number + 1]
+            assert following.startswith("    ") and not following.startswith("     "), following
+    assert all(line.startswith("    More like this: ") for line in lines if "More like this" in line)
+    assert len(title_at) == len(ranked)
