@@ -18,8 +18,9 @@ import logging
 import re
 
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
-# key=value pairs; a value may be <bracketed> (message ids) or a bare token.
-KEY_VALUE_RE = re.compile(r"(?<![\w.])([a-z_][a-z0-9_]*)=(<[^>\s]*>|[^\s,;]+)")
+# key=value pairs; a value may be <bracketed> (message ids) or a bare token, which ends at a
+# space, a comma, a semicolon or a closing bracket ("(method=HEAD status=200)").
+KEY_VALUE_RE = re.compile(r"(?<![\w.])([a-z_][a-z0-9_]*)=(<[^>\s]*>|[^\s,;)\]]+)")
 REDACTED = "<email redacted>"
 RESERVED_FIELDS = {"time", "level", "logger", "message", "exception"}
 

@@ -90,6 +90,13 @@ def test_json_format_lifts_the_key_value_pairs_into_fields():
     )
 
 
+def test_json_format_ends_a_value_at_a_closing_bracket():
+    line = JsonFormatter().format(record("a response (method=%s status=%d); dropping [reason=%s]", "HEAD", 200, "rfc"))
+
+    event = json.loads(line)
+    assert (event["method"], event["status"], event["reason"]) == ("HEAD", "200", "rfc")
+
+
 def test_logging_settings_route_every_record_through_the_redacting_handler(settings):
     handler = settings.LOGGING["handlers"]["console"]
 
