@@ -8,6 +8,8 @@ class DigestConfig(AppConfig):
     def ready(self):
         from anymail.signals import tracking
 
+        from config import checks as deploy_checks  # noqa: F401  (registers the project's deploy checks)
+
         from . import checks  # noqa: F401  (registers the system checks)
         from .webhooks import record_tracking_event
 

@@ -32,6 +32,13 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://paperboy@127.0.0.1:5432/paperboy",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "WEBHOOK_SECRET": "mailgun:webhook-password",
+    "EMAIL_URL": "smtp://relay.example.org:587",
+    "DEFAULT_FROM_EMAIL": "Paperboy <digest@mg.example.org>",
+    "EMAIL_LIST_ID": "Paperboy digest <digest.paperboy.example.org>",
+    "EMAIL_MESSAGE_ID_DOMAIN": "mg.example.org",
+    "EMAIL_UNSUBSCRIBE_MAILTO": "unsubscribe@mg.example.org",
+    "EMAIL_POSTAL_ADDRESS": "Example Lab, 2 Research Way, Cambridge",
+    "CONTACT_EMAIL": "hello@paperboy.example.org",
 }
 SECURITY_SETTINGS = [
     "SECURE_SSL_REDIRECT", "SECURE_PROXY_SSL_HEADER", "SECURE_HSTS_SECONDS",

@@ -1,0 +1,55 @@
+"""``check --deploy`` names the settings that fail silently in production."""
+
+import pytest
+from django.core.checks import run_checks
+
+IDENTITY = {
+    "DEFAULT_FROM_EMAIL": "Paperboy <digest@mg.example.org>",
+    "EMAIL_LIST_ID": "Paperboy digest <digest.paperboy.example.org>",
+    "EMAIL_MESSAGE_ID_DOMAIN": "mg.example.org",
+    "EMAIL_UNSUBSCRIBE_MAILTO": "unsubscribe@mg.example.org",
+    "EMAIL_POSTAL_ADDRESS": "Example Lab, 2 Research Way, Cambridge",
+    "CONTACT_EMAIL": "hello@paperboy.example.org",
+}
+
+
+def deploy_warnings():
+    return {message.id: message for message in run_checks(include_deployment_checks=True)
+            if message.id.startswith("config.")}
+
+
+@pytest.fixture
+def production(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+    settings.ESP, settings.EMAIL_URL = "mailgun", ""
+    for name, value in IDENTITY.items():
+        setattr(settings, name, value)
+    return settings
+
+
+def test_production_settings_raise_none_of_them(production):
+    assert deploy_warnings() == {}
+
+
+def test_no_redis_url_is_named(production):
+    production.REDIS_URL = ""
+    assert list(deploy_warnings()) == ["config.W001"]
+
+
+@pytest.mark.parametrize(("esp", "email_url", "warned"), [("", "", True), ("", "smtp://relay:587", False), ("postmark", "", False)])
+def test_no_email_transport_is_named(production, esp, email_url, warned):
+    production.ESP, production.EMAIL_URL = esp, email_url
+    assert ("config.W002" in deploy_warnings()) is warned
+
+
+@pytest.mark.parametrize("name", sorted(IDENTITY))
+def test_each_placeholder_address_is_named(production, name):
+    setattr(production, name, {"EMAIL_POSTAL_ADDRESS": "Paperboy, 1 Example Street, Cambridge"}.get(
+        name, "Paperboy <digest@paperboy.localhost>"))
+    warning = deploy_warnings()["config.W003"]
+    assert warning.msg.startswith(f"{name} still hold")
+
+
+def test_they_are_deploy_checks_only(settings):
+    settings.REDIS_URL, settings.ESP, settings.EMAIL_URL = "", "", ""
+    assert not [m for m in run_checks() if m.id.startswith("config.")]
