@@ -7,6 +7,7 @@ they have no delivery for that edition. Each time zone in use is read in
 pages by id: subscribers are never all loaded at once.
 """
 
+import enum
 from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,15 +37,26 @@ def local_now(tz_name, now):
         return now.astimezone(ZoneInfo("UTC"))
 
 
-def due_now(subscriber, now=None):
-    """Whether the beat's next tick (within a quarter of an hour) sends ``subscriber`` the
-    current edition of their cadence: the rule of ``due_subscriber_ids``, for one reader."""
+class NextDigest(enum.Enum):
+    """When a reader's next digest goes out (``next_digest``)."""
+
+    NOW = "now"  # at the beat's next tick, within a quarter of an hour
+    WITH_EDITION = "with_edition"  # as soon as the current edition is built
+    AT_SEND_HOUR = "at_send_hour"
+
+
+def next_digest(subscriber, now=None):
+    """When ``subscriber`` gets the current edition of their cadence, by the rule of
+    ``due_subscriber_ids`` for one reader: their local clock has passed their send hour on
+    the edition's date (or their date is past it), and they have not had it."""
     now = now or timezone.now()
     edition = current_edition(subscriber.frequency, now)
-    if edition is None or Delivery.objects.filter(edition=edition, subscriber=subscriber).exists():
-        return False
+    edition_day = edition.date if edition else edition_date_for(subscriber.frequency, timezone.localdate(now))
     local = local_now(subscriber.timezone, now)
-    return local.date() > edition.date or (local.date() == edition.date and local.hour >= subscriber.send_hour)
+    reached = local.date() > edition_day or (local.date() == edition_day and local.hour >= subscriber.send_hour)
+    if not reached or (edition and Delivery.objects.filter(edition=edition, subscriber=subscriber).exists()):
+        return NextDigest.AT_SEND_HOUR
+    return NextDigest.NOW if edition else NextDigest.WITH_EDITION
 
 
 def active_readers_of(cadence):

@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from digest.scheduling import due_now
+from digest.scheduling import next_digest
 
 from . import services
 from .forms import PreferencesForm, ResendForm, SignupForm
@@ -140,7 +140,7 @@ def _confirmed(request, subscriber, already):
         "subscriber": subscriber,
         "already": already,
         "preferences_url": services.preferences_path(subscriber),
-        "first_digest_due_now": subscriber.is_active and due_now(subscriber),
+        "first_digest": next_digest(subscriber).value if subscriber.is_active else "",
     }
     return render(request, "subscriptions/confirmed.html", context)
 

@@ -181,15 +181,17 @@ def test_one_reader_is_due_now_by_the_same_rule_as_the_beats(moment, expected):
     EditionFactory(date=date(2026, 11, 18) if moment.day == 18 else date(2026, 11, 20), cadence="daily")
     with time_machine.travel(moment, tick=False):
         edition = current_edition("daily")
-        assert scheduling.due_now(reader) is expected
+        now = scheduling.next_digest(reader) is scheduling.NextDigest.NOW
+        assert now is expected
         assert (reader.pk in due(edition, moment)) is expected
 
 
-def test_a_reader_is_not_due_now_without_an_edition_or_once_they_have_it():
+def test_a_reader_past_their_hour_gets_the_edition_once_it_is_built_and_only_once():
     reader = SubscriberFactory(timezone="UTC", send_hour=7)
     moment = at(2026, 11, 18, 9, 0)
-    assert scheduling.due_now(reader, moment) is False
+    assert scheduling.next_digest(reader, moment) is scheduling.NextDigest.WITH_EDITION
+    assert scheduling.next_digest(reader, at(2026, 11, 18, 6, 0)) is scheduling.NextDigest.AT_SEND_HOUR
     edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
-    assert scheduling.due_now(reader, moment) is True
+    assert scheduling.next_digest(reader, moment) is scheduling.NextDigest.NOW
     claim_deliveries(edition, [reader.pk])
-    assert scheduling.due_now(reader, moment) is False
+    assert scheduling.next_digest(reader, moment) is scheduling.NextDigest.AT_SEND_HOUR

@@ -126,5 +126,9 @@ def test_the_confirmed_page_says_the_first_digest_is_on_its_way_when_the_reader_
     Subscriber.objects.filter(pk=pending.pk).update(status="pending", confirmed_at=None)
     with time_machine.travel(datetime(2026, 11, 18, 9, 0, tzinfo=UTC), tick=False):
         late = client.post(confirm_path(pending)).content.decode()
+    Subscriber.objects.filter(pk=pending.pk).update(status="pending", confirmed_at=None)
+    with time_machine.travel(datetime(2026, 11, 19, 9, 0, tzinfo=UTC), tick=False):  # Thursday's not built yet
+        unbuilt = client.post(confirm_path(pending)).content.decode()
     assert "arrives at 07:00 (UTC)" in early and "on its way" not in early
     assert "on its way: the latest edition, within a quarter of an hour" in late
+    assert "comes as soon as the latest edition is out" in unbuilt
