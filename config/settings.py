@@ -164,6 +164,12 @@ ANYMAIL = {
     "WEBHOOK_SECRET": env("WEBHOOK_SECRET", default=""),
     "REQUESTS_TIMEOUT": env.float("ESP_TIMEOUT_SECONDS", default=30.0),
 }
+# Left empty, anymail would check each Mailgun event's signature against an empty key (the
+# signing key falls back to the API key), which anyone can compute; unset, Mailgun's webhooks
+# are refused (a 400) until a key is given, and sending through Mailgun says the key is missing.
+for _key in ("MAILGUN_WEBHOOK_SIGNING_KEY", "MAILGUN_API_KEY"):
+    if not ANYMAIL[_key]:
+        del ANYMAIL[_key]
 if ESP:
     EMAIL_BACKEND = f"anymail.backends.{ESP}.EmailBackend"
 elif EMAIL_URL:

@@ -218,3 +218,28 @@ def test_a_malformed_signature_block_behind_the_right_password_stores_nothing(re
     )
     assert response.status_code in (400, 500)
     assert not WebhookEvent.objects.exists()
+
+
+def test_without_a_signing_key_an_event_signed_with_an_empty_key_is_refused(settings, reader):
+    from django.conf import settings as live
+
+    settings.ANYMAIL = {k: v for k, v in live.ANYMAIL.items() if not k.startswith("MAILGUN_") or k == "MAILGUN_API_URL"}
+    settings.ANYMAIL["WEBHOOK_SECRET"] = f"{USER}:{PASSWORD}"
+    forged = webhooks.complaint("", reader.email, "20261120.1@mg.example.org")
+
+    assert post(forged).status_code == 400
+    assert WebhookEvent.objects.count() == 0
+    reader.refresh_from_db()
+    assert reader.status == "active"
+
+
+def test_empty_mailgun_keys_in_the_environment_are_left_out_of_the_settings():
+    import subprocess
+    import sys
+
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "print(sorted(k for k in settings.ANYMAIL if 'KEY' in k))")
+    env = {"DJANGO_SETTINGS_MODULE": "config.settings", "MAILGUN_WEBHOOK_SIGNING_KEY": "", "MAILGUN_API_KEY": "",
+           "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "[]"
