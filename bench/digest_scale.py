@@ -860,12 +860,12 @@ def report_workers(n, workers, runs):
         ratios.append(one[1] / many[1])
         if len(runs[1]) > 1:
             print(f"ROUND {r} one_worker_per_second={n / one[1]:.0f} per_second={n / many[1]:.0f} "
-                  f"ratio={ratios[-1]:.2f} {ratio_made_of(n, one, many)}")
+                  f"ratio={ratios[-1]:.3f} {ratio_made_of(n, one, many)}")
     ratios.sort()
     one_worker = median_run(runs[1])
     print(f"WORKERS workers={workers} per_second={n / median_run(runs[workers])[1]:.0f} "
-          f"one_worker_per_second={n / one_worker[1]:.0f} ratio={ratios[(len(ratios) - 1) // 2]:.2f}"
-          + (f" rounds={len(ratios)} lowest_ratio={ratios[0]:.2f}" if len(ratios) > 1 else "")
+          f"one_worker_per_second={n / one_worker[1]:.0f} ratio={ratios[(len(ratios) - 1) // 2]:.3f}"
+          + (f" rounds={len(ratios)} lowest_ratio={ratios[0]:.3f}" if len(ratios) > 1 else "")
           + f" one_worker_cores={one_worker[2]['host_busy_seconds'] / one_worker[1]:.2f}")
 
 
