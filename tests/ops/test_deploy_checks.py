@@ -3,14 +3,10 @@
 import pytest
 from django.core.checks import run_checks
 
-IDENTITY = {
-    "DEFAULT_FROM_EMAIL": "Paperboy <digest@mg.example.org>",
-    "EMAIL_LIST_ID": "Paperboy digest <digest.paperboy.example.org>",
-    "EMAIL_MESSAGE_ID_DOMAIN": "mg.example.org",
-    "EMAIL_UNSUBSCRIBE_MAILTO": "unsubscribe@mg.example.org",
-    "EMAIL_POSTAL_ADDRESS": "Example Lab, 2 Research Way, Cambridge",
-    "CONTACT_EMAIL": "hello@paperboy.example.org",
-}
+from config.checks import IDENTITY_SETTINGS
+from tests.hardening.test_security_settings import PRODUCTION_ENV
+
+IDENTITY = {name: PRODUCTION_ENV[name] for name in IDENTITY_SETTINGS}
 
 
 def deploy_warnings():
