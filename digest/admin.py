@@ -7,7 +7,6 @@ yet sent. Every change goes through ``digest.services``.
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -20,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from config.admin_filters import OneRowFilter
 from subscriptions.models import Subscriber
 
 from . import calls, services
@@ -118,29 +118,17 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
         return queryset.with_status(self.value()) if self.value() else queryset
 
 
-class ReaderFilter(admin.SimpleListFilter):
+class ReaderFilter(OneRowFilter):
     """One reader's rows (``?subscriber=<id>``, what a reader's admin page links to), named in
-    the sidebar by address. It offers no list of readers to pick from: there may be millions."""
+    the sidebar by address."""
 
     title = "subscriber"
     parameter_name = "subscriber"
+    related_model = Subscriber
+    name_missing = False
 
-    def lookups(self, request, model_admin):
-        reader = self.reader_id()
-        email = Subscriber.objects.filter(pk=reader).values_list("email", flat=True).first() if reader else None
-        return [(str(reader), email)] if email else []
-
-    def queryset(self, request, queryset):
-        reader = self.reader_id()
-        return queryset.filter(subscriber_id=reader) if reader else queryset
-
-    def reader_id(self):
-        value = self.value()
-        if value is None:
-            return None
-        if not value.isdigit():
-            raise IncorrectLookupParameters(f"not a subscriber id: {value!r}")
-        return int(value)
+    def rows_of(self, rows, reader_id):
+        return rows.filter(subscriber_id=reader_id)
 
 
 # Below this many rows (the planner's estimate) the ledger is counted exactly.

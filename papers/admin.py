@@ -13,13 +13,13 @@ page: what a column needs for the page's rows comes in one query, and no list sh
 """
 
 from django.contrib import admin
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Count, Max, Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from config.admin_filters import OneRowFilter
 from config.paging import aggregate_per_key
 from digest.models import BlockedPaper, EditionPaper
 
@@ -65,32 +65,6 @@ def papers_matching(term):
 
 def paper_link(paper):
     return format_html('<a href="{}">{}</a>', reverse("admin:papers_paper_change", args=[paper.pk]), paper)
-
-
-class OneRowFilter(admin.SimpleListFilter):
-    """The rows of one paper or author (``?<parameter_name>=<id>``, what the related pages link
-    to), named in the sidebar. It offers no list to pick from: there may be hundreds of thousands."""
-
-    related_model = None
-
-    def lookups(self, request, model_admin):
-        chosen = self.chosen_id()
-        if chosen is None:
-            return []
-        row = self.related_model.objects.filter(pk=chosen).first()
-        return [(str(chosen), str(row) if row else f"no {self.title} {chosen}")]
-
-    def queryset(self, request, queryset):
-        chosen = self.chosen_id()
-        return queryset if chosen is None else self.rows_of(queryset, chosen)
-
-    def chosen_id(self):
-        value = self.value()
-        if value is None:
-            return None
-        if not value.isdigit():
-            raise IncorrectLookupParameters(f"not a {self.title} id: {value!r}")
-        return int(value)
 
 
 class AuthorFilter(OneRowFilter):
