@@ -213,7 +213,7 @@ def send_preview_digest(subscriber):
 
 def latest_edition_sample(limit=5):
     """The top papers of the latest daily edition, for the signup page."""
-    edition = Edition.objects.filter(cadence=Cadence.DAILY).order_by("-date").first()
+    edition = latest_edition(Cadence.DAILY)
     if edition is None:
         return []
     entries = (
@@ -295,7 +295,7 @@ def recommendation_pool(pool, cadence=Cadence.DAILY, day=None):
     if pool == "all":
         papers = Paper.objects.filter(withdrawn_at__isnull=True, block__isnull=True)
         return ranked_candidates(papers, cadence, day, timezone.now(), limit=None)
-    edition = Edition.objects.filter(cadence=cadence).order_by("-date").first()
+    edition = latest_edition(cadence)
     return edition_entries(edition) if edition is not None else edition_candidates(cadence, day)
 
 
