@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import InvalidHeader, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
@@ -32,7 +32,13 @@ class CappedRetry(Retry):
         return retry
 
     def get_retry_after(self, response):
-        seconds = super().get_retry_after(response)
+        """The wait the server asks for, capped; None (the usual backoff) when its
+        ``Retry-After`` is neither seconds nor a date, which urllib3 would raise on,
+        failing a retryable 503 at once."""
+        try:
+            seconds = super().get_retry_after(response)
+        except InvalidHeader:
+            return None
         return None if seconds is None else min(seconds, self.max_retry_after)
 
 

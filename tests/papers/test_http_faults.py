@@ -84,6 +84,17 @@ def test_rate_limit_waits_for_retry_after_capped(fixture_bytes, settings):
     assert 0.3 <= elapsed < 3
 
 
+def test_an_unreadable_retry_after_falls_back_to_the_usual_backoff(fixture_bytes, settings):
+    script = [
+        reply(503, headers={"Retry-After": "soon"}),
+        reply(200, fixture_bytes("hf", "daily_papers.json")),
+    ]
+    with ScriptedServer(script) as server:
+        settings.HF_API_URL = server.url + "/api/daily_papers"
+        report = fetch_from_source("hf")
+    assert report.created == 4 and len(server.requests) == 2
+
+
 @responses.activate
 def test_error_object_instead_of_a_list_fails_whole(fixture_bytes):
     responses.get(HF_API, body=fixture_bytes("hf", "error_object.json"), status=200)
