@@ -140,10 +140,11 @@ class HttpClient:
 def http_problem(response, shown):
     problem = f"HTTP {response.status_code} {response.reason or ''}".rstrip() + f" from {shown}"
     if response.status_code == 429:
-        retry_after = response.headers.get("Retry-After")
+        retry_after = (response.headers.get("Retry-After") or "").strip()
         problem = f"rate limited ({problem})"
         if retry_after:
-            problem += f"; the server asks to retry after {retry_after} s"
+            wait = f"{retry_after} s" if retry_after.isdigit() else retry_after  # or an HTTP date
+            problem += f"; the server asks to retry after {wait}"
     return problem
 
 

@@ -66,6 +66,12 @@ def test_rate_limit_persisting_names_the_retry_after():
     assert "rate limited (HTTP 429" in message and "retry after 120 s" in message
 
 
+@responses.activate
+def test_rate_limit_with_a_retry_after_date_names_the_date_not_seconds():
+    responses.get(HF_API, status=429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    assert failure_of("hf").endswith("; the server asks to retry after Wed, 21 Oct 2015 07:28:00 GMT")
+
+
 def test_rate_limit_waits_for_retry_after_capped(fixture_bytes, settings):
     """A real socket: urllib3 honours Retry-After (capped by settings) before the retry."""
     settings.HTTP_MAX_RETRY_AFTER_SECONDS = 0.3
