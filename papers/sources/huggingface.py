@@ -32,6 +32,9 @@ HF_PAPER_URL = "https://huggingface.co/papers/{}"
 ARXIV_ABS_URL = "https://arxiv.org/abs/{}"
 PAGE_SIZE = 100  # the API's largest page
 MAX_PAGES = 10
+# The page is UTF-8 (its Content-Type says so). Without this, a page whose <meta charset>
+# is missing or comes late is read as Latin-1 by libxml2, and every non-ASCII name garbled.
+HTML_PARSER = lxml.html.HTMLParser(encoding="utf-8")
 
 
 class HuggingFaceSource(Source):
@@ -107,7 +110,7 @@ class HuggingFacePageSource(HuggingFaceSource):
 
     def parse(self, payload):
         try:
-            document = lxml.html.fromstring(payload)
+            document = lxml.html.fromstring(payload, parser=HTML_PARSER)
         except (lxml.etree.ParserError, ValueError) as exc:
             raise self.error(f"not an HTML page: {exc}") from None
         nodes = document.xpath('//*[@data-target="DailyPapers"][@data-props]')

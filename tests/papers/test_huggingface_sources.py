@@ -96,6 +96,13 @@ def test_papers_page_data_props_give_the_same_records_as_the_api(fixture_bytes):
     assert page.records == api.records[:3]
 
 
+def test_papers_page_is_read_as_utf8_even_without_a_meta_charset(fixture_bytes):
+    page = fixture_bytes("hf", "papers_page.html").replace(b'<meta charset="utf-8">', b"")
+    moe = HuggingFacePageSource().parse(page).records[0]
+    assert moe.author_names == ["Zoë Müller", "Jiří Novák", "李明"]
+    assert moe.organization == "ETH Zürich"
+
+
 @pytest.mark.parametrize(
     "payload, problem",
     [
