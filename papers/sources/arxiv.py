@@ -136,9 +136,8 @@ class ArxivRssSource(ArxivSource):
         feed = feedparser.parse(
             io.BytesIO(payload), sanitize_html=False, resolve_relative_uris=False
         )
-        if feed.get("bozo") and not isinstance(
-            feed.get("bozo_exception"), feedparser.CharacterEncodingOverride
-        ):
+        if feed.get("bozo"):  # including bytes not in the declared encoding, which feedparser
+            # would otherwise decode as whatever legacy charset fits, garbling every name
             raise self.error(f"invalid XML (truncated or corrupt response): {feed.bozo_exception}")
         if not (feed.get("version") or "").startswith("rss"):
             raise self.error("the response is not an arXiv RSS feed")

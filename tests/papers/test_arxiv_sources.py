@@ -78,6 +78,12 @@ def test_unusable_api_responses_raise_naming_the_source(fixture_bytes, fixture, 
     assert str(caught.value).startswith(problem)
 
 
+def test_rss_feed_with_bytes_not_in_its_declared_encoding_is_refused_not_garbled(fixture_bytes):
+    stray_byte = fixture_bytes("arxiv", "rss_weekday.xml").replace(b"Broken.", b"Broken \xff.")
+    with pytest.raises(SourceError, match="declared as utf-8, but parsed as iso-8859-2"):
+        ArxivRssSource().parse(stray_byte)
+
+
 def test_empty_body_is_not_an_empty_feed():
     with pytest.raises(SourceError, match="arxiv-rss: the response is not an arXiv RSS feed"):
         ArxivRssSource().parse(b"")
