@@ -72,11 +72,13 @@ class HuggingFaceApiSource(HuggingFaceSource):
                 params["date"] = date.isoformat()
             items = self.decode(client.get(settings.HF_API_URL, params=params))
             parsed = self.parse_papers(items)
+            keys = {record.key for record in parsed.records}
+            if page and keys <= seen:  # paging ignored: this page repeats one already read
+                break
             batch.extend(parsed)
             if on_progress:
                 on_progress("download", len(batch.records) + len(batch.skipped), None)
-            keys = {record.key for record in parsed.records}
-            if len(items) < PAGE_SIZE or keys <= seen:  # last page, or paging ignored
+            if len(items) < PAGE_SIZE:  # the last page
                 break
             seen |= keys
         return batch

@@ -130,3 +130,11 @@ def test_hf_stops_when_paging_is_ignored():
     responses.get(HF_API, json=hf_items(0, 100))  # every page the same
     assert fetch_from_source("hf").created == 100
     assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_page_repeated_by_an_api_ignoring_paging_is_not_counted_as_duplicates():
+    responses.get(HF_API, json=hf_items(0, 100))  # every page the same
+    report = fetch_from_source("hf")
+    assert (report.fetched, report.skipped) == (100, [])
+    assert FetchRun.objects.get().skipped == 0
