@@ -141,14 +141,13 @@ def parse_item(item):
     paper = item.get("paper")
     if not isinstance(paper, dict):
         raise SkipItem("no paper object")
-    arxiv_id, version = parse_paper_id(paper.get("id"))
+    arxiv_id = parse_paper_id(paper.get("id"))
     title = clean_text(paper.get("title") or item.get("title"))
     if not title:
         raise SkipItem("no title")
     names = author_names(paper.get("authors"))
     return PaperRecord(
         key=arxiv_id,
-        version=version,
         title=title,
         abstract=clean_text(paper.get("summary") or item.get("summary")),
         author_names=names or None,
@@ -170,11 +169,17 @@ def parse_item(item):
 
 
 def parse_paper_id(value):
+    """The canonical arXiv id of ``paper.id``, without a version suffix (2401.01234v2).
+
+    The records stay unversioned: Hugging Face's title, abstract and authors (hidden ones
+    left out) are its own, not that arXiv version's, so they only fill blanks. Carrying
+    the version, they replaced arXiv's text at the same version, and the next arXiv fetch
+    put it back, every day.
+    """
     match = ARXIV_ID_RE.fullmatch(value) if isinstance(value, str) else None
     if not match:
         raise SkipItem(f"paper.id is not an arXiv id: {value!r}")
-    version = match.group("version")
-    return match.group("id"), int(version) if version else None
+    return match.group("id")
 
 
 def author_names(authors):

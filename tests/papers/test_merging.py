@@ -1,5 +1,6 @@
 """One row per paper, whichever sources report it and in whatever order."""
 
+import json
 from datetime import date
 
 import pytest
@@ -65,6 +66,31 @@ def test_an_unversioned_source_does_not_override_arxiv_text(replay):
     assert Paper.objects.get(arxiv_id="2501.08001").title == (
         "Sparse Mixture-of-Experts at Scale: Routing Without Tears"
     )
+
+
+def test_a_version_suffix_on_a_hf_id_does_not_make_hf_text_replace_arxiv_text(replay, tmp_path):
+    hf_v2 = tmp_path / "daily_papers.json"
+    hf_v2.write_text(
+        json.dumps(
+            [
+                {
+                    "paper": {
+                        "id": "2501.08001v2",
+                        "title": "Sparse MoE at Scale (as edited on Hugging Face)",
+                        "authors": [{"name": "Zoë Müller"}, {"name": "Jiří Novák", "hidden": True}],
+                        "upvotes": 90,
+                    }
+                }
+            ]
+        )
+    )
+    replay("arxiv", "arxiv", "api_page.xml")
+    fetch_from_source("hf", from_file=hf_v2)
+    paper = Paper.objects.get(arxiv_id="2501.08001")
+    assert paper.title == "Sparse Mixture-of-Experts at Scale: Routing Without Tears"
+    assert paper.author_names == ["Zoë Müller", "Jiří Novák", "李明"]
+    assert (paper.version, paper.upvotes) == (2, 90)
+    assert replay("arxiv", "arxiv", "api_page.xml").updated == 0  # nothing to put back
 
 
 def test_newer_version_updates_title_abstract_version_and_authors_in_place(replay):
