@@ -90,6 +90,9 @@ class HuggingFaceApiSource(HuggingFaceSource):
         try:
             data = json.loads(payload)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+            if payload.lstrip()[:1] == b"<":
+                problem = "expected JSON, got an HTML or XML page (an error page?)"
+                raise self.error(problem) from None
             raise self.error(f"invalid JSON (truncated or corrupt response): {exc}") from None
         if isinstance(data, dict) and "error" in data:
             raise self.error(f"API error: {clean_text(str(data['error']), 300)}")

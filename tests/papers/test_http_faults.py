@@ -108,6 +108,13 @@ def test_error_object_instead_of_a_list_fails_whole(fixture_bytes):
 
 
 @responses.activate
+def test_an_html_error_page_with_status_200_is_named_as_such_not_as_truncated_json():
+    page = b"<!DOCTYPE html><html><body><h1>We'll be right back</h1></body></html>"
+    responses.get(HF_API, body=page, status=200, content_type="text/html")
+    assert failure_of("hf") == "hf: expected JSON, got an HTML or XML page (an error page?)"
+
+
+@responses.activate
 def test_truncated_json_fails_whole(fixture_bytes):
     responses.get(HF_API, body=fixture_bytes("hf", "daily_papers_truncated.json"))
     assert "invalid JSON" in failure_of("hf")
