@@ -73,12 +73,12 @@ class HuggingFaceApiSource(HuggingFaceSource):
             items = self.decode(client.get(settings.HF_API_URL, params=params))
             parsed = self.parse_papers(items)
             keys = {record.key for record in parsed.records}
-            if page and keys <= seen:  # paging ignored: this page repeats one already read
+            if page and keys and keys <= seen:  # paging ignored: this page repeats one already read
                 break
             batch.extend(parsed)
             if on_progress:
                 on_progress("download", len(batch.records) + len(batch.skipped), None)
-            if len(items) < PAGE_SIZE:  # the last page
+            if len(items) < PAGE_SIZE or not keys:  # the last page, or nothing usable on it
                 break
             seen |= keys
         return batch

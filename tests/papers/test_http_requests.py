@@ -138,3 +138,12 @@ def test_a_page_repeated_by_an_api_ignoring_paging_is_not_counted_as_duplicates(
     report = fetch_from_source("hf")
     assert (report.fetched, report.skipped) == (100, [])
     assert FetchRun.objects.get().skipped == 0
+
+
+@responses.activate
+def test_a_later_page_of_unusable_items_is_reported_as_skipped_and_ends_paging():
+    responses.get(HF_API, json=hf_items(0, 100))
+    responses.get(HF_API, json=[{"paper": {"id": f"2502.{n:05d}"}} for n in range(100)])  # no titles
+    report = fetch_from_source("hf")
+    assert (report.created, len(report.skipped)) == (100, 100)
+    assert len(responses.calls) == 2
