@@ -11,7 +11,7 @@ from django.utils import timezone
 from .ingest import store_batch
 from .models import FetchRun
 from .sources import get_source
-from .sources.base import SourceError
+from .sources.base import SourceError, printable
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def fetch_from_source(name, *, date=None, categories=None, from_file=None, on_pr
         batch = source.load(
             date=date, categories=categories, from_file=from_file, on_progress=on_progress
         )
+        refuse_unreadable_batch(name, batch)
         stored = store_batch(batch.records, source, on_progress=on_progress)
     except Exception as exc:
         record_failed_run(name, started_at, exc)
@@ -68,6 +69,16 @@ def fetch_from_source(name, *, date=None, categories=None, from_file=None, on_pr
     report.run_id = record_run(report, started_at).pk
     log.info("fetched %s", report.summary())
     return report
+
+
+def refuse_unreadable_batch(name, batch):
+    """An answer with items but not one readable is the source's format changing, not a
+    quiet day: it fails, so that the fallback is tried and the health check sees it."""
+    if batch.skipped and not batch.records:
+        reason = printable(batch.skipped[0][1])  # a reason may quote the source's own bytes
+        count = len(batch.skipped)
+        items = "its one item" if count == 1 else f"any of its {count} items"
+        raise SourceError(name, f"could not read {items} (the first: {reason})")
 
 
 def parse_day(name, value):

@@ -315,8 +315,15 @@ def test_hf_fetch_of_hostile_items_stores_every_parsed_record_or_raises_source_e
     path.write_bytes(json_bytes(items))
     papers_before = Paper.objects.count()
 
-    report = fetch_from_source("hf", from_file=str(path))  # anything but SourceError fails the test
+    try:
+        report = fetch_from_source("hf", from_file=str(path))  # anything but SourceError fails the test
+    except SourceError as exc:  # only when not one item could be read: nothing is stored
+        assert str(exc).startswith("hf: could not read ")
+        assert Paper.objects.count() == papers_before
+        assert FetchRun.objects.order_by("-pk").first().status == "failed"
+        return
 
+    assert report.created + report.updated + report.unchanged > 0
     assert Paper.objects.count() - papers_before == report.created
     assert report.created + report.updated + report.unchanged + len(report.skipped) >= len(items)
     assert FetchRun.objects.filter(pk=report.run_id, status="ok").exists()

@@ -61,6 +61,29 @@ def test_hf_api_failure_falls_back_to_the_papers_page(settings, fixture_bytes):
 
 
 @responses.activate
+def test_an_api_answer_with_no_readable_item_fails_and_falls_back_to_the_papers_page(settings, fixture_bytes):
+    settings.PAPER_SOURCES = ["hf"]
+    changed_format = [{"paper": {"arxivId": f"2501.0800{n}", "name": "A title"}} for n in range(3)]
+    responses.get(HF_API, json=changed_format)
+    responses.get(HF_PAGE, body=fixture_bytes("hf", "papers_page.html"))
+    summary = fetch_configured_sources()
+    assert summary["hf"]["error"] == (
+        "hf: could not read any of its 3 items (the first: paper.id is not an arXiv id: None)"
+    )
+    assert FetchRun.objects.get(source="hf").status == "failed"
+    assert summary["hf-html"]["created"] == 3
+
+
+@responses.activate
+def test_an_empty_api_answer_is_a_quiet_day_not_a_failure(settings):
+    settings.PAPER_SOURCES = ["hf"]
+    responses.get(HF_API, json=[])
+    summary = fetch_configured_sources()
+    assert summary == {"hf": summary["hf"]} and summary["hf"]["created"] == 0
+    assert FetchRun.objects.get(source="hf").status == "ok"
+
+
+@responses.activate
 def test_no_fallback_when_the_api_works(settings, fixture_bytes):
     settings.PAPER_SOURCES = ["hf"]
     responses.get(HF_API, body=fixture_bytes("hf", "daily_papers.json"))

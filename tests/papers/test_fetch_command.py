@@ -89,7 +89,10 @@ def test_categories_reach_the_arxiv_query(monkeypatch):
 def test_a_hostile_item_id_is_echoed_escaped_on_one_line_in_the_output_and_the_log(tmp_path, caplog):
     hostile = "\x1b[31m2501.00001\n\u202eevil\udfff"
     path = tmp_path / "daily_papers.json"
-    path.write_text(json.dumps([{"paper": {"id": hostile, "title": "T", "upvotes": 1}}]))
+    path.write_text(json.dumps([
+        {"paper": {"id": "2501.00002", "title": "A readable paper", "upvotes": 1}},
+        {"paper": {"id": hostile, "title": "T", "upvotes": 1}},
+    ]))
 
     out = run("--source", "hf", "--from-file", str(path))
 
@@ -99,3 +102,14 @@ def test_a_hostile_item_id_is_echoed_escaped_on_one_line_in_the_output_and_the_l
     [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped item")]
     assert logged.startswith("skipped item source=hf key=\\x1b[31m2501.00001\\n\\u202eevil\\udfff reason=")
     assert logged.isprintable()
+
+
+def test_a_file_with_no_readable_item_fails_with_one_printable_line(tmp_path):
+    path = tmp_path / "daily_papers.json"
+    path.write_text(json.dumps([{"paper": {"id": "\x1b[31m\u202eevil", "title": "T"}}]))
+    with pytest.raises(CommandError) as caught:
+        run("--source", "hf", "--from-file", str(path))
+    message = str(caught.value)
+    assert message.startswith("hf: could not read its one item (the first: paper.id is not an arXiv id")
+    assert message.isprintable()
+    assert FetchRun.objects.get().status == "failed" and not Paper.objects.exists()
