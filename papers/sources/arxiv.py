@@ -9,6 +9,7 @@ least 3 seconds between calls: settings.ARXIV_MIN_INTERVAL_SECONDS.
 """
 
 import io
+import logging
 import re
 
 import feedparser
@@ -29,6 +30,7 @@ from .base import (
 )
 from .http import HttpClient
 
+log = logging.getLogger(__name__)
 ABS_URL = "https://arxiv.org/abs/{}"
 PDF_URL = "https://arxiv.org/pdf/{}"
 WITHDRAWN_RE = re.compile(
@@ -70,7 +72,7 @@ class ArxivApiSource(ArxivSource):
         client = self.client()
         query = search_query(categories or settings.ARXIV_CATEGORIES, date)
         limit = settings.ARXIV_MAX_RESULTS
-        batch, start = ParsedBatch(), 0
+        batch, start, asked_again = ParsedBatch(), 0, False
         while start < limit:
             params = {
                 "search_query": query,
@@ -80,9 +82,17 @@ class ArxivApiSource(ArxivSource):
                 "max_results": min(settings.ARXIV_PAGE_SIZE, limit - start),
             }
             page, total = self.parse_page(client.get(settings.ARXIV_API_URL, params=params))
-            batch.extend(page)
             received = len(page.records) + len(page.skipped)
+            if received == 0 and start < total:
+                # The API now and then answers a page empty that it fills when asked again.
+                if not asked_again:
+                    asked_again = True
+                    continue
+                log.warning("arxiv: the page from %d of %d results came back empty twice; "
+                            "keeping the %d read", start, total, start)
+            batch.extend(page)
             start += received
+            asked_again = False
             if on_progress:
                 on_progress("download", start, min(total, limit))
             if received == 0 or start >= total:

@@ -1,5 +1,6 @@
 """What the network sources ask for: URLs, parameters, pages, headers, pacing."""
 
+import re
 from datetime import date
 
 import pytest
@@ -53,6 +54,30 @@ def test_arxiv_pages_through_results_with_the_query(fixture_bytes, settings):
     assert "search_query=cat%3Acs.CL+OR+cat%3Acs.LG" in first
     assert "sortBy=submittedDate" in first and "sortOrder=descending" in first
     assert "start=0" in first and "max_results=2" in first and "start=2" in second
+
+
+def empty_page(fixture_bytes, name):
+    return re.sub(rb"<entry>.*?</entry>", b"", fixture_bytes("arxiv", name), flags=re.S)
+
+
+@responses.activate
+def test_arxiv_asks_again_for_a_page_the_api_answered_empty(fixture_bytes, settings):
+    settings.ARXIV_PAGE_SIZE = 2
+    responses.get(ARXIV_API, body=fixture_bytes("arxiv", "api_paged_1.xml"))
+    responses.get(ARXIV_API, body=empty_page(fixture_bytes, "api_paged_2.xml"))
+    responses.get(ARXIV_API, body=fixture_bytes("arxiv", "api_paged_2.xml"))
+    assert fetch_from_source("arxiv").created == 3
+    assert ["start=2" in call.request.url for call in responses.calls] == [False, True, True]
+
+
+@responses.activate
+def test_arxiv_keeps_what_it_read_when_a_page_comes_back_empty_twice(fixture_bytes, settings, caplog):
+    settings.ARXIV_PAGE_SIZE = 2
+    responses.get(ARXIV_API, body=fixture_bytes("arxiv", "api_paged_1.xml"))
+    responses.get(ARXIV_API, body=empty_page(fixture_bytes, "api_paged_2.xml"))
+    assert fetch_from_source("arxiv").created == 2
+    assert len(responses.calls) == 3
+    assert "arxiv: the page from 2 of 3 results came back empty twice; keeping the 2 read" in caplog.text
 
 
 @responses.activate
