@@ -192,6 +192,7 @@ HTTP_TIMEOUT_SECONDS = env.float("HTTP_TIMEOUT_SECONDS", default=20.0)
 HTTP_RETRIES = env.int("HTTP_RETRIES", default=3)  # per request, for 429/5xx, resets, timeouts
 HTTP_BACKOFF_SECONDS = env.float("HTTP_BACKOFF_SECONDS", default=1.0)  # doubles on each retry
 HTTP_MAX_RETRY_AFTER_SECONDS = env.float("HTTP_MAX_RETRY_AFTER_SECONDS", default=60.0)
+HTTP_MAX_RESPONSE_BYTES = env.int("HTTP_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)  # per answer, decompressed
 ARXIV_PAGE_SIZE = env.int("ARXIV_PAGE_SIZE", default=500)
 ARXIV_MAX_RESULTS = env.int("ARXIV_MAX_RESULTS", default=2000)  # per fetch, newest first
 

@@ -85,6 +85,25 @@ class BrokenBody(Exception):
     """The connection broke after the headers, while the body was being read."""
 
 
+class TooLarge(Exception):
+    """The body is larger than a source's answer can sensibly be."""
+
+
+def read_body(response, limit):
+    """The (decompressed) body of a streamed response, refused as soon as it passes
+    ``limit`` bytes: a runaway or hostile answer must not take the worker's memory."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"{int(declared):,} bytes declared")
+    chunks, size = [], 0
+    for chunk in response.iter_content(chunk_size=1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"{size:,} bytes read")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class HttpClient:
     """GETs for one source. ``min_interval`` spaces calls out (and backoff is never shorter)."""
 
@@ -116,9 +135,14 @@ class HttpClient:
                 time.sleep(self.backoff * 2**attempt)
 
     def get_once(self, url, params, shown):
+        limit = settings.HTTP_MAX_RESPONSE_BYTES
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout)
-            body = response.content  # read it all here, so a reset mid-body is caught too
+            with self.session.get(url, params=params, timeout=self.timeout, stream=True) as response:
+                if response.status_code >= 400:
+                    raise self.error(http_problem(response, shown))
+                body = read_body(response, limit)  # read it all here, so a reset mid-body is caught too
+        except TooLarge as exc:
+            raise self.error(f"the response is larger than {limit:,} bytes ({exc} or more; {shown})") from None
         except requests.exceptions.Timeout:
             raise self.error(f"timed out after {self.timeout:g} s ({shown})") from None
         except requests.exceptions.ChunkedEncodingError as exc:
@@ -129,8 +153,6 @@ class HttpClient:
             raise self.error(f"connection failed ({shown}): {describe(exc)}") from None
         except requests.exceptions.RequestException as exc:
             raise self.error(f"request failed ({shown}): {describe(exc)}") from None
-        if response.status_code >= 400:
-            raise self.error(http_problem(response, shown))
         return body
 
     def error(self, problem):

@@ -1,5 +1,7 @@
 """Network faults: each is one clear line naming the source, and nothing is written."""
 
+import gzip
+
 import pytest
 import responses
 from django.core.management import CommandError, call_command
@@ -185,3 +187,30 @@ def test_command_exits_non_zero_with_one_line(capsys):
     with pytest.raises(CommandError) as caught:
         call_command("fetch_papers", "--source", "hf")
     assert str(caught.value).startswith("hf: HTTP 500")
+
+
+def test_an_answer_declared_larger_than_the_limit_is_refused_unread(settings, fixture_bytes):
+    settings.HTTP_MAX_RESPONSE_BYTES = 1000
+    body = fixture_bytes("hf", "daily_papers.json")
+    with ScriptedServer([reply(200, body)]) as server:
+        settings.HF_API_URL = server.url + "/api/daily_papers"
+        message = failure_of("hf")
+    assert f"the response is larger than 1,000 bytes ({len(body):,} bytes declared or more;" in message
+    assert len(server.requests) == 1  # not retried
+
+
+def test_a_compressed_answer_is_refused_once_it_unpacks_past_the_limit(settings):
+    settings.HTTP_MAX_RESPONSE_BYTES = 1_000_000
+    bomb = gzip.compress(b"[" + b" " * 5_000_000 + b"]")  # 5 MB of JSON in about 5 KB
+    with ScriptedServer([reply(200, bomb, {"Content-Encoding": "gzip"})]) as server:
+        settings.HF_API_URL = server.url + "/api/daily_papers"
+        message = failure_of("hf")
+    assert len(bomb) < 10_000 and "the response is larger than 1,000,000 bytes" in message
+
+
+def test_an_answer_within_the_limit_lands(settings, fixture_bytes):
+    body = fixture_bytes("hf", "daily_papers.json")
+    settings.HTTP_MAX_RESPONSE_BYTES = len(body)
+    with ScriptedServer([reply(200, gzip.compress(body), {"Content-Encoding": "gzip"})]) as server:
+        settings.HF_API_URL = server.url + "/api/daily_papers"
+        assert fetch_from_source("hf").created == 4  # every item of the recorded answer
