@@ -3,12 +3,15 @@
 A subscriber is due for the current edition of their cadence when their
 local date has reached the edition's date, their local clock has reached
 their send hour (or their local date is already past the edition's), and
-they have no delivery for that edition. Each time zone in use is read in
-pages by id: subscribers are never all loaded at once.
+they have no delivery for that edition. West of the edition clock a
+reader's day ends after the clock has moved on to the next edition: while
+their local date is still the previous edition's, that edition is the one
+they are due for once their send hour comes (``due_editions``). Each time
+zone in use is read in pages by id: subscribers are never all loaded at once.
 """
 
 import enum
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import connection
@@ -30,6 +33,12 @@ def current_edition(cadence, now=None):
     return Edition.objects.filter(cadence=cadence, date=edition_date_for(cadence, today)).first()
 
 
+def previous_edition(cadence, now=None):
+    """The built edition of ``cadence`` before the current one at ``now``, if any."""
+    current_date = edition_date_for(cadence, timezone.localdate(now or timezone.now()))
+    return Edition.objects.filter(cadence=cadence, date=edition_date_for(cadence, current_date - timedelta(days=1))).first()
+
+
 def local_now(tz_name, now):
     try:
         return now.astimezone(ZoneInfo(tz_name))
@@ -46,17 +55,25 @@ class NextDigest(enum.Enum):
 
 
 def next_digest(subscriber, now=None):
-    """When ``subscriber`` gets the current edition of their cadence, by the rule of
-    ``due_subscriber_ids`` for one reader: their local clock has passed their send hour on
-    the edition's date (or their date is past it), and they have not had it."""
+    """When ``subscriber`` gets their next digest, by the rule of ``due_editions`` for one
+    reader: their local clock has passed their send hour on the current edition's date (or
+    their date is past it), or on the previous edition's while their date is still that
+    one's, and they have not had that edition."""
     now = now or timezone.now()
+    local = local_now(subscriber.timezone, now)
+    previous = previous_edition(subscriber.frequency, now)
+    if previous and local.date() == previous.date and local.hour >= subscriber.send_hour:
+        return NextDigest.AT_SEND_HOUR if has_delivery(previous, subscriber) else NextDigest.NOW
     edition = current_edition(subscriber.frequency, now)
     edition_day = edition.date if edition else edition_date_for(subscriber.frequency, timezone.localdate(now))
-    local = local_now(subscriber.timezone, now)
     reached = local.date() > edition_day or (local.date() == edition_day and local.hour >= subscriber.send_hour)
-    if not reached or (edition and Delivery.objects.filter(edition=edition, subscriber=subscriber).exists()):
+    if not reached or (edition and has_delivery(edition, subscriber)):
         return NextDigest.AT_SEND_HOUR
     return NextDigest.NOW if edition else NextDigest.WITH_EDITION
+
+
+def has_delivery(edition, subscriber):
+    return Delivery.objects.filter(edition=edition, subscriber=subscriber).exists()
 
 
 def active_readers_of(cadence):
@@ -64,13 +81,37 @@ def active_readers_of(cadence):
     return Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, frequency=cadence)
 
 
-def due_subscriber_ids(edition, now=None):
-    """Yield the ids of active subscribers due for ``edition`` at ``now``."""
+def due_editions(cadence, now=None):
+    """The built editions of ``cadence`` with readers due at ``now``, each with their ids:
+    ``(edition, ids)`` for the previous edition, then for the current one.
+
+    The edition clock moves on to the next edition at its own midnight, and its daily job
+    builds that edition a few hours later; a reader far enough west is then still in the
+    previous edition's day, their send hour to come (20:00 in Los Angeles is 04:00 UTC the
+    next day; 23:00 in Pago Pago is 10:00 UTC, after the next edition is built). They are
+    due for the previous edition when their hour comes on its date, and for the current one
+    on its date: one digest per edition, each at their hour. A reader whose date is past the
+    previous edition's is due for the current one only, so a newcomer never gets two at once.
+    """
+    now = now or timezone.now()
+    previous = previous_edition(cadence, now)
+    if previous is not None:
+        yield previous, due_subscriber_ids(previous, now, on_its_date_only=True)
+    current = current_edition(cadence, now)
+    if current is not None:
+        yield current, due_subscriber_ids(current, now)
+
+
+def due_subscriber_ids(edition, now=None, *, on_its_date_only=False):
+    """Yield the ids of active subscribers due for ``edition`` at ``now``.
+
+    ``on_its_date_only``: only those whose local date is the edition's (the previous
+    edition's readers, ``due_editions``)."""
     now = now or timezone.now()
     readers = active_readers_of(edition.cadence)
     for tz_name in time_zones_in_use(edition.cadence):
         local = local_now(tz_name, now)
-        if local.date() < edition.date:
+        if local.date() < edition.date or (on_its_date_only and local.date() > edition.date):
             continue
         in_zone = readers.filter(timezone=tz_name)
         if local.date() == edition.date:

@@ -14,7 +14,7 @@ from subscriptions.models import Subscriber
 from .editions import build_editions_for, get_or_build_edition, refuse_future
 from . import calls
 from .models import Cadence, Delivery, Edition, SendCall
-from .scheduling import current_edition, due_subscriber_ids, end_of_day
+from .scheduling import due_editions, end_of_day
 from .sending import (
     claim_deliveries,
     load_readers,
@@ -43,11 +43,8 @@ def enqueue_due_digests(now=None, *, dry_run=False, progress=None):
 
     now = now or timezone.now()
     enqueued = 0
-    for cadence in Cadence.values:
-        edition = current_edition(cadence, now)
-        if edition is None:
-            continue
-        due = due_subscriber_ids(edition, now)
+    editions = (pair for cadence in Cadence.values for pair in due_editions(cadence, now))
+    for edition, due in editions:
         for chunk in send_task_chunks(due, settings.DIGEST_SEND_BATCH_SIZE, settings.DIGEST_SEND_MIN_BATCH_SIZE):
             enqueued += len(chunk)
             if progress is not None:

@@ -1,14 +1,17 @@
 """Who is due when: each subscriber's own time zone and send hour, across DST changes."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from unittest import mock
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from digest import scheduling, services
-from digest.models import Delivery
+from digest import scheduling, services, tasks
+from digest.editions import edition_date_for
+from digest.models import Delivery, Edition
 from digest.scheduling import current_edition, due_subscriber_ids, time_zones_in_use, time_zones_in_use_by_orm
 from digest.sending import claim_deliveries
 from subscriptions.models import Subscriber
@@ -195,3 +198,87 @@ def test_a_reader_past_their_hour_gets_the_edition_once_it_is_built_and_only_onc
     assert scheduling.next_digest(reader, moment) is scheduling.NextDigest.NOW
     claim_deliveries(edition, [reader.pk])
     assert scheduling.next_digest(reader, moment) is scheduling.NextDigest.AT_SEND_HOUR
+
+
+def test_a_reader_whose_evening_falls_after_midnight_on_the_edition_clock_is_due_for_that_days_edition():
+    tuesday = EditionFactory(date=date(2026, 11, 17), cadence="daily")
+    los_angeles = SubscriberFactory(timezone="America/Los_Angeles", send_hour=20)  # UTC-8
+    now = at(2026, 11, 18, 4, 0)  # 20:00 on Tuesday there; Wednesday's edition is not built yet
+    assert dict((edition, set(ids)) for edition, ids in scheduling.due_editions("daily", now)) == {
+        tuesday: {los_angeles.pk}
+    }
+    assert scheduling.next_digest(los_angeles, now) is scheduling.NextDigest.NOW
+
+
+def test_a_reader_still_in_the_previous_editions_day_gets_it_at_their_hour_after_the_next_is_built():
+    tuesday = EditionFactory(date=date(2026, 11, 17), cadence="daily")
+    wednesday = EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    pago_pago = SubscriberFactory(timezone="Pacific/Pago_Pago", send_hour=23)  # UTC-11
+    before, at_hour = at(2026, 11, 18, 9, 59), at(2026, 11, 18, 10, 0)  # 22:59 and 23:00 on Tuesday there
+    assert scheduling.next_digest(pago_pago, before) is scheduling.NextDigest.AT_SEND_HOUR
+    assert [(e, list(ids)) for e, ids in scheduling.due_editions("daily", before)] == [(tuesday, []), (wednesday, [])]
+    assert scheduling.next_digest(pago_pago, at_hour) is scheduling.NextDigest.NOW
+    assert [(e, list(ids)) for e, ids in scheduling.due_editions("daily", at_hour)] == [
+        (tuesday, [pago_pago.pk]), (wednesday, [])
+    ]
+    claim_deliveries(tuesday, [pago_pago.pk])
+    assert scheduling.next_digest(pago_pago, at_hour) is scheduling.NextDigest.AT_SEND_HOUR
+
+
+def test_a_newcomer_past_the_previous_editions_day_is_not_sent_it_as_well_as_the_current_one():
+    EditionFactory(date=date(2026, 11, 17), cadence="daily")
+    wednesday = EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    utc = SubscriberFactory(timezone="UTC", send_hour=12)
+    now = at(2026, 11, 18, 10, 0)  # Wednesday 10:00: Tuesday's edition is over for them, Wednesday's at noon
+    assert {e: set(ids) for e, ids in scheduling.due_editions("daily", now)} == {
+        Edition.objects.get(date=date(2026, 11, 17)): set(), wednesday: set()
+    }
+    assert scheduling.next_digest(utc, now) is scheduling.NextDigest.AT_SEND_HOUR
+
+
+ZONES_AROUND_THE_CLOCK = [
+    "America/New_York", "America/Los_Angeles", "Europe/Berlin", "Asia/Kolkata", "Pacific/Auckland",
+    "Pacific/Kiritimati", "Pacific/Pago_Pago",
+]
+DAILY_JOB = time(6, 0)  # DAILY_JOB_HOUR on the edition clock (UTC)
+
+
+@pytest.mark.parametrize(
+    "first_day",
+    [
+        date(2026, 3, 5),  # a Thursday; US clocks go forward on Sunday 8 March
+        date(2026, 3, 26),  # EU clocks go forward on Sunday 29 March
+        date(2026, 10, 22),  # EU clocks go back on Sunday 25 October
+        date(2026, 10, 29),  # US clocks go back on Sunday 1 November
+    ],
+)
+def test_over_days_of_beat_ticks_every_reader_gets_each_daily_edition_once_at_their_hour(first_day):
+    """Thursday to Monday of the beat, a tick every half hour (Kolkata is UTC+5:30) and the daily
+    job at 06:00 UTC, over a change of the clocks: each reader, at 00:00 or 23:00 in their zone,
+    is claimed exactly once
+    for each weekday's edition, at their hour on its date or, when that comes before the
+    edition is built, as soon as it is."""
+    readers = {
+        SubscriberFactory(timezone=zone, send_hour=hour, interests="").pk: (ZoneInfo(zone), hour)
+        for zone in ZONES_AROUND_THE_CLOCK
+        for hour in (0, 23)
+    }
+    start = datetime.combine(first_day, time(0), tzinfo=UTC)
+    end = start + timedelta(days=5)
+    built = {}
+    with mock.patch.object(tasks.send_digest_chunk, "delay", lambda edition_id, chunk: None):
+        for tick in range(5 * 24 * 2):
+            now = start + timedelta(minutes=30 * tick)
+            if now.time() == DAILY_JOB and now.weekday() < 5:
+                built[now.date()] = EditionFactory(date=edition_date_for("daily", now.date()), cadence="daily")
+            with time_machine.travel(now, tick=False):
+                services.enqueue_due_digests(now)
+
+    for subscriber_id, (zone, hour) in readers.items():
+        claimed = Delivery.objects.filter(subscriber_id=subscriber_id).order_by("edition__date")
+        expected = []
+        for day, edition in built.items():
+            due = max(datetime.combine(day, time(hour), tzinfo=zone), datetime.combine(day, DAILY_JOB, tzinfo=UTC))
+            if due < end:
+                expected.append((edition.date, due))
+        assert [(d.edition.date, d.created_at) for d in claimed] == expected, (zone, hour)
