@@ -1,8 +1,10 @@
 """The digest email: both parts, list headers, escaping, size."""
 
+import re
 from unittest import mock
 
 import pytest
+from django.template.loader import get_template
 
 from digest.models import Delivery
 from digest.ranking import EditionRanker
@@ -180,3 +182,43 @@ def test_the_text_items_line_up_under_their_ranks_past_nine(mailoutbox):
             assert following.startswith("    ") and not following.startswith("     "), following
     assert all(line.startswith("    More like this: ") for line in lines if "More like this" in line)
     assert len(title_at) == len(ranked)
+
+
+def css_rules(css):
+    """``{selector: {property: value}}`` of the plain rules in ``css``, grouped selectors split."""
+    rules = {}
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        declarations = dict(
+            (name.strip(), value.replace("!important", "").strip())
+            for name, value in (d.split(":", 1) for d in body.split(";") if ":" in d)
+        )
+        for selector in selectors.split(","):
+            rules.setdefault(selector.strip(), {}).update(declarations)
+    return rules
+
+
+def contrast(foreground, background):
+    """WCAG 2 contrast ratio of two ``#rrggbb`` colours."""
+    def luminance(colour):
+        channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    lighter, darker = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+@pytest.mark.parametrize("template", ["emails/digest.html", "emails/subscription_layout.html"])
+def test_every_text_colour_is_readable_on_the_email_in_light_and_in_dark_mode(template):
+    """WCAG AA (4.5:1) for each coloured text on its background: the white card, or the
+    dark one of ``prefers-color-scheme: dark``, whose rules override the light colours
+    (``body`` is left out: its colour is only a default, and every text sets its own)."""
+    style = get_template(template).template.source.split("<style>")[1].split("</style>")[0]
+    light = css_rules(style.split("@media")[0])
+    dark = css_rules(style.split("@media (prefers-color-scheme: dark) {")[1])
+    for selector, declarations in light.items():
+        if "color" not in declarations or selector == "body":
+            continue
+        for mode, overrides in (("light", {}), ("dark", dark)):
+            colour = overrides.get(selector, {}).get("color", declarations["color"])
+            background = declarations.get("background") or overrides.get(".container", light[".container"])["background"]
+            assert contrast(colour, background) >= 4.5, (selector, mode, colour, background)
