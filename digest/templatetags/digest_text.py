@@ -15,3 +15,10 @@ def paragraph(text, indent=3):
     pad = " " * int(indent)
     return textwrap.fill(" ".join(str(text).split()), width=TEXT_WIDTH, initial_indent=pad,
                          subsequent_indent=pad, break_long_words=False, break_on_hyphens=False)
+
+
+@register.filter
+def after_rank(text, indent=4):
+    """``paragraph`` for text that starts on the line of an item's rank (" 9. "): the rank
+    takes the first line's indent, and the lines after it are indented under the text."""
+    return paragraph(text, indent)[int(indent):]

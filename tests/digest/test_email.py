@@ -184,6 +184,18 @@ def test_the_text_items_line_up_under_their_ranks_past_nine(mailoutbox):
     assert len(title_at) == len(ranked)
 
 
+def test_a_long_title_is_wrapped_in_the_text_part_under_its_rank(mailoutbox):
+    title = "Scaling laws for sparse mixture of experts language models under compute optimal training " * 2
+    PaperFactory(title=title.strip(), upvotes=10_000)
+    message, _ = sent_digest(mailoutbox, interests="")
+    lines = message.body.splitlines()
+    first = next(n for n, line in enumerate(lines) if line.startswith(" 1. "))
+    wrapped = lines[first:first + 3]
+    assert all(len(line) <= 72 for line in wrapped), wrapped
+    assert all(line.startswith("    ") and not line.startswith("     ") for line in wrapped[1:]), wrapped
+    assert " ".join(line.strip() for line in wrapped).removeprefix("1. ") == title.strip()
+
+
 def css_rules(css):
     """``{selector: {property: value}}`` of the plain rules in ``css``, grouped selectors split."""
     rules = {}
