@@ -168,6 +168,15 @@ def test_a_paper_without_links_has_no_empty_links_block(mailoutbox):
     assert html.count('class="links"') == html.count("arxiv.org/pdf/") > 0
 
 
+def test_a_paper_without_abstract_or_summary_has_no_empty_summary(mailoutbox):
+    PaperFactory(title="A paper known by its title alone", abstract="", ai_summary="", upvotes=10_000)
+    message, _ = sent_digest(mailoutbox, interests="")
+    item = html_part(message).split("A paper known by its title alone")[1].split("More like this")[0]
+    assert 'class="summary"' not in item
+    lines = message.body.split("A paper known by its title alone\n")[1].splitlines()
+    assert lines[0].endswith("▲ 10000 upvotes") and lines[1].startswith("    arXiv: https://arxiv.org/abs/")
+
+
 def test_the_text_items_line_up_under_their_ranks_past_nine(mailoutbox):
     for i in range(12):
         PaperFactory(title=f"Trending paper number {i}", upvotes=200 - i)
