@@ -36,7 +36,8 @@ def current_edition(cadence, now=None):
 def previous_edition(cadence, now=None):
     """The built edition of ``cadence`` before the current one at ``now``, if any."""
     current_date = edition_date_for(cadence, timezone.localdate(now or timezone.now()))
-    return Edition.objects.filter(cadence=cadence, date=edition_date_for(cadence, current_date - timedelta(days=1))).first()
+    previous_date = edition_date_for(cadence, current_date - timedelta(days=1))
+    return Edition.objects.filter(cadence=cadence, date=previous_date).first()
 
 
 def local_now(tz_name, now):

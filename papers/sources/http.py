@@ -142,7 +142,8 @@ class HttpClient:
                     raise self.error(http_problem(response, shown))
                 body = read_body(response, limit)  # read it all here, so a reset mid-body is caught too
         except TooLarge as exc:
-            raise self.error(f"the response is larger than {limit:,} bytes ({exc} or more; {shown})") from None
+            problem = f"the response is larger than {limit:,} bytes ({exc} or more; {shown})"
+            raise self.error(problem) from None
         except requests.exceptions.Timeout:
             raise self.error(f"timed out after {self.timeout:g} s ({shown})") from None
         except requests.exceptions.ChunkedEncodingError as exc:
