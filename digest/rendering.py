@@ -123,7 +123,7 @@ def subject_line(cadence, date, top):
 def preheader(ranked):
     others = [r.paper.title for r in ranked[1:3]]
     if not others:
-        return "Today's pick, chosen for you"
+        return "One paper, picked for you"  # daily or weekly alike
     more = len(ranked) - 3
     return "Also: " + " · ".join(others) + (f" and {more} more" if more > 0 else "")
 

@@ -8,7 +8,7 @@ from django.template.loader import get_template
 
 from digest.models import Delivery
 from digest.ranking import EditionRanker
-from digest.rendering import DigestRenderer, sentences, short_summary
+from digest.rendering import DigestRenderer, preheader, sentences, short_summary
 from digest.sending import send_edition_to
 from tests.digest.builders import built_edition, papers_on_topics
 from tests.factories import PaperFactory, SubscriberFactory
@@ -78,6 +78,11 @@ def test_subject_has_the_date_and_the_top_paper_and_the_html_a_preheader(mailout
     assert message.subject.endswith("Denoising diffusion models for image generation")
     preheader = html_part(message).split('class="preheader"')[1].split("</div>")[0]
     assert "Also: " in preheader and "language models" in preheader
+
+
+def test_the_preheader_of_a_one_paper_digest_does_not_call_a_weekly_one_today():
+    ranked = [mock.Mock(paper=mock.Mock(title="The only paper"))]
+    assert preheader(ranked) == "One paper, picked for you"
 
 
 def test_each_paper_has_authors_organisation_signal_summary_links_and_votes(mailoutbox):
