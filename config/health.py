@@ -34,8 +34,8 @@ FETCH_MAX_AGE = timedelta(hours=26)  # the daily fetch, plus two hours of grace
 EDITION_GRACE = timedelta(hours=2)  # after DAILY_JOB_HOUR, today's edition must exist
 PENDING_MAX_AGE = timedelta(minutes=45)  # enqueueing runs every 15 minutes
 # Deliveries claimed longer ago than this are not counted: their edition is past sending
-# (only the current and the previous edition's pending rows are handed out again), and the ledger's older
-# rows, a row per reader and digest, would make every check read all of it.
+# (only the current and the previous edition's pending rows are handed out again), and the
+# ledger's older rows, a row per reader and digest, would make every check read all of it.
 DELIVERY_WINDOW = timedelta(hours=48)
 FAILED_RATE_MAX = 0.05  # of the deliveries finished in the last 24 hours ...
 FAILED_MIN_COUNT = 3  # ... counted only from this many failures on
