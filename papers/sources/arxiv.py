@@ -14,6 +14,7 @@ import re
 
 import feedparser
 from django.conf import settings
+from django.utils import timezone
 from lxml import etree
 
 from .base import (
@@ -184,6 +185,7 @@ def parse_api_entry(entry):
     terms = [clean_text(c.get("term"), 40) for c in entry.iterfind(f"{ATOM}category")]
     comment = clean_text(entry.findtext(f"{ARXIV}comment"))
     revised_at = parse_timestamp(entry.findtext(f"{ATOM}updated"))
+    published_at = parse_timestamp(entry.findtext(f"{ATOM}published"))
     return PaperRecord(
         key=arxiv_id,
         version=version or 1,
@@ -191,7 +193,7 @@ def parse_api_entry(entry):
         abstract=clean_text(entry.findtext(f"{ATOM}summary")),
         author_names=names or None,
         authors_count=len(names) or None,
-        published_at=parse_timestamp(entry.findtext(f"{ATOM}published")),
+        published_at=published_at,
         revised_at=revised_at,
         primary_category=primary,
         categories=primary_first(primary, terms),
@@ -200,8 +202,16 @@ def parse_api_entry(entry):
         comment=comment,
         journal_ref=clean_text(entry.findtext(f"{ARXIV}journal_ref"), 500),
         doi=clean_text(entry.findtext(f"{ARXIV}doi"), 200),
-        withdrawn_at=revised_at if comment and WITHDRAWN_RE.match(comment) else None,
+        withdrawn_at=withdrawal_time(comment, revised_at, published_at),
     )
+
+
+def withdrawal_time(comment, revised_at, published_at):
+    """When a paper whose comment says it is withdrawn was withdrawn: its last revision, or,
+    for an entry without dates, now; None for a paper not withdrawn."""
+    if not (comment and WITHDRAWN_RE.match(comment)):
+        return None
+    return revised_at or published_at or timezone.now()
 
 
 def api_pdf_link(entry):

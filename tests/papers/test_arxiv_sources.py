@@ -1,3 +1,4 @@
+import re
 from datetime import date
 
 import pytest
@@ -56,6 +57,15 @@ def test_html_in_api_titles_is_kept_as_text(fixture_bytes):
 def test_withdrawal_comment_flags_the_paper(fixture_bytes):
     withdrawn = api_records(fixture_bytes).records[2]
     assert withdrawn.withdrawn_at == withdrawn.revised_at
+
+
+def test_withdrawal_comment_flags_the_paper_even_without_its_dates(fixture_bytes):
+    page = fixture_bytes("arxiv", "api_page.xml").decode()
+    undated = re.sub(r"\s*<(updated|published)>[^<]*</\1>", "", page.split("<entry>", 1)[1])
+    page = page.split("<entry>", 1)[0] + "<entry>" + undated
+    withdrawn = ArxivApiSource().parse(page.encode()).records[2]
+    assert withdrawn.revised_at is None and withdrawn.published_at is None
+    assert withdrawn.withdrawn_at is not None
 
 
 def test_entry_with_a_broken_id_is_skipped(fixture_bytes):
