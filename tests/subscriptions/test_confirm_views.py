@@ -132,3 +132,17 @@ def test_the_confirmed_page_says_the_first_digest_is_on_its_way_when_the_reader_
     assert "arrives at 07:00 (UTC)" in early and "on its way" not in early
     assert "on its way: the latest edition, within a quarter of an hour" in late
     assert "comes as soon as the latest edition is out" in unbuilt
+
+
+def test_the_confirmed_page_says_a_day_without_a_match_sends_nothing_unless_top_papers_are_asked_for(client, pending):
+    nothing_sent = "On a day when no paper matches your interests we send nothing"
+    Subscriber.objects.filter(pk=pending.pk).update(interests="diffusion models", always_send_top=False)
+    assert nothing_sent in client.post(confirm_path(pending)).content.decode()
+
+    Subscriber.objects.filter(pk=pending.pk).update(status="pending", confirmed_at=None, always_send_top=True)
+    assert nothing_sent not in client.post(confirm_path(pending)).content.decode()
+
+    Subscriber.objects.filter(pk=pending.pk).update(
+        status="pending", confirmed_at=None, always_send_top=False, interests="", categories=[]
+    )
+    assert nothing_sent not in client.post(confirm_path(pending)).content.decode()  # the trending list, always
