@@ -31,7 +31,7 @@ serve: install
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 worker: install
-	$(BIN)/celery -A config worker -l info -Q default,fetch,build,send
+	$(BIN)/celery -A config worker -l info -Q default,fetch,send
 
 beat: install
 	$(BIN)/celery -A config beat -l info

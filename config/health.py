@@ -40,7 +40,7 @@ DELIVERY_WINDOW = timedelta(hours=48)
 FAILED_RATE_MAX = 0.05  # of the deliveries finished in the last 24 hours ...
 FAILED_MIN_COUNT = 3  # ... counted only from this many failures on
 WORKER_REPLY_SECONDS = 1.0
-REQUIRED_QUEUES = ("default", "fetch", "build", "send")
+REQUIRED_QUEUES = ("default", "fetch", "send")
 
 
 def timed(check):

@@ -131,7 +131,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 60 * 60}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ROUTES = {
     "papers.tasks.*": {"queue": "fetch"},
-    "digest.tasks.build_*": {"queue": "build"},
     "digest.tasks.send_*": {"queue": "send"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"

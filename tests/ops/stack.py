@@ -22,7 +22,7 @@ from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-ALL_QUEUES = "default,fetch,build,send"
+ALL_QUEUES = "default,fetch,send"
 # Variables of the developer's shell that would change what the processes do.
 INHERITED_OUT = {"ESP", "EMAIL_URL", "EMAIL_BACKEND", "DATABASE_URL", "REDIS_URL", "PAPER_SOURCES", "DEBUG"}
 

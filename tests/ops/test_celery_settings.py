@@ -1,5 +1,5 @@
 """Celery is configured for production: JSON, late acks, one prefetched task,
-time limits, separate fetch/build/send queues, and one beat schedule."""
+time limits, separate fetch and send queues, and one beat schedule."""
 
 from celery.schedules import crontab
 
@@ -29,9 +29,8 @@ def test_tasks_have_time_limits_below_the_broker_visibility_timeout():
     assert app.conf.task_time_limit < app.conf.broker_transport_options["visibility_timeout"]
 
 
-def test_fetch_build_and_send_go_to_their_own_queues():
+def test_fetch_and_send_go_to_their_own_queues():
     assert route_of("papers.tasks.fetch_all_sources") == "fetch"
-    assert route_of("digest.tasks.build_editions") == "build"
     assert route_of("digest.tasks.send_digest_chunk") == "send"
     assert route_of("digest.tasks.run_daily_job") == "default"
 

@@ -202,7 +202,7 @@ def test_deep_health_fails_when_no_worker_consumes_the_queues(client, settings, 
 
     assert response.status_code == 503
     workers = response.json()["checks"]["workers"]
-    assert workers["workers"] == [] and workers["problem"] == "no worker consumes default, fetch, build, send"
+    assert workers["workers"] == [] and workers["problem"] == "no worker consumes default, fetch, send"
 
 
 def test_health_answers_never_contain_an_email_address(client, wednesday_morning):

@@ -27,7 +27,7 @@ def test_honcho_runs_web_worker_and_beat_from_the_procfile_and_stops_them_cleanl
     log = honcho.log()
     assert site_up, log[-3000:]
     assert workers, log[-3000:]
-    assert deep["checks"]["workers"]["consumers"] == {"default": 1, "fetch": 1, "build": 1, "send": 1}
+    assert deep["checks"]["workers"]["consumers"] == {"default": 1, "fetch": 1, "send": 1}
     assert sent, log[-3000:]  # beat fired the daily job, the worker sent the digest
     assert stopped_in_time and not honcho.group_alive(), log[-3000:]
     assert not stack.site_answers()

@@ -1,7 +1,7 @@
 """The whole day on the production stack.
 
 PostgreSQL, Redis, a real ``celery beat`` firing the daily job, one worker on
-the fetch and build queues and two more on the send queue (as if on other
+the default and fetch queues and two more on the send queue (as if on other
 machines), the paper sources served from recorded responses, and the
 embedded outbox as the mail transport. Beat fires the daily job again and
 again: nobody may get a second email.
@@ -41,7 +41,7 @@ def daily_job_runs():
 def test_beat_workers_and_sources_deliver_one_digest_to_each_active_subscriber(stack, recorded_sources):
     readers, not_due = make_audience()
     stack.configure(**sources_env(recorded_sources), DIGEST_SEND_BATCH_SIZE=2)
-    stack.start_worker("pipeline", queues="default,fetch,build", concurrency=1)
+    stack.start_worker("pipeline", queues="default,fetch", concurrency=1)
     stack.start_worker("sender1", queues="send", concurrency=1)
     stack.start_worker("sender2", queues="send", concurrency=1)
     stack.start_beat(BEAT_SECONDS)
