@@ -175,13 +175,20 @@ def inline_html(html):
     return ascii_html(inline_css(html))
 
 
+def newlines_as_parsed(value):
+    """``value`` with each CR or CRLF a LF, as css-inline's HTML parser reads its input before
+    the serialiser writes it back. A title edited in the admin may hold a CRLF."""
+    return value.replace("\r\n", "\n").replace("\r", "\n") if "\r" in value else value
+
+
 def escape_text(value):
-    value = str(value).replace("&", "&amp;").replace("\xa0", "&nbsp;").replace("<", "&lt;").replace(">", "&gt;")
+    value = newlines_as_parsed(str(value))
+    value = value.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace("<", "&lt;").replace(">", "&gt;")
     return ascii_html(value)
 
 
 def escape_attribute(value):
-    value = str(value).replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;")
+    value = newlines_as_parsed(str(value)).replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;")
     return ascii_html(value)
 
 

@@ -52,6 +52,31 @@ def test_assembled_digest_is_byte_identical_to_the_whole_render(reasons):
         assert " ".join(f"Why: {reason}".split()[:3]) in assembled.text
 
 
+@pytest.mark.parametrize("breaking", ["\r\n", "\r", "\n\r"])
+def test_a_title_with_a_carriage_return_is_assembled_as_the_whole_render_writes_it(breaking):
+    """A title edited in the admin may hold a CRLF; the HTML parser behind the CSS inliner
+    reads each CR as LF: the preheader and a why-line naming the title, written per reader,
+    must come out the same."""
+    title = f"Line one{breaking}line two & more"
+    PaperFactory(title="Leading paper", upvotes=10_000)
+    PaperFactory(title=title, upvotes=5_000)
+    edition = built_edition()
+    subscriber = SubscriberFactory()
+    renderer = DigestRenderer(edition)
+    ranked = ranked_papers(edition, [f"like “{title}”, which you liked", "in cs.LG", "c"])
+    assert title in ranked[1].paper.title  # named by the preheader
+
+    with time_machine.travel("2026-12-01 06:00:00Z", tick=False):  # tokens carry the time
+        assembled = renderer.render(subscriber, ranked)
+        for_json = renderer.render(subscriber, ranked, for_json=True)
+        whole = renderer.render_whole(subscriber, ranked)
+
+    assert assembled.html == whole.html
+    assert json.loads(b'"' + for_json.html.escaped + b'"') == whole.html
+    assert assembled.text == whole.text
+    assert "\r" not in assembled.html
+
+
 def test_a_reused_renderer_gives_each_reader_their_own_links():
     edition = built_edition()
     renderer = DigestRenderer(edition)
