@@ -114,10 +114,22 @@ def subject_line(cadence, date, top):
     """The subject for a digest led by the paper titled ``top``: readers share a few hundred."""
     top = " ".join(top.split())
     if len(top) > SUBJECT_TITLE_LIMIT:
-        top = top[: SUBJECT_TITLE_LIMIT - 1].rstrip() + "…"
+        top = shortened(top, SUBJECT_TITLE_LIMIT)
     if cadence == "weekly":
         return f"Paperboy weekly, {date:%-d %b}: {top}"
     return f"Paperboy {date:%a %-d %b}: {top}"
+
+
+def shortened(text, limit):
+    """``text`` cut to ``limit`` characters with "…", after its last whole word when that keeps
+    at least half of it: "Beyond Last-Iterate…", not "Beyond Last-Iterate Con…". A text without
+    spaces to cut at (a long word, CJK) is cut where the limit falls."""
+    cut = text[: limit - 1]
+    if text[limit - 1] != " ":  # the limit falls inside a word
+        words = cut.rsplit(" ", 1)[0]
+        if len(words) >= limit // 2:
+            cut = words
+    return cut.rstrip(" ,;:–—-(") + "…"
 
 
 def preheader(ranked):

@@ -1,6 +1,7 @@
 """The digest email: both parts, list headers, escaping, size."""
 
 import re
+from datetime import date
 from unittest import mock
 
 import pytest
@@ -8,7 +9,7 @@ from django.template.loader import get_template
 
 from digest.models import Delivery
 from digest.ranking import EditionRanker
-from digest.rendering import DigestRenderer, preheader, sentences, short_summary
+from digest.rendering import DigestRenderer, preheader, sentences, short_summary, subject_line
 from digest.sending import send_edition_to
 from tests.digest.builders import built_edition, papers_on_topics
 from tests.factories import PaperFactory, SubscriberFactory
@@ -78,6 +79,19 @@ def test_subject_has_the_date_and_the_top_paper_and_the_html_a_preheader(mailout
     assert message.subject.endswith("Denoising diffusion models for image generation")
     preheader = html_part(message).split('class="preheader"')[1].split("</div>")[0]
     assert "Also: " in preheader and "language models" in preheader
+
+
+@pytest.mark.parametrize("title, shown", [
+    ("Extragradient Preference Optimization (EGPO): Beyond Last-Iterate Convergence for Nash Learning",
+     "Extragradient Preference Optimization (EGPO): Beyond Last-Iterate…"),
+    ("Neural networks and their training, one study among many of them: then more words",
+     "Neural networks and their training, one study among many of them…"),
+    ("Supercalifragilistic" * 5, ("Supercalifragilistic" * 5)[:69] + "…"),  # no space to cut at
+])
+def test_a_long_top_title_is_cut_in_the_subject_after_a_whole_word(title, shown):
+    subject = subject_line("daily", date(2026, 12, 7), title)
+    assert subject == f"Paperboy Mon 7 Dec: {shown}"
+    assert len(shown) <= 70
 
 
 def test_the_preheader_of_a_one_paper_digest_does_not_call_a_weekly_one_today():
