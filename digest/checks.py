@@ -71,3 +71,19 @@ def static_files_manifest_present(app_configs, **kwargs):
             id="digest.W004",
         )
     ]
+
+
+@register(deploy=True)
+def site_url_is_https(app_configs, **kwargs):
+    """RFC 8058 one-click unsubscribe needs an HTTPS link in ``List-Unsubscribe``, built from SITE_URL."""
+    if settings.SITE_URL.lower().startswith("https://"):
+        return []
+    return [
+        Warning(
+            f"SITE_URL ({settings.SITE_URL}) is not an https:// URL: the List-Unsubscribe link of every "
+            "email is not the HTTPS URI one-click unsubscribe requires (RFC 8058), so mailbox providers "
+            "such as Gmail and Yahoo do not offer it, and every link in the emails is unencrypted.",
+            hint="Set SITE_URL to the site's https:// address.",
+            id="digest.W005",
+        )
+    ]

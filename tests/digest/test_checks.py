@@ -4,7 +4,7 @@ from django.core.checks import Tags
 from django.core.checks.registry import registry
 from django.core.management import call_command
 
-from digest.checks import static_files_manifest_present
+from digest.checks import site_url_is_https, static_files_manifest_present
 
 MANIFEST_STORAGE = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
 
@@ -53,3 +53,19 @@ def test_no_warning_without_a_manifest_storage(settings):
 def test_the_manifest_check_runs_only_with_deploy(settings, tmp_path):
     use_manifest_storage(settings, tmp_path)
     assert "digest.W004" not in [issue.id for issue in registry.run_checks(tags=[Tags.staticfiles])]
+
+
+def test_check_deploy_warns_when_the_unsubscribe_link_would_not_be_https(settings):
+    settings.SITE_URL = "http://paperboy.example.org"
+
+    [warning] = site_url_is_https(None)
+
+    assert warning.id == "digest.W005"
+    assert "RFC 8058" in warning.msg
+    assert "digest.W005" in [issue.id for issue in registry.run_checks(include_deployment_checks=True)]
+    assert "digest.W005" not in [issue.id for issue in registry.run_checks()]  # the demo's local URL
+
+
+def test_an_https_site_url_gives_no_warning(settings):
+    settings.SITE_URL = "https://paperboy.example.org"
+    assert site_url_is_https(None) == []
