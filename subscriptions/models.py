@@ -96,6 +96,12 @@ class Subscriber(models.Model):
         return self.status == self.Status.ACTIVE
 
     @property
+    def frequency_phrase(self):
+        """The frequency's label inside a sentence: "daily (weekdays)", "weekly (Monday)"."""
+        label = self.get_frequency_display()
+        return label[:1].lower() + label[1:]
+
+    @property
     def interest_terms(self):
         return list(split_interests(self.interests))
 

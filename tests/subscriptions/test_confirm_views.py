@@ -146,3 +146,10 @@ def test_the_confirmed_page_says_a_day_without_a_match_sends_nothing_unless_top_
         status="pending", confirmed_at=None, always_send_top=False, interests="", categories=[]
     )
     assert nothing_sent not in client.post(confirm_path(pending)).content.decode()  # the trending list, always
+
+
+def test_the_confirmed_page_names_a_weekly_digest_with_its_day_capitalised(client, pending):
+    Subscriber.objects.filter(pk=pending.pk).update(frequency="weekly")
+    html = client.post(confirm_path(pending)).content.decode()
+    assert "Your first weekly (Monday) digest" in html
+    assert "(monday)" not in html

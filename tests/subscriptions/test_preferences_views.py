@@ -75,6 +75,17 @@ def test_the_preferences_form_needs_csrf(subscriber):
     assert Subscriber.objects.get(pk=subscriber.pk).frequency == "daily"
 
 
+@pytest.mark.parametrize(
+    ("frequency", "phrase"),
+    [("daily", "daily (weekdays)"), ("weekly", "weekly (Monday)")],
+)
+def test_the_page_names_the_frequency_with_its_day_capitalised(client, subscriber, frequency, phrase):
+    Subscriber.objects.filter(pk=subscriber.pk).update(frequency=frequency)
+    html = client.get(preferences_path(subscriber)).content.decode()
+    assert f"You receive a <strong>{phrase}</strong> digest" in html
+    assert "(monday)" not in html
+
+
 def test_pause_and_resume(client, subscriber):
     token = token_of(subscriber)
     client.post(reverse("subscriptions:pause", args=[token]))
