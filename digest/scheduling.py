@@ -73,6 +73,36 @@ def next_digest(subscriber, now=None):
     return NextDigest.NOW if edition else NextDigest.WITH_EDITION
 
 
+def next_send_date(subscriber, now=None):
+    """The reader's local date of their next digest when ``next_digest`` says ``AT_SEND_HOUR``:
+    today while their hour is still to come on the previous edition's date (and they have not
+    had it), else the current edition's date, or the next edition's once they have had the
+    current one. Their send hour is on that date, as ``due_editions`` sends."""
+    now = now or timezone.now()
+    local = local_now(subscriber.timezone, now)
+    previous = previous_edition(subscriber.frequency, now)
+    if (
+        previous
+        and local.date() == previous.date
+        and local.hour < subscriber.send_hour
+        and not has_delivery(previous, subscriber)
+    ):
+        return previous.date
+    day = edition_date_for(subscriber.frequency, timezone.localdate(now))
+    edition = current_edition(subscriber.frequency, now)
+    if edition and has_delivery(edition, subscriber):
+        day = next_edition_date(subscriber.frequency, day)
+    return max(day, local.date())
+
+
+def next_edition_date(cadence, day):
+    """The date of the first edition of ``cadence`` after the one of ``day``."""
+    following = edition_date_for(cadence, day) + timedelta(days=1)
+    while edition_date_for(cadence, following) != following:
+        following += timedelta(days=1)
+    return following
+
+
 def has_delivery(edition, subscriber):
     return Delivery.objects.filter(edition=edition, subscriber=subscriber).exists()
 

@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from digest.scheduling import next_digest
+from digest.scheduling import NextDigest, next_digest, next_send_date
 
 from . import services
 from .forms import PreferencesForm, ResendForm, SignupForm
@@ -136,11 +136,13 @@ def confirm(request, token):
 
 
 def _confirmed(request, subscriber, already):
+    first_digest = next_digest(subscriber) if subscriber.is_active else None
     context = {
         "subscriber": subscriber,
         "already": already,
         "preferences_url": services.preferences_path(subscriber),
-        "first_digest": next_digest(subscriber).value if subscriber.is_active else "",
+        "first_digest": first_digest.value if first_digest else "",
+        "first_day": next_send_date(subscriber) if first_digest is NextDigest.AT_SEND_HOUR else None,
     }
     return render(request, "subscriptions/confirmed.html", context)
 

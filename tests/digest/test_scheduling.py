@@ -236,6 +236,37 @@ def test_a_newcomer_past_the_previous_editions_day_is_not_sent_it_as_well_as_the
     assert scheduling.next_digest(utc, now) is scheduling.NextDigest.AT_SEND_HOUR
 
 
+def test_the_next_send_date_is_the_day_the_beat_will_find_the_reader_due():
+    monday = EditionFactory(date=date(2026, 11, 16), cadence="weekly")
+    los_angeles = SubscriberFactory(timezone="America/Los_Angeles", send_hour=20, frequency="weekly")
+    sunday_afternoon = at(2026, 11, 16, 0, 30)  # 16:30 on Sunday there: the Monday edition is theirs tomorrow
+    assert scheduling.next_digest(los_angeles, sunday_afternoon) is scheduling.NextDigest.AT_SEND_HOUR
+    assert scheduling.next_send_date(los_angeles, sunday_afternoon) == date(2026, 11, 16)
+    assert los_angeles.pk not in due(monday, sunday_afternoon)
+    assert los_angeles.pk in due(monday, at(2026, 11, 17, 4, 0))  # Monday 20:00 there
+
+
+def test_after_todays_digest_the_next_send_date_is_the_next_editions():
+    friday = EditionFactory(date=date(2026, 11, 20), cadence="daily")
+    reader = SubscriberFactory(timezone="UTC", send_hour=7)
+    claim_deliveries(friday, [reader.pk])
+    early = at(2026, 11, 20, 0, 30)  # before their hour, but Friday's digest is already theirs
+    assert scheduling.next_digest(reader, early) is scheduling.NextDigest.AT_SEND_HOUR
+    assert scheduling.next_send_date(reader, early) == date(2026, 11, 23)  # Monday: no weekend editions
+    weekly = EditionFactory(date=date(2026, 11, 16), cadence="weekly")
+    weekly_reader = SubscriberFactory(timezone="UTC", send_hour=7, frequency="weekly")
+    claim_deliveries(weekly, [weekly_reader.pk])
+    assert scheduling.next_send_date(weekly_reader, early) == date(2026, 11, 23)
+
+
+def test_a_reader_still_in_the_previous_editions_day_is_sent_it_today():
+    EditionFactory(date=date(2026, 11, 17), cadence="daily")
+    EditionFactory(date=date(2026, 11, 18), cadence="daily")
+    pago_pago = SubscriberFactory(timezone="Pacific/Pago_Pago", send_hour=23)  # UTC-11
+    before = at(2026, 11, 18, 9, 59)  # 22:59 on Tuesday there
+    assert scheduling.next_send_date(pago_pago, before) == date(2026, 11, 17)
+
+
 ZONES_AROUND_THE_CLOCK = [
     "America/New_York", "America/Los_Angeles", "Europe/Berlin", "Asia/Kolkata", "Pacific/Auckland",
     "Pacific/Kiritimati", "Pacific/Pago_Pago",

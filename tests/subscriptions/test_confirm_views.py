@@ -129,7 +129,7 @@ def test_the_confirmed_page_says_the_first_digest_is_on_its_way_when_the_reader_
     Subscriber.objects.filter(pk=pending.pk).update(status="pending", confirmed_at=None)
     with time_machine.travel(datetime(2026, 11, 19, 9, 0, tzinfo=UTC), tick=False):  # Thursday's not built yet
         unbuilt = client.post(confirm_path(pending)).content.decode()
-    assert "arrives at 07:00 (UTC)" in early and "on its way" not in early
+    assert "arrives on Wednesday 18 November at 07:00 (UTC)" in early and "on its way" not in early
     assert "on its way: the latest edition, within a quarter of an hour" in late
     assert "comes as soon as the latest edition is out" in unbuilt
 
@@ -153,3 +153,29 @@ def test_the_confirmed_page_names_a_weekly_digest_with_its_day_capitalised(clien
     html = client.post(confirm_path(pending)).content.decode()
     assert "Your first weekly (Monday) digest" in html
     assert "(monday)" not in html
+
+
+def test_the_confirmed_page_names_the_day_of_the_first_digest(client, pending):
+    """A reader who had today's digest before leaving, back before their hour, gets the next
+    edition; a weekly reader west of the edition clock gets Monday's on their own Monday."""
+    from datetime import UTC, date, datetime
+
+    import time_machine
+
+    from digest.sending import claim_deliveries
+    from tests.factories import EditionFactory
+
+    friday = EditionFactory(date=date(2026, 11, 20), cadence="daily")
+    claim_deliveries(friday, [pending.pk])
+    Subscriber.objects.filter(pk=pending.pk).update(timezone="UTC", send_hour=7)
+    with time_machine.travel(datetime(2026, 11, 20, 0, 30, tzinfo=UTC), tick=False):
+        back = client.post(confirm_path(pending)).content.decode()
+    assert "arrives on Monday 23 November at 07:00 (UTC)" in back
+
+    EditionFactory(date=date(2026, 11, 16), cadence="weekly")
+    Subscriber.objects.filter(pk=pending.pk).update(
+        status="pending", confirmed_at=None, frequency="weekly", timezone="America/Los_Angeles", send_hour=20
+    )
+    with time_machine.travel(datetime(2026, 11, 16, 0, 30, tzinfo=UTC), tick=False):  # Sunday 16:30 there
+        west = client.post(confirm_path(pending)).content.decode()
+    assert "arrives on Monday 16 November at 20:00 (America/Los_Angeles)" in west
