@@ -62,5 +62,10 @@ class SubscriberDigestFeed(Feed):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["papers"] = delivered_papers(kwargs["item"])
+        delivery = kwargs["item"]
+        context["papers"] = delivered_papers(delivery)
+        # A paper without an arXiv or Hugging Face page links to the edition's, as in the email.
+        context["edition_url"] = absolute_url(
+            reverse("digest:edition", args=[delivery.edition.cadence, delivery.edition.date.isoformat()])
+        )
         return context

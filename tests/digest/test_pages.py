@@ -8,6 +8,7 @@ import pytest
 from digest.models import Delivery, EditionPaper
 from digest.sending import send_edition_to
 from digest.services import block_paper
+from papers.models import Paper
 from subscriptions import tokens
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
@@ -112,6 +113,17 @@ def test_the_private_feed_has_one_entry_per_sent_digest(client, sent):
     assert "/d/" in entry.find(f"{ATOM}link").get("href")
     summary = entry.find(f"{ATOM}summary").text
     assert all(reason in summary for reason in delivery.why_lines().values())
+
+
+def test_a_feed_entrys_paper_without_a_page_of_its_own_links_to_the_edition(client, sent, settings):
+    subscriber, delivery, _ = sent
+    Paper.objects.filter(pk__in=delivery.paper_ids).update(hf_url="", arxiv_url="")
+    response = client.get(f"/feed/{tokens.make_token(subscriber, tokens.FEED)}/")
+    (entry,) = ElementTree.fromstring(response.content).findall(f"{ATOM}entry")
+    summary = entry.find(f"{ATOM}summary").text
+    edition_url = f"{settings.SITE_URL}{edition_path(delivery.edition)}"
+    assert 'href=""' not in summary
+    assert summary.count(f'href="{edition_url}"') == len(delivery.paper_ids)
 
 
 def test_the_feed_refuses_a_forged_token_and_lists_nothing_unsent(client):
