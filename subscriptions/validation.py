@@ -86,7 +86,7 @@ def clean_interests(text):
     too_long = [t for t in terms if len(t) > MAX_INTEREST_LENGTH]
     if too_long:
         raise ValidationError(
-            "Keep each interest under %(limit)d characters (“%(term)s…” is longer).",
+            "Keep each interest to %(limit)d characters at most (“%(term)s…” is longer).",
             code="interest_too_long",
             params={"limit": MAX_INTEREST_LENGTH, "term": too_long[0][:30]},
         )

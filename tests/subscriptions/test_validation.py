@@ -61,8 +61,12 @@ def test_too_many_interests_are_refused():
 
 
 def test_an_overlong_interest_is_refused():
-    with pytest.raises(ValidationError, match="under 60 characters"):
+    with pytest.raises(ValidationError, match="to 60 characters at most"):
         clean_interests("x" * 61)
+
+
+def test_an_interest_of_exactly_the_limit_is_kept():
+    assert clean_interests("x" * 60) == "x" * 60
 
 
 @pytest.mark.parametrize("text", ["x", "diffusion, x", "RL, 3D, é"])
