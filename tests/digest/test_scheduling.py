@@ -288,7 +288,8 @@ def test_over_days_of_beat_ticks_every_reader_gets_each_daily_edition_once_at_th
     job at 06:00 UTC, over a change of the clocks: each reader, at 00:00 or 23:00 in their zone,
     is claimed exactly once
     for each weekday's edition, at their hour on its date or, when that comes before the
-    edition is built, as soon as it is."""
+    edition is built, as soon as it is; and the day the confirmation page names for a reader's
+    next digest (``next_send_date``) is the day it comes."""
     readers = {
         SubscriberFactory(timezone=zone, send_hour=hour, interests="").pk: (ZoneInfo(zone), hour)
         for zone in ZONES_AROUND_THE_CLOCK
@@ -296,7 +297,7 @@ def test_over_days_of_beat_ticks_every_reader_gets_each_daily_edition_once_at_th
     }
     start = datetime.combine(first_day, time(0), tzinfo=UTC)
     end = start + timedelta(days=5)
-    built = {}
+    built, promised = {}, []
     with mock.patch.object(tasks.send_digest_chunk, "delay", lambda edition_id, chunk: None):
         for tick in range(5 * 24 * 2):
             now = start + timedelta(minutes=30 * tick)
@@ -304,6 +305,21 @@ def test_over_days_of_beat_ticks_every_reader_gets_each_daily_edition_once_at_th
                 built[now.date()] = EditionFactory(date=edition_date_for("daily", now.date()), cadence="daily")
             with time_machine.travel(now, tick=False):
                 services.enqueue_due_digests(now)
+                if tick % 12 == 3:  # what the confirmation page would promise each reader now
+                    promised += [
+                        (s.pk, now, scheduling.next_send_date(s, now)) for s in Subscriber.objects.filter(pk__in=readers)
+                        if scheduling.next_digest(s, now) is scheduling.NextDigest.AT_SEND_HOUR
+                    ]
+
+    for subscriber_id, now, day in promised:
+        zone, hour = readers[subscriber_id]
+        following = Delivery.objects.filter(subscriber_id=subscriber_id, created_at__gt=now).order_by("created_at").first()
+        if following is None:
+            comes = max(datetime.combine(day, time(hour), tzinfo=zone), datetime.combine(day, DAILY_JOB, tzinfo=UTC))
+            assert comes >= end, (zone, hour, now, day)
+        else:
+            assert following.created_at.astimezone(zone).date() == day, (zone, hour, now, day)
+    assert len(promised) > 50
 
     for subscriber_id, (zone, hour) in readers.items():
         claimed = Delivery.objects.filter(subscriber_id=subscriber_id).order_by("edition__date")
