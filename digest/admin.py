@@ -91,6 +91,10 @@ class EditionAdmin(admin.ModelAdmin):
     readonly_fields = ["cadence", "date", "built_at"]
     inlines = [EditionPaperInline]
 
+    def has_add_permission(self, request):
+        """Editions are built by the daily job (``run_daily``) from the papers fetched, never by hand."""
+        return False
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(entry_count=Count("entries"))
 

@@ -381,3 +381,13 @@ def test_a_readers_delete_confirmation_lists_their_deliveries_without_a_query_ea
     assert html.count(f"→ subscriber {reader.pk} (sent)") == 5
     named = Delivery.objects.select_related("edition").filter(subscriber=reader).first()
     assert str(named).startswith(str(named.edition))
+
+
+def test_editions_are_built_by_the_daily_job_not_added_by_hand(admin_client):
+    built_edition()
+
+    listed = admin_client.get("/admin/digest/edition/").content.decode()
+
+    assert admin_client.get("/admin/digest/edition/add/").status_code == 403
+    assert admin_client.post("/admin/digest/edition/add/", {}).status_code == 403
+    assert "/admin/digest/edition/add/" not in listed
