@@ -8,7 +8,7 @@ yet sent. Every change goes through ``digest.services``.
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Count, Q
@@ -196,6 +196,21 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request, **kwargs):
         return DeliveryChangeList
+
+    # A reader's row for an edition is what stops a second send of it: deleted, the next send
+    # tick or ``send_digests --subscriber`` claims the reader again and emails the edition twice.
+    # Rows go only with their reader or their edition (whose delete pages list them).
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        raise PermissionDenied
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "show_delete": False})
 
     def get_object(self, request, object_id, from_field=None):
         """The row as its ESP call says, while the call is not settled onto it (shown, not saved)."""

@@ -391,3 +391,34 @@ def test_editions_are_built_by_the_daily_job_not_added_by_hand(admin_client):
     assert admin_client.get("/admin/digest/edition/add/").status_code == 403
     assert admin_client.post("/admin/digest/edition/add/", {}).status_code == 403
     assert "/admin/digest/edition/add/" not in listed
+
+
+def test_a_delivery_cannot_be_deleted_so_its_reader_never_gets_the_edition_twice(admin_client, mailoutbox):
+    edition = built_edition()
+    reader = SubscriberFactory(interests="")
+    send_edition_to(edition, [reader.pk])
+    delivery = Delivery.objects.get()
+
+    page = admin_client.get(f"/admin/digest/delivery/{delivery.pk}/change/").content.decode()
+    listed = admin_client.get("/admin/digest/delivery/").content.decode()
+    confirm = admin_client.post(f"/admin/digest/delivery/{delivery.pk}/delete/", {"post": "yes"})
+    bulk = admin_client.post("/admin/digest/delivery/", {
+        "action": "delete_selected", "_selected_action": [delivery.pk], "post": "yes",
+    })
+    send_edition_to(edition, [reader.pk])
+
+    assert confirm.status_code == 403 and bulk.status_code in (200, 302)
+    assert "deletelink" not in page and 'value="delete_selected"' not in listed
+    assert Delivery.objects.filter(pk=delivery.pk).exists()
+    assert len(mailoutbox) == 1
+
+
+def test_deleting_a_reader_still_deletes_their_deliveries(admin_client):
+    edition = built_edition()
+    reader = SubscriberFactory(interests="")
+    send_edition_to(edition, [reader.pk])
+
+    response = admin_client.post(f"/admin/subscriptions/subscriber/{reader.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Delivery.objects.exists()
