@@ -47,6 +47,14 @@ IMPORT_COLUMNS = {
     "consent_note",
 }
 IGNORED_ON_IMPORT = set(EXPORT_COLUMNS) - IMPORT_COLUMNS  # an export can be imported as is
+# An export's ``status`` column is not imported, but a reader who left or whose address may not
+# be mailed is not imported at all: their ``confirmed_at`` would otherwise make them active.
+NOT_IMPORTED_STATUSES = {
+    Subscriber.Status.UNSUBSCRIBED,
+    Subscriber.Status.BOUNCED,
+    Subscriber.Status.COMPLAINED,
+    Subscriber.Status.SUPPRESSED,
+}
 MAX_IMPORT_ROWS = 5000
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 TRUE_WORDS = {"1", "true", "yes", "y"}
@@ -207,6 +215,9 @@ def _parse_record(line, record):
         email = normalise_email(_cell(record, "email"))
     except ValidationError as error:
         raise RowError(" ".join(error.messages)) from None
+    status = _cell(record, "status").lower()
+    if status in NOT_IMPORTED_STATUSES:
+        raise RowError(f"{email}: status {status} in the file: may not be emailed, so not imported.")
     data = {
         "interests": _cell(record, "interests"),
         "categories": _cell(record, "categories").replace(",", " ").replace(";", " ").split(),

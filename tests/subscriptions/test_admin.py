@@ -349,6 +349,25 @@ def test_import_of_a_round_tripped_export_recognises_consent(admin_client, subsc
     assert Subscriber.objects.get().status == "active"
 
 
+@pytest.mark.parametrize("left", ["unsubscribe", "bounced", "complained", "suppressed"])
+def test_a_round_tripped_export_does_not_bring_back_a_reader_who_left(admin_client, subscriber, left):
+    if left == "unsubscribe":
+        services.unsubscribe(subscriber, via="page")
+    else:
+        services.suppress(subscriber, reason=left)
+    export = admin_client.post(
+        reverse(CHANGELIST), {"action": "export_csv", "_selected_action": [subscriber.pk]}
+    )
+    text = b"".join(export.streaming_content).decode()
+    subscriber.delete()  # another instance, or the hashed suppression lost: only the file speaks
+    Suppression.objects.all().delete()
+
+    response = admin_client.post(reverse(IMPORT), {"file": upload(text)}, follow=True)
+
+    assert not Subscriber.objects.exists()
+    assert "may not be emailed, so not imported" in response.content.decode()
+
+
 def test_import_refuses_a_file_that_is_not_utf8(admin_client):
     response = admin_client.post(reverse(IMPORT), {"file": upload(b"email\n\xff\xfe@x.org\n")})
     assert response.status_code == 200
