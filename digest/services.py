@@ -11,7 +11,7 @@ from more_itertools import chunked
 from config.paging import in_pages
 from subscriptions.models import Subscriber
 
-from .editions import build_editions_for, get_or_build_edition, refuse_future
+from .editions import build_editions_for, edition_date_for, get_or_build_edition, refuse_future
 from . import calls
 from .models import Cadence, Delivery, Edition, SendCall
 from .scheduling import due_editions, end_of_day
@@ -137,6 +137,24 @@ def send_digest_now(subscriber, day=None):
     edition, _ = get_or_build_edition(subscriber.frequency, day or timezone.localdate())
     report = send_edition_to(edition, [subscriber.pk])
     return edition, report
+
+
+def why_not_send_now(subscriber, day=None):
+    """Why ``send_digest_now`` would send ``subscriber`` nothing, or None when it would send.
+
+    For a dry run: nothing is built, claimed or sent."""
+    if not subscriber.is_active:
+        return f"{subscriber.status}, not active"
+    edition_date = edition_date_for(subscriber.frequency, day or timezone.localdate())
+    delivery = Delivery.objects.filter(
+        subscriber=subscriber, edition__cadence=subscriber.frequency, edition__date=edition_date
+    ).select_related("edition").first()
+    if delivery is None:
+        return None
+    status = calls.effective([delivery])[0].status
+    if status == Delivery.Status.PENDING:
+        return None
+    return f"the {delivery.edition} is already {status} for them"
 
 
 def latest_edition(cadence):

@@ -105,6 +105,21 @@ def test_send_to_one_subscriber_names_the_address_as_stored_not_as_typed(mailout
     assert [m.to for m in mailoutbox] == [["tester@example.com"]]
 
 
+def test_a_dry_run_for_one_subscriber_says_when_the_real_run_would_send_nothing(mailoutbox):
+    reader = SubscriberFactory(email="reader@example.com", interests="")
+    paused = SubscriberFactory(email="paused@example.com", interests="", status="paused")
+    edition = built_edition("daily")
+    run("send_digests", "--subscriber", "reader@example.com")
+
+    again = run("send_digests", "--subscriber", "reader@example.com", "--dry-run")
+    not_active = run("send_digests", "--subscriber", "paused@example.com", "--dry-run")
+
+    assert again == f"would send nothing to reader@example.com: the {edition} is already sent for them\n"
+    assert not_active == "would send nothing to paused@example.com: paused, not active\n"
+    assert Delivery.objects.get().subscriber == reader and paused.deliveries.count() == 0
+    assert len(mailoutbox) == 1
+
+
 @pytest.mark.parametrize("typed", ["", "  ", "nobody@example.com"])
 def test_send_to_an_unknown_or_empty_address_is_refused_and_sends_to_no_one(typed, mailoutbox):
     SubscriberFactory(interests="")

@@ -39,7 +39,11 @@ class Command(BaseCommand):
             raise CommandError(f"no subscriber {typed_email!r}")
         email = subscriber.email
         if dry_run:
-            self.stdout.write(f"would send the latest {subscriber.frequency} edition to {email}")
+            refusal = services.why_not_send_now(subscriber, day)
+            if refusal:
+                self.stdout.write(f"would send nothing to {email}: {refusal}")
+            else:
+                self.stdout.write(f"would send the latest {subscriber.frequency} edition to {email}")
             return
         try:
             edition, report = services.send_digest_now(subscriber, day)
