@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.decorators import ratelimit
 
 from digest.scheduling import NextDigest, next_digest, next_send_date
@@ -186,7 +186,22 @@ def preferences(request, token, subscriber):
     )
 
 
-@require_POST
+def _preferences_action(view):
+    """A button of the preferences page (a POST). Opened otherwise (the page reloaded from the
+    history, a link followed), it changes nothing and leads back to the preferences page,
+    instead of a blank "method not allowed"."""
+
+    @require_http_methods(["GET", "HEAD", "POST"])
+    @wraps(view)
+    def wrapped(request, token):
+        if request.method != "POST":
+            return redirect("subscriptions:preferences", token)
+        return view(request, token)
+
+    return wrapped
+
+
+@_preferences_action
 @_preferences_subscriber
 def pause(request, token, subscriber):
     if services.pause(subscriber):
@@ -194,7 +209,7 @@ def pause(request, token, subscriber):
     return redirect("subscriptions:preferences", token)
 
 
-@require_POST
+@_preferences_action
 @_preferences_subscriber
 def resume(request, token, subscriber):
     if services.resume(subscriber):
@@ -202,14 +217,14 @@ def resume(request, token, subscriber):
     return redirect("subscriptions:preferences", token)
 
 
-@require_POST
+@_preferences_action
 @_preferences_subscriber
 def new_link(request, token, subscriber):
     context = {"subscriber": subscriber, "result": services.revoke_links(subscriber, asked_by_reader=True).value}
     return render(request, "subscriptions/new_link_sent.html", context)
 
 
-@require_POST
+@_preferences_action
 @_preferences_subscriber
 def my_data(request, token, subscriber):
     data = services.export_subscriber_data(subscriber)

@@ -95,10 +95,20 @@ def test_pause_and_resume(client, subscriber):
     assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
 
 
-def test_pause_by_get_is_refused(client, subscriber):
-    response = client.get(reverse("subscriptions:pause", args=[token_of(subscriber)]))
-    assert response.status_code == 405
-    assert Subscriber.objects.get(pk=subscriber.pk).status == "active"
+@pytest.mark.parametrize("action", ["pause", "resume", "new_link", "my_data"])
+def test_a_preferences_button_opened_by_get_changes_nothing_and_leads_back_to_the_preferences(
+    client, subscriber, action
+):
+    token = token_of(subscriber)
+    before = Subscriber.objects.filter(pk=subscriber.pk).values().get()
+
+    response = client.get(reverse(f"subscriptions:{action}", args=[token]))
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("subscriptions:preferences", args=[token])
+    assert Subscriber.objects.filter(pk=subscriber.pk).values().get() == before
+    assert client.get(response["Location"]).status_code == 200  # the link still works
+    assert client.put(reverse(f"subscriptions:{action}", args=[token])).status_code == 405
 
 
 def test_an_unsubscribed_subscriber_can_come_back_from_the_page(client, subscriber):
