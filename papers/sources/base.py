@@ -23,6 +23,10 @@ ARXIV_ID_RE = re.compile(
 # Characters no text field should keep: C0/C1 controls (PostgreSQL refuses NUL outright)
 # and lone surrogates (which cannot be encoded as UTF-8).
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Bidirectional embeddings, overrides and isolates (LRE…RLO, LRI…PDI). Right-to-left text needs
+# none of them; left in a title, an unclosed override reverses whatever follows it in a subject,
+# a preheader or an admin list ("Trojan Source"-style spoofing).
+BIDI_CONTROL_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
 SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 MAX_COUNT = 2**31 - 1  # the largest value of a PositiveIntegerField on PostgreSQL
 
@@ -155,12 +159,12 @@ def normalise_whitespace(text):
 
 
 def clean_text(text, max_length=None):
-    """Plain text, whitespace normalised, NFC, optionally cut; '' becomes None."""
+    """Plain text, whitespace normalised, NFC, without bidi controls, optionally cut; '' becomes None."""
     if text is None:
         return None
     if not isinstance(text, str):
         raise SkipItem(f"expected text, got {type(text).__name__}")
-    text = CONTROL_RE.sub(" ", SURROGATE_RE.sub("\ufffd", text))
+    text = BIDI_CONTROL_RE.sub("", CONTROL_RE.sub(" ", SURROGATE_RE.sub("\ufffd", text)))
     text = normalise_whitespace(unicodedata.normalize("NFC", text))
     if max_length:
         text = text[:max_length]

@@ -300,6 +300,7 @@ def assert_storable_text(value):
     assert "\x00" not in value
     assert not any(0xD800 <= ord(ch) <= 0xDFFF for ch in value), "lone surrogate"
     assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value), "control character"
+    assert not any(0x202A <= ord(ch) <= 0x202E or 0x2066 <= ord(ch) <= 0x2069 for ch in value), "bidi control"
 
 
 # --- Stored whole or not at all ------------------------------------------------------

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from papers.sources.base import SourceError
@@ -46,6 +48,29 @@ def test_html_and_latex_in_titles_stay_as_text_with_whitespace_normalised(fixtur
     assert minimal.title == (
         "Why <script>alert('x')</script> Tags Belong in Titles: A Study of $\\LaTeX$ & HTML"
     )
+
+
+def test_bidi_overrides_are_dropped_from_text_and_right_to_left_text_kept():
+    """An unclosed right-to-left override would reverse whatever follows the title in a subject,
+    a preheader or an admin list; Arabic or Hebrew needs no such control to read right."""
+    item = {
+        "paper": {
+            "id": "2501.09201",
+            "title": "Spoofed \u202etitle\u202c and \u2067isolated\u2069 text",
+            "summary": "\u0646\u0645\u0648\u0630\u062c \u0644\u063a\u0648\u064a \u202ekept?",
+            "authors": [{"name": "\u202eRLO Author", "hidden": False}],
+            "publishedAt": "2025-01-15T17:00:00.000Z",
+            "upvotes": 3,
+        },
+        "title": "Spoofed \u202etitle\u202c and \u2067isolated\u2069 text",
+        "numComments": 0,
+    }
+
+    (record,) = HuggingFaceApiSource().parse(json.dumps([item]).encode()).records
+
+    assert record.title == "Spoofed title and isolated text"
+    assert record.abstract == "\u0646\u0645\u0648\u0630\u062c \u0644\u063a\u0648\u064a kept?"
+    assert record.author_names == ["RLO Author"]
 
 
 def test_withdrawn_at_is_read(fixture_bytes):
