@@ -63,6 +63,17 @@ def test_hostile_titles_are_escaped_in_html_and_plain_in_text(mailoutbox):
     assert "\n" not in message.subject
 
 
+def test_a_title_without_spaces_wraps_inside_the_card(mailoutbox):
+    """A title the width of no screen (a long identifier, a URL) breaks inside the 600px card
+    instead of widening it, in clients that read only the inlined styles."""
+    unbroken = "Self" + "Supervised" * 20
+    PaperFactory(title=unbroken, upvotes=10_000)
+    message, _ = sent_digest(mailoutbox, interests="")
+    (anchor,) = re.findall(rf'<a class="title" href="[^"]*" style="([^"]*)">{unbroken}</a>', html_part(message))
+    assert "overflow-wrap:anywhere" in anchor.replace(" ", "")
+    assert "word-break:break-word" in anchor.replace(" ", "")
+
+
 def test_html_stays_under_gmail_clipping_with_twenty_long_papers(mailoutbox):
     for i in range(20):
         PaperFactory(title=f"A very long title about learning {i} " * 4, abstract="Words here. " * 300,
