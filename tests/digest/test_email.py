@@ -74,6 +74,18 @@ def test_a_title_without_spaces_wraps_inside_the_card(mailoutbox):
     assert "word-break:break-word" in anchor.replace(" ", "")
 
 
+def test_the_card_is_fluid_up_to_600px_with_a_fixed_table_for_outlook(mailoutbox):
+    """A phone whose mail client ignores media queries gets the card at its own width; Outlook
+    on Windows, which ignores max-width, gets it inside a 600px table only it reads."""
+    message, _ = sent_digest(mailoutbox, interests="")
+    html = html_part(message)
+    (card,) = re.findall(r'<table class="container"[^>]*>', html)
+    assert 'width="100%"' in card and "max-width: 600px" in card
+    assert 'width="600"' not in card
+    assert re.search(r'<!--\[if mso\]><table role="presentation" width="600"[^>]*><tr><td><!\[endif\]-->\s*<table class="container"', html)
+    assert "<!--[if mso]></td></tr></table><![endif]-->" in html
+
+
 def test_html_stays_under_gmail_clipping_with_twenty_long_papers(mailoutbox):
     for i in range(20):
         PaperFactory(title=f"A very long title about learning {i} " * 4, abstract="Words here. " * 300,

@@ -16,7 +16,8 @@ def test_the_confirmation_email_has_text_and_html_with_the_same_link(pending):
     assert mimetype == "text/html"
     path = link_in(message.body, "confirm")
     assert path in html
-    assert 'width="600"' in html
+    assert 'width="600"' in html  # Outlook's fixed table around the card
+    assert "max-width: 600px" in html  # the card itself is fluid up to 600px
     assert "style=" in html  # the builder inlined the CSS
     assert "7 days" in message.body
 
