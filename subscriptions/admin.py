@@ -440,10 +440,11 @@ class SubscriberAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             format_html(
-                "Imported {} pending (confirmation sent) and {} active with earlier consent; "
-                "skipped {} existing and {} suppressed address(es). Details: {}.",
+                "Imported {} pending (confirmation sent), {} active and {} paused with earlier "
+                "consent; skipped {} existing and {} suppressed address(es). Details: {}.",
                 record.imported_pending,
                 record.imported_active,
+                record.imported_paused,
                 record.skipped_existing,
                 record.skipped_suppressed,
                 link,
@@ -483,6 +484,7 @@ class SubscriberImportAdmin(admin.ModelAdmin):
         "progress",
         "imported_pending",
         "imported_active",
+        "imported_paused",
         "skipped_existing",
         "skipped_suppressed",
         "rows_invalid",
@@ -497,6 +499,7 @@ class SubscriberImportAdmin(admin.ModelAdmin):
                 "fields": (
                     "imported_pending",
                     "imported_active",
+                    "imported_paused",
                     "skipped_existing",
                     "skipped_suppressed",
                     "confirmation_failures",

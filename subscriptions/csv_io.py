@@ -47,8 +47,9 @@ IMPORT_COLUMNS = {
     "consent_note",
 }
 IGNORED_ON_IMPORT = set(EXPORT_COLUMNS) - IMPORT_COLUMNS  # an export can be imported as is
-# An export's ``status`` column is not imported, but a reader who left or whose address may not
-# be mailed is not imported at all: their ``confirmed_at`` would otherwise make them active.
+# An export's ``status`` column is not imported as such, but a reader who left or whose address
+# may not be mailed is not imported at all: their ``confirmed_at`` would otherwise make them
+# active. A paused reader with a ``confirmed_at`` comes back paused (``ImportRow.paused``).
 NOT_IMPORTED_STATUSES = {
     Subscriber.Status.UNSUBSCRIBED,
     Subscriber.Status.BOUNCED,
@@ -71,6 +72,7 @@ class ImportRow:
     preferences: dict
     confirmed_at: datetime | None = None
     consent_note: str = ""
+    paused: bool = False  # confirmed, and paused in the file: imported paused, not active
 
 
 @dataclass
@@ -232,12 +234,15 @@ def _parse_record(line, record):
     if not form.is_valid():
         problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
         raise RowError(f"{email}: {problems}")
+    confirmed_at = _parse_consent_date(_cell(record, "confirmed_at"))
     return ImportRow(
         line=line,
         email=email,
         preferences=form.cleaned_data,
-        confirmed_at=_parse_consent_date(_cell(record, "confirmed_at")),
+        confirmed_at=confirmed_at,
         consent_note=_cell(record, "consent_note")[:200],
+        # Without a confirmed_at there is no consent to pause: pending, like any such row.
+        paused=status == Subscriber.Status.PAUSED and confirmed_at is not None,
     )
 
 

@@ -178,6 +178,10 @@ class SubscriberImport(models.Model):
     imported_active = models.PositiveIntegerField(
         default=0, help_text="New active subscribers with recorded earlier consent."
     )
+    imported_paused = models.PositiveIntegerField(
+        default=0,
+        help_text="New paused subscribers with recorded earlier consent (paused in the file).",
+    )
     skipped_existing = models.PositiveIntegerField(default=0)
     skipped_suppressed = models.PositiveIntegerField(default=0)
     confirmation_failures = models.PositiveIntegerField(

@@ -68,6 +68,7 @@ class SignupResult(enum.Enum):
 class ImportResult(enum.Enum):
     PENDING = "pending"
     ACTIVE = "active"
+    PAUSED = "paused"  # earlier consent, and paused in the file (an export of a paused reader)
     EXISTS = "exists"
     SUPPRESSED = "suppressed"
 
@@ -580,13 +581,15 @@ def _paper_ref(paper, pk):
 # --- Import -----------------------------------------------------------------
 
 IMPORT_BATCH_SIZE = 250
+# What an imported row with earlier consent counts as, by the status it starts in.
+IMPORTED_WITH_CONSENT = {Status.ACTIVE: ImportResult.ACTIVE, Status.PAUSED: ImportResult.PAUSED}
 
 
-def _imported_subscriber(email, preferences, confirmed_at=None, consent_note=""):
+def _imported_subscriber(email, preferences, confirmed_at=None, consent_note="", paused=False):
     subscriber = Subscriber(email=email)
     _apply_preferences(subscriber, preferences)
     if confirmed_at:
-        subscriber.status = Status.ACTIVE
+        subscriber.status = Status.PAUSED if paused else Status.ACTIVE
         subscriber.confirmed_at = confirmed_at
         subscriber.consent_note = (consent_note or "Imported with earlier consent")[:200]
     else:
@@ -594,27 +597,28 @@ def _imported_subscriber(email, preferences, confirmed_at=None, consent_note="")
     return subscriber
 
 
-def import_subscriber(email, preferences, confirmed_at=None, consent_note=""):
+def import_subscriber(email, preferences, confirmed_at=None, consent_note="", paused=False):
     """Add one subscriber from an operator's list.
 
-    With ``confirmed_at`` (earlier, recorded consent) they start active;
-    without, pending, with a confirmation email. Existing and suppressed
-    addresses are left alone. (A whole file goes through ``import_rows``.)
+    With ``confirmed_at`` (earlier, recorded consent) they start active, or
+    paused if ``paused`` (a reader who had paused their digests); without,
+    pending, with a confirmation email, whatever ``paused`` says. Existing and
+    suppressed addresses are left alone. (A whole file goes through ``import_rows``.)
     """
     if suppression_reason(email) is not None:
         return ImportResult.SUPPRESSED
     if find_subscriber(email) is not None:
         return ImportResult.EXISTS
-    subscriber = _imported_subscriber(email, preferences, confirmed_at, consent_note)
+    subscriber = _imported_subscriber(email, preferences, confirmed_at, consent_note, paused)
     try:
         with transaction.atomic():
             subscriber.save()
     except IntegrityError:
         return ImportResult.EXISTS
-    if not confirmed_at:
+    if subscriber.status == Status.PENDING:
         send_confirmation(subscriber)
         return ImportResult.PENDING
-    return ImportResult.ACTIVE
+    return IMPORTED_WITH_CONSENT[subscriber.status]
 
 
 def _existing_addresses(lowered):
@@ -631,8 +635,9 @@ def import_rows(rows, seen=None):
 
     The same rules, row by row: a suppressed address (any reason) is skipped,
     then one that exists or came earlier in the file (``seen``: lower-cased
-    addresses, updated here); the rest are inserted in one statement, pending
-    ones with their confirmation slot taken, then each pending subscriber is
+    addresses, updated here); the rest are inserted in one statement (active, or
+    paused for a confirmed row paused in the file, or pending), pending ones
+    with their confirmation slot taken, then each pending subscriber is
     sent a confirmation email. Returns a Counter of ImportResult, plus
     "confirmation_failed" for emails the mail system refused (those rows are
     imported; their slot is released so "Resend confirmation" can work).
@@ -657,7 +662,7 @@ def import_rows(rows, seen=None):
         else:
             seen.add(key)
             subscriber = _imported_subscriber(
-                row.email, row.preferences, row.confirmed_at, row.consent_note
+                row.email, row.preferences, row.confirmed_at, row.consent_note, row.paused
             )
             if subscriber.status == Status.PENDING:
                 subscriber.confirmation_sent_at = now  # the email below; the slot is taken
@@ -681,8 +686,8 @@ def import_rows(rows, seen=None):
                 continue
             subscriber.pk = pk
             subscriber._state.adding, subscriber._state.db = False, "default"
-            if subscriber.status == Status.ACTIVE:
-                counts[ImportResult.ACTIVE] += 1
+            if subscriber.status != Status.PENDING:
+                counts[IMPORTED_WITH_CONSENT[subscriber.status]] += 1
                 continue
             counts[ImportResult.PENDING] += 1
             context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
@@ -760,6 +765,7 @@ def run_import(import_id):
                 rows_done=done,
                 imported_pending=F("imported_pending") + counts[ImportResult.PENDING],
                 imported_active=F("imported_active") + counts[ImportResult.ACTIVE],
+                imported_paused=F("imported_paused") + counts[ImportResult.PAUSED],
                 skipped_existing=F("skipped_existing") + counts[ImportResult.EXISTS],
                 skipped_suppressed=F("skipped_suppressed") + counts[ImportResult.SUPPRESSED],
                 confirmation_failures=F("confirmation_failures") + counts["confirmation_failed"],
@@ -777,6 +783,7 @@ def run_import(import_id):
     return {
         "pending": record.imported_pending,
         "active": record.imported_active,
+        "paused": record.imported_paused,
         "existing": record.skipped_existing,
         "suppressed": record.skipped_suppressed,
         "invalid": len(record.row_errors),

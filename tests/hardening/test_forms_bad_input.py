@@ -362,8 +362,8 @@ def test_a_queued_csv_import_of_any_file_is_stored_and_run_by_the_task_without_a
     record = SubscriberImport.objects.get(pk=queued[0])
     assert record.status in ("done", "failed")
     if record.status == "done":
-        outcome = (record.imported_pending + record.imported_active + record.skipped_existing
-                   + record.skipped_suppressed)
+        outcome = (record.imported_pending + record.imported_active + record.imported_paused
+                   + record.skipped_existing + record.skipped_suppressed)
         assert outcome == record.rows_valid == record.rows_done
         assert record.rows_valid + len(record.row_errors) == record.rows_total
     assert Subscriber.objects.count() - before <= len(rows) + len(extra)

@@ -368,6 +368,23 @@ def test_a_round_tripped_export_does_not_bring_back_a_reader_who_left(admin_clie
     assert "may not be emailed, so not imported" in response.content.decode()
 
 
+def test_a_round_tripped_export_brings_a_paused_reader_back_paused(admin_client, subscriber):
+    services.pause(subscriber)
+    export = admin_client.post(
+        reverse(CHANGELIST), {"action": "export_csv", "_selected_action": [subscriber.pk]}
+    )
+    text = b"".join(export.streaming_content).decode()
+    subscriber.delete()  # another instance, or the hashed suppression lost: only the file speaks
+    Suppression.objects.all().delete()
+
+    response = admin_client.post(reverse(IMPORT), {"file": upload(text)}, follow=True)
+
+    imported = Subscriber.objects.get()
+    assert (imported.status, imported.confirmed_at) == ("paused", subscriber.confirmed_at)
+    assert mail.outbox == []
+    assert "0 active and 1 paused with earlier consent" in response.content.decode()
+
+
 def test_import_refuses_a_file_that_is_not_utf8(admin_client):
     response = admin_client.post(reverse(IMPORT), {"file": upload(b"email\n\xff\xfe@x.org\n")})
     assert response.status_code == 200

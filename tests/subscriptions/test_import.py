@@ -65,7 +65,9 @@ def test_the_task_imports_the_file_and_records_the_outcome(admin_client, subscri
 
     summary = tasks.import_subscribers(record.pk)
 
-    assert summary == {"pending": 1, "active": 1, "existing": 2, "suppressed": 1, "invalid": 1}
+    assert summary == {
+        "pending": 1, "active": 1, "paused": 0, "existing": 2, "suppressed": 1, "invalid": 1
+    }
     record.refresh_from_db()
     assert record.status == "done"
     assert record.started_at <= record.finished_at
@@ -80,6 +82,37 @@ def test_the_task_imports_the_file_and_records_the_outcome(admin_client, subscri
     assert old.consent_note == "2024 newsletter form"
     assert [m.to for m in mail.outbox] == [["new@example.org"]]
     assert "/confirm/" in mail.outbox[0].body
+
+
+def test_a_confirmed_paused_row_is_imported_paused_and_an_unconfirmed_one_pending(
+    admin_client, queued
+):
+    text = (
+        "email,status,confirmed_at\n"
+        "paused@example.org,paused,2024-03-01\n"
+        "unconfirmed@example.org,paused,\n"
+        "active@example.org,active,2024-03-01\n"
+    )
+    admin_client.post(reverse(IMPORT), {"file": upload(text)})
+    record = SubscriberImport.objects.get()
+
+    summary = tasks.import_subscribers(record.pk)
+
+    assert summary == {
+        "pending": 1, "active": 1, "paused": 1, "existing": 0, "suppressed": 0, "invalid": 0
+    }
+    record.refresh_from_db()
+    assert (record.imported_pending, record.imported_active, record.imported_paused) == (1, 1, 1)
+    assert dict(Subscriber.objects.values_list("email", "status")) == {
+        "paused@example.org": "paused",
+        "unconfirmed@example.org": "pending",
+        "active@example.org": "active",
+    }
+    paused = Subscriber.objects.get(email="paused@example.org")
+    assert paused.confirmed_at.date().isoformat() == "2024-03-01"
+    assert [m.to for m in mail.outbox] == [["unconfirmed@example.org"]]
+    page = admin_client.get(reverse("admin:subscriptions_subscriberimport_change", args=[record.pk]))
+    assert "Imported paused" in page.content.decode()
 
 
 def test_the_confirmation_link_of_an_imported_subscriber_works(admin_client, client, queued):
@@ -147,7 +180,7 @@ def test_without_a_broker_the_import_runs_in_the_request_and_says_how_it_went(
     response = admin_client.post(reverse(IMPORT), {"file": upload(MIXED)}, follow=True)
     html = response.content.decode()
     assert (
-        "Imported 1 pending (confirmation sent) and 1 active with earlier consent; "
+        "Imported 1 pending (confirmation sent), 1 active and 0 paused with earlier consent; "
         "skipped 2 existing and 1 suppressed address(es)."
     ) in html
     assert "row(s) not imported: line 6" in html

@@ -306,6 +306,21 @@ def test_import_with_recorded_consent_creates_active_without_email():
     assert mail.outbox == []
 
 
+def test_import_with_recorded_consent_and_paused_creates_paused_without_email():
+    consented = timezone.now() - timedelta(days=30)
+    result = services.import_subscriber("imp@example.org", PREFERENCES, consented, paused=True)
+    assert result is ImportResult.PAUSED
+    assert Subscriber.objects.get().status == "paused"
+    assert mail.outbox == []
+
+
+def test_import_paused_without_consent_creates_pending_and_sends_a_confirmation():
+    result = services.import_subscriber("imp@example.org", PREFERENCES, paused=True)
+    assert result is ImportResult.PENDING
+    assert Subscriber.objects.get().status == "pending"
+    assert "/confirm/" in mail.outbox[0].body
+
+
 def test_import_cannot_re_add_a_deleted_subscriber(subscriber):
     services.delete_subscriber(subscriber)
     assert services.import_subscriber("ada@example.org", PREFERENCES) is ImportResult.SUPPRESSED
