@@ -285,17 +285,26 @@ class SubscriberAdmin(admin.ModelAdmin):
         if not_sent:
             self.message_user(request, "Not sent: " + "; ".join(not_sent), messages.WARNING)
 
+    # The actions below that change a reader record it in the reader's admin history (who,
+    # when, what), once for each reader they actually changed.
+
     @admin.action(description="Suppress (never email again)")
     def suppress(self, request, queryset):
         for subscriber in queryset:
-            services.suppress(subscriber, reason="suppressed")
+            was = subscriber.status
+            if services.suppress(subscriber, reason="suppressed"):
+                self.log_change(request, subscriber, f"Suppressed: never email again (was {was}).")
         self.message_user(request, f"Suppressed {len(queryset)} subscriber(s).")
 
     @admin.action(description="Reactivate")
     def reactivate(self, request, queryset):
         outcomes = {result: [] for result in services.ReactivationResult}
         for subscriber in queryset:
-            outcomes[services.reactivate(subscriber)].append(subscriber.email)
+            was = subscriber.status
+            result = services.reactivate(subscriber)
+            outcomes[result].append(subscriber.email)
+            if result is services.ReactivationResult.REACTIVATED:
+                self.log_change(request, subscriber, f"Reactivated (was {was}).")
         reactivated = len(outcomes[services.ReactivationResult.REACTIVATED])
         already_active = len(outcomes[services.ReactivationResult.ALREADY_ACTIVE])
         message = f"Reactivated {reactivated} subscriber(s)."
@@ -311,12 +320,24 @@ class SubscriberAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
 
+    REVOKED_LINKS_LOG = {
+        services.NewLinkResult.EMAILED: "Revoked email links: a new link was emailed.",
+        services.NewLinkResult.NOT_EMAILED: (
+            "Revoked email links: no new link emailed (may not be emailed)."
+        ),
+        services.NewLinkResult.EMAIL_FAILED: (
+            "Revoked email links: the new link could not be emailed."
+        ),
+    }
+
     @admin.action(description="Revoke email links (rotate secret, email a new link)")
     def revoke_links(self, request, queryset):
         """Every selected reader's links are revoked; only those we may email get a new one."""
         outcomes = {result: [] for result in services.NewLinkResult}
         for subscriber in queryset:
-            outcomes[services.revoke_links(subscriber)].append(subscriber.email)
+            result = services.revoke_links(subscriber)  # always rotates the secret
+            outcomes[result].append(subscriber.email)
+            self.log_change(request, subscriber, self.REVOKED_LINKS_LOG[result])
         emailed = outcomes[services.NewLinkResult.EMAILED]
         self.message_user(
             request,

@@ -459,16 +459,16 @@ def suppress(subscriber, reason):
     ESP webhooks pass "bounced" or "complained"; any other reason (an
     operator's) gives the status "suppressed". The hashed address goes on
     the suppression list too, so that it stays blocked after the subscriber
-    is deleted. Idempotent.
+    is deleted. Idempotent: True if this call changed the subscriber's status.
     """
     status = SUPPRESSION_STATUSES.get(reason, Status.SUPPRESSED)
     with transaction.atomic():
-        Subscriber.objects.filter(pk=subscriber.pk).exclude(status=status).update(
+        moved = Subscriber.objects.filter(pk=subscriber.pk).exclude(status=status).update(
             status=status, updated_at=timezone.now()
         )
         suppress_email(subscriber.email, reason)
     subscriber.refresh_from_db()
-    return subscriber
+    return bool(moved)
 
 
 def suppress_email(email, reason):

@@ -3,6 +3,8 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -285,6 +287,60 @@ def test_action_reactivate_counts_only_the_readers_it_moved(admin_client, subscr
     assert "Reactivated 1 subscriber(s). 1 already active, left as they were." in html
     assert "Never confirmed, so not reactivated (resend the confirmation instead): " \
         "pending@example.org" in html
+
+
+def history_of(admin_client, subscriber):
+    """The reader's "History" page in the admin, as HTML."""
+    response = admin_client.get(
+        reverse("admin:subscriptions_subscriber_history", args=[subscriber.pk])
+    )
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def logged_changes(subscriber):
+    return list(
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Subscriber),
+            object_id=str(subscriber.pk),
+            action_flag=CHANGE,
+        ).values_list("user__username", "change_message")
+    )
+
+
+def test_suppressing_is_in_the_history_of_each_reader_it_changed(admin_client, subscriber):
+    already = SubscriberFactory(email="gone@example.org", status="suppressed")
+
+    run_action(admin_client, "suppress", [subscriber, already])
+
+    assert logged_changes(subscriber) == [("admin", "Suppressed: never email again (was active).")]
+    assert logged_changes(already) == []  # nothing changed for them
+    html = history_of(admin_client, subscriber)
+    assert "Suppressed: never email again (was active)." in html
+    assert "admin" in html
+
+
+def test_reactivating_is_in_the_history_of_each_reader_it_moved(admin_client, subscriber, pending):
+    suppressed = SubscriberFactory(email="gone@example.org")
+    services.suppress(suppressed, reason="suppressed")
+
+    run_action(admin_client, "reactivate", [subscriber, suppressed, pending])
+
+    assert logged_changes(suppressed) == [("admin", "Reactivated (was suppressed).")]
+    assert logged_changes(subscriber) == [] and logged_changes(pending) == []  # active; refused
+    assert "Reactivated (was suppressed)." in history_of(admin_client, suppressed)
+
+
+def test_revoking_links_is_in_each_readers_history_with_whether_a_new_link_was_emailed(
+    admin_client, subscriber, pending
+):
+    run_action(admin_client, "revoke_links", [subscriber, pending])
+
+    assert logged_changes(subscriber) == [("admin", "Revoked email links: a new link was emailed.")]
+    assert logged_changes(pending) == [
+        ("admin", "Revoked email links: no new link emailed (may not be emailed).")
+    ]
+    assert "Revoked email links: a new link was emailed." in history_of(admin_client, subscriber)
 
 
 def test_action_export_csv_is_spreadsheet_safe(admin_client, subscriber):

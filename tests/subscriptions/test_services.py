@@ -196,8 +196,8 @@ def test_unsubscribe_leaves_a_bounced_subscriber_bounced(subscriber):
     [("bounced", "bounced"), ("complained", "complained"), ("spam trap", "suppressed")],
 )
 def test_suppress_sets_the_status_and_a_hashed_entry_idempotently(subscriber, reason, status):
-    services.suppress(subscriber, reason=reason)
-    services.suppress(subscriber, reason=reason)
+    assert services.suppress(subscriber, reason=reason) is True
+    assert services.suppress(subscriber, reason=reason) is False  # nothing changed the second time
     assert Subscriber.objects.get(pk=subscriber.pk).status == status
     entry = Suppression.objects.get()
     assert entry.email_hash == email_hash("ada@example.org")
