@@ -14,6 +14,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
@@ -502,13 +504,19 @@ def delete_subscriber(subscriber):
     """Erase the subscriber with their deliveries and feedback, keeping only a hashed suppression.
 
     The hash stops an import from re-adding the address; an existing stronger
-    reason (bounced, complained) is kept.
+    reason (bounced, complained) is kept. The admin's history of the reader (who
+    changed, suppressed or deleted them, and when) stays, named by id: each entry
+    named them by their address.
     """
+    pk = subscriber.pk
     with transaction.atomic():
         Suppression.objects.get_or_create(
             email_hash=email_hash(subscriber.email), defaults={"reason": "deleted"}
         )
         subscriber.delete()
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Subscriber), object_id=str(pk)
+        ).update(object_repr=f"deleted subscriber {pk}")
 
 
 # --- Data rights ------------------------------------------------------------

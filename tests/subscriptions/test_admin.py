@@ -3,7 +3,7 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -499,3 +499,19 @@ def test_deleting_a_subscriber_in_the_admin_keeps_a_hashed_suppression_as_their_
     assert not Subscriber.objects.filter(pk__in=[one.pk, two.pk, three.pk]).exists()
     for gone in (one, two, three):
         assert Suppression.objects.get(email_hash=services.email_hash(gone.email)).reason == "deleted"
+
+
+def test_a_deleted_readers_admin_history_stays_but_no_longer_names_their_address(admin_client):
+    one, two, three = SubscriberFactory.create_batch(3)
+    ids = [one.pk, two.pk, three.pk]
+    run_action(admin_client, "suppress", [one, two, three])
+    admin_client.post(reverse("admin:subscriptions_subscriber_delete", args=[one.pk]), {"post": "yes"})
+    run_action(admin_client, "delete_selected", [two], post="yes")
+    services.delete_subscriber(three)  # the reader's own "delete everything"
+
+    for pk in ids:
+        entries = LogEntry.objects.filter(object_id=str(pk), content_type__model="subscriber")
+        assert entries.filter(change_message__startswith="Suppressed").exists()
+        assert {e.object_repr for e in entries} == {f"deleted subscriber {pk}"}
+    assert LogEntry.objects.filter(object_id__in=[str(one.pk), str(two.pk)], action_flag=DELETION).count() == 2
+    assert not LogEntry.objects.filter(object_repr__contains="@").exists()
