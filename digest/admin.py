@@ -299,6 +299,15 @@ class BlockedPaperAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["paper"] if obj else []
 
+    # Deleting an entry un-blocks its paper: it goes back in the editions the block pulled it from.
+
+    def delete_model(self, request, obj):
+        services.unblock_paper(obj)
+
+    def delete_queryset(self, request, queryset):
+        for blocked in queryset:
+            services.unblock_paper(blocked)
+
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):

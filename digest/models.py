@@ -269,6 +269,14 @@ class BlockedPaper(models.Model):
     paper = models.OneToOneField("papers.Paper", on_delete=models.CASCADE, related_name="block")
     reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The entries the block pulled, so that un-blocking puts back exactly those and leaves pulled
+    # an entry an operator had pulled by hand before. Null for blocks made before it was kept:
+    # un-blocking one of them puts nothing back (its entries stay pulled; untick them by hand).
+    pulled_entries = models.JSONField(
+        null=True, blank=True, editable=False,
+        help_text="Ids of the edition entries this block pulled (un-blocking puts them back); "
+        "null for blocks made before they were recorded.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -5,6 +5,7 @@ from collections import deque
 from itertools import islice
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from more_itertools import chunked
 
@@ -262,13 +263,54 @@ def resend_failed_delivery(delivery):
 
 
 def block_paper(paper, reason=""):
-    """Put ``paper`` on the blocklist: it leaves every edition page and every digest not yet sent."""
+    """Put ``paper`` on the blocklist: it leaves every edition page and every digest not yet sent.
+
+    The block records the entries it pulled (not those an operator had already pulled by hand),
+    so that ``unblock_paper`` puts back exactly those. The entries are locked while they are
+    read and pulled, so that one pulled by hand meanwhile is not taken for the block's."""
     from .models import BlockedPaper, EditionPaper
 
-    blocked, _ = BlockedPaper.objects.get_or_create(paper=paper, defaults={"reason": reason[:300]})
-    pulled = EditionPaper.objects.filter(paper=paper, pulled=False).update(pulled=True)
+    with transaction.atomic():
+        blocked, created = BlockedPaper.objects.get_or_create(
+            paper=paper, defaults={"reason": reason[:300], "pulled_entries": []}
+        )
+        if not created:
+            blocked = BlockedPaper.objects.select_for_update().get(pk=blocked.pk)
+        entries = list(
+            EditionPaper.objects.select_for_update().filter(paper=paper, pulled=False).values_list("pk", flat=True)
+        )
+        pulled = EditionPaper.objects.filter(pk__in=entries).update(pulled=True)
+        # A block made before the record was kept stays without one (what it pulled is unknown),
+        # so un-blocking it puts nothing back, as it always did.
+        if entries and blocked.pulled_entries is not None:
+            blocked.pulled_entries = sorted({*blocked.pulled_entries, *entries})
+            blocked.save(update_fields=["pulled_entries"])
     log.info("paper blocked paper=%s editions=%d", paper.pk, pulled)
     return blocked
+
+
+def unblock_paper(blocked):
+    """Take a paper off the blocklist and put it back in the editions its block pulled it from.
+
+    Only the entries the block pulled are put back: one an operator had pulled by hand before
+    the block stays pulled. A block made before they were recorded (``pulled_entries`` null)
+    puts nothing back. The paper is sendable again as soon as this commits: the send path sees
+    the edition's sendable entries change (``sending.sendable_fingerprint``) and the edition
+    pages read them on each view, so digests sent after this carry it."""
+    from .models import BlockedPaper, EditionPaper
+
+    with transaction.atomic():
+        blocked = BlockedPaper.objects.select_for_update().filter(pk=blocked.pk).first()
+        if blocked is None:
+            return 0
+        restored = 0
+        if blocked.pulled_entries:
+            restored = EditionPaper.objects.filter(
+                pk__in=blocked.pulled_entries, paper_id=blocked.paper_id, pulled=True
+            ).update(pulled=False)
+        blocked.delete()
+    log.info("paper unblocked paper=%s editions=%d", blocked.paper_id, restored)
+    return restored
 
 
 class UnknownPaper(LookupError):

@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from digest.models import BlockedPaper, Delivery, EditionPaper, Feedback, WebhookEvent
 from digest.sending import send_edition_to
+from digest.services import block_paper
 from tests.digest.builders import built_edition
 from tests.factories import PaperFactory, SubscriberFactory
 
@@ -183,6 +184,26 @@ def test_blocking_a_paper_pulls_it_from_every_digest_not_yet_sent(admin_client, 
     assert EditionPaper.objects.get(edition=edition, paper=top).pulled
     assert top.pk not in Delivery.objects.get().paper_ids
     assert top.title not in mailoutbox[0].body
+
+
+def test_deleting_a_blocklist_entry_puts_the_paper_back_in_the_editions_the_block_pulled(admin_client, mailoutbox):
+    edition = built_edition()
+    first, second = (e.paper for e in edition.entries.order_by("rank")[:2])
+    EditionPaper.objects.filter(edition=edition, paper=second).update(pulled=True)  # by hand, before
+    blocks = [block_paper(first, "looked retracted"), block_paper(second, "looked retracted")]
+    reader = SubscriberFactory(interests="", max_papers=20)
+
+    response = admin_client.post(f"/admin/digest/blockedpaper/{blocks[0].pk}/delete/", {"post": "yes"})
+    send_edition_to(edition, [reader.pk])
+    bulk = admin_client.post("/admin/digest/blockedpaper/", {
+        "action": "delete_selected", "_selected_action": [blocks[1].pk], "post": "yes",
+    })
+
+    assert response.status_code == bulk.status_code == 302
+    assert not BlockedPaper.objects.exists()
+    assert not EditionPaper.objects.get(edition=edition, paper=first).pulled
+    assert EditionPaper.objects.get(edition=edition, paper=second).pulled
+    assert first.pk in Delivery.objects.get().paper_ids and first.title in mailoutbox[0].body
 
 
 def test_webhook_events_are_listed_read_only(admin_client):

@@ -7,7 +7,7 @@ import pytest
 
 from digest.models import Delivery, EditionPaper
 from digest.sending import send_edition_to
-from digest.services import block_paper
+from digest.services import block_paper, unblock_paper
 from papers.models import Paper
 from subscriptions import tokens
 from tests.digest.builders import built_edition
@@ -48,6 +48,17 @@ def test_pulled_and_blocked_papers_leave_the_edition_page(client):
     block_paper(second, reason="retracted")
     html = client.get(edition_path(edition)).content.decode()
     assert first.title not in html and second.title not in html
+
+
+def test_a_paper_unblocked_is_back_on_the_edition_page(client):
+    edition = built_edition()
+    top = edition.entries.get(rank=1).paper
+    blocked = block_paper(top, reason="looked retracted")
+    while_blocked = client.get(edition_path(edition)).content.decode()
+
+    unblock_paper(blocked)
+
+    assert top.title not in while_blocked and top.title in client.get(edition_path(edition)).content.decode()
 
 
 def test_the_edition_page_escapes_titles(client):
