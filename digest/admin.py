@@ -7,6 +7,7 @@ yet sent. Every change goes through ``digest.services``.
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as stock_delete_selected
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -83,8 +84,17 @@ class EditionPaperInline(admin.TabularInline):
         return False
 
 
+def sent_editions_left_alone(editions):
+    """Why ``editions`` were not deleted, for the operator who asked."""
+    names = ", ".join(str(edition) for edition in editions)
+    its, it = ("Their", "them") if len(editions) > 1 else ("Its", "it")
+    return (f"Not deleted: {names}. {its} digests went out, and deleting an edition deletes its ledger: "
+            f"the next run would build {it} again and email {it} to everyone a second time")
+
+
 @admin.register(Edition)
 class EditionAdmin(admin.ModelAdmin):
+    actions = ["delete_selected"]
     list_display = ["date", "cadence", "built_at", "paper_count", "public_page"]
     list_filter = ["cadence"]
     date_hierarchy = "date"
@@ -94,6 +104,36 @@ class EditionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         """Editions are built by the daily job (``run_daily``) from the papers fetched, never by hand."""
         return False
+
+    # An edition's deliveries and ESP calls go with it, and they are what stops a second send:
+    # once any of its digests went to the ESP it has no delete link or page here, and the bulk
+    # action leaves it out. One nobody was sent yet may be deleted (to be built again).
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and services.edition_handed_to_esp(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        if not services.delete_unsent_edition(obj):
+            raise PermissionDenied  # its digests went out since its delete page was shown
+
+    def delete_queryset(self, request, queryset):
+        kept = [edition for edition in queryset if not services.delete_unsent_edition(edition)]
+        if kept:
+            self.message_user(request, f"{sent_editions_left_alone(kept)} (sent since the page was shown).",
+                              messages.WARNING)
+
+    @admin.action(permissions=["delete"], description=stock_delete_selected.short_description)
+    def delete_selected(self, request, queryset):
+        """The stock action for the editions selected that nobody was sent yet; the others are named."""
+        sent = [edition for edition in queryset if services.edition_handed_to_esp(edition)]
+        if sent:
+            self.message_user(request, f"{sent_editions_left_alone(sent)}.", messages.WARNING)
+            queryset = queryset.exclude(pk__in=[edition.pk for edition in sent])
+            if not queryset:
+                return None
+        return stock_delete_selected(self, request, queryset)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(entry_count=Count("entries"))
@@ -199,7 +239,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     # A reader's row for an edition is what stops a second send of it: deleted, the next send
     # tick or ``send_digests --subscriber`` claims the reader again and emails the edition twice.
-    # Rows go only with their reader or their edition (whose delete pages list them).
+    # Rows go only with their reader or with an edition nobody was sent yet (whose delete pages list them).
 
     def get_actions(self, request):
         actions = super().get_actions(request)

@@ -262,6 +262,36 @@ def resend_failed_delivery(delivery):
     return bool(moved)
 
 
+def edition_handed_to_esp(edition):
+    """Whether any of ``edition``'s digests was (or may have been) handed to the ESP: a delivery
+    past ``pending``, or any ESP call (claimed per call, its deliveries stay ``pending``).
+
+    The deliveries are read along the (edition, subscriber) index and the first one past
+    ``pending`` answers: a sent edition's rows are hundreds of thousands."""
+    if SendCall.objects.filter(edition=edition).exists():
+        return True
+    past_pending = Delivery.objects.filter(edition=edition).exclude(status=Delivery.Status.PENDING)
+    return bool(past_pending.order_by("subscriber_id").values_list("pk", flat=True)[:1])
+
+
+def delete_unsent_edition(edition):
+    """Delete ``edition`` (its entries and pending deliveries) unless any of its digests was
+    handed to the ESP; returns whether it was deleted.
+
+    Its deliveries and ESP calls, deleted with it, are what stops a second send: were a sent
+    edition deleted, the next run would build it again and email it to everyone twice. One
+    nobody was sent yet may go (to be built again, say). Checked and deleted under the
+    edition's claim lock, so that no digest of it is claimed in between."""
+    with calls.claims_of(edition.pk):
+        if edition_handed_to_esp(edition):
+            log.info("edition not deleted, its digests went out edition=%s", edition.pk)
+            return False
+        pk = edition.pk
+        edition.delete()
+    log.info("edition deleted edition=%s", pk)
+    return True
+
+
 def block_paper(paper, reason=""):
     """Put ``paper`` on the blocklist: it leaves every edition page and every digest not yet sent.
 

@@ -443,3 +443,78 @@ def test_deleting_a_reader_still_deletes_their_deliveries(admin_client):
 
     assert response.status_code == 302
     assert not Delivery.objects.exists()
+
+
+def test_an_edition_whose_digests_went_out_cannot_be_deleted_so_nobody_gets_it_twice(admin_client, mailoutbox):
+    from digest.models import Edition
+
+    edition = built_edition()
+    reader = SubscriberFactory(interests="")
+    send_edition_to(edition, [reader.pk])
+    url = f"/admin/digest/edition/{edition.pk}/"
+
+    page = admin_client.get(f"{url}change/").content.decode()
+    confirmation = admin_client.get(f"{url}delete/")
+    confirmed = admin_client.post(f"{url}delete/", {"post": "yes"})
+    bulk = admin_client.post("/admin/digest/edition/", {
+        "action": "delete_selected", "_selected_action": [edition.pk], "post": "yes",
+    }, follow=True)
+    send_edition_to(Edition.objects.get(pk=edition.pk), [reader.pk])
+
+    assert "deletelink" not in page
+    assert confirmation.status_code == confirmed.status_code == 403
+    assert bulk.status_code == 200 and f"Not deleted: {edition}. Its digests went out" in bulk.content.decode()
+    assert Edition.objects.filter(pk=edition.pk).exists() and Delivery.objects.filter(edition=edition).exists()
+    assert len(mailoutbox) == 1
+
+
+def test_an_edition_claimed_by_an_esp_call_cannot_be_deleted_while_its_deliveries_are_pending(admin_client):
+    from digest.models import Edition, SendCall
+
+    edition = built_edition()
+    delivery = Delivery.objects.create(subscriber=SubscriberFactory(), edition=edition)
+    SendCall.objects.create(edition=edition, token="call", first_delivery_id=delivery.pk,
+                            last_delivery_id=delivery.pk, delivery_ids=[delivery.pk])
+
+    confirmed = admin_client.post(f"/admin/digest/edition/{edition.pk}/delete/", {"post": "yes"})
+
+    assert confirmed.status_code == 403
+    assert Edition.objects.filter(pk=edition.pk).exists() and SendCall.objects.exists()
+
+
+def test_editions_nobody_was_sent_yet_can_still_be_deleted_alone_or_in_bulk_but_not_sent_ones(admin_client):
+    from digest.models import Edition
+    from digest.sending import claim_deliveries
+
+    sent, claimed, built = built_edition("daily"), built_edition("weekly", papers=[]), edition_of(2)
+    send_edition_to(sent, [SubscriberFactory(interests="").pk])
+    claim_deliveries(claimed, [SubscriberFactory().pk])  # claimed, never handed to the ESP
+
+    page = admin_client.get(f"/admin/digest/edition/{built.pk}/change/").content.decode()
+    alone = admin_client.post(f"/admin/digest/edition/{built.pk}/delete/", {"post": "yes"})
+    selected = {"action": "delete_selected", "_selected_action": [sent.pk, claimed.pk]}
+    confirmation = admin_client.post("/admin/digest/edition/", selected).content.decode()
+    bulk = admin_client.post("/admin/digest/edition/", {**selected, "post": "yes"}, follow=True)
+
+    assert "deletelink" in page and alone.status_code == 302
+    assert f"Not deleted: {sent}." in confirmation and f'name="_selected_action" value="{sent.pk}"' not in confirmation
+    assert f'name="_selected_action" value="{claimed.pk}"' in confirmation
+    assert "Successfully deleted 1 edition" in bulk.content.decode()
+    assert list(Edition.objects.all()) == [sent]
+    assert Delivery.objects.get().edition == sent
+
+
+def test_the_reader_of_an_edition_that_cannot_be_deleted_can_still_be_deleted(admin_client):
+    from digest.models import Edition
+
+    edition = built_edition()
+    reader, other = SubscriberFactory(interests=""), SubscriberFactory(interests="")
+    send_edition_to(edition, [reader.pk, other.pk])
+
+    confirmation = admin_client.get(f"/admin/subscriptions/subscriber/{reader.pk}/delete/").content.decode()
+    response = admin_client.post(f"/admin/subscriptions/subscriber/{reader.pk}/delete/", {"post": "yes"})
+
+    assert "permission to delete" not in confirmation
+    assert response.status_code == 302
+    assert list(Delivery.objects.values_list("subscriber", flat=True)) == [other.pk]
+    assert Edition.objects.filter(pk=edition.pk).exists()

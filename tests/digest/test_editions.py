@@ -82,3 +82,20 @@ def test_the_daily_job_for_a_day_after_today_is_refused_before_anything_is_fetch
         assert fetched == [] and not Edition.objects.exists()
         services.run_daily_job(date(2026, 12, 6))
     assert fetched == [True]
+
+
+def test_an_edition_is_deleted_only_while_none_of_its_digests_was_handed_to_the_esp():
+    from digest.models import Delivery
+    from digest.services import delete_unsent_edition
+    from tests.factories import SubscriberFactory
+
+    papers_on_topics()
+    today = timezone.localdate()
+    claimed, _ = get_or_build_edition("daily", today)
+    sent, _ = get_or_build_edition("weekly", today)
+    Delivery.objects.create(subscriber=SubscriberFactory(), edition=claimed)
+    Delivery.objects.create(subscriber=SubscriberFactory(), edition=sent, status=Delivery.Status.FAILED)
+
+    assert delete_unsent_edition(sent) is False
+    assert delete_unsent_edition(claimed) is True
+    assert list(Edition.objects.all()) == [sent] and Delivery.objects.get().edition == sent
