@@ -414,3 +414,9 @@ class SendCallAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        """A call is what says its readers were handed to the ESP while their rows are still
+        ``pending``: deleted, they would be claimed and emailed again. Calls go only with an
+        edition, and an edition with calls is not deleted here (``EditionAdmin``)."""
+        return False

@@ -482,6 +482,29 @@ def test_an_edition_claimed_by_an_esp_call_cannot_be_deleted_while_its_deliverie
     assert Edition.objects.filter(pk=edition.pk).exists() and SendCall.objects.exists()
 
 
+def test_an_esp_call_cannot_be_deleted_so_its_readers_are_never_claimed_again(admin_client, mailoutbox):
+    from digest.models import SendCall
+
+    edition = built_edition()
+    reader = SubscriberFactory(interests="")
+    delivery = Delivery.objects.create(subscriber=reader, edition=edition)  # in the call below
+    call = SendCall.objects.create(edition=edition, token="call", first_delivery_id=delivery.pk,
+                                   last_delivery_id=delivery.pk, delivery_ids=[delivery.pk])
+
+    listed = admin_client.get("/admin/digest/sendcall/").content.decode()
+    page = admin_client.get(f"/admin/digest/sendcall/{call.pk}/change/").content.decode()
+    confirmed = admin_client.post(f"/admin/digest/sendcall/{call.pk}/delete/", {"post": "yes"})
+    admin_client.post("/admin/digest/sendcall/", {
+        "action": "delete_selected", "_selected_action": [call.pk], "post": "yes",
+    })
+    send_edition_to(edition, [reader.pk])
+
+    assert confirmed.status_code == 403
+    assert "deletelink" not in page and 'value="delete_selected"' not in listed
+    assert SendCall.objects.filter(pk=call.pk).exists()
+    assert mailoutbox == []  # the reader's digest is the call's: not sent again
+
+
 def test_editions_nobody_was_sent_yet_can_still_be_deleted_alone_or_in_bulk_but_not_sent_ones(admin_client):
     from digest.models import Edition
     from digest.sending import claim_deliveries
