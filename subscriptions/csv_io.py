@@ -59,6 +59,7 @@ NOT_IMPORTED_STATUSES = {
 MAX_IMPORT_ROWS = 5000
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 TRUE_WORDS = {"1", "true", "yes", "y"}
+FALSE_WORDS = {"", "0", "false", "no", "n"}  # an empty cell: the default, no
 
 
 class ImportFileError(Exception):
@@ -147,6 +148,15 @@ def parse_import(upload):
     return parse_import_text(decode_upload(upload))
 
 
+def other_separator(header_line):
+    """What a header without an email column is separated by instead of commas, if it shows:
+    spreadsheets in many locales save "CSV" with semicolons."""
+    for mark, name in ((";", "semicolons"), ("\t", "tabs")):
+        if mark in header_line and "," not in header_line:
+            return name
+    return None
+
+
 def _records(text):
     """(headers, iterator of (line, record)): the file-level checks, no row validation.
 
@@ -159,6 +169,12 @@ def _records(text):
     except csv.Error as error:
         raise ImportFileError(f"The file is not valid CSV: {error}") from None
     if "email" not in headers:
+        separator = other_separator(text.partition("\n")[0])
+        if separator:
+            raise ImportFileError(
+                f"The first row must be a header with an “email” column; this file seems to separate "
+                f"its columns with {separator}: save it with commas (“CSV UTF-8”) and try again."
+            )
         raise ImportFileError("The first row must be a header with an “email” column.")
     reader.fieldnames = headers
 
@@ -228,7 +244,10 @@ def _parse_record(line, record):
         "send_hour": _cell(record, "send_hour") or str(DEFAULT_SEND_HOUR),
         "timezone": _cell(record, "timezone") or DEFAULT_TIMEZONE,
     }
-    if _cell(record, "always_send_top").lower() in TRUE_WORDS:
+    always = _cell(record, "always_send_top").lower()
+    if always not in TRUE_WORDS | FALSE_WORDS:
+        raise RowError(f"{email}: always_send_top “{always[:20]}” is neither true nor false (true/false, yes/no, 1/0).")
+    if always in TRUE_WORDS:
         data["always_send_top"] = "on"
     form = PreferencesForm(data)
     if not form.is_valid():

@@ -364,3 +364,26 @@ def test_old_imports_need_no_worker_to_be_listed(admin_client):
     )
     response = admin_client.get(reverse("admin:subscriptions_subscriberimport_changelist"))
     assert response.status_code == 200 and "old.csv" in response.content.decode()
+
+
+def test_a_file_separated_by_semicolons_is_refused_with_a_message_that_says_so():
+    with pytest.raises(csv_io.ImportFileError, match="separate its columns with semicolons"):
+        csv_io.parse_import_text("Email;Interests\nada@example.org;RLHF\n")
+    with pytest.raises(csv_io.ImportFileError, match="with tabs"):
+        csv_io.parse_import_text("Email\tInterests\nada@example.org\tRLHF\n")
+    with pytest.raises(csv_io.ImportFileError, match=r"“email” column\.$"):
+        csv_io.parse_import_text("name,interests\nAda,RLHF\n")
+
+
+@pytest.mark.parametrize("cell, expected", [("yes", True), ("TRUE", True), ("1", True), ("no", False),
+                                            ("false", False), ("0", False), ("", False)])
+def test_always_send_top_reads_the_usual_words_for_yes_and_no(cell, expected):
+    (row,) = rows(f"email,always_send_top\nada@example.org,{cell}\n")
+    assert row.preferences["always_send_top"] is expected
+
+
+def test_an_always_send_top_that_is_neither_yes_nor_no_is_a_row_error_not_a_silent_no():
+    parsed = csv_io.parse_import_text("email,always_send_top\nada@example.org,maybe\nbob@example.org,yes\n")
+    assert [row.email for row in parsed.rows] == ["bob@example.org"]
+    [(line, message)] = parsed.errors
+    assert line == 2 and "“maybe” is neither true nor false" in message
