@@ -73,3 +73,9 @@ def test_an_unknown_or_ambiguous_liked_paper_is_an_error(capsys):
         call_command("recommend", "--like", "A paper nobody wrote")
     with pytest.raises(CommandError, match="several papers"):
         call_command("recommend", "--like", "neural networks for mol")
+
+
+def test_an_unknown_category_is_an_error_naming_the_ones_readers_choose_from(settings):
+    settings.ARXIV_CATEGORIES = ["cs.LG", "cs.CL"]
+    with pytest.raises(CommandError, match=r"unknown category cs\.XX: .*\(cs\.LG, cs\.CL\)"):
+        call_command("recommend", "--category", "cs.LG", "--category", "cs.XX")

@@ -1,5 +1,6 @@
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from digest import services
@@ -30,6 +31,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
+        unknown = [code for code in options["category"] if code not in settings.ARXIV_CATEGORIES]
+        if unknown:
+            raise CommandError(
+                f"unknown category {', '.join(unknown)}: readers choose among ARXIV_CATEGORIES "
+                f"({', '.join(settings.ARXIV_CATEGORIES)})"
+            )
         try:
             liked = [services.find_paper(reference) for reference in options["like"]]
         except services.UnknownPaper as exc:
