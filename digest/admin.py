@@ -250,7 +250,10 @@ class DeliveryAdmin(admin.ModelAdmin):
         raise PermissionDenied
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "show_delete": False})
+        """A row's page shows it (every field is read only): no delete link, and no save buttons."""
+        shown_only = {"show_delete": False, "show_save": False, "show_save_and_continue": False,
+                      "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **shown_only})
 
     def get_object(self, request, object_id, from_field=None):
         """The row as its ESP call says, while the call is not settled onto it (shown, not saved)."""

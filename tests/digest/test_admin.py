@@ -430,6 +430,7 @@ def test_a_delivery_cannot_be_deleted_so_its_reader_never_gets_the_edition_twice
 
     assert confirm.status_code == 403 and bulk.status_code in (200, 302)
     assert "deletelink" not in page and 'value="delete_selected"' not in listed
+    assert 'name="_save"' not in page and 'name="_continue"' not in page  # every field is read only
     assert Delivery.objects.filter(pk=delivery.pk).exists()
     assert len(mailoutbox) == 1
 
