@@ -103,3 +103,16 @@ def test_logging_settings_route_every_record_through_the_redacting_handler(setti
     assert handler["filters"] == ["redact_emails"]
     assert settings.LOGGING["root"]["handlers"] == ["console"]
     assert settings.CELERY_WORKER_HIJACK_ROOT_LOGGER is False  # workers log the same way
+
+
+@pytest.mark.parametrize("name", ["django", "django.request", "django.server"])
+def test_djangos_own_records_are_printed_once_through_the_redacting_handler(name):
+    """Django's default handlers (its console one under DEBUG, the dev server's) would print
+    each record a second time, in another format and past the redacting filter."""
+    logger = logging.getLogger(name)
+    handlers = []
+    while logger is not None:
+        handlers += [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]  # caplog's
+        logger = logger.parent if logger.propagate else None
+    assert [type(h).__name__ for h in handlers] == ["StreamHandler"]
+    assert [f.__class__.__name__ for f in handlers[0].filters] == ["RedactEmailsFilter"]
