@@ -53,6 +53,13 @@ def normalise_email(value):
     local, at, domain = value.rpartition("@")
     if not (local and at and domain):
         raise ValidationError(INVALID_EMAIL, code="invalid")
+    if not local.isascii():
+        # Mail for such addresses (SMTPUTF8) does not reach every mailbox, and not every ESP takes it.
+        raise ValidationError(
+            "Letters with accents or outside the Latin alphabet before the @ are not supported: "
+            "use an address without them, if you have one.",
+            code="non_ascii_local_part",
+        )
     try:
         domain = idna.encode(domain.rstrip("."), uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):

@@ -184,6 +184,13 @@ def test_an_email_with_a_newline_gets_a_clear_message(client):
     assert "cannot contain line breaks" in response.content.decode()
 
 
+def test_an_email_with_accents_before_the_at_gets_a_clear_message_and_writes_nothing(client):
+    response = post_signup(client, email="jürgen@example.org")
+    assert response.status_code == 400
+    assert "before the @ are not supported" in response.content.decode()
+    assert not Subscriber.objects.exists() and mail.outbox == []
+
+
 def test_a_huge_body_is_a_clean_400(client):
     response = client.post(SIGNUP, signup_data(interests="x" * (400 * 1024)))
     assert response.status_code == 400

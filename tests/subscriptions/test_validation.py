@@ -44,6 +44,14 @@ def test_malformed_or_injected_addresses_are_refused_with_a_message(typed):
     assert caught.value.messages[0]
 
 
+@pytest.mark.parametrize("typed", ["jürgen@example.org", "李明@example.cn", "zoë.müller@example.de"])
+def test_an_address_with_non_ascii_letters_before_the_at_is_refused_saying_why(typed):
+    with pytest.raises(ValidationError) as caught:
+        normalise_email(typed)
+    assert caught.value.code == "non_ascii_local_part"
+    assert "before the @ are not supported" in caught.value.messages[0]
+
+
 def test_a_newline_in_the_email_gets_a_clear_message():
     form = SignupForm(signup_data(email="a@example.org\nBcc: b@example.org"))
     assert not form.is_valid()
