@@ -15,7 +15,10 @@ send; if that fails, the ESP's retry brings the event back.
 marked applied in one transaction):
 
 * ``bounced`` (anymail's name for a hard bounce) and ``complained`` suppress
-  the subscriber; ``unsubscribed`` unsubscribes them;
+  the subscriber; ``unsubscribed`` unsubscribes them. anymail also calls some
+  temporary failures ``bounced`` (Postmark's soft bounces, Amazon SES's
+  transient and undetermined ones); those are taken as the deferrals they are
+  (``is_soft_bounce``) and change nothing, as Mailgun's temporary failures do;
 * ``delivered``, ``opened`` and ``clicked`` stamp the delivery; an open implies
   delivery and a click an open, and the earliest time wins, so events arriving
   out of order or twice change nothing. Any of them also settles a delivery
@@ -78,7 +81,7 @@ def record_tracking_event(sender, event, esp_name, **kwargs):
     """anymail's tracking signal receiver: store the event once, apply it now or through Celery."""
     if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
         raise AnymailWebhookValidationFailure("tracking webhooks are refused until WEBHOOK_SECRET is set")
-    if event.event_type not in HANDLED:
+    if event.event_type not in HANDLED or is_soft_bounce(event, esp_name):
         return
     stored = store_event(event, esp_name)
     if stored.applied_at is not None:
@@ -89,6 +92,26 @@ def record_tracking_event(sender, event, esp_name, **kwargs):
         from .tasks import apply_webhook_event
 
         transaction.on_commit(lambda: apply_webhook_event.delay(stored.pk))
+
+
+def is_soft_bounce(event, esp_name):
+    """Whether a ``bounced`` event is a temporary failure that anymail names a bounce.
+
+    Mailgun's temporary failures already come as ``deferred``. Postmark's bounce
+    webhook names soft bounces (a full mailbox) and virus notifications ``bounced``
+    too: only a ``HardBounce``, or a bounce that made Postmark deactivate the address
+    (``Inactive``), stops it sending. Amazon SES's bounces are all ``bounced``; only a
+    ``Permanent`` one is a hard bounce (``Transient``: a full mailbox, a message too
+    large; ``Undetermined``: SES could not tell).
+    """
+    if event.event_type != EventType.BOUNCED or not isinstance(event.esp_event, dict):
+        return False
+    raw = event.esp_event
+    if esp_name == "Postmark" and raw.get("RecordType") == "Bounce":
+        return raw.get("Type") != "HardBounce" and raw.get("Inactive") is not True
+    if esp_name == "Amazon SES" and isinstance(raw.get("bounce"), dict):
+        return raw["bounce"].get("bounceType") != "Permanent"
+    return False
 
 
 def store_event(event, esp_name):

@@ -1,0 +1,108 @@
+"""Hard and soft bounces as Postmark and Amazon SES post them: only a hard bounce suppresses the reader.
+
+anymail names Postmark's soft bounces and every SES bounce ``bounced``; the ESP's own
+payload says whether the failure is permanent.
+"""
+
+import base64
+import json
+
+import pytest
+from django.test import Client
+
+from digest.models import Delivery, WebhookEvent
+from subscriptions.models import Subscriber, Suppression
+from tests.digest.builders import built_edition
+from tests.factories import SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+WEBHOOK_SECRET = "esp:webhook-password"
+MESSAGE_ID = "0a1b2c3d-0000-4000-8000-000000000001"
+
+
+@pytest.fixture(autouse=True)
+def webhook_secret(settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": WEBHOOK_SECRET}
+
+
+@pytest.fixture
+def delivery():
+    return Delivery.objects.create(subscriber=SubscriberFactory(interests=""), edition=built_edition(),
+                                   status="sent", esp_message_id=MESSAGE_ID, paper_ids=[1])
+
+
+def auth():
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(WEBHOOK_SECRET.encode()).decode()}
+
+
+def postmark_bounce(delivery, kind, inactive):
+    return {
+        "RecordType": "Bounce", "ID": 4323372036854775807, "Type": kind, "TypeCode": 4096,
+        "MessageID": MESSAGE_ID, "Description": "", "Details": "smtp;452 4.2.2 mailbox full",
+        "Email": delivery.subscriber.email, "BouncedAt": "2026-11-20T07:15:00Z", "DumpAvailable": False,
+        "Inactive": inactive, "CanActivate": True, "Subject": "Paperboy", "MessageStream": "daily-digests",
+        "Metadata": {"delivery_id": str(delivery.pk)},
+    }
+
+
+def post_postmark(body):
+    return Client().post("/anymail/postmark/tracking/", data=json.dumps(body), content_type="application/json",
+                         **auth())
+
+
+def post_ses_bounce(delivery, bounce_type, sub_type):
+    ses = {
+        "notificationType": "Bounce",
+        "bounce": {
+            "bounceType": bounce_type, "bounceSubType": sub_type, "timestamp": "2026-11-20T07:15:00.000Z",
+            "bouncedRecipients": [{"emailAddress": delivery.subscriber.email, "status": "5.1.1",
+                                   "diagnosticCode": "smtp; 550 5.1.1 user unknown"}],
+            "feedbackId": "0102015fd91a6479-feedback",
+        },
+        "mail": {"timestamp": "2026-11-20T07:14:58.000Z", "messageId": MESSAGE_ID,
+                 "destination": [delivery.subscriber.email], "headers": []},
+    }
+    sns_id = f"sns-{bounce_type}-{sub_type}"
+    notification = {
+        "Type": "Notification", "MessageId": sns_id, "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses",
+        "Message": json.dumps(ses), "Timestamp": "2026-11-20T07:15:01.000Z", "SignatureVersion": "1",
+    }
+    return Client().post("/anymail/amazon_ses/tracking/", data=json.dumps(notification),
+                         content_type="text/plain; charset=UTF-8", HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification",
+                         HTTP_X_AMZ_SNS_MESSAGE_ID=sns_id, **auth())
+
+
+def status_of(delivery):
+    return Subscriber.objects.get(pk=delivery.subscriber_id).status
+
+
+@pytest.mark.parametrize("kind", ["SoftBounce", "VirusNotification"])
+def test_a_postmark_soft_bounce_leaves_the_reader_active(delivery, kind):
+    assert post_postmark(postmark_bounce(delivery, kind, inactive=False)).status_code == 200
+    delivery.refresh_from_db()
+    assert status_of(delivery) == "active" and delivery.bounced_at is None
+    assert not Suppression.objects.exists() and not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize(("kind", "inactive"), [("HardBounce", True), ("SoftBounce", True)])
+def test_a_postmark_hard_bounce_or_a_bounce_that_deactivated_the_address_suppresses(delivery, kind, inactive):
+    assert post_postmark(postmark_bounce(delivery, kind, inactive)).status_code == 200
+    delivery.refresh_from_db()
+    assert status_of(delivery) == "bounced" and delivery.bounced_at is not None
+    assert Suppression.objects.get().reason == "bounced"
+
+
+@pytest.mark.parametrize(("bounce_type", "sub_type"), [("Transient", "MailboxFull"), ("Undetermined", "Undetermined")])
+def test_an_ses_transient_or_undetermined_bounce_leaves_the_reader_active(delivery, bounce_type, sub_type):
+    assert post_ses_bounce(delivery, bounce_type, sub_type).status_code == 200
+    delivery.refresh_from_db()
+    assert status_of(delivery) == "active" and delivery.bounced_at is None
+    assert not Suppression.objects.exists() and not WebhookEvent.objects.exists()
+
+
+def test_an_ses_permanent_bounce_suppresses(delivery):
+    assert post_ses_bounce(delivery, "Permanent", "General").status_code == 200
+    delivery.refresh_from_db()
+    assert status_of(delivery) == "bounced" and delivery.bounced_at is not None
+    assert WebhookEvent.objects.get().outcome == f"delivery {delivery.pk} updated; subscriber suppressed (bounced)"
