@@ -51,6 +51,9 @@ PREFERENCE_FIELDS = (
 # confirming afresh.
 BLOCKING_SUPPRESSIONS = ("bounced", "complained", "suppressed")
 SUPPRESSION_STATUSES = {"bounced": Status.BOUNCED, "complained": Status.COMPLAINED}
+# A later hard bounce does not replace a spam complaint: the complaint is the stronger
+# reason, and the one an operator must see before reactivating the reader.
+NOT_REPLACED_BY = {"bounced": ("complained",)}
 RECEIVING = (Status.PENDING, Status.ACTIVE, Status.PAUSED)
 NOT_YET_JOINED = (Status.PENDING, Status.UNSUBSCRIBED)
 JOINED = (Status.ACTIVE, Status.PAUSED)
@@ -461,11 +464,13 @@ def suppress(subscriber, reason):
     ESP webhooks pass "bounced" or "complained"; any other reason (an
     operator's) gives the status "suppressed". The hashed address goes on
     the suppression list too, so that it stays blocked after the subscriber
-    is deleted. Idempotent: True if this call changed the subscriber's status.
+    is deleted. A bounce leaves a complained subscriber (and entry) as they are.
+    Idempotent: True if this call changed the subscriber's status.
     """
     status = SUPPRESSION_STATUSES.get(reason, Status.SUPPRESSED)
+    kept = NOT_REPLACED_BY.get(reason, ())
     with transaction.atomic():
-        moved = Subscriber.objects.filter(pk=subscriber.pk).exclude(status=status).update(
+        moved = Subscriber.objects.filter(pk=subscriber.pk).exclude(status__in=[status, *kept]).update(
             status=status, updated_at=timezone.now()
         )
         suppress_email(subscriber.email, reason)
@@ -474,10 +479,14 @@ def suppress(subscriber, reason):
 
 
 def suppress_email(email, reason):
-    """Put a bare address on the suppression list, whether or not anyone subscribed it."""
-    Suppression.objects.update_or_create(
-        email_hash=email_hash(email), defaults={"reason": reason[:32]}
-    )
+    """Put a bare address on the suppression list, whether or not anyone subscribed it
+    (an entry for a complaint stays one when the address bounces later)."""
+    hashed = email_hash(email)
+    entry, created = Suppression.objects.get_or_create(email_hash=hashed, defaults={"reason": reason[:32]})
+    if not created:
+        Suppression.objects.filter(pk=entry.pk).exclude(reason__in=NOT_REPLACED_BY.get(reason, ())).update(
+            reason=reason[:32]
+        )
 
 
 def reactivate(subscriber):

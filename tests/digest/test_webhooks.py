@@ -200,6 +200,16 @@ def test_an_unsubscribe_after_a_complaint_keeps_the_stronger_suppression(client,
     assert Subscriber.objects.get(pk=delivery.subscriber_id).status == "complained"
 
 
+def test_a_hard_bounce_after_a_complaint_keeps_the_reader_complained(client, delivery):
+    email = delivery.subscriber.email
+    post(client, mailgun_event("complained", email))
+    post(client, mailgun_event("failed", email, at=T0 + 60, severity="permanent", reason="bounce"))
+    delivery.refresh_from_db()
+    assert Subscriber.objects.get(pk=delivery.subscriber_id).status == "complained"
+    assert Suppression.objects.get(email_hash=email_hash(email)).reason == "complained"
+    assert delivery.complained_at == moment(T0) and delivery.bounced_at == moment(T0 + 60)
+
+
 def test_an_event_finds_its_delivery_by_metadata_when_the_batch_shares_a_message_id(
     client, django_capture_on_commit_callbacks, delivery
 ):

@@ -205,6 +205,15 @@ def test_suppress_sets_the_status_and_a_hashed_entry_idempotently(subscriber, re
     assert "ada" not in entry.email_hash
 
 
+def test_a_bounce_after_a_complaint_keeps_the_complaint(subscriber):
+    services.suppress(subscriber, reason="complained")
+    assert services.suppress(subscriber, reason="bounced") is False
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "complained"
+    assert Suppression.objects.get().reason == "complained"
+    services.suppress(subscriber, reason="spam trap")  # an operator's suppression still replaces it
+    assert Subscriber.objects.get(pk=subscriber.pk).status == "suppressed"
+
+
 def test_reactivate_lifts_a_suppression_but_needs_earlier_consent(subscriber, pending):
     services.suppress(subscriber, reason="complained")
     assert services.reactivate(subscriber)
