@@ -22,7 +22,8 @@ marked applied in one transaction):
 * ``delivered``, ``opened`` and ``clicked`` stamp the delivery; an open implies
   delivery and a click an open, and the earliest time wins, so events arriving
   out of order or twice change nothing. Any of them also settles a delivery
-  left in ``sending`` (outcome unknown) as ``sent``: the ESP has it. A click
+  left in ``sending`` (outcome unknown) as ``sent``: the ESP has it; so too
+  one the stale sweep has failed meanwhile for that unknown outcome. A click
   also records which paper of the digest it was for (``clicked_paper``), so
   that the dashboard counts clicks per paper with one aggregate query.
 """
@@ -181,7 +182,8 @@ def stamp_delivery(delivery, event):
             Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gt": moment}), pk=delivery.pk
         ).update(**{name: moment})
     if event.event_type in PROOF_OF_SENDING:
-        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
+        unknown = Q(status=Delivery.Status.SENDING) | Q(status=Delivery.Status.FAILED, reason=calls.STALE_REASON)
+        Delivery.objects.filter(unknown, pk=delivery.pk).update(
             status=Delivery.Status.SENT, sent_at=moment, reason=calls.SETTLED_BY_WEBHOOK
         )
 

@@ -28,6 +28,7 @@ from tests.factories import EditionFactory
 
 pytestmark = pytest.mark.django_db
 
+
 @pytest.fixture
 def esp_outbox(batch_outbox, settings):
     settings.DIGEST_CLAIMS_PER_CALL = True
@@ -125,6 +126,27 @@ def test_a_call_with_an_unknown_outcome_is_never_resent_and_the_stale_sweep_fail
     assert reconcile_stale_deliveries(timezone.now() + timedelta(hours=1)) == 2
     rows = list(Delivery.objects.all())
     assert {d.status for d in rows} == {"failed"} and all(d.paper_ids for d in rows)  # they may have it
+    assert send_edition_to(edition, ids).sent == 0 and esp_outbox == []
+
+
+def test_an_open_after_the_stale_sweep_failed_a_call_settles_its_reader_as_sent(esp_outbox, readers):
+    edition, ids = built_edition(), [r.pk for r in readers[:2]]
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=timeout_error()):
+        send_edition_to(edition, ids)
+    reconcile_stale_deliveries(timezone.now() + timedelta(hours=1))
+    opened, other = Delivery.objects.get(subscriber=readers[0]), Delivery.objects.get(subscriber=readers[1])
+
+    event = WebhookEvent.objects.create(
+        event_id="e-stale", esp="mailgun", event_type="opened", recipient=readers[0].email, message_id="",
+        occurred_at=timezone.now(), details={"metadata": {"delivery_id": str(opened.pk)}},
+    )
+    apply_event(event.pk)
+
+    opened.refresh_from_db()
+    other.refresh_from_db()
+    assert (opened.status, opened.reason) == ("sent", "settled by the ESP's webhook") and opened.opened_at
+    assert opened.paper_ids and opened.sent_at == opened.opened_at
+    assert other.status == "failed"  # nothing proved that the ESP has its reader's message
     assert send_edition_to(edition, ids).sent == 0 and esp_outbox == []
 
 

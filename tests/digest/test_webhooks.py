@@ -16,6 +16,7 @@ from django.apps import apps as django_apps
 from django.core.management import call_command
 
 from digest.models import Delivery, WebhookEvent
+from digest.sending import reconcile_stale_deliveries
 from digest.webhooks import prune_webhook_events, record_tracking_event
 from subscriptions.models import Subscriber, Suppression, email_hash
 from tests.digest.builders import built_edition
@@ -229,6 +230,27 @@ def test_proof_of_delivery_settles_a_delivery_whose_send_outcome_was_unknown(
     post_and_apply(client, django_capture_on_commit_callbacks, mailgun_event("delivered", delivery.subscriber.email))
     delivery.refresh_from_db()
     assert delivery.status == "sent"
+
+
+def test_a_delivered_event_after_the_stale_sweep_failed_the_delivery_settles_it_as_sent(
+    client, django_capture_on_commit_callbacks, delivery
+):
+    Delivery.objects.filter(pk=delivery.pk).update(status="sending", sending_at=moment(T0 - 7200))
+    reconcile_stale_deliveries()
+    assert Delivery.objects.get(pk=delivery.pk).status == "failed"
+    post_and_apply(client, django_capture_on_commit_callbacks,
+                   mailgun_event("delivered", delivery.subscriber.email, at=T0 + 3600))
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.sent_at) == ("sent", moment(T0 + 3600))
+
+
+def test_a_delivered_event_leaves_a_delivery_failed_for_another_reason_failed(
+    client, django_capture_on_commit_callbacks, delivery
+):
+    Delivery.objects.filter(pk=delivery.pk).update(status="failed", reason="400 Bad Request")
+    post_and_apply(client, django_capture_on_commit_callbacks, mailgun_event("delivered", delivery.subscriber.email))
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.reason) == ("failed", "400 Bad Request")
 
 
 @pytest.mark.parametrize(
