@@ -222,6 +222,15 @@ def change_subscriber(subscriber, event_type):
     return ""
 
 
+def suppress_address(address, event_type):
+    """A bounce or complaint for an address nobody subscribes (a reader deleted since, say):
+    the address goes on the suppression list, so that a later signup with it is refused."""
+    from subscriptions import services
+
+    services.suppress_email(address, SUPPRESSING[event_type])
+    return f"address suppressed ({SUPPRESSING[event_type]}), no subscriber"
+
+
 def apply_event(event_pk):
     """Apply one stored event, once; returns what it did."""
     with transaction.atomic():
@@ -240,6 +249,8 @@ def apply_event(event_pk):
                 paper = clicked_paper(delivery, event.details.get("click_url"))
         if subscriber is not None:
             outcomes.append(change_subscriber(subscriber, event.event_type))
+        elif event.event_type in SUPPRESSING and event.recipient:
+            outcomes.append(suppress_address(event.recipient, event.event_type))
         outcome = "; ".join(o for o in outcomes if o) or "no matching delivery or subscriber"
         WebhookEvent.objects.filter(pk=event.pk).update(
             applied_at=timezone.now(), delivery=delivery, clicked_paper=paper, outcome=outcome[:200]

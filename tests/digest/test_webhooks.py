@@ -176,6 +176,18 @@ def test_a_hard_bounce_suppresses_the_subscriber_at_once(client, delivery):
     assert Suppression.objects.filter(email_hash=email_hash(email), reason="bounced").exists()
 
 
+def test_a_bounce_for_a_deleted_readers_address_puts_it_on_the_suppression_list(client, delivery):
+    from subscriptions import services
+
+    email = delivery.subscriber.email
+    services.delete_subscriber(delivery.subscriber)  # their "deleted" suppression does not block
+    assert post(client, mailgun_event("failed", email, severity="permanent", reason="bounce")).status_code == 200
+
+    assert Suppression.objects.get(email_hash=email_hash(email)).reason == "bounced"
+    assert WebhookEvent.objects.get().outcome == "address suppressed (bounced), no subscriber"
+    assert services.request_subscription(email, {}) is services.SignupResult.BLOCKED
+
+
 def test_a_soft_bounce_changes_nothing(client, delivery):
     post(client, mailgun_event("failed", delivery.subscriber.email, severity="temporary", reason="generic"))
     delivery.refresh_from_db()
