@@ -4,13 +4,17 @@ import random
 
 from celery import shared_task
 from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
 from django.utils.dateparse import parse_date
+from kombu.exceptions import OperationalError as BrokerError
 
 from . import dashboard, services, webhooks
 from .models import Edition
 from .sending import TransientSendError, send_edition_to
 
 MAX_SEND_RETRIES = 6
+MAX_DAILY_JOB_RETRIES = 8  # about two hours of backoff, until the deep health check calls the edition missing
 BACKOFF_MAX_SECONDS = 3600
 
 
@@ -22,9 +26,22 @@ def backoff_seconds(retries):
     return min(2**retries * settings.DIGEST_RETRY_BASE_SECONDS, BACKOFF_MAX_SECONDS) * random.uniform(0.5, 1.5)
 
 
-@shared_task(acks_late=True)
-def run_daily_job(day=None):
-    return services.run_daily_job(parse_date(day) if day else None)
+@shared_task(bind=True, acks_late=True, max_retries=MAX_DAILY_JOB_RETRIES)
+def run_daily_job(self, day=None):
+    """Fetch, build the day's editions, enqueue the due digests; retried with backoff when the
+    database or the broker fails it.
+
+    Nothing else builds the day's editions: a run lost to a database restart would leave every
+    reader without a digest that day. Every step is safe to run again (a fetch stores each
+    source's batch whole or not at all, an edition is built once, a reader is claimed once).
+    The retry keeps the day it was started for, so a retry after midnight builds that day's
+    editions, not the next day's.
+    """
+    day = day or timezone.localdate().isoformat()
+    try:
+        return services.run_daily_job(parse_date(day))
+    except (DatabaseError, BrokerError) as exc:
+        raise self.retry(exc=exc, args=[day], countdown=backoff_seconds(self.request.retries))
 
 
 @shared_task(acks_late=True)

@@ -1,9 +1,16 @@
 """The daily job end to end on PostgreSQL: fetch → edition → rank → render → send → record."""
 
+from datetime import UTC, datetime
+from unittest import mock
+
 import pytest
+import time_machine
+from celery.exceptions import Retry
 from django.core.management import call_command
+from django.db import OperationalError
 from django.utils import timezone
 
+from digest import tasks
 from digest.editions import build_editions_for
 from digest.models import Delivery, Edition
 from papers.models import Paper
@@ -52,3 +59,25 @@ def test_dry_run_sends_nothing(bundled_only, mailoutbox):
     build_editions_for(timezone.localdate())
     call_command("send_digests", "--dry-run")
     assert mailoutbox == [] and Delivery.objects.count() == 0
+
+
+def test_a_daily_job_the_database_fails_is_retried_for_the_day_it_started(bundled_only, mailoutbox):
+    """A database restart at the job hour must not cost the day's digests: nothing else builds
+    the editions. The retry names the day it was started for, so one that runs after midnight
+    still builds that day's editions."""
+    reader = SubscriberFactory(interests="")
+    with time_machine.travel(datetime(2026, 11, 20, 6, 0, tzinfo=UTC), tick=False):
+        with mock.patch("papers.tasks.fetch_all_sources", side_effect=OperationalError("server closed the connection")), \
+                mock.patch("digest.tasks.random.uniform", return_value=1.0):
+            with pytest.raises(Retry) as retry:
+                tasks.run_daily_job.apply()
+    assert retry.value.when == 30
+    assert list(retry.value.sig.args) == ["2026-11-20"]
+    assert not Edition.objects.exists() and mailoutbox == []
+
+    with time_machine.travel(datetime(2026, 11, 20, 6, 1, tzinfo=UTC), tick=False):
+        tasks.run_daily_job.apply(args=retry.value.sig.args)  # as the broker delivers the retry
+
+    assert set(Edition.objects.values_list("date", flat=True)) == {datetime(2026, 11, 20).date(),
+                                                                   datetime(2026, 11, 16).date()}
+    assert [m.to[0] for m in mailoutbox] == [reader.email]
