@@ -246,7 +246,9 @@ def _parse_record(line, record):
     }
     always = _cell(record, "always_send_top").lower()
     if always not in TRUE_WORDS | FALSE_WORDS:
-        raise RowError(f"{email}: always_send_top “{always[:20]}” is neither true nor false (true/false, yes/no, 1/0).")
+        raise RowError(
+            f"{email}: always_send_top “{always[:20]}” is neither true nor false (true/false, yes/no, 1/0)."
+        )
     if always in TRUE_WORDS:
         data["always_send_top"] = "on"
     form = PreferencesForm(data)

@@ -307,13 +307,15 @@ def test_over_days_of_beat_ticks_every_reader_gets_each_daily_edition_once_at_th
                 services.enqueue_due_digests(now)
                 if tick % 12 == 3:  # what the confirmation page would promise each reader now
                     promised += [
-                        (s.pk, now, scheduling.next_send_date(s, now)) for s in Subscriber.objects.filter(pk__in=readers)
+                        (s.pk, now, scheduling.next_send_date(s, now))
+                        for s in Subscriber.objects.filter(pk__in=readers)
                         if scheduling.next_digest(s, now) is scheduling.NextDigest.AT_SEND_HOUR
                     ]
 
     for subscriber_id, now, day in promised:
         zone, hour = readers[subscriber_id]
-        following = Delivery.objects.filter(subscriber_id=subscriber_id, created_at__gt=now).order_by("created_at").first()
+        later = Delivery.objects.filter(subscriber_id=subscriber_id, created_at__gt=now)
+        following = later.order_by("created_at").first()
         if following is None:
             comes = max(datetime.combine(day, time(hour), tzinfo=zone), datetime.combine(day, DAILY_JOB, tzinfo=UTC))
             assert comes >= end, (zone, hour, now, day)
