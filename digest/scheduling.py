@@ -56,43 +56,49 @@ class NextDigest(enum.Enum):
 
 
 def next_digest(subscriber, now=None):
-    """When ``subscriber`` gets their next digest, by the rule of ``due_editions`` for one
-    reader: their local clock has passed their send hour on the current edition's date (or
-    their date is past it), or on the previous edition's while their date is still that
-    one's, and they have not had that edition."""
-    now = now or timezone.now()
-    local = local_now(subscriber.timezone, now)
-    previous = previous_edition(subscriber.frequency, now)
-    if previous and local.date() == previous.date and local.hour >= subscriber.send_hour:
-        return NextDigest.AT_SEND_HOUR if has_delivery(previous, subscriber) else NextDigest.NOW
-    edition = current_edition(subscriber.frequency, now)
-    edition_day = edition.date if edition else edition_date_for(subscriber.frequency, timezone.localdate(now))
-    reached = local.date() > edition_day or (local.date() == edition_day and local.hour >= subscriber.send_hour)
-    if not reached or (edition and has_delivery(edition, subscriber)):
-        return NextDigest.AT_SEND_HOUR
-    return NextDigest.NOW if edition else NextDigest.WITH_EDITION
+    """When ``subscriber`` gets their next digest (``next_digest_and_day``)."""
+    return next_digest_and_day(subscriber, now)[0]
 
 
 def next_send_date(subscriber, now=None):
-    """The reader's local date of their next digest when ``next_digest`` says ``AT_SEND_HOUR``:
-    today while their hour is still to come on the previous edition's date (and they have not
-    had it), else the current edition's date, or the next edition's once they have had the
-    current one. Their send hour is on that date, as ``due_editions`` sends."""
+    """The reader's local date of their next digest when it comes at their send hour
+    (``next_digest_and_day``)."""
+    return next_digest_and_day(subscriber, now)[1]
+
+
+def next_digest_and_day(subscriber, now=None):
+    """``(when, day)``: when ``subscriber`` gets their next digest, by the rule of
+    ``due_editions`` for one reader, and, when that is at their send hour, the local date it
+    comes on (else None).
+
+    They are due now once their local clock has passed their send hour on the current
+    edition's date (or their date is past it), or on the previous edition's while their date
+    is still that one's, and they have not had that edition. Otherwise their digest comes at
+    their hour: today while their hour is still to come on the previous edition's date (and
+    they have not had it), else on the current edition's date, or the next edition's once
+    they have had the current one."""
     now = now or timezone.now()
     local = local_now(subscriber.timezone, now)
+    hour_come = local.hour >= subscriber.send_hour
     previous = previous_edition(subscriber.frequency, now)
-    if (
-        previous
-        and local.date() == previous.date
-        and local.hour < subscriber.send_hour
-        and not has_delivery(previous, subscriber)
-    ):
-        return previous.date
-    day = edition_date_for(subscriber.frequency, timezone.localdate(now))
     edition = current_edition(subscriber.frequency, now)
-    if edition and has_delivery(edition, subscriber):
+    on_previous_day = previous is not None and local.date() == previous.date
+    had_previous = on_previous_day and has_delivery(previous, subscriber)
+    had_current = edition is not None and has_delivery(edition, subscriber)
+    if on_previous_day and hour_come:
+        if not had_previous:
+            return NextDigest.NOW, None
+    else:
+        edition_day = edition.date if edition else edition_date_for(subscriber.frequency, timezone.localdate(now))
+        reached = local.date() > edition_day or (local.date() == edition_day and hour_come)
+        if reached and not had_current:
+            return (NextDigest.NOW if edition else NextDigest.WITH_EDITION), None
+        if on_previous_day and not had_previous:
+            return NextDigest.AT_SEND_HOUR, previous.date
+    day = edition_date_for(subscriber.frequency, timezone.localdate(now))
+    if had_current:
         day = next_edition_date(subscriber.frequency, day)
-    return max(day, local.date())
+    return NextDigest.AT_SEND_HOUR, max(day, local.date())
 
 
 def next_edition_date(cadence, day):

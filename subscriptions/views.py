@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from digest.scheduling import NextDigest, next_digest, next_send_date
+from digest.scheduling import next_digest_and_day
 
 from . import services
 from .forms import PreferencesForm, ResendForm, SignupForm
@@ -136,13 +136,13 @@ def confirm(request, token):
 
 
 def _confirmed(request, subscriber, already):
-    first_digest = next_digest(subscriber) if subscriber.is_active else None
+    first_digest, first_day = next_digest_and_day(subscriber) if subscriber.is_active else (None, None)
     context = {
         "subscriber": subscriber,
         "already": already,
         "preferences_url": services.preferences_path(subscriber),
         "first_digest": first_digest.value if first_digest else "",
-        "first_day": next_send_date(subscriber) if first_digest is NextDigest.AT_SEND_HOUR else None,
+        "first_day": first_day,
     }
     return render(request, "subscriptions/confirmed.html", context)
 
