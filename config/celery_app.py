@@ -37,6 +37,11 @@ def configure_beat_schedule(sender, **kwargs):
             "schedule": every or crontab(minute=30, hour=3),
         },
     }
+    if not every:  # every N s, the daily job itself runs every N s: it cannot be missed for long
+        sender.conf.beat_schedule["start-missed-daily-job"] = {
+            "task": "digest.tasks.start_missed_daily_job",
+            "schedule": crontab(minute="5,20,35,50"),
+        }
 
 
 @worker_process_init.connect

@@ -2,14 +2,17 @@
 
 import logging
 from collections import deque
+from datetime import timedelta
 from itertools import islice
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from more_itertools import chunked
 
 from config.paging import in_pages
+from papers.models import FetchRun
 from subscriptions.models import Subscriber
 
 from .editions import build_editions_for, edition_date_for, get_or_build_edition, refuse_future
@@ -25,6 +28,9 @@ from .sending import (
 )
 
 log = logging.getLogger(__name__)
+
+MISSED_DAILY_JOB_AFTER = timedelta(minutes=15)
+MISSED_DAILY_JOB_RETRY = timedelta(hours=1)
 
 
 def moment_for(day):
@@ -126,6 +132,42 @@ def run_daily_job(day=None):
     editions = build_editions_for(day or timezone.localdate())
     enqueued = enqueue_due_digests(moment_for(day))
     return {"fetched": fetched, "editions": [str(e) for e in editions], "enqueued": enqueued}
+
+
+def start_missed_daily_job(now=None):
+    """Start today's daily job if beat's run of it never began; the day started, or None.
+
+    Beat publishes the job once, at DAILY_JOB_HOUR: if Redis is unreachable at that moment
+    the job is lost, and nothing else builds the day's editions. Beat asks this every quarter
+    of an hour. The job counts as begun once today's daily edition exists or a fetch has
+    started since the job hour; a job started here is not started again for
+    MISSED_DAILY_JOB_RETRY, even if the workers are too busy to begin it. Running the job
+    twice is safe, only wasteful."""
+    local = timezone.localtime(now or timezone.now())
+    job_hour = local.replace(hour=settings.DAILY_JOB_HOUR, minute=0, second=0, microsecond=0)
+    if local < job_hour + MISSED_DAILY_JOB_AFTER or daily_job_begun(local.date(), job_hour):
+        return None
+    day = local.date().isoformat()
+    started_key = f"digest:missed-daily-job:{day}"
+    if not cache.add(started_key, True, MISSED_DAILY_JOB_RETRY.total_seconds()):
+        return None
+    from .tasks import run_daily_job
+
+    log.warning("daily job missed day=%s: beat's run never began, starting it now", day)
+    try:
+        run_daily_job.delay(day)
+    except Exception:
+        cache.delete(started_key)
+        raise
+    return local.date()
+
+
+def daily_job_begun(day, job_hour):
+    daily_date = edition_date_for(Cadence.DAILY, day)
+    return (
+        Edition.objects.filter(cadence=Cadence.DAILY, date=daily_date).exists()
+        or FetchRun.objects.filter(started_at__gte=job_hour).exists()
+    )
 
 
 def send_digest_now(subscriber, day=None):

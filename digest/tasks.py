@@ -45,6 +45,12 @@ def run_daily_job(self, day=None):
 
 
 @shared_task(acks_late=True)
+def start_missed_daily_job():
+    day = services.start_missed_daily_job()
+    return day and day.isoformat()
+
+
+@shared_task(acks_late=True)
 def enqueue_due_digests():
     return services.enqueue_due_digests()
 

@@ -76,3 +76,36 @@ def test_the_dashboard_shows_the_figures_a_real_worker_computed_and_kept_in_redi
     assert f"Figures computed at {computed_at:%H:%M:%S}" in html
     assert not [q["sql"] for q in queries.captured_queries if '"digest_delivery"' in q["sql"]]
     assert sent_column(html) == "1"  # the sent digest, as the worker counted it
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_starts_the_daily_job_beat_never_began(redis_server, test_database_url, tmp_path):
+    """Beat's run of the job was lost (Redis down at the job hour): its quarter-hourly check,
+    through the broker, starts the job once, and the readers get their digests."""
+    stack = Stack(tmp_path, test_database_url, redis_server.url(), **job_hour_passed_an_hour_ago())
+    subscribers = SubscriberFactory.create_batch(3, interests="")
+    stack.start_worker()
+    try:
+        stack.send_task("digest.tasks.start_missed_daily_job")
+        done = wait_until(lambda: Delivery.objects.filter(status="sent").count() == 3, 90)
+        stack.send_task("digest.tasks.start_missed_daily_job")
+        time.sleep(3)
+        log = (tmp_path / "worker.log").read_text()
+    finally:
+        stack.end_all()
+
+    assert done, f"the missed job was not started; the worker's log:\n{log[-3000:]}"
+    assert log.count("daily job missed") == 1
+    assert log.count("Task digest.tasks.run_daily_job[") >= 1
+    outbox = sorted((tmp_path / "outbox").glob("*.eml"))
+    assert len(outbox) == len(subscribers)
+
+
+def job_hour_passed_an_hour_ago():
+    """Settings for a worker whose edition clock is at least an hour past its job hour, on the
+    same date as UTC (readers of the factory are due from midnight UTC)."""
+    hour = timezone.now().hour
+    if hour >= 1:
+        return {"DAILY_JOB_HOUR": hour - 1}
+    return {"DAILY_JOB_HOUR": 2, "TIME_ZONE": "Etc/GMT-3"}

@@ -40,8 +40,11 @@ def test_beat_runs_the_daily_job_at_the_job_hour_enqueues_every_quarter_hour_and
     configure_beat_schedule(app)
 
     schedule = app.conf.beat_schedule
-    assert set(schedule) == {"run-daily-job", "enqueue-due-digests", "prune-webhook-events"}
+    assert set(schedule) == {"run-daily-job", "start-missed-daily-job", "enqueue-due-digests", "prune-webhook-events"}
     assert schedule["run-daily-job"]["schedule"] == crontab(minute=0, hour=settings.DAILY_JOB_HOUR)
+    assert schedule["start-missed-daily-job"]["schedule"] == crontab(minute="5,20,35,50")
+    assert schedule["start-missed-daily-job"]["task"] in app.tasks
+    assert route_of("digest.tasks.start_missed_daily_job") == "default"
     assert schedule["enqueue-due-digests"]["schedule"] == crontab(minute="*/15")
     assert schedule["prune-webhook-events"]["schedule"] == crontab(minute=30, hour=3)
     assert schedule["prune-webhook-events"]["task"] in app.tasks
