@@ -841,19 +841,29 @@ def record_send_error(token, deliveries, exc, report, claims=RowClaims):
         claims.deferred(token, ids, text)
         report.transient.extend(ids)
         report.retry_after = max(report.retry_after, retry_after_seconds(exc))
-        log.warning("digest send deferred deliveries=%s error=%s", ids, text)
+        log.warning("digest send deferred deliveries=%s send_token=%s error=%s", ids_for_log(ids), token, text)
     elif kind == "permanent":
         claims.refused(token, ids, text)
         report.failed += len(ids)
         if refuses_recipient(exc):
             suppress_refused([d.subscriber_id for d in deliveries])
-        log.warning("digest send refused deliveries=%s error=%s", ids, text)
+        log.warning("digest send refused deliveries=%s send_token=%s error=%s", ids_for_log(ids), token, text)
     else:
         # Outcome unknown: the ESP may have accepted it. Left in ``sending`` for
         # reconcile_stale_deliveries; never resent blindly.
         claims.unknown(token, ids, f"outcome unknown: {text}")
         report.unknown.extend(ids)
-        log.error("digest send outcome unknown deliveries=%s error=%s", ids, text)
+        log.error("digest send outcome unknown deliveries=%s send_token=%s error=%s", ids_for_log(ids), token, text)
+
+
+LOGGED_IDS = 10
+
+
+def ids_for_log(ids):
+    """The first few delivery ids of a batch and how many it had: a warning line naming all
+    250 of a Mailgun call's rows is too long to read; the rest share its ``send_token``."""
+    shown = ",".join(map(str, ids[:LOGGED_IDS]))
+    return shown if len(ids) <= LOGGED_IDS else f"{shown},…({len(ids)} in all)"
 
 
 def return_to_pending(rows, reason):

@@ -4,6 +4,7 @@ until it is settled onto their rows, and every reader of the ledger seeing it me
 import csv
 import io
 import json
+import logging
 import threading
 from datetime import timedelta
 from unittest import mock
@@ -24,7 +25,7 @@ from digest.webhooks import apply_event
 from subscriptions import tokens
 from tests.digest.builders import built_edition
 from tests.digest.esp_answers import api_error, failing_first_call, params, timeout_error
-from tests.factories import EditionFactory
+from tests.factories import EditionFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -110,6 +111,23 @@ def test_a_deferred_call_is_returned_and_its_readers_are_sent_once_by_the_retry(
     for delivery in Delivery.objects.all():
         assert delivery.status == "sent"
         assert delivery.attempts == sum(delivery.pk in ids for ids in made)  # a returned call, then the sent one
+
+
+def test_a_deferred_call_of_many_readers_is_logged_by_its_first_ids_its_count_and_its_token(
+    esp_outbox, settings, caplog
+):
+    settings.DIGEST_ESP_BATCH_LIMIT = 100
+    many = SubscriberFactory.create_batch(12, interests="")
+    edition = built_edition()
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=api_error(503)), \
+            caplog.at_level(logging.WARNING, logger="digest.sending"):
+        with pytest.raises(TransientSendError):
+            send_edition_to(edition, [r.pk for r in many])
+
+    call = SendCall.objects.get()
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("digest send deferred"))
+    first_ten = ",".join(map(str, call.delivery_ids[:10]))
+    assert f"deliveries={first_ten},…(12 in all) send_token={call.token} " in line
 
 
 def test_a_call_with_an_unknown_outcome_is_never_resent_and_the_stale_sweep_fails_it(esp_outbox, readers):
