@@ -259,7 +259,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         pending = queryset.filter(status=Subscriber.Status.PENDING)
         sent = sum(1 for subscriber in pending if services.send_confirmation(subscriber))
         skipped = queryset.count() - sent
-        self.message_user(request, f"Confirmation sent to {sent} subscriber(s).")
+        self.message_user(request, f"Confirmation email on its way to {sent} subscriber(s).")
         if skipped:
             self.message_user(
                 request,

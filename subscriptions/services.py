@@ -11,6 +11,7 @@ import enum
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from django.db.models import F, Max, Q
 from django.db.models.functions import Coalesce, Lower
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 from more_itertools import chunked
 
 from config.paging import aggregate_per_key, in_pages
@@ -220,40 +222,75 @@ def _send_or_release(subscriber, field, previous, name, context, subject, connec
     return True
 
 
+@dataclass(frozen=True)
+class AccountEmail:
+    """An email the signup and "send it again" forms send, and when a reader may get it."""
+
+    slot: str  # the field stamped when it is sent (one per EMAIL_COOLDOWN)
+    subject: str
+    statuses: tuple  # the reader's statuses it is still for when a worker sends it
+
+
+ACCOUNT_EMAILS = {
+    "confirm": AccountEmail("confirmation_sent_at", CONFIRM_SUBJECT, NOT_YET_JOINED),
+    "already_subscribed": AccountEmail("notice_sent_at", "You are already subscribed to Paperboy", JOINED),
+}
+
+
 def send_confirmation(subscriber):
-    """Email a fresh confirmation link, at most once per address per ten minutes."""
-    previous = subscriber.confirmation_sent_at
-    if not _claim_email_slot(subscriber, "confirmation_sent_at"):
-        return False
-    context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
-    return _send_or_release(
-        subscriber,
-        "confirmation_sent_at",
-        previous,
-        "confirm",
-        context,
-        CONFIRM_SUBJECT,
-    )
+    """Email a fresh confirmation link, at most once per address per ten minutes; False
+    when one went out less than ten minutes ago."""
+    return hand_over_account_email(subscriber, "confirm")
 
 
 def send_already_subscribed(subscriber):
     """Tell a subscriber who signed up again where their preferences are (same cap)."""
-    previous = subscriber.notice_sent_at
-    if not _claim_email_slot(subscriber, "notice_sent_at"):
+    return hand_over_account_email(subscriber, "already_subscribed")
+
+
+def hand_over_account_email(subscriber, name):
+    """Take the email's slot and leave the sending to a worker; True once handed over.
+
+    The forms answer the same page whatever the address, and must take the same time too:
+    sent within the request, a confirmation or reminder would make the answer for a known
+    address slower by the mail system's round trip than for an unknown or blocked one, and
+    would hold a web process while the ESP is slow. Sent in the request only when the broker
+    cannot be reached (or with no broker: the embedded default runs tasks in-process)."""
+    from .tasks import send_account_email
+
+    slot = ACCOUNT_EMAILS[name].slot
+    previous = getattr(subscriber, slot)
+    if not _claim_email_slot(subscriber, slot):
         return False
-    context = _email_context(
-        subscriber,
-        preferences_url=preferences_url(subscriber),
-        unsubscribe_url=unsubscribe_url(subscriber),
-    )
-    return _send_or_release(
-        subscriber,
-        "notice_sent_at",
-        previous,
-        "already_subscribed",
-        context,
-        "You are already subscribed to Paperboy",
-    )
+    try:
+        send_account_email.delay(subscriber.pk, name, previous and previous.isoformat())
+    except BrokerError:
+        logger.warning("Queue unreachable: sending the %s email to subscriber %s in the request", name, subscriber.pk)
+        return send_account_email_now(subscriber, name, previous)
+    return True
+
+
+def send_account_email(subscriber_id, name, previous=None):
+    """The worker's part of ``hand_over_account_email``: send it, unless the reader has since
+    left the statuses it is for (or been deleted). ``previous``: the slot's value before it
+    was taken, as ISO text, given back if the mail system fails."""
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
+    email = ACCOUNT_EMAILS[name]
+    if subscriber is None or subscriber.status not in email.statuses:
+        logger.info("The %s email to subscriber %s is no longer due", name, subscriber_id)
+        return False
+    return send_account_email_now(subscriber, name, datetime.fromisoformat(previous) if previous else None)
+
+
+def send_account_email_now(subscriber, name, previous):
+    email = ACCOUNT_EMAILS[name]
+    if name == "confirm":
+        context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
+    else:
+        context = _email_context(
+            subscriber, preferences_url=preferences_url(subscriber), unsubscribe_url=unsubscribe_url(subscriber)
+        )
+    return _send_or_release(subscriber, email.slot, previous, name, context, email.subject)
 
 
 # --- Joining ----------------------------------------------------------------

@@ -4,9 +4,10 @@ import pytest
 from django.core import mail
 from django.db import connection
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from digest.models import Delivery, Feedback
-from subscriptions import services
+from subscriptions import services, tasks
 from subscriptions.models import Subscriber, Suppression, email_hash
 from subscriptions.services import (
     ImportResult,
@@ -109,6 +110,69 @@ def test_a_failing_mail_system_leaves_a_pending_row_and_a_free_slot(monkeypatch)
     assert subscriber.confirmation_sent_at is None  # so the visitor can retry at once
     monkeypatch.undo()
     assert signup() is SignupResult.CONFIRMATION_SENT
+
+
+@pytest.fixture
+def handed_over(monkeypatch):
+    """The account emails the forms hand to the workers, as a broker would queue them."""
+    queued = []
+    monkeypatch.setattr(tasks.send_account_email, "delay", lambda *args: queued.append(args))
+    return queued
+
+
+def test_the_forms_emails_are_left_to_a_worker_and_none_is_sent_in_the_request(handed_over, subscriber):
+    signup()
+    signup(subscriber.email)
+    assert services.resend_confirmation("nobody@example.org") is SignupResult.IGNORED
+    assert mail.outbox == []
+    pending = Subscriber.objects.get(email="new@example.org")
+    assert handed_over == [(pending.pk, "confirm", None), (subscriber.pk, "already_subscribed", None)]
+    assert pending.confirmation_sent_at is not None  # the slot is taken when it is handed over
+
+    for args in handed_over:
+        tasks.send_account_email(*args)
+    assert [(m.to[0], m.subject) for m in mail.outbox] == [
+        ("new@example.org", "Confirm your Paperboy subscription"),
+        (subscriber.email, "You are already subscribed to Paperboy"),
+    ]
+    assert "/confirm/" in mail.outbox[0].body and "/preferences/" in mail.outbox[1].body
+
+
+def test_a_handed_over_email_is_not_sent_to_a_reader_who_left_or_was_deleted_meanwhile(handed_over, subscriber):
+    signup()
+    signup(subscriber.email)
+    Subscriber.objects.filter(email="new@example.org").delete()
+    services.suppress(subscriber, reason="bounced")
+
+    assert [tasks.send_account_email(*args) for args in handed_over] == [False, False]
+    assert mail.outbox == []
+
+
+def test_a_handed_over_email_the_mail_system_refuses_gives_the_slot_back(handed_over, monkeypatch, time_machine):
+    signup()
+    time_machine.move_to(timezone.now() + timedelta(minutes=11))
+    signup()
+    pending = Subscriber.objects.get()
+    first_slot = handed_over[1][2]
+
+    def refused(*args, **kwargs):
+        raise OSError("ESP down")
+
+    monkeypatch.setattr(services, "send_email", refused)
+
+    assert tasks.send_account_email(*handed_over[1]) is False
+    pending.refresh_from_db()
+    assert pending.confirmation_sent_at.isoformat() == first_slot  # as before the failed one
+
+
+def test_with_the_broker_unreachable_the_email_is_sent_in_the_request(monkeypatch, caplog):
+    def unreachable(*args):
+        raise BrokerError("Error 111 connecting to localhost:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.send_account_email, "delay", unreachable)
+    assert signup() is SignupResult.CREATED
+    assert [m.to[0] for m in mail.outbox] == ["new@example.org"]
+    assert "Queue unreachable: sending the confirm email" in caplog.text
 
 
 def test_confirming_activates_and_records_when(pending):

@@ -1,0 +1,52 @@
+"""Signing up on the running site (gunicorn, Redis, a Celery worker, an SMTP server): the web
+answers at once and a worker sends the confirmation."""
+
+import html
+import re
+
+import pytest
+import requests
+
+from subscriptions.models import Subscriber
+from tests.ops.stack import wait_until
+
+pytestmark = [pytest.mark.celery_worker, pytest.mark.redis, pytest.mark.postgres]
+
+CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+CONFIRM_LINK = re.compile(r"https?://\S+/confirm/[^\s/]+/")
+
+
+def submit_form(stack, path, fields):
+    """GET the page, then POST its form as a browser would, with the CSRF cookie and field.
+
+    The cookie is set ``Secure`` (DEBUG is off); over the test's plain HTTP it is sent by hand."""
+    page = requests.get(stack.url(path), timeout=10)
+    token = CSRF_FIELD.search(page.text).group(1)
+    return requests.post(
+        stack.url(path), data={**fields, "csrfmiddlewaretoken": token},
+        cookies={"csrftoken": page.cookies["csrftoken"]}, allow_redirects=False, timeout=10,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_signup_is_answered_by_the_web_and_its_confirmation_sent_by_a_worker(stack, smtp_sink):
+    stack.configure(EMAIL_URL=smtp_sink.url, DEFAULT_FROM_EMAIL="Paperboy <digest@paperboy.example.org>")
+    stack.start_web()
+    stack.wait_for_site(stack.processes[-1])
+
+    answer = submit_form(stack, "/", {"email": "reader@example.org", "interests": "diffusion models"})
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/subscribe/check-your-inbox/")
+    assert Subscriber.objects.get().status == "pending"
+    assert smtp_sink.messages == []  # no worker yet: the web sent nothing itself
+
+    stack.start_worker()
+    assert wait_until(lambda: len(smtp_sink.messages) == 1, 30), stack.logs()
+    mail = smtp_sink.messages[0]
+    assert mail.rcpt_tos == ["reader@example.org"]
+    assert mail.message["Subject"] == "Confirm your Paperboy subscription"
+    assert "Task subscriptions.tasks.send_account_email[" in stack.logs(tail=None)
+
+    confirm_url = html.unescape(CONFIRM_LINK.search(mail.body("plain")).group(0))
+    confirmed = submit_form(stack, confirm_url, {})
+    assert confirmed.status_code in (200, 302), confirmed.text[:500]
+    assert Subscriber.objects.get().status == "active"
