@@ -75,6 +75,25 @@ def temporary_failure(signing_key, recipient, message_id):
     )
 
 
+SUPPRESSION_LISTS = {  # reason: Mailgun's code and description for a message to an address on the list
+    "suppress-bounce": (605, "Not delivering to previously bounced address"),
+    "suppress-unsubscribe": (606, "Not delivering to unsubscribed address"),
+    "suppress-complaint": (607, "Not delivering to a user who marked your messages as spam"),
+}
+
+
+def dropped_for_suppression_list(signing_key, recipient, message_id, reason):
+    """The permanent failure Mailgun reports instead of sending to an address on one of its lists."""
+    code, description = SUPPRESSION_LISTS[reason]
+    return event(
+        signing_key, "failed", recipient, message_id,
+        severity="permanent", reason=reason,
+        **{"delivery-status": {
+            "code": code, "attempt-no": 1, "session-seconds": 0.0, "message": "", "description": description,
+        }},
+    )
+
+
 def complaint(signing_key, recipient, message_id):
     return event(signing_key, "complained", recipient, message_id)
 

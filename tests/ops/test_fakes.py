@@ -1,6 +1,8 @@
 """The imitations speak the real protocols: django-anymail's Mailgun backend and
 webhook view accept them exactly as they would Mailgun's."""
 
+from functools import partial
+
 import pytest
 import requests
 from anymail.exceptions import AnymailRequestsAPIError
@@ -90,6 +92,8 @@ def test_the_esp_refuses_a_wrong_key_and_oversized_batches(esp, settings):
         (webhooks.complaint, "complained"),
         (webhooks.unsubscribe, "unsubscribed"),
         (webhooks.delivered, "delivered"),
+        *((partial(webhooks.dropped_for_suppression_list, reason=reason), "bounced")
+          for reason in webhooks.SUPPRESSION_LISTS),
     ],
 )
 def test_webhook_payloads_are_accepted_and_understood_by_anymail(client, settings, build, event_type):
