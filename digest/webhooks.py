@@ -18,7 +18,10 @@ marked applied in one transaction):
   the subscriber; ``unsubscribed`` unsubscribes them. anymail also calls some
   temporary failures ``bounced`` (Postmark's soft bounces, Amazon SES's
   transient and undetermined ones); those are taken as the deferrals they are
-  (``is_soft_bounce``) and change nothing, as Mailgun's temporary failures do;
+  (``is_soft_bounce``) and change nothing, as Mailgun's temporary failures do.
+  Mailgun's ``bounced`` for a message it dropped because the address is on its
+  unsubscribe or complaint list is stamped on the delivery as a bounce, and
+  unsubscribes the reader or suppresses them as complained (``mailgun_list_drop``);
 * ``delivered``, ``opened`` and ``clicked`` stamp the delivery; an open implies
   delivery and a click an open, and the earliest time wins, so events arriving
   out of order or twice change nothing. Any of them also settles a delivery
@@ -60,6 +63,7 @@ SUPPRESSING = {EventType.BOUNCED: "bounced", EventType.COMPLAINED: "complained"}
 STOPPING = {*SUPPRESSING, EventType.UNSUBSCRIBED}
 HANDLED = {*TIMESTAMP_FIELDS, EventType.UNSUBSCRIBED}
 PROOF_OF_SENDING = {EventType.DELIVERED, EventType.OPENED, EventType.CLICKED}
+MAILGUN_LIST_REASONS = {"suppress-unsubscribe": EventType.UNSUBSCRIBED, "suppress-complaint": EventType.COMPLAINED}
 
 
 def plain(value, limit):
@@ -115,9 +119,27 @@ def is_soft_bounce(event, esp_name):
     return False
 
 
+def mailgun_list_drop(event, esp_name):
+    """For a message Mailgun dropped because the address is on its unsubscribe or complaint
+    list, what the reader did: ``unsubscribed`` or ``complained``; else None.
+
+    Mailgun does not send to an address on one of its suppression lists: it reports a
+    permanent ``failed`` event whose reason names the list, and anymail calls every such
+    event ``bounced``. Only ``suppress-bounce`` (an address that bounced before) is a
+    bounce: the reader on the unsubscribe list left through Mailgun, the one on the
+    complaint list reported an earlier email as spam. The delivery is stamped as a
+    bounce either way: the message was not delivered.
+    """
+    if esp_name != "Mailgun" or event.event_type != EventType.BOUNCED or not isinstance(event.esp_event, dict):
+        return None
+    data = event.esp_event.get("event-data")
+    return MAILGUN_LIST_REASONS.get(data.get("reason")) if isinstance(data, dict) else None
+
+
 def store_event(event, esp_name):
     """The stored row for ``event``: new, or the one a repeat of it finds."""
     key = event_key(event, esp_name)
+    reader_event = mailgun_list_drop(event, esp_name)
     try:
         with transaction.atomic():
             return WebhookEvent.objects.create(
@@ -132,6 +154,7 @@ def store_event(event, esp_name):
                     "reject_reason": plain(event.reject_reason, 40),
                     "description": plain(event.description, 500),
                     **({"click_url": plain(event.click_url, 2000)} if event.click_url else {}),
+                    **({"reader_event": reader_event} if reader_event else {}),
                 },
             )
     except IntegrityError:
@@ -210,6 +233,12 @@ def comparable_url(url):
     return str(url or "").strip().rstrip("/")
 
 
+def reader_event_type(event):
+    """What the stored event does to the reader: its own type, unless it was stored with
+    another (``mailgun_list_drop``)."""
+    return event.details.get("reader_event") or event.event_type
+
+
 def change_subscriber(subscriber, event_type):
     from subscriptions import services
 
@@ -247,10 +276,11 @@ def apply_event(event_pk):
             outcomes.append(f"delivery {delivery.pk} updated")
             if event.event_type == EventType.CLICKED:
                 paper = clicked_paper(delivery, event.details.get("click_url"))
+        reader_event = reader_event_type(event)
         if subscriber is not None:
-            outcomes.append(change_subscriber(subscriber, event.event_type))
-        elif event.event_type in SUPPRESSING and event.recipient:
-            outcomes.append(suppress_address(event.recipient, event.event_type))
+            outcomes.append(change_subscriber(subscriber, reader_event))
+        elif reader_event in SUPPRESSING and event.recipient:
+            outcomes.append(suppress_address(event.recipient, reader_event))
         outcome = "; ".join(o for o in outcomes if o) or "no matching delivery or subscriber"
         WebhookEvent.objects.filter(pk=event.pk).update(
             applied_at=timezone.now(), delivery=delivery, clicked_paper=paper, outcome=outcome[:200]

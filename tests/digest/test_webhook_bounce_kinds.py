@@ -1,7 +1,8 @@
 """Hard and soft bounces as Postmark and Amazon SES post them: only a hard bounce suppresses the reader.
 
 anymail names Postmark's soft bounces and every SES bounce ``bounced``; the ESP's own
-payload says whether the failure is permanent.
+payload says whether the failure is permanent. It names ``bounced`` too the message
+Mailgun drops for an address on one of its suppression lists; the reason says which.
 """
 
 import base64
@@ -11,19 +12,23 @@ import pytest
 from django.test import Client
 
 from digest.models import Delivery, WebhookEvent
-from subscriptions.models import Subscriber, Suppression
+from subscriptions import services
+from subscriptions.models import Subscriber, Suppression, email_hash
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
+from tests.fakes import mailgun_webhooks
 
 pytestmark = pytest.mark.django_db
 
 WEBHOOK_SECRET = "esp:webhook-password"
+MAILGUN_SIGNING_KEY = "mailgun-webhook-signing-key"
 MESSAGE_ID = "0a1b2c3d-0000-4000-8000-000000000001"
 
 
 @pytest.fixture(autouse=True)
 def webhook_secret(settings):
-    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": WEBHOOK_SECRET}
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": WEBHOOK_SECRET,
+                        "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY}
 
 
 @pytest.fixture
@@ -73,6 +78,12 @@ def post_ses_bounce(delivery, bounce_type, sub_type):
                          HTTP_X_AMZ_SNS_MESSAGE_ID=sns_id, **auth())
 
 
+def post_mailgun_drop(email, reason):
+    body = mailgun_webhooks.dropped_for_suppression_list(MAILGUN_SIGNING_KEY, email, MESSAGE_ID, reason)
+    return Client().post("/anymail/mailgun/tracking/", data=json.dumps(body), content_type="application/json",
+                         **auth())
+
+
 def status_of(delivery):
     return Subscriber.objects.get(pk=delivery.subscriber_id).status
 
@@ -106,3 +117,40 @@ def test_an_ses_permanent_bounce_suppresses(delivery):
     delivery.refresh_from_db()
     assert status_of(delivery) == "bounced" and delivery.bounced_at is not None
     assert WebhookEvent.objects.get().outcome == f"delivery {delivery.pk} updated; subscriber suppressed (bounced)"
+
+
+def test_a_mailgun_drop_for_its_unsubscribe_list_unsubscribes_the_reader(delivery):
+    assert post_mailgun_drop(delivery.subscriber.email, "suppress-unsubscribe").status_code == 200
+    subscriber = Subscriber.objects.get(pk=delivery.subscriber_id)
+    delivery.refresh_from_db()
+    assert (subscriber.status, subscriber.unsubscribed_via) == ("unsubscribed", "esp")
+    assert not Suppression.objects.exists()
+    assert delivery.status == "sent" and delivery.bounced_at is not None and delivery.complained_at is None
+    assert WebhookEvent.objects.get().outcome == f"delivery {delivery.pk} updated; subscriber unsubscribed"
+
+
+def test_a_mailgun_drop_for_its_complaint_list_suppresses_the_reader_as_complained(delivery):
+    assert post_mailgun_drop(delivery.subscriber.email, "suppress-complaint").status_code == 200
+    delivery.refresh_from_db()
+    assert status_of(delivery) == "complained"
+    assert Suppression.objects.get().reason == "complained"
+    assert delivery.status == "sent" and delivery.bounced_at is not None and delivery.complained_at is None
+    assert WebhookEvent.objects.get().outcome == f"delivery {delivery.pk} updated; subscriber suppressed (complained)"
+
+
+def test_a_mailgun_drop_for_its_bounce_list_is_a_bounce(delivery):
+    assert post_mailgun_drop(delivery.subscriber.email, "suppress-bounce").status_code == 200
+    delivery.refresh_from_db()
+    assert status_of(delivery) == "bounced"
+    assert Suppression.objects.get().reason == "bounced"
+    assert delivery.status == "sent" and delivery.bounced_at is not None
+    assert WebhookEvent.objects.get().outcome == f"delivery {delivery.pk} updated; subscriber suppressed (bounced)"
+
+
+@pytest.mark.parametrize(("reason", "entry"), [("suppress-unsubscribe", "deleted"),
+                                               ("suppress-complaint", "complained")])
+def test_a_mailgun_list_drop_for_a_deleted_readers_address_is_no_bounce(delivery, reason, entry):
+    email = delivery.subscriber.email
+    services.delete_subscriber(delivery.subscriber)
+    assert post_mailgun_drop(email, reason).status_code == 200
+    assert Suppression.objects.get(email_hash=email_hash(email)).reason == entry
