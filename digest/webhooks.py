@@ -24,9 +24,10 @@ marked applied in one transaction):
   unsubscribes the reader or suppresses them as complained (``mailgun_list_drop``);
 * ``delivered``, ``opened`` and ``clicked`` stamp the delivery; an open implies
   delivery and a click an open, and the earliest time wins, so events arriving
-  out of order or twice change nothing. Any of them also settles a delivery
-  left in ``sending`` (outcome unknown) as ``sent``: the ESP has it; so too
-  one the stale sweep has failed meanwhile for that unknown outcome. A click
+  out of order or twice change nothing. Any of them, and a bounce, complaint or
+  unsubscribe too, also settles a delivery left in ``sending`` (outcome unknown)
+  as ``sent``: the ESP has it; so too one the stale sweep has failed meanwhile
+  for that unknown outcome. A click
   also records which paper of the digest it was for (``clicked_paper``), so
   that the dashboard counts clicks per paper with one aggregate query.
 """
@@ -62,7 +63,9 @@ TIMESTAMP_FIELDS = {
 SUPPRESSING = {EventType.BOUNCED: "bounced", EventType.COMPLAINED: "complained"}
 STOPPING = {*SUPPRESSING, EventType.UNSUBSCRIBED}
 HANDLED = {*TIMESTAMP_FIELDS, EventType.UNSUBSCRIBED}
-PROOF_OF_SENDING = {EventType.DELIVERED, EventType.OPENED, EventType.CLICKED}
+# Events only a message the ESP took can cause: a hard bounce and a list drop too (it tried,
+# or refused it after taking the call), a complaint, an unsubscribe through its link.
+PROOF_OF_SENDING = {EventType.DELIVERED, EventType.OPENED, EventType.CLICKED, *STOPPING}
 MAILGUN_LIST_REASONS = {"suppress-unsubscribe": EventType.UNSUBSCRIBED, "suppress-complaint": EventType.COMPLAINED}
 
 

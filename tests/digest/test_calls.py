@@ -23,6 +23,7 @@ from digest.sending import TransientSendError, claim_deliveries, reconcile_stale
 from digest.services import requeue_orphaned, resend_failed_delivery
 from digest.webhooks import apply_event
 from subscriptions import tokens
+from subscriptions.models import Subscriber
 from tests.digest.builders import built_edition
 from tests.digest.esp_answers import api_error, failing_first_call, params, timeout_error
 from tests.factories import EditionFactory, SubscriberFactory
@@ -265,6 +266,45 @@ def test_a_delivered_webhook_settles_the_call_of_its_delivery(esp_outbox, reader
     assert delivery.reason == "settled by the ESP's webhook"  # its message id was never recorded
     assert Delivery.objects.get(subscriber=readers[1]).status == "sent"  # the whole call, once
     assert SendCall.objects.get().settled_at is not None
+
+
+@pytest.mark.parametrize(("event_type", "status"), [("bounced", "bounced"), ("complained", "complained"),
+                                                   ("unsubscribed", "unsubscribed")])
+def test_a_bounce_complaint_or_unsubscribe_proves_an_unknown_call_was_taken(esp_outbox, readers, event_type, status):
+    edition, ids = built_edition(), [r.pk for r in readers[:2]]
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=timeout_error()):
+        send_edition_to(edition, ids)
+    delivery = Delivery.objects.get(subscriber=readers[0])
+
+    event = WebhookEvent.objects.create(
+        event_id="e-stop", esp="mailgun", event_type=event_type, recipient=readers[0].email, message_id="",
+        occurred_at=timezone.now(), details={"metadata": {"delivery_id": str(delivery.pk)}},
+    )
+    apply_event(event.pk)
+
+    assert SendCall.objects.get().status == "sent"
+    assert dict(Delivery.objects.values_list("subscriber_id", "status")) == {ids[0]: "sent", ids[1]: "sent"}
+    assert Subscriber.objects.get(pk=ids[0]).status == status
+    assert reconcile_stale_deliveries(timezone.now() + timedelta(hours=1)) == 0
+    assert send_edition_to(edition, ids).sent == 0 and esp_outbox == []
+
+
+def test_a_bounce_after_the_stale_sweep_settles_its_reader_as_sent(esp_outbox, readers):
+    edition, ids = built_edition(), [r.pk for r in readers[:2]]
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=timeout_error()):
+        send_edition_to(edition, ids)
+    reconcile_stale_deliveries(timezone.now() + timedelta(hours=1))
+    bounced = Delivery.objects.get(subscriber=readers[0])
+
+    event = WebhookEvent.objects.create(
+        event_id="e-stale-bounce", esp="mailgun", event_type="bounced", recipient=readers[0].email, message_id="",
+        occurred_at=timezone.now(), details={"metadata": {"delivery_id": str(bounced.pk)}},
+    )
+    apply_event(event.pk)
+
+    bounced.refresh_from_db()
+    assert (bounced.status, bounced.reason) == ("sent", "settled by the ESP's webhook") and bounced.bounced_at
+    assert Delivery.objects.get(subscriber=readers[1]).status == "failed"
 
 
 def test_a_webhook_without_metadata_finds_the_delivery_by_its_calls_message_id(esp_outbox, readers):
