@@ -5,11 +5,13 @@ same view, but a password-guessing client gets the 429 page after
 ``ADMIN_LOGIN_RATE_PER_IP`` attempts from one address, or
 ``ADMIN_LOGIN_RATE_PER_USERNAME`` attempts at one account from anywhere.
 Only POSTs (attempts) count; the counters live in the shared cache (Redis).
+While Redis is away an attempt gets a 503 page, never an unlimited try.
 """
 
 from django.conf import settings
 from django.contrib import admin
-from django_ratelimit.decorators import ratelimit
+
+from subscriptions.ratelimits import limited
 
 
 def per_ip(group, request):
@@ -24,7 +26,10 @@ def username_key(group, request):
     return request.POST.get("username", "").strip().lower()[:150]
 
 
-@ratelimit(group="admin-login:username", key=username_key, rate=per_username, method="POST")
-@ratelimit(group="admin-login:ip", key="ip", rate=per_ip, method="POST")
+@limited(
+    {"group": "admin-login:username", "key": username_key, "rate": per_username, "method": "POST"},
+    {"group": "admin-login:ip", "key": "ip", "rate": per_ip, "method": "POST"},
+    attempt="your sign-in",
+)
 def login(request, extra_context=None):
     return admin.site.login(request, extra_context)

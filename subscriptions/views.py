@@ -19,13 +19,12 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
-from django_ratelimit.decorators import ratelimit
 
 from digest.scheduling import next_digest_and_day
 
 from . import services
 from .forms import PreferencesForm, ResendForm, SignupForm
-from .ratelimits import client_ip, email_key, email_rate, ip_rate
+from .ratelimits import client_ip, email_key, email_rate, ip_rate, limited
 from .tokens import (
     CONFIRM,
     PREFERENCES,
@@ -43,16 +42,14 @@ ONE_CLICK_BODY = "One-Click"
 ONE_CLICK_ANSWER = "You’re unsubscribed from Paperboy.\n"
 
 
-def _limited(group):
-    """Per-IP and per-address limits on a form's POSTs; blocked requests get ``rate_limited``."""
-
-    def decorate(view):
-        view = ratelimit(group=f"{group}:email", key=email_key, rate=email_rate, method="POST")(
-            view
-        )
-        return ratelimit(group=f"{group}:ip", key="ip", rate=ip_rate, method="POST")(view)
-
-    return decorate
+def _limited(group, attempt):
+    """Per-IP and per-address limits on a form's POSTs: blocked requests get ``rate_limited``,
+    and those the limits cannot be counted for (Redis away) a 503 page (``ratelimits.limited``)."""
+    return limited(
+        {"group": f"{group}:ip", "key": "ip", "rate": ip_rate, "method": "POST"},
+        {"group": f"{group}:email", "key": email_key, "rate": email_rate, "method": "POST"},
+        attempt=attempt,
+    )
 
 
 def rate_limited(request, exception):
@@ -73,7 +70,7 @@ def invalid_link(request):
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
-@_limited("signup")
+@_limited("signup", attempt="your signup")
 def signup(request):
     if request.method == "POST":
         form = SignupForm(request.POST)
@@ -97,7 +94,7 @@ def check_inbox(request):
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
-@_limited("resend")
+@_limited("resend", attempt="your request")
 def resend(request):
     form = ResendForm(request.POST or None)
     if request.method == "POST" and form.is_valid():

@@ -10,6 +10,8 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.servers import free_port, redis_cache
+
 from .strategies import HARDENING, HOSTILE_STRINGS
 
 pytestmark = pytest.mark.django_db
@@ -138,6 +140,19 @@ def test_showing_the_login_page_is_not_an_attempt(settings, client):
     settings.ADMIN_LOGIN_RATE_PER_IP = "2/10m"
     for _ in range(5):
         assert client.get("/admin/login/").status_code == 200
+
+
+def test_a_login_while_redis_is_away_gets_the_503_page_and_logs_no_one_in(settings, client):
+    user("operator", is_staff=True, is_superuser=True)
+    settings.CACHES = redis_cache(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+
+    shown = client.get("/admin/login/")
+    response = attempt(client, "operator", PASSWORD)
+
+    assert shown.status_code == 200
+    assert response.status_code == 503 and response["Retry-After"] == "60"
+    assert "We couldn’t take your sign-in just now" in response.content.decode()
+    assert "_auth_user_id" not in client.session
 
 
 # --- No open redirects ---------------------------------------------------------------------

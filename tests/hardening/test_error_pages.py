@@ -1,6 +1,7 @@
-"""The site's own error pages (templates/400.html, 403.html, 404.html, 500.html) with DEBUG off.
+"""The site's own error pages (templates/400.html, 403.html, 404.html, 500.html, 503.html) with DEBUG off.
 
-404, 403 and 400 are pages of the site (its header, footer and stylesheet).
+404, 403, 400 and 503 (a form's POST while the rate limits' cache, Redis, is away) are
+pages of the site (its header, footer and stylesheet).
 500 is rendered after something has already failed, with no request: it must
 not need the database nor the static files manifest.
 """
@@ -13,6 +14,7 @@ from django.urls import get_resolver
 from subscriptions.tokens import VIEW, make_token
 from tests.factories import SubscriberFactory
 from tests.hardening.test_security_settings import inline_code
+from tests.servers import free_port, redis_cache
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +69,18 @@ def test_staff_without_permission_get_the_sites_403_page(client):
     assert response.status_code == 403
     assert "403.html" in templates_of(response)
     assert "You can’t open this page" in response.content.decode()
+    assert inline_code(response.content) == []
+
+
+def test_a_form_sent_while_redis_is_away_gets_the_sites_503_page(client, settings):
+    settings.CACHES = redis_cache(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+
+    response = client.post("/subscribe/", {"email": "someone@example.org"})
+
+    assert response.status_code == 503
+    assert "503.html" in templates_of(response)
+    page = response.content.decode()
+    assert "We couldn’t take your signup just now" in page and 'class="site-header' in page
     assert inline_code(response.content) == []
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from subscriptions import services
 from subscriptions.models import Subscriber
 from tests.factories import PaperFactory, SubscriberFactory
-from tests.servers import redis_cache
+from tests.servers import free_port, redis_cache
 from tests.subscriptions.helpers import signup_data
 
 pytestmark = pytest.mark.django_db
@@ -305,6 +305,58 @@ def test_rate_limits_work_on_the_redis_cache(settings, redis_server):
         429,
     ]
     assert any(key.startswith(b":1:rl:") for key in cache._cache.get_client().keys("*"))
+
+
+# --- Redis away -----------------------------------------------------------------
+
+
+@pytest.fixture
+def cache_away(settings):
+    """The rate limits' cache is Redis on a port nothing listens on: every command fails."""
+    settings.CACHES = redis_cache(f"redis://127.0.0.1:{free_port()}/0")
+
+
+@pytest.mark.parametrize("path", ["/", SIGNUP])
+def test_a_signup_while_redis_is_away_gets_a_503_page_and_writes_nothing(client, cache_away, path, caplog):
+    page_shown = client.get(path)  # showing the form counts nothing: it needs no cache
+    response = client.post(path, signup_data(email="during-outage@example.org"))
+
+    assert page_shown.status_code == 200
+    assert response.status_code == 503
+    assert response["Retry-After"] == "60"
+    assert "503.html" in [template.name for template in response.templates]
+    page = response.content.decode()
+    assert "We couldn’t take your signup just now" in page and "try again in a minute" in page
+    assert not Subscriber.objects.exists()
+    assert mail.outbox == []
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings and "ConnectionError" in warnings[0].getMessage()
+    assert "during-outage" not in caplog.text
+
+
+def test_a_resend_while_redis_is_away_gets_the_503_page_and_sends_nothing(client, cache_away, pending):
+    assert client.get(reverse("subscriptions:resend")).status_code == 200
+    response = client.post(reverse("subscriptions:resend"), {"email": pending.email})
+
+    assert response.status_code == 503 and response["Retry-After"] == "60"
+    assert "We couldn’t take your request just now" in response.content.decode()
+    assert mail.outbox == []
+
+
+@pytest.mark.redis
+def test_signups_are_taken_and_limited_again_once_redis_answers(client, settings, redis_server):
+    settings.CACHES = redis_cache(f"redis://127.0.0.1:{free_port()}/0")
+    away = post_signup(client, email="early@example.org")
+    settings.CACHES = redis_cache(redis_server.url(3))
+    settings.SUBSCRIBE_RATE_PER_IP = "1/m"
+    from django.core.cache import cache
+
+    cache.clear()
+    answers = [post_signup(client, email=f"back{n}@example.org").status_code for n in range(2)]
+
+    assert away.status_code == 503
+    assert answers == [302, 429]
+    assert list(Subscriber.objects.values_list("email", flat=True)) == ["back0@example.org"]
 
 
 # --- Resend ---------------------------------------------------------------------
