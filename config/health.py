@@ -188,7 +188,7 @@ def check_workers():
     """Which Celery workers answer, and whether every queue has a consumer."""
     if not settings.REDIS_URL:
         return {"ok": True, "skipped": "REDIS_URL unset: tasks run in-process"}
-    replies = app.control.inspect(timeout=WORKER_REPLY_SECONDS).active_queues() or {}
+    replies = once_more_on_a_closed_connection(active_queues) or {}
     consumers = {queue: 0 for queue in REQUIRED_QUEUES}
     for queues in replies.values():
         for queue in queues:
@@ -200,6 +200,24 @@ def check_workers():
         "consumers": consumers,
         "problem": f"no worker consumes {', '.join(missing)}" if missing else "",
     }
+
+
+def active_queues():
+    return app.control.inspect(timeout=WORKER_REPLY_SECONDS).active_queues()
+
+
+def once_more_on_a_closed_connection(ask):
+    """``ask()``, asked a second time if the broker connection fails.
+
+    The process keeps its broker connection in Celery's pool, and a restart of Redis closes
+    it: the first question after the restart fails on it, the next one reconnects. Asking
+    once more keeps that from reporting the workers unreachable. A Redis that is really down
+    refuses the second connection as fast as the first; a timeout is not asked again.
+    """
+    try:
+        return ask()
+    except redis.exceptions.ConnectionError:
+        return ask()
 
 
 def report(checks):

@@ -173,10 +173,10 @@ class Stack:
             "--schedule", self.workdir / "celerybeat-schedule", "--max-interval", "1",
         ], BEAT_INTERVAL_SECONDS=interval_seconds, **env)
 
-    def start_web(self, timeout=30, **env):
+    def start_web(self, timeout=30, workers=2, **env):
         process = self.spawn("web", [
             BIN / "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{self.web_port}",
-            "--workers", "2", "--timeout", "30", "--access-logfile", "-",
+            "--workers", workers, "--timeout", "30", "--access-logfile", "-",
         ], **env)
         self.wait_for_site(process, timeout)
         return process

@@ -1,16 +1,21 @@
 """/healthz for load balancers and /healthz/deep for alerting: JSON, 200 or 503."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
+import redis
 import time_machine
 from django.db import OperationalError
 from django.utils import timezone
 
 from digest.models import Delivery
 from papers.models import FetchRun
+from digest.editions import edition_date_for
+from digest.models import Cadence
 from tests.factories import EditionFactory, SubscriberFactory
+from tests.ops.stack import wait_until
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
@@ -223,3 +228,68 @@ def test_health_answers_plain_http_probes_even_when_https_is_enforced(settings):
     assert client.get("/healthz").status_code == 200
     assert client.get("/healthz/deep").status_code in (200, 503)
     assert client.get("/admin/").status_code == 301
+
+
+# --- Redis restarted or stopped under a running web process ---------------------------------
+
+
+def pipeline_up_to_date():
+    """Today's fetch of the stack's source and the editions due by now: the deep check is
+    healthy on them, with a worker consuming every queue."""
+    fetched("bundled", 0)
+    today = timezone.localdate()
+    for cadence in Cadence.values:
+        EditionFactory(cadence=cadence, date=edition_date_for(cadence, today))
+
+
+def workers_answer(stack):
+    """The stack's workers answer a ping asked over a connection of its own: they have
+    reconnected since Redis came back."""
+    try:
+        return stack.workers_answering()
+    except redis.exceptions.ConnectionError:
+        return []
+
+
+def deep_check(stack):
+    response = stack.get("/healthz/deep")
+    return response.status_code, response.json()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_the_first_deep_check_after_a_redis_restart_finds_the_workers(stack, redis_server):
+    pipeline_up_to_date()
+    worker = stack.start_worker()
+    assert wait_until(lambda: stack.workers_answering(), 30), worker.log()
+    stack.start_web(workers=1)  # one process: each check below goes through its pooled connection
+    before = deep_check(stack)
+
+    redis_server.restart()
+    assert wait_until(lambda: workers_answer(stack), 45), worker.log()[-3000:]
+    status, body = deep_check(stack)
+
+    assert before[0] == 200, before[1]
+    assert status == 200, body
+    assert body["checks"]["workers"]["consumers"] == {"default": 1, "fetch": 1, "send": 1}
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_stopped_redis_is_reported_down_at_once_by_both_checks(stack, redis_server):
+    stack.start_web(workers=1)
+    deep_check(stack)  # the process's broker connection, pooled from now on
+    redis_server.stop(keep_dir=True)
+    try:
+        started = time.monotonic()
+        cheap, (status, body) = stack.get("/healthz"), deep_check(stack)
+        took = time.monotonic() - started
+    finally:
+        redis_server.start()
+
+    assert cheap.status_code == 503 and cheap.json()["problems"][0].startswith("redis: ConnectionError")
+    assert status == 503 and body["problems"][0].startswith("redis: ConnectionError")
+    assert took < 3, f"{took:.1f} s"
