@@ -10,10 +10,9 @@ import time_machine
 from django.db import OperationalError
 from django.utils import timezone
 
-from digest.models import Delivery
-from papers.models import FetchRun
 from digest.editions import edition_date_for
-from digest.models import Cadence
+from digest.models import Cadence, Delivery
+from papers.models import FetchRun
 from tests.factories import EditionFactory, SubscriberFactory
 from tests.ops.stack import wait_until
 from tests.servers import free_port
