@@ -337,3 +337,26 @@ class DeliveryDay(models.Model):
 
     def __str__(self):
         return f"ledger of {self.day:%Y-%m-%d}"
+
+
+class SendingPause(models.Model):
+    """The operator's switch that pauses all digest sending (``digest.pause``): one row, read by
+    every worker and kept across restarts. While ``paused`` nothing more is handed to the ESP;
+    who paused, when and why stay on the row until the next pause, and the admin's history of
+    the row keeps every turn of the switch."""
+
+    ONE = 1  # the row's id: there is only one switch
+
+    paused = models.BooleanField(default=False)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by = models.CharField(max_length=150, blank=True, help_text="The operator who paused sending.")
+    reason = models.CharField(max_length=300, blank=True, help_text="Why sending was paused.")
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    resumed_by = models.CharField(max_length=150, blank=True, help_text="The operator who resumed sending.")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "sending switch"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="sendingpause_one_row")]
+
+    def __str__(self):
+        return "digest sending paused" if self.paused else "digest sending on"
