@@ -20,6 +20,9 @@
    An ESP that times out may be failing for everyone, so the task then stops
    (after one unknown batch call, or a second unknown message one by one) and
    its retry sends what it did not try, after the backoff.
+6. Before each block of readers the task asks whether an operator paused sending
+   (``digest.pause``); if so it stops there, hands nothing more to the ESP, leaves the
+   rest ``pending`` for the tick after the resume and ends without a retry.
 
 With an ESP that batches (``digest.esp``) one API call carries a whole batch:
 background threads claim, send and record each batch (steps 3 and 4) on the
@@ -62,7 +65,7 @@ from more_itertools import chunked
 from papers.models import Paper
 from subscriptions.models import Subscriber
 
-from . import calls
+from . import calls, pause
 from .allocator import keep_freed_memory
 from .emails import BatchPart, build_batch_email, build_email
 from .esp import BatchAnswer, MailgunBatch, batch_style, batches, digest_esp_extra, keep_connections_for
@@ -85,6 +88,7 @@ PREPARED_EDITIONS_KEPT = 4
 REFUSED_STATUSES = {"rejected", "invalid"}
 NOTHING_RELEVANT = "no paper passed the relevance threshold"
 NOTHING_NEW = "no new papers in this edition"
+PAUSED = "an operator paused digest sending"
 
 
 class PhaseClock:
@@ -150,8 +154,15 @@ class SendReport:
     unknown: list = field(default_factory=list)  # rows whose send outcome is unknown (left ``sending``)
     stopped: str = ""  # why the task stopped before trying all its readers ("" when it did not)
 
+    @property
+    def paused(self):
+        """Whether the task stopped because sending is paused (``paused_before_block``)."""
+        return self.stopped == PAUSED
+
     def must_stop(self, way):
         """Whether sending ``way`` ("batch", "one by one") stops now; if so, says why in ``stopped``."""
+        if self.paused:
+            return True
         if self.transient:
             self.stopped = "the ESP deferred a message"
         elif len(self.unknown) > UNKNOWN_OUTCOMES_TOLERATED[way]:
@@ -1152,7 +1163,8 @@ def send_edition_to(edition, subscriber_ids, *, prepared=None):
     A subscriber named twice is sent to once: each id would otherwise find the same
     pending delivery (one index lookup per id), and the claim wins a row for every
     item that carries it. Raises TransientSendError after the chunk when some
-    deliveries must be retried.
+    deliveries must be retried; a chunk stopped by the operator's pause is not
+    retried (``report.paused``).
     """
     with fewer_collections():
         return send_chunk(edition, list(dict.fromkeys(subscriber_ids)), prepared)
@@ -1176,13 +1188,29 @@ def fewer_collections():
         gc.set_threshold(*thresholds)
 
 
+def paused_before_block(report):
+    """Whether an operator paused sending (one query on a one-row table, asked before each block
+    of readers, never per reader); if so the task stops: ``report.stopped`` says so.
+
+    The batches composed from earlier blocks and not yet handed to a batch thread are never
+    claimed (their rows stay ``pending``); calls already made or handed over are not recalled.
+    """
+    with PHASES.phase("select/claim"):
+        if not pause.sending_paused():
+            return False
+    report.stopped = PAUSED
+    log.warning("digest sending stopped: %s; what the task did not hand to the ESP stays pending, "
+                "for the beat's ticks after the resume", PAUSED)
+    return True
+
+
 def send_chunk(edition, subscriber_ids, prepared):
     keep_freed_memory()
     report = SendReport()
     style = batch_style()
     skipped = {}
     database_lock = threading.Lock()
-    blocks = composed_blocks(edition, subscriber_ids, prepared, skipped, database_lock,
+    blocks = composed_blocks(edition, subscriber_ids, prepared, skipped, database_lock, report,
                              for_json=style is not None and style.direct)
     if style is None:
         send_individually(blocks, report)
@@ -1193,23 +1221,29 @@ def send_chunk(edition, subscriber_ids, prepared):
         "digest chunk done edition=%s sent=%d skipped=%d failed=%d deferred=%d not_claimed=%d",
         edition.pk, report.sent, report.skipped, report.failed, len(report.transient), report.not_claimed,
     )
+    if report.paused:
+        return report  # no retry: the tick after the resume hands out what is still pending
     if report.transient or report.stopped:
         why = f" ({report.stopped})" if report.stopped else ""
         raise TransientSendError(f"{len(report.transient)} deliveries to retry{why}", report)
     return report
 
 
-def composed_blocks(edition, subscriber_ids, prepared, skipped, database_lock, *, for_json):
+def composed_blocks(edition, subscriber_ids, prepared, skipped, database_lock, report, *, for_json):
     """The task's digests, read and ranked READ_BLOCK_SIZE readers at a time.
 
     One stream for the whole task: the ESP calls of one block are still in
     flight while the next block is read and composed, so a task waits for its
     last answer once, not once per block. Memory stays that of one block. The
     reads take ``database_lock`` (the batch threads claim and record on the same
-    connection); the edition is checked for changes once per block, as before.
+    connection); the edition is checked for changes once per block, as before,
+    and so is the operator's pause switch: once sending is paused the stream
+    ends there (``paused_before_block``).
     """
     for block in chunked(subscriber_ids, READ_BLOCK_SIZE):
         with database_lock:
+            if paused_before_block(report):
+                return
             with PHASES.phase("select/claim", len(block)):
                 deliveries = pending_deliveries(edition, block)
             if not deliveries:

@@ -16,7 +16,7 @@ from papers.models import FetchRun
 from subscriptions.models import Subscriber
 
 from .editions import build_editions_for, edition_date_for, get_or_build_edition, refuse_future
-from . import calls
+from . import calls, pause
 from .models import Cadence, Delivery, Edition, SendCall
 from .scheduling import due_editions, end_of_day
 from .sending import (
@@ -44,11 +44,16 @@ def enqueue_due_digests(now=None, *, dry_run=False, progress=None):
     """Claim every due subscriber's delivery and hand the chunks to the send task.
 
     Deliveries still pending from an earlier tick (a lost task) are handed out
-    again; the compare-and-swap in sending makes that safe.
+    again; the compare-and-swap in sending makes that safe. While an operator has
+    paused sending (``digest.pause``) nothing is claimed or handed out: the tick
+    only settles finished ESP calls and reconciles stale sends, and says it is paused.
+    A dry run counts who is due either way.
     """
     from .tasks import send_digest_chunk
 
     now = now or timezone.now()
+    if not dry_run and paused_tick(now):
+        return 0
     enqueued = 0
     editions = (pair for cadence in Cadence.values for pair in due_editions(cadence, now))
     for edition, due in editions:
@@ -65,6 +70,16 @@ def enqueue_due_digests(now=None, *, dry_run=False, progress=None):
     reconcile_stale_deliveries(now)
     log.info("due digests enqueued count=%d dry_run=%s", enqueued, dry_run)
     return enqueued
+
+
+def paused_tick(now):
+    """Whether sending is paused; if so, the tick's housekeeping is done and it is logged once."""
+    switch = pause.current_pause()
+    if switch is None:
+        return False
+    log.warning("due digests not enqueued: %s", pause.summary(switch))
+    reconcile_stale_deliveries(now)
+    return True
 
 
 def send_task_chunks(ids, size, smallest):
@@ -173,10 +188,12 @@ def daily_job_begun(day, job_hour):
 def send_digest_now(subscriber, day=None):
     """Send ``subscriber`` the latest edition of their cadence at once, whatever the hour.
 
-    Still at most once per edition: the ledger refuses a second send.
+    Still at most once per edition: the ledger refuses a second send. Refused
+    (``pause.SendingPaused``) while sending is paused.
     """
     from .sending import send_edition_to
 
+    pause.refuse_while_paused()
     edition, _ = get_or_build_edition(subscriber.frequency, day or timezone.localdate())
     report = send_edition_to(edition, [subscriber.pk])
     return edition, report
@@ -186,6 +203,9 @@ def why_not_send_now(subscriber, day=None):
     """Why ``send_digest_now`` would send ``subscriber`` nothing, or None when it would send.
 
     For a dry run: nothing is built, claimed or sent."""
+    switch = pause.current_pause()
+    if switch is not None:
+        return pause.summary(switch)
     if not subscriber.is_active:
         return f"{subscriber.status}, not active"
     edition_date = edition_date_for(subscriber.frequency, day or timezone.localdate())
@@ -247,12 +267,13 @@ def send_preview_digest(subscriber):
     The preview lands in the reader's inbox like any digest, so it goes only where a
     digest would: to an active reader, and only when it holds at least one paper (never a
     "nothing new" email). Otherwise nothing is sent and ``PreviewNotSent`` says why.
-    Returns the ESP's message id.
+    Refused (``pause.SendingPaused``) while sending is paused. Returns the ESP's message id.
     """
     from django.core.mail import get_connection
 
     from .emails import build_email
 
+    pause.refuse_while_paused()
     if not subscriber.is_active:
         refusal = PREVIEW_REFUSALS.get(subscriber.status, f"{subscriber.status}: never email again")
         raise PreviewNotSent(refusal)
@@ -287,10 +308,11 @@ def resend_failed_delivery(delivery):
 
     The row goes back to ``pending`` with one conditional UPDATE, so a sent
     delivery, or one the ESP reported delivered, opened or clicked, is never
-    sent twice.
+    sent twice. Refused (``pause.SendingPaused``) while sending is paused.
     """
     from .tasks import send_digest_chunk
 
+    pause.refuse_while_paused()
     moved = Delivery.objects.filter(
         pk=delivery.pk,
         status=Delivery.Status.FAILED,

@@ -61,7 +61,8 @@ def send_digest_chunk(self, edition_id, subscriber_ids):
     never sooner than the ESP's Retry-After.
 
     Safe to run twice: only pending deliveries are sent, each claimed by a
-    compare-and-swap.
+    compare-and-swap. A chunk stopped because an operator paused sending is not retried:
+    its readers stay pending, and the beat's ticks after the resume hand them out again.
     """
     edition = Edition.objects.get(pk=edition_id)
     try:
@@ -70,7 +71,7 @@ def send_digest_chunk(self, edition_id, subscriber_ids):
         report = exc.args[1] if len(exc.args) > 1 else None
         wait = max(backoff_seconds(self.request.retries), getattr(report, "retry_after", 0))
         raise self.retry(exc=exc, countdown=wait)
-    return {"sent": report.sent, "skipped": report.skipped, "failed": report.failed}
+    return {"sent": report.sent, "skipped": report.skipped, "failed": report.failed, "paused": report.paused}
 
 
 @shared_task(acks_late=True)
