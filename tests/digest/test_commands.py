@@ -7,6 +7,7 @@ import pytest
 import time_machine
 from django.core.management import CommandError, call_command
 
+from digest import pause
 from digest.models import Delivery, Edition
 from papers.models import Paper
 from tests.digest.builders import built_edition
@@ -128,4 +129,60 @@ def test_send_to_an_unknown_or_empty_address_is_refused_and_sends_to_no_one(type
     with pytest.raises(CommandError, match=f"no subscriber '{typed}'"):
         run("send_digests", "--subscriber", typed)
 
+    assert not Delivery.objects.exists() and mailoutbox == []
+
+
+# --- `manage.py sending`: the switch that pauses all digest sending --------------------------
+
+
+def test_sending_pause_status_and_resume_from_the_command_line():
+    on = run("sending")
+    paused = run("sending", "pause", "--reason", "the edition links 404", "--by", "alice")
+    status = run("sending", "status")
+    again = run("sending", "pause", "--reason", "me too", "--by", "bob")
+    resumed = run("sending", "resume", "--by", "carol")
+
+    switch = pause.the_switch()
+    assert on == "Digest sending is on.\n"
+    assert paused.startswith("Paused: digest sending paused since ") and "by alice (the edition links 404)" in paused
+    assert status.startswith("Digest sending paused since ") and status.endswith("by alice (the edition links 404).\n")
+    assert again.startswith("Already paused: ") and "by alice" in again
+    assert resumed.startswith("Digest sending resumed") and run("sending") == "Digest sending is on.\n"
+    assert (switch.paused, switch.paused_by, switch.resumed_by) == (False, "alice", "carol")
+
+
+def test_a_pause_from_the_command_line_needs_a_reason_and_names_the_system_user_by_default(monkeypatch):
+    monkeypatch.setattr("getpass.getuser", lambda: "deploy")
+    with pytest.raises(CommandError, match="say why"):
+        run("sending", "pause", "--reason", " ")
+    assert not pause.sending_paused()
+
+    run("sending", "pause", "--reason", "a broken edition")
+    assert pause.current_pause().paused_by == "deploy"
+
+
+@pytest.mark.parametrize("args", [["send_digests"], ["send_digests", "--subscriber", "reader@example.org"]])
+def test_send_digests_is_refused_while_sending_is_paused(args, mailoutbox):
+    SubscriberFactory(email="reader@example.org", interests="")
+    built_edition("daily")
+    pause.pause_sending("alice", "a broken edition")
+
+    refusal = r"nothing sent: digest sending paused since .* by alice \(a broken edition\); resume it first"
+    with pytest.raises(CommandError, match=refusal):
+        run(*args)
+
+    assert not Delivery.objects.exists() and mailoutbox == []
+
+
+def test_a_dry_run_while_paused_counts_who_is_due_and_says_nothing_is_sent(mailoutbox):
+    SubscriberFactory(email="reader@example.org", interests="")
+    built_edition("daily")
+    pause.pause_sending("alice", "a broken edition")
+
+    everyone = run("send_digests", "--dry-run")
+    one = run("send_digests", "--subscriber", "reader@example.org", "--dry-run")
+
+    assert everyone.startswith("1 digest would be sent\nbut digest sending paused since ")
+    assert everyone.endswith("by alice (a broken edition): nothing is sent until it is resumed\n")
+    assert one.startswith("would send nothing to reader@example.org: digest sending paused since ")
     assert not Delivery.objects.exists() and mailoutbox == []

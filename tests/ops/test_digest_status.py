@@ -9,7 +9,7 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from digest import dashboard
+from digest import dashboard, pause
 from digest.models import Delivery
 from papers.models import FetchRun
 from tests.digest.builders import built_edition, papers_on_topics
@@ -60,6 +60,21 @@ def test_status_prints_the_editions_counts_and_the_slowest_steps_first(morning):
     assert any("wait for a send worker" in line and "20.00 s" in line for line in steps)
     assert any(line.strip().startswith("fetch hf") and "12.00 s" in line and "42 new" in line for line in steps)
     assert any("send one message" in line and "4.50 s" in line for line in steps)
+
+
+def test_status_says_first_that_digest_sending_is_paused_and_by_whom(morning):
+    with time_machine.travel(datetime(2026, 11, 18, 6, 5, tzinfo=UTC), tick=False):
+        pause.pause_sending("alice", "the edition links 404")
+
+    text = run().splitlines()
+    data = json.loads(run("--json"))
+
+    assert text[2] == ("Digest sending paused since Wed 18 Nov 06:05 by alice (the edition links 404): "
+                       "nothing is sent until it is resumed.")
+    assert data["sending_paused"] == {"since": "2026-11-18T06:05:00+00:00", "by": "alice",
+                                      "reason": "the edition links 404"}
+    pause.resume_sending("bob")
+    assert "paused" not in run() and json.loads(run("--json"))["sending_paused"] is None
 
 
 def test_an_edition_of_one_paper_is_counted_in_the_singular():

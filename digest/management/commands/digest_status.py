@@ -7,13 +7,15 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from config.date_arguments import parse_day_up_to_today
+from digest import pause
 from digest.dashboard import daily_status
 
 STEPS_SHOWN = 8
 
 
 class Command(BaseCommand):
-    help = "Today's editions, how many digests were sent, skipped or failed, and the slowest steps."
+    help = ("Today's editions, how many digests were sent, skipped or failed, the slowest steps, and whether "
+            "digest sending is paused.")
 
     def add_arguments(self, parser):
         parser.add_argument("--date", type=parse_day_up_to_today,
@@ -21,8 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options):
-        status = daily_status(options["date"])
-        self.stdout.write(as_json(status) if options["json"] else as_text(status))
+        status, switch = daily_status(options["date"]), pause.current_pause()
+        self.stdout.write(as_json(status, switch) if options["json"] else as_text(status, switch))
 
 
 def edition_line(status):
@@ -37,8 +39,10 @@ def edition_line(status):
     )
 
 
-def as_text(status):
+def as_text(status, switch=None):
     lines = [f"Paperboy status for {status.day:%A %Y-%m-%d}", ""]
+    if switch is not None:
+        lines += [f"{pause.headline(switch)}: nothing is sent until it is resumed.", ""]
     lines += [edition_line(edition) for edition in status.editions]
     lines += ["", "Slowest steps:"]
     if not status.steps:
@@ -51,10 +55,11 @@ def as_text(status):
     return "\n".join(lines)
 
 
-def as_json(status):
+def as_json(status, switch=None):
     return json.dumps(
         {
             "date": status.day.isoformat(),
+            "sending_paused": paused_as_json(switch),
             "editions": [
                 {
                     "cadence": edition.cadence,
@@ -71,3 +76,9 @@ def as_json(status):
         },
         indent=2,
     )
+
+
+def paused_as_json(switch):
+    if switch is None:
+        return None
+    return {"since": switch.paused_at.isoformat(), "by": switch.paused_by, "reason": switch.reason}

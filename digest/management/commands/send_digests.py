@@ -5,7 +5,7 @@ from django.template.defaultfilters import pluralize
 from tqdm import tqdm
 
 from config.date_arguments import parse_day_up_to_today
-from digest import services
+from digest import pause, services
 from digest.sending import TransientSendError
 from subscriptions.models import Subscriber
 
@@ -13,7 +13,8 @@ from subscriptions.models import Subscriber
 class Command(BaseCommand):
     help = (
         "Send the digests due now (or for --date), or with --subscriber the latest edition "
-        "of that subscriber's cadence at once. Never twice per subscriber and edition."
+        "of that subscriber's cadence at once. Never twice per subscriber and edition. "
+        "Refused while digest sending is paused (manage.py sending)."
     )
 
     def add_arguments(self, parser):
@@ -22,6 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Count who is due; send nothing.")
 
     def handle(self, *args, **options):
+        if not options["dry_run"]:
+            refuse_while_paused()
         if options["subscriber"] is not None:  # an empty address is refused, not read as "everyone due"
             return self.send_to_one(options["subscriber"], options["date"], options["dry_run"])
         progress = tqdm(desc="digests", unit="digest", disable=not sys.stdout.isatty())
@@ -31,6 +34,8 @@ class Command(BaseCommand):
         progress.close()
         verb = "would be sent" if options["dry_run"] else "handed to the sender"
         self.stdout.write(f"{count} digest{pluralize(count)} {verb}")
+        if options["dry_run"] and (switch := pause.current_pause()) is not None:
+            self.stdout.write(f"but {pause.summary(switch)}: nothing is sent until it is resumed")
 
     def send_to_one(self, typed_email, day, dry_run):
         """Addresses match in any case: the output names the address as stored, the one mailed."""
@@ -55,3 +60,10 @@ class Command(BaseCommand):
             self.stdout.write(f"skipped {edition} for {email}: nothing passed the relevance threshold")
         else:
             self.stdout.write(f"{edition}: already handled for {email} (status unchanged), or not active")
+
+
+def refuse_while_paused():
+    try:
+        pause.refuse_while_paused()
+    except pause.SendingPaused as refusal:
+        raise CommandError(f"nothing sent: {refusal} (manage.py sending resume)") from refusal
