@@ -1,8 +1,9 @@
 """Editions and their ranked papers, the delivery ledger, votes, webhook events, the blocklist.
 
 Operators can preview any subscriber's digest as the real email HTML, resend
-a failed delivery (never a sent one) and block a paper from every digest not
-yet sent. Every change goes through ``digest.services``.
+a failed delivery (never a sent one), block a paper from every digest not
+yet sent, and pause all digest sending (the sending switch). Every change goes
+through ``digest.services`` or ``digest.pause``.
 """
 
 from django import forms
@@ -15,7 +16,8 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -23,9 +25,9 @@ from django.utils.html import format_html
 from config.admin_filters import OneRowFilter
 from subscriptions.models import Subscriber
 
-from . import calls, services
+from . import calls, pause, services
 from .models import (
-    BlockedPaper, Delivery, DeliveryDay, Edition, EditionPaper, Feedback, SendCall, WebhookEvent,
+    BlockedPaper, Delivery, DeliveryDay, Edition, EditionPaper, Feedback, SendCall, SendingPause, WebhookEvent,
 )
 from .rendering import render_delivery_html
 
@@ -306,7 +308,11 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resend failed deliveries (never a sent one)")
     def resend_failed(self, request, queryset):
-        resent = sum(services.resend_failed_delivery(d) for d in queryset)
+        try:
+            resent = sum(services.resend_failed_delivery(d) for d in queryset)
+        except pause.SendingPaused as refusal:  # raised before the first row is touched
+            self.message_user(request, f"Nothing resent: {refusal}.", messages.ERROR)
+            return
         self.message_user(request, f"{resent} delivery(ies) queued to be sent again.")
         if resent < len(queryset):
             self.message_user(
@@ -423,3 +429,79 @@ class SendCallAdmin(admin.ModelAdmin):
         ``pending``: deleted, they would be claimed and emailed again. Calls go only with an
         edition, and an edition with calls is not deleted here (``EditionAdmin``)."""
         return False
+
+
+class PauseForm(forms.Form):
+    reason = forms.CharField(
+        max_length=300, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Shown on the dashboard and kept in the switch's history.",
+    )
+
+
+RESUMED_MESSAGE = (
+    "Digest sending resumed. The beat's next tick (every 15 minutes) hands out every digest "
+    "still due; readers left pending by the pause are handed out again once 15 minutes have "
+    "passed since their claim. Nobody is sent an edition twice."
+)
+
+
+@admin.register(SendingPause)
+class SendingPauseAdmin(admin.ModelAdmin):
+    """The switch that pauses all digest sending (``digest.pause``), on one page: its state and
+    one button, to pause (saying why) or to resume. Each turn of the switch is kept in its
+    history (the admin's log: who, when, and the reason)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        form = PauseForm()
+        if request.method == "POST":
+            if not self.has_change_permission(request):
+                raise PermissionDenied
+            if "resume" in request.POST:
+                return self.resume_posted(request)
+            form = PauseForm(request.POST)
+            if form.is_valid():
+                return self.pause_posted(request, form.cleaned_data["reason"])
+        return self.switch_page(request, form)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The row is turned on the switch's page only, through ``digest.pause``."""
+        return redirect("admin:digest_sendingpause_changelist")
+
+    def switch_page(self, request, form):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Sending switch",
+            "opts": self.model._meta,
+            "switch": pause.the_switch(),
+            "form": form,
+            "can_turn": self.has_change_permission(request),
+        }
+        return TemplateResponse(request, "admin/digest/sendingpause/switch.html", context)
+
+    def pause_posted(self, request, reason):
+        switch, paused = pause.pause_sending(request.user.get_username(), reason)
+        if paused:
+            self.log_change(request, switch, f"Paused all digest sending: {switch.reason}")
+            self.message_user(request, "Digest sending paused: nothing more is handed to the ESP. Send tasks "
+                              "stop before their next block of 1,000 readers; a batch already posted is not "
+                              "recalled.", messages.WARNING)
+        else:
+            self.message_user(request, f"Already paused: {pause.summary(switch)}.", messages.WARNING)
+        return redirect("admin:digest_sendingpause_changelist")
+
+    def resume_posted(self, request):
+        switch, resumed = pause.resume_sending(request.user.get_username())
+        if resumed:
+            self.log_change(request, switch, "Resumed digest sending.")
+            self.message_user(request, RESUMED_MESSAGE)
+        else:
+            self.message_user(request, "Digest sending was not paused.", messages.WARNING)
+        return redirect("admin:digest_sendingpause_changelist")

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from digest import calls
+from digest import calls, pause
 from digest import services as digest_services
 from digest.models import Delivery, Feedback
 
@@ -269,7 +269,13 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send a preview digest now")
     def send_preview_digest(self, request, queryset):
-        """Only active readers with papers in their digest get one (``send_preview_digest``)."""
+        """Only active readers with papers in their digest get one (``send_preview_digest``), and
+        none while digest sending is paused (the preview in the browser still shows it)."""
+        try:
+            pause.refuse_while_paused()
+        except pause.SendingPaused as refusal:
+            self.message_user(request, f"No preview sent: {refusal}.", messages.ERROR)
+            return
         sent, not_sent = 0, []
         for subscriber in queryset:
             try:

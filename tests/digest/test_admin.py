@@ -1,11 +1,14 @@
 """Operators: editions with scores, the ledger, previews, guarded resends and the blocklist."""
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.sites import site
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from digest.models import BlockedPaper, Delivery, EditionPaper, Feedback, WebhookEvent
+from digest import pause
+from digest.models import BlockedPaper, Delivery, EditionPaper, Feedback, SendingPause, WebhookEvent
 from digest.sending import send_edition_to
 from digest.services import block_paper
 from tests.digest.builders import built_edition
@@ -542,3 +545,84 @@ def test_the_reader_of_an_edition_that_cannot_be_deleted_can_still_be_deleted(ad
     assert response.status_code == 302
     assert list(Delivery.objects.values_list("subscriber", flat=True)) == [other.pk]
     assert Edition.objects.filter(pk=edition.pk).exists()
+
+
+# --- The sending switch ---------------------------------------------------------------
+
+SWITCH = "/admin/digest/sendingpause/"
+
+
+def switch_history():
+    return list(LogEntry.objects.filter(content_type__model="sendingpause").order_by("pk")
+                .values_list("user__username", "action_flag", "change_message"))
+
+
+def test_pausing_and_resuming_from_the_switch_page_records_who_did_it_in_its_history(admin_client):
+    before = admin_client.get(SWITCH).content.decode()
+    paused = admin_client.post(SWITCH, {"pause": "1", "reason": "the edition links 404"}, follow=True)
+    paused_page = paused.content.decode()
+    switch = SendingPause.objects.get()
+    resumed = admin_client.post(SWITCH, {"resume": "1"}, follow=True).content.decode()
+    history = admin_client.get(f"{SWITCH}{switch.pk}/history/").content.decode()
+
+    assert "Digest sending is on." in before and "Pause all digest sending" in before
+    assert (switch.paused, switch.paused_by, switch.reason) == (True, "admin", "the edition links 404")
+    assert "Sending paused since" in paused_page and "by admin (the edition links 404)" in paused_page
+    assert "Resume digest sending" in paused_page
+    assert "Digest sending resumed" in resumed and not pause.sending_paused()
+    assert switch_history() == [
+        ("admin", CHANGE, "Paused all digest sending: the edition links 404"),
+        ("admin", CHANGE, "Resumed digest sending."),
+    ]
+    assert "Paused all digest sending: the edition links 404" in history and "Resumed digest sending." in history
+
+
+def test_pausing_from_the_switch_page_needs_a_reason(admin_client):
+    response = admin_client.post(SWITCH, {"pause": "1", "reason": "  "})
+
+    assert response.status_code == 200 and "This field is required." in response.content.decode()
+    assert not pause.sending_paused() and switch_history() == []
+
+
+def test_a_second_pause_keeps_the_first_and_is_not_recorded_again(admin_client):
+    pause.pause_sending("alice", "a broken edition")
+
+    response = admin_client.post(SWITCH, {"pause": "1", "reason": "me too"}, follow=True)
+
+    assert "Already paused: digest sending paused since" in response.content.decode()
+    assert SendingPause.objects.get().paused_by == "alice" and switch_history() == []
+
+
+def test_staff_who_may_only_view_the_switch_see_it_but_cannot_turn_it(client):
+    viewer = User.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_sendingpause"))
+    client.force_login(viewer)
+    pause.pause_sending("alice", "a broken edition")
+
+    page = client.get(SWITCH).content.decode()
+    refused = client.post(SWITCH, {"resume": "1"})
+
+    assert "by alice (a broken edition)" in page and "Resume digest sending" not in page
+    assert refused.status_code == 403 and pause.sending_paused()
+
+
+def test_the_switch_has_no_add_or_delete_and_its_change_page_is_the_switch(admin_client):
+    switch = pause.the_switch()
+
+    assert admin_client.get(f"{SWITCH}add/").status_code == 403
+    assert admin_client.get(f"{SWITCH}{switch.pk}/change/")["Location"] == SWITCH
+    assert admin_client.post(f"{SWITCH}{switch.pk}/delete/").status_code == 403
+    assert SendingPause.objects.count() == 1
+
+
+def test_the_resend_action_is_refused_while_paused(admin_client, mailoutbox):
+    edition = built_edition()
+    delivery = Delivery.objects.create(subscriber=SubscriberFactory(interests=""), edition=edition, status="failed")
+    pause.pause_sending("alice", "a broken edition")
+
+    response = admin_client.post("/admin/digest/delivery/", {
+        "action": "resend_failed", "_selected_action": [delivery.pk],
+    }, follow=True)
+
+    assert "Nothing resent: digest sending paused since" in response.content.decode()
+    assert mailoutbox == [] and Delivery.objects.get().status == "failed"

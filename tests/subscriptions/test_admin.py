@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
+from digest import pause
 from digest.models import Delivery, Feedback
 from subscriptions import admin, services
 from subscriptions.models import Subscriber, Suppression
@@ -251,6 +252,14 @@ def test_action_send_preview_digest_sends_nothing_when_the_digest_has_no_papers(
     html = response.content.decode()
     assert "Preview digest sent for 0 subscriber(s)." in html
     assert "ada@example.org (no papers for them in the Daily edition" in html
+
+
+def test_action_send_preview_digest_is_refused_while_digest_sending_is_paused(admin_client, subscriber):
+    built_edition()
+    pause.pause_sending("alice", "a broken edition")
+    response = run_action(admin_client, "send_preview_digest", [subscriber])
+    assert mail.outbox == []
+    assert "No preview sent: digest sending paused since" in response.content.decode()
 
 
 def test_action_suppress_and_reactivate(admin_client, subscriber, pending):
