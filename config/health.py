@@ -4,9 +4,10 @@
 balancer may call it every few seconds and take a web process whose database
 or broker is unreachable out of rotation. ``/healthz/deep`` reads the state
 of the pipeline: the last successful fetch of each configured source, the
-latest editions, stuck or failed deliveries and the Celery workers consuming
-each queue. Both answer JSON, 200 when healthy and 503 otherwise, so an
-uptime checker can alert on the status code alone and show the ``problems``.
+latest editions, stuck or failed deliveries, whether an operator paused digest
+sending, and the Celery workers consuming each queue. Both answer JSON, 200
+when healthy and 503 otherwise, so an uptime checker can alert on the status
+code alone and show the ``problems``.
 Neither exposes an email address.
 """
 
@@ -25,7 +26,7 @@ from django.views.decorators.http import require_safe
 from config.celery_app import app
 from digest.editions import edition_date_for
 from digest.ledger_days import claimed_after
-from digest import calls
+from digest import calls, pause
 from digest.models import Cadence, Delivery, Edition, SendCall
 from papers.models import FetchRun
 from papers.services import FALLBACKS
@@ -172,7 +173,8 @@ def check_deliveries(now):
     rate = counts["failed_24h"] / finished if finished else 0.0
     too_many_failed = counts["failed_24h"] >= FAILED_MIN_COUNT and rate > FAILED_RATE_MAX
     issues = []
-    if counts["pending_overdue"]:
+    # Rows the operator's pause held back are the ``sending`` check's to report.
+    if counts["pending_overdue"] and not pause.held_back_since(now - PENDING_MAX_AGE):
         issues.append(f"{counts['pending_overdue']} pending for over {PENDING_MAX_AGE} (is a send worker running?)")
     if counts["sending_stale"]:
         issues.append(f"{counts['sending_stale']} stuck in sending (a worker died mid-send?)")
@@ -182,6 +184,20 @@ def check_deliveries(now):
     if too_many_failed:
         issues.append(f"{counts['failed_24h']} failed in 24h ({rate:.1%})")
     return {"ok": not issues, **counts, "failed_rate_24h": round(rate, 4), "problem": "; ".join(issues)}
+
+
+def check_sending(now):
+    """Whether an operator paused digest sending: reported as soon as it is, a problem only once
+    it has lasted DIGEST_PAUSE_ALERT_HOURS (a pause forgotten). Who paused it and why are on the
+    dashboard, not here: this endpoint is not authenticated."""
+    switch = pause.current_pause()
+    if switch is None:
+        return {"ok": True, "paused": False}
+    hours = age_hours(switch.paused_at, now)
+    forgotten = now - switch.paused_at >= timedelta(hours=settings.DIGEST_PAUSE_ALERT_HOURS)
+    problem = f"digest sending paused by an operator {hours}h ago (manage.py sending resume)" if forgotten else ""
+    return {"ok": not forgotten, "paused": True, "paused_at": switch.paused_at.isoformat(), "paused_hours": hours,
+            "problem": problem}
 
 
 def check_workers():
@@ -246,6 +262,7 @@ def deep_health(now=None):
         "sources": timed(lambda: check_sources(now)),
         "editions": timed(lambda: check_editions(now)),
         "deliveries": timed(lambda: check_deliveries(now)),
+        "sending": timed(lambda: check_sending(now)),
         "workers": timed(check_workers),
     }
     healthy, body = report(checks)

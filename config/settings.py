@@ -205,6 +205,9 @@ DIGEST_SEND_BATCH_SIZE = env.int("DIGEST_SEND_BATCH_SIZE", default=5000)
 # workers finish the tick together instead of one sending a last full task while the others idle.
 DIGEST_SEND_MIN_BATCH_SIZE = env.int("DIGEST_SEND_MIN_BATCH_SIZE", default=500)
 DIGEST_SENDING_STALE_MINUTES = env.int("DIGEST_SENDING_STALE_MINUTES", default=30)
+# An operator's pause of all digest sending (manage.py sending, the admin's sending switch) fails
+# the deep health check once it has lasted this long: a pause forgotten costs the readers a day.
+DIGEST_PAUSE_ALERT_HOURS = env.float("DIGEST_PAUSE_ALERT_HOURS", default=3)
 # Claim each ESP batch call with one row (digest.calls) instead of a new version of each reader's
 # delivery row: a row per call of 250 readers beside the sending thread, not a row per reader. The
 # calls' outcomes are copied onto the rows by the beat's sweep and by ESP webhooks.

@@ -42,7 +42,7 @@ from django.utils import timezone
 from papers.models import FetchRun, Paper
 from subscriptions.models import Subscriber
 
-from . import calls
+from . import calls, pause
 from .ledger_days import claimed_per_day, local_midnight, sent_per_day
 from .models import Cadence, Delivery, Feedback, WebhookEvent
 from .scheduling import current_edition
@@ -657,6 +657,8 @@ def unless_cache_fails(method, *args):
 
 def dashboard_view(request):
     """Staff only: wrapped in ``admin.site.admin_view`` in config/urls.py. ``?recompute=1``
-    computes the figures now instead of showing the kept ones."""
+    computes the figures now instead of showing the kept ones. Whether sending is paused is read
+    on every view (one short query), never from the kept figures."""
     kept = kept_dashboard_context(recompute=request.GET.get("recompute") == "1")
-    return render(request, "admin/paperboy_dashboard.html", {**admin.site.each_context(request), **kept})
+    context = {**admin.site.each_context(request), **kept, "sending_pause": pause.current_pause()}
+    return render(request, "admin/paperboy_dashboard.html", context)

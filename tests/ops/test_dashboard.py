@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from digest import dashboard, tasks, webhooks
+from digest import dashboard, pause, tasks, webhooks
 from digest.models import Delivery, Feedback, WebhookEvent
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 from tests.servers import free_port, redis_cache
@@ -258,7 +258,8 @@ def test_a_kept_view_reads_neither_the_ledger_nor_the_subscribers(staff_client, 
     def app_tables(queries):
         return [q["sql"] for q in queries if re.search(r'"(digest|subscriptions|papers)_', q["sql"])]
     assert len(app_tables(computing.captured_queries)) >= 10
-    assert app_tables(kept.captured_queries) == []
+    read = app_tables(kept.captured_queries)
+    assert len(read) == 1 and '"digest_sendingpause"' in read[0]  # the sending switch, read on every view
 
 
 def test_asking_to_compute_now_shows_the_figures_of_now_and_keeps_them(staff_client, wednesday, settings):
@@ -369,3 +370,27 @@ def test_a_broker_that_refuses_the_refresh_leaves_the_older_figures_shown_and_th
     assert sent_column(older) == "1" and "being computed" not in older
     assert "dashboard refresh could not be queued" in caplog.text
     assert len(calls) == 2 and calls[0] == {"retry": False}  # no publish retries: the page does not wait
+
+
+# --- The sending switch ---------------------------------------------------------------
+
+
+def test_a_pause_of_digest_sending_is_shown_on_top_even_over_figures_kept_before_it(staff_client, wednesday, settings):
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    before = staff_client.get("/admin/dashboard/").content.decode()
+    pause.pause_sending("alice", "the edition links 404")
+
+    during = staff_client.get("/admin/dashboard/").content.decode()
+    pause.resume_sending("bob")
+    after = staff_client.get("/admin/dashboard/").content.decode()
+
+    assert "Sending paused" not in before and "Sending paused" not in after
+    assert "<strong>Sending paused</strong> since Wed 18 Nov 12:00 by alice (the edition links 404)" in during
+    assert 'href="/admin/digest/sendingpause/"' in during
+    assert during.index("Sending paused") < during.index("Figures computed at")
+
+
+def test_admin_index_links_to_the_sending_switch(admin_client):
+    html = admin_client.get("/admin/").content.decode()
+
+    assert 'href="/admin/digest/sendingpause/"' in html and "Pause all digest sending" in html

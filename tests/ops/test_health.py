@@ -10,6 +10,7 @@ import time_machine
 from django.db import OperationalError
 from django.utils import timezone
 
+from digest import pause
 from digest.editions import edition_date_for
 from digest.models import Cadence, Delivery
 from papers.models import FetchRun
@@ -207,6 +208,61 @@ def test_deep_health_fails_when_no_worker_consumes_the_queues(client, settings, 
     assert response.status_code == 503
     workers = response.json()["checks"]["workers"]
     assert workers["workers"] == [] and workers["problem"] == "no worker consumes default, fetch, send"
+
+
+def held_back_by_a_pause(daily, count=2):
+    """Rows claimed an hour ago, held back by a pause since."""
+    hour_ago = timezone.now() - timedelta(hours=1)
+    for subscriber in SubscriberFactory.create_batch(count):
+        Delivery.objects.create(subscriber=subscriber, edition=daily, status="pending", created_at=hour_ago)
+
+
+def test_a_pause_of_digest_sending_is_reported_without_failing_and_the_rows_it_holds_back_are_not(
+    client, wednesday_morning
+):
+    held_back_by_a_pause(healthy_pipeline())
+    with time_machine.travel(WEDNESDAY_10AM - timedelta(minutes=50), tick=False):
+        pause.pause_sending("operator@example.org", "the edition links 404")
+
+    response = client.get("/healthz/deep")
+
+    assert response.status_code == 200, response.json()
+    checks = response.json()["checks"]
+    assert checks["sending"] == {"ok": True, "paused": True, "paused_at": "2026-11-18T09:10:00+00:00",
+                                 "paused_hours": 0.83, "problem": "", "ms": mock.ANY}
+    assert checks["deliveries"]["ok"] and checks["deliveries"]["pending_overdue"] == 2
+    assert "@" not in response.content.decode() and "404" not in response.content.decode()
+
+
+def test_a_pause_longer_than_the_alert_hours_fails_the_deep_check(client, wednesday_morning, settings):
+    settings.DIGEST_PAUSE_ALERT_HOURS = 3
+    healthy_pipeline()
+    with time_machine.travel(WEDNESDAY_10AM - timedelta(hours=4), tick=False):
+        pause.pause_sending("alice", "a broken edition")
+
+    response = client.get("/healthz/deep")
+
+    assert response.status_code == 503
+    assert response.json()["problems"] == [
+        "sending: digest sending paused by an operator 4.0h ago (manage.py sending resume)"
+    ]
+
+
+def test_rows_held_back_by_a_pause_are_overdue_again_once_it_has_been_over_for_45_minutes(client, wednesday_morning):
+    held_back_by_a_pause(healthy_pipeline())
+    with time_machine.travel(WEDNESDAY_10AM - timedelta(minutes=50), tick=False):
+        pause.pause_sending("alice", "a broken edition")
+    with time_machine.travel(WEDNESDAY_10AM - timedelta(minutes=30), tick=False):
+        pause.resume_sending("alice")
+    just_resumed = client.get("/healthz/deep")
+
+    with time_machine.travel(WEDNESDAY_10AM + timedelta(minutes=20), tick=False):
+        still_pending = client.get("/healthz/deep")
+
+    assert just_resumed.status_code == 200, just_resumed.json()
+    assert just_resumed.json()["checks"]["sending"]["paused"] is False
+    assert still_pending.status_code == 503
+    assert still_pending.json()["problems"][0].startswith("deliveries: 2 pending for over 0:45:00")
 
 
 def test_health_answers_never_contain_an_email_address(client, wednesday_morning):
