@@ -1,5 +1,6 @@
 """The daily job through a real Celery worker process, with Redis as the broker."""
 
+import re
 import time
 
 import pytest
@@ -10,9 +11,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from digest import pause
 from digest.dashboard import KEPT_CONTEXT_KEY
 from digest.editions import edition_date_for
 from digest.models import Delivery
+from tests.digest.builders import built_edition
 from tests.factories import EditionFactory, SubscriberFactory
 from tests.ops.stack import Stack, wait_until
 from tests.ops.test_dashboard import sent_column
@@ -100,6 +103,41 @@ def test_a_real_worker_starts_the_daily_job_beat_never_began(redis_server, test_
     assert log.count("Task digest.tasks.run_daily_job[") >= 1
     outbox = sorted((tmp_path / "outbox").glob("*.eml"))
     assert len(outbox) == len(subscribers)
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_sends_nothing_while_paused_and_each_reader_once_after_the_resume(
+    celery_worker_process, redis_server
+):
+    process, workdir = celery_worker_process
+    built_edition("daily")
+    readers = SubscriberFactory.create_batch(3, interests="")
+    client = Celery(broker=redis_server.url())
+
+    def ticks_done():
+        return len(re.findall(r"Task digest\.tasks\.enqueue_due_digests\[\S+\] succeeded",
+                              (workdir / "worker.log").read_text()))
+
+    pause.pause_sending("alice", "a broken edition")
+    client.send_task("digest.tasks.enqueue_due_digests", queue="default")
+    paused_tick = wait_until(lambda: ticks_done() == 1, 30)
+    claimed_while_paused = Delivery.objects.count()
+    pause.resume_sending("bob")
+    client.send_task("digest.tasks.enqueue_due_digests", queue="default")
+    sent = wait_until(lambda: Delivery.objects.filter(status="sent").count() == 3, 30)
+    client.send_task("digest.tasks.enqueue_due_digests", queue="default")  # a later tick: nothing more
+    quiet = wait_until(lambda: ticks_done() == 3, 30)
+
+    log = (workdir / "worker.log").read_text()
+    assert paused_tick and sent and quiet, f"the worker's log:\n{log[-3000:]}"
+    assert claimed_while_paused == 0 and "due digests not enqueued: digest sending paused since" in log
+    assert process.poll() is None, "the worker died"
+    recipients = [
+        next(line for line in p.read_text().splitlines() if line.startswith("To: "))[4:]
+        for p in (workdir / "outbox").glob("*.eml")
+    ]
+    assert sorted(recipients) == sorted(r.email for r in readers)
 
 
 def job_hour_passed_an_hour_ago():
