@@ -152,6 +152,7 @@ OUTBOX_DIR = Path(env("OUTBOX_DIR", default=str(VAR_DIR / "outbox")))
 
 ESP = env("ESP", default="")
 EMAIL_URL = env("EMAIL_URL", default="")
+ESP_TIMEOUT_SECONDS = env.float("ESP_TIMEOUT_SECONDS", default=30.0)
 ANYMAIL = {
     "MAILGUN_API_KEY": env("MAILGUN_API_KEY", default=""),
     "MAILGUN_SENDER_DOMAIN": env("MAILGUN_SENDER_DOMAIN", default=""),
@@ -159,9 +160,16 @@ ANYMAIL = {
     "MAILGUN_WEBHOOK_SIGNING_KEY": env("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
     "POSTMARK_SERVER_TOKEN": env("POSTMARK_SERVER_TOKEN", default=""),
     "POSTMARK_API_URL": env("POSTMARK_API_URL", default="https://api.postmarkapp.com/"),
-    "AMAZON_SES_CLIENT_PARAMS": {"region_name": env("AWS_REGION", default="us-east-1")},
+    # One attempt per call: botocore would otherwise send a call again after a timeout or a dropped
+    # connection, when SES may have taken it already (a second digest to every reader of the batch).
+    # The delivery ledger decides what is sent again.
+    "AMAZON_SES_CLIENT_PARAMS": {
+        "region_name": env("AWS_REGION", default="us-east-1"),
+        "config": {"retries": {"total_max_attempts": 1}, "connect_timeout": ESP_TIMEOUT_SECONDS,
+                   "read_timeout": ESP_TIMEOUT_SECONDS},
+    },
     "WEBHOOK_SECRET": env("WEBHOOK_SECRET", default=""),
-    "REQUESTS_TIMEOUT": env.float("ESP_TIMEOUT_SECONDS", default=30.0),
+    "REQUESTS_TIMEOUT": ESP_TIMEOUT_SECONDS,
 }
 # Left empty, anymail would check each Mailgun event's signature against an empty key (the
 # signing key falls back to the API key), which anyone can compute; unset, Mailgun's webhooks
