@@ -48,7 +48,7 @@ from functools import lru_cache
 from operator import itemgetter
 
 import requests
-from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.conf import settings
 from django.contrib.postgres.aggregates import StringAgg
 from django.core.mail import get_connection
@@ -775,12 +775,50 @@ def classify_send_error(exc):
             cause = exc.__cause__ or exc.__context__
             return "unknown" if isinstance(cause, requests.Timeout) else "transient"
         return "transient" if status == 429 or status >= 500 else "permanent"
+    if isinstance(exc, AnymailAPIError) and (boto_error(exc) or bulk_entries_refused(exc)):
+        return classify_amazon_ses_error(exc)
     if isinstance(exc, (ConnectionRefusedError, smtplib.SMTPConnectError)):
         return "transient"
     if isinstance(exc, (smtplib.SMTPServerDisconnected, TimeoutError)):
         return "unknown"
     if isinstance(exc, smtplib.SMTPResponseException):
         return "transient" if 400 <= exc.smtp_code < 500 else "permanent"
+    return "unknown"
+
+
+# What SES answers for every entry of a bulk call it took none of, when it may take them later.
+SES_DEFERRING_STATUSES = {"ACCOUNT_THROTTLED", "TRANSIENT_FAILURE"}
+# AWS's error codes for "too many requests", some of them answered with a 400.
+AWS_THROTTLING_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException"}
+
+
+def boto_error(exc):
+    """The botocore error behind anymail's Amazon SES error, or None."""
+    cause = exc.__cause__
+    return cause if type(cause).__module__.startswith("botocore.") else None
+
+
+def bulk_entries_refused(exc):
+    """The results of a bulk call whose every entry SES refused with one status (anymail raises
+    them as one error), or None."""
+    response = exc.response
+    return response.get("BulkEmailEntryResults") if isinstance(response, dict) else None
+
+
+def classify_amazon_ses_error(exc):
+    """``classify_send_error`` for Amazon SES, which anymail reaches through boto3: SES's HTTP
+    status as for the other ESPs; a connection never made, deferred; a lost answer, unknown."""
+    from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
+    cause = boto_error(exc)
+    if cause is None:
+        return "transient" if bulk_entries_refused(exc)[0].get("Status") in SES_DEFERRING_STATUSES else "permanent"
+    if isinstance(cause, ClientError):
+        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        throttled = cause.response.get("Error", {}).get("Code") in AWS_THROTTLING_CODES
+        return "transient" if throttled or status == 429 or status >= 500 else "permanent"
+    if isinstance(cause, (EndpointConnectionError, ConnectTimeoutError)):
+        return "transient"
     return "unknown"
 
 

@@ -7,11 +7,12 @@ gives them; only the endpoint is an imitation of SES on the loopback interface
 
 import pytest
 
-from digest.sending import send_edition_to
+from digest.sending import TransientSendError, send_edition_to
+from subscriptions.models import Subscriber
 from tests import ledger
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
-from tests.fakes.amazon_ses import DROP, FakeSES
+from tests.fakes.amazon_ses import DROP, FakeSES, Refusal
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +56,44 @@ def test_a_call_whose_answer_is_lost_is_made_once_and_never_again(ses, readers):
     assert len(ses.calls) == 1
     assert report.sent == 0 and len(report.unknown) == 3
     assert {ledger.of(r).status for r in readers} == {"sending"}  # stale: failed, never resent
+
+
+def every_entry(status):
+    return lambda entries, results: [{"Status": status, "Error": "Maximum sending rate exceeded."} for _ in results]
+
+
+@pytest.mark.parametrize("answer", [Refusal(429, "TooManyRequestsException"), Refusal(400, "Throttling"),
+                                    Refusal(503, "ServiceUnavailable"), every_entry("ACCOUNT_THROTTLED")])
+def test_a_deferred_call_returns_its_readers_to_pending_and_the_retry_sends_each_once(ses, readers, answer):
+    ses.script(answer)
+    edition, ids = built_edition(), [r.pk for r in readers]
+
+    with pytest.raises(TransientSendError):
+        send_edition_to(edition, ids)
+    assert len(ses.calls) == 1 and {ledger.of(r).status for r in readers} == {"pending"}
+
+    assert send_edition_to(edition, ids).sent == 3
+    assert sorted(ses.recipients()) == sorted(r.email for r in readers * 2)  # the refused call, then the retry
+    assert ledger.count("sent") == 3
+
+
+def test_a_call_that_never_reached_ses_is_deferred(ses, readers, settings):
+    client_params = settings.ANYMAIL["AMAZON_SES_CLIENT_PARAMS"]
+    settings.ANYMAIL = {**settings.ANYMAIL, "AMAZON_SES_CLIENT_PARAMS": {**client_params,
+                                                                         "endpoint_url": "http://127.0.0.1:1"}}
+    with pytest.raises(TransientSendError):
+        send_edition_to(built_edition(), [r.pk for r in readers])
+    assert {ledger.of(r).status for r in readers} == {"pending"}
+
+
+def test_a_refused_call_fails_its_readers_at_once_without_blaming_them(ses, readers):
+    ses.script(Refusal(400, "MessageRejected"))
+
+    report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.failed == 3 and not report.unknown
+    assert {ledger.of(r).status for r in readers} == {"failed"}
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}
 
 
 def test_the_ses_client_waits_esp_timeout_seconds(settings):
