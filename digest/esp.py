@@ -148,10 +148,13 @@ PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+")
 
 @dataclass(frozen=True)
 class BatchAnswer:
-    """What the ESP said about one batch call: each recipient's message id, and the refused ones."""
+    """What the ESP said about one batch call: each recipient's message id, the refused ones
+    (their addresses: to be suppressed), and the ones whose message it did not take for another
+    reason (its own limits, an error of that message: the reader is not to blame)."""
 
     message_ids: list
     refused: frozenset = frozenset()
+    not_taken: frozenset = frozenset()
 
 
 def recipient_address(address, backend):

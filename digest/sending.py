@@ -86,6 +86,8 @@ IGNORED_PAPERS_LIMIT = 300
 CHUNK_GC_THRESHOLD = 70_000
 PREPARED_EDITIONS_KEPT = 4
 REFUSED_STATUSES = {"rejected", "invalid"}
+NOT_TAKEN_STATUSES = {"failed"}  # anymail's word for an SES bulk entry not accepted
+NOT_TAKEN = "the ESP did not take this recipient's message"
 NOTHING_RELEVANT = "no paper passed the relevance threshold"
 NOTHING_NEW = "no new papers in this edition"
 PAUSED = "an operator paused digest sending"
@@ -1075,31 +1077,49 @@ class AnymailBatch:
 
 def answer_of(message, parts):
     """The ``BatchAnswer`` anymail recorded on a sent batch message."""
-    refused = frozenset(
-        email.lower() for email, s in message.anymail_status.recipients.items() if s.status in REFUSED_STATUSES
-    )
-    return BatchAnswer(esp_message_ids(message, [part.to for part in parts]), refused)
+    statuses = message.anymail_status.recipients.items()
+    refused = frozenset(email.lower() for email, s in statuses if s.status in REFUSED_STATUSES)
+    not_taken = frozenset(email.lower() for email, s in statuses if s.status in NOT_TAKEN_STATUSES)
+    return BatchAnswer(esp_message_ids(message, [part.to for part in parts]), refused, not_taken)
 
 
 def split_answer(group, answer):
-    """The deliveries whose recipient the ESP refused, and (delivery, message id) of the others."""
-    if not answer.refused:  # the usual answer: every recipient taken
-        return [], [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)]
-    refused = [c.delivery for c in group if c.delivery.subscriber.email.lower() in answer.refused]
-    sent = [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)
-            if c.delivery.subscriber.email.lower() not in answer.refused]
-    return refused, sent
+    """The deliveries whose recipient the ESP refused, those whose message it did not take, and
+    (delivery, message id) of the others."""
+    if not answer.refused and not answer.not_taken:  # the usual answer: every recipient taken
+        return [], [], [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)]
+    refused, not_taken, sent = [], [], []
+    for c, message_id in zip(group, answer.message_ids):
+        email = c.delivery.subscriber.email.lower()
+        if email in answer.refused:
+            refused.append(c.delivery)
+        elif email in answer.not_taken:
+            not_taken.append(c.delivery)
+        else:
+            sent.append((c.delivery, message_id))
+    return refused, not_taken, sent
 
 
 def recipients_refused():
     return AnymailRecipientsRefused("the ESP refused these recipients")
 
 
+def record_not_taken(token, deliveries, report, claims):
+    """Recipients of a call the ESP took whose own message it did not: failed, never resent (the
+    call was made), and not suppressed (nothing says their address is at fault)."""
+    ids = [d.pk for d in deliveries]
+    claims.refused(token, ids, NOT_TAKEN)
+    report.failed += len(ids)
+    log.warning("digest send not taken deliveries=%s send_token=%s error=%s", ids_for_log(ids), token, NOT_TAKEN)
+
+
 def record_answer(token, group, answer, report):
     """Each recipient's status in the ESP's answer decides their row."""
-    refused, sent = split_answer(group, answer)
+    refused, not_taken, sent = split_answer(group, answer)
     if refused:
         record_send_error(token, refused, recipients_refused(), report)
+    if not_taken:
+        record_not_taken(token, not_taken, report, RowClaims)
     with PHASES.phase("record", len(sent)):
         record_sent(token, sent)
     report.sent += len(sent)
@@ -1107,13 +1127,15 @@ def record_answer(token, group, answer, report):
 
 def record_call_answer(token, group, answer, report):
     """``record_answer`` for a call claimed as a whole: one row written for the call, and one
-    for each recipient the ESP refused (``RefusedInCall``)."""
-    refused, sent = split_answer(group, answer)
+    for each recipient the ESP refused or did not take (``RefusedInCall``)."""
+    refused, not_taken, sent = split_answer(group, answer)
     sent = {delivery.id: message_id for delivery, message_id in sent}
     with PHASES.phase("record", len(sent)):
         calls.record_call_sent(token, sent)
     if refused:
         record_send_error(token, refused, recipients_refused(), report, RefusedInCall)
+    if not_taken:
+        record_not_taken(token, not_taken, report, RefusedInCall)
     report.sent += len(sent)
     log.info("digests sent edition=%s recipients=%d esp_message_id=%s", group[0].delivery.edition_id, len(sent),
              answer.message_ids[0] if len(set(answer.message_ids)) == 1 else "(one per recipient)")

@@ -100,3 +100,21 @@ def test_the_ses_client_waits_esp_timeout_seconds(settings):
     config = settings.ANYMAIL["AMAZON_SES_CLIENT_PARAMS"]["config"]
     timeout = settings.ANYMAIL["REQUESTS_TIMEOUT"]
     assert (config["connect_timeout"], config["read_timeout"]) == (timeout, timeout)
+
+
+@pytest.mark.parametrize("per_call", [True, False])
+def test_an_entry_ses_did_not_take_fails_alone_and_its_reader_is_not_blamed(ses, readers, settings, per_call):
+    settings.DIGEST_CLAIMS_PER_CALL = per_call
+
+    def second_throttled(entries, results):
+        results[1] = {"Status": "ACCOUNT_THROTTLED", "Error": "Maximum sending rate exceeded."}
+        return results
+
+    ses.script(second_throttled)
+    report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    [call] = ses.calls
+    not_taken = next(r for r in readers if r.email in call["BulkEmailEntries"][1]["Destination"]["ToAddresses"])
+    assert report.sent == 2 and report.failed == 1
+    assert ledger.of(not_taken).status == "failed" and ledger.count("sent") == 2
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}
