@@ -265,6 +265,42 @@ class MailgunBatch:
         return BatchAnswer([str(message_id)] * self.recipients)
 
 
+# --- Postmark batch answers, read message by message ---------------------------------
+#
+# Postmark answers a batch call 200 with one result per message, in the order sent, each with
+# its own ErrorCode. anymail reads them by address: it raises for the whole call when one
+# message has an error it does not attribute to a recipient (though Postmark took the others),
+# and leaves a recipient "unknown" when an inactive-recipient error names no address.
+
+POSTMARK_INACTIVE = 406
+POSTMARK_INVALID_REQUEST = 300
+POSTMARK_INVALID_RECIPIENT = re.compile(r"^(Invalid|Error\s+parsing)\s+'To'", re.IGNORECASE)
+
+
+def postmark_batch_answer(response, parts):
+    """The ``BatchAnswer`` of a Postmark batch call from each message's own result, or None when
+    ``response`` is not a Postmark batch answer with one result per message of ``parts``."""
+    if anymail_esp() != "postmark" or response is None or response.status_code != 200:
+        return None
+    try:
+        results = response.json()
+    except ValueError:
+        return None
+    if not isinstance(results, list) or len(results) != len(parts):
+        return None
+    if not all(isinstance(result, dict) and isinstance(result.get("ErrorCode", 0), int) for result in results):
+        return None
+    message_ids, refused, not_taken = [], set(), set()
+    for part, result in zip(parts, results):
+        code, text = result.get("ErrorCode", 0), str(result.get("Message", ""))
+        message_ids.append(str(result.get("MessageID") or "") if code == 0 else "")
+        if code == POSTMARK_INACTIVE or (code == POSTMARK_INVALID_REQUEST and POSTMARK_INVALID_RECIPIENT.match(text)):
+            refused.add(part.to.lower())
+        elif code != 0:
+            not_taken.add(part.to.lower())
+    return BatchAnswer(message_ids, frozenset(refused), frozenset(not_taken))
+
+
 def header_key(name):
     """A header name as anymail writes it in Mailgun's ``h:`` fields (``Message-ID`` → ``Message-Id``)."""
     return "-".join(word.capitalize() for word in name.split("-"))

@@ -68,7 +68,15 @@ from subscriptions.models import Subscriber
 from . import calls, pause
 from .allocator import keep_freed_memory
 from .emails import BatchPart, build_batch_email, build_email
-from .esp import BatchAnswer, MailgunBatch, batch_style, batches, digest_esp_extra, keep_connections_for
+from .esp import (
+    BatchAnswer,
+    MailgunBatch,
+    batch_style,
+    batches,
+    digest_esp_extra,
+    keep_connections_for,
+    postmark_batch_answer,
+)
 from .models import Delivery, Edition, Feedback, SendCall
 from .ranking import MODEL_MIN_LIKES, EditionRanker, RankRequest
 from .rendering import DigestRenderer
@@ -1071,8 +1079,18 @@ class AnymailBatch:
         self.message.connection = self.connection
 
     def send(self):
-        self.message.send()
-        return answer_of(self.message, self.parts)
+        """Post the call; its ``BatchAnswer``. Postmark's is read from each message's own result,
+        also when anymail raises for the whole call over one message's error (a call of which
+        Postmark took no message stays the error it was)."""
+        try:
+            self.message.send()
+        except AnymailRequestsAPIError as exc:
+            answer = postmark_batch_answer(exc.response, self.parts)
+            if answer is None or not any(answer.message_ids):
+                raise
+            return answer
+        response = self.message.anymail_status.esp_response
+        return postmark_batch_answer(response, self.parts) or answer_of(self.message, self.parts)
 
 
 def answer_of(message, parts):
