@@ -29,8 +29,8 @@ def esp_batch_template_set(app_configs, **kwargs):
         return [
             Warning(
                 "Without DIGEST_ESP_TEMPLATE_ID this ESP gets one API call per digest.",
-                hint="Create a template with subject {{subject}}, text {{{text}}} and HTML "
-                "{{{html}}}, and set DIGEST_ESP_TEMPLATE_ID to its id or alias.",
+                hint="Create a template with subject {{{subject}}}, text {{{text}}} and HTML "
+                "{{{html}}} (all three in triple braces), and set DIGEST_ESP_TEMPLATE_ID to its id or alias.",
                 id="digest.W002",
             )
         ]

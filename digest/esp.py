@@ -6,8 +6,10 @@ the message itself (Mailgun's ``%recipient.KEY%``), a batch message carries
 each recipient's rendered subject, text and HTML in ``merge_data`` and the
 body is just the placeholder. Postmark and Amazon SES only merge into a
 stored template: with settings.DIGEST_ESP_TEMPLATE_ID naming a template
-whose subject is ``{{subject}}``, text ``{{{text}}}`` and HTML ``{{{html}}}``
-they batch the same way; without it they get one message per recipient,
+whose subject is ``{{{subject}}}``, text ``{{{text}}}`` and HTML ``{{{html}}}``
+(triple braces: each is inserted as rendered; double braces would HTML-escape
+the subject, an ``&`` in a paper's title showing as ``&amp;``) they batch the
+same way; without it they get one message per recipient,
 as do SMTP, the embedded outbox and any other backend.
 
 A batch stops at the ESP's recipient limit (settings.DIGEST_ESP_BATCH_LIMIT
