@@ -28,7 +28,8 @@ def esp_batch_template_set(app_configs, **kwargs):
     if anymail_esp() in ("postmark", "amazon_ses") and not settings.DIGEST_ESP_TEMPLATE_ID:
         return [
             Warning(
-                "Without DIGEST_ESP_TEMPLATE_ID this ESP gets one API call per digest.",
+                "Without DIGEST_ESP_TEMPLATE_ID this ESP gets one API call per digest, made one at a time: "
+                "a few digests a second per send process.",
                 hint="Create a template with subject {{{subject}}}, text {{{text}}} and HTML "
                 "{{{html}}} (all three in triple braces), and set DIGEST_ESP_TEMPLATE_ID to its id or alias.",
                 id="digest.W002",
