@@ -148,3 +148,26 @@ def test_a_mailgun_list_drop_for_a_deleted_readers_address_is_no_bounce(delivery
     services.delete_subscriber(delivery.subscriber)
     assert post_mailgun_drop(email, reason).status_code == 200
     assert Suppression.objects.get(email_hash=email_hash(email)).reason == entry
+
+
+def postmark_subscription_change(delivery, reason, suppress_sending=True):
+    """Postmark's Subscription change event: the address added to (or removed from) the stream's suppressions."""
+    return {
+        "RecordType": "SubscriptionChange", "MessageID": MESSAGE_ID if suppress_sending else None, "ServerID": 1,
+        "MessageStream": "daily-digests", "ChangedAt": "2026-11-20T07:15:00Z", "Recipient": delivery.subscriber.email,
+        "Origin": "Recipient", "SuppressSending": suppress_sending, "SuppressionReason": reason, "Tag": None,
+        "Metadata": {"delivery_id": str(delivery.pk)} if suppress_sending else {},
+    }
+
+
+@pytest.mark.parametrize(("reason", "status"), [("ManualSuppression", "unsubscribed"), ("HardBounce", "bounced"),
+                                                ("SpamComplaint", "complained")])
+def test_a_postmark_subscription_change_stops_the_reader_for_its_reason(delivery, reason, status):
+    assert post_postmark(postmark_subscription_change(delivery, reason)).status_code == 200
+    assert status_of(delivery) == status
+
+
+def test_a_postmark_reactivation_changes_nothing(delivery):
+    services.suppress(delivery.subscriber, reason="bounced")
+    assert post_postmark(postmark_subscription_change(delivery, None, suppress_sending=False)).status_code == 200
+    assert status_of(delivery) == "bounced" and not WebhookEvent.objects.exists()
