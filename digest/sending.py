@@ -777,7 +777,9 @@ def log_sent(rows, by_message_id):
 
 def classify_send_error(exc):
     """'permanent', 'transient' (the ESP surely did not take it) or 'unknown'."""
-    if isinstance(exc, (AnymailRecipientsRefused, smtplib.SMTPRecipientsRefused)):
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return "permanent" if refused_for_good(exc) else "transient"
+    if isinstance(exc, AnymailRecipientsRefused):
         return "permanent"
     if isinstance(exc, AnymailRequestsAPIError):
         status = exc.status_code
@@ -841,8 +843,16 @@ def retry_after_seconds(exc):
         return 0.0
 
 
+def refused_for_good(exc):
+    """An SMTP server's refusal of the recipients is permanent only when every reply is a 5xx
+    (no such user); a 4xx (greylisting, a full mailbox, a 421 closing the session) says later."""
+    return all(500 <= code < 600 for code, _ in exc.recipients.values())
+
+
 def refuses_recipient(exc):
-    return isinstance(exc, (AnymailRecipientsRefused, smtplib.SMTPRecipientsRefused))
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return refused_for_good(exc)
+    return isinstance(exc, AnymailRecipientsRefused)
 
 
 def suppress_refused(subscriber_ids):

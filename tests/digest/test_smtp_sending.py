@@ -4,8 +4,9 @@ import environ
 import pytest
 
 from digest.models import Delivery
-from digest.sending import send_edition_to
+from digest.sending import TransientSendError, send_edition_to
 from digest.services import send_preview_digest
+from subscriptions.models import Subscriber
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
 from tests.fakes.smtp import SmtpSink
@@ -69,3 +70,36 @@ def test_an_operator_preview_goes_over_its_own_connection_and_closes_it(smtp_set
 
     assert received_by(sink) == [reader.email]
     assert (sink.connections, sink.quits) == (1, 1)
+
+
+def test_a_recipient_the_server_says_does_not_exist_fails_and_is_suppressed(smtp_settings):
+    readers = SubscriberFactory.create_batch(3, interests="")
+    unknown = readers[1]
+    with smtp_settings(SmtpSink(refuse={unknown.email: "550 5.1.1 No such user"})) as sink:
+        report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.sent == 2 and report.failed == 1
+    assert received_by(sink) == sorted(r.email for r in readers if r != unknown)
+    delivery = Delivery.objects.get(subscriber=unknown)
+    assert delivery.status == "failed" and "550" in delivery.reason
+    assert Subscriber.objects.get(pk=unknown.pk).status == "bounced"
+
+
+@pytest.mark.parametrize("reply", ["451 4.7.1 Greylisted, try again later", "452 4.2.2 Mailbox full",
+                                   "421 4.3.2 Service shutting down"])
+def test_a_recipient_the_server_defers_is_retried_never_suppressed(smtp_settings, reply):
+    readers = SubscriberFactory.create_batch(3, interests="")
+    deferred, edition = readers[1], built_edition()
+    sink = SmtpSink(refuse={deferred.email: reply})
+    with smtp_settings(sink):
+        with pytest.raises(TransientSendError):
+            send_edition_to(edition, [r.pk for r in readers])
+        delivery = Delivery.objects.get(subscriber=deferred)
+        assert delivery.status == "pending" and reply[:3] in delivery.reason
+        assert Subscriber.objects.get(pk=deferred.pk).status == "active"
+
+        sink.refuse.clear()  # the server takes it on the task's retry
+        send_edition_to(edition, [r.pk for r in readers])
+
+    assert received_by(sink) == sorted(r.email for r in readers)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}

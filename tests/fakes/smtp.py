@@ -47,6 +47,13 @@ class _Collector:
         envelope.mail_from, envelope.mail_options = address, list(mail_options)
         return "250 OK"
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        refusal = self.sink.refusal_for(address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         if self.sink.drops(envelope.rcpt_tos):
             server.transport.close()  # mid-transaction, without an answer: the client cannot know
@@ -61,17 +68,19 @@ class SmtpSink:
     ``drop_once``: an address whose first message the server takes in full and then
     drops the connection instead of answering (a server restarting mid-transaction).
     ``messages_per_connection``: the server's limit of messages per session; past it, MAIL
-    is answered 421 (as relays do). ``sink.connections`` counts the sessions clients opened
-    (their EHLOs), ``sink.quits`` the ones they ended with QUIT.
+    is answered 421 (as relays do). ``refuse``: address → the reply RCPT TO gets for it, such
+    as ``"550 5.1.1 No such user"`` or ``"451 4.7.1 Try again later"``. ``sink.connections``
+    counts the sessions clients opened (their EHLOs), ``sink.quits`` the ones they ended with QUIT.
     """
 
-    def __init__(self, port=0, drop_once=None, messages_per_connection=0):
+    def __init__(self, port=0, drop_once=None, messages_per_connection=0, refuse=None):
         self._controller = Controller(_Collector(self), hostname="127.0.0.1", port=port or free_port())
         self._lock = threading.Lock()
         self._messages: list[ReceivedMail] = []
         self._drop = {drop_once.lower()} if drop_once else set()
         self.connections = self.quits = 0
         self.messages_per_connection = messages_per_connection
+        self.refuse = {address.lower(): reply for address, reply in (refuse or {}).items()}
 
     def count_connection(self):
         with self._lock:
@@ -86,6 +95,10 @@ class SmtpSink:
             dropped = self._drop & {address.lower() for address in rcpt_tos}
             self._drop -= dropped
             return bool(dropped)
+
+    def refusal_for(self, address):
+        with self._lock:
+            return self.refuse.get(address.lower())
 
     @property
     def port(self):
