@@ -148,6 +148,11 @@ class PhaseClock:
 PHASES = PhaseClock()
 
 
+class SessionNotOpened(Exception):
+    """The mail server could not be reached or would not open a session (connection, greeting,
+    STARTTLS, login): no message was handed over."""
+
+
 class TransientSendError(Exception):
     """The ESP did not take some messages this time, or the task stopped before trying them;
     their deliveries are pending again."""
@@ -789,7 +794,7 @@ def classify_send_error(exc):
         return "transient" if status == 429 or status >= 500 else "permanent"
     if isinstance(exc, AnymailAPIError) and (boto_error(exc) or bulk_entries_refused(exc)):
         return classify_amazon_ses_error(exc)
-    if isinstance(exc, (ConnectionRefusedError, smtplib.SMTPConnectError)):
+    if isinstance(exc, (ConnectionRefusedError, smtplib.SMTPConnectError, SessionNotOpened)):
         return "transient"
     if isinstance(exc, (smtplib.SMTPServerDisconnected, TimeoutError)):
         return "unknown"
@@ -973,8 +978,11 @@ def esp_message_ids(message, recipients):
 def send_one(connection, message):
     """Send ``message`` over ``connection``, opened first if it is not (open is a no-op then):
     opened here, SMTP keeps one session for the task instead of one per message. The caller
-    closes the connection."""
-    connection.open()
+    closes the connection. Failing to open it raises ``SessionNotOpened``: nothing was sent."""
+    try:
+        connection.open()
+    except Exception as exc:  # whatever failed, the message never left
+        raise SessionNotOpened(f"{type(exc).__name__}: {exc}") from exc
     message.connection = connection
     message.send()
     return esp_message_id(message)

@@ -1,5 +1,7 @@
 """Sending one by one over a real SMTP server (aiosmtpd on 127.0.0.1) with Django's SMTP backend."""
 
+import socket
+
 import environ
 import pytest
 
@@ -10,6 +12,7 @@ from subscriptions.models import Subscriber
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
 from tests.fakes.smtp import SmtpSink
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -103,3 +106,36 @@ def test_a_recipient_the_server_defers_is_retried_never_suppressed(smtp_settings
 
     assert received_by(sink) == sorted(r.email for r in readers)
     assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+class SilentServer:
+    """A port that takes connections and never answers, not even the greeting."""
+
+    def __enter__(self):
+        self.socket = socket.create_server(("127.0.0.1", free_port()))
+        self.url = f"smtp://127.0.0.1:{self.socket.getsockname()[1]}"
+        return self
+
+    def __exit__(self, *exc):
+        self.socket.close()
+
+
+@pytest.mark.parametrize("session", ["STARTTLS not offered", "login refused", "no greeting"])
+def test_a_session_the_server_never_opens_sends_nothing_and_leaves_every_digest_for_the_retry(
+    smtp_settings, settings, session
+):
+    readers = SubscriberFactory.create_batch(3, interests="")
+    settings.EMAIL_TIMEOUT = 1
+    server = {"STARTTLS not offered": SmtpSink, "login refused": lambda: SmtpSink(refuse_login=True),
+              "no greeting": SilentServer}[session]()
+    with server:
+        smtp_settings(server)
+        settings.EMAIL_USE_TLS = session == "STARTTLS not offered"
+        settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "paperboy", "wrong password"
+        with pytest.raises(TransientSendError):
+            send_edition_to(built_edition(), [r.pk for r in readers])
+
+    rows = Delivery.objects.all()
+    assert sorted(rows.values_list("status", flat=True)) == ["pending"] * 3
+    assert rows.filter(reason__startswith="SessionNotOpened").count() == 1
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}

@@ -7,6 +7,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from tests.servers import free_port
 
@@ -69,18 +70,22 @@ class SmtpSink:
     drops the connection instead of answering (a server restarting mid-transaction).
     ``messages_per_connection``: the server's limit of messages per session; past it, MAIL
     is answered 421 (as relays do). ``refuse``: address → the reply RCPT TO gets for it, such
-    as ``"550 5.1.1 No such user"`` or ``"451 4.7.1 Try again later"``. ``sink.connections``
-    counts the sessions clients opened (their EHLOs), ``sink.quits`` the ones they ended with QUIT.
+    as ``"550 5.1.1 No such user"`` or ``"451 4.7.1 Try again later"``. ``refuse_login``: the
+    server offers AUTH (without TLS) and answers every login 535, until the test sets
+    ``sink.refuse_login`` to False; then it takes any login. ``sink.connections`` counts
+    the sessions clients opened (their EHLOs), ``sink.quits`` the ones they ended with QUIT.
     """
 
-    def __init__(self, port=0, drop_once=None, messages_per_connection=0, refuse=None):
-        self._controller = Controller(_Collector(self), hostname="127.0.0.1", port=port or free_port())
+    def __init__(self, port=0, drop_once=None, messages_per_connection=0, refuse=None, refuse_login=False):
+        login = {"auth_require_tls": False, "authenticator": self.check_login} if refuse_login else {}
+        self._controller = Controller(_Collector(self), hostname="127.0.0.1", port=port or free_port(), **login)
         self._lock = threading.Lock()
         self._messages: list[ReceivedMail] = []
         self._drop = {drop_once.lower()} if drop_once else set()
         self.connections = self.quits = 0
         self.messages_per_connection = messages_per_connection
         self.refuse = {address.lower(): reply for address, reply in (refuse or {}).items()}
+        self.refuse_login = refuse_login
 
     def count_connection(self):
         with self._lock:
@@ -95,6 +100,9 @@ class SmtpSink:
             dropped = self._drop & {address.lower() for address in rcpt_tos}
             self._drop -= dropped
             return bool(dropped)
+
+    def check_login(self, server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=not self.refuse_login, handled=False)  # refused: aiosmtpd answers 535
 
     def refusal_for(self, address):
         with self._lock:

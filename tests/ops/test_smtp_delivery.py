@@ -12,6 +12,7 @@ import pytest
 
 from digest.models import Delivery, Feedback
 from subscriptions.models import Subscriber
+from tests.fakes.smtp import SmtpSink
 from tests.ops.audience import addresses, make_audience
 from tests.ops.conftest import sources_env
 from tests.ops.stack import wait_until
@@ -102,3 +103,24 @@ def test_one_click_unsubscribe_from_the_header_works_against_the_running_site(sm
     assert response.status_code == 200
     subscriber = Subscriber.objects.get(email__iexact=mail.rcpt_tos[0])
     assert subscriber.status == "unsubscribed" and subscriber.unsubscribed_via == "one-click"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_that_refuses_the_login_holds_every_digest_until_it_takes_it_then_sends_each_once(
+    stack, recorded_sources
+):
+    readers, _ = make_audience()
+    with SmtpSink(refuse_login=True) as relay:
+        stack.configure(**sources_env(recorded_sources), EMAIL_URL=f"smtp://paperboy:secret@127.0.0.1:{relay.port}",
+                        DEFAULT_FROM_EMAIL=FROM, DIGEST_RETRY_BASE_SECONDS=1)
+        stack.start_worker()
+        stack.send_task("digest.tasks.run_daily_job")
+        assert wait_until(lambda: "digest chunk done" in stack.logs(tail=None), 60), stack.logs()
+        assert "SMTPAuthenticationError" in stack.logs(tail=None)
+        assert not Delivery.objects.filter(status__in=["sent", "failed"]).exists()  # each back to pending
+
+        relay.refuse_login = False  # the relay's account is put right; the task's retry sends
+        all_sent = wait_until(lambda: Delivery.objects.filter(status="sent").count() == len(readers), 60)
+        assert all_sent, stack.logs()
+
+    assert sorted(rcpt.lower() for mail in relay.messages for rcpt in mail.rcpt_tos) == addresses(readers)
