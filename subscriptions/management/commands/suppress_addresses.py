@@ -1,0 +1,60 @@
+import sys
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.template.defaultfilters import pluralize
+
+from subscriptions import services
+from subscriptions.models import Subscriber
+from subscriptions.validation import normalise_email
+
+REASONS = ("bounced", "complained", "suppressed")
+
+
+class Command(BaseCommand):
+    help = (
+        "Never email the addresses listed in FILE (one a line; standard input without FILE or with '-') "
+        "again: the bounces an SMTP relay reports by email, which no ESP webhook brings in. A subscriber's "
+        "status becomes the reason; an address nobody subscribed goes on the suppression list."
+    )
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "file", nargs="?", default="-", help="one address a line; blank lines and # comments are skipped"
+        )
+        parser.add_argument("--reason", choices=REASONS, default="bounced")
+
+    def handle(self, *args, **options):
+        reason = options["reason"]
+        changed = unchanged = listed = 0
+        for number, line in enumerate(self.lines(options["file"], options.get("stdin")), start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                email = normalise_email(text)
+            except ValidationError:
+                self.stderr.write(f"line {number}: not an address, skipped: {text!r}")
+                continue
+            subscriber = Subscriber.objects.with_email(email).first()
+            if subscriber is None:
+                services.suppress_email(email, reason)
+                listed += 1
+            elif services.suppress(subscriber, reason):
+                changed += 1
+            else:
+                unchanged += 1
+        self.stdout.write(
+            f"{changed} subscriber{pluralize(changed)} suppressed ({reason}), {unchanged} already "
+            f"suppressed, {listed} address{pluralize(listed, 'es')} without a subscriber put on the suppression list"
+        )
+
+    def lines(self, path, stdin):
+        if path == "-":
+            return list(stdin or sys.stdin)
+        try:
+            with open(path, encoding="utf-8") as file:
+                return list(file)
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
