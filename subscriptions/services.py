@@ -526,6 +526,23 @@ def suppress_email(email, reason):
         )
 
 
+class AddressSuppressed(enum.Enum):
+    SUBSCRIBER = "subscriber suppressed"
+    ALREADY = "subscriber already suppressed"
+    ADDRESS = "address without a subscriber suppressed"
+
+
+def suppress_address(email, reason):
+    """Never email ``email`` again, for ``reason``: its subscriber if it has one (their status
+    becomes the reason), else the bare address on the suppression list. For bounces reported
+    by email, which no ESP webhook brings in."""
+    subscriber = Subscriber.objects.with_email(email).first()
+    if subscriber is None:
+        suppress_email(email, reason)
+        return AddressSuppressed.ADDRESS
+    return AddressSuppressed.SUBSCRIBER if suppress(subscriber, reason) else AddressSuppressed.ALREADY
+
+
 def reactivate(subscriber):
     """An operator's override: active again, suppression lifted.
 

@@ -1,11 +1,11 @@
 import sys
+from collections import Counter
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.template.defaultfilters import pluralize
 
 from subscriptions import services
-from subscriptions.models import Subscriber
 from subscriptions.validation import normalise_email
 
 REASONS = ("bounced", "complained", "suppressed")
@@ -27,24 +27,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         reason = options["reason"]
-        changed = unchanged = listed = 0
+        counts = Counter()
         for number, line in enumerate(self.lines(options["file"], options.get("stdin")), start=1):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
             try:
-                email = normalise_email(text)
+                counts[services.suppress_address(normalise_email(text), reason)] += 1
             except ValidationError:
                 self.stderr.write(f"line {number}: not an address, skipped: {text!r}")
-                continue
-            subscriber = Subscriber.objects.with_email(email).first()
-            if subscriber is None:
-                services.suppress_email(email, reason)
-                listed += 1
-            elif services.suppress(subscriber, reason):
-                changed += 1
-            else:
-                unchanged += 1
+        changed, unchanged, listed = (counts[result] for result in services.AddressSuppressed)
         self.stdout.write(
             f"{changed} subscriber{pluralize(changed)} suppressed ({reason}), {unchanged} already "
             f"suppressed, {listed} address{pluralize(listed, 'es')} without a subscriber put on the suppression list"
