@@ -791,7 +791,7 @@ def classify_send_error(exc):
         if status is None:
             cause = exc.__cause__ or exc.__context__
             return "unknown" if isinstance(cause, requests.Timeout) else "transient"
-        return "transient" if status == 429 or status >= 500 else "permanent"
+        return "transient" if status == 429 or status >= 500 or status in ACCOUNT_REFUSED else "permanent"
     if isinstance(exc, AnymailAPIError) and (boto_error(exc) or bulk_entries_refused(exc)):
         return classify_amazon_ses_error(exc)
     if isinstance(exc, (ConnectionRefusedError, smtplib.SMTPConnectError, SessionNotOpened)):
@@ -803,6 +803,12 @@ def classify_send_error(exc):
     return "unknown"
 
 
+# The ESP refused our account, not the message: a wrong or revoked API key (401), a sender domain
+# or identity not allowed (403), a sending domain it does not know (404). It took nothing, and the
+# fault is a setting an operator fixes: permanent, every reader of the day would be failed before
+# the fix; transient, the task stops at the first such call and its retries (then the ticks'
+# hand-outs of pending rows) send the digests once it is fixed.
+ACCOUNT_REFUSED = {401, 403, 404}
 # What SES answers for every entry of a bulk call it took none of, when it may take them later.
 SES_DEFERRING_STATUSES = {"ACCOUNT_THROTTLED", "TRANSIENT_FAILURE"}
 # AWS's error codes for "too many requests", some of them answered with a 400.
@@ -833,7 +839,7 @@ def classify_amazon_ses_error(exc):
     if isinstance(cause, ClientError):
         status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         throttled = cause.response.get("Error", {}).get("Code") in AWS_THROTTLING_CODES
-        return "transient" if throttled or status == 429 or status >= 500 else "permanent"
+        return "transient" if throttled or status == 429 or status >= 500 or status in ACCOUNT_REFUSED else "permanent"
     if isinstance(cause, (EndpointConnectionError, ConnectTimeoutError)):
         return "transient"
     return "unknown"

@@ -213,6 +213,24 @@ def test_a_permanent_batch_error_fails_the_batch_without_blaming_the_readers(esp
     assert {r.status for r in type(readers[0]).objects.filter(pk__in=[r.pk for r in readers[:2]])} == {"active"}
 
 
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_an_esp_refusing_our_account_fails_nobody_and_the_retry_sends_each_once_it_is_fixed(
+    esp_outbox, readers, settings, status
+):
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 1
+    edition, ids = built_edition(), [r.pk for r in readers]
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=api_error(status)) as posted:
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(edition, ids)
+    assert posted.call_count == 1  # the task stopped at the first refused call
+    assert raised.value.args[1].failed == 0
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"pending"}
+
+    send_edition_to(edition, ids)  # the key fixed: the task's retry
+    assert sorted(to.addr_spec for m in esp_outbox for to in params(m)["to"]) == sorted(r.email for r in readers)
+    assert Delivery.objects.filter(status="sent").count() == len(readers)
+
+
 def test_rows_another_worker_took_are_left_out_of_the_batch(esp_outbox, readers):
     edition = built_edition()
     claim_deliveries(edition, [r.pk for r in readers])

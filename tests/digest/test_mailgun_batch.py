@@ -125,7 +125,10 @@ def test_more_calls_in_flight_than_requests_pools_by_default_reuse_every_connect
     assert "Connection pool is full" not in caplog.text  # a dropped connection is a new TCP (and TLS) handshake
 
 
-@pytest.mark.parametrize("status, kind", [(500, "transient"), (429, "transient"), (400, "permanent"), (401, "permanent")])
+@pytest.mark.parametrize("status, kind", [
+    (500, "transient"), (429, "transient"), (400, "permanent"), (413, "permanent"),
+    (401, "transient"), (403, "transient"), (404, "transient"),  # our account or domain, not the message
+])
 def test_a_refused_direct_batch_raises_anymails_error_with_the_status(mailgun, settings, status, kind):
     subscribers = [SubscriberFactory(email=ADDRESSES[0])]
     with FakeMailgun(domain="mg.example.org", api_key="key") as fake:
