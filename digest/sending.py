@@ -165,6 +165,9 @@ class SendReport:
     failed: int = 0
     not_claimed: int = 0
     transient: list = field(default_factory=list)  # rows pending again for the task's retry
+    # Rows a mail server deferred for their own recipient (greylisting, a full mailbox): pending
+    # again for the task's retry too, but the task carries on with the other readers.
+    deferred_alone: list = field(default_factory=list)
     retry_after: float = 0.0  # seconds the ESP asked us to wait (Retry-After), at most an hour
     unknown: list = field(default_factory=list)  # rows whose send outcome is unknown (left ``sending``)
     stopped: str = ""  # why the task stopped before trying all its readers ("" when it did not)
@@ -860,6 +863,15 @@ def refused_for_good(exc):
     return all(500 <= code < 600 for code, _ in exc.recipients.values())
 
 
+def deferred_for_the_recipient_alone(exc):
+    """An SMTP server's 4xx to ``RCPT TO`` other than 421 (which closes the session): about this
+    mailbox alone (greylisting, a full mailbox), so the task need not stop for the other readers.
+    A mailbox full for days would otherwise hold back every reader after it in its task."""
+    if not isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return False
+    return all(400 <= code < 500 and code != 421 for code, _ in exc.recipients.values())
+
+
 def refuses_recipient(exc):
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return refused_for_good(exc)
@@ -917,7 +929,11 @@ def record_send_error(token, deliveries, exc, report, claims=RowClaims):
     kind = classify_send_error(exc)
     text = f"{type(exc).__name__}: {exc}"[:300]
     ids = [d.pk for d in deliveries]
-    if kind == "transient":
+    if kind == "transient" and deferred_for_the_recipient_alone(exc):
+        claims.deferred(token, ids, text)
+        report.deferred_alone.extend(ids)
+        log.warning("digest send deferred for its recipient deliveries=%s error=%s", ids_for_log(ids), text)
+    elif kind == "transient":
         claims.deferred(token, ids, text)
         report.transient.extend(ids)
         report.retry_after = max(report.retry_after, retry_after_seconds(exc))
@@ -1016,8 +1032,9 @@ def send_individually(items, report):
     """One message per reader over one connection (SMTP, the outbox, ESPs without batching).
 
     The connection is opened once and kept; after an error the next message opens a
-    new one (``send_one_reconnecting``). Once the server defers a message twice (SMTP
-    4xx, ESP 429 or 5xx), or a second message's outcome is unknown, no further one is
+    new one (``send_one_reconnecting``). Once the server defers a message (SMTP 4xx, ESP
+    429 or 5xx; an SMTP 4xx to one recipient's mailbox alone only returns that reader to
+    pending), or a second message's outcome is unknown, no further one is
     tried, as in ``send_in_batches``: the rest of its group returns to pending, the
     rest of the task was never claimed, and the task's retry sends them after its
     backoff instead of this task pressing on against a server that said wait or
@@ -1325,9 +1342,10 @@ def send_chunk(edition, subscriber_ids, prepared):
     )
     if report.paused:
         return report  # no retry: the tick after the resume hands out what is still pending
-    if report.transient or report.stopped:
+    if report.transient or report.deferred_alone or report.stopped:
         why = f" ({report.stopped})" if report.stopped else ""
-        raise TransientSendError(f"{len(report.transient)} deliveries to retry{why}", report)
+        retried = len(report.transient) + len(report.deferred_alone)
+        raise TransientSendError(f"{retried} deliveries to retry{why}", report)
     return report
 
 

@@ -108,6 +108,31 @@ def test_a_recipient_the_server_defers_is_retried_never_suppressed(smtp_settings
     assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
 
 
+@pytest.mark.parametrize("reply", ["451 4.7.1 Greylisted, try again later", "452 4.2.2 Mailbox full"])
+def test_a_mailbox_the_server_defers_holds_back_no_other_reader(smtp_settings, reply):
+    readers = SubscriberFactory.create_batch(4, interests="")
+    deferred, edition = readers[1], built_edition()
+    with smtp_settings(SmtpSink(refuse={deferred.email: reply})) as sink:
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(edition, [r.pk for r in readers])
+
+    assert received_by(sink) == sorted(r.email for r in readers if r != deferred)
+    assert raised.value.args[1].deferred_alone == [Delivery.objects.get(subscriber=deferred).pk]
+    assert dict(Delivery.objects.values_list("subscriber_id", "status")) == {
+        r.pk: "pending" if r == deferred else "sent" for r in readers
+    }
+
+
+def test_a_421_to_a_recipient_closes_the_session_and_stops_the_task(smtp_settings):
+    readers = SubscriberFactory.create_batch(4, interests="")
+    with smtp_settings(SmtpSink(refuse={readers[1].email: "421 4.3.2 Service shutting down"})) as sink:
+        with pytest.raises(TransientSendError) as raised:
+            send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert received_by(sink) == [readers[0].email]
+    assert raised.value.args[1].stopped == "the ESP deferred a message"
+
+
 class SilentServer:
     """A port that takes connections and never answers, not even the greeting."""
 
