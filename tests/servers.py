@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from kombu import pools
 
 
 def free_port():
@@ -128,8 +129,16 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+        forget_broker_connections()
         if not keep_dir:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def forget_broker_connections():
+    """Close the broker connections kombu keeps in its process-wide pools, keyed by URL: after
+    a restart of Redis the next Celery client of the same URL (a later test's, its database
+    number reused) would take a closed one and fail with "Connection closed by server"."""
+    pools.reset()
 
 
 class PgBouncerServer:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 import redis
+from celery import Celery
 
 from tests.ops.stack import wait_until
 
@@ -52,3 +53,18 @@ def test_a_worker_holding_a_task_reconnects_after_redis_was_down_for_seconds(sta
     assert wait_until(lambda: answering(stack), 45), outline(worker.log())
     assert worker.running, outline(worker.log())
     assert "Unrecoverable error" not in worker.log()
+
+
+def test_a_broker_client_made_after_a_redis_restart_connects_afresh(redis_server):
+    """kombu pools broker connections per URL for the whole process: a later test's client of
+    the same URL must not be handed one that the restart closed (``RedisServer.stop``)."""
+    url = redis_server.url(14)
+
+    def ping():
+        with Celery("restart-check", broker=url) as client:
+            return client.control.ping(timeout=0.3)
+
+    ping()
+    redis_server.restart()
+
+    assert ping() == []  # no worker listens: an answer, not "Connection closed by server"
