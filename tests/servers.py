@@ -129,16 +129,21 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
-        forget_broker_connections()
+        forget_broker_connections(self.port)
         if not keep_dir:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def forget_broker_connections():
-    """Close the broker connections kombu keeps in its process-wide pools, keyed by URL: after
-    a restart of Redis the next Celery client of the same URL (a later test's, its database
-    number reused) would take a closed one and fail with "Connection closed by server"."""
-    pools.reset()
+def forget_broker_connections(port):
+    """Drop the broker connections to ``port`` that kombu keeps in its process-wide pools, keyed
+    by URL: after a restart of Redis the next Celery client of the same URL (a later test's, its
+    database number reused) would take a closed one and fail with "Connection closed by server".
+    The pools of other brokers (the app's own, in memory, under the eager tests) are left alone."""
+    for group in (pools.producers, pools.connections):
+        for key, pool in list(group.items()):
+            connections = getattr(pool, "connections", pool)  # a producer pool holds a connection pool
+            if connections.connection.port == port:
+                group.pop(key).force_close_all(close_pool=False)
 
 
 class PgBouncerServer:
