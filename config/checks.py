@@ -7,6 +7,7 @@ email never leaves, or the beat's jobs run nowhere.
 
 from django.conf import settings
 from django.core.checks import Warning, register
+from django.utils.module_loading import import_string
 
 IDENTITY_SETTINGS = (
     "DEFAULT_FROM_EMAIL", "EMAIL_LIST_ID", "EMAIL_MESSAGE_ID_DOMAIN", "EMAIL_UNSUBSCRIBE_MAILTO",
@@ -55,5 +56,41 @@ def sender_identity_set(app_configs, **kwargs):
             hint="Set them to the sending domain's addresses and the organisation's postal address "
             "(docs/deploy.md, section 3).",
             id="config.W003",
+        )
+    ]
+
+
+ESP_CREDENTIALS = {
+    "mailgun": ("MAILGUN_API_KEY", "MAILGUN_SENDER_DOMAIN"),
+    "postmark": ("POSTMARK_SERVER_TOKEN",),
+}
+
+
+@register(deploy=True)
+def esp_usable(app_configs, **kwargs):
+    """The ESP named is one anymail has, with its credentials: a typo in ESP would fail every send
+    with an ImportError, an empty API key every call with a 401. Amazon SES's credentials come
+    from boto3's own chain (environment, files, an instance role) and are not looked up here."""
+    if not settings.ESP:
+        return []
+    try:
+        import_string(settings.EMAIL_BACKEND)
+    except ImportError:
+        return [
+            Warning(
+                f"ESP={settings.ESP!r} names no email service django-anymail knows: every email would fail.",
+                hint="Use anymail's name for it: mailgun, postmark or amazon_ses (docs/deploy.md, section 3).",
+                id="config.W004",
+            )
+        ]
+    missing = [name for name in ESP_CREDENTIALS.get(settings.ESP, ()) if not settings.ANYMAIL.get(name)]
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"ESP={settings.ESP} but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} empty: "
+            "the ESP would refuse every email.",
+            hint="Set them from the ESP's account (docs/deploy.md, section 3).",
+            id="config.W005",
         )
     ]

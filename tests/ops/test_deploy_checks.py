@@ -18,6 +18,8 @@ def deploy_warnings():
 def production(settings):
     settings.REDIS_URL = "redis://127.0.0.1:6379/0"
     settings.ESP, settings.EMAIL_URL = "mailgun", ""
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_API_KEY": "key-0123", "MAILGUN_SENDER_DOMAIN": "mg.example.org"}
     for name, value in IDENTITY.items():
         setattr(settings, name, value)
     return settings
@@ -44,6 +46,30 @@ def test_each_placeholder_address_is_named(production, name):
         name, "Paperboy <digest@paperboy.localhost>"))
     warning = deploy_warnings()["config.W003"]
     assert warning.msg.startswith(f"{name} still hold")
+
+
+@pytest.mark.parametrize(("esp", "credentials", "missing"), [
+    ("mailgun", {"MAILGUN_API_KEY": ""}, "MAILGUN_API_KEY is empty"),
+    ("mailgun", {"MAILGUN_API_KEY": "", "MAILGUN_SENDER_DOMAIN": ""}, "MAILGUN_API_KEY, MAILGUN_SENDER_DOMAIN are empty"),
+    ("postmark", {"POSTMARK_SERVER_TOKEN": ""}, "POSTMARK_SERVER_TOKEN is empty"),
+])
+def test_an_esp_without_its_credentials_is_named(production, esp, credentials, missing):
+    production.ESP, production.EMAIL_BACKEND = esp, f"anymail.backends.{esp}.EmailBackend"
+    production.ANYMAIL = {**production.ANYMAIL, "POSTMARK_SERVER_TOKEN": "token", **credentials}
+    warning = deploy_warnings()["config.W005"]
+    assert warning.msg == f"ESP={esp} but {missing}: the ESP would refuse every email."
+
+
+def test_an_esp_with_its_credentials_or_with_boto3s_own_is_not_named(production):
+    production.ANYMAIL = {**production.ANYMAIL, "POSTMARK_SERVER_TOKEN": "token"}
+    for esp in ("mailgun", "postmark", "amazon_ses"):
+        production.ESP, production.EMAIL_BACKEND = esp, f"anymail.backends.{esp}.EmailBackend"
+        assert "config.W005" not in deploy_warnings(), esp
+
+
+def test_an_esp_anymail_does_not_know_is_named(production):
+    production.ESP, production.EMAIL_BACKEND = "mailgum", "anymail.backends.mailgum.EmailBackend"
+    assert deploy_warnings()["config.W004"].msg.startswith("ESP='mailgum' names no email service")
 
 
 def test_they_are_deploy_checks_only(settings):
