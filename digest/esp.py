@@ -279,6 +279,26 @@ POSTMARK_INVALID_REQUEST = 300
 POSTMARK_INVALID_RECIPIENT = re.compile(r"^(Invalid|Error\s+parsing)\s+'To'", re.IGNORECASE)
 
 
+# Postmark's ErrorCodes that refuse the account, not a message: a bad token (10), a sender signature
+# missing or not confirmed (400, 401), no credits or sending not allowed (405), an account pending
+# or not allowed to send (412, 413). A setting or the account to fix: the digests wait for it.
+POSTMARK_ACCOUNT_ERRORS = {10, 400, 401, 405, 412, 413}
+
+
+def postmark_refuses_the_account(response):
+    """Whether Postmark's answer (one error, or a batch whose every message failed) names only
+    errors of the account (``POSTMARK_ACCOUNT_ERRORS``)."""
+    if anymail_esp() != "postmark" or response is None:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    results = body if isinstance(body, list) else [body]
+    codes = {result.get("ErrorCode") for result in results if isinstance(result, dict)}
+    return bool(codes) and codes <= POSTMARK_ACCOUNT_ERRORS
+
+
 def postmark_batch_answer(response, parts):
     """The ``BatchAnswer`` of a Postmark batch call from each message's own result, or None when
     ``response`` is not a Postmark batch answer with one result per message of ``parts``."""

@@ -76,6 +76,7 @@ from .esp import (
     digest_esp_extra,
     keep_connections_for,
     postmark_batch_answer,
+    postmark_refuses_the_account,
 )
 from .models import Delivery, Edition, Feedback, SendCall
 from .ranking import MODEL_MIN_LIKES, EditionRanker, RankRequest
@@ -794,7 +795,9 @@ def classify_send_error(exc):
         if status is None:
             cause = exc.__cause__ or exc.__context__
             return "unknown" if isinstance(cause, requests.Timeout) else "transient"
-        return "transient" if status == 429 or status >= 500 or status in ACCOUNT_REFUSED else "permanent"
+        if status == 429 or status >= 500 or status in ACCOUNT_REFUSED or postmark_refuses_the_account(exc.response):
+            return "transient"
+        return "permanent"
     if isinstance(exc, AnymailAPIError) and (boto_error(exc) or bulk_entries_refused(exc)):
         return classify_amazon_ses_error(exc)
     if isinstance(exc, (ConnectionRefusedError, smtplib.SMTPConnectError, SessionNotOpened)):

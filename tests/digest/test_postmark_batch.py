@@ -10,9 +10,10 @@ from unittest import mock
 
 import pytest
 import requests
+from anymail.exceptions import AnymailRequestsAPIError
 
 from digest.models import SendCall
-from digest.sending import send_edition_to
+from digest.sending import TransientSendError, classify_send_error, send_edition_to
 from subscriptions.models import Subscriber
 from tests import ledger
 from tests.digest.builders import built_edition
@@ -112,3 +113,27 @@ def test_a_batch_of_which_postmark_took_no_message_fails_as_a_whole(postmark, re
     assert report.failed == 3 and ledger.count("failed") == 3
     assert SendCall.objects.get().status == "failed"
     assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}
+
+
+def test_a_batch_postmark_refuses_for_the_account_is_retried_not_failed(postmark, readers):
+    answers, posted = postmark
+    for n in range(len(readers)):
+        answers[n] = lambda message: {"ErrorCode": 405, "Message": "Not allowed to send: out of credits."}
+    edition, ids = built_edition(), [r.pk for r in readers]
+
+    with pytest.raises(TransientSendError):
+        send_edition_to(edition, ids)
+    assert {ledger.of(r).status for r in readers} == {"pending"}
+
+    answers.clear()  # credits bought
+    assert send_edition_to(edition, ids).sent == 3 and ledger.count("sent") == 3
+
+
+@pytest.mark.parametrize(("code", "kind"), [(405, "transient"), (412, "transient"), (300, "permanent")])
+def test_a_422_from_postmark_is_retried_only_when_it_names_the_account(settings, code, kind):
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    response = requests.Response()
+    response.status_code, response._content = 422, json.dumps({"ErrorCode": code, "Message": "…"}).encode()
+    error = AnymailRequestsAPIError("Postmark refused", status_code=422, response=response)
+
+    assert classify_send_error(error) == kind
