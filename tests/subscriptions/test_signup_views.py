@@ -1,6 +1,8 @@
 import re
+from pathlib import Path
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from subscriptions import services
 from subscriptions.models import Subscriber
+from tests.digest.test_email import contrast, css_rules
 from tests.factories import PaperFactory, SubscriberFactory
 from tests.servers import free_port, redis_cache
 from tests.subscriptions.helpers import signup_data
@@ -51,6 +54,21 @@ def test_every_visible_field_has_a_label(client):
     assert ids
     for field_id in ids:
         assert f'for="{field_id}"' in html, field_id
+
+
+def test_form_controls_are_outlined_at_3_to_1_on_the_card_in_light_and_dark_mode():
+    """WCAG 1.4.11: the edge of a text box, a menu or a choice pill is what shows it is
+    there, so it needs 3:1 against the card around it and against its own fill."""
+    css = re.sub(r"/\*.*?\*/", "", Path(finders.find("paperboy/site.css")).read_text(), flags=re.S)
+    light = css_rules(css.split("@media (prefers-color-scheme: dark)", 1)[0])[":root"]
+    dark = {**light, **css_rules(css.split("@media (prefers-color-scheme: dark) {", 1)[1])[":root"]}
+    rules = css_rules(css)
+    for selector in ('input[type="email"]', "textarea", "select", ".segment span", ".chip span"):
+        border = re.search(r"var\((--[\w-]+)\)", rules[selector]["border"]).group(1)
+        for mode, colours in (("light", light), ("dark", dark)):
+            for background in ("--surface", "--surface-2"):
+                ratio = contrast(colours[border], colours[background])
+                assert ratio >= 3, (selector, mode, background, round(ratio, 2))
 
 
 def test_the_page_loads_nothing_from_other_sites(client):
