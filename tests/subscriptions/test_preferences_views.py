@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from django.core import mail
@@ -65,6 +66,22 @@ def test_invalid_preferences_save_nothing(client, subscriber):
     assert response.status_code == 400
     assert "Nothing was saved" in response.content.decode()
     assert Subscriber.objects.get(pk=subscriber.pk).frequency == "daily"
+
+
+@pytest.mark.parametrize(
+    "field, legend, value",
+    [
+        ("categories", "arXiv categories", "cs.NOPE"),
+        ("frequency", "How often", "hourly"),
+        ("max_papers", "Papers per email", "7"),
+    ],
+)
+def test_an_error_on_a_group_of_choices_describes_its_fieldset(client, subscriber, field, legend, value):
+    """The inputs of a <fieldset> get no aria-describedby: the group points to its error."""
+    html = client.post(preferences_path(subscriber), preference_data(**{field: value})).content.decode()
+    fieldset = re.search(rf'<fieldset[^>]*>\s*<legend>{legend}', html).group(0)
+    assert f'aria-describedby="id_{field}_error"' in fieldset
+    assert f'<p class="field-error" id="id_{field}_error">' in html
 
 
 def test_the_preferences_form_needs_csrf(subscriber):
