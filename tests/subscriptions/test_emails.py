@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.core import mail
 
@@ -20,6 +22,22 @@ def test_the_confirmation_email_has_text_and_html_with_the_same_link(pending):
     assert "max-width: 600px" in html  # the card itself is fluid up to 600px
     assert "style=" in html  # the builder inlined the CSS
     assert "7 days" in message.body
+
+
+@pytest.mark.parametrize(
+    "send, reader",
+    [
+        (services.send_confirmation, "pending"),
+        (services.send_already_subscribed, "subscriber"),
+        (services.revoke_links, "subscriber"),
+    ],
+)
+def test_each_email_names_its_language_and_direction_and_has_a_title_and_one_heading(send, reader, request):
+    send(request.getfixturevalue(reader))
+    html = mail.outbox[0].alternatives[0][0]
+    assert '<html lang="en" dir="ltr">' in html
+    assert re.search(r"<title>[^<]+</title>", html)
+    assert html.count("<h1") == 1
 
 
 def test_the_confirmation_email_is_not_list_mail(pending):
