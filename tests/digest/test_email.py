@@ -123,6 +123,16 @@ def test_the_preheader_of_a_one_paper_digest_does_not_call_a_weekly_one_today():
     assert preheader(ranked) == "One paper, picked for you"
 
 
+def test_the_html_names_its_language_and_direction_and_each_paper_title_is_a_heading(mailoutbox):
+    """A screen reader reads the email in English and jumps from paper to paper by heading."""
+    message, _ = sent_digest(mailoutbox, interests="")
+    html = html_part(message)
+    assert re.search(r'<html lang="en" dir="ltr"', html)
+    headings = re.findall(r'<h2[^>]*><a class="title"[^>]*>([^<]+)</a></h2>', html)
+    assert headings and len(headings) == html.count('class="title"')
+    assert headings[0] in message.subject
+
+
 def test_each_paper_has_authors_organisation_signal_summary_links_and_votes(mailoutbox):
     PaperFactory(
         title="Sparse mixtures of diffusion experts",
