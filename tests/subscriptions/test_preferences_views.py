@@ -65,6 +65,7 @@ def test_invalid_preferences_save_nothing(client, subscriber):
     )
     assert response.status_code == 400
     assert "Nothing was saved" in response.content.decode()
+    assert "<title>Error: Your preferences · Paperboy</title>" in response.content.decode()
     assert Subscriber.objects.get(pk=subscriber.pk).frequency == "daily"
 
 

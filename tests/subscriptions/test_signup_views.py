@@ -197,6 +197,14 @@ def test_bad_input_is_refused_with_a_message_and_writes_nothing(client, override
     assert mail.outbox == []
 
 
+def test_a_refused_form_says_so_in_the_page_title_read_first_after_posting(client):
+    signup = post_signup(client, email="nope").content.decode()
+    resend = client.post(reverse("subscriptions:resend"), {"email": "nope"}).content.decode()
+    assert "<title>Error: Paperboy · Trending ML papers in your inbox</title>" in signup
+    assert "<title>Error: Send the confirmation again · Paperboy</title>" in resend
+    assert "<title>Paperboy · Trending ML papers in your inbox</title>" in client.get("/").content.decode()
+
+
 def test_an_email_with_a_newline_gets_a_clear_message(client):
     response = post_signup(client, email="victim@example.org\nBcc: everyone@example.org")
     assert "cannot contain line breaks" in response.content.decode()
