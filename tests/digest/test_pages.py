@@ -1,6 +1,7 @@
 """The public archive and edition pages, "view in browser" and the private Atom feed."""
 
 import re
+from datetime import date
 from xml.etree import ElementTree
 
 import pytest
@@ -74,6 +75,19 @@ def test_the_edition_page_escapes_titles(client):
 def test_unknown_editions_are_not_found(client, path):
     built_edition()
     assert client.get(path).status_code == 404
+
+
+def test_the_links_to_the_previous_and_next_editions_say_what_they_lead_to(client):
+    """Read alone, in a screen reader's list of links, "← 6 Dec" would be a bare date."""
+    first = built_edition(day=date(2026, 3, 2))
+    built_edition(day=date(2026, 3, 3))
+    built_edition(day=date(2026, 3, 4))
+    html = client.get("/digest/daily/2026-03-03/").content.decode()
+    links = dict(re.findall(r'<a class="button button--quiet" href="([^"]+)" rel="(?:prev|next)">(.*?)</a>', html))
+    assert links == {
+        edition_path(first): '<span aria-hidden="true">←</span> Previous edition, 2 Mar',
+        "/digest/daily/2026-03-04/": 'Next edition, 4 Mar <span aria-hidden="true">→</span>',
+    }
 
 
 def test_the_archive_links_every_edition(client):
