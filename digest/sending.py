@@ -932,12 +932,12 @@ def record_send_error(token, deliveries, exc, report, claims=RowClaims):
     kind = classify_send_error(exc)
     text = f"{type(exc).__name__}: {exc}"[:300]
     ids = [d.pk for d in deliveries]
-    if kind == "transient" and deferred_for_the_recipient_alone(exc):
+    if kind == "transient":
         claims.deferred(token, ids, text)
-        report.deferred_alone.extend(ids)
-        log.warning("digest send deferred for its recipient deliveries=%s error=%s", ids_for_log(ids), text)
-    elif kind == "transient":
-        claims.deferred(token, ids, text)
+        if deferred_for_the_recipient_alone(exc):
+            report.deferred_alone.extend(ids)
+            log.warning("digest send deferred for its recipient deliveries=%s error=%s", ids_for_log(ids), text)
+            return
         report.transient.extend(ids)
         report.retry_after = max(report.retry_after, retry_after_seconds(exc))
         log.warning("digest send deferred deliveries=%s send_token=%s error=%s", ids_for_log(ids), token, text)
