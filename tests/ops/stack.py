@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 import requests
 from celery import Celery
 from django.conf import settings
@@ -224,9 +225,12 @@ class Stack:
             client.send_task(name, queue=queue, **kwargs)
 
     def workers_answering(self, timeout=1.0):
-        """The names of the Celery workers that answer a ping."""
-        with self.broker() as client:
-            replies = client.control.ping(timeout=timeout) or []
+        """The names of the Celery workers that answer a ping; none while Redis is down."""
+        try:
+            with self.broker() as client:
+                replies = client.control.ping(timeout=timeout) or []
+        except redis.exceptions.ConnectionError:
+            return []
         return sorted(name for reply in replies for name in reply)
 
     def logs(self, tail=4000):
