@@ -210,11 +210,30 @@ def _claim_email_slot(subscriber, field):
     return bool(claimed)
 
 
-def _send_or_release(subscriber, field, previous, name, context, subject, connection=None):
-    """Send one email; if the mail system fails, give the slot back so a retry can work."""
+class AccountEmailDeferred(Exception):
+    """The mail system said "not now" to an account email and took nothing: it may be tried again."""
+
+
+def deferred_by_the_mail_system(exc):
+    """A send error after which nothing was sent and a later try may work: an SMTP 4xx, an
+    ESP's 429 or 5xx, a connection never made (``digest.sending.classify_send_error``). A lost
+    answer is not one: the email may have gone out."""
+    from digest.sending import classify_send_error
+
+    return classify_send_error(exc) == "transient"
+
+
+def _send_or_release(subscriber, field, previous, name, context, subject, connection=None, may_defer=False):
+    """Send one email; if the mail system fails, give the slot back so a retry can work.
+
+    ``may_defer``: raise ``AccountEmailDeferred``, the slot kept, when the mail system only
+    deferred it, for the caller to try again later."""
     try:
         send_email(name, context, subscriber.email, subject, connection=connection)
-    except Exception:
+    except Exception as exc:
+        if may_defer and deferred_by_the_mail_system(exc):
+            logger.warning("The mail system deferred the %s email to subscriber %s: %s", name, subscriber.pk, exc)
+            raise AccountEmailDeferred(str(exc)) from exc
         logger.exception("Could not send the %s email to subscriber %s", name, subscriber.pk)
         Subscriber.objects.filter(pk=subscriber.pk).update(**{field: previous})
         setattr(subscriber, field, previous)
@@ -270,19 +289,21 @@ def hand_over_account_email(subscriber, name):
     return True
 
 
-def send_account_email(subscriber_id, name, previous=None):
+def send_account_email(subscriber_id, name, previous=None, may_defer=False):
     """The worker's part of ``hand_over_account_email``: send it, unless the reader has since
     left the statuses it is for (or been deleted). ``previous``: the slot's value before it
-    was taken, as ISO text, given back if the mail system fails."""
+    was taken, as ISO text, given back if the mail system fails. ``may_defer``: raise
+    ``AccountEmailDeferred`` (the slot kept) when the mail system only deferred it."""
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     email = ACCOUNT_EMAILS[name]
     if subscriber is None or subscriber.status not in email.statuses:
         logger.info("The %s email to subscriber %s is no longer due", name, subscriber_id)
         return False
-    return send_account_email_now(subscriber, name, datetime.fromisoformat(previous) if previous else None)
+    previous = datetime.fromisoformat(previous) if previous else None
+    return send_account_email_now(subscriber, name, previous, may_defer=may_defer)
 
 
-def send_account_email_now(subscriber, name, previous):
+def send_account_email_now(subscriber, name, previous, may_defer=False):
     email = ACCOUNT_EMAILS[name]
     if name == "confirm":
         context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
@@ -290,7 +311,7 @@ def send_account_email_now(subscriber, name, previous):
         context = _email_context(
             subscriber, preferences_url=preferences_url(subscriber), unsubscribe_url=unsubscribe_url(subscriber)
         )
-    return _send_or_release(subscriber, email.slot, previous, name, context, email.subject)
+    return _send_or_release(subscriber, email.slot, previous, name, context, email.subject, may_defer=may_defer)
 
 
 # --- Joining ----------------------------------------------------------------

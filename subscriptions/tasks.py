@@ -1,6 +1,7 @@
 """Celery tasks of the subscriptions app: thin wrappers around its services."""
 
 from celery import shared_task
+from django.conf import settings
 
 from . import services
 
@@ -11,8 +12,16 @@ def import_subscribers(import_id):
     return services.run_import(import_id)
 
 
-@shared_task(acks_late=False)
-def send_account_email(subscriber_id, name, previous=None):
+@shared_task(bind=True, acks_late=False)
+def send_account_email(self, subscriber_id, name, previous=None):
     """A confirmation or "already subscribed" email; acknowledged on receipt, so a worker that
-    dies while sending it cannot send it twice (the reader may ask again)."""
-    return services.send_account_email(subscriber_id, name, previous)
+    dies while sending it cannot send it twice (the reader may ask again). One the mail system
+    defers is tried again after each of ACCOUNT_EMAIL_RETRY_DELAYS; after the last, the
+    address's slot is given back. Run in-process (the embedded default, no broker to wait in),
+    it is not tried again."""
+    delays = settings.ACCOUNT_EMAIL_RETRY_DELAYS
+    tries_left = not self.request.is_eager and self.request.retries < len(delays)
+    try:
+        return services.send_account_email(subscriber_id, name, previous, may_defer=tries_left)
+    except services.AccountEmailDeferred as exc:
+        raise self.retry(exc=exc, countdown=delays[self.request.retries], max_retries=len(delays))

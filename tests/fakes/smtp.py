@@ -70,7 +70,8 @@ class SmtpSink:
     drops the connection instead of answering (a server restarting mid-transaction).
     ``messages_per_connection``: the server's limit of messages per session; past it, MAIL
     is answered 421 (as relays do). ``refuse``: address → the reply RCPT TO gets for it, such
-    as ``"550 5.1.1 No such user"`` or ``"451 4.7.1 Try again later"``. ``refuse_login``: the
+    as ``"550 5.1.1 No such user"`` or ``"451 4.7.1 Try again later"`` (``sink.refused`` lists
+    each refused RCPT's address). ``refuse_login``: the
     server offers AUTH (without TLS) and answers every login 535, until the test sets
     ``sink.refuse_login`` to False; then it takes any login. ``sink.connections`` counts
     the sessions clients opened (their EHLOs), ``sink.quits`` the ones they ended with QUIT.
@@ -85,6 +86,7 @@ class SmtpSink:
         self.connections = self.quits = 0
         self.messages_per_connection = messages_per_connection
         self.refuse = {address.lower(): reply for address, reply in (refuse or {}).items()}
+        self.refused = []  # each RCPT TO answered with a refusal, as its address
         self.refuse_login = refuse_login
 
     def count_connection(self):
@@ -106,7 +108,10 @@ class SmtpSink:
 
     def refusal_for(self, address):
         with self._lock:
-            return self.refuse.get(address.lower())
+            reply = self.refuse.get(address.lower())
+            if reply:
+                self.refused.append(address)
+            return reply
 
     @property
     def port(self):

@@ -7,7 +7,10 @@ import re
 import pytest
 import requests
 
+from django.utils import timezone
+
 from subscriptions.models import Subscriber
+from tests.factories import SubscriberFactory
 from tests.ops.stack import wait_until
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.redis, pytest.mark.postgres]
@@ -50,3 +53,42 @@ def test_a_signup_is_answered_by_the_web_and_its_confirmation_sent_by_a_worker(s
     confirmed = submit_form(stack, confirm_url, {})
     assert confirmed.status_code in (200, 302), confirmed.text[:500]
     assert Subscriber.objects.get().status == "active"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_confirmation_the_mail_server_defers_is_sent_by_the_workers_retry_once(stack, smtp_sink):
+    """A greylisting relay (451 to RCPT TO) twice, then accepting: the worker tries again after
+    each of ACCOUNT_EMAIL_RETRY_DELAYS, through the broker, and the reader gets one email."""
+    slot = timezone.now()
+    reader = SubscriberFactory(email="slow@example.org", status="pending", confirmed_at=None,
+                               confirmation_sent_at=slot)  # as the form leaves it when it hands the email over
+    smtp_sink.refuse = {"slow@example.org": "451 4.7.1 Greylisted, try again later"}
+    stack.configure(EMAIL_URL=smtp_sink.url, ACCOUNT_EMAIL_RETRY_DELAYS="2,2,30")
+    stack.start_worker()
+    stack.send_task("subscriptions.tasks.send_account_email", args=[reader.pk, "confirm", None])
+
+    assert wait_until(lambda: len(smtp_sink.refused) == 2, 30), stack.logs()
+    smtp_sink.refuse = {}
+    assert wait_until(lambda: len(smtp_sink.messages) == 1, 30), stack.logs()
+    assert smtp_sink.messages[0].rcpt_tos == ["slow@example.org"]
+    assert smtp_sink.messages[0].message["Subject"] == "Confirm your Paperboy subscription"
+    reader.refresh_from_db()
+    assert reader.confirmation_sent_at == slot  # kept through the retries: the reader asks no sooner
+    logs = stack.logs(tail=None)
+    assert logs.count("The mail system deferred the confirm email") == 2
+    assert "Retry in 2s" in logs
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_confirmation_deferred_at_every_try_gives_the_address_its_slot_back(stack, smtp_sink):
+    reader = SubscriberFactory(email="slow@example.org", status="pending", confirmed_at=None,
+                               confirmation_sent_at=timezone.now())
+    smtp_sink.refuse = {"slow@example.org": "451 4.7.1 Greylisted, try again later"}
+    stack.configure(EMAIL_URL=smtp_sink.url, ACCOUNT_EMAIL_RETRY_DELAYS="1")
+    stack.start_worker()
+    stack.send_task("subscriptions.tasks.send_account_email", args=[reader.pk, "confirm", None])
+
+    given_back = Subscriber.objects.filter(pk=reader.pk, confirmation_sent_at=None)
+    assert wait_until(given_back.exists, 30), stack.logs()
+    assert len(smtp_sink.refused) == 2  # the first try and one retry
+    assert smtp_sink.messages == []

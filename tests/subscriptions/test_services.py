@@ -1,3 +1,4 @@
+import smtplib
 from datetime import timedelta
 
 import pytest
@@ -163,6 +164,78 @@ def test_a_handed_over_email_the_mail_system_refuses_gives_the_slot_back(handed_
     assert tasks.send_account_email(*handed_over[1]) is False
     pending.refresh_from_db()
     assert pending.confirmation_sent_at.isoformat() == first_slot  # as before the failed one
+
+
+@pytest.fixture
+def mail_system(monkeypatch):
+    """``services.send_email`` failing with the errors in ``mail_system.errors``, one per call
+    while there are any (then sending for real); ``mail_system.tries`` counts the calls."""
+    real_send = services.send_email
+
+    class MailSystem:
+        errors, tries = [], 0
+
+        def send(self, *args, **kwargs):
+            self.tries += 1
+            if self.errors:
+                raise self.errors.pop(0)
+            return real_send(*args, **kwargs)
+
+    system = MailSystem()
+    monkeypatch.setattr(services, "send_email", system.send)
+    return system
+
+
+def greylisted():
+    return smtplib.SMTPRecipientsRefused({"new@example.org": (451, b"4.7.1 Try again later")})
+
+
+@pytest.mark.parametrize("deferral", [greylisted, lambda: ConnectionRefusedError(111, "Connection refused")])
+def test_an_email_the_mail_system_defers_keeps_its_slot_for_the_next_try(handed_over, mail_system, caplog, deferral):
+    signup()
+    slot = Subscriber.objects.get().confirmation_sent_at
+    mail_system.errors = [deferral()]
+    subscriber_id, name, previous = handed_over[0]
+
+    with pytest.raises(services.AccountEmailDeferred):
+        services.send_account_email(subscriber_id, name, previous, may_defer=True)
+    assert Subscriber.objects.get().confirmation_sent_at == slot  # not given back: it is still to be sent
+    assert "The mail system deferred the confirm email" in caplog.text
+
+    assert services.send_account_email(subscriber_id, name, previous, may_defer=True) is True
+    assert [m.to[0] for m in mail.outbox] == ["new@example.org"]
+    assert Subscriber.objects.get().confirmation_sent_at == slot
+
+
+def test_the_last_try_of_a_deferred_email_gives_the_slot_back(handed_over, mail_system):
+    signup()
+    mail_system.errors = [greylisted()]
+
+    assert services.send_account_email(*handed_over[0], may_defer=False) is False
+    assert mail.outbox == []
+    assert Subscriber.objects.get().confirmation_sent_at is None  # the visitor may ask again at once
+
+
+@pytest.mark.parametrize("error", [
+    smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),  # it may have gone out
+    smtplib.SMTPRecipientsRefused({"new@example.org": (550, b"5.1.1 No such user")}),
+])
+def test_an_email_whose_fate_is_unknown_or_refused_for_good_is_not_deferred(handed_over, mail_system, error):
+    signup()
+    mail_system.errors = [error]
+
+    assert services.send_account_email(*handed_over[0], may_defer=True) is False
+    assert mail_system.tries == 1
+    assert Subscriber.objects.get().confirmation_sent_at is None
+
+
+def test_in_process_a_deferred_email_is_not_tried_again_and_the_form_still_answers(mail_system):
+    """The embedded default runs the task in the request: nothing to wait in for a retry."""
+    mail_system.errors = [greylisted()]
+
+    assert signup() is SignupResult.CREATED
+    assert mail_system.tries == 1
+    assert Subscriber.objects.get().confirmation_sent_at is None
 
 
 def test_with_the_broker_unreachable_the_email_is_sent_in_the_request(monkeypatch, caplog):
