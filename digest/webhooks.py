@@ -29,7 +29,11 @@ marked applied in one transaction):
   as ``sent``: the ESP has it; so too one the stale sweep has failed meanwhile
   for that unknown outcome. A click
   also records which paper of the digest it was for (``clicked_paper``), so
-  that the dashboard counts clicks per paper with one aggregate query.
+  that the dashboard counts clicks per paper with one aggregate query;
+* ``failed`` and ``rejected`` (Amazon SES: its stored template failed to render
+  the message, or it rejected the message) fail the delivery with the ESP's
+  reason (``fail_unsent_delivery``); it is not resent, and the reader is left
+  alone: nothing says their address is at fault.
 """
 
 import hashlib
@@ -62,7 +66,10 @@ TIMESTAMP_FIELDS = {
 }
 SUPPRESSING = {EventType.BOUNCED: "bounced", EventType.COMPLAINED: "complained"}
 STOPPING = {*SUPPRESSING, EventType.UNSUBSCRIBED}
-HANDLED = {*TIMESTAMP_FIELDS, EventType.UNSUBSCRIBED}
+# A message the ESP took and then did not send: Amazon SES could not render its stored template
+# (``failed``) or rejected the message (``rejected``: a virus). Nothing the reader did.
+NOT_SENT = {EventType.FAILED, EventType.REJECTED}
+HANDLED = {*TIMESTAMP_FIELDS, EventType.UNSUBSCRIBED, *NOT_SENT}
 # Events only a message the ESP took can cause: a hard bounce and a list drop too (it tried,
 # or refused it after taking the call), a complaint, an unsubscribe through its link.
 PROOF_OF_SENDING = {EventType.DELIVERED, EventType.OPENED, EventType.CLICKED, *STOPPING}
@@ -208,10 +215,28 @@ def stamp_delivery(delivery, event):
             Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gt": moment}), pk=delivery.pk
         ).update(**{name: moment})
     if event.event_type in PROOF_OF_SENDING:
-        unknown = Q(status=Delivery.Status.SENDING) | Q(status=Delivery.Status.FAILED, reason=calls.STALE_REASON)
-        Delivery.objects.filter(unknown, pk=delivery.pk).update(
+        Delivery.objects.filter(OUTCOME_UNKNOWN, pk=delivery.pk).update(
             status=Delivery.Status.SENT, sent_at=moment, reason=calls.SETTLED_BY_WEBHOOK
         )
+    elif event.event_type in NOT_SENT:
+        fail_unsent_delivery(delivery, event)
+
+
+OUTCOME_UNKNOWN = Q(status=Delivery.Status.SENDING) | Q(status=Delivery.Status.FAILED, reason=calls.STALE_REASON)
+
+
+def fail_unsent_delivery(delivery, event):
+    """The ESP took the message and did not send it: the delivery is failed with the ESP's words,
+    and never resent (a broken stored template fails every message alike; an operator fixes it).
+    The reader is left as they are."""
+    said = event.details.get("description") or event.details.get("reject_reason") or event.event_type
+    reason = f"the ESP did not send it ({event.event_type}): {said}"[:300]
+    failed = Delivery.objects.filter(OUTCOME_UNKNOWN | Q(status=Delivery.Status.SENT), pk=delivery.pk).update(
+        status=Delivery.Status.FAILED, sent_at=None, reason=reason
+    )
+    if failed:
+        log.warning("digest not sent by the ESP delivery=%s esp=%s type=%s reason=%s",
+                    delivery.pk, event.esp, event.event_type, plain(said, 200))
 
 
 def clicked_paper(delivery, url):
@@ -274,7 +299,8 @@ def apply_event(event_pk):
         outcomes = []
         paper = None
         if delivery is not None:
-            delivery = calls.settle_call_of(delivery, proof_of_sending=event.event_type in PROOF_OF_SENDING)
+            taken = event.event_type in PROOF_OF_SENDING or event.event_type in NOT_SENT  # the ESP had the call
+            delivery = calls.settle_call_of(delivery, proof_of_sending=taken)
             stamp_delivery(delivery, event)
             outcomes.append(f"delivery {delivery.pk} updated")
             if event.event_type == EventType.CLICKED:
