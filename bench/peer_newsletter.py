@@ -16,11 +16,14 @@ sqlite``. The articles are the bundled corpus's first papers: the title, the
 abstract cut to 320 characters as the digest cuts a summary, and a link. The naive loop renders the peer's own message templates from
 articles already in memory: no SQL per recipient.
 
-Needs the peer, which the project does not depend on (the ``peer`` extra):
+Needs the peer, which the project does not depend on (the ``peer`` extra), in a
+virtualenv of its own: its dependency chardet changes how feedparser reads a
+feed in an encoding other than the one it declares, which the test suite checks
+in ``.venv``.
 
-    .venv/bin/pip install -e '.[peer]'
-    .venv/bin/python bench/peer_newsletter.py
-    .venv/bin/python bench/peer_newsletter.py --database sqlite --rounds 5
+    python3 -m venv .venv-peer && .venv-peer/bin/pip install -e '.[peer]'
+    .venv-peer/bin/python bench/peer_newsletter.py
+    .venv-peer/bin/python bench/peer_newsletter.py --database sqlite --rounds 5
 
 Prints each figure per round and its median, then one line:
 
@@ -196,7 +199,8 @@ def main():
     try:
         import newsletter  # noqa: F401
     except ImportError:
-        raise SystemExit("django-newsletter is not installed: .venv/bin/pip install -e '.[peer]'")
+        raise SystemExit("django-newsletter is not installed: python3 -m venv .venv-peer && "
+                         ".venv-peer/bin/pip install -e '.[peer]', then run this with .venv-peer/bin/python")
 
     database, stop = start_database(args.database)
     try:
