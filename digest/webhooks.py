@@ -207,6 +207,10 @@ def find_subscriber(event, delivery):
     return None
 
 
+# A delivery whose call's outcome is unknown: still ``sending``, or failed for that by the stale sweep.
+OUTCOME_UNKNOWN = Q(status=Delivery.Status.SENDING) | Q(status=Delivery.Status.FAILED, reason=calls.STALE_REASON)
+
+
 def stamp_delivery(delivery, event):
     """Set each timestamp the event implies, unless an earlier one is already there."""
     moment = event.occurred_at or event.received_at
@@ -222,13 +226,10 @@ def stamp_delivery(delivery, event):
         fail_unsent_delivery(delivery, event)
 
 
-OUTCOME_UNKNOWN = Q(status=Delivery.Status.SENDING) | Q(status=Delivery.Status.FAILED, reason=calls.STALE_REASON)
-
-
 def fail_unsent_delivery(delivery, event):
-    """The ESP took the message and did not send it: the delivery is failed with the ESP's words,
-    and never resent (a broken stored template fails every message alike; an operator fixes it).
-    The reader is left as they are."""
+    """The ESP took the message and did not send it: the delivery is failed with the ESP's words.
+    Nothing resends it by itself (a broken stored template fails every message alike): an operator
+    fixes the cause, then resends the failed deliveries from the admin. The reader is left as they are."""
     said = event.details.get("description") or event.details.get("reject_reason") or event.event_type
     reason = f"the ESP did not send it ({event.event_type}): {said}"[:300]
     failed = Delivery.objects.filter(OUTCOME_UNKNOWN | Q(status=Delivery.Status.SENT), pk=delivery.pk).update(
