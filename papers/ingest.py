@@ -12,6 +12,9 @@ The rules, applied field by field (``merge_record``):
   stars, AI summary, organisation...; arXiv for categories, PDF, comment, DOI)
   and only filled by the others.
 * ``withdrawn_at`` is set once and never cleared.
+* A field the source sent malformed was dropped while parsing (``PaperRecord.dropped``):
+  it is blank, so the stored value stays; a paper whose upvotes, comments or stars were
+  dropped gets no PaperSignal for the day (its stored or default value is not the day's).
 
 The work per batch is a fixed number of bulk queries (chunked), not one per paper.
 """
@@ -121,7 +124,8 @@ def store_batch(records, source, *, today=None, on_progress=None):
         save_changes(updated.values(), now)
         link_authors(created + authors_changed, replace=authors_changed)
         if source.records_signals:
-            record_signals([existing[r.key] for r in records if r.key in existing], today)
+            observed = [r for r in records if r.key in existing and not drops_a_signal(r)]
+            record_signals([existing[r.key] for r in observed], today)
     result.created, result.updated = len(created), len(updated)
     return result
 
@@ -178,6 +182,11 @@ def link_authors(papers, replace=()):
         ],
         batch_size=CHUNK * 5,
     )
+
+
+def drops_a_signal(record):
+    """Whether the source sent one of the record's signals malformed (so it was dropped)."""
+    return any(name in record.dropped for name in SIGNAL_FIELDS)
 
 
 def record_signals(papers, day):

@@ -23,6 +23,7 @@ class FetchReport:
     updated: int = 0
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    dropped: list[tuple[str, str, str]] = field(default_factory=list)  # (key, field, reason)
     fetched: int = 0  # items the source delivered, before de-duplication and skips
     run_id: int | None = None
 
@@ -35,6 +36,7 @@ class FetchReport:
     def as_dict(self):
         data = asdict(self)
         data["skipped"] = [list(pair) for pair in self.skipped]
+        data["dropped"] = [list(triple) for triple in self.dropped]
         return data
 
 
@@ -64,6 +66,7 @@ def fetch_from_source(name, *, date=None, categories=None, from_file=None, on_pr
         updated=stored.updated,
         unchanged=stored.unchanged,
         skipped=batch.skipped + stored.skipped,
+        dropped=batch.dropped,
         fetched=len(batch.records) + len(batch.skipped),
     )
     report.run_id = record_run(report, started_at).pk

@@ -1,8 +1,9 @@
 """The interface every paper source implements, and the record it produces.
 
 A source turns one response (bytes from the network, or a saved file) into a
-``ParsedBatch``: clean ``PaperRecord``s plus the items it skipped and why. It
-never touches the database; ``papers.ingest`` merges batches into it.
+``ParsedBatch``: clean ``PaperRecord``s plus the items it skipped and why, and the
+optional fields it dropped and why. It never touches the database;
+``papers.ingest`` merges batches into it.
 """
 
 import logging
@@ -44,6 +45,11 @@ class SkipItem(Exception):
     """Raised by item parsers for one malformed item; the batch goes on without it."""
 
 
+class BadValue(SkipItem):
+    """Raised by field parsers for a malformed value. Uncaught, it skips the item (a required
+    field); read through ``OptionalFields``, the field is dropped and the item kept."""
+
+
 @dataclass
 class PaperRecord:
     """One paper as one source reports it. ``None`` means "this source does not say"."""
@@ -75,20 +81,42 @@ class PaperRecord:
     doi: str | None = None
     withdrawn_at: datetime | None = None
     update_only: bool = False  # e.g. an arXiv RSS "replace": never creates a paper
+    #: Optional fields whose value was malformed and left out: field name -> reason.
+    dropped: dict[str, str] = field(default_factory=dict)
 
 
-# The Paper fields a record can carry (everything but the key and the flags).
-PAPER_FIELDS = tuple(f.name for f in fields(PaperRecord) if f.name not in {"key", "update_only"})
+# The Paper fields a record can carry (everything but the key, the flags and the drops).
+PAPER_FIELDS = tuple(
+    f.name for f in fields(PaperRecord) if f.name not in {"key", "update_only", "dropped"}
+)
 
 
 @dataclass
 class ParsedBatch:
     records: list[PaperRecord] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    dropped: list[tuple[str, str, str]] = field(default_factory=list)  # (key, field, reason)
 
     def extend(self, other):
         self.records.extend(other.records)
         self.skipped.extend(other.skipped)
+        self.dropped.extend(other.dropped)
+
+
+class OptionalFields:
+    """Reads the optional fields of one item: a malformed value (``BadValue``) becomes None,
+    and its reason is kept in ``dropped`` (the record's ``dropped``), instead of skipping."""
+
+    def __init__(self):
+        self.dropped = {}
+
+    def read(self, name, parse, *args):
+        """``parse(*args)``, or None (with the reason noted under ``name``) when it is malformed."""
+        try:
+            return parse(*args)
+        except BadValue as exc:
+            self.dropped[name] = str(exc)
+            return None
 
 
 class Source:
@@ -129,12 +157,24 @@ class Source:
         batch = ParsedBatch()
         for position, item in enumerate(items, start=1):
             try:
-                batch.records.append(parse_item(item))
+                record = parse_item(item)
             except SkipItem as exc:
                 key = (key_of(item) if key_of else None) or f"item {position}"
                 log.warning("skipped item source=%s key=%s reason=%s", self.name, printable(key), printable(exc))
                 batch.skipped.append((key, str(exc)))
+                continue
+            batch.records.append(record)
+            self.note_dropped(batch, record)
         return batch
+
+    def note_dropped(self, batch, record):
+        """Log and list each optional field of ``record`` that was dropped as malformed."""
+        for name, reason in record.dropped.items():
+            log.warning(
+                "dropped field source=%s key=%s field=%s reason=%s",
+                self.name, printable(record.key), name, printable(reason),
+            )
+            batch.dropped.append((record.key, name, reason))
 
 
 # --- Small cleaning helpers shared by the parsers ---------------------------
@@ -163,7 +203,7 @@ def clean_text(text, max_length=None):
     if text is None:
         return None
     if not isinstance(text, str):
-        raise SkipItem(f"expected text, got {type(text).__name__}")
+        raise BadValue(f"expected text, got {type(text).__name__}")
     text = BIDI_CONTROL_RE.sub("", CONTROL_RE.sub(" ", SURROGATE_RE.sub("\ufffd", text)))
     text = normalise_whitespace(unicodedata.normalize("NFC", text))
     if max_length:
@@ -188,9 +228,9 @@ def clean_count(value, name):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SkipItem(f"{name} is not a non-negative integer: {value!r}")
+        raise BadValue(f"{name} is not a non-negative integer: {value!r}")
     if value > MAX_COUNT:
-        raise SkipItem(f"{name} is out of range: {value}")
+        raise BadValue(f"{name} is out of range: {value}")
     return value
 
 
@@ -218,11 +258,11 @@ def parse_timestamp(value):
     if value in (None, ""):
         return None
     if not isinstance(value, str):
-        raise SkipItem(f"not a timestamp: {value!r}")
+        raise BadValue(f"not a timestamp: {value!r}")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise SkipItem(f"not a timestamp: {value!r}") from None
+        raise BadValue(f"not a timestamp: {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 

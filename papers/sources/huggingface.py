@@ -4,7 +4,7 @@ Both deliver the same item shape: top-level ``title``, ``summary``,
 ``publishedAt`` (the day it was featured), ``thumbnail``, ``numComments``...
 and ``paper`` with the arXiv ``id``, ``authors``, ``upvotes``, ``githubRepo``,
 ``githubStars``, ``ai_summary``, ``organization``, ``withdrawnAt``. Every field
-but ``paper.id`` and a title is optional.
+but ``paper.id`` and a title is optional: a malformed one is dropped, the paper kept.
 """
 
 import json
@@ -15,6 +15,8 @@ from django.conf import settings
 
 from .base import (
     ARXIV_ID_RE,
+    BadValue,
+    OptionalFields,
     PaperRecord,
     ParsedBatch,
     SkipItem,
@@ -148,26 +150,30 @@ def parse_item(item):
     title = clean_text(paper.get("title") or item.get("title"))
     if not title:
         raise SkipItem("no title")
-    names = author_names(paper.get("authors"))
+    optional = OptionalFields()
+    names = optional.read("author_names", author_names, paper.get("authors")) or []
     return PaperRecord(
         key=arxiv_id,
         title=title,
-        abstract=clean_text(paper.get("summary") or item.get("summary")),
+        abstract=optional.read("abstract", clean_text, paper.get("summary") or item.get("summary")),
         author_names=names or None,
         authors_count=len(names) or None,
-        organization=organization_name(paper.get("organization") or item.get("organization")),
-        published_at=parse_timestamp(paper.get("publishedAt")),
-        upvotes=clean_count(paper.get("upvotes"), "upvotes"),
-        num_comments=clean_count(item.get("numComments"), "numComments"),
-        github_stars=clean_count(paper.get("githubStars"), "githubStars"),
-        ai_summary=clean_text(paper.get("ai_summary")),
+        organization=optional.read(
+            "organization", organization_name, paper.get("organization") or item.get("organization")
+        ),
+        published_at=optional.read("published_at", parse_timestamp, paper.get("publishedAt")),
+        upvotes=optional.read("upvotes", clean_count, paper.get("upvotes"), "upvotes"),
+        num_comments=optional.read("num_comments", clean_count, item.get("numComments"), "numComments"),
+        github_stars=optional.read("github_stars", clean_count, paper.get("githubStars"), "githubStars"),
+        ai_summary=optional.read("ai_summary", clean_text, paper.get("ai_summary")),
         ai_keywords=clean_keywords(paper.get("ai_keywords")),
         arxiv_url=ARXIV_ABS_URL.format(arxiv_id),
         hf_url=HF_PAPER_URL.format(arxiv_id),
         code_url=clean_url(paper.get("githubRepo")),
         project_url=clean_url(paper.get("projectPage")),
         thumbnail_url=clean_url(item.get("thumbnail")),
-        withdrawn_at=parse_timestamp(paper.get("withdrawnAt")),
+        withdrawn_at=optional.read("withdrawn_at", parse_timestamp, paper.get("withdrawnAt")),
+        dropped=optional.dropped,
     )
 
 
@@ -189,7 +195,7 @@ def author_names(authors):
     if authors is None:
         return []
     if not isinstance(authors, list):
-        raise SkipItem("paper.authors is not a list")
+        raise BadValue("paper.authors is not a list")
     return clean_names(
         a.get("name")
         for a in authors

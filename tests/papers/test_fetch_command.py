@@ -67,7 +67,7 @@ def test_progress_bar_only_on_a_terminal(capsys):
 
 def test_hf_replay_from_file(fixture_path):
     out = run("--source", "hf", "--from-file", str(fixture_path("hf", "daily_papers.json")))
-    assert out.startswith("hf: 4 new, 0 updated, 0 unchanged, 3 skipped (7 read)")
+    assert out.startswith("hf: 5 new, 0 updated, 0 unchanged, 2 skipped (7 read)")
     assert "  skipped 2501.08001: duplicate in this response" in out
 
 

@@ -57,7 +57,7 @@ def test_server_errors_are_retried_then_fail_with_the_status():
 def test_a_transient_server_error_is_retried_and_the_batch_lands(fixture_bytes):
     responses.get(HF_API, status=502)
     responses.get(HF_API, body=fixture_bytes("hf", "daily_papers.json"))
-    assert fetch_from_source("hf").created == 4
+    assert fetch_from_source("hf").created == 5
     assert FetchRun.objects.get().status == "ok"
 
 
@@ -88,7 +88,7 @@ def test_rate_limit_waits_for_retry_after_capped(fixture_bytes, settings):
         started = time.monotonic()
         report = fetch_from_source("hf")
         elapsed = time.monotonic() - started
-    assert report.created == 4 and len(server.requests) == 2
+    assert report.created == 5 and len(server.requests) == 2
     assert 0.3 <= elapsed < 3
 
 
@@ -100,7 +100,7 @@ def test_an_unreadable_retry_after_falls_back_to_the_usual_backoff(fixture_bytes
     with ScriptedServer(script) as server:
         settings.HF_API_URL = server.url + "/api/daily_papers"
         report = fetch_from_source("hf")
-    assert report.created == 4 and len(server.requests) == 2
+    assert report.created == 5 and len(server.requests) == 2
 
 
 @responses.activate
@@ -213,4 +213,4 @@ def test_an_answer_within_the_limit_lands(settings, fixture_bytes):
     settings.HTTP_MAX_RESPONSE_BYTES = len(body)
     with ScriptedServer([reply(200, gzip.compress(body), {"Content-Encoding": "gzip"})]) as server:
         settings.HF_API_URL = server.url + "/api/daily_papers"
-        assert fetch_from_source("hf").created == 4  # every item of the recorded answer
+        assert fetch_from_source("hf").created == 5  # every item of the recorded answer

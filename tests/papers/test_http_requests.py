@@ -31,7 +31,7 @@ def test_hf_fetch_sends_date_and_a_user_agent_naming_paperboy(fixture_bytes, set
     assert "date=2025-01-16" in request.url and "limit=100" in request.url
     assert request.headers["User-Agent"] == settings.HTTP_USER_AGENT
     assert "Paperboy" in settings.HTTP_USER_AGENT and "mailto:" in settings.HTTP_USER_AGENT
-    assert report.created == 4
+    assert report.created == 5
 
 
 @responses.activate

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -91,8 +92,94 @@ def test_malformed_items_are_skipped_with_reasons(fixture_bytes):
     batch = parse_api(fixture_bytes)
     reasons = dict(batch.skipped)
     assert reasons["item 4"] == "paper.id is not an arXiv id: None"
-    assert reasons["2501.09103"] == "upvotes is not a non-negative integer: 'lots'"
-    assert len(batch.records) == 5  # duplicates are resolved when storing
+    assert "2501.09103" not in reasons  # only its upvotes are malformed: they are dropped
+    assert len(batch.records) == 6  # duplicates are resolved when storing
+
+
+def test_malformed_upvotes_in_the_recorded_response_are_dropped_and_the_paper_kept(fixture_bytes):
+    batch = parse_api(fixture_bytes)
+    bad_upvotes = by_key(batch)["2501.09103"]
+    assert bad_upvotes.upvotes is None and bad_upvotes.title == "Bad upvotes"
+    assert batch.dropped == [("2501.09103", "upvotes", "upvotes is not a non-negative integer: 'lots'")]
+
+
+def complete_item(**paper_fields):
+    """A Hugging Face item with every field this parser reads, ``paper_fields`` replacing some."""
+    paper = {
+        "id": "2501.09301",
+        "title": "A Complete Item",
+        "summary": "Every field present.",
+        "authors": [{"name": "Ada Lovelace", "hidden": False}],
+        "publishedAt": "2025-01-14T09:30:00.000Z",
+        "upvotes": 12,
+        "githubRepo": "https://github.com/example/complete",
+        "githubStars": 30,
+        "ai_summary": "All there.",
+        "ai_keywords": ["completeness"],
+        "organization": {"name": "ex", "fullname": "Example Lab"},
+    }
+    item = {"paper": {**paper, **paper_fields}, "title": "A Complete Item", "numComments": 2}
+    return item
+
+
+def parse_items(*items):
+    return HuggingFaceApiSource().parse(json.dumps(items).encode())
+
+
+@pytest.mark.parametrize(
+    "where, name, value, blanked, reason",
+    [
+        ("paper", "upvotes", "12", ["upvotes"], "upvotes is not a non-negative integer: '12'"),
+        ("paper", "githubStars", -1, ["github_stars"], "githubStars is not a non-negative integer: -1"),
+        ("item", "numComments", 1.5, ["num_comments"], "numComments is not a non-negative integer: 1.5"),
+        ("paper", "withdrawnAt", "yesterday", ["withdrawn_at"], "not a timestamp: 'yesterday'"),
+        ("paper", "publishedAt", 1736847000, ["published_at"], "not a timestamp: 1736847000"),
+        ("paper", "authors", "Ada Lovelace", ["author_names", "authors_count"], "paper.authors is not a list"),
+        ("paper", "summary", 42, ["abstract"], "expected text, got int"),
+        ("paper", "ai_summary", ["All", "there"], ["ai_summary"], "expected text, got list"),
+        ("paper", "organization", {"fullname": 7}, ["organization"], "expected text, got int"),
+    ],
+)
+def test_a_malformed_optional_field_is_dropped_and_the_paper_kept(caplog, where, name, value, blanked, reason):
+    (intact,) = parse_items(complete_item()).records
+    item = complete_item()
+    (item["paper"] if where == "paper" else item)[name] = value
+
+    batch = parse_items(item)
+
+    assert batch.skipped == []
+    (record,) = batch.records
+    field = blanked[0]
+    assert all(getattr(record, blank) is None for blank in blanked)
+    assert replace(record, dropped={}) == replace(intact, **dict.fromkeys(blanked))  # the rest intact
+    assert record.dropped == {field: reason}
+    assert batch.dropped == [("2501.09301", field, reason)]
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped field")]
+    assert warnings == [f"dropped field source=hf key=2501.09301 field={field} reason={reason}"]
+
+
+def test_each_malformed_optional_field_of_one_item_is_dropped_and_logged_once(caplog):
+    batch = parse_items(complete_item(upvotes=-5, githubStars="many", withdrawnAt=[2025]))
+    (record,) = batch.records
+    assert (record.upvotes, record.github_stars, record.withdrawn_at) == (None, None, None)
+    assert record.num_comments == 2 and record.author_names == ["Ada Lovelace"]
+    assert [name for _, name, _ in batch.dropped] == ["upvotes", "github_stars", "withdrawn_at"]
+    assert len([r for r in caplog.records if r.getMessage().startswith("dropped field")]) == 3
+
+
+def test_a_dropped_field_is_logged_on_one_printable_line(caplog):
+    batch = parse_items(complete_item(upvotes="\x1b[31m12\n\u202e"))
+    assert batch.records[0].upvotes is None
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped field")]
+    assert logged.startswith("dropped field source=hf key=2501.09301 field=upvotes reason=upvotes is")
+    assert logged.isprintable()
+
+
+def test_a_malformed_title_still_skips_the_item():
+    batch = parse_items(complete_item(title=["A", "list"]), {"paper": {"id": "2501.09302", "title": "Kept"}})
+    assert [r.key for r in batch.records] == ["2501.09302"]
+    assert batch.skipped == [("2501.09301", "expected text, got list")]
+    assert batch.dropped == []
 
 
 @pytest.mark.parametrize(

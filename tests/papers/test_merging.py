@@ -125,7 +125,7 @@ def test_duplicates_in_one_response_keep_the_newest_version(replay):
 
 def test_duplicates_in_one_hf_response_make_one_row(replay):
     report = replay("hf", "hf", "daily_papers.json")
-    assert report.created == 4
+    assert report.created == 5  # 2501.09103 too, its malformed upvotes dropped
     assert ("2501.08001", "duplicate in this response") in report.skipped
     assert Paper.objects.get(arxiv_id="2501.08001").upvotes == 87  # the first listing
 
@@ -240,3 +240,63 @@ def test_a_failure_while_storing_rolls_back_the_whole_batch(replay, monkeypatch)
 
     run = FetchRun.objects.get()
     assert run.status == "failed" and run.error == "RuntimeError: disk full"
+
+
+# --- Malformed optional fields: dropped when parsing, so nothing stored is lost ---------
+
+
+@pytest.fixture
+def hf_variant(fixture_path, tmp_path):
+    """A copy of a recorded Hugging Face response with some paper fields of one item replaced."""
+
+    def write(name, key, **paper_fields):
+        items = json.loads(fixture_path("hf", name).read_text())
+        for item in items:
+            if item["paper"].get("id") == key:
+                item["paper"].update(paper_fields)
+        path = tmp_path / f"variant-{name}"
+        path.write_text(json.dumps(items))
+        return path
+
+    return write
+
+
+def signals_of(arxiv_id):
+    signals = PaperSignal.objects.filter(paper__arxiv_id=arxiv_id).order_by("date")
+    return [(s.date, s.upvotes, s.num_comments, s.github_stars) for s in signals]
+
+
+def test_malformed_upvotes_keep_the_stored_upvotes_and_record_no_signal_that_day(replay, hf_variant):
+    with time_machine.travel("2025-01-16 07:00Z", tick=False):
+        replay("hf", "hf", "daily_papers.json")
+    with time_machine.travel("2025-01-17 07:00Z", tick=False):
+        report = fetch_from_source(
+            "hf", from_file=hf_variant("daily_papers_next_day.json", "2501.08001", upvotes="140")
+        )
+    paper = Paper.objects.get(arxiv_id="2501.08001")
+    assert paper.upvotes == 87  # Hugging Face's own earlier value: neither blanked nor zeroed
+    assert (paper.num_comments, paper.github_stars) == (9, 530)  # the rest of the item landed
+    assert report.dropped == [("2501.08001", "upvotes", "upvotes is not a non-negative integer: '140'")]
+    assert (report.updated, report.skipped) == (1, [])
+    assert signals_of("2501.08001") == [(date(2025, 1, 16), 87, 4, 412)]  # no row for the 17th
+
+
+def test_malformed_stars_later_the_same_day_leave_that_days_signal_as_it_was(replay, hf_variant):
+    with time_machine.travel("2025-01-16 07:00Z", tick=False):
+        replay("hf", "hf", "daily_papers.json")
+        fetch_from_source("hf", from_file=hf_variant("daily_papers.json", "2501.08001", githubStars=-1))
+    assert Paper.objects.get(arxiv_id="2501.08001").github_stars == 412
+    assert signals_of("2501.08001") == [(date(2025, 1, 16), 87, 4, 412)]
+    assert signals_of("2501.09104") == [(date(2025, 1, 16), 25, 2, 0)]  # the others are recorded
+
+
+def test_a_new_paper_with_malformed_upvotes_is_stored_without_a_signal_then_filled(replay, hf_variant):
+    with time_machine.travel("2025-01-16 07:00Z", tick=False):
+        replay("hf", "hf", "daily_papers.json")
+    assert Paper.objects.get(arxiv_id="2501.09103").upvotes == 0  # the default: none reported
+    assert signals_of("2501.09103") == []  # not a signal of zero upvotes
+    with time_machine.travel("2025-01-17 07:00Z", tick=False):
+        fetch_from_source("hf", from_file=hf_variant("daily_papers.json", "2501.09103", upvotes=6))
+    assert Paper.objects.get(arxiv_id="2501.09103").upvotes == 6
+    assert signals_of("2501.09103") == [(date(2025, 1, 17), 6, 0, 0)]
+
