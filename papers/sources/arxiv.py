@@ -18,6 +18,7 @@ from django.utils import timezone
 from lxml import etree
 
 from .base import (
+    OptionalFields,
     PaperRecord,
     ParsedBatch,
     SkipItem,
@@ -184,7 +185,10 @@ def parse_api_entry(entry):
     primary = clean_text(primary.get("term"), 40) if primary is not None else None
     terms = [clean_text(c.get("term"), 40) for c in entry.iterfind(f"{ATOM}category")]
     comment = clean_text(entry.findtext(f"{ARXIV}comment"))
-    revised_at = parse_timestamp(entry.findtext(f"{ATOM}updated"))
+    optional = OptionalFields()
+    revised_at = optional.read("revised_at", parse_timestamp, entry.findtext(f"{ATOM}updated"))
+    # Required when given: arXiv is the reference for it, and the ranker counts a paper's age
+    # from it; without it a paper would rank as if first published when we saw it.
     published_at = parse_timestamp(entry.findtext(f"{ATOM}published"))
     return PaperRecord(
         key=arxiv_id,
@@ -203,6 +207,7 @@ def parse_api_entry(entry):
         journal_ref=clean_text(entry.findtext(f"{ARXIV}journal_ref"), 500),
         doi=clean_text(entry.findtext(f"{ARXIV}doi"), 200),
         withdrawn_at=withdrawal_time(comment, revised_at, published_at),
+        dropped=optional.dropped,
     )
 
 

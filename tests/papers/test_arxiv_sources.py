@@ -68,6 +68,36 @@ def test_withdrawal_comment_flags_the_paper_even_without_its_dates(fixture_bytes
     assert withdrawn.withdrawn_at is not None
 
 
+def test_a_malformed_revision_date_is_dropped_and_the_entry_kept(fixture_bytes, caplog):
+    page = fixture_bytes("arxiv", "api_page.xml").replace(
+        b"<updated>2025-01-15T08:00:00Z</updated>", b"<updated>last Tuesday</updated>"
+    )
+    batch = ArxivApiSource().parse(page)
+    withdrawn = {r.key: r for r in batch.records}["2501.08003"]
+    assert withdrawn.revised_at is None
+    assert withdrawn.published_at.isoformat() == "2024-12-20T10:00:00+00:00"
+    assert withdrawn.withdrawn_at == withdrawn.published_at  # the date it still has
+    assert withdrawn.version == 3 and withdrawn.comment.startswith("This paper has been withdrawn")
+    assert batch.dropped == [("2501.08003", "revised_at", "not a timestamp: 'last Tuesday'")]
+    assert [key for key, _ in batch.skipped] == ["http://arxiv.org/abs/not-an-id"]
+    assert (
+        "dropped field source=arxiv key=2501.08003 field=revised_at reason=not a timestamp: 'last Tuesday'"
+        in caplog.messages
+    )
+
+
+def test_a_malformed_publication_date_still_skips_the_entry(fixture_bytes):
+    """The ranker counts a paper's age from its publication, and arXiv is the reference for it:
+    kept without it, the paper would rank in its edition as if published when first seen."""
+    page = fixture_bytes("arxiv", "api_page.xml").replace(
+        b"<published>2024-12-20T10:00:00Z</published>", b"<published>20 Dec 2024</published>"
+    )
+    batch = ArxivApiSource().parse(page)
+    assert "2501.08003" not in {r.key for r in batch.records}
+    assert ("http://arxiv.org/abs/2501.08003v3", "not a timestamp: '20 Dec 2024'") in batch.skipped
+    assert batch.dropped == []
+
+
 def test_entry_with_a_broken_id_is_skipped(fixture_bytes):
     assert [key for key, _ in api_records(fixture_bytes).skipped] == [
         "http://arxiv.org/abs/not-an-id"

@@ -300,3 +300,14 @@ def test_a_new_paper_with_malformed_upvotes_is_stored_without_a_signal_then_fill
     assert Paper.objects.get(arxiv_id="2501.09103").upvotes == 6
     assert signals_of("2501.09103") == [(date(2025, 1, 17), 6, 0, 0)]
 
+
+def test_a_malformed_revision_date_keeps_the_stored_one(replay, fixture_bytes, tmp_path):
+    replay("arxiv", "arxiv", "api_page.xml")
+    stored = Paper.objects.get(arxiv_id="2501.08001").revised_at
+    page = fixture_bytes("arxiv", "api_page.xml").replace(
+        b"<updated>2025-01-15T18:02:11Z</updated>", b"<updated>Wednesday</updated>"
+    )
+    (tmp_path / "api_page.xml").write_bytes(page)
+    report = fetch_from_source("arxiv", from_file=tmp_path / "api_page.xml")
+    assert report.dropped == [("2501.08001", "revised_at", "not a timestamp: 'Wednesday'")]
+    assert Paper.objects.get(arxiv_id="2501.08001").revised_at == stored is not None
