@@ -12,6 +12,8 @@ from pathlib import Path
 from django.utils.text import slugify
 
 from .base import (
+    BadValue,
+    OptionalFields,
     PaperRecord,
     SkipItem,
     Source,
@@ -74,14 +76,19 @@ class BundledSource(Source):
         title = clean_text(item.get("title"))
         if not title:
             raise SkipItem("no title")
+        optional = OptionalFields()
         return PaperRecord(
             key=corpus_key(title),
             title=title,
-            abstract=clean_text(item.get("abstract")),
-            authors_count=clean_count(item.get("authors_count"), "authors_count"),
-            organization=clean_text(item.get("organization"), 300),
+            abstract=optional.read("abstract", clean_text, item.get("abstract")),
+            authors_count=optional.read(
+                "authors_count", clean_count, item.get("authors_count"), "authors_count"
+            ),
+            organization=optional.read("organization", clean_text, item.get("organization"), 300),
+            # Required when given, as arXiv's: the ranker counts a paper's age from it.
             published_at=parse_published(item.get("published")),
-            upvotes=clean_count(item.get("upvotes"), "upvotes"),
+            upvotes=optional.read("upvotes", clean_count, item.get("upvotes"), "upvotes"),
+            dropped=optional.dropped,
         )
 
 
@@ -91,4 +98,4 @@ def parse_published(value):
     try:
         return day_to_datetime(date.fromisoformat(value))
     except (TypeError, ValueError):
-        raise SkipItem(f"published is not a YYYY-MM-DD date: {value!r}") from None
+        raise BadValue(f"published is not a YYYY-MM-DD date: {value!r}") from None

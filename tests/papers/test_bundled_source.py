@@ -1,3 +1,6 @@
+import json
+from dataclasses import replace
+
 import pytest
 
 from papers.models import FetchRun, Paper
@@ -34,10 +37,11 @@ def test_whole_bundled_corpus_imports_all_papers_then_reimports_unchanged():
 
 def test_bundled_sample_keeps_good_lines_and_skips_malformed_ones_with_reasons(fixture_path):
     report = fetch_from_source("bundled", from_file=fixture_path("bundled", "corpus_sample.jsonl"))
-    assert report.created == 3
-    reasons = dict(report.skipped)
-    assert reasons["item 3"] == "no title"
-    assert "upvotes" in reasons[corpus_key("Bad Counts")]
+    assert report.created == 4
+    assert report.skipped == [("item 3", "no title")]
+    bad_counts = corpus_key("Bad Counts")  # negative upvotes: dropped, the paper kept
+    assert report.dropped == [(bad_counts, "upvotes", "upvotes is not a non-negative integer: -3")]
+    assert Paper.objects.get(arxiv_id=bad_counts).abstract == "Negative upvotes are malformed."
     lion = Paper.objects.get(arxiv_id=corpus_key("Symbolic Discovery of Optimization Algorithms"))
     assert lion.upvotes == 7 and lion.authors_count == 12 and lion.organization == "Google"
     assert lion.published_at.date().isoformat() == "2023-02-13"
@@ -66,6 +70,58 @@ def test_truncated_corpus_fails_whole_and_writes_nothing(fixture_path):
     assert run.status == FetchRun.Status.FAILED and "line 2" in run.error
 
 
+def corpus_line(**fields):
+    paper = {
+        "title": "A Complete Corpus Paper",
+        "abstract": "Every field present.",
+        "authors_count": 4,
+        "organization": "Example Lab",
+        "published": "2024-05-01",
+        "upvotes": 9,
+    }
+    return json.dumps({**paper, **fields})
+
+
+@pytest.mark.parametrize(
+    "name, value, field, reason",
+    [
+        ("authors_count", "4", "authors_count", "authors_count is not a non-negative integer: '4'"),
+        ("authors_count", 4.5, "authors_count", "authors_count is not a non-negative integer: 4.5"),
+        ("upvotes", True, "upvotes", "upvotes is not a non-negative integer: True"),
+        ("organization", ["Example Lab"], "organization", "expected text, got list"),
+        ("abstract", {"text": "x"}, "abstract", "expected text, got dict"),
+    ],
+)
+def test_a_malformed_optional_corpus_field_is_dropped_and_the_paper_kept(caplog, name, value, field, reason):
+    intact = BundledSource().parse(corpus_line().encode()).records[0]
+    batch = BundledSource().parse(corpus_line(**{name: value}).encode())
+    assert batch.skipped == []
+    (record,) = batch.records
+    assert replace(record, dropped={}) == replace(intact, **{field: None})
+    assert batch.dropped == [(intact.key, field, reason)]
+    assert f"dropped field source=bundled key={intact.key} field={field} reason={reason}" in caplog.messages
+
+
+def test_a_malformed_publication_date_still_skips_a_corpus_paper():
+    """The ranker counts a paper's age from its publication: without it, an old corpus paper
+    would rank as if published when first seen, ahead of all the others."""
+    batch = BundledSource().parse(corpus_line(published="May 2024").encode())
+    assert batch.records == []
+    assert batch.skipped == [(corpus_key("A Complete Corpus Paper"), "published is not a YYYY-MM-DD date: 'May 2024'")]
+
+
+def test_a_reimport_with_a_malformed_count_keeps_the_stored_one(tmp_path):
+    path = tmp_path / "papers.jsonl"
+    path.write_text(corpus_line())
+    fetch_from_source("bundled", from_file=path)
+    path.write_text(corpus_line(authors_count=-4, upvotes="9", abstract="Revised."))
+    report = fetch_from_source("bundled", from_file=path)
+    paper = Paper.objects.get()
+    assert (paper.authors_count, paper.upvotes) == (4, 9)  # the corpus owns them, yet kept
+    assert paper.abstract == "Revised." and report.updated == 1
+    assert [name for _, name, _ in report.dropped] == ["authors_count", "upvotes"]
+
+
 def test_missing_file_is_a_source_error(tmp_path):
     with pytest.raises(SourceError, match="bundled: cannot read"):
         BundledSource().load(from_file=tmp_path / "absent.jsonl")
@@ -79,6 +135,6 @@ def test_unknown_source_is_a_source_error_and_a_failed_run():
 
 def test_a_date_given_as_text_is_accepted_or_refused_clearly(fixture_path):
     path = fixture_path("bundled", "corpus_sample.jsonl")
-    assert fetch_from_source("bundled", date="2025-01-15", from_file=path).created == 3
+    assert fetch_from_source("bundled", date="2025-01-15", from_file=path).created == 4
     with pytest.raises(SourceError, match="bundled: not a date"):
         fetch_from_source("bundled", date="15/01/2025", from_file=path)

@@ -25,7 +25,7 @@ def test_command_lists_skipped_items_with_reasons(fixture_path):
     out = run(
         "--source", "bundled", "--from-file", str(fixture_path("bundled", "corpus_sample.jsonl"))
     )
-    assert "3 new" in out and "2 skipped" in out
+    assert "4 new" in out and "1 skipped" in out
     assert "  skipped item 3: no title" in out
 
 
