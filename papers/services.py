@@ -30,8 +30,14 @@ class FetchReport:
     def summary(self):
         return (
             f"{self.source}: {self.created} new, {self.updated} updated, "
-            f"{self.unchanged} unchanged, {len(self.skipped)} skipped ({self.fetched} read)"
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped{self.dropped_summary()} "
+            f"({self.fetched} read)"
         )
+
+    def dropped_summary(self):
+        """', N fields dropped', or nothing when every field was readable."""
+        count = len(self.dropped)
+        return f", {count} field{'s' if count != 1 else ''} dropped" if count else ""
 
     def as_dict(self):
         data = asdict(self)

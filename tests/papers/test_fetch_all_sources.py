@@ -1,5 +1,7 @@
 """The daily fetch: every configured source, one failing never stopping the others."""
 
+import json
+
 import pytest
 import responses
 
@@ -102,3 +104,14 @@ def test_task_runs_through_celery_under_its_routed_name(settings):
     assert fetch_all_sources.name == "papers.tasks.fetch_all_sources"  # routed to the fetch queue
     result = fetch_all_sources.apply()
     assert result.successful() and result.get()["bundled"]["created"] == 415
+
+
+@responses.activate
+def test_the_daily_summary_lists_the_dropped_fields(settings, fixture_bytes):
+    settings.PAPER_SOURCES = ["hf"]
+    responses.get(HF_API, body=fixture_bytes("hf", "daily_papers.json"))
+    summary = fetch_configured_sources()
+    assert summary["hf"]["dropped"] == [
+        ["2501.09103", "upvotes", "upvotes is not a non-negative integer: 'lots'"]
+    ]
+    assert json.loads(json.dumps(summary)) == summary  # the Celery result, as is

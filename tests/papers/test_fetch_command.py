@@ -25,8 +25,9 @@ def test_command_lists_skipped_items_with_reasons(fixture_path):
     out = run(
         "--source", "bundled", "--from-file", str(fixture_path("bundled", "corpus_sample.jsonl"))
     )
-    assert "4 new" in out and "1 skipped" in out
+    assert "4 new" in out and "1 skipped, 1 field dropped" in out
     assert "  skipped item 3: no title" in out
+    assert "  dropped corpus:bad-counts-884529392a upvotes: upvotes is not a non-negative integer: -3" in out
 
 
 def test_command_failure_is_one_line_naming_the_source(fixture_path):
@@ -67,8 +68,24 @@ def test_progress_bar_only_on_a_terminal(capsys):
 
 def test_hf_replay_from_file(fixture_path):
     out = run("--source", "hf", "--from-file", str(fixture_path("hf", "daily_papers.json")))
-    assert out.startswith("hf: 5 new, 0 updated, 0 unchanged, 2 skipped (7 read)")
+    assert out.startswith("hf: 5 new, 0 updated, 0 unchanged, 2 skipped, 1 field dropped (7 read)")
     assert "  skipped 2501.08001: duplicate in this response" in out
+    assert "  dropped 2501.09103 upvotes: upvotes is not a non-negative integer: 'lots'" in out
+
+
+def test_a_run_without_dropped_fields_keeps_the_usual_summary(fixture_path):
+    out = run("--source", "arxiv-rss", "--from-file", str(fixture_path("arxiv", "rss_weekend.xml")))
+    assert out == "arxiv-rss: 0 new, 0 updated, 0 unchanged, 0 skipped (0 read)\n"
+
+
+def test_a_dropped_field_is_echoed_on_one_printable_line(tmp_path):
+    path = tmp_path / "daily_papers.json"
+    path.write_text(json.dumps([{"paper": {"id": "2501.00002", "title": "T", "upvotes": "\x1b[2J\n\u202e3"}}]))
+    out = run("--source", "hf", "--from-file", str(path))
+    [dropped] = [line for line in out.splitlines() if line.startswith("  dropped")]
+    assert dropped.startswith("  dropped 2501.00002 upvotes: upvotes is not a non-negative integer: ")
+    assert dropped.isprintable()
+    assert Paper.objects.get().title == "T"
 
 
 def test_categories_reach_the_arxiv_query(monkeypatch):

@@ -64,3 +64,5 @@ class Command(BaseCommand):
         self.stdout.write(report.summary())
         for key, reason in report.skipped:
             self.stdout.write(f"  skipped {printable(key)}: {printable(reason)}")
+        for key, name, reason in report.dropped:
+            self.stdout.write(f"  dropped {printable(key)} {name}: {printable(reason)}")
