@@ -17,6 +17,7 @@ from subscriptions.models import Subscriber, Suppression, email_hash
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
 from tests.fakes import mailgun_webhooks
+from tests.fakes.ses_webhooks import post_ses_event, ses_event
 
 pytestmark = pytest.mark.django_db
 
@@ -57,25 +58,16 @@ def post_postmark(body):
 
 
 def post_ses_bounce(delivery, bounce_type, sub_type):
-    ses = {
-        "notificationType": "Bounce",
-        "bounce": {
+    event = ses_event(
+        "Bounce", delivery.subscriber.email, MESSAGE_ID, type_field="notificationType",
+        bounce={
             "bounceType": bounce_type, "bounceSubType": sub_type, "timestamp": "2026-11-20T07:15:00.000Z",
             "bouncedRecipients": [{"emailAddress": delivery.subscriber.email, "status": "5.1.1",
                                    "diagnosticCode": "smtp; 550 5.1.1 user unknown"}],
             "feedbackId": "0102015fd91a6479-feedback",
         },
-        "mail": {"timestamp": "2026-11-20T07:14:58.000Z", "messageId": MESSAGE_ID,
-                 "destination": [delivery.subscriber.email], "headers": []},
-    }
-    sns_id = f"sns-{bounce_type}-{sub_type}"
-    notification = {
-        "Type": "Notification", "MessageId": sns_id, "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses",
-        "Message": json.dumps(ses), "Timestamp": "2026-11-20T07:15:01.000Z", "SignatureVersion": "1",
-    }
-    return Client().post("/anymail/amazon_ses/tracking/", data=json.dumps(notification),
-                         content_type="text/plain; charset=UTF-8", HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification",
-                         HTTP_X_AMZ_SNS_MESSAGE_ID=sns_id, **auth())
+    )
+    return post_ses_event(event, f"sns-{bounce_type}-{sub_type}", WEBHOOK_SECRET)
 
 
 def post_mailgun_drop(email, reason):

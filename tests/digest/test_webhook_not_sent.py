@@ -2,14 +2,11 @@
 that cannot render the message) and rejections. The delivery is failed with the ESP's reason and
 never resent; the reader is left as they are."""
 
-import base64
-import json
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 from anymail.backends.test import EmailBackend as AnymailTestBackend
-from django.test import Client
 from django.utils import timezone
 
 from digest.models import Delivery, SendCall, WebhookEvent
@@ -19,6 +16,7 @@ from subscriptions.models import Subscriber, Suppression
 from tests.digest.builders import built_edition
 from tests.digest.esp_answers import timeout_error
 from tests.factories import SubscriberFactory
+from tests.fakes.ses_webhooks import post_ses_event, ses_event
 
 pytestmark = pytest.mark.django_db
 
@@ -38,23 +36,8 @@ def delivery():
                                    status="sent", sent_at=timezone.now(), esp_message_id=MESSAGE_ID, paper_ids=[1])
 
 
-def post_ses_event(recipient, event_type, details):
-    """An SES event-publishing notification through SNS to anymail's tracking webhook."""
-    ses = {
-        "eventType": event_type,
-        "mail": {"timestamp": "2026-11-20T07:14:58.000Z", "messageId": MESSAGE_ID, "destination": [recipient],
-                 "headers": []},
-        **details,
-    }
-    sns_id = f"sns-{event_type}"
-    notification = {
-        "Type": "Notification", "MessageId": sns_id, "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses",
-        "Message": json.dumps(ses), "Timestamp": "2026-11-20T07:15:01.000Z", "SignatureVersion": "1",
-    }
-    auth = "Basic " + base64.b64encode(WEBHOOK_SECRET.encode()).decode()
-    return Client().post("/anymail/amazon_ses/tracking/", data=json.dumps(notification),
-                         content_type="text/plain; charset=UTF-8", HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification",
-                         HTTP_X_AMZ_SNS_MESSAGE_ID=sns_id, HTTP_AUTHORIZATION=auth)
+def post_not_sent(recipient, event_type, details):
+    return post_ses_event(ses_event(event_type, recipient, MESSAGE_ID, **details), f"sns-{event_type}", WEBHOOK_SECRET)
 
 
 @pytest.mark.parametrize(("event_type", "details", "said"), [
@@ -66,7 +49,7 @@ def test_a_message_ses_did_not_send_fails_its_delivery_and_leaves_the_reader_alo
     delivery, django_capture_on_commit_callbacks, caplog, event_type, details, said
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        assert post_ses_event(delivery.subscriber.email, event_type, details).status_code == 200
+        assert post_not_sent(delivery.subscriber.email, event_type, details).status_code == 200
 
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.sent_at is None
@@ -80,7 +63,7 @@ def test_a_message_ses_did_not_send_fails_its_delivery_and_leaves_the_reader_alo
 def test_a_rendering_failure_does_not_undo_another_failure(delivery, django_capture_on_commit_callbacks):
     Delivery.objects.filter(pk=delivery.pk).update(status="failed", reason="recipient refused")
     with django_capture_on_commit_callbacks(execute=True):
-        post_ses_event(delivery.subscriber.email, "Rendering Failure", {"failure": {"errorMessage": RENDERING_ERROR}})
+        post_not_sent(delivery.subscriber.email, "Rendering Failure", {"failure": {"errorMessage": RENDERING_ERROR}})
 
     delivery.refresh_from_db()
     assert (delivery.status, delivery.reason) == ("failed", "recipient refused")
