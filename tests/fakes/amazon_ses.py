@@ -51,6 +51,7 @@ class FakeSES(BackgroundHTTPServer):
     def __init__(self):
         super().__init__()
         self.calls = []
+        self.answers = []  # the entries' results of each call answered 200, in the order of ``calls``
         self._lock = threading.Lock()
         self._scripted = deque()
 
@@ -68,7 +69,17 @@ class FakeSES(BackgroundHTTPServer):
             return answer
         entries = call.get("BulkEmailEntries", [])
         results = [{"Status": "SUCCESS", "MessageId": f"ses-{number}-{n}"} for n in range(len(entries))]
-        return answer(entries, results) if answer is not None else results
+        results = answer(entries, results) if answer is not None else results
+        with self._lock:
+            self.answers.append((entries, results))
+        return results
+
+    def delivered(self):
+        """Every address of an entry answered SUCCESS: the messages SES took, in order."""
+        with self._lock:
+            answered = list(self.answers)
+        return [address for entries, results in answered for entry, result in zip(entries, results)
+                if result.get("Status") == "SUCCESS" for address in entry["Destination"]["ToAddresses"]]
 
     def recipients(self):
         """Every address the calls read carried, in order (one per bulk entry)."""
