@@ -323,6 +323,19 @@ def postmark_batch_answer(response, parts):
     return BatchAnswer(message_ids, frozenset(refused), frozenset(not_taken))
 
 
+# --- Amazon SES bulk answers ------------------------------------------------------------
+#
+# SES answers a bulk call with one result per entry, in the order sent, each with its own Status.
+# anymail makes each recipient's "queued" (SUCCESS) or "failed" (any other Status), and raises for
+# the whole call when every entry has the same other Status.
+
+# The Statuses that say "not now", not "never": SES may take the entry later.
+SES_DEFERRING_STATUSES = {
+    "ACCOUNT_THROTTLED", "ACCOUNT_DAILY_QUOTA_EXCEEDED", "ACCOUNT_SENDING_PAUSED",
+    "CONFIGURATION_SET_SENDING_PAUSED", "TRANSIENT_FAILURE",
+}
+
+
 def header_key(name):
     """A header name as anymail writes it in Mailgun's ``h:`` fields (``Message-ID`` → ``Message-Id``)."""
     return "-".join(word.capitalize() for word in name.split("-"))

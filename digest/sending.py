@@ -69,6 +69,7 @@ from . import calls, pause
 from .allocator import keep_freed_memory
 from .emails import BatchPart, build_batch_email, build_email
 from .esp import (
+    SES_DEFERRING_STATUSES,
     BatchAnswer,
     MailgunBatch,
     batch_style,
@@ -815,8 +816,6 @@ def classify_send_error(exc):
 # the fix; transient, the task stops at the first such call and its retries (then the ticks'
 # hand-outs of pending rows) send the digests once it is fixed.
 ACCOUNT_REFUSED = {401, 403, 404}
-# What SES answers for every entry of a bulk call it took none of, when it may take them later.
-SES_DEFERRING_STATUSES = {"ACCOUNT_THROTTLED", "TRANSIENT_FAILURE"}
 # AWS's error codes for "too many requests", some of them answered with a 400.
 AWS_THROTTLING_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException"}
 

@@ -64,6 +64,7 @@ def every_entry(status):
 
 @pytest.mark.parametrize("answer", [Refusal(429, "TooManyRequestsException"), Refusal(400, "Throttling"),
                                     Refusal(503, "ServiceUnavailable"), every_entry("ACCOUNT_THROTTLED"),
+                                    every_entry("ACCOUNT_DAILY_QUOTA_EXCEEDED"),
                                     Refusal(403, "AccessDeniedException")])
 def test_a_deferred_call_returns_its_readers_to_pending_and_the_retry_sends_each_once(ses, readers, answer):
     ses.script(answer)
