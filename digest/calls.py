@@ -18,8 +18,11 @@ The rule that sends a reader at most once:
 - A delivery's status is its own once it is not ``pending``; before that it is
   its live, unsettled call's, if it has one (``effective``).
 - A call the ESP surely did not take is ``returned``: its readers may be claimed
-  again. A call whose outcome is unknown stays ``sending`` and is failed by the
-  stale sweep, never resent.
+  again. A reader whose own message the ESP surely did not take in a call it took
+  (an SES bulk entry throttled) leaves the call before the call is marked sent
+  (``release_recipients``): no longer carried, claimed again like the others. A
+  call whose outcome is unknown stays ``sending`` and is failed by the stale
+  sweep, never resent.
 
 Once a call is over, ``settle_calls`` copies its outcome onto its rows (the
 beat's sweep does it for every finished call, an ESP webhook for the call of the
@@ -200,6 +203,28 @@ def return_call(token, reason):
     ids = list(returned.values_list("delivery_ids", flat=True))
     if returned.update(status=SendCall.Status.RETURNED, reason=reason[:300], finished_at=timezone.now()):
         Delivery.objects.filter(pk__in=ids[0], status=Delivery.Status.PENDING).update(
+            attempts=F("attempts") + 1, reason=reason[:300]
+        )
+
+
+def release_recipients(token, ids, reason):
+    """The ESP took call ``token`` (still ``sending``) but surely not the messages of deliveries
+    ``ids``: they leave the call, which no longer carries them nor holds their papers, so that
+    settling it never writes them and a later call may claim them. Their rows count the attempt
+    and say why, as in ``return_call``; a call left with no one is returned whole."""
+    with transaction.atomic():
+        call = SendCall.objects.select_for_update().filter(token=token, status=SendCall.Status.SENDING).first()
+        if call is None:
+            return
+        released = set(ids) & set(call.delivery_ids)
+        kept = [delivery_id for delivery_id in call.delivery_ids if delivery_id not in released]
+        if not kept:
+            return return_call(token, reason)
+        papers = json.loads(call.papers or "{}")
+        call.papers = json.dumps({key: value for key, value in papers.items() if int(key) not in released})
+        call.delivery_ids, call.first_delivery_id, call.last_delivery_id = kept, min(kept), max(kept)
+        call.save(update_fields=["delivery_ids", "papers", "first_delivery_id", "last_delivery_id"])
+        Delivery.objects.filter(pk__in=sorted(released), status=Delivery.Status.PENDING).update(
             attempts=F("attempts") + 1, reason=reason[:300]
         )
 

@@ -151,12 +151,14 @@ PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+")
 @dataclass(frozen=True)
 class BatchAnswer:
     """What the ESP said about one batch call: each recipient's message id, the refused ones
-    (their addresses: to be suppressed), and the ones whose message it did not take for another
-    reason (its own limits, an error of that message: the reader is not to blame)."""
+    (their addresses: to be suppressed), the ones whose message it did not take for another
+    reason (an error of that message: the reader is not to blame), and the ones whose message it
+    did not take this time (its rate, its quota, a pause of the account: to be sent later)."""
 
     message_ids: list
     refused: frozenset = frozenset()
     not_taken: frozenset = frozenset()
+    deferred: frozenset = frozenset()
 
 
 def recipient_address(address, backend):
@@ -323,7 +325,7 @@ def postmark_batch_answer(response, parts):
     return BatchAnswer(message_ids, frozenset(refused), frozenset(not_taken))
 
 
-# --- Amazon SES bulk answers ------------------------------------------------------------
+# --- Amazon SES bulk answers, read entry by entry --------------------------------------
 #
 # SES answers a bulk call with one result per entry, in the order sent, each with its own Status.
 # anymail makes each recipient's "queued" (SUCCESS) or "failed" (any other Status), and raises for
@@ -334,6 +336,27 @@ SES_DEFERRING_STATUSES = {
     "ACCOUNT_THROTTLED", "ACCOUNT_DAILY_QUOTA_EXCEEDED", "ACCOUNT_SENDING_PAUSED",
     "CONFIGURATION_SET_SENDING_PAUSED", "TRANSIENT_FAILURE",
 }
+
+
+def amazon_ses_batch_answer(response, parts):
+    """The ``BatchAnswer`` of an SES bulk call from each entry's own Status, or None when
+    ``response`` is not an SES bulk answer with one result per message of ``parts``."""
+    if anymail_esp() != "amazon_ses" or not isinstance(response, dict):
+        return None
+    results = response.get("BulkEmailEntryResults")
+    if not isinstance(results, list) or len(results) != len(parts):
+        return None
+    if not all(isinstance(result, dict) for result in results):
+        return None
+    message_ids, not_taken, deferred = [], set(), set()
+    for part, result in zip(parts, results):
+        status = result.get("Status")
+        message_ids.append(str(result.get("MessageId") or "") if status == "SUCCESS" else "")
+        if status in SES_DEFERRING_STATUSES:
+            deferred.add(part.to.lower())
+        elif status != "SUCCESS":
+            not_taken.add(part.to.lower())
+    return BatchAnswer(message_ids, not_taken=frozenset(not_taken), deferred=frozenset(deferred))
 
 
 def header_key(name):

@@ -13,7 +13,8 @@
 4. The outcome is recorded: ``sent`` with each recipient's ESP message id,
    ``skipped`` with a reason, ``failed`` for a permanent refusal (a refused
    recipient is suppressed too), or back to ``pending`` when the ESP surely
-   did not take the message (connection refused, 5xx, 429), so a retry may send it.
+   did not take the message (connection refused, 5xx, 429, an SES bulk entry
+   throttled), so a retry may send it.
 5. When the outcome is unknown (a timeout, a dropped connection, a worker that
    died) the rows stay in ``sending``; ``reconcile_stale_deliveries`` marks
    them ``failed`` after DIGEST_SENDING_STALE_MINUTES, never resends them.
@@ -72,6 +73,7 @@ from .esp import (
     SES_DEFERRING_STATUSES,
     BatchAnswer,
     MailgunBatch,
+    amazon_ses_batch_answer,
     batch_style,
     batches,
     digest_esp_extra,
@@ -98,6 +100,7 @@ PREPARED_EDITIONS_KEPT = 4
 REFUSED_STATUSES = {"rejected", "invalid"}
 NOT_TAKEN_STATUSES = {"failed"}  # anymail's word for an SES bulk entry not accepted
 NOT_TAKEN = "the ESP did not take this recipient's message"
+NOT_TAKEN_NOW = "the ESP did not take this recipient's message this time (its rate, its quota or a pause)"
 NOTHING_RELEVANT = "no paper passed the relevance threshold"
 NOTHING_NEW = "no new papers in this edition"
 PAUSED = "an operator paused digest sending"
@@ -158,6 +161,10 @@ class SessionNotOpened(Exception):
 class TransientSendError(Exception):
     """The ESP did not take some messages this time, or the task stopped before trying them;
     their deliveries are pending again."""
+
+
+class RecipientsDeferred(Exception):
+    """The ESP took a call but not these recipients' messages, for now: deferred, as a call is."""
 
 
 @dataclass
@@ -801,7 +808,7 @@ def classify_send_error(exc):
         return "permanent"
     if isinstance(exc, AnymailAPIError) and (boto_error(exc) or bulk_entries_refused(exc)):
         return classify_amazon_ses_error(exc)
-    if isinstance(exc, (ConnectionRefusedError, smtplib.SMTPConnectError, SessionNotOpened)):
+    if isinstance(exc, (ConnectionRefusedError, smtplib.SMTPConnectError, SessionNotOpened, RecipientsDeferred)):
         return "transient"
     if isinstance(exc, (smtplib.SMTPServerDisconnected, TimeoutError)):
         return "unknown"
@@ -920,10 +927,12 @@ class CallClaims:
         calls.note_unknown_outcome(token, text)
 
 
-class RefusedInCall(CallClaims):
-    """Recipients the ESP refused in a call it took: their own rows fail, the call stays sent."""
+class RecipientsInCall(CallClaims):
+    """Recipients of a call the ESP took whose own message it refused (their rows fail) or
+    deferred (they leave the call, to be claimed again); the call stays sent for the others."""
 
     refused = staticmethod(calls.fail_refused_recipients)
+    deferred = staticmethod(calls.release_recipients)
 
 
 def record_send_error(token, deliveries, exc, report, claims=RowClaims):
@@ -1133,7 +1142,8 @@ class AnymailBatch:
                 raise
             return answer
         response = self.message.anymail_status.esp_response
-        return postmark_batch_answer(response, self.parts) or answer_of(self.message, self.parts)
+        return (postmark_batch_answer(response, self.parts) or amazon_ses_batch_answer(response, self.parts)
+                or answer_of(self.message, self.parts))
 
 
 def answer_of(message, parts):
@@ -1144,25 +1154,41 @@ def answer_of(message, parts):
     return BatchAnswer(esp_message_ids(message, [part.to for part in parts]), refused, not_taken)
 
 
+@dataclass
+class SplitAnswer:
+    """A call's deliveries by what the ESP said of each: ``sent`` holds (delivery, message id)."""
+
+    refused: list = field(default_factory=list)
+    not_taken: list = field(default_factory=list)
+    deferred: list = field(default_factory=list)
+    sent: list = field(default_factory=list)
+
+
 def split_answer(group, answer):
-    """The deliveries whose recipient the ESP refused, those whose message it did not take, and
-    (delivery, message id) of the others."""
-    if not answer.refused and not answer.not_taken:  # the usual answer: every recipient taken
-        return [], [], [(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)]
-    refused, not_taken, sent = [], [], []
+    """The deliveries whose recipient the ESP refused, those whose message it did not take, those
+    whose message it did not take this time, and (delivery, message id) of the others."""
+    if not answer.refused and not answer.not_taken and not answer.deferred:  # the usual answer: all taken
+        return SplitAnswer(sent=[(c.delivery, message_id) for c, message_id in zip(group, answer.message_ids)])
+    split = SplitAnswer()
     for c, message_id in zip(group, answer.message_ids):
         email = c.delivery.subscriber.email.lower()
         if email in answer.refused:
-            refused.append(c.delivery)
+            split.refused.append(c.delivery)
         elif email in answer.not_taken:
-            not_taken.append(c.delivery)
+            split.not_taken.append(c.delivery)
+        elif email in answer.deferred:
+            split.deferred.append(c.delivery)
         else:
-            sent.append((c.delivery, message_id))
-    return refused, not_taken, sent
+            split.sent.append((c.delivery, message_id))
+    return split
 
 
 def recipients_refused():
     return AnymailRecipientsRefused("the ESP refused these recipients")
+
+
+def recipients_deferred():
+    return RecipientsDeferred(NOT_TAKEN_NOW)
 
 
 def record_not_taken(token, deliveries, report, claims):
@@ -1175,28 +1201,35 @@ def record_not_taken(token, deliveries, report, claims):
 
 
 def record_answer(token, group, answer, report):
-    """Each recipient's status in the ESP's answer decides their row."""
-    refused, not_taken, sent = split_answer(group, answer)
-    if refused:
-        record_send_error(token, refused, recipients_refused(), report)
-    if not_taken:
-        record_not_taken(token, not_taken, report, RowClaims)
-    with PHASES.phase("record", len(sent)):
-        record_sent(token, sent)
-    report.sent += len(sent)
+    """Each recipient's status in the ESP's answer decides their row; a recipient deferred
+    (``RecipientsDeferred``) is pending again, and the task stops for its retry as after a
+    deferred call."""
+    split = split_answer(group, answer)
+    if split.refused:
+        record_send_error(token, split.refused, recipients_refused(), report)
+    if split.not_taken:
+        record_not_taken(token, split.not_taken, report, RowClaims)
+    if split.deferred:
+        record_send_error(token, split.deferred, recipients_deferred(), report)
+    with PHASES.phase("record", len(split.sent)):
+        record_sent(token, split.sent)
+    report.sent += len(split.sent)
 
 
 def record_call_answer(token, group, answer, report):
     """``record_answer`` for a call claimed as a whole: one row written for the call, and one
-    for each recipient the ESP refused or did not take (``RefusedInCall``)."""
-    refused, not_taken, sent = split_answer(group, answer)
-    sent = {delivery.id: message_id for delivery, message_id in sent}
+    for each recipient the ESP refused or did not take (``RecipientsInCall``). The deferred
+    recipients leave the call before it is marked sent: settling it never reaches them."""
+    split = split_answer(group, answer)
+    if split.deferred:
+        record_send_error(token, split.deferred, recipients_deferred(), report, RecipientsInCall)
+    sent = {delivery.id: message_id for delivery, message_id in split.sent}
     with PHASES.phase("record", len(sent)):
         calls.record_call_sent(token, sent)
-    if refused:
-        record_send_error(token, refused, recipients_refused(), report, RefusedInCall)
-    if not_taken:
-        record_not_taken(token, not_taken, report, RefusedInCall)
+    if split.refused:
+        record_send_error(token, split.refused, recipients_refused(), report, RecipientsInCall)
+    if split.not_taken:
+        record_not_taken(token, split.not_taken, report, RecipientsInCall)
     report.sent += len(sent)
     log.info("digests sent edition=%s recipients=%d esp_message_id=%s", group[0].delivery.edition_id, len(sent),
              answer.message_ids[0] if len(set(answer.message_ids)) == 1 else "(one per recipient)")

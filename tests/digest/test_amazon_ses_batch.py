@@ -5,9 +5,14 @@ gives them; only the endpoint is an imitation of SES on the loopback interface
 (``tests.fakes.amazon_ses``), which records what it read and answers as SES does.
 """
 
-import pytest
+from collections import Counter
+from datetime import timedelta
 
-from digest.sending import TransientSendError, send_edition_to
+import pytest
+from django.utils import timezone
+
+from digest.models import Delivery, SendCall
+from digest.sending import TransientSendError, reconcile_stale_deliveries, send_edition_to
 from subscriptions.models import Subscriber
 from tests import ledger
 from tests.digest.builders import built_edition
@@ -62,10 +67,26 @@ def every_entry(status):
     return lambda entries, results: [{"Status": status, "Error": "Maximum sending rate exceeded."} for _ in results]
 
 
+def entries_answered(*statuses):
+    """Each entry's result given by its Status, in order (SUCCESS keeps the entry's message id);
+    the entries past ``statuses`` succeed."""
+
+    def answer(entries, results):
+        for n, status in enumerate(statuses):
+            if status != "SUCCESS":
+                results[n] = {"Status": status, "Error": f"{status} (imitated)"}
+        return results
+
+    return answer
+
+
 @pytest.mark.parametrize("answer", [Refusal(429, "TooManyRequestsException"), Refusal(400, "Throttling"),
                                     Refusal(503, "ServiceUnavailable"), every_entry("ACCOUNT_THROTTLED"),
                                     every_entry("ACCOUNT_DAILY_QUOTA_EXCEEDED"),
-                                    Refusal(403, "AccessDeniedException")])
+                                    entries_answered("ACCOUNT_THROTTLED", "TRANSIENT_FAILURE", "ACCOUNT_THROTTLED"),
+                                    Refusal(403, "AccessDeniedException")],
+                         ids=["429", "400 Throttling", "503", "every entry throttled", "every entry over quota",
+                              "every entry deferred, not all alike", "403"])
 def test_a_deferred_call_returns_its_readers_to_pending_and_the_retry_sends_each_once(ses, readers, answer):
     ses.script(answer)
     edition, ids = built_edition(), [r.pk for r in readers]
@@ -107,12 +128,8 @@ def test_the_ses_client_waits_esp_timeout_seconds(settings):
 @pytest.mark.parametrize("per_call", [True, False])
 def test_an_entry_ses_did_not_take_fails_alone_and_its_reader_is_not_blamed(ses, readers, settings, per_call):
     settings.DIGEST_CLAIMS_PER_CALL = per_call
+    ses.script(entries_answered("SUCCESS", "MESSAGE_REJECTED"))
 
-    def second_throttled(entries, results):
-        results[1] = {"Status": "ACCOUNT_THROTTLED", "Error": "Maximum sending rate exceeded."}
-        return results
-
-    ses.script(second_throttled)
     report = send_edition_to(built_edition(), [r.pk for r in readers])
 
     [call] = ses.calls
@@ -120,3 +137,78 @@ def test_an_entry_ses_did_not_take_fails_alone_and_its_reader_is_not_blamed(ses,
     assert report.sent == 2 and report.failed == 1
     assert ledger.of(not_taken).status == "failed" and ledger.count("sent") == 2
     assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}
+
+
+# One call of six entries: two taken, two throttled, one failing for the moment, one rejected.
+MIXED_ANSWER = ("SUCCESS", "ACCOUNT_THROTTLED", "MESSAGE_REJECTED", "TRANSIENT_FAILURE", "SUCCESS",
+                "ACCOUNT_THROTTLED")
+
+
+def readers_of_entries(call, readers, *statuses):
+    """The readers whose entry of ``call`` was answered one of ``statuses`` in ``MIXED_ANSWER``."""
+    addresses = {entry["Destination"]["ToAddresses"][0] for entry, status
+                 in zip(call["BulkEmailEntries"], MIXED_ANSWER) if status in statuses}
+    return [r for r in readers if r.email in addresses]
+
+
+@pytest.fixture
+def eight_readers(settings):
+    """Eight readers, sent in calls of six, one call at a time."""
+    settings.DIGEST_ESP_BATCH_LIMIT = 6
+    settings.DIGEST_ESP_CALLS_IN_FLIGHT = 1
+    return [SubscriberFactory(interests=("diffusion models", "language models", "")[n % 3]) for n in range(8)]
+
+
+@pytest.mark.parametrize("per_call", [True, False])
+def test_entries_ses_deferred_are_pending_again_and_the_retry_sends_each_reader_once(
+    ses, eight_readers, settings, per_call
+):
+    settings.DIGEST_CLAIMS_PER_CALL = per_call
+    edition, ids = built_edition(), [r.pk for r in eight_readers]
+    ses.script(entries_answered(*MIXED_ANSWER))
+
+    with pytest.raises(TransientSendError) as raised:
+        send_edition_to(edition, ids)
+
+    [call] = ses.calls  # the task stopped after the call with deferred entries
+    report = raised.value.args[1]
+    assert (report.sent, report.failed, len(report.transient)) == (2, 1, 3)
+    deferred = readers_of_entries(call, eight_readers, "ACCOUNT_THROTTLED", "TRANSIENT_FAILURE")
+    [rejected] = readers_of_entries(call, eight_readers, "MESSAGE_REJECTED")
+    taken = readers_of_entries(call, eight_readers, "SUCCESS")
+    assert {ledger.of(r).status for r in deferred} == {"pending"}
+    assert ledger.of(rejected).status == "failed" and {ledger.of(r).status for r in taken} == {"sent"}
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}
+
+    assert send_edition_to(edition, ids).sent == 5  # the retry: the deferred three and the two never tried
+
+    assert len(ses.calls) == 2
+    assert Counter(ses.delivered()) == Counter(r.email for r in eight_readers if r != rejected)
+    assert ledger.count("sent") == 7 and ledger.of(rejected).status == "failed"
+
+
+def test_the_sweep_never_settles_a_reader_ses_deferred_in_a_call_it_took(ses, eight_readers, settings):
+    settings.DIGEST_CLAIMS_PER_CALL = True
+    edition, ids = built_edition(), [r.pk for r in eight_readers[:6]]
+    ses.script(entries_answered(*MIXED_ANSWER))
+    with pytest.raises(TransientSendError):
+        send_edition_to(edition, ids)
+    [call] = ses.calls
+    deferred = readers_of_entries(call, eight_readers, "ACCOUNT_THROTTLED", "TRANSIENT_FAILURE")
+
+    reconcile_stale_deliveries(now=timezone.now() + timedelta(days=1))
+
+    [made] = SendCall.objects.all()
+    assert made.status == "sent" and made.settled_at is not None
+    assert not {r.pk for r in deferred} & set(Delivery.objects.filter(pk__in=made.delivery_ids)
+                                                .values_list("subscriber_id", flat=True))
+    rows = Delivery.objects.filter(subscriber__in=deferred)
+    assert [(d.status, d.attempts, d.paper_ids) for d in rows] == [("pending", 1, [])] * 3
+    assert {ledger.of(r).status for r in deferred} == {"pending"}
+    assert ledger.count("sent") == 2 and ledger.count("failed") == 1
+
+    assert send_edition_to(edition, ids).sent == 3
+    reconcile_stale_deliveries(now=timezone.now() + timedelta(days=1))
+    assert set(rows.values_list("status", flat=True)) == {"sent"}
+    assert Counter(ses.delivered()) == Counter(r.email for r in deferred + readers_of_entries(
+        call, eight_readers, "SUCCESS"))
