@@ -810,6 +810,8 @@ def classify_send_error(exc):
         return classify_amazon_ses_error(exc)
     if isinstance(exc, (ConnectionRefusedError, smtplib.SMTPConnectError, SessionNotOpened, RecipientsDeferred)):
         return "transient"
+    if isinstance(exc, smtplib.SMTPSenderRefused):  # our sender, not the reader: as ACCOUNT_REFUSED below
+        return "transient"
     if isinstance(exc, (smtplib.SMTPServerDisconnected, TimeoutError)):
         return "unknown"
     if isinstance(exc, smtplib.SMTPResponseException):
@@ -818,7 +820,8 @@ def classify_send_error(exc):
 
 
 # The ESP refused our account, not the message: a wrong or revoked API key (401), a sender domain
-# or identity not allowed (403), a sending domain it does not know (404). It took nothing, and the
+# or identity not allowed (403), a sending domain it does not know (404); over SMTP, a relay
+# refusing our MAIL FROM (5xx: this sender may not send through it; 4xx: not now). It took nothing, and the
 # fault is a setting an operator fixes: permanent, every reader of the day would be failed before
 # the fix; transient, the task stops at the first such call and its retries (then the ticks'
 # hand-outs of pending rows) send the digests once it is fixed.

@@ -164,3 +164,24 @@ def test_a_session_the_server_never_opens_sends_nothing_and_leaves_every_digest_
     assert sorted(rows.values_list("status", flat=True)) == ["pending"] * 3
     assert rows.filter(reason__startswith="SessionNotOpened").count() == 1
     assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}
+
+
+@pytest.mark.parametrize("reply", ["550 5.7.1 Sender address rejected: not owned by user paperboy",
+                                   "451 4.3.0 Sender verification unavailable, try again"])
+def test_a_relay_refusing_our_sender_fails_no_digest_and_the_retry_sends_each_once(smtp_settings, reply):
+    """The relay refuses MAIL FROM (DEFAULT_FROM_EMAIL not allowed through it, or not now): a
+    setting to fix, not the readers' fault, so every digest waits for the retry."""
+    readers = SubscriberFactory.create_batch(3, interests="")
+    edition = built_edition()
+    with SmtpSink(refuse_sender=reply) as sink:
+        smtp_settings(sink)
+        with pytest.raises(TransientSendError):
+            send_edition_to(edition, [r.pk for r in readers])
+        rows = Delivery.objects.all()
+        assert sorted(rows.values_list("status", flat=True)) == ["pending"] * 3
+        assert rows.filter(reason__startswith="SMTPSenderRefused").count() == 1  # the task stopped at the first
+        assert set(Subscriber.objects.values_list("status", flat=True)) == {"active"}
+
+        sink.refuse_sender = None  # the sender is allowed now
+        assert send_edition_to(edition, [r.pk for r in readers]).sent == 3
+    assert received_by(sink) == sorted(r.email for r in readers)

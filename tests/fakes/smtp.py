@@ -42,6 +42,8 @@ class _Collector:
         return "221 Bye"
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.sink.refuse_sender:
+            return self.sink.refuse_sender
         session.messages = getattr(session, "messages", 0) + 1
         if self.sink.messages_per_connection and session.messages > self.sink.messages_per_connection:
             return "421 4.7.0 Too many messages in this session, closing connection"
@@ -73,11 +75,13 @@ class SmtpSink:
     as ``"550 5.1.1 No such user"`` or ``"451 4.7.1 Try again later"`` (``sink.refused`` lists
     each refused RCPT's address). ``refuse_login``: the
     server offers AUTH (without TLS) and answers every login 535, until the test sets
-    ``sink.refuse_login`` to False; then it takes any login. ``sink.connections`` counts
+    ``sink.refuse_login`` to False; then it takes any login. ``refuse_sender``: the reply every
+    ``MAIL FROM`` gets while it is set (``"550 5.7.1 Sender address rejected"``). ``sink.connections`` counts
     the sessions clients opened (their EHLOs), ``sink.quits`` the ones they ended with QUIT.
     """
 
-    def __init__(self, port=0, drop_once=None, messages_per_connection=0, refuse=None, refuse_login=False):
+    def __init__(self, port=0, drop_once=None, messages_per_connection=0, refuse=None, refuse_login=False,
+                 refuse_sender=None):
         login = {"auth_require_tls": False, "authenticator": self.check_login} if refuse_login else {}
         self._controller = Controller(_Collector(self), hostname="127.0.0.1", port=port or free_port(), **login)
         self._lock = threading.Lock()
@@ -88,6 +92,7 @@ class SmtpSink:
         self.refuse = {address.lower(): reply for address, reply in (refuse or {}).items()}
         self.refused = []  # each RCPT TO answered with a refusal, as its address
         self.refuse_login = refuse_login
+        self.refuse_sender = refuse_sender
 
     def count_connection(self):
         with self._lock:
