@@ -1042,6 +1042,26 @@ def send_one_reconnecting(connection, message):
                 raise
 
 
+# An SMTP session left unused this long is checked (NOOP) before the next message: a relay may
+# have ended it meanwhile, and a message sent into an ended session has an unknown outcome.
+SMTP_IDLE_CHECK_SECONDS = 10
+
+
+def close_if_ended_while_idle(connection, idle_since):
+    """Close ``connection``, an SMTP session unused since ``idle_since``, if the relay no longer
+    answers it, so that the next message opens a new session instead of finding out mid-send."""
+    session = getattr(connection, "connection", None)
+    if not isinstance(session, smtplib.SMTP) or time.monotonic() - idle_since < SMTP_IDLE_CHECK_SECONDS:
+        return
+    try:
+        answered = session.noop()[0] == 250
+    except (smtplib.SMTPException, OSError):
+        answered = False
+    if not answered:
+        with suppress(Exception):  # saying goodbye to an ended session may fail too
+            connection.close()
+
+
 def send_individually(items, report):
     """One message per reader over one connection (SMTP, the outbox, ESPs without batching).
 
@@ -1058,6 +1078,7 @@ def send_individually(items, report):
     """
     connection = get_connection()
     esp_extra = digest_esp_extra()
+    idle_since = time.monotonic()
     try:
         for group in chunked(items, ONE_BY_ONE_GROUP):
             if report.must_stop("one by one"):
@@ -1072,9 +1093,11 @@ def send_individually(items, report):
                                       bodies=(c.part.text, c.part.html), metadata=c.part.metadata,
                                       esp_extra=esp_extra)
                 try:
+                    close_if_ended_while_idle(connection, idle_since)
                     sent.append((c.delivery, send_one_reconnecting(connection, message)))
                 except Exception as exc:  # classified; nothing is lost
                     record_send_error(token, [c.delivery], exc, report)
+                idle_since = time.monotonic()
             record_sent(token, sent)
             report.sent += len(sent)
             if report.stopped:

@@ -1,10 +1,13 @@
 """Sending one by one over a real SMTP server (aiosmtpd on 127.0.0.1) with Django's SMTP backend."""
 
 import socket
+import time
 
 import environ
 import pytest
 
+from digest import sending
+from digest.emails import build_email
 from digest.models import Delivery
 from digest.sending import TransientSendError, send_edition_to
 from digest.services import send_preview_digest
@@ -185,3 +188,27 @@ def test_a_relay_refusing_our_sender_fails_no_digest_and_the_retry_sends_each_on
         sink.refuse_sender = None  # the sender is allowed now
         assert send_edition_to(edition, [r.pk for r in readers]).sent == 3
     assert received_by(sink) == sorted(r.email for r in readers)
+
+
+def test_a_session_the_relay_closed_while_idle_is_reopened_before_the_next_digest(smtp_settings, monkeypatch):
+    """A relay ends a session left idle (RFC 5321 lets it after minutes; some wait seconds). Sent
+    into the closed session, a digest's outcome would be unknown: the session is checked first."""
+    readers = SubscriberFactory.create_batch(2, interests="")
+    monkeypatch.setattr(sending, "SMTP_IDLE_CHECK_SECONDS", 0.2)
+    built = []
+
+    def slowly_built_email(*args, **kwargs):
+        if built:
+            time.sleep(1.0)  # a pause between two digests, longer than the relay waits
+        built.append(args)
+        return build_email(*args, **kwargs)
+
+    monkeypatch.setattr(sending, "build_email", slowly_built_email)
+    with SmtpSink(idle_timeout=0.5) as sink:
+        smtp_settings(sink)
+        report = send_edition_to(built_edition(), [r.pk for r in readers])
+
+    assert report.sent == 2
+    assert received_by(sink) == sorted(r.email for r in readers)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert sink.connections == 2  # the first session, closed by the relay, and a new one

@@ -76,14 +76,16 @@ class SmtpSink:
     each refused RCPT's address). ``refuse_login``: the
     server offers AUTH (without TLS) and answers every login 535, until the test sets
     ``sink.refuse_login`` to False; then it takes any login. ``refuse_sender``: the reply every
-    ``MAIL FROM`` gets while it is set (``"550 5.7.1 Sender address rejected"``). ``sink.connections`` counts
+    ``MAIL FROM`` gets while it is set (``"550 5.7.1 Sender address rejected"``). ``idle_timeout``:
+    seconds after which the server closes a session that sent nothing (relays do, after minutes). ``sink.connections`` counts
     the sessions clients opened (their EHLOs), ``sink.quits`` the ones they ended with QUIT.
     """
 
     def __init__(self, port=0, drop_once=None, messages_per_connection=0, refuse=None, refuse_login=False,
-                 refuse_sender=None):
+                 refuse_sender=None, idle_timeout=None):
         login = {"auth_require_tls": False, "authenticator": self.check_login} if refuse_login else {}
-        self._controller = Controller(_Collector(self), hostname="127.0.0.1", port=port or free_port(), **login)
+        idle = {"timeout": idle_timeout} if idle_timeout else {}
+        self._controller = Controller(_Collector(self), hostname="127.0.0.1", port=port or free_port(), **login, **idle)
         self._lock = threading.Lock()
         self._messages: list[ReceivedMail] = []
         self._drop = {drop_once.lower()} if drop_once else set()
