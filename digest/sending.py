@@ -808,9 +808,7 @@ def classify_send_error(exc):
         return "permanent"
     if isinstance(exc, AnymailAPIError) and (boto_error(exc) or bulk_entries_refused(exc)):
         return classify_amazon_ses_error(exc)
-    if isinstance(exc, (ConnectionRefusedError, smtplib.SMTPConnectError, SessionNotOpened, RecipientsDeferred)):
-        return "transient"
-    if isinstance(exc, smtplib.SMTPSenderRefused):  # our sender, not the reader: as ACCOUNT_REFUSED below
+    if isinstance(exc, NOTHING_SENT_FOR_NOW):
         return "transient"
     if isinstance(exc, (smtplib.SMTPServerDisconnected, TimeoutError)):
         return "unknown"
@@ -821,11 +819,15 @@ def classify_send_error(exc):
 
 # The ESP refused our account, not the message: a wrong or revoked API key (401), a sender domain
 # or identity not allowed (403), a sending domain it does not know (404); over SMTP, a relay
-# refusing our MAIL FROM (5xx: this sender may not send through it; 4xx: not now). It took nothing, and the
-# fault is a setting an operator fixes: permanent, every reader of the day would be failed before
-# the fix; transient, the task stops at the first such call and its retries (then the ticks'
-# hand-outs of pending rows) send the digests once it is fixed.
+# refusing our MAIL FROM (``SMTPSenderRefused``: a 5xx, this sender may not send through it; a 4xx,
+# not now). It took nothing, and the fault is a setting an operator fixes: permanent, every reader
+# of the day would be failed before the fix; transient, the task stops at the first such call and
+# its retries (then the ticks' hand-outs of pending rows) send the digests once it is fixed.
 ACCOUNT_REFUSED = {401, 403, 404}
+# Errors after which nothing was sent and a later try may work, whatever their code.
+NOTHING_SENT_FOR_NOW = (
+    ConnectionRefusedError, smtplib.SMTPConnectError, SessionNotOpened, RecipientsDeferred, smtplib.SMTPSenderRefused,
+)
 # AWS's error codes for "too many requests", some of them answered with a 400.
 AWS_THROTTLING_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException"}
 

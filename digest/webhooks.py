@@ -73,6 +73,7 @@ HANDLED = {*TIMESTAMP_FIELDS, EventType.UNSUBSCRIBED, *NOT_SENT}
 # Events only a message the ESP took can cause: a hard bounce and a list drop too (it tried,
 # or refused it after taking the call), a complaint, an unsubscribe through its link.
 PROOF_OF_SENDING = {EventType.DELIVERED, EventType.OPENED, EventType.CLICKED, *STOPPING}
+TAKEN_BY_THE_ESP = PROOF_OF_SENDING | NOT_SENT  # events that show the ESP had the call
 MAILGUN_LIST_REASONS = {"suppress-unsubscribe": EventType.UNSUBSCRIBED, "suppress-complaint": EventType.COMPLAINED}
 
 
@@ -300,8 +301,7 @@ def apply_event(event_pk):
         outcomes = []
         paper = None
         if delivery is not None:
-            taken = event.event_type in PROOF_OF_SENDING or event.event_type in NOT_SENT  # the ESP had the call
-            delivery = calls.settle_call_of(delivery, proof_of_sending=taken)
+            delivery = calls.settle_call_of(delivery, proof_of_sending=event.event_type in TAKEN_BY_THE_ESP)
             stamp_delivery(delivery, event)
             outcomes.append(f"delivery {delivery.pk} updated")
             if event.event_type == EventType.CLICKED:
