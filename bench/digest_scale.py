@@ -346,13 +346,10 @@ class EspProcess:
 
 
 def start_database():
-    import psycopg
-
     from tests.servers import PostgresServer
 
     server = PostgresServer().start()
-    with psycopg.connect(server.url("postgres"), autocommit=True) as connection:
-        connection.execute("CREATE DATABASE bench")
+    server.create_database("bench")
     return server
 
 

@@ -134,14 +134,10 @@ def hf_response(count, seed=2):
 
 
 def start_database():
-    import psycopg
-
     from tests.servers import PostgresServer
 
     server = PostgresServer().start()
-    with psycopg.connect(server.url("postgres"), autocommit=True) as connection:
-        connection.execute("CREATE DATABASE bench")
-    os.environ["DATABASE_URL"] = server.url("bench")
+    os.environ["DATABASE_URL"] = server.create_database("bench")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("LOG_LEVEL", "ERROR")  # the skipped-item warnings are not the point here
     import django

@@ -718,12 +718,9 @@ def main(argv=None):
     results = {}
     try:
         postgres = PostgresServer().start()
-        import psycopg
-
-        with psycopg.connect(postgres.url("postgres"), autocommit=True) as connection:
-            connection.execute("CREATE DATABASE load")
+        database_url = postgres.create_database("load")
         redis_server = RedisServer().start()
-        env = app_environment(workdir, postgres.url("load"), redis_server.url(0))
+        env = app_environment(workdir, database_url, redis_server.url(0))
         setup_django(env)
         print(f"seeding {args.seconds * args.max_rate} subscribers …", flush=True)
         seeded = seed_subscribers(args.seconds * args.max_rate)

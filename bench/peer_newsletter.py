@@ -179,14 +179,10 @@ def start_database(kind):
     if kind == "sqlite":
         folder = tempfile.TemporaryDirectory(prefix="peer-bench-")
         return f"sqlite:///{folder.name}/peer.sqlite3", folder.cleanup
-    import psycopg
-
     from tests.servers import PostgresServer
 
     server = PostgresServer().start()
-    with psycopg.connect(server.url("postgres"), autocommit=True) as connection:
-        connection.execute("CREATE DATABASE peer")
-    return server.url("peer"), server.stop
+    return server.create_database("peer"), server.stop
 
 
 def main():

@@ -88,6 +88,12 @@ class PostgresServer:
     def url(self, dbname="paperboy"):
         return f"postgres://{self.user}@127.0.0.1:{self.port}/{dbname}"
 
+    def create_database(self, dbname):
+        """An empty database of the cluster (the benchmarks' own); its URL."""
+        with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{dbname}"')
+        return self.url(dbname)
+
     def stop(self):
         try:
             self._run(_pg_bin("pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop")
