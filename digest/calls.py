@@ -23,6 +23,11 @@ The rule that sends a reader at most once:
   (``release_recipients``): no longer carried, claimed again like the others. A
   call whose outcome is unknown stays ``sending`` and is failed by the stale
   sweep, never resent.
+- An ESP event proving one message of a call sent can be applied before the
+  worker records the call's answer: it settles the whole call as sent
+  (``settle_call_of``). The answer, recorded after it, still decides the readers
+  whose own message the ESP did not take: those rows, settled from the call and
+  named by no event of their own, are written again (``settled_by_proof_of_another``).
 
 Once a call is over, ``settle_calls`` copies its outcome onto its rows (the
 beat's sweep does it for every finished call, an ESP webhook for the call of the
@@ -40,12 +45,12 @@ from datetime import timedelta
 import orjson
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from subscriptions.models import Subscriber
 
-from .models import Delivery, SendCall
+from .models import Delivery, SendCall, WebhookEvent
 from .sql import id_array
 
 LIVE = (SendCall.Status.SENDING, SendCall.Status.SENT, SendCall.Status.FAILED)
@@ -185,15 +190,49 @@ def record_call_sent(token, message_ids):
         fields["esp_message_id"] = str(shared.pop())[:300]
     else:
         fields["recipient_message_ids"] = {str(i): str(m)[:300] for i, m in message_ids.items()}
-    SendCall.objects.filter(token=token, status=SendCall.Status.SENDING).update(**fields)
+    if SendCall.objects.filter(token=token, status=SendCall.Status.SENDING).update(**fields):
+        return
+    if SendCall.objects.filter(PROVED_BY_A_WEBHOOK, token=token).update(**fields):
+        record_message_ids_settled_without(token, message_ids)
+
+
+# A call an ESP event proved sent before its answer was recorded (``settle_call_of``).
+PROVED_BY_A_WEBHOOK = Q(status=SendCall.Status.SENT, reason=SETTLED_BY_WEBHOOK)
+
+
+def record_message_ids_settled_without(token, message_ids):
+    """The answer's message ids on the rows a webhook's proof settled before it came (so that
+    later events without our metadata find them by id). Only after that race: a row per id."""
+    by_id = {}
+    for delivery_id, message_id in message_ids.items():
+        by_id.setdefault(str(message_id)[:300], []).append(delivery_id)
+    for message_id, ids in by_id.items():
+        Delivery.objects.filter(pk__in=ids, send_token=token, esp_message_id="").update(esp_message_id=message_id)
+
+
+def lock_call(token):
+    """Hold call ``token``'s row until the transaction ends: a webhook proving it sent waits."""
+    list(SendCall.objects.select_for_update().filter(token=token).values_list("pk", flat=True))
+
+
+def settled_by_proof_of_another(token, ids):
+    """The rows of ``ids`` that call ``token``, proved sent by an ESP event about another of
+    its readers before its answer was recorded, was settled onto as sent, with no event of
+    their own: what the answer says of them is what happened."""
+    own_events = WebhookEvent.objects.filter(delivery=OuterRef("pk"))
+    return Delivery.objects.filter(
+        ~Exists(own_events), pk__in=list(ids), status=Delivery.Status.SENT, send_token=token,
+        reason=SETTLED_BY_WEBHOOK,
+    )
 
 
 def fail_refused_recipients(token, ids, reason):
     """The rows of recipients the ESP refused in call ``token`` that it took: failed, on their
-    own (the call still lists them; settling leaves rows that are no longer pending)."""
-    Delivery.objects.filter(pk__in=list(ids), status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.FAILED, reason=reason[:300], send_token=token, paper_ids=[], reasons={},
-    )
+    own (the call still lists them; settling leaves rows that are no longer pending), also
+    when a webhook's proof about another reader settled the call first."""
+    failed = {"status": Delivery.Status.FAILED, "reason": reason[:300], "paper_ids": [], "reasons": {}}
+    Delivery.objects.filter(pk__in=list(ids), status=Delivery.Status.PENDING).update(**failed, send_token=token)
+    settled_by_proof_of_another(token, ids).update(**failed, sent_at=None, esp_message_id="")
 
 
 def return_call(token, reason):
@@ -211,21 +250,29 @@ def release_recipients(token, ids, reason):
     """The ESP took call ``token`` (still ``sending``) but surely not the messages of deliveries
     ``ids``: they leave the call, which no longer carries them nor holds their papers, so that
     settling it never writes them and a later call may claim them. Their rows count the attempt
-    and say why, as in ``return_call``; a call left with no one is returned whole."""
+    and say why, as in ``return_call``; a call left with no one is returned whole. When an ESP
+    event about another reader settled the call first, their rows settled from it are pending
+    again (the settling counted the attempt)."""
     with transaction.atomic():
-        call = SendCall.objects.select_for_update().filter(token=token, status=SendCall.Status.SENDING).first()
+        call = (SendCall.objects.select_for_update()
+                .filter(Q(status=SendCall.Status.SENDING) | PROVED_BY_A_WEBHOOK, token=token).first())
         if call is None:
             return
         released = set(ids) & set(call.delivery_ids)
         kept = [delivery_id for delivery_id in call.delivery_ids if delivery_id not in released]
-        if not kept:
+        if not kept and call.status == SendCall.Status.SENDING:
             return return_call(token, reason)
-        papers = json.loads(call.papers or "{}")
-        call.papers = json.dumps({key: value for key, value in papers.items() if int(key) not in released})
-        call.delivery_ids, call.first_delivery_id, call.last_delivery_id = kept, min(kept), max(kept)
-        call.save(update_fields=["delivery_ids", "papers", "first_delivery_id", "last_delivery_id"])
+        if kept:
+            papers = json.loads(call.papers or "{}")
+            call.papers = json.dumps({key: value for key, value in papers.items() if int(key) not in released})
+            call.delivery_ids, call.first_delivery_id, call.last_delivery_id = kept, min(kept), max(kept)
+            call.save(update_fields=["delivery_ids", "papers", "first_delivery_id", "last_delivery_id"])
         Delivery.objects.filter(pk__in=sorted(released), status=Delivery.Status.PENDING).update(
             attempts=F("attempts") + 1, reason=reason[:300]
+        )
+        settled_by_proof_of_another(token, sorted(released)).update(
+            status=Delivery.Status.PENDING, reason=reason[:300], send_token="", sending_at=None, sent_at=None,
+            esp_message_id="", paper_ids=[], reasons={},
         )
 
 

@@ -42,7 +42,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
@@ -53,7 +53,7 @@ from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused, Anymai
 from django.conf import settings
 from django.contrib.postgres.aggregates import StringAgg
 from django.core.mail import get_connection
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db import connection as db_connection
 from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q, Subquery, TextField, Value
 from django.db.models.base import ModelState
@@ -1246,21 +1246,31 @@ def record_answer(token, group, answer, report):
 
 def record_call_answer(token, group, answer, report):
     """``record_answer`` for a call claimed as a whole: one row written for the call, and one
-    for each recipient the ESP refused or did not take (``RecipientsInCall``). The deferred
-    recipients leave the call before it is marked sent: settling it never reaches them."""
+    for each recipient the ESP refused or did not take (``RecipientsInCall``). Those are written
+    first, in one transaction with marking the call sent, the call's row held: neither a sweep
+    that settles the call once it is sent nor a webhook that proves it sent counts them as sent."""
     split = split_answer(group, answer)
+    sent = {delivery.id: message_id for delivery, message_id in split.sent}
+    all_taken = not (split.deferred or split.refused or split.not_taken)
+    with nullcontext() if all_taken else transaction.atomic():
+        if not all_taken:
+            calls.lock_call(token)
+            record_recipients_not_taken(token, split, report)
+        with PHASES.phase("record", len(sent)):
+            calls.record_call_sent(token, sent)
+    report.sent += len(sent)
+    log.info("digests sent edition=%s recipients=%d esp_message_id=%s", group[0].delivery.edition_id, len(sent),
+             answer.message_ids[0] if len(set(answer.message_ids)) == 1 else "(one per recipient)")
+
+
+def record_recipients_not_taken(token, split, report):
+    """The recipients of a call the ESP took whose own message it deferred, refused or did not take."""
     if split.deferred:
         record_send_error(token, split.deferred, recipients_deferred(), report, RecipientsInCall)
-    sent = {delivery.id: message_id for delivery, message_id in split.sent}
-    with PHASES.phase("record", len(sent)):
-        calls.record_call_sent(token, sent)
     if split.refused:
         record_send_error(token, split.refused, recipients_refused(), report, RecipientsInCall)
     if split.not_taken:
         record_not_taken(token, split.not_taken, report, RecipientsInCall)
-    report.sent += len(sent)
-    log.info("digests sent edition=%s recipients=%d esp_message_id=%s", group[0].delivery.edition_id, len(sent),
-             answer.message_ids[0] if len(set(answer.message_ids)) == 1 else "(one per recipient)")
 
 
 def send_in_batches(items, style, report, database_lock):

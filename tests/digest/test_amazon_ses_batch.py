@@ -11,8 +11,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from digest.models import Delivery, SendCall
+from digest import calls, sending
+from digest.models import Delivery, SendCall, WebhookEvent
 from digest.sending import TransientSendError, reconcile_stale_deliveries, send_edition_to
+from digest.webhooks import apply_event
 from subscriptions.models import Subscriber
 from tests import ledger
 from tests.digest.builders import built_edition
@@ -212,3 +214,75 @@ def test_the_sweep_never_settles_a_reader_ses_deferred_in_a_call_it_took(ses, ei
     assert set(rows.values_list("status", flat=True)) == {"sent"}
     assert Counter(ses.delivered()) == Counter(r.email for r in deferred + readers_of_entries(
         call, eight_readers, "SUCCESS"))
+
+
+def test_a_sweep_right_after_the_call_is_marked_sent_leaves_the_rejected_entry_failed(
+    ses, eight_readers, settings, monkeypatch
+):
+    """Another worker's sweep may settle the call the moment it is marked sent: the readers whose
+    entry SES did not take must already be out of what settling writes as sent."""
+    settings.DIGEST_CLAIMS_PER_CALL = True
+    edition, ids = built_edition(), [r.pk for r in eight_readers[:6]]
+    ses.script(entries_answered(*MIXED_ANSWER))
+    record_call_sent = calls.record_call_sent
+
+    def marked_sent_then_swept(token, message_ids):
+        record_call_sent(token, message_ids)
+        calls.settle_calls()
+
+    monkeypatch.setattr(calls, "record_call_sent", marked_sent_then_swept)
+    with pytest.raises(TransientSendError):
+        send_edition_to(edition, ids)
+
+    [call] = ses.calls
+    [rejected] = readers_of_entries(call, eight_readers, "MESSAGE_REJECTED")
+    deferred = readers_of_entries(call, eight_readers, "ACCOUNT_THROTTLED", "TRANSIENT_FAILURE")
+    assert Delivery.objects.get(subscriber=rejected).status == "failed"
+    assert {Delivery.objects.get(subscriber=r).status for r in deferred} == {"pending"}
+    assert Delivery.objects.filter(status="sent").count() == 2
+
+
+def test_a_webhook_proving_one_entry_sent_before_the_answer_is_recorded_loses_no_deferred_reader(
+    ses, eight_readers, settings, monkeypatch
+):
+    """An event about a message SES took (here: delivered) can be applied before the worker has
+    recorded SES's answer: it settles the call as sent, for every reader it then carries. The
+    answer, recorded after it, still decides the readers whose entry SES did not take."""
+    settings.DIGEST_CLAIMS_PER_CALL = True
+    edition, ids = built_edition(), [r.pk for r in eight_readers[:6]]
+    ses.script(entries_answered(*MIXED_ANSWER))
+    record_call_answer = sending.record_call_answer
+
+    def proved_before_recorded(token, group, answer, report):
+        taken = next(c.delivery for c, message_id in zip(group, answer.message_ids) if message_id)
+        event = WebhookEvent.objects.create(
+            event_id="ses-delivered-early", esp="amazon_ses", event_type="delivered",
+            recipient=taken.subscriber.email, message_id="", occurred_at=timezone.now(),
+            details={"metadata": {"delivery_id": str(taken.pk)}},
+        )
+        apply_event(event.pk)
+        assert SendCall.objects.get(token=token).status == "sent"  # the race this test is about
+        record_call_answer(token, group, answer, report)
+
+    monkeypatch.setattr(sending, "record_call_answer", proved_before_recorded)
+    with pytest.raises(TransientSendError):
+        send_edition_to(edition, ids)
+    monkeypatch.undo()
+
+    [call] = ses.calls
+    [rejected] = readers_of_entries(call, eight_readers, "MESSAGE_REJECTED")
+    deferred = readers_of_entries(call, eight_readers, "ACCOUNT_THROTTLED", "TRANSIENT_FAILURE")
+    taken = readers_of_entries(call, eight_readers, "SUCCESS")
+    rows = Delivery.objects.filter(subscriber__in=deferred)
+    assert [(d.status, d.paper_ids, d.sent_at) for d in rows] == [("pending", [], None)] * 3
+    assert Delivery.objects.get(subscriber=rejected).status == "failed"
+    assert {Delivery.objects.get(subscriber=r).status for r in taken} == {"sent"}
+    made = SendCall.objects.get()
+    assert not {d.pk for d in rows} & set(made.delivery_ids)
+    assert made.recipient_message_ids  # SES's answer is kept on the call, though the webhook came first
+    assert all(Delivery.objects.get(subscriber=r).esp_message_id.startswith("ses-") for r in taken)
+
+    assert send_edition_to(edition, ids).sent == 3
+    reconcile_stale_deliveries(now=timezone.now() + timedelta(days=1))
+    assert set(rows.values_list("status", flat=True)) == {"sent"}
+    assert Counter(ses.delivered()) == Counter(r.email for r in deferred + taken)
