@@ -53,6 +53,13 @@ def test_digest_has_a_text_and_an_inlined_html_part(mailoutbox):
     assert "/preferences/" in html and "/unsubscribe/" in html and "/vote/" in html
 
 
+def test_no_template_syntax_reaches_the_reader(mailoutbox):
+    """A Django comment ``{# … #}`` spans one line only: one spread over two is sent as text."""
+    message, _ = sent_digest(mailoutbox, interests="diffusion models")
+    for body in (message.body, html_part(message)):
+        assert not re.search(r"\{[#%{]|[#%]\}", body)
+
+
 def test_hostile_titles_are_escaped_in_html_and_plain_in_text(mailoutbox):
     PaperFactory(title=HOSTILE_TITLE, upvotes=10_000)
     message, _ = sent_digest(mailoutbox, interests="")

@@ -40,6 +40,22 @@ def test_each_email_names_its_language_and_direction_and_has_a_title_and_one_hea
     assert html.count("<h1") == 1
 
 
+@pytest.mark.parametrize(
+    "send, reader",
+    [
+        (services.send_confirmation, "pending"),
+        (services.send_already_subscribed, "subscriber"),
+        (services.revoke_links, "subscriber"),
+    ],
+)
+def test_no_template_syntax_reaches_the_reader(send, reader, request):
+    """A Django comment ``{# … #}`` spans one line only: one spread over two is sent as text."""
+    send(request.getfixturevalue(reader))
+    message = mail.outbox[0]
+    for body in (message.body, message.alternatives[0][0]):
+        assert not re.search(r"\{[#%{]|[#%]\}", body)
+
+
 def test_the_confirmation_email_is_not_list_mail(pending):
     services.send_confirmation(pending)
     assert "List-Unsubscribe" not in mail.outbox[0].extra_headers
