@@ -24,6 +24,7 @@ from .base import (
     SkipItem,
     Source,
     clean_names,
+    clean_prose,
     clean_text,
     clean_url,
     parse_timestamp,
@@ -173,7 +174,7 @@ def search_query(categories, date=None):
 def parse_api_entry(entry):
     """One Atom ``<entry>`` of the API (an lxml element) as a PaperRecord."""
     arxiv_id, version = split_arxiv_id(entry.findtext(f"{ATOM}id"))
-    title = clean_text(entry.findtext(f"{ATOM}title"))
+    title = clean_prose(entry.findtext(f"{ATOM}title"))
     if not title:
         raise SkipItem("no title")
     names = clean_names(
@@ -194,7 +195,7 @@ def parse_api_entry(entry):
         key=arxiv_id,
         version=version or 1,
         title=title,
-        abstract=clean_text(entry.findtext(f"{ATOM}summary")),
+        abstract=clean_prose(entry.findtext(f"{ATOM}summary")),
         author_names=names or None,
         authors_count=len(names) or None,
         published_at=published_at,
@@ -232,7 +233,7 @@ def parse_rss_item(entry, announced_at):
     if announce_type not in ADDING_TYPES | UPDATING_TYPES:
         raise SkipItem(f"unknown announce type {announce_type!r}")
     arxiv_id, version = split_arxiv_id(entry.get("id") or entry.get("summary"))
-    title = clean_text(entry.get("title"))
+    title = clean_prose(entry.get("title"))
     if not title:
         raise SkipItem("no title")
     names = split_creators(entry.get("author"))
@@ -242,7 +243,7 @@ def parse_rss_item(entry, announced_at):
         key=arxiv_id,
         version=version,
         title=title,
-        abstract=clean_text(RSS_PREFIX_RE.sub("", entry.get("summary") or "")),
+        abstract=clean_prose(RSS_PREFIX_RE.sub("", entry.get("summary") or "")),
         author_names=names or None,
         authors_count=len(names) or None,
         # a replacement's announcement date is not the paper's publication date

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from .latex import readable_latex
+
 log = logging.getLogger(__name__)
 
 # New-style ids (0704.0001 onwards) and old-style ids (hep-th/9901001, math.GT/0309136).
@@ -209,6 +211,14 @@ def clean_text(text, max_length=None):
     if max_length:
         text = text[:max_length]
     return text or None
+
+
+def clean_prose(text, max_length=None):
+    """``clean_text`` for a title, an abstract or a summary, its LaTeX pieces made readable
+    first (``latex.readable_latex``: ``Schr\\"odinger`` is stored as "Schrödinger")."""
+    if isinstance(text, str) and ("\\" in text or "$" in text):
+        text = readable_latex(text)
+    return clean_text(text, max_length)
 
 
 def clean_url(url, max_length=500):

@@ -18,6 +18,7 @@ from .base import (
     SkipItem,
     Source,
     clean_count,
+    clean_prose,
     clean_text,
     day_to_datetime,
 )
@@ -73,14 +74,14 @@ class BundledSource(Source):
     def parse_item(self, item):
         if not isinstance(item, dict):
             raise SkipItem("not a JSON object")
-        title = clean_text(item.get("title"))
+        title = clean_prose(item.get("title"))
         if not title:
             raise SkipItem("no title")
         optional = OptionalFields()
         return PaperRecord(
             key=corpus_key(title),
             title=title,
-            abstract=optional.read("abstract", clean_text, item.get("abstract")),
+            abstract=optional.read("abstract", clean_prose, item.get("abstract")),
             authors_count=optional.read(
                 "authors_count", clean_count, item.get("authors_count"), "authors_count"
             ),

@@ -24,6 +24,7 @@ from .base import (
     clean_count,
     clean_keywords,
     clean_names,
+    clean_prose,
     clean_text,
     clean_url,
     parse_timestamp,
@@ -147,7 +148,7 @@ def parse_item(item):
     if not isinstance(paper, dict):
         raise SkipItem("no paper object")
     arxiv_id = parse_paper_id(paper.get("id"))
-    title = clean_text(paper.get("title") or item.get("title"))
+    title = clean_prose(paper.get("title") or item.get("title"))
     if not title:
         raise SkipItem("no title")
     optional = OptionalFields()
@@ -155,7 +156,7 @@ def parse_item(item):
     return PaperRecord(
         key=arxiv_id,
         title=title,
-        abstract=optional.read("abstract", clean_text, paper.get("summary") or item.get("summary")),
+        abstract=optional.read("abstract", clean_prose, paper.get("summary") or item.get("summary")),
         author_names=names or None,
         authors_count=len(names) or None,
         organization=optional.read(
@@ -165,7 +166,7 @@ def parse_item(item):
         upvotes=optional.read("upvotes", clean_count, paper.get("upvotes"), "upvotes"),
         num_comments=optional.read("num_comments", clean_count, item.get("numComments"), "numComments"),
         github_stars=optional.read("github_stars", clean_count, paper.get("githubStars"), "githubStars"),
-        ai_summary=optional.read("ai_summary", clean_text, paper.get("ai_summary")),
+        ai_summary=optional.read("ai_summary", clean_prose, paper.get("ai_summary")),
         ai_keywords=clean_keywords(paper.get("ai_keywords")),
         arxiv_url=ARXIV_ABS_URL.format(arxiv_id),
         hf_url=HF_PAPER_URL.format(arxiv_id),

@@ -45,7 +45,7 @@ def test_bundled_sample_keeps_good_lines_and_skips_malformed_ones_with_reasons(f
     lion = Paper.objects.get(arxiv_id=corpus_key("Symbolic Discovery of Optimization Algorithms"))
     assert lion.upvotes == 7 and lion.authors_count == 12 and lion.organization == "Google"
     assert lion.published_at.date().isoformat() == "2023-02-13"
-    assert r"\textbf{Lved" in lion.abstract
+    assert "Lion (EvoLved Sign Momentum)" in lion.abstract  # written Evo\textbf{Lved Sign Momentum}
     assert lion.source == "bundled"
 
 
