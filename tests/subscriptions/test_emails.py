@@ -8,6 +8,16 @@ from tests.subscriptions.helpers import link_in
 
 pytestmark = pytest.mark.django_db
 
+# Each email of the account, sent to a reader of the status it is for.
+EACH_ACCOUNT_EMAIL = pytest.mark.parametrize(
+    "send, reader",
+    [
+        (services.send_confirmation, "pending"),
+        (services.send_already_subscribed, "subscriber"),
+        (services.revoke_links, "subscriber"),
+    ],
+)
+
 
 def test_the_confirmation_email_has_text_and_html_with_the_same_link(pending):
     services.send_confirmation(pending)
@@ -24,14 +34,7 @@ def test_the_confirmation_email_has_text_and_html_with_the_same_link(pending):
     assert "7 days" in message.body
 
 
-@pytest.mark.parametrize(
-    "send, reader",
-    [
-        (services.send_confirmation, "pending"),
-        (services.send_already_subscribed, "subscriber"),
-        (services.revoke_links, "subscriber"),
-    ],
-)
+@EACH_ACCOUNT_EMAIL
 def test_each_email_names_its_language_and_direction_and_has_a_title_and_one_heading(send, reader, request):
     send(request.getfixturevalue(reader))
     html = mail.outbox[0].alternatives[0][0]
@@ -40,14 +43,7 @@ def test_each_email_names_its_language_and_direction_and_has_a_title_and_one_hea
     assert html.count("<h1") == 1
 
 
-@pytest.mark.parametrize(
-    "send, reader",
-    [
-        (services.send_confirmation, "pending"),
-        (services.send_already_subscribed, "subscriber"),
-        (services.revoke_links, "subscriber"),
-    ],
-)
+@EACH_ACCOUNT_EMAIL
 def test_no_template_syntax_reaches_the_reader(send, reader, request):
     """A Django comment ``{# … #}`` spans one line only: one spread over two is sent as text."""
     send(request.getfixturevalue(reader))
