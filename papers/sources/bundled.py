@@ -74,13 +74,13 @@ class BundledSource(Source):
     def parse_item(self, item):
         if not isinstance(item, dict):
             raise SkipItem("not a JSON object")
-        title = clean_prose(item.get("title"))
-        if not title:
+        written = clean_text(item.get("title"))
+        if not written:
             raise SkipItem("no title")
         optional = OptionalFields()
         return PaperRecord(
-            key=corpus_key(title),
-            title=title,
+            key=corpus_key(written),  # the title as written: a paper keeps its key (``key_of``)
+            title=clean_prose(written),
             abstract=optional.read("abstract", clean_prose, item.get("abstract")),
             authors_count=optional.read(
                 "authors_count", clean_count, item.get("authors_count"), "authors_count"

@@ -138,3 +138,13 @@ def test_a_date_given_as_text_is_accepted_or_refused_clearly(fixture_path):
     assert fetch_from_source("bundled", date="2025-01-15", from_file=path).created == 4
     with pytest.raises(SourceError, match="bundled: not a date"):
         fetch_from_source("bundled", date="15/01/2025", from_file=path)
+
+
+def test_a_corpus_title_with_latex_is_stored_readable_under_the_key_of_the_title_as_written():
+    """The key is made from the title as the corpus writes it, so that a paper stored before its
+    LaTeX was made readable is the same paper, not a second one, when the corpus is read again."""
+    written = r"Reflected Schr\"odinger Bridges"
+    batch = BundledSource().parse(corpus_line(title=written).encode())
+    (record,) = batch.records
+    assert record.title == "Reflected Schrödinger Bridges"
+    assert record.key == corpus_key(written) == BundledSource.key_of({"title": written})
