@@ -241,9 +241,14 @@ def return_call(token, reason):
     returned = SendCall.objects.filter(token=token, status=SendCall.Status.SENDING)
     ids = list(returned.values_list("delivery_ids", flat=True))
     if returned.update(status=SendCall.Status.RETURNED, reason=reason[:300], finished_at=timezone.now()):
-        Delivery.objects.filter(pk__in=ids[0], status=Delivery.Status.PENDING).update(
-            attempts=F("attempts") + 1, reason=reason[:300]
-        )
+        count_the_attempt(ids[0], reason)
+
+
+def count_the_attempt(ids, reason):
+    """The pending rows of ``ids`` an ESP call did not take: one attempt more, and why."""
+    Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).update(
+        attempts=F("attempts") + 1, reason=reason[:300]
+    )
 
 
 def release_recipients(token, ids, reason):
@@ -267,9 +272,7 @@ def release_recipients(token, ids, reason):
             call.papers = json.dumps({key: value for key, value in papers.items() if int(key) not in released})
             call.delivery_ids, call.first_delivery_id, call.last_delivery_id = kept, min(kept), max(kept)
             call.save(update_fields=["delivery_ids", "papers", "first_delivery_id", "last_delivery_id"])
-        Delivery.objects.filter(pk__in=sorted(released), status=Delivery.Status.PENDING).update(
-            attempts=F("attempts") + 1, reason=reason[:300]
-        )
+        count_the_attempt(sorted(released), reason)
         settled_by_proof_of_another(token, sorted(released)).update(
             status=Delivery.Status.PENDING, reason=reason[:300], send_token="", sending_at=None, sent_at=None,
             esp_message_id="", paper_ids=[], reasons={},

@@ -1233,12 +1233,7 @@ def record_answer(token, group, answer, report):
     (``RecipientsDeferred``) is pending again, and the task stops for its retry as after a
     deferred call."""
     split = split_answer(group, answer)
-    if split.refused:
-        record_send_error(token, split.refused, recipients_refused(), report)
-    if split.not_taken:
-        record_not_taken(token, split.not_taken, report, RowClaims)
-    if split.deferred:
-        record_send_error(token, split.deferred, recipients_deferred(), report)
+    record_recipients_not_taken(token, split, report, RowClaims)
     with PHASES.phase("record", len(split.sent)):
         record_sent(token, split.sent)
     report.sent += len(split.sent)
@@ -1255,7 +1250,7 @@ def record_call_answer(token, group, answer, report):
     with nullcontext() if all_taken else transaction.atomic():
         if not all_taken:
             calls.lock_call(token)
-            record_recipients_not_taken(token, split, report)
+            record_recipients_not_taken(token, split, report, RecipientsInCall)
         with PHASES.phase("record", len(sent)):
             calls.record_call_sent(token, sent)
     report.sent += len(sent)
@@ -1263,14 +1258,15 @@ def record_call_answer(token, group, answer, report):
              answer.message_ids[0] if len(set(answer.message_ids)) == 1 else "(one per recipient)")
 
 
-def record_recipients_not_taken(token, split, report):
-    """The recipients of a call the ESP took whose own message it deferred, refused or did not take."""
+def record_recipients_not_taken(token, split, report, claims):
+    """The recipients of a call the ESP took whose own message it deferred, refused or did not
+    take, written as ``claims`` says (``RowClaims``, ``RecipientsInCall``)."""
     if split.deferred:
-        record_send_error(token, split.deferred, recipients_deferred(), report, RecipientsInCall)
+        record_send_error(token, split.deferred, recipients_deferred(), report, claims)
     if split.refused:
-        record_send_error(token, split.refused, recipients_refused(), report, RecipientsInCall)
+        record_send_error(token, split.refused, recipients_refused(), report, claims)
     if split.not_taken:
-        record_not_taken(token, split.not_taken, report, RecipientsInCall)
+        record_not_taken(token, split.not_taken, report, claims)
 
 
 def send_in_batches(items, style, report, database_lock):

@@ -216,9 +216,7 @@ def clean_text(text, max_length=None):
 def clean_prose(text, max_length=None):
     """``clean_text`` for a title, an abstract or a summary, its LaTeX pieces made readable
     first (``latex.readable_latex``: ``Schr\\"odinger`` is stored as "Schrödinger")."""
-    if isinstance(text, str) and ("\\" in text or "$" in text):
-        text = readable_latex(text)
-    return clean_text(text, max_length)
+    return clean_text(readable_latex(text) if isinstance(text, str) else text, max_length)
 
 
 def clean_url(url, max_length=500):
