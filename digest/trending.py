@@ -11,7 +11,10 @@ a score that only falls with age, so an edition without any community signal
 
 A paper's age counts from its publication, but from no earlier than
 ``MAX_AGE_BEFORE_SEEN`` before we first saw it: an older paper that starts
-trending today is not buried by its publication date.
+trending today is not buried by its publication date. A paper whose
+publication date no source gave (most of the bundled corpus) counts from that
+earliest point too: an unknown date earns no freshness, or every undated paper
+would outrank every dated one seen with it, whatever their signal.
 """
 
 from dataclasses import dataclass
@@ -47,9 +50,9 @@ def trending_points(paper, gain=NO_GAIN):
 
 
 def paper_age_hours(paper, as_of):
-    reference = paper.first_seen_at
+    reference = paper.first_seen_at - MAX_AGE_BEFORE_SEEN
     if paper.published_at is not None:
-        reference = max(paper.published_at, paper.first_seen_at - MAX_AGE_BEFORE_SEEN)
+        reference = max(paper.published_at, reference)
     return max((as_of - reference).total_seconds() / 3600, 0.0)
 
 

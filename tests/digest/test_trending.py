@@ -57,6 +57,17 @@ def test_an_old_paper_trending_today_is_not_buried_by_its_publication_date():
     assert trending_score(resurfaced, NO_GAIN, NOW) > trending_score(fresh_but_quiet, NO_GAIN, NOW)
 
 
+def test_a_paper_without_a_publication_date_earns_no_freshness():
+    undated = paper(hours_old=1)
+    published_long_ago = paper(hours_old=1, published_hours_old=24 * 700)
+    published_today = paper(hours_old=1, published_hours_old=2)
+    assert trending_score(undated, NO_GAIN, NOW) == trending_score(published_long_ago, NO_GAIN, NOW)
+    assert trending_score(published_today, NO_GAIN, NOW) > trending_score(undated, NO_GAIN, NOW)
+    assert trending_score(paper(hours_old=1, upvotes=1, published_hours_old=24 * 700), NO_GAIN, NOW) > (
+        trending_score(undated, NO_GAIN, NOW)
+    )
+
+
 def test_trending_why_line_names_upvotes_and_todays_gain():
     assert trending_reason(paper(upvotes=57, comments=4), SignalGain(upvotes=20)) == (
         "trending: 57 upvotes, +20 today, 4 comments"
