@@ -4,7 +4,8 @@ Both deliver the same item shape: top-level ``title``, ``summary``,
 ``publishedAt`` (the day it was featured), ``thumbnail``, ``numComments``...
 and ``paper`` with the arXiv ``id``, ``authors``, ``upvotes``, ``githubRepo``,
 ``githubStars``, ``ai_summary``, ``organization``, ``withdrawnAt``. Every field
-but ``paper.id`` and a title is optional: a malformed one is dropped, the paper kept.
+but ``paper.id`` and a title is optional: a malformed one is dropped, the paper kept
+(a malformed ``withdrawnAt`` still flags the paper withdrawn, see ``withdrawal_time``).
 """
 
 import json
@@ -12,6 +13,7 @@ import json
 import lxml.etree
 import lxml.html
 from django.conf import settings
+from django.utils import timezone
 
 from .base import (
     ARXIV_ID_RE,
@@ -173,9 +175,22 @@ def parse_item(item):
         code_url=clean_url(paper.get("githubRepo")),
         project_url=clean_url(paper.get("projectPage")),
         thumbnail_url=clean_url(item.get("thumbnail")),
-        withdrawn_at=optional.read("withdrawn_at", parse_timestamp, paper.get("withdrawnAt")),
+        withdrawn_at=withdrawal_time(optional, paper.get("withdrawnAt")),
         dropped=optional.dropped,
     )
+
+
+def withdrawal_time(optional, value):
+    """When the paper was withdrawn; None when ``withdrawnAt`` is absent, null or empty.
+
+    A value that is there but not a timestamp is dropped as any malformed field is,
+    yet the paper is still flagged, as of now: the field is only sent for a withdrawn
+    paper, and one left unflagged would reach an edition.
+    """
+    withdrawn_at = optional.read("withdrawn_at", parse_timestamp, value)
+    if withdrawn_at is None and "withdrawn_at" in optional.dropped:
+        return timezone.now()
+    return withdrawn_at
 
 
 def parse_paper_id(value):

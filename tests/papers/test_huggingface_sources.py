@@ -1,10 +1,14 @@
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 
 from papers.sources.base import SourceError
 from papers.sources.huggingface import HuggingFaceApiSource, HuggingFacePageSource
+
+FETCHED_AT = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 
 
 def parse_api(fixture_bytes, name="daily_papers.json"):
@@ -132,7 +136,6 @@ def parse_items(*items):
         ("paper", "upvotes", "12", ["upvotes"], "upvotes is not a non-negative integer: '12'"),
         ("paper", "githubStars", -1, ["github_stars"], "githubStars is not a non-negative integer: -1"),
         ("item", "numComments", 1.5, ["num_comments"], "numComments is not a non-negative integer: 1.5"),
-        ("paper", "withdrawnAt", "yesterday", ["withdrawn_at"], "not a timestamp: 'yesterday'"),
         ("paper", "publishedAt", 1736847000, ["published_at"], "not a timestamp: 1736847000"),
         ("paper", "authors", "Ada Lovelace", ["author_names", "authors_count"], "paper.authors is not a list"),
         ("paper", "summary", 42, ["abstract"], "expected text, got int"),
@@ -159,12 +162,34 @@ def test_a_malformed_optional_field_is_dropped_and_the_paper_kept(caplog, where,
 
 
 def test_each_malformed_optional_field_of_one_item_is_dropped_and_logged_once(caplog):
-    batch = parse_items(complete_item(upvotes=-5, githubStars="many", withdrawnAt=[2025]))
+    batch = parse_items(complete_item(upvotes=-5, githubStars="many", ai_summary=[2025]))
     (record,) = batch.records
-    assert (record.upvotes, record.github_stars, record.withdrawn_at) == (None, None, None)
+    assert (record.upvotes, record.github_stars, record.ai_summary) == (None, None, None)
     assert record.num_comments == 2 and record.author_names == ["Ada Lovelace"]
-    assert [name for _, name, _ in batch.dropped] == ["upvotes", "github_stars", "withdrawn_at"]
+    assert [name for _, name, _ in batch.dropped] == ["upvotes", "github_stars", "ai_summary"]
     assert len([r for r in caplog.records if r.getMessage().startswith("dropped field")]) == 3
+
+
+@pytest.mark.parametrize("value", ["yesterday", [2025], True, 1736847000])
+def test_a_malformed_withdrawal_time_still_flags_the_paper_withdrawn_as_of_the_fetch(caplog, value):
+    (intact,) = parse_items(complete_item()).records
+    with time_machine.travel(FETCHED_AT, tick=False):
+        batch = parse_items(complete_item(withdrawnAt=value))
+
+    (record,) = batch.records
+    assert record.withdrawn_at == FETCHED_AT
+    assert replace(record, dropped={}, withdrawn_at=None) == intact
+    reason = f"not a timestamp: {value!r}"
+    assert batch.dropped == [("2501.09301", "withdrawn_at", reason)]
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped field")]
+    assert warnings == [f"dropped field source=hf key=2501.09301 field=withdrawn_at reason={reason}"]
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_null_or_empty_withdrawal_time_means_not_withdrawn(value):
+    batch = parse_items(complete_item(withdrawnAt=value))
+    assert batch.records[0].withdrawn_at is None
+    assert batch.dropped == []
 
 
 def test_a_dropped_field_is_logged_on_one_printable_line(caplog):
