@@ -318,13 +318,16 @@ def settle_calls(calls=None):
 
 
 def settle_call_ids(ids):
+    """Settle the calls ``ids``. A settled call keeps its readers, outcome and message ids but not
+    their papers: those are on the rows now, and kept on every call they would store each
+    digest's papers and why-lines twice, for as long as the ledger lives."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             settle_in_postgresql(ids)
         else:
             for call in SendCall.objects.filter(pk__in=ids, settled_at__isnull=True, status__in=FINISHED):
                 settle_in_orm(call)
-        SendCall.objects.filter(pk__in=ids).update(settled_at=timezone.now())
+        SendCall.objects.filter(pk__in=ids).update(settled_at=timezone.now(), papers="{}")
 
 
 def settle_in_postgresql(ids):

@@ -96,6 +96,23 @@ def test_settling_copies_each_calls_outcome_papers_and_message_id_onto_its_rows(
     assert send_edition_to(edition, [r.pk for r in readers]).sent == 0
 
 
+def test_a_settled_call_lets_go_of_its_papers_once_its_rows_hold_them(esp_outbox, readers, client):
+    edition = built_edition()
+    send_edition_to(edition, [r.pk for r in readers])
+    assert all(json.loads(papers) for papers in SendCall.objects.values_list("papers", flat=True))
+
+    calls.settle_calls()
+
+    assert set(SendCall.objects.values_list("papers", flat=True)) == {"{}"}
+    assert all(d.status == "sent" and d.paper_ids and d.reasons for d in Delivery.objects.all())
+    reader = readers[1]
+    papers = Delivery.objects.get(subscriber=reader, edition=edition).paper_ids
+    view = client.get(reverse("digest:view_in_browser", args=[tokens.make_token(reader, tokens.VIEW, e=edition.pk)]))
+    assert view.status_code == 200
+    titles = dict(edition.papers.values_list("pk", "title"))
+    assert all(titles[pid] in view.content.decode() for pid in papers)
+
+
 def test_a_deferred_call_is_returned_and_its_readers_are_sent_once_by_the_retry(esp_outbox, readers):
     edition, ids = built_edition(), [r.pk for r in readers]
     with mock.patch.object(AnymailTestBackend, "post_to_esp", side_effect=api_error(503)):
