@@ -185,8 +185,9 @@ else:
     EMAIL_BACKEND = env("EMAIL_BACKEND", default="digest.outbox.OutboxEmailBackend")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 # Seconds before each new try of a confirmation or "already subscribed" email the mail system
-# deferred (a 4xx, an ESP's 429 or 5xx, no connection); after the last, the reader may ask again.
-ACCOUNT_EMAIL_RETRY_DELAYS = env.list("ACCOUNT_EMAIL_RETRY_DELAYS", cast=int, default=[60, 300, 900])
+# deferred (a 4xx, an ESP's 429 or 5xx, no connection), each at most 600 (the address's slot);
+# after the last, the reader may ask again.
+ACCOUNT_EMAIL_RETRY_DELAYS = env.list("ACCOUNT_EMAIL_RETRY_DELAYS", cast=int, default=[60, 300, 600])
 
 # --- Paper sources --------------------------------------------------------
 CONTACT_FOR_USER_AGENT = env("SOURCE_CONTACT_EMAIL", default=CONTACT_EMAIL)

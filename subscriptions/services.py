@@ -210,6 +210,21 @@ def _claim_email_slot(subscriber, field):
     return bool(claimed)
 
 
+def _keep_email_slot(subscriber, field):
+    """Stamp ``field`` again with now, if it still holds the stamp this email took: a deferred
+    email keeps its address's slot until its next try (``account_email_retry_delay``), so that
+    the reader asking again meanwhile cannot have a second one sent beside it."""
+    now = timezone.now()
+    if Subscriber.objects.filter(pk=subscriber.pk, **{field: getattr(subscriber, field)}).update(**{field: now}):
+        setattr(subscriber, field, now)
+
+
+def account_email_retry_delay(retries):
+    """Seconds before the next try of a deferred account email: ``ACCOUNT_EMAIL_RETRY_DELAYS``,
+    each at most the address's cooldown, within which the slot stamped at the last try holds."""
+    return min(settings.ACCOUNT_EMAIL_RETRY_DELAYS[retries], int(EMAIL_COOLDOWN.total_seconds()))
+
+
 class AccountEmailDeferred(Exception):
     """The mail system said "not now" to an account email and took nothing: it may be tried again."""
 
@@ -233,6 +248,7 @@ def _send_or_release(subscriber, field, previous, name, context, subject, connec
     except Exception as exc:
         if may_defer and deferred_by_the_mail_system(exc):
             logger.warning("The mail system deferred the %s email to subscriber %s: %s", name, subscriber.pk, exc)
+            _keep_email_slot(subscriber, field)
             raise AccountEmailDeferred(str(exc)) from exc
         logger.exception("Could not send the %s email to subscriber %s", name, subscriber.pk)
         Subscriber.objects.filter(pk=subscriber.pk).update(**{field: previous})

@@ -16,12 +16,13 @@ def import_subscribers(import_id):
 def send_account_email(self, subscriber_id, name, previous=None):
     """A confirmation or "already subscribed" email; acknowledged on receipt, so a worker that
     dies while sending it cannot send it twice (the reader may ask again). One the mail system
-    defers is tried again after each of ACCOUNT_EMAIL_RETRY_DELAYS; after the last, the
-    address's slot is given back. Run in-process (the embedded default, no broker to wait in),
-    it is not tried again."""
-    delays = settings.ACCOUNT_EMAIL_RETRY_DELAYS
-    tries_left = not self.request.is_eager and self.request.retries < len(delays)
+    defers is tried again after each of ACCOUNT_EMAIL_RETRY_DELAYS (at most 10 minutes each),
+    the address's slot kept meanwhile; after the last, the slot is given back. Run in-process
+    (the embedded default, no broker to wait in), it is not tried again."""
+    retries = len(settings.ACCOUNT_EMAIL_RETRY_DELAYS)
+    tries_left = not self.request.is_eager and self.request.retries < retries
     try:
         return services.send_account_email(subscriber_id, name, previous, may_defer=tries_left)
     except services.AccountEmailDeferred as exc:
-        raise self.retry(exc=exc, countdown=delays[self.request.retries], max_retries=len(delays))
+        countdown = services.account_email_retry_delay(self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=retries)

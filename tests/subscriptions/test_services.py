@@ -191,20 +191,48 @@ def greylisted():
 
 
 @pytest.mark.parametrize("deferral", [greylisted, lambda: ConnectionRefusedError(111, "Connection refused")])
-def test_an_email_the_mail_system_defers_keeps_its_slot_for_the_next_try(handed_over, mail_system, caplog, deferral):
+def test_an_email_the_mail_system_defers_keeps_its_slot_for_the_next_try(
+    handed_over, mail_system, caplog, time_machine, deferral
+):
     signup()
-    slot = Subscriber.objects.get().confirmation_sent_at
     mail_system.errors = [deferral()]
     subscriber_id, name, previous = handed_over[0]
 
+    time_machine.move_to(timezone.now() + timedelta(minutes=8), tick=False)  # the worker's first try, late
+    deferred_at = timezone.now()
     with pytest.raises(services.AccountEmailDeferred):
         services.send_account_email(subscriber_id, name, previous, may_defer=True)
-    assert Subscriber.objects.get().confirmation_sent_at == slot  # not given back: it is still to be sent
+    # Not given back, and stamped again: the slot holds until the next try, 10 minutes at most away.
+    assert Subscriber.objects.get().confirmation_sent_at == deferred_at
     assert "The mail system deferred the confirm email" in caplog.text
+
+    time_machine.move_to(deferred_at + timedelta(minutes=9), tick=False)  # 17 minutes after the signup
+    assert services.send_confirmation(Subscriber.objects.get()) is False  # no second email beside it
+    assert len(handed_over) == 1
 
     assert services.send_account_email(subscriber_id, name, previous, may_defer=True) is True
     assert [m.to[0] for m in mail.outbox] == ["new@example.org"]
-    assert Subscriber.objects.get().confirmation_sent_at == slot
+    assert Subscriber.objects.get().confirmation_sent_at == deferred_at
+
+
+def test_a_deferred_email_leaves_a_slot_another_request_took_meanwhile_as_it_is(handed_over, monkeypatch):
+    signup()
+    subscriber_id, name, previous = handed_over[0]
+    taken_by_another = timezone.now() + timedelta(seconds=1)
+
+    def deferred_while_another_request_takes_the_slot(*args, **kwargs):
+        Subscriber.objects.update(confirmation_sent_at=taken_by_another)
+        raise greylisted()
+
+    monkeypatch.setattr(services, "send_email", deferred_while_another_request_takes_the_slot)
+    with pytest.raises(services.AccountEmailDeferred):
+        services.send_account_email(subscriber_id, name, previous, may_defer=True)
+    assert Subscriber.objects.get().confirmation_sent_at == taken_by_another
+
+
+def test_a_deferred_email_is_tried_again_within_its_slot(settings):
+    settings.ACCOUNT_EMAIL_RETRY_DELAYS = [60, 300, 900, 3600]
+    assert [services.account_email_retry_delay(n) for n in range(4)] == [60, 300, 600, 600]
 
 
 def test_the_last_try_of_a_deferred_email_gives_the_slot_back(handed_over, mail_system):
