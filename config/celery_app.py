@@ -36,6 +36,10 @@ def configure_beat_schedule(sender, **kwargs):
             "task": "digest.tasks.prune_webhook_events",
             "schedule": every or crontab(minute=30, hour=3),
         },
+        "prune-old-digests": {
+            "task": "digest.tasks.prune_old_digests",
+            "schedule": every or crontab(minute=45, hour=3),
+        },
     }
     if not every:  # every N s, the daily job itself runs every N s: it cannot be missed for long
         sender.conf.beat_schedule["start-missed-daily-job"] = {

@@ -230,6 +230,10 @@ DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=60)
 # Applied ESP webhook events older than this are deleted each night (the dashboard reads a week of clicks;
 # ESPs retry an event for hours, not weeks, so a repeat is still recognised).
 WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
+# Days the delivery ledger keeps each digest (who got which papers, its outcome) after its
+# edition's date: older final rows are deleted each night (digest/retention.py). 0 keeps them
+# all; set, it is at least 60.
+DELIVERY_RETENTION_DAYS = env.int("DELIVERY_RETENTION_DAYS", default=0)
 DIGEST_RETRY_BASE_SECONDS = env.float("DIGEST_RETRY_BASE_SECONDS", default=30)  # first send retry after ~this (±50 %), doubling
 DIGEST_RELEVANCE_WEIGHT = env.float("DIGEST_RELEVANCE_WEIGHT", default=0.7)
 DIGEST_EMBEDDER = env("DIGEST_EMBEDDER", default="digest.embedding.TfidfEmbedder")

@@ -88,3 +88,20 @@ def site_url_is_https(app_configs, **kwargs):
             id="digest.W005",
         )
     ]
+
+
+@register()
+def delivery_retention_long_enough(app_configs, **kwargs):
+    from .retention import MIN_RETENTION_DAYS
+
+    days = settings.DELIVERY_RETENTION_DAYS
+    if not 0 < days < MIN_RETENTION_DAYS:
+        return []
+    return [
+        Warning(
+            f"DELIVERY_RETENTION_DAYS is {days}: digests are kept {MIN_RETENTION_DAYS} days all the same, "
+            "since the dashboard, a send (no paper twice) and resends read the last weeks' rows.",
+            hint=f"Set DELIVERY_RETENTION_DAYS to 0 (keep every digest) or to {MIN_RETENTION_DAYS} or more.",
+            id="digest.W006",
+        )
+    ]

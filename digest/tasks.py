@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from kombu.exceptions import OperationalError as BrokerError
 
-from . import dashboard, services, webhooks
+from . import dashboard, retention, services, webhooks
 from .models import Edition
 from .sending import TransientSendError, send_edition_to
 
@@ -82,6 +82,11 @@ def apply_webhook_event(event_pk):
 @shared_task(acks_late=True)
 def prune_webhook_events():
     return webhooks.prune_webhook_events()
+
+
+@shared_task(acks_late=True)
+def prune_old_digests():
+    return retention.prune_old_digests().deliveries
 
 
 @shared_task

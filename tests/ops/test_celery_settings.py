@@ -40,7 +40,9 @@ def test_beat_runs_the_daily_job_at_the_job_hour_enqueues_every_quarter_hour_and
     configure_beat_schedule(app)
 
     schedule = app.conf.beat_schedule
-    assert set(schedule) == {"run-daily-job", "start-missed-daily-job", "enqueue-due-digests", "prune-webhook-events"}
+    assert set(schedule) == {
+        "run-daily-job", "start-missed-daily-job", "enqueue-due-digests", "prune-webhook-events", "prune-old-digests",
+    }
     assert schedule["run-daily-job"]["schedule"] == crontab(minute=0, hour=settings.DAILY_JOB_HOUR)
     assert schedule["start-missed-daily-job"]["schedule"] == crontab(minute="5,20,35,50")
     assert schedule["start-missed-daily-job"]["task"] in app.tasks
@@ -49,6 +51,9 @@ def test_beat_runs_the_daily_job_at_the_job_hour_enqueues_every_quarter_hour_and
     assert schedule["prune-webhook-events"]["schedule"] == crontab(minute=30, hour=3)
     assert schedule["prune-webhook-events"]["task"] in app.tasks
     assert route_of("digest.tasks.prune_webhook_events") == "default"
+    assert schedule["prune-old-digests"]["schedule"] == crontab(minute=45, hour=3)
+    assert schedule["prune-old-digests"]["task"] in app.tasks
+    assert route_of("digest.tasks.prune_old_digests") == "default"
 
 
 def test_a_beat_interval_runs_every_job_every_few_seconds_for_staging(settings):
@@ -60,7 +65,7 @@ def test_a_beat_interval_runs_every_job_every_few_seconds_for_staging(settings):
         settings.BEAT_INTERVAL_SECONDS = 0
         configure_beat_schedule(app)
 
-    assert intervals == [5, 5, 5]
+    assert intervals == [5, 5, 5, 5]
 
 
 def test_each_pool_process_imports_the_url_conf_as_it_starts():
