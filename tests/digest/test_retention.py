@@ -119,3 +119,15 @@ def test_a_row_that_is_no_longer_over_when_its_batch_is_deleted_is_kept(settings
 def test_the_prune_unlinks_every_model_that_points_at_a_delivery():
     pointing = {(f.related_model, f.field.name) for f in Delivery._meta.related_objects}
     assert pointing == {(WebhookEvent, "delivery")}  # a new one must be unlinked by delete_rows too
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pruned_digests_events_are_unlinked_in_the_same_committed_transaction(settings):
+    """Committed for real: the events' link to a deleted row is checked when each batch commits."""
+    settings.DELIVERY_RETENTION_DAYS = 60
+    gone = digest(edition_of(61))
+    event = WebhookEvent.objects.create(event_id="e3", esp="mailgun", event_type="delivered", delivery=gone)
+
+    assert prune_old_digests(today=TODAY).deliveries == 1
+    event.refresh_from_db()
+    assert event.delivery_id is None and not Delivery.objects.exists()
