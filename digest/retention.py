@@ -6,8 +6,9 @@ is 0 (every row kept), beat deletes nightly the rows of editions older than
 that many days, once they are final (sent, failed or skipped), and the settled
 ESP calls of those editions. What stays: the editions and their papers (the
 public archive), each reader's votes, and the dashboard's kept day counts.
-A link in a deleted digest's email to view it in the browser then finds no
-digest; its unsubscribe, preferences and vote links still work.
+A link in a deleted digest's email to view it in the browser then gets a page
+saying so, with a link to the public edition; its unsubscribe, preferences and
+vote links still work.
 
 The days kept are at least ``MIN_RETENTION_DAYS``: the dashboard counts the
 last 30 days from the rows, a send reads the last editions' rows to send no
@@ -43,6 +44,12 @@ def retention_days():
     """The days an edition's digests are kept (0: forever), never fewer than MIN_RETENTION_DAYS."""
     days = settings.DELIVERY_RETENTION_DAYS
     return max(days, MIN_RETENTION_DAYS) if days > 0 else 0
+
+
+def past_retention(edition, today=None):
+    """Whether ``edition``'s digests are old enough to have been deleted."""
+    days = retention_days()
+    return bool(days) and edition.date < (today or timezone.localdate()) - timedelta(days=days)
 
 
 def prune_old_digests(today=None, batch_size=PRUNE_BATCH):

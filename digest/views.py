@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods
 
 from subscriptions import tokens
 
-from . import calls
+from . import calls, retention
 from . import feedback as feedback_service
 from .feeds import SubscriberDigestFeed
 from .models import Cadence, Edition
@@ -58,8 +58,17 @@ def view_in_browser(request, token):
         return render(request, "digest/invalid_link.html", status=400)
     delivery = calls.sent_delivery(payload.subscriber, edition_id)
     if delivery is None:
-        raise Http404("No such digest")
+        return digest_not_found(request, Edition.objects.filter(pk=edition_id).first())
     response = HttpResponse(render_delivery_html(delivery))
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def digest_not_found(request, edition):
+    """A signed link to a digest the ledger does not hold: older than the retention, or not sent."""
+    kept_days = retention.retention_days() if edition and retention.past_retention(edition) else None
+    context = {"edition": edition, "kept_days": kept_days}
+    response = render(request, "digest/digest_not_found.html", context, status=404)
     response["X-Robots-Tag"] = "noindex"
     return response
 

@@ -5,12 +5,14 @@ from datetime import date, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from digest.checks import delivery_retention_long_enough
 from digest.models import Delivery, EditionPaper, Feedback, SendCall, WebhookEvent
 from digest import retention
 from digest.retention import prune_old_digests
+from subscriptions import tokens
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -131,3 +133,41 @@ def test_a_pruned_digests_events_are_unlinked_in_the_same_committed_transaction(
     assert prune_old_digests(today=TODAY).deliveries == 1
     event.refresh_from_db()
     assert event.delivery_id is None and not Delivery.objects.exists()
+
+
+def test_an_old_emails_view_link_says_its_digest_is_no_longer_kept_and_its_other_links_still_work(
+    settings, client, time_machine
+):
+    time_machine.move_to("2026-11-18 12:00Z", tick=False)
+    settings.DELIVERY_RETENTION_DAYS = 60
+    old = edition_of(61)
+    reader = SubscriberFactory()
+    digest(old, reader=reader)
+    view = reverse("digest:view_in_browser", args=[tokens.make_token(reader, tokens.VIEW, e=old.pk)])
+    assert client.get(view).status_code == 200
+
+    prune_old_digests()
+
+    page = client.get(view)
+    html = page.content.decode()
+    assert page.status_code == 404 and page["X-Robots-Tag"] == "noindex"
+    assert "This digest is no longer kept" in html and "for 60 days" in html
+    assert f'href="/digest/daily/{old.date.isoformat()}/"' in html
+    paper = old.papers.get()
+    vote = reverse("digest:vote", args=[tokens.make_token(reader, tokens.FEEDBACK, e=old.pk), paper.pk, "up"])
+    assert client.get(vote).status_code == 200
+    unsubscribe = reverse("subscriptions:unsubscribe", args=[tokens.make_token(reader, tokens.UNSUBSCRIBE)])
+    assert client.post(unsubscribe).status_code in (200, 302)
+    reader.refresh_from_db()
+    assert reader.status == "unsubscribed"
+
+
+def test_a_view_link_to_a_digest_never_sent_says_so_without_blaming_the_retention(settings, client):
+    settings.DELIVERY_RETENTION_DAYS = 60
+    edition = edition_of(0)
+    reader = SubscriberFactory()
+    page = client.get(reverse("digest:view_in_browser", args=[tokens.make_token(reader, tokens.VIEW, e=edition.pk)]))
+    html = page.content.decode()
+    assert page.status_code == 404
+    assert "There is no digest behind this link" in html and "no longer kept" not in html
+    assert f'href="/digest/daily/{edition.date.isoformat()}/"' in html
