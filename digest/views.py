@@ -58,15 +58,19 @@ def view_in_browser(request, token):
         return render(request, "digest/invalid_link.html", status=400)
     delivery = calls.sent_delivery(payload.subscriber, edition_id)
     if delivery is None:
-        return digest_not_found(request, Edition.objects.filter(pk=edition_id).first())
+        edition = Edition.objects.filter(pk=edition_id).first()
+        if edition is None:
+            raise Http404("No such digest")
+        return digest_not_found(request, edition)
     response = HttpResponse(render_delivery_html(delivery))
     response["X-Robots-Tag"] = "noindex"
     return response
 
 
 def digest_not_found(request, edition):
-    """A signed link to a digest the ledger does not hold: older than the retention, or not sent."""
-    kept_days = retention.retention_days() if edition and retention.past_retention(edition) else None
+    """A signed link to a digest of ``edition`` the ledger does not hold: older than the
+    retention, or not sent. The page says which and links to the public edition."""
+    kept_days = retention.retention_days() if retention.past_retention(edition) else None
     context = {"edition": edition, "kept_days": kept_days}
     response = render(request, "digest/digest_not_found.html", context, status=404)
     response["X-Robots-Tag"] = "noindex"
