@@ -49,7 +49,8 @@ What it does:
 6. Prints per phase (select/claim, rank, render, send, record) the seconds,
    rows/s, SQL queries and peak RSS; per worker its page faults per digest
    and its CPU per thread; the CPU of the workers, PostgreSQL and the
-   imitation ESP, and how busy the host's cores were; with ``--rounds``,
+   imitation ESP, and how busy the host's cores were; what the settled ledger
+   stores per delivery row and per ESP call; with ``--rounds``,
    each round's ratio split into cores kept busy and CPU per reader; then
    one RESULT line.
 """
@@ -708,6 +709,20 @@ def settle_calls_after_send():
     return settled, time.perf_counter() - started
 
 
+def ledger_bytes():
+    """What the send left in the ledger once settled: (delivery rows, their bytes, ESP calls,
+    their bytes, of which their papers), live rows as stored (compressed values at their
+    compressed size), dead row versions left out."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), coalesce(sum(pg_column_size(d.*)), 0) FROM digest_delivery d")
+        rows = cursor.fetchone()
+        cursor.execute("SELECT count(*), coalesce(sum(pg_column_size(c.*)), 0), "
+                       "coalesce(sum(pg_column_size(c.papers)), 0) FROM digest_sendcall c")
+        return (*rows, *cursor.fetchone())
+
+
 def verify(subscribers, esp_stats):
     from django.db.models import Count
 
@@ -815,6 +830,7 @@ def main():
             stats["postgres_cpu_seconds"] = postgres_cpu
             stats["host_busy_seconds"] = busy
             stats["settle"] = settle_calls_after_send()
+            stats["ledger_bytes"] = ledger_bytes()
             by_status, problems = verify(n, stats)
             connection.close()
             runs[workers].append((outcomes, wall, stats, by_status, problems))
@@ -928,6 +944,10 @@ def report(n, workers, outcomes, wall, stats, by_status, problems):
     settled, settle_seconds = stats["settle"]
     if settled:
         print(f"   after the send (not timed): {settled} ESP calls settled onto their rows in {settle_seconds:.2f} s")
+    rows, row_bytes, calls, call_bytes, paper_bytes = stats["ledger_bytes"]
+    print(f"   ledger once settled: {rows} delivery rows, {row_bytes / max(rows, 1):.0f} bytes each as stored; "
+          f"{calls} ESP calls, {call_bytes / max(calls, 1) / 1024:.1f} KB each, of which papers "
+          f"{paper_bytes / max(calls, 1) / 1024:.1f} KB")
     print("   checks: " + ("ok" if not problems else "FAILED: " + "; ".join(problems)))
 
 

@@ -319,8 +319,9 @@ def settle_calls(calls=None):
 
 def settle_call_ids(ids):
     """Settle the calls ``ids``. A settled call keeps its readers, outcome and message ids but not
-    their papers: those are on the rows now, and kept on every call they would store each
-    digest's papers and why-lines twice, for as long as the ledger lives."""
+    their papers: those are on the rows now, and kept they would store every digest's papers and
+    why-lines a second time for as long as the ledger lives (13.5 KB per call of 250 readers as
+    PostgreSQL compresses them, a tenth more than the rows' own 570 bytes each; bench/digest_scale.py)."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             settle_in_postgresql(ids)
