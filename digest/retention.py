@@ -46,10 +46,16 @@ def retention_days():
     return max(days, MIN_RETENTION_DAYS) if days > 0 else 0
 
 
+def retention_cutoff(today=None):
+    """The first edition date whose digests are kept; None while every digest is kept."""
+    days = retention_days()
+    return (today or timezone.localdate()) - timedelta(days=days) if days else None
+
+
 def past_retention(edition, today=None):
     """Whether ``edition``'s digests are old enough to have been deleted."""
-    days = retention_days()
-    return bool(days) and edition.date < (today or timezone.localdate()) - timedelta(days=days)
+    before = retention_cutoff(today)
+    return before is not None and edition.date < before
 
 
 def prune_old_digests(today=None, batch_size=PRUNE_BATCH):
@@ -59,10 +65,9 @@ def prune_old_digests(today=None, batch_size=PRUNE_BATCH):
     Rows still ``pending`` or ``sending`` and calls not settled are kept for an operator to
     look at, whatever their age. An ESP event about a deleted delivery keeps its row, without
     the link to it."""
-    days = retention_days()
-    if not days:
+    before = retention_cutoff(today)
+    if before is None:
         return PrunedDigests(0, 0, None)
-    before = (today or timezone.localdate()) - timedelta(days=days)
     old = Edition.objects.filter(date__lt=before)
     deliveries = Delivery.objects.filter(edition__in=old, status__in=FINAL).order_by()
     calls = SendCall.objects.filter(edition__in=old, settled_at__isnull=False).order_by()
@@ -71,7 +76,9 @@ def prune_old_digests(today=None, batch_size=PRUNE_BATCH):
     return PrunedDigests(*counts, before)
 
 
-def deleted_in_batches(rows, batch_size):
+def deleted_in_batches(rows, batch_size=PRUNE_BATCH):
+    """Delete ``rows`` a batch at a time, each batch its own short transaction, however many
+    there are (the nightly prunes of old digests and of old ESP events); returns how many."""
     deleted = 0
     while ids := list(rows.values_list("pk", flat=True)[:batch_size]):
         with transaction.atomic():
@@ -80,6 +87,7 @@ def deleted_in_batches(rows, batch_size):
 
 
 # What a row must still be when it is deleted: a failed row an operator resends meanwhile is not.
+# The ledger's rows, deleted by two plain statements on PostgreSQL (``delete_rows``).
 STILL_OVER = {
     Delivery: ("status = ANY(%s)", [list(FINAL)]),
     SendCall: ("settled_at IS NOT NULL", []),
@@ -90,11 +98,11 @@ def delete_rows(rows, ids):
     """Delete the rows ``ids`` of ``rows`` that are still in it; the ESP events of deleted
     deliveries lose their link. Returns how many were deleted.
 
-    On PostgreSQL two plain statements (the event links are checked at commit):
-    ``QuerySet.delete()`` loads every row as a model instance to find what to
-    unlink, four times slower over a ledger (bench/prune.py)."""
+    The ledger's rows on PostgreSQL go by two plain statements (the event links are
+    checked at commit): ``QuerySet.delete()`` loads every row as a model instance to
+    find what to unlink, four times slower over a ledger (bench/prune.py)."""
     model = rows.model
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or model not in STILL_OVER:
         return rows.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
     where, params = STILL_OVER[model]
     with connection.cursor() as cursor:

@@ -53,6 +53,7 @@ from subscriptions.models import Subscriber
 from . import calls
 from .models import Delivery, SendCall, WebhookEvent
 from .rendering import paper_links
+from .retention import PRUNE_BATCH, deleted_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -319,9 +320,6 @@ def apply_event(event_pk):
     return outcome
 
 
-PRUNE_BATCH = 5000
-
-
 def prune_webhook_events(now=None, batch_size=PRUNE_BATCH):
     """Delete applied events received more than WEBHOOK_EVENT_RETENTION_DAYS ago, a batch at
     a time (short transactions, however many there are); returns how many.
@@ -331,8 +329,6 @@ def prune_webhook_events(now=None, batch_size=PRUNE_BATCH):
     """
     cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_EVENT_RETENTION_DAYS)
     old = WebhookEvent.objects.filter(received_at__lt=cutoff, applied_at__isnull=False).order_by("received_at")
-    deleted = 0
-    while ids := list(old.values_list("pk", flat=True)[:batch_size]):
-        deleted += WebhookEvent.objects.filter(pk__in=ids).delete()[0]
+    deleted = deleted_in_batches(old, batch_size)
     log.info("webhook events pruned count=%d older_than=%s", deleted, cutoff.isoformat())
     return deleted
