@@ -62,6 +62,7 @@ def fetch_from_source(name, *, date=None, categories=None, from_file=None, on_pr
             date=date, categories=categories, from_file=from_file, on_progress=on_progress
         )
         refuse_unreadable_batch(name, batch)
+        refuse_batch_without_signal(source, batch)
         stored = store_batch(batch.records, source, on_progress=on_progress)
     except Exception as exc:
         record_failed_run(name, started_at, exc)
@@ -88,6 +89,25 @@ def refuse_unreadable_batch(name, batch):
         count = len(batch.skipped)
         items = "its one item" if count == 1 else f"any of its {count} items"
         raise SourceError(name, f"could not read {items} (the first: {reason})")
+
+
+# Fewer papers than this are too few to tell a format change from a day's answer.
+SIGNAL_CHECK_MIN_PAPERS = 10
+
+
+def refuse_batch_without_signal(source, batch):
+    """An answer of ten or more papers, not one of them with its upvote count (absent or
+    malformed in every item), is a renamed or retyped field, not a day without votes.
+    Stored, it would rank the day on stale or zero signals without anyone noticing; it
+    fails instead, so that the fallback is tried and the health check sees it."""
+    name, records = source.required_signal, batch.records
+    if not name or len(records) < SIGNAL_CHECK_MIN_PAPERS:
+        return
+    if all(getattr(record, name) is None for record in records):
+        raise SourceError(
+            source.name,
+            f"none of its {len(records)} papers has a readable {name} (the format changed?)",
+        )
 
 
 def parse_day(name, value):

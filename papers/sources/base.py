@@ -131,6 +131,9 @@ class Source:
     authoritative_fields = frozenset()
     #: Whether this source observes community signals (one PaperSignal per paper per day).
     records_signals = False
+    #: A signal field the source reports for every paper it lists (0 included). An answer of
+    #: many papers without it is the source's format changing (``services.refuse_batch_without_signal``).
+    required_signal = None
 
     def fetch(self, *, date=None, categories=None, on_progress=None):
         """Download and parse; returns a ParsedBatch or raises SourceError."""

@@ -60,6 +60,7 @@ class HuggingFaceSource(Source):
         }
     )
     records_signals = True
+    required_signal = "upvotes"
 
     def parse_papers(self, items):
         return self.parse_items(items, parse_item, key_of=item_key)

@@ -76,6 +76,51 @@ def test_an_api_answer_with_no_readable_item_fails_and_falls_back_to_the_papers_
     assert summary["hf-html"]["created"] == 3
 
 
+def hf_answer(count, **paper_fields):
+    """A Hugging Face answer of ``count`` readable papers carrying ``paper_fields``."""
+    return [
+        {"paper": {"id": f"2501.{n:05d}", "title": f"Paper {n}", **paper_fields}, "numComments": 2}
+        for n in range(count)
+    ]
+
+
+@responses.activate
+@pytest.mark.parametrize("paper_fields", [{}, {"votes": 12}, {"upvotes": "12"}], ids=["missing", "renamed", "retyped"])
+def test_an_api_answer_whose_papers_all_lack_upvotes_fails_and_falls_back_to_the_papers_page(
+    settings, fixture_bytes, paper_fields
+):
+    """Stored, such an answer would rank the day on stale or zero votes and nobody would know."""
+    settings.PAPER_SOURCES = ["hf"]
+    Paper.objects.create(arxiv_id="2501.00001", title="Seen yesterday", upvotes=40)
+    responses.get(HF_API, json=hf_answer(12, **paper_fields))
+    responses.get(HF_PAGE, body=fixture_bytes("hf", "papers_page.html"))
+
+    summary = fetch_configured_sources()
+
+    assert summary["hf"]["error"] == "hf: none of its 12 papers has a readable upvotes (the format changed?)"
+    assert [run.status for run in FetchRun.objects.order_by("pk")] == ["failed", "ok"]
+    assert summary["hf-html"]["created"] == 3
+    assert not Paper.objects.filter(arxiv_id="2501.00002").exists()  # nothing of the refused answer
+    assert Paper.objects.get(arxiv_id="2501.00001").upvotes == 40
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "answer",
+    [
+        hf_answer(9),  # a few papers: too few to call it a format change
+        [*hf_answer(11), {"paper": {"id": "2501.00099", "title": "Counted", "upvotes": 0}}],  # the field is there
+    ],
+    ids=["nine-papers", "one-counted"],
+)
+def test_an_answer_with_few_papers_or_some_upvotes_is_stored(settings, answer):
+    settings.PAPER_SOURCES = ["hf"]
+    responses.get(HF_API, json=answer)
+    summary = fetch_configured_sources()
+    assert "error" not in summary["hf"] and list(summary) == ["hf"]
+    assert Paper.objects.count() == len({item["paper"]["id"] for item in answer})
+
+
 @responses.activate
 def test_an_empty_api_answer_is_a_quiet_day_not_a_failure(settings):
     settings.PAPER_SOURCES = ["hf"]

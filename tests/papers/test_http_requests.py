@@ -133,8 +133,9 @@ def test_every_request_has_a_timeout(settings):
 
 
 def hf_items(first, count):
+    """``count`` items as the API lists them: an id, a title and the upvote count every paper has."""
     return [
-        {"paper": {"id": f"2501.{n:05d}", "title": f"Paper {n}"}}
+        {"paper": {"id": f"2501.{n:05d}", "title": f"Paper {n}", "upvotes": n % 7}}
         for n in range(first, first + count)
     ]
 
