@@ -197,6 +197,12 @@ class ResendForm(forms.Form):
         return bool(self.cleaned_data.get("website"))
 
 
+class NewAddressForm(forms.Form):
+    """The preferences page's "Your address" card: where the reader is moving to."""
+
+    email = NormalisedEmailField(label="New email address")
+
+
 class ImportForm(forms.Form):
     MAX_FILE_BYTES = 5 * 1024 * 1024
 

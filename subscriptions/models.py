@@ -73,6 +73,12 @@ class Subscriber(models.Model):
     notice_sent_at = models.DateTimeField(
         null=True, blank=True, help_text="Last 'already subscribed' email (10-minute cap)."
     )
+    new_email = models.EmailField(
+        max_length=254, blank=True, help_text="The address the reader is moving to, until they confirm it."
+    )
+    address_change_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last new-address confirmation email (10-minute cap)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -19,7 +19,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q
+from django.db.models import Case, F, Max, Q, Value, When
 from django.db.models.functions import Coalesce, Lower
 from django.urls import reverse
 from django.utils import timezone
@@ -31,7 +31,7 @@ from digest.emails import absolute_url, send_email
 
 from . import csv_io
 from .models import Subscriber, SubscriberImport, Suppression, email_hash, new_token_secret
-from .tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_token
+from .tokens import CONFIRM, NEW_ADDRESS, PREFERENCES, UNSUBSCRIBE, make_token
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ NOT_REPLACED_BY = {"bounced": ("complained",)}
 RECEIVING = (Status.PENDING, Status.ACTIVE, Status.PAUSED)
 NOT_YET_JOINED = (Status.PENDING, Status.UNSUBSCRIBED)
 JOINED = (Status.ACTIVE, Status.PAUSED)
+# Who may move to a new address (once confirmed): a bounced reader most of all, whose old
+# mailbox is gone. A pending reader signs up with the new address instead; a complained or
+# suppressed one stays where the ESP or an operator put them.
+MOVABLE = (Status.ACTIVE, Status.PAUSED, Status.UNSUBSCRIBED, Status.BOUNCED)
 
 
 class SignupResult(enum.Enum):
@@ -160,6 +164,18 @@ def confirm_url(subscriber):
     return absolute_url(reverse("subscriptions:confirm", args=[token]))
 
 
+def new_address_key(email):
+    """What a new-address link says of the address it confirms: the start of its hash, so
+    that the link works for that address only and the URL does not show it."""
+    return email_hash(email)[:16]
+
+
+def new_address_url(subscriber):
+    """An absolute link that moves ``subscriber`` to ``subscriber.new_email`` (``confirm_new_address``)."""
+    token = make_token(subscriber, NEW_ADDRESS, a=new_address_key(subscriber.new_email))
+    return absolute_url(reverse("subscriptions:confirm_new_address", args=[token]))
+
+
 def preferences_path(subscriber):
     return reverse("subscriptions:preferences", args=[make_token(subscriber, PREFERENCES)])
 
@@ -238,13 +254,16 @@ def deferred_by_the_mail_system(exc):
     return classify_send_error(exc) == "transient"
 
 
-def _send_or_release(subscriber, field, previous, name, context, subject, connection=None, may_defer=False):
-    """Send one email; if the mail system fails, give the slot back so a retry can work.
+def _send_or_release(
+    subscriber, field, previous, name, context, subject, connection=None, may_defer=False, to=None
+):
+    """Send one email (to the reader's address, or ``to``); if the mail system fails, give the
+    slot back so a retry can work.
 
     ``may_defer``: raise ``AccountEmailDeferred``, the slot kept, when the mail system only
     deferred it, for the caller to try again later."""
     try:
-        send_email(name, context, subscriber.email, subject, connection=connection)
+        send_email(name, context, to or subscriber.email, subject, connection=connection)
     except Exception as exc:
         if may_defer and deferred_by_the_mail_system(exc):
             logger.warning("The mail system deferred the %s email to subscriber %s: %s", name, subscriber.pk, exc)
@@ -264,11 +283,15 @@ class AccountEmail:
     slot: str  # the field stamped when it is sent (one per EMAIL_COOLDOWN)
     subject: str
     statuses: tuple  # the reader's statuses it is still for when a worker sends it
+    to: str = "email"  # the field holding the address it goes to
 
 
 ACCOUNT_EMAILS = {
     "confirm": AccountEmail("confirmation_sent_at", CONFIRM_SUBJECT, NOT_YET_JOINED),
     "already_subscribed": AccountEmail("notice_sent_at", "You are already subscribed to Paperboy", JOINED),
+    "confirm_new_address": AccountEmail(
+        "address_change_sent_at", "Confirm your new address for Paperboy", MOVABLE, to="new_email"
+    ),
 }
 
 
@@ -291,12 +314,17 @@ def hand_over_account_email(subscriber, name):
     address slower by the mail system's round trip than for an unknown or blocked one, and
     would hold a web process while the ESP is slow. Sent in the request only when the broker
     cannot be reached (or with no broker: the embedded default runs tasks in-process)."""
-    from .tasks import send_account_email
-
     slot = ACCOUNT_EMAILS[name].slot
     previous = getattr(subscriber, slot)
     if not _claim_email_slot(subscriber, slot):
         return False
+    return _hand_over(subscriber, name, previous)
+
+
+def _hand_over(subscriber, name, previous):
+    """Queue the account email ``name`` whose slot was taken (``previous``: the slot's value before)."""
+    from .tasks import send_account_email
+
     try:
         send_account_email.delay(subscriber.pk, name, previous and previous.isoformat())
     except BrokerError:
@@ -312,7 +340,7 @@ def send_account_email(subscriber_id, name, previous=None, may_defer=False):
     ``AccountEmailDeferred`` (the slot kept) when the mail system only deferred it."""
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     email = ACCOUNT_EMAILS[name]
-    if subscriber is None or subscriber.status not in email.statuses:
+    if subscriber is None or subscriber.status not in email.statuses or not getattr(subscriber, email.to):
         logger.info("The %s email to subscriber %s is no longer due", name, subscriber_id)
         return False
     previous = datetime.fromisoformat(previous) if previous else None
@@ -323,11 +351,16 @@ def send_account_email_now(subscriber, name, previous, may_defer=False):
     email = ACCOUNT_EMAILS[name]
     if name == "confirm":
         context = _email_context(subscriber, confirm_url=confirm_url(subscriber))
+    elif name == "confirm_new_address":
+        context = _email_context(subscriber, confirm_url=new_address_url(subscriber))
     else:
         context = _email_context(
             subscriber, preferences_url=preferences_url(subscriber), unsubscribe_url=unsubscribe_url(subscriber)
         )
-    return _send_or_release(subscriber, email.slot, previous, name, context, email.subject, may_defer=may_defer)
+    return _send_or_release(
+        subscriber, email.slot, previous, name, context, email.subject, to=getattr(subscriber, email.to),
+        may_defer=may_defer,
+    )
 
 
 # --- Joining ----------------------------------------------------------------
@@ -495,7 +528,8 @@ def revoke_links(subscriber, asked_by_reader=False):
     Unsubscribe links are the exception: they keep working (see ``tokens.read_token``).
     """
     subscriber.token_secret = new_token_secret()
-    subscriber.save(update_fields=["token_secret", "updated_at"])
+    subscriber.new_email = ""  # its link was one of those revoked
+    subscriber.save(update_fields=["token_secret", "new_email", "updated_at"])
     if subscriber.status not in (JOINED + NOT_YET_JOINED if asked_by_reader else JOINED):
         return NewLinkResult.NOT_EMAILED
     context = _email_context(subscriber, preferences_url=preferences_url(subscriber))
@@ -505,6 +539,121 @@ def revoke_links(subscriber, asked_by_reader=False):
         logger.exception("Could not send the new link to subscriber %s", subscriber.pk)
         return NewLinkResult.EMAIL_FAILED
     return NewLinkResult.EMAILED
+
+
+# --- Moving to a new address -------------------------------------------------
+
+
+class AddressChangeResult(enum.Enum):
+    REQUESTED = "requested"  # what the reader is told whenever the address was taken up (see below)
+    SAME = "same"
+    THROTTLED = "throttled"
+    NOT_ALLOWED = "not allowed"
+
+
+class AddressMoveResult(enum.Enum):
+    MOVED = "moved"
+    TAKEN = "taken"  # another reader, who confirmed it, has the address
+    BLOCKED = "blocked"  # the address bounced, complained or was suppressed
+    STALE = "stale"  # not the address asked for last (or the move is done)
+    NOT_ALLOWED = "not allowed"
+
+
+def can_change_address(subscriber):
+    return subscriber.confirmed_at is not None and subscriber.status in MOVABLE
+
+
+def _confirmed_holder(subscriber, email):
+    """Another reader with ``email`` who ever confirmed it (``_holds_the_address``)."""
+    other = Subscriber.objects.with_email(email).exclude(pk=subscriber.pk).first()
+    return other if other is not None and _holds_the_address(other) else None
+
+
+def _holds_the_address(other):
+    """Whether a move must leave ``other``'s address to them: a signup never confirmed holds
+    nothing a move would take from anyone (``_move_to`` deletes it)."""
+    return other.confirmed_at is not None or other.status != Status.PENDING
+
+
+def request_address_change(subscriber, email):
+    """Start moving ``subscriber`` to ``email``: the address is kept as ``new_email`` and a
+    link that moves them is mailed to it (a worker sends it, at most once per ten minutes).
+
+    The answer is ``REQUESTED`` whether or not the link went out: for an address another
+    reader has, or one on the suppression list, nothing is sent, and the page must not tell
+    whoever holds a preferences link who else subscribes. Their digests keep going to the
+    old address until the link is followed."""
+    if not can_change_address(subscriber):
+        return AddressChangeResult.NOT_ALLOWED
+    if email.lower() == subscriber.email.lower():
+        return AddressChangeResult.SAME
+    previous = subscriber.address_change_sent_at
+    if not _claim_email_slot(subscriber, "address_change_sent_at"):
+        return AddressChangeResult.THROTTLED
+    Subscriber.objects.filter(pk=subscriber.pk).update(new_email=email, updated_at=timezone.now())
+    subscriber.new_email = email
+    if is_blocked(email) or _confirmed_holder(subscriber, email):
+        logger.info("No new-address link sent for subscriber %s: the address is taken or blocked", subscriber.pk)
+    else:
+        _hand_over(subscriber, "confirm_new_address", previous)
+    return AddressChangeResult.REQUESTED
+
+
+def confirm_new_address(subscriber, address_key):
+    """Move ``subscriber`` to the new address whose link was followed (``address_key``:
+    ``new_address_key`` of the address the link was made for). Interests, votes and the
+    ledger stay theirs; every earlier link stops working (the preferences link with it,
+    ``subscriber`` comes back with the new secret); a bounced reader is active again, the new
+    address having just received our email. The old address is told, unless it bounced."""
+    email = subscriber.new_email
+    if not email or new_address_key(email) != address_key:
+        return AddressMoveResult.STALE
+    if not can_change_address(subscriber):
+        return AddressMoveResult.NOT_ALLOWED
+    if is_blocked(email):
+        return AddressMoveResult.BLOCKED
+    old_email, old_status = subscriber.email, subscriber.status
+    try:
+        moved = _move_to(subscriber, email)
+    except IntegrityError:  # another reader took the address meanwhile
+        moved = AddressMoveResult.TAKEN
+    if moved is not AddressMoveResult.MOVED:
+        return moved
+    subscriber.refresh_from_db()
+    if old_status != Status.BOUNCED:
+        _tell_old_address(subscriber, old_email)
+    return moved
+
+
+def _move_to(subscriber, email):
+    now = timezone.now()
+    note = f"{subscriber.consent_note}; new address confirmed by email link {now:%Y-%m-%d %H:%M} UTC"
+    with transaction.atomic():
+        holder = Subscriber.objects.with_email(email).exclude(pk=subscriber.pk).select_for_update().first()
+        if holder is not None:
+            if _holds_the_address(holder):
+                return AddressMoveResult.TAKEN
+            holder.delete()
+        moved = Subscriber.objects.filter(pk=subscriber.pk, new_email=email, status__in=MOVABLE).update(
+            email=email,
+            new_email="",
+            token_secret=new_token_secret(),
+            status=Case(When(status=Status.BOUNCED, then=Value(Status.ACTIVE)), default=F("status")),
+            consent_note=note.lstrip("; ")[:200],
+            updated_at=now,
+        )
+        Suppression.objects.filter(email_hash=email_hash(email)).exclude(reason__in=BLOCKING_SUPPRESSIONS).delete()
+    return AddressMoveResult.MOVED if moved else AddressMoveResult.STALE
+
+
+def _tell_old_address(subscriber, old_email):
+    """A note to the address a reader left: if someone else used a leaked preferences link
+    to move them, this is how they find out."""
+    context = _email_context(subscriber, old_email=old_email)
+    try:
+        send_email("address_changed", context, old_email, "Your Paperboy digests go to a new address")
+    except Exception:
+        logger.exception("Could not tell the old address of subscriber %s about the move", subscriber.pk)
 
 
 # --- Leaving ----------------------------------------------------------------
@@ -647,6 +796,7 @@ def export_subscriber_data(subscriber):
         "exported_at": timezone.now().isoformat(),
         "profile": {
             "email": subscriber.email,
+            "new_email": subscriber.new_email or None,
             "status": subscriber.status,
             "interests": subscriber.interest_terms,
             "categories": subscriber.categories,

@@ -3,8 +3,8 @@
 Each purpose has its own salt, so a token made for one purpose (say,
 confirming) is refused on another endpoint (say, unsubscribing). Tokens carry
 the first characters of the subscriber's ``token_secret``: rotating that
-secret revokes every link issued before. Confirmation tokens expire; the
-others live as long as the secret.
+secret revokes every link issued before. Confirmation tokens (of a new
+subscription, of a new address) expire; the others live as long as the secret.
 
 The subclasses of ``InvalidToken`` let a page say *why* a link does not work
 (expired, or its subscriber deleted) without ever revealing more than that.
@@ -30,8 +30,12 @@ PREFERENCES = "preferences"
 VIEW = "view"
 FEED = "feed"
 FEEDBACK = "feedback"
+NEW_ADDRESS = "new-address"
 
 CONFIRM_MAX_AGE = 7 * 24 * 60 * 60
+NEW_ADDRESS_MAX_AGE = 2 * 24 * 60 * 60
+# Purposes whose tokens carry the time they were made and expire (after ``MAX_AGES``).
+MAX_AGES = {CONFIRM: CONFIRM_MAX_AGE, NEW_ADDRESS: NEW_ADDRESS_MAX_AGE}
 SECRET_PREFIX_LENGTH = 10
 MAX_TOKEN_LENGTH = 1000
 HMAC_BLOCK = 64  # SHA-256's block size, in bytes
@@ -62,7 +66,7 @@ def _salt(purpose):
 
 def make_token(subscriber, purpose, **extra):
     payload = {"s": subscriber.pk, "k": subscriber.token_secret[:SECRET_PREFIX_LENGTH], **extra}
-    if purpose == CONFIRM:
+    if purpose in MAX_AGES:
         return signing.TimestampSigner(salt=_salt(purpose)).sign_object(payload, compress=False)
     return signing.dumps(payload, salt=_salt(purpose), compress=False)
 
@@ -79,8 +83,8 @@ class TokenMaker:
     """
 
     def __init__(self, purpose):
-        if purpose == CONFIRM:
-            raise ValueError("confirmation tokens are made one at a time with make_token")
+        if purpose in MAX_AGES:
+            raise ValueError("expiring tokens are made one at a time with make_token")
         key_salt = f"{_salt(purpose)}signer".encode()
         key = hashlib.sha256(key_salt + settings.SECRET_KEY.encode()).digest().ljust(HMAC_BLOCK, b"\0")
         # HMAC (RFC 2104) with its two keyed SHA-256 states computed once: a signature is
@@ -171,9 +175,9 @@ def signed_payload(token, purpose, *, max_age=None):
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
         raise InvalidToken("missing or oversized token")
     try:
-        if purpose == CONFIRM:
+        if purpose in MAX_AGES:
             signer = signing.TimestampSigner(salt=_salt(purpose))
-            payload = signer.unsign_object(token, max_age=max_age or CONFIRM_MAX_AGE)
+            payload = signer.unsign_object(token, max_age=max_age or MAX_AGES[purpose])
         else:
             payload = signing.loads(token, salt=_salt(purpose))
     except signing.SignatureExpired as exc:

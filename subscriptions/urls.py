@@ -16,5 +16,7 @@ urlpatterns = [
     path("preferences/<str:token>/my-data/", views.my_data, name="my_data"),
     path("preferences/<str:token>/delete/", views.delete, name="delete"),
     path("preferences/<str:token>/new-link/", views.new_link, name="new_link"),
+    path("preferences/<str:token>/address/", views.change_address, name="change_address"),
+    path("new-address/<str:token>/", views.confirm_new_address, name="confirm_new_address"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
 ]

@@ -23,10 +23,11 @@ from django.views.decorators.http import require_http_methods, require_safe
 from digest.scheduling import next_digest_and_day
 
 from . import services
-from .forms import PreferencesForm, ResendForm, SignupForm
+from .forms import NewAddressForm, PreferencesForm, ResendForm, SignupForm
 from .ratelimits import client_ip, email_key, email_rate, ip_rate, limited
 from .tokens import (
     CONFIRM,
+    NEW_ADDRESS,
     PREFERENCES,
     UNSUBSCRIBE,
     ExpiredToken,
@@ -172,15 +173,21 @@ def preferences(request, token, subscriber):
             return redirect("subscriptions:preferences", token)
     else:
         form = PreferencesForm(initial=PreferencesForm.initial_for(subscriber))
+    return _preferences_page(request, token, subscriber, form=form)
+
+
+def _preferences_page(request, token, subscriber, form=None, address_form=None):
+    form = form or PreferencesForm(initial=PreferencesForm.initial_for(subscriber))
     context = {
         "form": form,
+        "address_form": address_form or NewAddressForm(),
+        "can_change_address": services.can_change_address(subscriber),
         "subscriber": subscriber,
         "token": token,
         "unsubscribe_token": services.unsubscribe_token(subscriber),
     }
-    return render(
-        request, "subscriptions/preferences.html", context, status=400 if form.errors else 200
-    )
+    invalid = form.errors or (address_form is not None and address_form.errors)
+    return render(request, "subscriptions/preferences.html", context, status=400 if invalid else 200)
 
 
 def _preferences_action(view):
@@ -232,6 +239,56 @@ def my_data(request, token, subscriber):
     stamp = timezone.now().strftime("%Y-%m-%d")
     response["Content-Disposition"] = f'attachment; filename="paperboy-my-data-{stamp}.json"'
     return response
+
+
+ADDRESS_CHANGE_MESSAGES = {
+    services.AddressChangeResult.SAME: (messages.INFO, "That is already your address: nothing to change."),
+    services.AddressChangeResult.THROTTLED: (
+        messages.WARNING,
+        "We emailed a link for a new address less than ten minutes ago: look for it, or ask again later.",
+    ),
+    services.AddressChangeResult.NOT_ALLOWED: (
+        messages.ERROR,
+        "This subscription can’t move to another address. Write to us if you need it to.",
+    ),
+}
+
+
+@_preferences_action
+@_limited("new-address", attempt="your change of address")
+@_preferences_subscriber
+def change_address(request, token, subscriber):
+    form = NewAddressForm(request.POST)
+    if not form.is_valid():
+        return _preferences_page(request, token, subscriber, address_form=form)
+    result = services.request_address_change(subscriber, form.cleaned_data["email"])
+    if result is services.AddressChangeResult.REQUESTED:
+        return render(request, "subscriptions/new_address_sent.html", {"subscriber": subscriber, "token": token})
+    messages.add_message(request, *ADDRESS_CHANGE_MESSAGES[result])
+    return redirect("subscriptions:preferences", token)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def confirm_new_address(request, token):
+    """GET shows what the link does and a button; only the POST moves the reader (a mail
+    system's link scanner fetches every URL it sees)."""
+    try:
+        payload = read_token(token, NEW_ADDRESS)
+    except ExpiredToken:
+        return render(request, "subscriptions/new_address.html", {"outcome": "expired"}, status=410)
+    except InvalidToken:
+        return invalid_link(request)
+    subscriber, key = payload.subscriber, payload.extra.get("a")
+    if request.method != "POST":
+        outcome = "ask" if subscriber.new_email and services.new_address_key(subscriber.new_email) == key else "stale"
+        return render(request, "subscriptions/new_address.html", {"outcome": outcome, "subscriber": subscriber})
+    result = services.confirm_new_address(subscriber, key)
+    if result is services.AddressMoveResult.MOVED:
+        messages.success(request, f"Done: your digests now go to {subscriber.email}.")
+        return redirect(services.preferences_path(subscriber))
+    context = {"outcome": result.name.lower(), "subscriber": subscriber}
+    return render(request, "subscriptions/new_address.html", context, status=409)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])

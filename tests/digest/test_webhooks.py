@@ -188,6 +188,25 @@ def test_a_bounce_for_a_deleted_readers_address_puts_it_on_the_suppression_list(
     assert services.request_subscription(email, {}) is services.SignupResult.BLOCKED
 
 
+def test_a_bounce_for_the_address_a_reader_left_suppresses_that_address_not_the_reader(client, delivery):
+    """A digest sent to the old address just before a move, bounced after it: the reader,
+    now at their new address, keeps receiving (even with the delivery id in the metadata)."""
+    from subscriptions import services
+
+    reader, old = delivery.subscriber, delivery.subscriber.email
+    services.request_address_change(reader, "moved@example.org")
+    reader.refresh_from_db()
+    assert services.confirm_new_address(reader, services.new_address_key("moved@example.org")).name == "MOVED"
+
+    bounce = mailgun_event("failed", old, severity="permanent", reason="bounce", metadata={"delivery_id": delivery.pk})
+    assert post(client, bounce).status_code == 200
+
+    reader.refresh_from_db()
+    assert (reader.email, reader.status) == ("moved@example.org", "active")
+    assert Suppression.objects.get(email_hash=email_hash(old)).reason == "bounced"
+    assert not services.is_blocked("moved@example.org")
+
+
 def test_a_soft_bounce_changes_nothing(client, delivery):
     post(client, mailgun_event("failed", delivery.subscriber.email, severity="temporary", reason="generic"))
     delivery.refresh_from_db()

@@ -19,14 +19,15 @@ CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 CONFIRM_LINK = re.compile(r"https?://\S+/confirm/[^\s/]+/")
 
 
-def submit_form(stack, path, fields):
-    """GET the page, then POST its form as a browser would, with the CSRF cookie and field.
+def submit_form(stack, path, fields, action=None):
+    """GET the page, then POST its form (to ``action``, or the page) as a browser would, with
+    the CSRF cookie and field.
 
     The cookie is set ``Secure`` (DEBUG is off); over the test's plain HTTP it is sent by hand."""
     page = requests.get(stack.url(path), timeout=10)
     token = CSRF_FIELD.search(page.text).group(1)
     return requests.post(
-        stack.url(path), data={**fields, "csrfmiddlewaretoken": token},
+        stack.url(action or path), data={**fields, "csrfmiddlewaretoken": token},
         cookies={"csrftoken": page.cookies["csrftoken"]}, allow_redirects=False, timeout=10,
     )
 
@@ -93,3 +94,39 @@ def test_a_confirmation_deferred_at_every_try_gives_the_address_its_slot_back(st
     assert wait_until(given_back.exists, 30), stack.logs()
     assert len(smtp_sink.refused) == 2  # the first try and one retry
     assert smtp_sink.messages == []
+
+
+NEW_ADDRESS_LINK = re.compile(r"https?://\S+/new-address/[^\s/]+/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_moves_to_a_new_address_on_the_running_site(stack, smtp_sink):
+    """The preferences page hands the new address's link to a worker, which mails it there; the
+    link moves the reader, and the web tells the address they left."""
+    from django.urls import reverse
+
+    from subscriptions.services import preferences_path
+    from subscriptions.tokens import PREFERENCES, make_token
+
+    reader = SubscriberFactory(email="old@example.org")
+    stack.configure(EMAIL_URL=smtp_sink.url)
+    stack.start_web()
+    stack.wait_for_site(stack.processes[-1])
+    stack.start_worker()
+    preferences = preferences_path(reader)
+
+    change_address = reverse("subscriptions:change_address", args=[make_token(reader, PREFERENCES)])
+    answer = submit_form(stack, preferences, {"email": "new@example.org"}, action=change_address)
+    assert answer.status_code == 200 and "Check your new inbox" in answer.text
+    assert wait_until(lambda: len(smtp_sink.messages) == 1, 30), stack.logs()
+    mail = smtp_sink.messages[0]
+    assert mail.rcpt_tos == ["new@example.org"]
+    assert mail.message["Subject"] == "Confirm your new address for Paperboy"
+
+    link = html.unescape(NEW_ADDRESS_LINK.search(mail.body("plain")).group(0))
+    moved = submit_form(stack, link, {})
+    assert moved.status_code == 302, moved.text[:500]
+    reader.refresh_from_db()
+    assert (reader.email, reader.new_email, reader.status) == ("new@example.org", "", "active")
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [["new@example.org"], ["old@example.org"]]
+    assert requests.get(stack.url(preferences), timeout=10).status_code == 404

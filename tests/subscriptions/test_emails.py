@@ -8,6 +8,21 @@ from tests.subscriptions.helpers import link_in
 
 pytestmark = pytest.mark.django_db
 
+
+
+def ask_to_move(reader):
+    """The link to a new address, mailed there."""
+    services.request_address_change(reader, "moved@example.org")
+
+
+def move(reader):
+    """The note to the address a reader left, the only email sent here."""
+    services.request_address_change(reader, "moved@example.org")
+    reader.refresh_from_db()
+    mail.outbox.clear()
+    services.confirm_new_address(reader, services.new_address_key("moved@example.org"))
+
+
 # Each email of the account, sent to a reader of the status it is for.
 EACH_ACCOUNT_EMAIL = pytest.mark.parametrize(
     "send, reader",
@@ -15,6 +30,8 @@ EACH_ACCOUNT_EMAIL = pytest.mark.parametrize(
         (services.send_confirmation, "pending"),
         (services.send_already_subscribed, "subscriber"),
         (services.revoke_links, "subscriber"),
+        (ask_to_move, "subscriber"),
+        (move, "subscriber"),
     ],
 )
 
@@ -79,3 +96,21 @@ def test_an_address_is_escaped_in_the_html(db):
     services.send_confirmation(odd)
     html = mail.outbox[0].alternatives[0][0]
     assert "<b>@example.org" not in html
+
+
+def test_the_new_address_email_goes_there_with_the_same_link_in_text_and_html_and_is_not_list_mail(subscriber):
+    ask_to_move(subscriber)
+    [message] = mail.outbox
+    assert message.to == ["moved@example.org"]
+    html = message.alternatives[0][0]
+    assert link_in(message.body, "new-address") in html
+    assert "style=" in html and "2 days" in message.body
+    assert "List-Unsubscribe" not in message.extra_headers
+
+
+def test_the_note_to_the_old_address_names_the_new_one_and_carries_no_link_to_the_account(subscriber):
+    move(subscriber)
+    [message] = mail.outbox
+    assert message.to == ["ada@example.org"]
+    assert "moved@example.org" in message.body and "moved@example.org" in message.alternatives[0][0]
+    assert "/preferences/" not in message.body and "List-Unsubscribe" not in message.extra_headers
