@@ -27,7 +27,7 @@ from digest import services as digest_services
 from digest.models import Delivery, Feedback
 
 from . import csv_io, services, tasks
-from .forms import ImportForm
+from .forms import ImportForm, NewAddressForm
 from .models import Subscriber, SubscriberImport, Suppression, email_hash
 from .validation import category_choices, clean_interests, normalise_email, timezone_names
 
@@ -399,9 +399,57 @@ class SubscriberAdmin(admin.ModelAdmin):
                 "import/",
                 self.admin_site.admin_view(self.import_view),
                 name="subscriptions_subscriber_import",
-            )
+            ),
+            path(
+                "<int:subscriber_id>/new-address/",
+                self.admin_site.admin_view(self.new_address_view),
+                name="subscriptions_subscriber_new_address",
+            ),
         ]
         return extra + super().get_urls()
+
+    # --- Moving to a new address ------------------------------------------
+
+    NEW_ADDRESS_REFUSALS = {
+        "blocked": "This address is on the suppression list (it bounced, complained or was suppressed).",
+        "taken": "Another subscriber has this address: they would have to leave it first.",
+        services.AddressChangeResult.SAME: "That is already this subscriber’s address.",
+        services.AddressChangeResult.THROTTLED: "A link to a new address went out less than ten minutes ago.",
+        services.AddressChangeResult.NOT_ALLOWED: (
+            "Only a subscriber who confirmed once and is active, paused, unsubscribed or bounced can move."
+        ),
+    }
+
+    def new_address_view(self, request, subscriber_id):
+        """For a reader who writes in from a new address, their old mailbox gone (and with it
+        their preferences link): the same link the preferences page sends goes to the new
+        address, whose owner moves the reader by following it."""
+        subscriber = self.get_object(request, str(subscriber_id))
+        if subscriber is None or not self.has_change_permission(request, subscriber):
+            return redirect("admin:subscriptions_subscriber_changelist")
+        form = NewAddressForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            email = form.cleaned_data["email"]
+            refusal = services.new_address_obstacle(subscriber, email)
+            result = refusal or services.request_address_change(subscriber, email)
+            if result is services.AddressChangeResult.REQUESTED:
+                self.log_change(request, subscriber, "Emailed a link to move to a new address.")
+                self.message_user(
+                    request,
+                    f"A link that moves {subscriber.email} to {email} was emailed there; "
+                    "nothing changes until it is followed (it works for 2 days).",
+                )
+                return redirect("admin:subscriptions_subscriber_change", subscriber.pk)
+            form.add_error("email", self.NEW_ADDRESS_REFUSALS[result])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Move {subscriber.email} to a new address",
+            "opts": self.model._meta,
+            "original": subscriber,
+            "form": form,
+            "changelist_url": reverse("admin:subscriptions_subscriber_changelist"),
+        }
+        return TemplateResponse(request, "admin/subscriptions/subscriber/new_address.html", context)
 
     def import_view(self, request):
         """Check the file, store it and queue the import task; answer at once.

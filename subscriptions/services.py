@@ -545,7 +545,7 @@ def revoke_links(subscriber, asked_by_reader=False):
 
 
 class AddressChangeResult(enum.Enum):
-    REQUESTED = "requested"  # what the reader is told whenever the address was taken up (see below)
+    REQUESTED = "requested"  # the answer to every accepted request, whether a link went out or not
     SAME = "same"
     THROTTLED = "throttled"
     NOT_ALLOWED = "not allowed"
@@ -592,11 +592,22 @@ def request_address_change(subscriber, email):
         return AddressChangeResult.THROTTLED
     Subscriber.objects.filter(pk=subscriber.pk).update(new_email=email, updated_at=timezone.now())
     subscriber.new_email = email
-    if is_blocked(email) or _confirmed_holder(subscriber, email):
-        logger.info("No new-address link sent for subscriber %s: the address is taken or blocked", subscriber.pk)
+    obstacle = new_address_obstacle(subscriber, email)
+    if obstacle:
+        logger.info("No new-address link sent for subscriber %s: the address is %s", subscriber.pk, obstacle)
     else:
         _hand_over(subscriber, "confirm_new_address", previous)
     return AddressChangeResult.REQUESTED
+
+
+def new_address_obstacle(subscriber, email):
+    """Why no link would be mailed to ``email`` ("blocked", "taken"), or None: what
+    ``request_address_change`` keeps from the reader, for an operator to be told."""
+    if is_blocked(email):
+        return "blocked"
+    if _confirmed_holder(subscriber, email):
+        return "taken"
+    return None
 
 
 def confirm_new_address(subscriber, address_key):

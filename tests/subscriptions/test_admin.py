@@ -1,4 +1,5 @@
 import csv
+import re
 import io
 from datetime import timedelta
 
@@ -519,3 +520,55 @@ def test_a_deleted_readers_admin_history_stays_but_no_longer_names_their_address
         assert {e.object_repr for e in entries} == {f"deleted subscriber {pk}"}
     assert LogEntry.objects.filter(object_id__in=[str(one.pk), str(two.pk)], action_flag=DELETION).count() == 2
     assert not LogEntry.objects.filter(object_repr__contains="@").exists()
+
+
+# --- Moving a reader to a new address ---------------------------------------------
+
+
+def new_address_page(subscriber):
+    return reverse("admin:subscriptions_subscriber_new_address", args=[subscriber.pk])
+
+
+def test_an_operator_emails_a_new_address_the_link_that_moves_the_reader(admin_client, client, subscriber):
+    change_page = admin_client.get(reverse("admin:subscriptions_subscriber_change", args=[subscriber.pk]))
+    assert new_address_page(subscriber) in change_page.content.decode()
+
+    response = admin_client.post(new_address_page(subscriber), {"email": "ada@new.example"}, follow=True)
+
+    assert "was emailed there; nothing changes until it is followed" in response.content.decode()
+    [message] = mail.outbox
+    assert message.to == ["ada@new.example"]
+    subscriber.refresh_from_db()
+    assert (subscriber.email, subscriber.new_email) == ("ada@example.org", "ada@new.example")
+    entry = LogEntry.objects.get(object_id=str(subscriber.pk))
+    assert entry.action_flag == CHANGE and "new address" in entry.get_change_message()
+    client.post(re.search(r"https?://[^/\s]+(/new-address/[^/\s]+/)", message.body).group(1))
+    assert Subscriber.objects.get(pk=subscriber.pk).email == "ada@new.example"
+
+
+@pytest.mark.parametrize(
+    "email, refusal",
+    [
+        ("taken@example.org", "Another subscriber has this address"),
+        ("bounced@example.org", "on the suppression list"),
+        ("ADA@example.org", "already this subscriber’s address"),
+    ],
+)
+def test_the_operator_is_told_why_no_link_goes_out(admin_client, subscriber, email, refusal):
+    SubscriberFactory(email="taken@example.org")
+    services.suppress_email("bounced@example.org", "bounced")
+    response = admin_client.post(new_address_page(subscriber), {"email": email})
+    assert response.status_code == 200 and refusal in response.content.decode()
+    assert mail.outbox == [] and Subscriber.objects.get(pk=subscriber.pk).new_email == ""
+
+
+def test_a_reader_who_never_confirmed_cannot_be_moved_by_an_operator(admin_client, pending):
+    response = admin_client.post(new_address_page(pending), {"email": "elsewhere@example.org"})
+    assert "Only a subscriber who confirmed once" in response.content.decode()
+    assert mail.outbox == []
+
+
+def test_the_new_address_page_is_for_staff_only(client, subscriber):
+    response = client.post(new_address_page(subscriber), {"email": "eve@example.org"})
+    assert response.status_code == 302 and "/login/" in response.url
+    assert mail.outbox == [] and Subscriber.objects.get(pk=subscriber.pk).new_email == ""
