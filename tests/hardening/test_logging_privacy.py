@@ -20,7 +20,10 @@ from tests.subscriptions.helpers import link_in
 
 pytestmark = pytest.mark.django_db
 
-ADDRESSES = ["newcomer@example.org", "Reader.One+tag@Example.ORG", "complainer@example.org"]
+ADDRESSES = [
+    "newcomer@example.org", "Reader.One+tag@Example.ORG", "complainer@example.org", "mover@example.org",
+    "moved@example.org",
+]
 
 
 @pytest.fixture
@@ -55,6 +58,15 @@ def test_subscriber_and_webhook_flows_log_no_address_at_info(console_output, set
     client.post(f"/preferences/{make_token(newcomer, PREFERENCES)}/pause/")
     client.post(f"/preferences/{make_token(newcomer, PREFERENCES)}/new-link/")
     client.post(f"/unsubscribe/{make_token(newcomer, UNSUBSCRIBE)}/", {"List-Unsubscribe": "One-Click"})
+    # Move to a new address: one that another reader has (nothing sent), then a free one.
+    mover = SubscriberFactory(email=ADDRESSES[3])
+    client.post(f"/preferences/{make_token(mover, PREFERENCES)}/address/", {"email": ADDRESSES[0]})
+    mover.refresh_from_db()
+    mover.address_change_sent_at = None
+    mover.save()
+    client.post(f"/preferences/{make_token(mover, PREFERENCES)}/address/", {"email": ADDRESSES[4]})
+    client.post(link_in(mail.outbox[-1].body, "new-address"))
+    assert services.find_subscriber(ADDRESSES[4]).pk == mover.pk
     # Resend, a honeypot bot, a flood that hits the rate limit, an invalid address.
     pending = SubscriberFactory(email=ADDRESSES[1].lower(), status="pending", confirmed_at=None)
     client.post("/subscribe/resend/", {"email": ADDRESSES[1]})
@@ -76,6 +88,7 @@ def test_subscriber_and_webhook_flows_log_no_address_at_info(console_output, set
     output = console_output.getvalue()
     info_lines = [line for line in output.splitlines() if re.search(r" (INFO|DEBUG) ", line)]
     assert len(info_lines) >= 2, output  # the honeypot and the webhook log at INFO
+    assert any("No new-address link sent" in line for line in info_lines), output
     for line in info_lines:
         assert not EMAIL_RE.search(line), line
         for address in ADDRESSES:
