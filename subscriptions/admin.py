@@ -446,6 +446,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             "title": f"Move {subscriber.email} to a new address",
             "opts": self.model._meta,
             "original": subscriber,
+            "waiting": services.address_waiting(subscriber),
             "form": form,
             "changelist_url": reverse("admin:subscriptions_subscriber_changelist"),
         }

@@ -31,7 +31,7 @@ from digest.emails import absolute_url, send_email
 
 from . import csv_io
 from .models import Subscriber, SubscriberImport, Suppression, email_hash, new_token_secret
-from .tokens import CONFIRM, NEW_ADDRESS, PREFERENCES, UNSUBSCRIBE, make_token
+from .tokens import CONFIRM, NEW_ADDRESS, NEW_ADDRESS_MAX_AGE, PREFERENCES, UNSUBSCRIBE, make_token
 
 logger = logging.getLogger(__name__)
 
@@ -561,6 +561,16 @@ class AddressMoveResult(enum.Enum):
 
 def can_change_address(subscriber):
     return subscriber.confirmed_at is not None and subscriber.status in MOVABLE
+
+
+def address_waiting(subscriber):
+    """The new address whose link may still move the reader, or "": once the link has
+    expired, the preferences page no longer says it waits (the reader asks again)."""
+    sent_at = subscriber.address_change_sent_at
+    if not subscriber.new_email or sent_at is None:
+        return ""
+    expired = sent_at < timezone.now() - timedelta(seconds=NEW_ADDRESS_MAX_AGE)
+    return "" if expired else subscriber.new_email
 
 
 def _confirmed_holder(subscriber, email):

@@ -182,6 +182,7 @@ def _preferences_page(request, token, subscriber, form=None, address_form=None):
         "form": form,
         "address_form": address_form or NewAddressForm(),
         "can_change_address": services.can_change_address(subscriber),
+        "address_waiting": services.address_waiting(subscriber),
         "subscriber": subscriber,
         "token": token,
         "unsubscribe_token": services.unsubscribe_token(subscriber),

@@ -568,6 +568,12 @@ def test_a_reader_who_never_confirmed_cannot_be_moved_by_an_operator(admin_clien
     assert mail.outbox == []
 
 
+def test_the_new_address_page_shows_a_link_still_waiting(admin_client, subscriber):
+    services.request_address_change(subscriber, "ada@new.example")
+    html = admin_client.get(new_address_page(subscriber)).content.decode()
+    assert "Already waiting for a link to be followed: <strong>ada@new.example</strong>" in html
+
+
 def test_the_new_address_page_is_for_staff_only(client, subscriber):
     response = client.post(new_address_page(subscriber), {"email": "eve@example.org"})
     assert response.status_code == 302 and "/login/" in response.url

@@ -223,10 +223,19 @@ def test_opening_the_form_address_leads_back_to_the_preferences(client, subscrib
     assert response.status_code == 302 and response.url == preferences_path(subscriber)
 
 
-def test_the_page_says_which_address_waits_for_its_link(client, subscriber):
+def test_the_page_says_which_address_waits_for_its_link_until_the_link_expires(client, subscriber):
     ask_to_move(client, subscriber, "ada@new.example")
     html = client.get(preferences_path(subscriber)).content.decode()
     assert "Waiting for you to follow the link we sent to" in html and "ada@new.example" in html
+    with time_machine.travel(timezone.now() + timedelta(days=2, minutes=1)):
+        html = client.get(preferences_path(subscriber)).content.decode()
+    assert "Waiting for you" not in html and "ada@new.example" not in html
+
+
+def test_a_bounced_reader_is_pointed_to_the_address_card(client, subscriber):
+    services.suppress(subscriber, "bounced")
+    html = client.get(preferences_path(subscriber)).content.decode()
+    assert "Emails to this address bounced" in html and 'id="address-heading"' in html
 
 
 def test_a_new_preferences_link_revokes_the_pending_move(client, subscriber):
