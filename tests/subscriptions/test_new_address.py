@@ -115,6 +115,26 @@ def test_an_address_another_reader_confirmed_meanwhile_is_not_taken_from_them(cl
     assert Subscriber.objects.with_email("ada@new.example").get().pk != subscriber.pk
 
 
+def test_an_address_taken_between_the_check_and_the_move_is_refused_by_the_unique_index(
+    client, subscriber, monkeypatch
+):
+    """The race the index settles: the holder is not there when looked for, then is."""
+    from subscriptions.models import SubscriberQuerySet
+
+    ask_to_move(client, subscriber, "ada@new.example")
+    link = new_address_link()
+    SubscriberFactory(email="ADA@new.example")
+    monkeypatch.setattr(SubscriberQuerySet, "with_email", lambda queryset, email: queryset.none())
+
+    response = client.post(link)
+
+    assert response.status_code == 409 and "already has a Paperboy subscription" in response.content.decode()
+    monkeypatch.undo()
+    subscriber.refresh_from_db()  # the connection still answers: the failed statement was rolled back alone
+    assert (subscriber.email, subscriber.new_email) == ("ada@example.org", "ada@new.example")
+    assert emails_to("ada@example.org") == []
+
+
 def test_a_signup_never_confirmed_at_the_new_address_gives_way(client, subscriber):
     ask_to_move(client, subscriber, "ada@new.example")
     abandoned = SubscriberFactory(email="ada@new.example", status="pending", confirmed_at=None)
