@@ -112,7 +112,7 @@ def page(live_server, monkeypatch):
 
 
 @pytest.mark.browser
-def test_a_reader_joins_confirms_steers_downloads_their_data_and_leaves(
+def test_a_reader_joins_confirms_steers_downloads_their_data_moves_and_leaves(
     page, live_server, settings, monkeypatch, tmp_path
 ):
     settings.SITE_URL = live_server.url
@@ -171,6 +171,17 @@ def test_a_reader_joins_confirms_steers_downloads_their_data_and_leaves(
     data = json.loads(Path(download.value.path()).read_text())
     assert data["profile"]["email"] == "reader@example.org"
     assert data["profile"]["frequency"] == "daily"
+
+    # Move to a new address: a link mailed there, its page's button.
+    page.get_by_label("New email address").fill("reader@lab.example")
+    page.get_by_role("button", name="Send the link").click()
+    expect(page.get_by_role("heading", name="Check your new inbox")).to_be_visible()
+    assert mail.outbox[-1].to == ["reader@lab.example"]
+    page.goto(live_server.url + link_in(mail.outbox[-1].body, "new-address"))
+    page.get_by_role("button", name="Yes, use this address").click()
+    expect(page.get_by_text("Done: your digests now go to reader@lab.example.")).to_be_visible()
+    subscriber.refresh_from_db()
+    assert (subscriber.email, subscriber.status) == ("reader@lab.example", "active")
 
     # Leave.
     page.get_by_role("button", name="Unsubscribe").click()
