@@ -620,6 +620,11 @@ def new_address_obstacle(subscriber, email):
     return None
 
 
+def is_address_asked_for(subscriber, address_key):
+    """Whether a new-address link carrying ``address_key`` is for the address the reader asked for last."""
+    return bool(subscriber.new_email) and new_address_key(subscriber.new_email) == address_key
+
+
 def confirm_new_address(subscriber, address_key):
     """Move ``subscriber`` to the new address whose link was followed (``address_key``:
     ``new_address_key`` of the address the link was made for). Interests, votes and the
@@ -627,7 +632,7 @@ def confirm_new_address(subscriber, address_key):
     ``subscriber`` comes back with the new secret); a bounced reader is active again, the new
     address having just received our email. The old address is told, unless it bounced."""
     email = subscriber.new_email
-    if not email or new_address_key(email) != address_key:
+    if not is_address_asked_for(subscriber, address_key):
         return AddressMoveResult.STALE
     if not can_change_address(subscriber):
         return AddressMoveResult.NOT_ALLOWED

@@ -282,7 +282,7 @@ def confirm_new_address(request, token):
         return invalid_link(request)
     subscriber, key = payload.subscriber, payload.extra.get("a")
     if request.method != "POST":
-        outcome = "ask" if subscriber.new_email and services.new_address_key(subscriber.new_email) == key else "stale"
+        outcome = "ask" if services.is_address_asked_for(subscriber, key) else "stale"
         return render(request, "subscriptions/new_address.html", {"outcome": outcome, "subscriber": subscriber})
     result = services.confirm_new_address(subscriber, key)
     if result is services.AddressMoveResult.MOVED:
