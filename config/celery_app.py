@@ -40,6 +40,10 @@ def configure_beat_schedule(sender, **kwargs):
             "task": "digest.tasks.prune_old_digests",
             "schedule": every or crontab(minute=45, hour=3),
         },
+        "prune-unconfirmed-signups": {
+            "task": "subscriptions.tasks.prune_unconfirmed_signups",
+            "schedule": every or crontab(minute=50, hour=3),
+        },
     }
     if not every:  # every N s, the daily job itself runs every N s: it cannot be missed for long
         sender.conf.beat_schedule["start-missed-daily-job"] = {

@@ -188,6 +188,9 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 # deferred (a 4xx, an ESP's 429 or 5xx, no connection), each at most 600 (the address's slot);
 # after the last, the reader may ask again.
 ACCOUNT_EMAIL_RETRY_DELAYS = env.list("ACCOUNT_EMAIL_RETRY_DELAYS", cast=int, default=[60, 300, 600])
+# Days a signup nobody confirmed is kept (subscriptions/retention.py): older pending readers
+# who never confirmed are deleted each night. 0 keeps them; set, it is at least 8.
+UNCONFIRMED_SIGNUP_DAYS = env.int("UNCONFIRMED_SIGNUP_DAYS", default=30)
 
 # --- Paper sources --------------------------------------------------------
 CONTACT_FOR_USER_AGENT = env("SOURCE_CONTACT_EMAIL", default=CONTACT_EMAIL)

@@ -20,7 +20,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Max, Q, Value, When
-from django.db.models.functions import Coalesce, Lower
+from django.db.models.functions import Coalesce, Concat, Lower
 from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -789,9 +789,15 @@ def delete_subscriber(subscriber):
             email_hash=email_hash(subscriber.email), defaults={"reason": "deleted"}
         )
         subscriber.delete()
-        LogEntry.objects.filter(
-            content_type=ContentType.objects.get_for_model(Subscriber), object_id=str(pk)
-        ).update(object_repr=f"deleted subscriber {pk}")
+        name_deleted_readers_in_history([pk])
+
+
+def name_deleted_readers_in_history(pks):
+    """Name the deleted readers ``pks`` by id in the admin's history, where each entry named
+    them by their address."""
+    LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Subscriber), object_id__in=[str(pk) for pk in pks]
+    ).update(object_repr=Concat(Value("deleted subscriber "), F("object_id")))
 
 
 # --- Data rights ------------------------------------------------------------

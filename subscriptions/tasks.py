@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from . import services
+from . import retention, services
 
 
 @shared_task(acks_late=True)
@@ -26,3 +26,8 @@ def send_account_email(self, subscriber_id, name, previous=None):
     except services.AccountEmailDeferred as exc:
         countdown = services.account_email_retry_delay(self.request.retries)
         raise self.retry(exc=exc, countdown=countdown, max_retries=retries)
+
+
+@shared_task(acks_late=True)
+def prune_unconfirmed_signups():
+    return retention.prune_unconfirmed_signups().readers

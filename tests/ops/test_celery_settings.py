@@ -42,6 +42,7 @@ def test_beat_runs_the_daily_job_at_the_job_hour_enqueues_every_quarter_hour_and
     schedule = app.conf.beat_schedule
     assert set(schedule) == {
         "run-daily-job", "start-missed-daily-job", "enqueue-due-digests", "prune-webhook-events", "prune-old-digests",
+        "prune-unconfirmed-signups",
     }
     assert schedule["run-daily-job"]["schedule"] == crontab(minute=0, hour=settings.DAILY_JOB_HOUR)
     assert schedule["start-missed-daily-job"]["schedule"] == crontab(minute="5,20,35,50")
@@ -54,6 +55,9 @@ def test_beat_runs_the_daily_job_at_the_job_hour_enqueues_every_quarter_hour_and
     assert schedule["prune-old-digests"]["schedule"] == crontab(minute=45, hour=3)
     assert schedule["prune-old-digests"]["task"] in app.tasks
     assert route_of("digest.tasks.prune_old_digests") == "default"
+    assert schedule["prune-unconfirmed-signups"]["schedule"] == crontab(minute=50, hour=3)
+    assert schedule["prune-unconfirmed-signups"]["task"] in app.tasks
+    assert route_of("subscriptions.tasks.prune_unconfirmed_signups") == "default"
 
 
 def test_a_beat_interval_runs_every_job_every_few_seconds_for_staging(settings):
@@ -65,7 +69,7 @@ def test_a_beat_interval_runs_every_job_every_few_seconds_for_staging(settings):
         settings.BEAT_INTERVAL_SECONDS = 0
         configure_beat_schedule(app)
 
-    assert intervals == [5, 5, 5, 5]
+    assert intervals == [5, 5, 5, 5, 5]
 
 
 def test_each_pool_process_imports_the_url_conf_as_it_starts():
