@@ -647,7 +647,7 @@ def confirm_new_address(subscriber, address_key):
         return moved
     subscriber.refresh_from_db()
     if old_status != Status.BOUNCED:
-        _tell_old_address(subscriber, old_email)
+        tell_old_address(subscriber, old_email)
     return moved
 
 
@@ -672,14 +672,41 @@ def _move_to(subscriber, email):
     return AddressMoveResult.MOVED if moved else AddressMoveResult.STALE
 
 
-def _tell_old_address(subscriber, old_email):
+def tell_old_address(subscriber, old_email):
     """A note to the address a reader left: if someone else used a leaked preferences link
-    to move them, this is how they find out."""
+    to move them, this is how they find out. A worker sends it, tried again while the mail
+    system defers it, as account emails are; without a broker, within the request."""
+    from .tasks import send_address_changed_note
+
+    try:
+        send_address_changed_note.delay(subscriber.pk, old_email)
+    except BrokerError:
+        logger.warning("Queue unreachable: telling the old address of subscriber %s in the request", subscriber.pk)
+        send_address_changed_note_now(subscriber, old_email)
+
+
+def send_address_changed_note(subscriber_id, old_email, may_defer=False):
+    """The worker's part of ``tell_old_address``, unless the reader has since been deleted or
+    moved back to ``old_email``. ``may_defer``: raise ``AccountEmailDeferred`` when the mail
+    system only deferred it."""
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
+    if subscriber is None or subscriber.email.lower() == old_email.lower():
+        logger.info("The note to the old address of subscriber %s is no longer due", subscriber_id)
+        return False
+    return send_address_changed_note_now(subscriber, old_email, may_defer=may_defer)
+
+
+def send_address_changed_note_now(subscriber, old_email, may_defer=False):
     context = _email_context(subscriber, old_email=old_email)
     try:
         send_email("address_changed", context, old_email, "Your Paperboy digests go to a new address")
-    except Exception:
+    except Exception as exc:
+        if may_defer and deferred_by_the_mail_system(exc):
+            logger.warning("The mail system deferred the note to the old address of subscriber %s: %s", subscriber.pk, exc)
+            raise AccountEmailDeferred(str(exc)) from exc
         logger.exception("Could not tell the old address of subscriber %s about the move", subscriber.pk)
+        return False
+    return True
 
 
 # --- Leaving ----------------------------------------------------------------

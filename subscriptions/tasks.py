@@ -19,13 +19,26 @@ def send_account_email(self, subscriber_id, name, previous=None):
     defers is tried again after each of ACCOUNT_EMAIL_RETRY_DELAYS (at most 10 minutes each),
     the address's slot kept meanwhile; after the last, the slot is given back. Run in-process
     (the embedded default, no broker to wait in), it is not tried again."""
+    return _tried_again_if_deferred(self, services.send_account_email, subscriber_id, name, previous)
+
+
+@shared_task(bind=True, acks_late=False)
+def send_address_changed_note(self, subscriber_id, old_email):
+    """The note to the address a reader moved away from; acknowledged on receipt and tried
+    again while the mail system defers it, like ``send_account_email``."""
+    return _tried_again_if_deferred(self, services.send_address_changed_note, subscriber_id, old_email)
+
+
+def _tried_again_if_deferred(task, send, *args):
+    """``send(*args, may_defer=…)``, the task retried after each of ACCOUNT_EMAIL_RETRY_DELAYS
+    while the mail system defers the email; the last try may not defer."""
     retries = len(settings.ACCOUNT_EMAIL_RETRY_DELAYS)
-    tries_left = not self.request.is_eager and self.request.retries < retries
+    tries_left = not task.request.is_eager and task.request.retries < retries
     try:
-        return services.send_account_email(subscriber_id, name, previous, may_defer=tries_left)
+        return send(*args, may_defer=tries_left)
     except services.AccountEmailDeferred as exc:
-        countdown = services.account_email_retry_delay(self.request.retries)
-        raise self.retry(exc=exc, countdown=countdown, max_retries=retries)
+        countdown = services.account_email_retry_delay(task.request.retries)
+        raise task.retry(exc=exc, countdown=countdown, max_retries=retries)
 
 
 @shared_task(acks_late=True)

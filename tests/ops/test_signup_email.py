@@ -128,5 +128,29 @@ def test_a_reader_moves_to_a_new_address_on_the_running_site(stack, smtp_sink):
     assert moved.status_code == 302, moved.text[:500]
     reader.refresh_from_db()
     assert (reader.email, reader.new_email, reader.status) == ("new@example.org", "", "active")
+    assert wait_until(lambda: len(smtp_sink.messages) == 2, 30), stack.logs()
     assert [m.rcpt_tos for m in smtp_sink.messages] == [["new@example.org"], ["old@example.org"]]
+    assert smtp_sink.messages[1].message["Subject"] == "Your Paperboy digests go to a new address"
+    assert "Task subscriptions.tasks.send_address_changed_note[" in stack.logs(tail=None)  # the worker told it
     assert requests.get(stack.url(preferences), timeout=10).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_note_to_the_old_address_the_mail_server_defers_is_sent_by_the_workers_retry(stack, smtp_sink):
+    reader = SubscriberFactory(email="new@example.org")  # just moved from old@example.org
+    smtp_sink.refuse = {"old@example.org": "451 4.7.1 Greylisted, try again later"}
+    stack.configure(EMAIL_URL=smtp_sink.url, ACCOUNT_EMAIL_RETRY_DELAYS="2,30")
+    stack.start_worker()
+    stack.send_task("subscriptions.tasks.send_address_changed_note", args=[reader.pk, "old@example.org"])
+
+    assert wait_until(lambda: len(smtp_sink.refused) == 1, 30), stack.logs()
+    smtp_sink.refuse = {}
+    assert wait_until(lambda: len(smtp_sink.messages) == 1, 30), stack.logs()
+    assert smtp_sink.messages[0].rcpt_tos == ["old@example.org"]
+    assert "now go to new@example.org" in smtp_sink.messages[0].body("plain")
+    logs = stack.logs(tail=None)
+    assert logs.count("The mail system deferred the note to the old address") == 1
+    assert "Retry in 2s" in logs
+    # The address travels in the task; no INFO line carries it (WARNING lines may: config/logging.py).
+    assert [line for line in logs.splitlines() if " INFO " in line and "old@example.org" in line] == []
+    assert "Task subscriptions.tasks.send_address_changed_note[" in logs

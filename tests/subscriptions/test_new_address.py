@@ -1,6 +1,7 @@
 """Moving a subscription to a new address: asked from the preferences page, confirmed from the new mailbox."""
 
 import re
+import smtplib
 from datetime import timedelta
 
 import pytest
@@ -9,9 +10,10 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from digest.models import Feedback
-from subscriptions import services
+from subscriptions import services, tasks
 from subscriptions.models import Subscriber, Suppression, email_hash
 from subscriptions.tokens import NEW_ADDRESS, PREFERENCES, make_token
 from tests.factories import PaperFactory, SubscriberFactory
@@ -67,6 +69,70 @@ def test_a_reader_moves_to_a_new_address_and_keeps_their_votes(client, subscribe
     assert notice.subject == "Your Paperboy digests go to a new address"
     assert "ada@new.example" in notice.body
     assert "confirmed by email link" in subscriber.consent_note.split(";")[-1]
+
+
+@pytest.fixture
+def notes_handed_over(monkeypatch):
+    """The notes to old addresses handed to the workers, as a broker would queue them."""
+    queued = []
+    monkeypatch.setattr(tasks.send_address_changed_note, "delay", lambda *args: queued.append(args))
+    return queued
+
+
+def moved_away(subscriber, email="ada@new.example"):
+    Subscriber.objects.filter(pk=subscriber.pk).update(email=email)
+
+
+def test_the_note_to_the_old_address_is_left_to_a_worker(client, subscriber, notes_handed_over):
+    ask_to_move(client, subscriber, "ada@new.example")
+    client.post(new_address_link())
+
+    assert notes_handed_over == [(subscriber.pk, "ada@example.org")]
+    assert emails_to("ada@example.org") == []  # nothing sent within the request
+    assert services.send_address_changed_note(*notes_handed_over[0]) is True
+    [note] = emails_to("ada@example.org")
+    assert "now go to ada@new.example" in note.body
+
+
+def test_a_note_the_mail_system_defers_is_tried_again_and_one_refused_for_good_is_given_up(
+    subscriber, mail_system, caplog
+):
+    moved_away(subscriber)
+    mail_system.errors = [smtplib.SMTPRecipientsRefused({"ada@example.org": (451, b"4.7.1 Try again later")})]
+
+    with pytest.raises(services.AccountEmailDeferred):
+        services.send_address_changed_note(subscriber.pk, "ada@example.org", may_defer=True)
+    assert "The mail system deferred the note to the old address" in caplog.text
+    assert services.send_address_changed_note(subscriber.pk, "ada@example.org", may_defer=True) is True
+    assert len(emails_to("ada@example.org")) == 1
+
+    mail_system.errors = [smtplib.SMTPRecipientsRefused({"ada@example.org": (550, b"5.1.1 No such user")})]
+    assert services.send_address_changed_note(subscriber.pk, "ada@example.org", may_defer=True) is False
+    assert "Could not tell the old address" in caplog.text
+    mail_system.errors = [smtplib.SMTPRecipientsRefused({"ada@example.org": (451, b"4.7.1 Try again later")})]
+    assert services.send_address_changed_note(subscriber.pk, "ada@example.org", may_defer=False) is False  # the last try
+    assert len(emails_to("ada@example.org")) == 1
+
+
+def test_the_note_is_no_longer_due_once_the_reader_is_deleted_or_back_at_the_old_address(subscriber, caplog):
+    assert services.send_address_changed_note(subscriber.pk, "Ada@Example.org") is False  # moved back meanwhile
+    services.delete_subscriber(subscriber)
+    assert services.send_address_changed_note(subscriber.pk, "ada@example.org") is False
+    assert mail.outbox == []
+    assert caplog.text.count("is no longer due") == 2
+
+
+def test_with_the_broker_unreachable_the_note_is_sent_in_the_request(client, subscriber, monkeypatch, caplog):
+    def unreachable(*args):
+        raise BrokerError("Error 111 connecting to localhost:6379. Connection refused.")
+
+    ask_to_move(client, subscriber, "ada@new.example")
+    monkeypatch.setattr(tasks.send_address_changed_note, "delay", unreachable)
+    client.post(new_address_link())
+
+    assert Subscriber.objects.get(pk=subscriber.pk).email == "ada@new.example"
+    assert len(emails_to("ada@example.org")) == 1
+    assert "Queue unreachable: telling the old address" in caplog.text
 
 
 def test_a_bounced_reader_moves_and_receives_again_without_a_note_to_the_dead_address(client, subscriber):

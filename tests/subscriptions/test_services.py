@@ -166,26 +166,6 @@ def test_a_handed_over_email_the_mail_system_refuses_gives_the_slot_back(handed_
     assert pending.confirmation_sent_at.isoformat() == first_slot  # as before the failed one
 
 
-@pytest.fixture
-def mail_system(monkeypatch):
-    """``services.send_email`` failing with the errors in ``mail_system.errors``, one per call
-    while there are any (then sending for real); ``mail_system.tries`` counts the calls."""
-    real_send = services.send_email
-
-    class MailSystem:
-        errors, tries = [], 0
-
-        def send(self, *args, **kwargs):
-            self.tries += 1
-            if self.errors:
-                raise self.errors.pop(0)
-            return real_send(*args, **kwargs)
-
-    system = MailSystem()
-    monkeypatch.setattr(services, "send_email", system.send)
-    return system
-
-
 def greylisted():
     return smtplib.SMTPRecipientsRefused({"new@example.org": (451, b"4.7.1 Try again later")})
 
