@@ -26,7 +26,7 @@ from digest import calls, pause
 from digest import services as digest_services
 from digest.models import Delivery, Feedback
 
-from . import csv_io, services, tasks
+from . import csv_io, retention, services, tasks
 from .forms import ImportForm, NewAddressForm
 from .models import Subscriber, SubscriberImport, Suppression, email_hash
 from .validation import category_choices, clean_interests, normalise_email, timezone_names
@@ -170,6 +170,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "consent_note",
         "updated_at",
         "history",
+        "deleted_if_unconfirmed",
     )
     fieldsets = (
         (None, {"fields": ("email", "status")}),
@@ -195,6 +196,7 @@ class SubscriberAdmin(admin.ModelAdmin):
                     "created_at",
                     "confirmation_sent_at",
                     "confirmed_at",
+                    "deleted_if_unconfirmed",
                     "notice_sent_at",
                     "new_email",
                     "address_change_sent_at",
@@ -230,6 +232,15 @@ class SubscriberAdmin(admin.ModelAdmin):
     @admin.display(description="last delivery")
     def last_delivery(self, subscriber):
         return subscriber.last_delivery_at
+
+    @admin.display(description="deleted if not confirmed")
+    def deleted_if_unconfirmed(self, subscriber):
+        """When a signup nobody confirmed goes (``UNCONFIRMED_SIGNUP_DAYS``), so that an operator
+        looking for it later knows why it is gone."""
+        after = retention.deleted_after(subscriber) if subscriber.pk else None
+        if after is None:
+            return "-"
+        return f"at the first nightly prune after {timezone.localtime(after):%Y-%m-%d %H:%M %Z} (UNCONFIRMED_SIGNUP_DAYS)"
 
     @admin.display(description="all deliveries and votes")
     def history(self, subscriber):

@@ -48,6 +48,16 @@ def unconfirmed_signup_days():
     return max(days, MIN_UNCONFIRMED_DAYS) if days > 0 else 0
 
 
+def deleted_after(subscriber):
+    """When the nightly prune may delete ``subscriber`` unless they confirm (None: never),
+    as ``unconfirmed_signups`` chooses them."""
+    days = unconfirmed_signup_days()
+    if not days or subscriber.status != Subscriber.Status.PENDING or subscriber.confirmed_at is not None:
+        return None
+    last_asked = max(filter(None, (subscriber.created_at, subscriber.confirmation_sent_at)))
+    return last_asked + timedelta(days=days)
+
+
 def unconfirmed_signups(before):
     """Readers who never confirmed, whose signup and last confirmation email are older than ``before``."""
     return Subscriber.objects.filter(

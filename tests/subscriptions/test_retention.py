@@ -180,3 +180,36 @@ def test_the_nightly_task_and_the_command_prune_and_say_what_they_did(settings, 
     out = io.StringIO()
     call_command("prune_unconfirmed_signups", stdout=out)
     assert out.getvalue().strip() == "UNCONFIRMED_SIGNUP_DAYS is 0: every signup is kept; new addresses forgotten: 0"
+
+
+def test_when_a_signup_would_go_agrees_with_the_prune(settings):
+    settings.UNCONFIRMED_SIGNUP_DAYS = 30
+    asked_again = signup_of(45, confirmation_days_old=10)
+    never_mailed = signup_of(5, confirmation_sent_at=None)
+
+    assert retention.deleted_after(asked_again) == days_ago(10) + timedelta(days=30)
+    assert retention.deleted_after(never_mailed) == days_ago(5) + timedelta(days=30)
+    for reader in (signup_of(60, status="active", confirmed_at=days_ago(59)), signup_of(60, status="unsubscribed")):
+        assert retention.deleted_after(reader) is None
+    settings.UNCONFIRMED_SIGNUP_DAYS = 0
+    assert retention.deleted_after(asked_again) is None
+
+    settings.UNCONFIRMED_SIGNUP_DAYS = 30
+    prune_unconfirmed_signups(now=days_ago(10) + timedelta(days=30))  # at its time: not yet past it
+    assert Subscriber.objects.filter(pk=asked_again.pk).exists()
+    prune_unconfirmed_signups(now=days_ago(10) + timedelta(days=30, seconds=1))
+    assert not Subscriber.objects.filter(pk=asked_again.pk).exists()
+    assert Subscriber.objects.filter(pk=never_mailed.pk).exists()
+
+
+def test_the_admin_says_when_a_signup_nobody_confirmed_will_be_deleted(settings, admin_client):
+    settings.UNCONFIRMED_SIGNUP_DAYS = 30
+    pending = signup_of(3, email="typo@example.org")
+    reader = SubscriberFactory(email="reader@example.org")
+
+    page = admin_client.get(reverse("admin:subscriptions_subscriber_change", args=[pending.pk])).content.decode()
+    due = timezone.localtime(days_ago(3) + timedelta(days=30))
+    assert f"at the first nightly prune after {due:%Y-%m-%d %H:%M}" in page
+
+    page = admin_client.get(reverse("admin:subscriptions_subscriber_change", args=[reader.pk])).content.decode()
+    assert "deleted if not confirmed" in page.lower() and "first nightly prune" not in page
