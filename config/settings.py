@@ -139,6 +139,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 BEAT_INTERVAL_SECONDS = env.float("BEAT_INTERVAL_SECONDS", default=0)  # >0: every beat job every N s (staging, tests)
 DAILY_JOB_HOUR = env.int("DAILY_JOB_HOUR", default=6)  # local hour of the fetch + edition step
+# A reader whose send hour comes more than this many hours before the daily job (far east of
+# the edition clock: 07:00 in Tokyo is 22:00 UTC the day before) gets each edition at their
+# hour the next day, in their morning, rather than when it is built (digest/scheduling.py).
+DIGEST_SAME_DAY_HOURS = env.int("DIGEST_SAME_DAY_HOURS", default=6)
 
 # --- Email ----------------------------------------------------------------
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Paperboy <digest@paperboy.localhost>")

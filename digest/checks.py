@@ -105,3 +105,18 @@ def delivery_retention_long_enough(app_configs, **kwargs):
             id="digest.W006",
         )
     ]
+
+
+@register()
+def same_day_hours_in_a_day(app_configs, **kwargs):
+    hours = settings.DIGEST_SAME_DAY_HOURS
+    if 0 <= hours <= 24:
+        return []
+    return [
+        Warning(
+            f"DIGEST_SAME_DAY_HOURS is {hours}: it counts the hours a daily job may come after a "
+            "reader's send hour and still send them the edition that day.",
+            hint="Set it between 0 and 24 (24: every reader gets each edition on its date).",
+            id="digest.W007",
+        )
+    ]

@@ -1,9 +1,10 @@
 """Who is due for a digest now, in their own time zone.
 
 A subscriber is due for the current edition of their cadence when their
-local date has reached the edition's date, their local clock has reached
-their send hour (or their local date is already past the edition's), and
-they have no delivery for that edition. West of the edition clock a
+local date has reached the day they get it (``send_day``: the edition's date,
+or the day after for readers far east of the edition clock), their local
+clock has reached their send hour (or their local date is already past that
+day), and they have no delivery for that edition. West of the edition clock a
 reader's day ends after the clock has moved on to the next edition: while
 their local date is still the previous edition's, that edition is the one
 they are due for once their send hour comes (``due_editions``). Each time
@@ -14,6 +15,7 @@ import enum
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -47,6 +49,33 @@ def local_now(tz_name, now):
         return now.astimezone(ZoneInfo("UTC"))
 
 
+def daily_job_in(tz_name, day):
+    """When the daily job is scheduled on ``day`` (``DAILY_JOB_HOUR`` on the edition clock), as a
+    naive local time in ``tz_name``."""
+    job = timezone.make_aware(datetime.combine(day, time(settings.DAILY_JOB_HOUR)))
+    return local_now(tz_name, job).replace(tzinfo=None)
+
+
+def send_day(edition_date, tz_name, send_hour):
+    """The reader's local date on which the edition of ``edition_date`` comes at their send hour.
+
+    It is the edition's date, unless the daily job that builds it is scheduled more than
+    ``DIGEST_SAME_DAY_HOURS`` after the reader's hour on that date: far east of the edition
+    clock (07:00 in Tokyo is 22:00 UTC the day before, and a job at 06:00 UTC is 15:00 there)
+    the reader gets it at their hour the next day, in their morning rather than their
+    afternoon. The job's schedule decides, not when the edition happened to be built, so a
+    reader's day is known before it is built and a late build moves nobody's day."""
+    theirs = datetime.combine(edition_date, time(send_hour))
+    if daily_job_in(tz_name, edition_date) - theirs > timedelta(hours=settings.DIGEST_SAME_DAY_HOURS):
+        return edition_date + timedelta(days=1)
+    return edition_date
+
+
+def hour_reached(local, day, send_hour):
+    """Whether the local time ``local`` is at or past ``send_hour`` on ``day``."""
+    return local.date() > day or (local.date() == day and local.hour >= send_hour)
+
+
 class NextDigest(enum.Enum):
     """When a reader's next digest goes out (``next_digest``)."""
 
@@ -78,27 +107,28 @@ def next_digest_and_day(subscriber, now=None):
     they have not had it), else on the current edition's date, or the next edition's once
     they have had the current one."""
     now = now or timezone.now()
-    local = local_now(subscriber.timezone, now)
-    hour_come = local.hour >= subscriber.send_hour
+    zone, hour = subscriber.timezone, subscriber.send_hour
+    local = local_now(zone, now)
+    hour_come = local.hour >= hour
     previous = previous_edition(subscriber.frequency, now)
     edition = current_edition(subscriber.frequency, now)
-    on_previous_day = previous is not None and local.date() == previous.date
+    previous_day = previous and send_day(previous.date, zone, hour)
+    on_previous_day = previous is not None and local.date() == previous_day
     had_previous = on_previous_day and has_delivery(previous, subscriber)
     had_current = edition is not None and has_delivery(edition, subscriber)
     if on_previous_day and hour_come:
         if not had_previous:
             return NextDigest.NOW, None
     else:
-        edition_day = edition.date if edition else edition_date_for(subscriber.frequency, timezone.localdate(now))
-        reached = local.date() > edition_day or (local.date() == edition_day and hour_come)
-        if reached and not had_current:
+        edition_date = edition.date if edition else edition_date_for(subscriber.frequency, timezone.localdate(now))
+        if hour_reached(local, send_day(edition_date, zone, hour), hour) and not had_current:
             return (NextDigest.NOW if edition else NextDigest.WITH_EDITION), None
         if on_previous_day and not had_previous:
-            return NextDigest.AT_SEND_HOUR, previous.date
+            return NextDigest.AT_SEND_HOUR, previous_day
     day = edition_date_for(subscriber.frequency, timezone.localdate(now))
     if had_current:
         day = next_edition_date(subscriber.frequency, day)
-    return NextDigest.AT_SEND_HOUR, max(day, local.date())
+    return NextDigest.AT_SEND_HOUR, max(send_day(day, zone, hour), local.date())
 
 
 def next_edition_date(cadence, day):
@@ -142,18 +172,29 @@ def due_editions(cadence, now=None):
 def due_subscriber_ids(edition, now=None, *, on_its_date_only=False):
     """Yield the ids of active subscribers due for ``edition`` at ``now``.
 
-    ``on_its_date_only``: only those whose local date is the edition's (the previous
+    ``on_its_date_only``: only those whose local date is the day they get it (the previous
     edition's readers, ``due_editions``)."""
     now = now or timezone.now()
     readers = active_readers_of(edition.cadence)
     for tz_name in time_zones_in_use(edition.cadence):
-        local = local_now(tz_name, now)
-        if local.date() < edition.date or (on_its_date_only and local.date() > edition.date):
+        hours = due_send_hours(edition.date, tz_name, local_now(tz_name, now), on_its_date_only)
+        if not hours:
             continue
         in_zone = readers.filter(timezone=tz_name)
-        if local.date() == edition.date:
-            in_zone = in_zone.filter(send_hour__lte=local.hour)
+        if len(hours) < 24:
+            in_zone = in_zone.filter(send_hour__in=hours)
         yield from unserved_ids_in_pages(in_zone, edition)
+
+
+def due_send_hours(edition_date, tz_name, local, on_its_date_only=False):
+    """The send hours at which a reader in ``tz_name`` is due for the edition of
+    ``edition_date`` at the local time ``local`` (``on_its_date_only``: on the day they get it)."""
+    hours = []
+    for hour in range(24):
+        day = send_day(edition_date, tz_name, hour)
+        if hour_reached(local, day, hour) and not (on_its_date_only and local.date() > day):
+            hours.append(hour)
+    return hours
 
 
 def unserved_ids_in_pages(readers, edition):

@@ -86,8 +86,9 @@ def test_the_dashboard_shows_the_figures_a_real_worker_computed_and_kept_in_redi
 def test_a_real_worker_starts_the_daily_job_beat_never_began(redis_server, test_database_url, tmp_path):
     """Beat's run of the job was lost (Redis down at the job hour): its quarter-hourly check,
     through the broker, starts the job once, and the readers get their digests."""
-    stack = Stack(tmp_path, test_database_url, redis_server.url(), **job_hour_passed_an_hour_ago())
-    subscribers = SubscriberFactory.create_batch(3, interests="")
+    job_settings, send_hour = job_hour_passed_an_hour_ago()
+    stack = Stack(tmp_path, test_database_url, redis_server.url(), **job_settings)
+    subscribers = SubscriberFactory.create_batch(3, interests="", send_hour=send_hour)
     stack.start_worker()
     try:
         stack.send_task("digest.tasks.start_missed_daily_job")
@@ -141,9 +142,10 @@ def test_a_real_worker_sends_nothing_while_paused_and_each_reader_once_after_the
 
 
 def job_hour_passed_an_hour_ago():
-    """Settings for a worker whose edition clock is at least an hour past its job hour, on the
-    same date as UTC (readers of the factory are due from midnight UTC)."""
+    """``(settings, send hour)``: settings for a worker whose edition clock is at least an hour
+    past its job hour, on the same date as UTC, and a send hour in UTC at which a reader gets
+    today's edition now (their hour passed, and the job at most DIGEST_SAME_DAY_HOURS after it)."""
     hour = timezone.now().hour
     if hour >= 1:
-        return {"DAILY_JOB_HOUR": hour - 1}
-    return {"DAILY_JOB_HOUR": 2, "TIME_ZONE": "Etc/GMT-3"}
+        return {"DAILY_JOB_HOUR": hour - 1}, hour - 1
+    return {"DAILY_JOB_HOUR": 2, "TIME_ZONE": "Etc/GMT-3"}, 0

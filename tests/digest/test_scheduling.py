@@ -38,12 +38,70 @@ def test_a_subscriber_is_due_once_their_local_send_hour_has_come():
 
 def test_time_zones_ahead_and_behind_the_edition_clock():
     edition = EditionFactory(date=date(2026, 11, 18))
-    tokyo = SubscriberFactory(timezone="Asia/Tokyo", send_hour=7)  # UTC+9
+    tokyo = SubscriberFactory(timezone="Asia/Tokyo", send_hour=16)  # UTC+9: the job (06:00 UTC) is 15:00
     kiritimati = SubscriberFactory(timezone="Pacific/Kiritimati", send_hour=23)  # UTC+14
     honolulu = SubscriberFactory(timezone="Pacific/Honolulu", send_hour=0)  # UTC-10
     now = at(2026, 11, 18, 9, 0)  # Tokyo 18:00, Kiritimati 23:00, Honolulu 23:00 the day before
     assert due(edition, now) == {tokyo.pk, kiritimati.pk}
     assert honolulu.pk in due(edition, at(2026, 11, 18, 10, 0))  # midnight in Honolulu
+
+
+def test_a_reader_far_east_whose_hour_comes_long_before_the_daily_job_gets_it_the_next_morning():
+    """07:00 in Tokyo is 22:00 UTC the day before: the job at 06:00 UTC is 15:00 there, eight hours
+    after their hour. They get the edition at 07:00 the next day, not in their afternoon."""
+    edition = EditionFactory(date=date(2026, 11, 18))  # Wednesday
+    tokyo = SubscriberFactory(timezone="Asia/Tokyo", send_hour=7)
+    assert tokyo.pk not in due(edition, at(2026, 11, 18, 6, 15))  # 15:15 in Tokyo, the edition just built
+    assert tokyo.pk not in due(edition, at(2026, 11, 18, 21, 59))
+    assert tokyo.pk in due(edition, at(2026, 11, 18, 22, 0))  # 07:00 on Thursday there
+    assert scheduling.next_digest(tokyo, at(2026, 11, 18, 6, 15)) is scheduling.NextDigest.AT_SEND_HOUR
+    assert scheduling.next_send_date(tokyo, at(2026, 11, 18, 6, 15)) == date(2026, 11, 19)
+
+
+@pytest.mark.parametrize(
+    "zone, hour, same_day",
+    [
+        ("Europe/Berlin", 6, True),  # the job is 07:00 there: an hour late, the same morning
+        ("Asia/Kolkata", 7, True),  # 11:30: four and a half hours
+        ("Asia/Kolkata", 5, False),  # six and a half hours after their hour
+        ("Asia/Shanghai", 7, False),  # 14:00: seven hours
+        ("Australia/Sydney", 7, False),  # 17:00 (AEDT)
+        ("Asia/Tokyo", 9, True),  # 15:00: six hours, the most that stays the same day
+        ("Asia/Tokyo", 8, False),
+        ("UTC", 0, True),  # the job at 06:00 is six hours after midnight
+        ("America/Los_Angeles", 7, True),  # west of the clock the job comes before their day begins
+    ],
+)
+def test_how_long_after_a_readers_hour_the_job_may_come_and_still_be_that_days(zone, hour, same_day):
+    day = date(2026, 11, 18)
+    assert scheduling.send_day(day, zone, hour) == (day if same_day else day + timedelta(days=1))
+
+
+def test_the_same_day_window_is_a_setting(settings):
+    edition = EditionFactory(date=date(2026, 11, 18))
+    tokyo = SubscriberFactory(timezone="Asia/Tokyo", send_hour=7)
+    settings.DIGEST_SAME_DAY_HOURS = 24  # every reader gets each edition on its date, built or not yet
+    assert tokyo.pk in due(edition, at(2026, 11, 18, 9, 0))
+    settings.DIGEST_SAME_DAY_HOURS = 8
+    assert tokyo.pk in due(edition, at(2026, 11, 18, 9, 0))
+    settings.DIGEST_SAME_DAY_HOURS = 7
+    assert tokyo.pk not in due(edition, at(2026, 11, 18, 9, 0))
+    settings.DAILY_JOB_HOUR = 0  # a job at midnight UTC is 09:00 in Tokyo: two hours after theirs
+    assert tokyo.pk in due(edition, at(2026, 11, 18, 9, 0))
+
+
+def test_a_newcomer_far_east_gets_the_previous_edition_that_morning_and_the_current_one_the_next():
+    """A reader who joins in Tokyo's morning, after everyone else there had Tuesday's edition at
+    07:00, gets it at once; Wednesday's, built that afternoon, comes on Thursday at 07:00."""
+    tuesday = EditionFactory(date=date(2026, 11, 17))
+    wednesday = EditionFactory(date=date(2026, 11, 18))
+    tokyo = SubscriberFactory(timezone="Asia/Tokyo", send_hour=7)
+    morning, afternoon = at(2026, 11, 18, 1, 0), at(2026, 11, 18, 7, 0)  # 10:00 and 16:00 in Tokyo
+    with mock.patch.object(scheduling, "current_edition", lambda cadence, now=None: None):
+        assert set(due_subscriber_ids(tuesday, morning, on_its_date_only=True)) == {tokyo.pk}
+    assert set(due_subscriber_ids(tuesday, afternoon, on_its_date_only=True)) == {tokyo.pk}
+    assert tokyo.pk not in due(wednesday, afternoon)
+    assert tokyo.pk in due(wednesday, at(2026, 11, 18, 22, 0))
 
 
 def test_a_local_date_already_past_the_edition_is_due_whatever_the_hour():
@@ -109,7 +167,7 @@ def test_the_time_zones_in_use_are_the_cadences_active_readers_each_once_in_orde
 
 def test_a_zone_whose_readers_all_have_their_digest_yields_no_one_and_the_others_still_do():
     edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
-    served = [SubscriberFactory(timezone="Asia/Tokyo", send_hour=7) for _ in range(2)]
+    served = [SubscriberFactory(timezone="Asia/Tokyo", send_hour=9) for _ in range(2)]
     claim_deliveries(edition, [s.pk for s in served])
     waiting = SubscriberFactory(timezone="Europe/Paris", send_hour=7)
     assert due(edition, at(2026, 11, 18, 12, 0)) == {waiting.pk}
@@ -119,7 +177,7 @@ def test_a_zone_of_several_pages_yields_each_due_reader_once_in_id_order(monkeyp
     monkeypatch.setattr(scheduling, "PAGE_SIZE", 2)
     edition = EditionFactory(date=date(2026, 11, 18), cadence="daily")
     paris = [SubscriberFactory(timezone="Europe/Paris", send_hour=7).pk for _ in range(5)]
-    tokyo = [SubscriberFactory(timezone="Asia/Tokyo", send_hour=7).pk for _ in range(4)]
+    tokyo = [SubscriberFactory(timezone="Asia/Tokyo", send_hour=9).pk for _ in range(4)]
     SubscriberFactory(timezone="Europe/Paris", send_hour=7, status="paused")
     assert list(due_subscriber_ids(edition, at(2026, 11, 18, 12, 0))) == sorted(tokyo) + sorted(paris)
 
@@ -274,6 +332,28 @@ ZONES_AROUND_THE_CLOCK = [
 DAILY_JOB = time(6, 0)  # DAILY_JOB_HOUR on the edition clock (UTC)
 
 
+def comes_at(day, zone, hour):
+    """When a reader at ``hour`` in ``zone`` gets the edition of ``day``: at their hour on its date
+    or, when the daily job comes more than six hours (DIGEST_SAME_DAY_HOURS) after that, at their
+    hour the next day; never before the edition is built."""
+    theirs = datetime.combine(day, time(hour), tzinfo=zone)
+    job = datetime.combine(day, DAILY_JOB, tzinfo=UTC)
+    if job - theirs > timedelta(hours=6):
+        theirs = datetime.combine(day + timedelta(days=1), time(hour), tzinfo=zone)
+    return max(theirs, job)
+
+
+def promised_at(day, zone, hour):
+    """When the digest a reader is promised for their local ``day`` comes: the edition of that
+    date, or of the day before for a reader who gets it the next morning."""
+    for edition_day in (day, day - timedelta(days=1)):
+        if edition_date_for("daily", edition_day) == edition_day:
+            comes = comes_at(edition_day, zone, hour)
+            if comes.astimezone(zone).date() == day:
+                return comes
+    raise AssertionError(f"no edition comes on {day} at {hour}:00 in {zone}")
+
+
 @pytest.mark.parametrize(
     "first_day",
     [
@@ -288,8 +368,10 @@ def test_over_days_of_beat_ticks_every_reader_gets_each_daily_edition_once_at_th
     job at 06:00 UTC, over a change of the clocks: each reader, at 00:00 or 23:00 in their zone,
     is claimed exactly once
     for each weekday's edition, at their hour on its date or, when that comes before the
-    edition is built, as soon as it is; and the day the confirmation page names for a reader's
-    next digest (``next_send_date``) is the day it comes."""
+    edition is built, as soon as it is, unless the job comes more than six hours after their
+    hour (far east of the clock: Kolkata, Auckland, Kiritimati at midnight), in which case at
+    their hour the next day; and the day the confirmation page names for a reader's next
+    digest (``next_send_date``) is the day it comes."""
     readers = {
         SubscriberFactory(timezone=zone, send_hour=hour, interests="").pk: (ZoneInfo(zone), hour)
         for zone in ZONES_AROUND_THE_CLOCK
@@ -317,8 +399,7 @@ def test_over_days_of_beat_ticks_every_reader_gets_each_daily_edition_once_at_th
         later = Delivery.objects.filter(subscriber_id=subscriber_id, created_at__gt=now)
         following = later.order_by("created_at").first()
         if following is None:
-            comes = max(datetime.combine(day, time(hour), tzinfo=zone), datetime.combine(day, DAILY_JOB, tzinfo=UTC))
-            assert comes >= end, (zone, hour, now, day)
+            assert promised_at(day, zone, hour) >= end, (zone, hour, now, day)
         else:
             assert following.created_at.astimezone(zone).date() == day, (zone, hour, now, day)
     assert len(promised) > 50
@@ -327,7 +408,15 @@ def test_over_days_of_beat_ticks_every_reader_gets_each_daily_edition_once_at_th
         claimed = Delivery.objects.filter(subscriber_id=subscriber_id).order_by("edition__date")
         expected = []
         for day, edition in built.items():
-            due = max(datetime.combine(day, time(hour), tzinfo=zone), datetime.combine(day, DAILY_JOB, tzinfo=UTC))
+            due = comes_at(day, zone, hour)
             if due < end:
                 expected.append((edition.date, due))
         assert [(d.edition.date, d.created_at) for d in claimed] == expected, (zone, hour)
+
+
+@pytest.mark.parametrize("hours, warned", [(-1, True), (0, False), (6, False), (24, False), (25, True)])
+def test_a_same_day_window_outside_a_day_is_warned_about(settings, hours, warned):
+    from digest.checks import same_day_hours_in_a_day
+
+    settings.DIGEST_SAME_DAY_HOURS = hours
+    assert [w.id for w in same_day_hours_in_a_day(None)] == (["digest.W007"] if warned else [])
