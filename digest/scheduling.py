@@ -13,6 +13,7 @@ zone in use is read in pages by id: subscribers are never all loaded at once.
 
 import enum
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -43,10 +44,17 @@ def previous_edition(cadence, now=None):
 
 
 def local_now(tz_name, now):
+    return now.astimezone(zone_info(tz_name))
+
+
+@lru_cache(maxsize=1024)
+def zone_info(tz_name):
+    """``ZoneInfo(tz_name)`` (UTC for a name it does not know), kept: ZoneInfo itself keeps only
+    the last few zones it was asked for, and a tick asks for every zone in use, twice."""
     try:
-        return now.astimezone(ZoneInfo(tz_name))
+        return ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
-        return now.astimezone(ZoneInfo("UTC"))
+        return ZoneInfo("UTC")
 
 
 def daily_job_in(tz_name, day):
@@ -65,8 +73,18 @@ def send_day(edition_date, tz_name, send_hour):
     the reader gets it at their hour the next day, in their morning rather than their
     afternoon. The job's schedule decides, not when the edition happened to be built, so a
     reader's day is known before it is built and a late build moves nobody's day."""
-    theirs = datetime.combine(edition_date, time(send_hour))
-    if daily_job_in(tz_name, edition_date) - theirs > timedelta(hours=settings.DIGEST_SAME_DAY_HOURS):
+    return _send_day(edition_date, send_hour, earliest_same_day_hour(edition_date, tz_name))
+
+
+def earliest_same_day_hour(edition_date, tz_name):
+    """The earliest local time in ``tz_name`` on ``edition_date`` at which a send hour still gets
+    that day's edition the same day: the daily job's time less ``DIGEST_SAME_DAY_HOURS``."""
+    return daily_job_in(tz_name, edition_date) - timedelta(hours=settings.DIGEST_SAME_DAY_HOURS)
+
+
+def _send_day(edition_date, send_hour, earliest):
+    """``send_day`` with the zone's ``earliest_same_day_hour`` worked out."""
+    if datetime.combine(edition_date, time(send_hour)) < earliest:
         return edition_date + timedelta(days=1)
     return edition_date
 
@@ -189,9 +207,10 @@ def due_subscriber_ids(edition, now=None, *, on_its_date_only=False):
 def due_send_hours(edition_date, tz_name, local, on_its_date_only=False):
     """The send hours at which a reader in ``tz_name`` is due for the edition of
     ``edition_date`` at the local time ``local`` (``on_its_date_only``: on the day they get it)."""
+    earliest = earliest_same_day_hour(edition_date, tz_name)
     hours = []
     for hour in range(24):
-        day = send_day(edition_date, tz_name, hour)
+        day = _send_day(edition_date, hour, earliest)
         if hour_reached(local, day, hour) and not (on_its_date_only and local.date() > day):
             hours.append(hour)
     return hours
