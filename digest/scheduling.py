@@ -118,12 +118,12 @@ def next_digest_and_day(subscriber, now=None):
     ``due_editions`` for one reader, and, when that is at their send hour, the local date it
     comes on (else None).
 
-    They are due now once their local clock has passed their send hour on the current
-    edition's date (or their date is past it), or on the previous edition's while their date
-    is still that one's, and they have not had that edition. Otherwise their digest comes at
-    their hour: today while their hour is still to come on the previous edition's date (and
-    they have not had it), else on the current edition's date, or the next edition's once
-    they have had the current one."""
+    They are due now once their local clock has passed their send hour on the day they get
+    the current edition (``send_day``; or their date is past it), or on the previous edition's
+    day while their date is still that one, and they have not had that edition. Otherwise their
+    digest comes at their hour: today while their hour is still to come on the previous
+    edition's day (and they have not had it), else on the current edition's day, or the next
+    edition's once they have had the current one."""
     now = now or timezone.now()
     zone, hour = subscriber.timezone, subscriber.send_hour
     local = local_now(zone, now)
