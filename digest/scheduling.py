@@ -89,6 +89,16 @@ def _send_day(edition_date, send_hour, earliest):
     return edition_date
 
 
+def published_after_their_morning(subscriber, today=None):
+    """The local time at which the daily job publishes each edition, when it comes too long
+    after the reader's send hour for them to get it that day (``send_day``); else None. The
+    preferences page tells them why each edition reaches them the next morning."""
+    day = today or timezone.localdate()
+    if send_day(day, subscriber.timezone, subscriber.send_hour) == day:
+        return None
+    return daily_job_in(subscriber.timezone, day).time()
+
+
 def hour_reached(local, day, send_hour):
     """Whether the local time ``local`` is at or past ``send_hour`` on ``day``."""
     return local.date() > day or (local.date() == day and local.hour >= send_hour)

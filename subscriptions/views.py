@@ -20,7 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
-from digest.scheduling import next_digest_and_day
+from digest.scheduling import next_digest_and_day, published_after_their_morning
 
 from . import services
 from .forms import NewAddressForm, PreferencesForm, ResendForm, SignupForm
@@ -186,6 +186,7 @@ def _preferences_page(request, token, subscriber, form=None, address_form=None):
         "subscriber": subscriber,
         "token": token,
         "unsubscribe_token": services.unsubscribe_token(subscriber),
+        "published_at": published_after_their_morning(subscriber),
     }
     invalid = form.errors or (address_form is not None and address_form.errors)
     return render(request, "subscriptions/preferences.html", context, status=400 if invalid else 200)

@@ -32,6 +32,23 @@ def test_the_page_shows_the_current_preferences(client, subscriber):
     assert '<option value="Asia/Tokyo" selected>' in html
 
 
+@pytest.mark.parametrize("zone, hour, published", [
+    ("Asia/Tokyo", 7, "15:00"),  # the job at 06:00 UTC, eight hours after their hour
+    ("Asia/Shanghai", 7, "14:00"),  # zones without summer time: the same any day the suite runs
+    ("Asia/Tokyo", 9, None),  # six hours: the same day
+    ("Europe/Berlin", 7, None),
+    ("America/New_York", 7, None),
+])
+def test_a_reader_far_east_is_told_why_each_edition_reaches_them_the_next_day(client, subscriber, zone, hour, published):
+    Subscriber.objects.filter(pk=subscriber.pk).update(timezone=zone, send_hour=hour)
+    page = client.get(preferences_path(subscriber)).content.decode()
+    if published:
+        assert f"Each edition is published at {published} your time, well after your hour, so it reaches " \
+               f"you at {hour:02d}:00 the next day." in page
+    else:
+        assert "Each edition is published" not in page
+
+
 def test_get_changes_nothing(client, subscriber):
     before = Subscriber.objects.values().get(pk=subscriber.pk)
     client.get(preferences_path(subscriber))
