@@ -165,18 +165,18 @@ def _preferences_subscriber(view):
 @require_http_methods(["GET", "HEAD", "POST"])
 @_preferences_subscriber
 def preferences(request, token, subscriber):
+    form = None
     if request.method == "POST":
         form = PreferencesForm(request.POST)
         if form.is_valid():
             services.update_preferences(subscriber, form.cleaned_data)
             messages.success(request, "Saved. Your next digest follows these preferences.")
             return redirect("subscriptions:preferences", token)
-    else:
-        form = PreferencesForm(initial=PreferencesForm.initial_for(subscriber))
     return _preferences_page(request, token, subscriber, form=form)
 
 
 def _preferences_page(request, token, subscriber, form=None, address_form=None):
+    """The preferences page, with the forms a POST left invalid (else fresh ones)."""
     form = form or PreferencesForm(initial=PreferencesForm.initial_for(subscriber))
     context = {
         "form": form,
