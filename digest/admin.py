@@ -27,7 +27,8 @@ from subscriptions.models import Subscriber
 
 from . import calls, pause, services
 from .models import (
-    BlockedPaper, Delivery, DeliveryDay, Edition, EditionPaper, Feedback, SendCall, SendingPause, WebhookEvent,
+    BlockedPaper, Delivery, DeliveryDay, Edition, EditionPaper, Feedback, SendCall, SendingPause, SwitchTurn,
+    WebhookEvent,
 )
 from .rendering import render_delivery_html
 
@@ -445,11 +446,14 @@ RESUMED_MESSAGE = (
 )
 
 
+SWITCH_PAGE_TURNS = 10
+
+
 @admin.register(SendingPause)
 class SendingPauseAdmin(admin.ModelAdmin):
     """The switch that pauses all digest sending (``digest.pause``), on one page: its state and
-    one button, to pause (saying why) or to resume. Each turn of the switch is kept in its
-    history (the admin's log: who, when, and the reason)."""
+    one button, to pause (saying why) or to resume, and the switch's last turns (``SwitchTurn``,
+    from here or the command line). A turn made here is also in the admin's log."""
 
     def has_add_permission(self, request):
         return False
@@ -481,13 +485,15 @@ class SendingPauseAdmin(admin.ModelAdmin):
             "title": "Sending switch",
             "opts": self.model._meta,
             "switch": pause.the_switch(),
+            "turns": pause.recent_turns(SWITCH_PAGE_TURNS),
+            "more_turns": SwitchTurn.objects.count() > SWITCH_PAGE_TURNS,
             "form": form,
             "can_turn": self.has_change_permission(request),
         }
         return TemplateResponse(request, "admin/digest/sendingpause/switch.html", context)
 
     def pause_posted(self, request, reason):
-        switch, paused = pause.pause_sending(request.user.get_username(), reason)
+        switch, paused = pause.pause_sending(request.user.get_username(), reason, via=SwitchTurn.Via.ADMIN)
         if paused:
             self.log_change(request, switch, f"Paused all digest sending: {switch.reason}")
             self.message_user(request, "Digest sending paused: nothing more is handed to the ESP. Send tasks "
@@ -498,10 +504,34 @@ class SendingPauseAdmin(admin.ModelAdmin):
         return redirect("admin:digest_sendingpause_changelist")
 
     def resume_posted(self, request):
-        switch, resumed = pause.resume_sending(request.user.get_username())
+        switch, resumed = pause.resume_sending(request.user.get_username(), via=SwitchTurn.Via.ADMIN)
         if resumed:
             self.log_change(request, switch, "Resumed digest sending.")
             self.message_user(request, RESUMED_MESSAGE)
         else:
             self.message_user(request, "Digest sending was not paused.", messages.WARNING)
         return redirect("admin:digest_sendingpause_changelist")
+
+
+@admin.register(SwitchTurn)
+class SwitchTurnAdmin(admin.ModelAdmin):
+    """Every turn of the sending switch, read only: the record of who stopped sending, when, from
+    where and why. Turns are made only by turning the switch (``digest.pause``)."""
+
+    list_display = ("at", "turn", "by", "via", "reason")
+    list_filter = ("paused", "via")
+    search_fields = ("by", "reason")
+    date_hierarchy = "at"
+
+    @admin.display(description="turn", ordering="paused")
+    def turn(self, obj):
+        return "paused" if obj.paused else "resumed"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

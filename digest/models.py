@@ -342,8 +342,8 @@ class DeliveryDay(models.Model):
 class SendingPause(models.Model):
     """The operator's switch that pauses all digest sending (``digest.pause``): one row, read by
     every worker and kept across restarts. While ``paused`` nothing more is handed to the ESP;
-    who paused, when and why stay on the row until the next pause, and the admin's history of
-    the row keeps every turn of the switch."""
+    who paused, when and why stay on the row until the next pause, and ``SwitchTurn`` keeps every
+    turn of the switch, from the admin or the command line."""
 
     ONE = 1  # the row's id: there is only one switch
 
@@ -360,3 +360,28 @@ class SendingPause(models.Model):
 
     def __str__(self):
         return "digest sending paused" if self.paused else "digest sending on"
+
+
+class SwitchTurn(models.Model):
+    """One turn of the sending switch: a pause or a resume, who made it, from where, and why. Written
+    by ``digest.pause`` in the transaction that turns the switch, so a turn is recorded once and
+    only when it changed something, whichever way the operator reached it."""
+
+    class Via(models.TextChoices):
+        ADMIN = "admin", "the admin"
+        COMMAND_LINE = "command line", "the command line"
+        OTHER = "other", "not recorded"
+
+    at = models.DateTimeField(default=timezone.now)
+    paused = models.BooleanField(help_text="A pause; otherwise a resume.")
+    by = models.CharField(max_length=150)
+    via = models.CharField(max_length=20, choices=Via.choices, default=Via.OTHER)
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = "turn of the sending switch"
+        verbose_name_plural = "turns of the sending switch"
+
+    def __str__(self):
+        return f"{'paused' if self.paused else 'resumed'} by {self.by} at {self.at:%Y-%m-%d %H:%M}"

@@ -1,7 +1,8 @@
 """The operator's switch that pauses all digest sending, and resumes it: an emergency stop.
 
 One row (``SendingPause``), shared by every worker and kept across restarts, says whether
-sending is paused, since when, by whom and why. While it is:
+sending is paused, since when, by whom and why; each turn of the switch is kept as a
+``SwitchTurn``, whether it was made in the admin or on the command line. While it is paused:
 
 - the beat's tick claims and hands out nothing, and says so once per tick; it still settles
   finished ESP calls and reconciles stale sends (``services.enqueue_due_digests``);
@@ -24,7 +25,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from .models import SendingPause
+from .models import SendingPause, SwitchTurn
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,10 @@ def sending_paused():
     return SendingPause.objects.filter(paused=True).exists()
 
 
-def pause_sending(by, reason):
+def pause_sending(by, reason, via=SwitchTurn.Via.OTHER):
     """Pause all digest sending. Returns the switch and whether this call paused it: a pause
-    already in force is kept as it is (its time, operator and reason)."""
+    already in force is kept as it is (its time, operator and reason), and no turn is recorded.
+    ``via`` says where the operator turned the switch (the admin, the command line)."""
     reason = reason.strip()
     if not reason:
         raise ValueError("say why sending is paused")
@@ -57,11 +59,12 @@ def pause_sending(by, reason):
         switch.paused, switch.paused_at = True, timezone.now()
         switch.paused_by, switch.reason = by[:150], reason[:300]
         switch.save()
+        record_turn(switch, paused=True, by=switch.paused_by, via=via, reason=switch.reason)
     log.warning("digest sending paused by=%s reason=%s", switch.paused_by, switch.reason)
     return switch, True
 
 
-def resume_sending(by):
+def resume_sending(by, via=SwitchTurn.Via.OTHER):
     """Resume digest sending. Returns the switch and whether this call resumed it."""
     with transaction.atomic():
         switch = locked_switch()
@@ -69,9 +72,21 @@ def resume_sending(by):
             return switch, False
         switch.paused, switch.resumed_at, switch.resumed_by = False, timezone.now(), by[:150]
         switch.save()
+        record_turn(switch, paused=False, by=switch.resumed_by, via=via)
     log.warning("digest sending resumed by=%s after %s paused", switch.resumed_by,
                 switch.resumed_at - switch.paused_at)
     return switch, True
+
+
+def record_turn(switch, *, paused, by, via, reason=""):
+    """Keep one turn of the switch in its history, stamped with the switch's own time."""
+    at = switch.paused_at if paused else switch.resumed_at
+    SwitchTurn.objects.create(at=at, paused=paused, by=by, via=via, reason=reason)
+
+
+def recent_turns(count=10):
+    """The switch's last ``count`` turns, newest first."""
+    return list(SwitchTurn.objects.all()[:count])
 
 
 def the_switch():

@@ -1,14 +1,18 @@
 """Operators: editions with scores, the ledger, previews, guarded resends and the blocklist."""
 
+import re
+from io import StringIO
+
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.sites import site
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from digest import pause
-from digest.models import BlockedPaper, Delivery, EditionPaper, Feedback, SendingPause, WebhookEvent
+from digest.models import BlockedPaper, Delivery, EditionPaper, Feedback, SendingPause, SwitchTurn, WebhookEvent
 from digest.sending import send_edition_to
 from digest.services import block_paper
 from tests.digest.builders import built_edition
@@ -575,6 +579,38 @@ def test_pausing_and_resuming_from_the_switch_page_records_who_did_it_in_its_his
         ("admin", CHANGE, "Resumed digest sending."),
     ]
     assert "Paused all digest sending: the edition links 404" in history and "Resumed digest sending." in history
+
+
+def test_the_switch_page_lists_its_last_turns_from_the_admin_and_the_command_line(admin_client):
+    never = admin_client.get(SWITCH).content.decode()
+    call_command("sending", "pause", "--reason", "the ESP is <down>", "--by", "alice", stdout=StringIO())
+    admin_client.post(SWITCH, {"resume": "1"})
+
+    page = admin_client.get(SWITCH).content.decode()
+    rows = re.findall(r"<tr><td>[^<]*</td><td>(\w+)</td><td>(\w+)</td><td>([^<]+)</td><td>([^<]*)</td></tr>", page)
+
+    assert "The switch has never been turned." in never
+    assert rows == [("resumed", "admin", "the admin", ""),
+                    ("paused", "alice", "the command line", "the ESP is &lt;down&gt;")]
+    assert "Every turn" not in page
+
+
+def test_the_switch_page_shows_ten_turns_and_links_to_every_turn_read_only(admin_client):
+    for number in range(6):
+        pause.pause_sending(f"op{number}", f"reason {number}")
+        pause.resume_sending(f"op{number}")
+
+    page = admin_client.get(SWITCH).content.decode()
+    every = admin_client.get("/admin/digest/switchturn/").content.decode()
+
+    assert page.count("<tr><td>") == 10 and "op0" not in page and "op1" in page
+    assert 'href="/admin/digest/switchturn/">Every turn</a>' in page
+    assert every.count("reason 0") == 1 and "12 turns of the sending switch" in every
+    assert admin_client.get("/admin/digest/switchturn/add/").status_code == 403
+    turn = SwitchTurn.objects.first()
+    assert admin_client.post(f"/admin/digest/switchturn/{turn.pk}/delete/").status_code == 403
+    assert admin_client.post(f"/admin/digest/switchturn/{turn.pk}/change/", {"by": "mallory"}).status_code == 403
+    assert SwitchTurn.objects.count() == 12 and not SwitchTurn.objects.filter(by="mallory").exists()
 
 
 def test_pausing_from_the_switch_page_needs_a_reason(admin_client):

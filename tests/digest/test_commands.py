@@ -8,7 +8,7 @@ import time_machine
 from django.core.management import CommandError, call_command
 
 from digest import pause
-from digest.models import Delivery, Edition
+from digest.models import Delivery, Edition, SwitchTurn
 from papers.models import Paper
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
@@ -159,6 +159,27 @@ def test_a_pause_from_the_command_line_needs_a_reason_and_names_the_system_user_
 
     run("sending", "pause", "--reason", "a broken edition")
     assert pause.current_pause().paused_by == "deploy"
+
+
+def test_the_command_line_turns_are_kept_and_listed_newest_first_saying_where_they_were_made():
+    never = run("sending", "history")
+    with time_machine.travel(datetime(2026, 11, 18, 6, 5, tzinfo=UTC), tick=False):
+        pause.pause_sending("alice", "a broken edition", via=SwitchTurn.Via.ADMIN)
+    with time_machine.travel(datetime(2026, 11, 18, 7, 0, tzinfo=UTC), tick=False):
+        run("sending", "resume", "--by", "bob")
+    with time_machine.travel(datetime(2026, 11, 19, 6, 0, tzinfo=UTC), tick=False):
+        run("sending", "pause", "--reason", "the ESP is down", "--by", "carol")
+        run("sending", "pause", "--reason", "me too", "--by", "dave")
+        pause.resume_sending("erin")
+
+    assert never == "The switch has never been turned.\n"
+    assert run("sending", "history").splitlines() == [
+        "Thu 19 Nov 2026 06:00 resumed by erin",
+        "Thu 19 Nov 2026 06:00 paused by carol from the command line (the ESP is down)",
+        "Wed 18 Nov 2026 07:00 resumed by bob from the command line",
+        "Wed 18 Nov 2026 06:05 paused by alice from the admin (a broken edition)",
+    ]
+    assert run("sending", "history", "--last", "1") == "Thu 19 Nov 2026 06:00 resumed by erin\n"
 
 
 @pytest.mark.parametrize("args", [["send_digests"], ["send_digests", "--subscriber", "reader@example.org"]])

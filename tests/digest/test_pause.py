@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from digest import pause, sending, services
-from digest.models import Delivery
+from digest.models import Delivery, SwitchTurn
 from digest.sending import claim_deliveries, send_edition_to
 from digest.tasks import send_digest_chunk
 from tests import ledger
@@ -96,6 +96,34 @@ def test_a_pause_needs_a_reason():
     with pytest.raises(ValueError, match="say why"):
         pause.pause_sending("alice", "   ")
     assert not pause.sending_paused()
+
+
+def turns():
+    return [(t.paused, t.by, t.via, t.reason) for t in reversed(pause.recent_turns(100))]
+
+
+def test_each_turn_that_changes_the_switch_is_kept_with_who_where_and_why_and_no_other():
+    with time_machine.travel(at(2026, 11, 18, 6, 5), tick=False):
+        switch = pause.pause_sending("alice", " a broken edition ", via=SwitchTurn.Via.ADMIN)[0]
+    with time_machine.travel(at(2026, 11, 18, 6, 10), tick=False):
+        pause.pause_sending("bob", "me too")
+    with time_machine.travel(at(2026, 11, 18, 7, 0), tick=False):
+        pause.resume_sending("carol", via=SwitchTurn.Via.COMMAND_LINE)
+        pause.resume_sending("dave")
+
+    assert turns() == [
+        (True, "alice", "admin", "a broken edition"),
+        (False, "carol", "command line", ""),
+    ]
+    assert [t.at for t in pause.recent_turns()] == [at(2026, 11, 18, 7, 0), switch.paused_at]
+    assert pause.recent_turns(1)[0].by == "carol"
+
+
+def test_a_refused_pause_records_no_turn():
+    with pytest.raises(ValueError):
+        pause.pause_sending("alice", " ")
+
+    assert turns() == []
 
 
 # --- The beat's tick --------------------------------------------------------------
