@@ -159,6 +159,22 @@ def next_digest_and_day(subscriber, now=None):
     return NextDigest.AT_SEND_HOUR, max(send_day(day, zone, hour), local.date())
 
 
+def edition_on_its_way(subscriber, now=None):
+    """The edition the beat's next tick sends ``subscriber`` when their digest is due now
+    (``NextDigest.NOW``), else None: by the beat's own rule (``due_editions``), so the page that
+    names it names what comes. Far east of the edition clock, in the afternoon, that is the
+    previous edition, the one their zone got that morning, not the one just built."""
+    now = now or timezone.now()
+    zone, cadence = subscriber.timezone, subscriber.frequency
+    local = local_now(zone, now)
+    for edition, on_its_date_only in ((previous_edition(cadence, now), True), (current_edition(cadence, now), False)):
+        if edition is None or subscriber.send_hour not in due_send_hours(edition.date, zone, local, on_its_date_only):
+            continue
+        if not has_delivery(edition, subscriber):
+            return edition
+    return None
+
+
 def next_edition_date(cadence, day):
     """The date of the first edition of ``cadence`` after the one of ``day``."""
     following = edition_date_for(cadence, day) + timedelta(days=1)

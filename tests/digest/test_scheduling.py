@@ -414,6 +414,49 @@ def test_over_days_of_beat_ticks_every_reader_gets_each_daily_edition_once_at_th
         assert [(d.edition.date, d.created_at) for d in claimed] == expected, (zone, hour)
 
 
+def claims_of(readers):
+    return set(Delivery.objects.filter(subscriber_id__in=readers).values_list("subscriber_id", "edition_id"))
+
+
+def test_the_edition_named_as_on_its_way_is_the_one_the_next_tick_sends():
+    """Three days of beat ticks every three hours, the daily job at 06:00 UTC: whenever a reader's digest is
+    due now (what the confirmation page says), ``edition_on_its_way`` names an edition, and the
+    tick claims the reader for exactly that one; when it names none, the tick claims nothing."""
+    zones = [*ZONES_AROUND_THE_CLOCK, "Asia/Tokyo"]
+    readers = {SubscriberFactory(timezone=zone, send_hour=hour, interests="").pk
+               for zone in zones for hour in (0, 7, 9, 16, 23)}
+    start = at(2026, 11, 17, 0, 0)  # a Tuesday, after Monday's edition
+    EditionFactory(date=date(2026, 11, 16), cadence="daily")
+    named = 0
+    with mock.patch.object(tasks.send_digest_chunk, "delay", lambda edition_id, chunk: None):
+        for tick in range(24):
+            now = start + timedelta(hours=3 * tick)
+            if now.time() == DAILY_JOB:
+                EditionFactory(date=now.date(), cadence="daily")
+            with time_machine.travel(now, tick=False):
+                subscribers = list(Subscriber.objects.filter(pk__in=readers))
+                on_its_way = {s.pk: scheduling.edition_on_its_way(s, now) for s in subscribers}
+                due_now = {s.pk for s in subscribers if scheduling.next_digest(s, now) is scheduling.NextDigest.NOW}
+                before = claims_of(readers)
+                services.enqueue_due_digests(now)
+            expected = {(pk, edition.pk) for pk, edition in on_its_way.items() if edition is not None}
+            assert claims_of(readers) - before == expected, now
+            assert {pk for pk, _ in expected} == due_now, now
+            named += len(expected)
+    assert named >= len(readers)
+
+
+def test_a_newcomer_far_east_in_the_afternoon_is_on_the_way_the_edition_their_zone_got_that_morning():
+    monday, tuesday = (EditionFactory(date=date(2026, 11, day), cadence="daily") for day in (16, 17))
+    tokyo = SubscriberFactory(timezone="Asia/Tokyo", send_hour=7)
+    afternoon = at(2026, 11, 17, 7, 0)  # 16:00 in Tokyo, after the job built Tuesday's edition
+
+    assert scheduling.edition_on_its_way(tokyo, afternoon) == monday
+    claim_deliveries(monday, [tokyo.pk])
+    assert scheduling.edition_on_its_way(tokyo, afternoon) is None
+    assert scheduling.edition_on_its_way(tokyo, at(2026, 11, 17, 22, 0)) == tuesday  # 07:00 on Wednesday
+
+
 @pytest.mark.parametrize("hours, warned", [(-1, True), (0, False), (6, False), (24, False), (25, True)])
 def test_a_same_day_window_outside_a_day_is_warned_about(settings, hours, warned):
     from digest.checks import same_day_hours_in_a_day

@@ -130,8 +130,27 @@ def test_the_confirmed_page_says_the_first_digest_is_on_its_way_when_the_reader_
     with time_machine.travel(datetime(2026, 11, 19, 9, 0, tzinfo=UTC), tick=False):  # Thursday's not built yet
         unbuilt = client.post(confirm_path(pending)).content.decode()
     assert "arrives on Wednesday 18 November at 07:00 (UTC)" in early and "on its way" not in early
-    assert "on its way: the latest edition, within a quarter of an hour" in late
+    assert "on its way: the edition of Wednesday 18 November, within a quarter of an hour" in late
     assert "comes as soon as the latest edition is out" in unbuilt
+
+
+def test_a_newcomer_far_east_confirming_in_the_afternoon_is_told_which_edition_is_on_its_way(client, pending):
+    """In Tokyo at 16:00 the edition built an hour ago comes the next morning; the one on its way
+    now is the edition Tokyo got this morning, and the page names it."""
+    from datetime import UTC, date, datetime
+
+    import time_machine
+
+    from tests.factories import EditionFactory
+
+    Subscriber.objects.filter(pk=pending.pk).update(timezone="Asia/Tokyo", send_hour=7)
+    for day in (17, 18):
+        EditionFactory(date=date(2026, 11, day), cadence="daily")
+    with time_machine.travel(datetime(2026, 11, 18, 7, 0, tzinfo=UTC), tick=False):
+        page = client.post(confirm_path(pending)).content.decode()
+
+    assert "on its way: the edition of Tuesday 17 November, within a quarter of an hour" in page
+    assert "07:00 (Asia/Tokyo)" in page
 
 
 def test_the_confirmed_page_says_a_day_without_a_match_sends_nothing_unless_top_papers_are_asked_for(client, pending):
