@@ -525,7 +525,7 @@ class SwitchTurnAdmin(admin.ModelAdmin):
 
     @admin.display(description="turn", ordering="paused")
     def turn(self, obj):
-        return "paused" if obj.paused else "resumed"
+        return obj.action
 
     def has_add_permission(self, request):
         return False

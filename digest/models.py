@@ -384,4 +384,9 @@ class SwitchTurn(models.Model):
         verbose_name_plural = "turns of the sending switch"
 
     def __str__(self):
-        return f"{'paused' if self.paused else 'resumed'} by {self.by} at {self.at:%Y-%m-%d %H:%M}"
+        return f"{self.action} by {self.by} at {self.at:%Y-%m-%d %H:%M}"
+
+    @property
+    def action(self):
+        """'paused' or 'resumed'."""
+        return "paused" if self.paused else "resumed"

@@ -59,7 +59,7 @@ def pause_sending(by, reason, via=SwitchTurn.Via.OTHER):
         switch.paused, switch.paused_at = True, timezone.now()
         switch.paused_by, switch.reason = by[:150], reason[:300]
         switch.save()
-        record_turn(switch, paused=True, by=switch.paused_by, via=via, reason=switch.reason)
+        record_turn(switch, via)
     log.warning("digest sending paused by=%s reason=%s", switch.paused_by, switch.reason)
     return switch, True
 
@@ -72,16 +72,18 @@ def resume_sending(by, via=SwitchTurn.Via.OTHER):
             return switch, False
         switch.paused, switch.resumed_at, switch.resumed_by = False, timezone.now(), by[:150]
         switch.save()
-        record_turn(switch, paused=False, by=switch.resumed_by, via=via)
+        record_turn(switch, via)
     log.warning("digest sending resumed by=%s after %s paused", switch.resumed_by,
                 switch.resumed_at - switch.paused_at)
     return switch, True
 
 
-def record_turn(switch, *, paused, by, via, reason=""):
-    """Keep one turn of the switch in its history, stamped with the switch's own time."""
-    at = switch.paused_at if paused else switch.resumed_at
-    SwitchTurn.objects.create(at=at, paused=paused, by=by, via=via, reason=reason)
+def record_turn(switch, via):
+    """Keep the turn just made to ``switch`` in its history, with the switch's own time and names."""
+    if switch.paused:
+        SwitchTurn.objects.create(at=switch.paused_at, paused=True, by=switch.paused_by, via=via, reason=switch.reason)
+    else:
+        SwitchTurn.objects.create(at=switch.resumed_at, paused=False, by=switch.resumed_by, via=via)
 
 
 def recent_turns(count=10):

@@ -68,7 +68,7 @@ class Command(BaseCommand):
 def describe(turn):
     """'Wed 18 Nov 2026 06:05 paused by alice from the command line (a broken edition)'."""
     at = timezone.localtime(turn.at)
-    text = f"{at:%a %d %b %Y %H:%M} {'paused' if turn.paused else 'resumed'} by {turn.by}"
+    text = f"{at:%a %d %b %Y %H:%M} {turn.action} by {turn.by}"
     if turn.via != SwitchTurn.Via.OTHER:
         text += f" from {turn.get_via_display()}"
     return f"{text} ({turn.reason})" if turn.reason else text
