@@ -23,6 +23,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from config.admin_filters import OneRowFilter
+from papers.admin import ReadOnlyAdmin
 from subscriptions.models import Subscriber
 
 from . import calls, pause, services
@@ -514,7 +515,7 @@ class SendingPauseAdmin(admin.ModelAdmin):
 
 
 @admin.register(SwitchTurn)
-class SwitchTurnAdmin(admin.ModelAdmin):
+class SwitchTurnAdmin(ReadOnlyAdmin):
     """Every turn of the sending switch, read only: the record of who stopped sending, when, from
     where and why. Turns are made only by turning the switch (``digest.pause``)."""
 
@@ -526,12 +527,3 @@ class SwitchTurnAdmin(admin.ModelAdmin):
     @admin.display(description="turn", ordering="paused")
     def turn(self, obj):
         return obj.action
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
