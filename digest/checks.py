@@ -6,6 +6,8 @@ from django.core.checks import Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from config.kept_days import below_the_floor
+
 from .esp import anymail_esp
 
 
@@ -94,17 +96,11 @@ def site_url_is_https(app_configs, **kwargs):
 def delivery_retention_long_enough(app_configs, **kwargs):
     from .retention import MIN_RETENTION_DAYS
 
-    days = settings.DELIVERY_RETENTION_DAYS
-    if not 0 < days < MIN_RETENTION_DAYS:
-        return []
-    return [
-        Warning(
-            f"DELIVERY_RETENTION_DAYS is {days}: digests are kept {MIN_RETENTION_DAYS} days all the same, "
-            "since the dashboard, a send (no paper twice) and resends read the last weeks' rows.",
-            hint=f"Set DELIVERY_RETENTION_DAYS to 0 (keep every digest) or to {MIN_RETENTION_DAYS} or more.",
-            id="digest.W006",
-        )
-    ]
+    return below_the_floor(
+        "DELIVERY_RETENTION_DAYS", settings.DELIVERY_RETENTION_DAYS, MIN_RETENTION_DAYS, kept="digests",
+        since="the dashboard, a send (no paper twice) and resends read the last weeks' rows",
+        keep_all="keep every digest", check_id="digest.W006",
+    )
 
 
 @register()

@@ -23,6 +23,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.kept_days import days_kept
+
 from .models import Delivery, Edition, SendCall, WebhookEvent
 from .sql import id_array
 
@@ -42,8 +44,7 @@ class PrunedDigests:
 
 def retention_days():
     """The days an edition's digests are kept (0: forever), never fewer than MIN_RETENTION_DAYS."""
-    days = settings.DELIVERY_RETENTION_DAYS
-    return max(days, MIN_RETENTION_DAYS) if days > 0 else 0
+    return days_kept(settings.DELIVERY_RETENTION_DAYS, MIN_RETENTION_DAYS)
 
 
 def retention_cutoff(today=None):

@@ -22,6 +22,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.kept_days import days_kept
+
 from .models import Subscriber
 from .services import name_deleted_readers_in_history
 from .tokens import CONFIRM_MAX_AGE, NEW_ADDRESS_MAX_AGE
@@ -44,8 +46,7 @@ class PrunedSignups:
 
 def unconfirmed_signup_days():
     """The days a signup nobody confirmed is kept (0: forever), never fewer than MIN_UNCONFIRMED_DAYS."""
-    days = settings.UNCONFIRMED_SIGNUP_DAYS
-    return max(days, MIN_UNCONFIRMED_DAYS) if days > 0 else 0
+    return days_kept(settings.UNCONFIRMED_SIGNUP_DAYS, MIN_UNCONFIRMED_DAYS)
 
 
 def deleted_after(subscriber):
