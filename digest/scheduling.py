@@ -128,30 +128,27 @@ def next_digest_and_day(subscriber, now=None):
     ``due_editions`` for one reader, and, when that is at their send hour, the local date it
     comes on (else None).
 
-    They are due now once their local clock has passed their send hour on the day they get
-    the current edition (``send_day``; or their date is past it), or on the previous edition's
-    day while their date is still that one, and they have not had that edition. Otherwise their
-    digest comes at their hour: today while their hour is still to come on the previous
-    edition's day (and they have not had it), else on the current edition's day, or the next
-    edition's once they have had the current one."""
+    They are due now when the beat's next tick would send them an edition
+    (``edition_on_its_way``, the beat's own rule). When their hour has come on the day they get
+    the current edition (``send_day``) but it is not built yet, their digest comes as soon as
+    it is. Otherwise their digest comes at their hour: today while their hour is still to come
+    on the previous edition's day (and they have not had it), else on the current edition's
+    day, or the next edition's once they have had the current one."""
     now = now or timezone.now()
+    if edition_on_its_way(subscriber, now) is not None:
+        return NextDigest.NOW, None
     zone, hour = subscriber.timezone, subscriber.send_hour
     local = local_now(zone, now)
-    hour_come = local.hour >= hour
     previous = previous_edition(subscriber.frequency, now)
     edition = current_edition(subscriber.frequency, now)
     previous_day = previous and send_day(previous.date, zone, hour)
     on_previous_day = previous is not None and local.date() == previous_day
-    had_previous = on_previous_day and has_delivery(previous, subscriber)
     had_current = edition is not None and has_delivery(edition, subscriber)
-    if on_previous_day and hour_come:
-        if not had_previous:
-            return NextDigest.NOW, None
-    else:
+    if not (on_previous_day and local.hour >= hour):
         edition_date = edition.date if edition else edition_date_for(subscriber.frequency, timezone.localdate(now))
-        if hour_reached(local, send_day(edition_date, zone, hour), hour) and not had_current:
-            return (NextDigest.NOW if edition else NextDigest.WITH_EDITION), None
-        if on_previous_day and not had_previous:
+        if edition is None and hour_reached(local, send_day(edition_date, zone, hour), hour):
+            return NextDigest.WITH_EDITION, None
+        if on_previous_day and not has_delivery(previous, subscriber):
             return NextDigest.AT_SEND_HOUR, previous_day
     day = edition_date_for(subscriber.frequency, timezone.localdate(now))
     if had_current:
