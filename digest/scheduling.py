@@ -12,8 +12,9 @@ zone in use is read in pages by id: subscribers are never all loaded at once.
 """
 
 import enum
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -112,21 +113,29 @@ class NextDigest(enum.Enum):
     AT_SEND_HOUR = "at_send_hour"
 
 
+class UpcomingDigest(NamedTuple):
+    """A reader's next digest (``upcoming_digest``)."""
+
+    when: NextDigest
+    day: date | None = None  # with AT_SEND_HOUR: the reader's local date it comes on
+    edition: Edition | None = None  # with NOW: the edition on its way (``edition_on_its_way``)
+
+
 def next_digest(subscriber, now=None):
-    """When ``subscriber`` gets their next digest (``next_digest_and_day``)."""
-    return next_digest_and_day(subscriber, now)[0]
+    """When ``subscriber`` gets their next digest (``upcoming_digest``)."""
+    return upcoming_digest(subscriber, now).when
 
 
 def next_send_date(subscriber, now=None):
     """The reader's local date of their next digest when it comes at their send hour
-    (``next_digest_and_day``)."""
-    return next_digest_and_day(subscriber, now)[1]
+    (``upcoming_digest``)."""
+    return upcoming_digest(subscriber, now).day
 
 
-def next_digest_and_day(subscriber, now=None):
-    """``(when, day)``: when ``subscriber`` gets their next digest, by the rule of
-    ``due_editions`` for one reader, and, when that is at their send hour, the local date it
-    comes on (else None).
+def upcoming_digest(subscriber, now=None):
+    """When ``subscriber`` gets their next digest, by the rule of ``due_editions`` for one
+    reader: with the edition on its way when that is now, with the local date it comes on
+    when that is at their send hour.
 
     They are due now when the beat's next tick would send them an edition
     (``edition_on_its_way``, the beat's own rule). When their hour has come on the day they get
@@ -135,8 +144,9 @@ def next_digest_and_day(subscriber, now=None):
     on the previous edition's day (and they have not had it), else on the current edition's
     day, or the next edition's once they have had the current one."""
     now = now or timezone.now()
-    if edition_on_its_way(subscriber, now) is not None:
-        return NextDigest.NOW, None
+    on_its_way = edition_on_its_way(subscriber, now)
+    if on_its_way is not None:
+        return UpcomingDigest(NextDigest.NOW, edition=on_its_way)
     zone, hour = subscriber.timezone, subscriber.send_hour
     local = local_now(zone, now)
     previous = previous_edition(subscriber.frequency, now)
@@ -147,13 +157,13 @@ def next_digest_and_day(subscriber, now=None):
     if not (on_previous_day and local.hour >= hour):
         edition_date = edition.date if edition else edition_date_for(subscriber.frequency, timezone.localdate(now))
         if edition is None and hour_reached(local, send_day(edition_date, zone, hour), hour):
-            return NextDigest.WITH_EDITION, None
+            return UpcomingDigest(NextDigest.WITH_EDITION)
         if on_previous_day and not has_delivery(previous, subscriber):
-            return NextDigest.AT_SEND_HOUR, previous_day
+            return UpcomingDigest(NextDigest.AT_SEND_HOUR, previous_day)
     day = edition_date_for(subscriber.frequency, timezone.localdate(now))
     if had_current:
         day = next_edition_date(subscriber.frequency, day)
-    return NextDigest.AT_SEND_HOUR, max(send_day(day, zone, hour), local.date())
+    return UpcomingDigest(NextDigest.AT_SEND_HOUR, max(send_day(day, zone, hour), local.date()))
 
 
 def edition_on_its_way(subscriber, now=None):

@@ -20,7 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
-from digest.scheduling import NextDigest, edition_on_its_way, next_digest_and_day, published_after_their_morning
+from digest.scheduling import published_after_their_morning, upcoming_digest
 
 from . import services
 from .forms import NewAddressForm, PreferencesForm, ResendForm, SignupForm
@@ -134,14 +134,14 @@ def confirm(request, token):
 
 
 def _confirmed(request, subscriber, already):
-    first_digest, first_day = next_digest_and_day(subscriber) if subscriber.is_active else (None, None)
+    first = upcoming_digest(subscriber) if subscriber.is_active else None
     context = {
         "subscriber": subscriber,
         "already": already,
         "preferences_url": services.preferences_path(subscriber),
-        "first_digest": first_digest.value if first_digest else "",
-        "first_day": first_day,
-        "first_edition": edition_on_its_way(subscriber) if first_digest is NextDigest.NOW else None,
+        "first_digest": first.when.value if first else "",
+        "first_day": first and first.day,
+        "first_edition": first and first.edition,
     }
     return render(request, "subscriptions/confirmed.html", context)
 
