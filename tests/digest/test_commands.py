@@ -147,7 +147,9 @@ def test_sending_pause_status_and_resume_from_the_command_line():
     assert paused.startswith("Paused: digest sending paused since ") and "by alice (the edition links 404)" in paused
     assert status.startswith("Digest sending paused since ") and status.endswith("by alice (the edition links 404).\n")
     assert again.startswith("Already paused: ") and "by alice" in again
-    assert resumed.startswith("Digest sending resumed") and run("sending") == "Digest sending is on.\n"
+    after = run("sending")
+    assert resumed.startswith("Digest sending resumed")
+    assert after.startswith("Digest sending is on since ") and after.endswith(" resumed by carol from the command line.\n")
     assert (switch.paused, switch.paused_by, switch.resumed_by) == (False, "alice", "carol")
 
 
@@ -180,6 +182,7 @@ def test_the_command_line_turns_are_kept_and_listed_newest_first_saying_where_th
         "Wed 18 Nov 2026 06:05 paused by alice from the admin (a broken edition)",
     ]
     assert run("sending", "history", "--last", "1") == "Thu 19 Nov 2026 06:00 resumed by erin\n"
+    assert run("sending", "status") == "Digest sending is on since Thu 19 Nov 2026 06:00 resumed by erin.\n"
 
 
 @pytest.mark.parametrize("args", [["send_digests"], ["send_digests", "--subscriber", "reader@example.org"]])

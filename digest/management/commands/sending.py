@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", metavar="{status,pause,resume,history}")
-        actions.add_parser("status", help="Whether digest sending is paused, since when, by whom and why.")
+        actions.add_parser("status", help="Whether digest sending is paused, since when, by whom and why (or since when it is on).")
         paused = actions.add_parser("pause", help="Pause all digest sending until resumed.")
         paused.add_argument("--reason", required=True, help="Why: shown on the dashboard and the admin's switch.")
         paused.add_argument("--by", help="Who pauses (default: the system user).")
@@ -55,7 +55,11 @@ class Command(BaseCommand):
 
     def status(self):
         switch = pause.current_pause()
-        self.stdout.write(f"{pause.headline(switch)}." if switch else "Digest sending is on.")
+        if switch is not None:
+            self.stdout.write(f"{pause.headline(switch)}.")
+            return
+        last = pause.recent_turns(1)
+        self.stdout.write(f"Digest sending is on since {describe(last[0])}." if last else "Digest sending is on.")
 
     def history(self, last):
         turns = pause.recent_turns(max(last, 1))
