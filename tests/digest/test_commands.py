@@ -149,7 +149,8 @@ def test_sending_pause_status_and_resume_from_the_command_line():
     assert again.startswith("Already paused: ") and "by alice" in again
     after = run("sending")
     assert resumed.startswith("Digest sending resumed")
-    assert after.startswith("Digest sending is on since ") and after.endswith(" resumed by carol from the command line.\n")
+    assert after.startswith("Digest sending is on since ")
+    assert after.endswith(" resumed by carol from the command line.\n")
     assert (switch.paused, switch.paused_by, switch.resumed_by) == (False, "alice", "carol")
 
 

@@ -21,7 +21,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", metavar="{status,pause,resume,history}")
-        actions.add_parser("status", help="Whether digest sending is paused, since when, by whom and why (or since when it is on).")
+        actions.add_parser(
+            "status", help="Whether digest sending is paused, since when, by whom and why (or since when it is on)."
+        )
         paused = actions.add_parser("pause", help="Pause all digest sending until resumed.")
         paused.add_argument("--reason", required=True, help="Why: shown on the dashboard and the admin's switch.")
         paused.add_argument("--by", help="Who pauses (default: the system user).")
