@@ -265,7 +265,10 @@ def split_arxiv_id(raw):
 
 
 def parse_timestamp(value):
-    """An ISO 8601 timestamp (or YYYY-MM-DD) as an aware datetime; None when absent."""
+    """An ISO 8601 timestamp (or YYYY-MM-DD) as an aware datetime; None when absent.
+
+    A time whose offset takes it past year 9999 or before year 1 in UTC is refused: PostgreSQL
+    would store it, and no query could read the row back into Python afterwards."""
     if value in (None, ""):
         return None
     if not isinstance(value, str):
@@ -274,7 +277,13 @@ def parse_timestamp(value):
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadValue(f"not a timestamp: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    if not parsed.tzinfo:
+        return parsed.replace(tzinfo=timezone.utc)
+    try:
+        parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise BadValue(f"timestamp out of range: {value!r}") from None
+    return parsed
 
 
 def struct_time_to_datetime(value):

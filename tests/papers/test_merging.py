@@ -311,3 +311,13 @@ def test_a_malformed_revision_date_keeps_the_stored_one(replay, fixture_bytes, t
     report = fetch_from_source("arxiv", from_file=tmp_path / "api_page.xml")
     assert report.dropped == [("2501.08001", "revised_at", "not a timestamp: 'Wednesday'")]
     assert Paper.objects.get(arxiv_id="2501.08001").revised_at == stored is not None
+
+
+def test_a_publication_time_beyond_year_9999_in_utc_is_dropped_and_every_paper_reads_back(replay, hf_variant):
+    """PostgreSQL stores 10000-01-01 UTC; Python cannot read it: stored, it broke every later fetch."""
+    report = fetch_from_source(
+        "hf", from_file=hf_variant("daily_papers.json", "2501.08001", publishedAt="9999-12-31T23:59:59-01:00")
+    )
+    assert ("2501.08001", "published_at", "timestamp out of range: '9999-12-31T23:59:59-01:00'") in report.dropped
+    replay("hf", "hf", "daily_papers.json")  # reads the stored rows back
+    assert Paper.objects.get(arxiv_id="2501.08001").published_at.isoformat() == "2025-01-14T09:30:00+00:00"
