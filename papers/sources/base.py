@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from config.times import fits_in_utc
+
 from .latex import readable_latex
 
 log = logging.getLogger(__name__)
@@ -267,8 +269,8 @@ def split_arxiv_id(raw):
 def parse_timestamp(value):
     """An ISO 8601 timestamp (or YYYY-MM-DD) as an aware datetime; None when absent.
 
-    A time whose offset takes it past year 9999 or before year 1 in UTC is refused: PostgreSQL
-    would store it, and no query could read the row back into Python afterwards."""
+    A time whose offset takes it past year 9999 or before year 1 in UTC is refused
+    (``config.times``)."""
     if value in (None, ""):
         return None
     if not isinstance(value, str):
@@ -279,10 +281,8 @@ def parse_timestamp(value):
         raise BadValue(f"not a timestamp: {value!r}") from None
     if not parsed.tzinfo:
         return parsed.replace(tzinfo=timezone.utc)
-    try:
-        parsed.astimezone(timezone.utc)
-    except OverflowError:
-        raise BadValue(f"timestamp out of range: {value!r}") from None
+    if not fits_in_utc(parsed):
+        raise BadValue(f"timestamp out of range: {value!r}")
     return parsed
 
 
