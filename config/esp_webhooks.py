@@ -29,10 +29,10 @@ from django.views.decorators.csrf import csrf_exempt
 
 log = logging.getLogger(__name__)
 
-# What anymail's validators and parsers raise on a body that is not what the ESP sends.
-# Errors of our own side (a database or network failure) are none of these: they stay
-# a 500, which an ESP retries.
-MALFORMED = (AnymailError, ImproperlyConfigured, ValueError, TypeError, LookupError, AttributeError)
+# What anymail's validators and parsers raise on a body that is not what the ESP sends
+# (an ``OverflowError`` for a UNIX time Python cannot hold). Errors of our own side (a
+# database or network failure) are none of these: they stay a 500, which an ESP retries.
+MALFORMED = (AnymailError, ImproperlyConfigured, ValueError, TypeError, LookupError, AttributeError, OverflowError)
 
 
 class RefusingBadRequests:

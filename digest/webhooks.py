@@ -47,6 +47,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.times import fits_in_utc
 from papers.models import Paper
 from subscriptions.models import Subscriber
 
@@ -148,6 +149,15 @@ def mailgun_list_drop(event, esp_name):
     return MAILGUN_LIST_REASONS.get(data.get("reason")) if isinstance(data, dict) else None
 
 
+def event_time(event, esp_name):
+    """When the ESP says the event happened, or None when it gave no time the database can
+    store and read back (``config.times``): the event is kept, and dated when it arrived."""
+    if event.timestamp is None or fits_in_utc(event.timestamp):
+        return event.timestamp
+    log.warning("webhook event time out of range esp=%s type=%s", esp_name, event.event_type)
+    return None
+
+
 def store_event(event, esp_name):
     """The stored row for ``event``: new, or the one a repeat of it finds."""
     key = event_key(event, esp_name)
@@ -160,7 +170,7 @@ def store_event(event, esp_name):
                 event_type=event.event_type,
                 recipient=plain(event.recipient, 254),
                 message_id=plain(event.message_id, 300),
-                occurred_at=event.timestamp,
+                occurred_at=event_time(event, esp_name),
                 details={
                     "metadata": {plain(k, 100): plain(v, 300) for k, v in (event.metadata or {}).items()},
                     "reject_reason": plain(event.reject_reason, 40),

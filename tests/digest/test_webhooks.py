@@ -313,6 +313,40 @@ def test_a_malformed_signature_block_is_refused_not_a_server_error(client, deliv
     assert not WebhookEvent.objects.exists()
 
 
+@pytest.mark.parametrize("at", [1e20, float("inf")])
+def test_a_signed_event_whose_time_python_cannot_hold_is_refused_not_a_server_error(client, delivery, at):
+    response = post(client, mailgun_event("complained", delivery.subscriber.email, at=at))
+
+    assert response.status_code == 400
+    assert Subscriber.objects.get(pk=delivery.subscriber_id).status == "active"
+    assert not WebhookEvent.objects.exists()
+
+
+def postmark_delivery(delivery, delivered_at):
+    return {
+        "RecordType": "Delivery", "ServerID": 23, "MessageStream": "daily-digests", "MessageID": MESSAGE_ID,
+        "Recipient": delivery.subscriber.email, "Tag": "", "DeliveredAt": delivered_at,
+        "Details": "smtp;250 2.0.0 OK", "Metadata": {"delivery_id": str(delivery.pk)},
+    }
+
+
+@pytest.mark.parametrize("delivered_at", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
+def test_an_event_time_past_year_9999_or_before_year_1_in_utc_is_dropped_and_the_event_kept(
+    client, django_capture_on_commit_callbacks, delivery, delivered_at
+):
+    """Such a time is valid in Python with its offset; stored as it is, no query could read the row back."""
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/anymail/postmark/tracking/", data=json.dumps(postmark_delivery(delivery, delivered_at)),
+                               content_type="application/json",
+                               HTTP_AUTHORIZATION="Basic " + base64.b64encode(WEBHOOK_SECRET.encode()).decode())
+
+    assert response.status_code == 200
+    stored = WebhookEvent.objects.get()
+    assert stored.occurred_at is None and stored.applied_at is not None and stored.delivery == delivery
+    delivery.refresh_from_db()
+    assert delivery.delivered_at == stored.received_at
+
+
 def test_events_are_refused_while_no_webhook_secret_is_configured(client, delivery, settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ""}
     response = post(client, mailgun_event("complained", delivery.subscriber.email), secret=None)
