@@ -387,3 +387,15 @@ def test_an_always_send_top_that_is_neither_yes_nor_no_is_a_row_error_not_a_sile
     assert [row.email for row in parsed.rows] == ["bob@example.org"]
     [(line, message)] = parsed.errors
     assert line == 2 and "“maybe” is neither true nor false" in message
+
+
+@pytest.mark.parametrize("cell", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:30:00+01:00"])
+def test_a_confirmed_at_before_year_1_in_utc_is_a_row_error_and_the_rest_are_imported(cell):
+    """Such a time is valid in Python with its offset; stored as it is, no query could read the row back."""
+    parsed = csv_io.parse_import_text(f"email,confirmed_at\nada@example.org,{cell}\nbob@example.org,2024-03-01\n")
+
+    assert [row.email for row in parsed.rows] == ["bob@example.org"]
+    [(line, message)] = parsed.errors
+    assert line == 2 and message == f"confirmed_at “{cell}” is before the year 1 in UTC."
+    services.import_rows(parsed.rows)
+    assert [(s.email, s.confirmed_at.year) for s in Subscriber.objects.all()] == [("bob@example.org", 2024)]
