@@ -18,6 +18,7 @@ from django.utils import timezone
 from lxml import etree
 
 from .base import (
+    BadValue,
     OptionalFields,
     PaperRecord,
     ParsedBatch,
@@ -154,12 +155,21 @@ class ArxivRssSource(ArxivSource):
             raise self.error(f"invalid XML (truncated or corrupt response): {feed.bozo_exception}")
         if not (feed.get("version") or "").startswith("rss"):
             raise self.error("the response is not an arXiv RSS feed")
-        announced_at = struct_time_to_datetime(feed.feed.get("published_parsed"))
+        announced_at = self.announced_at(feed)
         return self.parse_items(
             feed.entries,
             lambda entry: parse_rss_item(entry, announced_at),
             key_of=lambda e: e.get("id") or e.get("link"),
         )
+
+    def announced_at(self, feed):
+        """The feed's own date, which dates the items that have none; None when it has no
+        date Python can hold (logged: the items keep their own dates)."""
+        try:
+            return struct_time_to_datetime(feed.feed.get("published_parsed"))
+        except BadValue as exc:
+            log.warning("feed date ignored source=%s reason=%s", self.name, exc)
+            return None
 
 
 def search_query(categories, date=None):
@@ -239,6 +249,13 @@ def parse_rss_item(entry, announced_at):
     names = split_creators(entry.get("author"))
     categories = categories_of(entry)
     adds = announce_type in ADDING_TYPES
+    optional = OptionalFields()
+    # a replacement's announcement date is not the paper's publication date
+    published_at = (
+        optional.read("published_at", struct_time_to_datetime, entry.get("published_parsed")) or announced_at
+        if adds
+        else None
+    )
     return PaperRecord(
         key=arxiv_id,
         version=version,
@@ -246,15 +263,13 @@ def parse_rss_item(entry, announced_at):
         abstract=clean_prose(RSS_PREFIX_RE.sub("", entry.get("summary") or "")),
         author_names=names or None,
         authors_count=len(names) or None,
-        # a replacement's announcement date is not the paper's publication date
-        published_at=(struct_time_to_datetime(entry.get("published_parsed")) or announced_at)
-        if adds
-        else None,
+        published_at=published_at,
         primary_category=categories[0] if categories else None,
         categories=categories,
         arxiv_url=ABS_URL.format(arxiv_id),
         pdf_url=PDF_URL.format(arxiv_id),
         update_only=not adds,
+        dropped=optional.dropped,
     )
 
 

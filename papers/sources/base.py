@@ -287,8 +287,16 @@ def parse_timestamp(value):
 
 
 def struct_time_to_datetime(value):
-    """feedparser's UTC ``*_parsed`` struct_time as an aware datetime."""
-    return datetime(*value[:6], tzinfo=timezone.utc) if value else None
+    """feedparser's UTC ``*_parsed`` struct_time as an aware datetime; None when absent.
+
+    feedparser brings a date with an offset into UTC itself, which can take it to year 10000
+    or year 0: such a time is refused (``BadValue``), as ``parse_timestamp`` refuses it."""
+    if not value:
+        return None
+    try:
+        return datetime(*value[:6], tzinfo=timezone.utc)
+    except ValueError:
+        raise BadValue(f"timestamp out of range: year {value[0]}") from None
 
 
 def day_to_datetime(day: date):

@@ -158,6 +158,44 @@ def test_rss_item_without_an_id_is_skipped(fixture_bytes):
     assert [key for key, _ in batch.skipped] == ["https://arxiv.org/"]
 
 
+FEED_DATE = b"<pubDate>Thu, 16 Jan 2025 00:00:00 -0500</pubDate>"
+
+
+def with_item_date(feed, item, date):
+    """The feed with the ``item``-th item's (from 1) pubDate replaced by ``date``."""
+    parts = feed.split(b"<item>")
+    parts[item] = parts[item].replace(FEED_DATE, b"<pubDate>" + date + b"</pubDate>", 1)
+    return b"<item>".join(parts)
+
+
+@pytest.mark.parametrize(
+    "date, year", [(b"9999-12-31T23:59:59-01:00", 10000), (b"0001-01-01T00:30:00+01:00", 0)]
+)
+def test_an_rss_item_dated_past_year_9999_or_before_year_1_in_utc_gets_the_feeds_date_as_if_undated(
+    fixture_bytes, caplog, date, year
+):
+    """feedparser brings a date with an offset into UTC itself, out of Python's years here."""
+    feed = fixture_bytes("arxiv", "rss_weekday.xml")
+
+    batch = ArxivRssSource().parse(with_item_date(feed, 2, date))
+
+    dated = [(r.key, r.published_at) for r in ArxivRssSource().parse(feed).records]
+    assert [(r.key, r.published_at) for r in batch.records] == dated  # the item's date was the feed's
+    reason = f"timestamp out of range: year {year}"
+    assert batch.dropped == [("2501.09002", "published_at", reason)]
+    assert f"dropped field source=arxiv-rss key=2501.09002 field=published_at reason={reason}" in caplog.messages
+
+
+def test_an_rss_feed_dated_past_year_9999_in_utc_keeps_its_items_with_their_own_dates(fixture_bytes, caplog):
+    feed = fixture_bytes("arxiv", "rss_weekday.xml")
+    undated = feed.replace(FEED_DATE, b"<pubDate>9999-12-31T23:59:59-01:00</pubDate>", 1)
+
+    batch = ArxivRssSource().parse(undated)
+
+    assert batch.records == ArxivRssSource().parse(feed).records
+    assert "feed date ignored source=arxiv-rss reason=timestamp out of range: year 10000" in caplog.messages
+
+
 def test_weekend_rss_feed_is_empty_not_an_error(fixture_bytes):
     batch = ArxivRssSource().parse(fixture_bytes("arxiv", "rss_weekend.xml"))
     assert batch.records == [] and batch.skipped == []
