@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from config.times import fits_in_utc
 from papers.models import Author, FetchRun, Paper, PaperSignal
 from papers.services import fetch_from_source
 from papers.sources import get_source
 from papers.sources.base import ParsedBatch, SourceError
 
-from .strategies import HARDENING, hf_items, hostile_text, json_bytes, json_values
+from .strategies import HARDENING, hf_items, hostile_text, json_bytes, json_values, timestamps
 
 SOURCES = ["hf", "hf-html", "arxiv", "arxiv-rss", "bundled"]
 XML_ILLEGAL = {chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"} | {"\ufffe", "\uffff"}
@@ -56,7 +57,7 @@ def atom_feed(entries):
         f"<author><name>{escape(author)}</name></author>"
         f'<arxiv:primary_category term={quoteattr(category)}/>'
         f"<arxiv:comment>{escape(summary)}</arxiv:comment>"
-        f"<published>{escape(published)}</published>"
+        f"{'' if published is None else f'<published>{escape(published)}</published>'}"
         "</entry>"
         for arxiv_id, title, summary, author, category, published in entries
     )
@@ -67,7 +68,11 @@ def atom_feed(entries):
     ).encode("utf-8", "surrogatepass")
 
 
-def rss_feed(entries):
+def pub_date(date):
+    return "" if date is None else f"<pubDate>{escape(date)}</pubDate>"
+
+
+def rss_feed(entries, feed_date=None):
     items = "".join(
         "<item>"
         f"<title>{escape(title)}</title>"
@@ -77,15 +82,16 @@ def rss_feed(entries):
         f"<guid isPermaLink=\"false\">oai:arXiv.org:{escape(arxiv_id)}</guid>"
         f"<category>{escape(category)}</category>"
         f"<dc:creator>{escape(author)}</dc:creator>"
+        f"{pub_date(date)}"
         f"<arxiv:announce_type>{escape(kind)}</arxiv:announce_type>"
         "</item>"
-        for arxiv_id, title, summary, author, category, kind in entries
+        for arxiv_id, title, summary, author, category, kind, date in entries
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/" '
         'xmlns:arxiv="http://arxiv.org/schemas/atom"><channel><title>cs.LG updates</title>'
-        f"{items}</channel></rss>"
+        f"{pub_date(feed_date)}{items}</channel></rss>"
     ).encode("utf-8", "surrogatepass")
 
 
@@ -237,7 +243,7 @@ def test_hf_page_parser_answers_any_embedded_json_with_records_or_a_source_error
 
 
 atom_entries = st.lists(
-    st.tuples(xml_ids, hostile_text, hostile_text, hostile_text, hostile_text, hostile_text),
+    st.tuples(xml_ids, hostile_text, hostile_text, hostile_text, hostile_text, timestamps),
     max_size=4,
 )
 
@@ -246,7 +252,7 @@ atom_entries = st.lists(
 @given(entries=atom_entries)
 def test_arxiv_atom_parser_skips_or_cleans_hostile_entries(entries):
     batch = parse_or_source_error("arxiv", atom_feed(entries))
-    texts = [t for entry in entries for t in entry]
+    texts = [t for entry in entries for t in entry if t is not None]
     if all(is_xml_text(t) for t in texts):
         assert batch is not None, "a well-formed feed must parse"
         assert len(batch.records) + len(batch.skipped) == len(entries)
@@ -254,6 +260,12 @@ def test_arxiv_atom_parser_skips_or_cleans_hostile_entries(entries):
         assert_clean_record(record)
 
 
+# feedparser reads RFC 822 dates and ISO 8601 ones, and brings either into UTC itself.
+rss_dates = st.one_of(
+    timestamps,
+    st.sampled_from(["Thu, 16 Jan 2025 00:00:00 -0500", "Fri, 31 Dec 9999 23:59:59 -0100",
+                     "Mon, 01 Jan 0001 00:30:00 +0100", "Thu, 16 Jan 2025 25:00:00 GMT"]),
+)
 rss_entries = st.lists(
     st.tuples(
         xml_ids,
@@ -262,15 +274,16 @@ rss_entries = st.lists(
         hostile_text,
         hostile_text,
         st.one_of(st.sampled_from(["new", "cross", "replace", "replace-cross"]), hostile_text),
+        rss_dates,
     ),
     max_size=4,
 )
 
 
 @HARDENING
-@given(entries=rss_entries)
-def test_arxiv_rss_parser_skips_or_cleans_hostile_items(entries):
-    batch = parse_or_source_error("arxiv-rss", rss_feed(entries))
+@given(entries=rss_entries, feed_date=rss_dates)
+def test_arxiv_rss_parser_skips_or_cleans_hostile_items(entries, feed_date):
+    batch = parse_or_source_error("arxiv-rss", rss_feed(entries, feed_date))
     for record in batch.records if batch else []:
         assert_clean_record(record)
 
@@ -289,6 +302,9 @@ def assert_clean_record(record):
     for names in (record.author_names, record.ai_keywords, record.categories):
         for value in names or []:
             assert_storable_text(value)
+    for name in ("published_at", "revised_at", "withdrawn_at"):
+        value = getattr(record, name)
+        assert value is None or fits_in_utc(value)
     for name in ("upvotes", "num_comments", "github_stars", "authors_count"):
         value = getattr(record, name)
         assert value is None or 0 <= value <= 2**31 - 1
