@@ -1,17 +1,20 @@
-"""Aware times from outside (a feed, an ESP's webhook) checked before the database stores them.
+"""Aware times from outside (a feed, an ESP's webhook, an imported file), put in UTC before the
+database stores them.
 
-Python keeps a time in its own offset, so ``9999-12-31T23:59:59-01:00`` is a valid datetime, but
-in UTC it lies in year 10000 (and ``0001-01-01T00:30:00+01:00`` before year 1). PostgreSQL stores
-such a time, and psycopg cannot read it back: every later query that reads the row fails.
+Python keeps a time in its own offset, and allows offsets PostgreSQL refuses: up to ±23:59 (it
+takes ±15:59) and with fractions of a second (it takes whole seconds). Sent as they are, such a
+time fails the insert, and with it the transaction around it. In UTC every time is one
+PostgreSQL takes, once it lies between years 1 and 9999 there: ``9999-12-31T23:59:59-01:00`` is
+a valid datetime in year 10000 UTC, which PostgreSQL stores and psycopg cannot read back, so
+that every later query that reads the row fails.
 """
 
 from datetime import UTC
 
 
-def fits_in_utc(moment):
-    """Whether the aware ``moment`` lies between year 1 and year 9999 once it is in UTC."""
+def in_utc(moment):
+    """The aware ``moment`` in UTC; None when it lies outside years 1-9999 there."""
     try:
-        moment.astimezone(UTC)
+        return moment.astimezone(UTC)
     except OverflowError:
-        return False
-    return True
+        return None

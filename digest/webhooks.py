@@ -47,7 +47,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.times import fits_in_utc
+from config.times import in_utc
 from papers.models import Paper
 from subscriptions.models import Subscriber
 
@@ -150,12 +150,14 @@ def mailgun_list_drop(event, esp_name):
 
 
 def event_time(event, esp_name):
-    """When the ESP says the event happened, or None when it gave no time the database can
-    store and read back (``config.times``): the event is kept, and dated when it arrived."""
-    if event.timestamp is None or fits_in_utc(event.timestamp):
-        return event.timestamp
-    log.warning("webhook event time out of range esp=%s type=%s", esp_name, event.event_type)
-    return None
+    """When the ESP says the event happened, in UTC (``config.times``); None when it gave no
+    time, or one outside years 1-9999 in UTC: the event is kept, and dated when it arrived."""
+    if event.timestamp is None:
+        return None
+    utc = in_utc(event.timestamp)
+    if utc is None:
+        log.warning("webhook event time out of range esp=%s type=%s", esp_name, event.event_type)
+    return utc
 
 
 def store_event(event, esp_name):

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from config.times import fits_in_utc
+from config.times import in_utc
 
 from .forms import DEFAULT_SEND_HOUR, DEFAULT_TIMEZONE, PreferencesForm
 from .models import Subscriber
@@ -270,9 +270,8 @@ def _parse_record(line, record):
 
 
 def _parse_consent_date(value):
-    """The ``confirmed_at`` cell as an aware time (UTC unless it names an offset); None when empty.
-
-    A time whose offset takes it before year 1 in UTC is refused (``config.times``)."""
+    """The ``confirmed_at`` cell as an aware time in UTC (read in UTC unless it names an offset);
+    None when empty. A time whose offset takes it before year 1 in UTC is refused (``config.times``)."""
     if not value:
         return None
     try:
@@ -285,7 +284,8 @@ def _parse_consent_date(value):
     moment = moment or datetime.combine(day, time(0, 0))
     if timezone.is_naive(moment):
         moment = moment.replace(tzinfo=UTC)
-    if not fits_in_utc(moment):
+    moment = in_utc(moment)
+    if moment is None:
         raise RowError(f"confirmed_at “{value[:40]}” is before the year 1 in UTC.")
     if moment > timezone.now():
         raise RowError(f"confirmed_at {value[:40]} is in the future.")

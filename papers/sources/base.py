@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from config.times import fits_in_utc
+from config.times import in_utc
 
 from .latex import readable_latex
 
@@ -267,7 +267,7 @@ def split_arxiv_id(raw):
 
 
 def parse_timestamp(value):
-    """An ISO 8601 timestamp (or YYYY-MM-DD) as an aware datetime; None when absent.
+    """An ISO 8601 timestamp (or YYYY-MM-DD) as an aware datetime in UTC; None when absent.
 
     A time whose offset takes it past year 9999 or before year 1 in UTC is refused
     (``config.times``)."""
@@ -281,9 +281,10 @@ def parse_timestamp(value):
         raise BadValue(f"not a timestamp: {value!r}") from None
     if not parsed.tzinfo:
         return parsed.replace(tzinfo=timezone.utc)
-    if not fits_in_utc(parsed):
+    utc = in_utc(parsed)
+    if utc is None:
         raise BadValue(f"timestamp out of range: {value!r}")
-    return parsed
+    return utc
 
 
 def struct_time_to_datetime(value):

@@ -347,6 +347,17 @@ def test_an_event_time_past_year_9999_or_before_year_1_in_utc_is_dropped_and_the
     assert delivery.delivered_at == stored.received_at
 
 
+def test_an_event_time_with_an_offset_postgresql_refuses_is_stored_in_utc(client, delivery):
+    """Valid in Python (up to ±23:59); PostgreSQL takes offsets to ±15:59 and refused the insert."""
+    response = client.post("/anymail/postmark/tracking/",
+                           data=json.dumps(postmark_delivery(delivery, "2026-11-20T07:15:00+20:00")),
+                           content_type="application/json",
+                           HTTP_AUTHORIZATION="Basic " + base64.b64encode(WEBHOOK_SECRET.encode()).decode())
+
+    assert response.status_code == 200
+    assert WebhookEvent.objects.get().occurred_at.isoformat() == "2026-11-19T11:15:00+00:00"
+
+
 def test_events_are_refused_while_no_webhook_secret_is_configured(client, delivery, settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ""}
     response = post(client, mailgun_event("complained", delivery.subscriber.email), secret=None)

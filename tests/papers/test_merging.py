@@ -321,3 +321,16 @@ def test_a_publication_time_beyond_year_9999_in_utc_is_dropped_and_every_paper_r
     assert ("2501.08001", "published_at", "timestamp out of range: '9999-12-31T23:59:59-01:00'") in report.dropped
     replay("hf", "hf", "daily_papers.json")  # reads the stored rows back
     assert Paper.objects.get(arxiv_id="2501.08001").published_at.isoformat() == "2025-01-14T09:30:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "published, stored",
+    [("2025-01-15T05:30:00+20:00", "2025-01-14T09:30:00+00:00"),  # PostgreSQL takes offsets to ±15:59
+     ("2025-01-14T14:30:00+05:00:00.5", "2025-01-14T09:29:59.500000+00:00")],  # and whole seconds
+)
+def test_a_publication_time_with_an_offset_postgresql_refuses_is_stored_in_utc(hf_variant, published, stored):
+    """Valid in Python; sent as it was, PostgreSQL refused the insert and with it the whole fetch."""
+    report = fetch_from_source("hf", from_file=hf_variant("daily_papers.json", "2501.08001", publishedAt=published))
+
+    assert [key for key, _, _ in report.dropped] == ["2501.09103"]  # the recording's own malformed upvotes
+    assert Paper.objects.get(arxiv_id="2501.08001").published_at.isoformat() == stored

@@ -399,3 +399,10 @@ def test_a_confirmed_at_before_year_1_in_utc_is_a_row_error_and_the_rest_are_imp
     assert line == 2 and message == f"confirmed_at “{cell}” is before the year 1 in UTC."
     services.import_rows(parsed.rows)
     assert [(s.email, s.confirmed_at.year) for s in Subscriber.objects.all()] == [("bob@example.org", 2024)]
+
+
+def test_a_confirmed_at_with_an_offset_postgresql_refuses_is_imported_in_utc():
+    """PostgreSQL takes offsets to ±15:59: sent as it was, the time failed the batch's insert."""
+    services.import_rows(rows("email,confirmed_at\nada@example.org,2024-03-01T10:00:00+20:00\n"))
+
+    assert Subscriber.objects.get().confirmed_at.isoformat() == "2024-02-29T14:00:00+00:00"
