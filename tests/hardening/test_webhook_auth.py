@@ -7,6 +7,8 @@ an HMAC signature made with MAILGUN_WEBHOOK_SIGNING_KEY. Anything less is a
 
 import base64
 import json
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import Client
@@ -144,6 +146,11 @@ def test_any_wrong_credentials_with_any_body_are_refused_without_a_row(user, pas
     assert not WebhookEvent.objects.exists()
 
 
+# Any time in any zone: at either end of Python's years, an offset can take it out of them in UTC.
+offsets = st.timedeltas(min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59))
+event_times = st.one_of(
+    st.none(), st.datetimes(timezones=st.one_of(st.timezones(), st.builds(dt_timezone, offsets)))
+)
 event_types = st.one_of(
     st.sampled_from(["delivered", "opened", "clicked", "bounced", "complained", "unsubscribed",
                      "deferred", "rejected", "unknown"]),
@@ -159,13 +166,16 @@ event_types = st.one_of(
     message_id=st.one_of(st.none(), hostile_text),
     metadata=st.dictionaries(hostile_text, json_values, max_size=3),
     description=st.one_of(st.none(), hostile_text),
+    at=event_times,
 )
 @example(event_type="complained", event_id="x" * 500, recipient="reader@example.org",
-         message_id="<" + "m" * 400 + ">", metadata={"delivery_id": "1" * 30}, description=None)
+         message_id="<" + "m" * 400 + ">", metadata={"delivery_id": "1" * 30}, description=None, at=None)
 @example(event_type="opened", event_id=None, recipient="READER@example.org", message_id=None,
-         metadata={"delivery_id": [1]}, description="d" * 1000)
+         metadata={"delivery_id": [1]}, description="d" * 1000, at=None)
+@example(event_type="delivered", event_id="late", recipient="reader@example.org", message_id=None, metadata={},
+         description=None, at=datetime(9999, 12, 31, 23, 59, tzinfo=dt_timezone(-timedelta(hours=1))))
 def test_the_receiver_stores_or_ignores_any_authenticated_event_without_an_error(
-    reader, event_type, event_id, recipient, message_id, metadata, description
+    reader, event_type, event_id, recipient, message_id, metadata, description, at
 ):
     """Our receiver, called the way anymail calls it, with whatever the ESP's event holds.
 
@@ -175,7 +185,7 @@ def test_the_receiver_stores_or_ignores_any_authenticated_event_without_an_error
     printable += [str(k) + str(v) for k, v in metadata.items()]
     assume(not any("\x00" in t or any(0xD800 <= ord(c) <= 0xDFFF for c in t) for t in printable))
     event = AnymailTrackingEvent(
-        event_type=event_type, timestamp=timezone.now(), event_id=event_id, recipient=recipient,
+        event_type=event_type, timestamp=at, event_id=event_id, recipient=recipient,
         message_id=message_id, metadata=metadata, description=description, tags=[], esp_event={},
     )
     before = WebhookEvent.objects.count()
@@ -183,6 +193,7 @@ def test_the_receiver_stores_or_ignores_any_authenticated_event_without_an_error
     record_tracking_event(sender=None, event=event, esp_name="mailgun")
 
     assert WebhookEvent.objects.count() - before in (0, 1)
+    assert all(stored.received_at for stored in WebhookEvent.objects.all())  # every row reads back
 
 
 @pytest.mark.parametrize("field", ["recipient", "description", "metadata"])
