@@ -259,7 +259,8 @@ IMPORT_HEADER = ["email", "interests", "categories", "frequency", "max_papers", 
                  "timezone", "always_send_top", "confirmed_at", "consent_note"]
 dates = st.one_of(
     st.sampled_from(["", "2024-03-01", "2024-02-30", "9999-12-31", "0001-01-01T00:00:00+14:00",
-                     "2024-03-01T25:61:00", "1970-01-01T00:00:00-23:59", "yesterday"]),
+                     "2024-03-01T25:61:00", "1970-01-01T00:00:00-23:59", "2024-03-01T10:00:00+20:00",
+                     "yesterday"]),
     hostile_text,
 )
 import_rows = st.lists(st.lists(hostile_text, max_size=len(IMPORT_HEADER) + 2), max_size=5)
