@@ -29,6 +29,7 @@ from .base import (
     clean_text,
     clean_url,
     parse_timestamp,
+    printable,
     split_arxiv_id,
     struct_time_to_datetime,
 )
@@ -163,12 +164,12 @@ class ArxivRssSource(ArxivSource):
         )
 
     def announced_at(self, feed):
-        """The feed's own date, which dates the items that have none; None when it has no
-        date Python can hold (logged: the items keep their own dates)."""
+        """The feed's own date, which dates the items that have none; None when it has none, or
+        none that can be used (logged: the items keep their own dates)."""
         try:
-            return struct_time_to_datetime(feed.feed.get("published_parsed"))
+            return rss_date(feed.feed)
         except BadValue as exc:
-            log.warning("feed date ignored source=%s reason=%s", self.name, exc)
+            log.warning("feed date ignored source=%s reason=%s", self.name, printable(exc))
             return None
 
 
@@ -252,7 +253,7 @@ def parse_rss_item(entry, announced_at):
     optional = OptionalFields()
     # a replacement's announcement date is not the paper's publication date
     published_at = (
-        optional.read("published_at", struct_time_to_datetime, entry.get("published_parsed")) or announced_at
+        optional.read("published_at", rss_date, entry) or announced_at
         if adds
         else None
     )
@@ -271,6 +272,16 @@ def parse_rss_item(entry, announced_at):
         update_only=not adds,
         dropped=optional.dropped,
     )
+
+
+def rss_date(element):
+    """The ``pubDate`` of a feedparser item (or of the feed) in UTC; None when it has none.
+
+    A date feedparser cannot read (it reads RFC 822 and ISO 8601), or one out of Python's
+    years in UTC, is a ``BadValue``."""
+    if element.get("published") and not element.get("published_parsed"):
+        raise BadValue(f"not a date: {element['published'][:80]!r}")
+    return struct_time_to_datetime(element.get("published_parsed"))
 
 
 def split_creators(creators):

@@ -169,31 +169,41 @@ def with_item_date(feed, item, date):
 
 
 @pytest.mark.parametrize(
-    "date, year", [(b"9999-12-31T23:59:59-01:00", 10000), (b"0001-01-01T00:30:00+01:00", 0)]
+    "date, reason",
+    [
+        # feedparser brings a date with an offset into UTC itself, out of Python's years here
+        (b"9999-12-31T23:59:59-01:00", "timestamp out of range: year 10000"),
+        (b"0001-01-01T00:30:00+01:00", "timestamp out of range: year 0"),
+        (b"last Tuesday", "not a date: 'last Tuesday'"),  # feedparser reads neither RFC 822 nor ISO 8601
+    ],
 )
-def test_an_rss_item_dated_past_year_9999_or_before_year_1_in_utc_gets_the_feeds_date_as_if_undated(
-    fixture_bytes, caplog, date, year
+def test_an_rss_item_date_that_cannot_be_used_is_dropped_and_the_feeds_date_stands_in(
+    fixture_bytes, caplog, date, reason
 ):
-    """feedparser brings a date with an offset into UTC itself, out of Python's years here."""
     feed = fixture_bytes("arxiv", "rss_weekday.xml")
 
     batch = ArxivRssSource().parse(with_item_date(feed, 2, date))
 
     dated = [(r.key, r.published_at) for r in ArxivRssSource().parse(feed).records]
     assert [(r.key, r.published_at) for r in batch.records] == dated  # the item's date was the feed's
-    reason = f"timestamp out of range: year {year}"
     assert batch.dropped == [("2501.09002", "published_at", reason)]
     assert f"dropped field source=arxiv-rss key=2501.09002 field=published_at reason={reason}" in caplog.messages
 
 
-def test_an_rss_feed_dated_past_year_9999_in_utc_keeps_its_items_with_their_own_dates(fixture_bytes, caplog):
+@pytest.mark.parametrize(
+    "date, reason",
+    [(b"9999-12-31T23:59:59-01:00", "timestamp out of range: year 10000"), (b"someday", "not a date: 'someday'")],
+)
+def test_a_feed_date_that_cannot_be_used_is_logged_and_the_items_keep_their_own_dates(
+    fixture_bytes, caplog, date, reason
+):
     feed = fixture_bytes("arxiv", "rss_weekday.xml")
-    undated = feed.replace(FEED_DATE, b"<pubDate>9999-12-31T23:59:59-01:00</pubDate>", 1)
+    undated = feed.replace(FEED_DATE, b"<pubDate>" + date + b"</pubDate>", 1)
 
     batch = ArxivRssSource().parse(undated)
 
     assert batch.records == ArxivRssSource().parse(feed).records
-    assert "feed date ignored source=arxiv-rss reason=timestamp out of range: year 10000" in caplog.messages
+    assert f"feed date ignored source=arxiv-rss reason={reason}" in caplog.messages
 
 
 def test_weekend_rss_feed_is_empty_not_an_error(fixture_bytes):
