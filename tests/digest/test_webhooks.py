@@ -27,6 +27,7 @@ pytestmark = pytest.mark.django_db
 SIGNING_KEY = "webhook-signing-key"
 WEBHOOK_SECRET = "mailgun:webhook-password"
 URL = "/anymail/mailgun/tracking/"
+POSTMARK_URL = "/anymail/postmark/tracking/"
 MESSAGE_ID = "<20261120071500.1@mg.example.org>"
 T0 = 1_795_000_000  # seconds since the epoch
 
@@ -56,11 +57,11 @@ def mailgun_event(event, recipient, *, at=T0, token=None, key=SIGNING_KEY, metad
     return {"signature": {"timestamp": str(T0), "token": token, "signature": signature}, "event-data": data}
 
 
-def post(client, body, secret=WEBHOOK_SECRET):
+def post(client, body, secret=WEBHOOK_SECRET, url=URL):
     headers = {}
     if secret:
         headers["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(secret.encode()).decode()
-    return client.post(URL, data=json.dumps(body), content_type="application/json", **headers)
+    return client.post(url, data=json.dumps(body), content_type="application/json", **headers)
 
 
 def post_and_apply(client, django_capture_on_commit_callbacks, body, **kwargs):
@@ -335,10 +336,8 @@ def test_an_event_time_past_year_9999_or_before_year_1_in_utc_is_dropped_and_the
     client, django_capture_on_commit_callbacks, delivery, delivered_at
 ):
     """Such a time is valid in Python with its offset; stored as it is, no query could read the row back."""
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post("/anymail/postmark/tracking/", data=json.dumps(postmark_delivery(delivery, delivered_at)),
-                               content_type="application/json",
-                               HTTP_AUTHORIZATION="Basic " + base64.b64encode(WEBHOOK_SECRET.encode()).decode())
+    response = post_and_apply(client, django_capture_on_commit_callbacks, postmark_delivery(delivery, delivered_at),
+                              url=POSTMARK_URL)
 
     assert response.status_code == 200
     stored = WebhookEvent.objects.get()
@@ -349,10 +348,7 @@ def test_an_event_time_past_year_9999_or_before_year_1_in_utc_is_dropped_and_the
 
 def test_an_event_time_with_an_offset_postgresql_refuses_is_stored_in_utc(client, delivery):
     """Valid in Python (up to ±23:59); PostgreSQL takes offsets to ±15:59 and refused the insert."""
-    response = client.post("/anymail/postmark/tracking/",
-                           data=json.dumps(postmark_delivery(delivery, "2026-11-20T07:15:00+20:00")),
-                           content_type="application/json",
-                           HTTP_AUTHORIZATION="Basic " + base64.b64encode(WEBHOOK_SECRET.encode()).decode())
+    response = post(client, postmark_delivery(delivery, "2026-11-20T07:15:00+20:00"), url=POSTMARK_URL)
 
     assert response.status_code == 200
     assert WebhookEvent.objects.get().occurred_at.isoformat() == "2026-11-19T11:15:00+00:00"
