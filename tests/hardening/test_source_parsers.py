@@ -49,6 +49,11 @@ def hf_page(items):
     ).encode("utf-8", "surrogatepass")
 
 
+def element(tag, text):
+    """``<tag>text</tag>``, or nothing for a value the entry leaves out (None)."""
+    return "" if text is None else f"<{tag}>{escape(text)}</{tag}>"
+
+
 def atom_feed(entries):
     body = "".join(
         "<entry>"
@@ -57,7 +62,7 @@ def atom_feed(entries):
         f"<author><name>{escape(author)}</name></author>"
         f'<arxiv:primary_category term={quoteattr(category)}/>'
         f"<arxiv:comment>{escape(summary)}</arxiv:comment>"
-        f"{'' if published is None else f'<published>{escape(published)}</published>'}"
+        f"{element('published', published)}"
         "</entry>"
         for arxiv_id, title, summary, author, category, published in entries
     )
@@ -66,10 +71,6 @@ def atom_feed(entries):
         '<feed xmlns="http://www.w3.org/2005/Atom" xmlns:arxiv="http://arxiv.org/schemas/atom">'
         f"{body}</feed>"
     ).encode("utf-8", "surrogatepass")
-
-
-def pub_date(date):
-    return "" if date is None else f"<pubDate>{escape(date)}</pubDate>"
 
 
 def rss_feed(entries, feed_date=None):
@@ -82,7 +83,7 @@ def rss_feed(entries, feed_date=None):
         f"<guid isPermaLink=\"false\">oai:arXiv.org:{escape(arxiv_id)}</guid>"
         f"<category>{escape(category)}</category>"
         f"<dc:creator>{escape(author)}</dc:creator>"
-        f"{pub_date(date)}"
+        f"{element('pubDate', date)}"
         f"<arxiv:announce_type>{escape(kind)}</arxiv:announce_type>"
         "</item>"
         for arxiv_id, title, summary, author, category, kind, date in entries
@@ -91,7 +92,7 @@ def rss_feed(entries, feed_date=None):
         '<?xml version="1.0" encoding="UTF-8"?>'
         '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/" '
         'xmlns:arxiv="http://arxiv.org/schemas/atom"><channel><title>cs.LG updates</title>'
-        f"{pub_date(feed_date)}{items}</channel></rss>"
+        f"{element('pubDate', feed_date)}{items}</channel></rss>"
     ).encode("utf-8", "surrogatepass")
 
 
