@@ -320,7 +320,7 @@ class DeliveryAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 f"{len(queryset) - resent} left alone: only failed deliveries the ESP never "
-                "reported delivered can be resent.",
+                "reported delivered, and in no ESP call still waiting for its answer, can be resent.",
                 messages.WARNING,
             )
 

@@ -309,17 +309,27 @@ def resend_failed_delivery(delivery):
     The row goes back to ``pending`` with one conditional UPDATE, so a sent
     delivery, or one the ESP reported delivered, opened or clicked, is never
     sent twice. Refused (``pause.SendingPaused``) while sending is paused.
+
+    A row the ESP refused within a call it took is failed while that call still
+    lists it, and a pending row is read through the live call that lists it: the
+    call is settled first, so that it no longer speaks for the row, and the row
+    is refused while its call is still in flight (its outcome not known yet).
     """
     from .tasks import send_digest_chunk
 
     pause.refuse_while_paused()
-    moved = Delivery.objects.filter(
-        pk=delivery.pk,
-        status=Delivery.Status.FAILED,
-        delivered_at__isnull=True,
-        opened_at__isnull=True,
-        clicked_at__isnull=True,
-    ).update(status=Delivery.Status.PENDING, reason="resend requested", paper_ids=[], reasons={}, send_token="")
+    edition_id = delivery.edition_id
+    with calls.claims_of(edition_id):
+        calls.settle_calls(calls.live_calls_over(edition_id, [delivery.pk]))
+        if calls.in_live_calls(edition_id, [delivery.pk]):
+            return False
+        moved = Delivery.objects.filter(
+            pk=delivery.pk,
+            status=Delivery.Status.FAILED,
+            delivered_at__isnull=True,
+            opened_at__isnull=True,
+            clicked_at__isnull=True,
+        ).update(status=Delivery.Status.PENDING, reason="resend requested", paper_ids=[], reasons={}, send_token="")
     if moved:
         send_digest_chunk.delay(delivery.edition_id, [delivery.subscriber_id])
         log.info("digest resend requested delivery=%s", delivery.pk)

@@ -11,6 +11,7 @@ from unittest import mock
 
 import pytest
 from anymail.backends.test import EmailBackend as AnymailTestBackend
+from anymail.message import AnymailRecipientStatus
 from anymail.signals import AnymailTrackingEvent
 from django.core import mail
 from django.db import DatabaseError, connections, transaction
@@ -496,6 +497,52 @@ def test_a_failed_row_of_a_settled_call_can_be_sent_again_once(esp_outbox, reade
     assert recipients(esp_outbox) == [reader.email]
     assert calls.sent_delivery(reader, edition.pk) is not None
     assert resend_failed_delivery(delivery) is False
+
+
+def test_a_failed_row_still_listed_by_its_unsettled_call_is_really_sent_again(esp_outbox, readers, admin_client):
+    """The ESP took the call but refused one reader's message: that row is failed at once while
+    the call, not yet settled, still lists it. Resent then, it must reach the ESP, not be read
+    (and later settled) as sent through the old call."""
+    edition, refused = built_edition(), readers[0]
+    send_for_real = AnymailTestBackend.post_to_esp
+
+    def one_message_refused(backend, payload, message):
+        response = send_for_real(backend, payload, message)
+        response["recipient_status"][refused.email] = AnymailRecipientStatus(message_id=None, status="failed")
+        return response
+
+    with mock.patch.object(AnymailTestBackend, "post_to_esp", autospec=True, side_effect=one_message_refused):
+        send_edition_to(edition, [r.pk for r in readers[:2]])
+    delivery = Delivery.objects.get(subscriber=refused)
+    assert delivery.status == "failed" and SendCall.objects.get().settled_at is None
+    calls_before = len(esp_outbox)
+
+    response = admin_client.post(
+        "/admin/digest/delivery/", {"action": "resend_failed", "_selected_action": [delivery.pk]}, follow=True
+    )
+    reconcile_stale_deliveries()  # the beat's next sweep settles whatever is finished
+
+    assert "1 delivery(ies) queued to be sent again" in response.content.decode()
+    assert recipients(esp_outbox[calls_before:]) == [refused.email]
+    delivery.refresh_from_db()
+    assert delivery.status == "sent" and delivery.send_token != SendCall.objects.earliest("pk").token
+
+
+def test_a_failed_row_listed_by_a_call_still_in_flight_is_not_resent(esp_outbox, readers):
+    """Until the call that lists it has an answer, the row is refused: its outcome, once the
+    call is settled, is not known yet."""
+    edition, reader = built_edition(), readers[0]
+    claim_deliveries(edition, [reader.pk])
+    delivery = Delivery.objects.get()
+    token, won = calls.claim_call(edition.pk, [(delivery.pk, [], {})])
+    assert won == {delivery.pk}
+    Delivery.objects.filter(pk=delivery.pk).update(status="failed", reason="refused by the ESP")
+    delivery.refresh_from_db()
+
+    assert resend_failed_delivery(delivery) is False
+    assert recipients(esp_outbox) == []
+    delivery.refresh_from_db()
+    assert delivery.status == "failed"
 
 
 # --- The batch threads, with claims per call -----------------------------------------
