@@ -25,14 +25,15 @@ ARXIV_ID_RE = re.compile(
     r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z\-]{0,15}(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d{1,4}))?",
     re.ASCII,
 )
-# Characters no text field should keep: C0/C1 controls (PostgreSQL refuses NUL outright)
-# and lone surrogates (which cannot be encoded as UTF-8).
+# Characters no text field should keep: C0/C1 controls (PostgreSQL refuses NUL outright).
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Bidirectional embeddings, overrides and isolates (LRE…RLO, LRI…PDI). Right-to-left text needs
 # none of them; left in a title, an unclosed override reverses whatever follows it in a subject,
 # a preheader or an admin list ("Trojan Source"-style spoofing).
 BIDI_CONTROL_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
-SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+# Lone surrogates (no UTF-8 can hold them), and U+FFFE and U+FFFF, which XML 1.0 does not allow:
+# kept in a title, either would make every private Atom feed listing that digest unreadable.
+NOT_TEXT_RE = re.compile("[\ud800-\udfff\ufffe\uffff]")
 MAX_COUNT = 2**31 - 1  # the largest value of a PositiveIntegerField on PostgreSQL
 
 
@@ -211,7 +212,7 @@ def clean_text(text, max_length=None):
         return None
     if not isinstance(text, str):
         raise BadValue(f"expected text, got {type(text).__name__}")
-    text = BIDI_CONTROL_RE.sub("", CONTROL_RE.sub(" ", SURROGATE_RE.sub("\ufffd", text)))
+    text = BIDI_CONTROL_RE.sub("", CONTROL_RE.sub(" ", NOT_TEXT_RE.sub("\ufffd", text)))
     text = normalise_whitespace(unicodedata.normalize("NFC", text))
     if max_length:
         text = text[:max_length]
@@ -231,7 +232,7 @@ def clean_url(url, max_length=500):
     url = url.strip()
     if not re.fullmatch(r"https?://[^\s/]+\S*", url, re.IGNORECASE) or len(url) > max_length:
         return None
-    if CONTROL_RE.search(url) or SURROGATE_RE.search(url):
+    if CONTROL_RE.search(url) or NOT_TEXT_RE.search(url):
         return None
     return url
 

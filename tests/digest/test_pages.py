@@ -1,5 +1,6 @@
 """The public archive and edition pages, "view in browser" and the private Atom feed."""
 
+import json
 import re
 from datetime import date
 from xml.etree import ElementTree
@@ -10,6 +11,7 @@ from digest.models import Delivery, EditionPaper
 from digest.sending import send_edition_to
 from digest.services import block_paper, unblock_paper
 from papers.models import Paper
+from papers.services import fetch_from_source
 from subscriptions import tokens
 from tests.digest.builders import built_edition
 from tests.factories import SubscriberFactory
@@ -157,6 +159,26 @@ def test_the_feed_refuses_a_forged_token_and_lists_nothing_unsent(client):
     response = client.get(f"/feed/{tokens.make_token(subscriber, tokens.FEED)}/")
     assert response.status_code == 200
     assert ElementTree.fromstring(response.content).findall(f"{ATOM}entry") == []
+
+
+def test_the_feed_stays_well_formed_for_a_fetched_title_holding_a_character_xml_forbids(
+    client, mailoutbox, tmp_path
+):
+    item = {
+        "paper": {"id": "2601.00001", "title": "Attention \uffff is all you need", "summary": "We study attention.",
+                  "authors": [{"name": "Ada"}], "upvotes": 10_000},
+        "numComments": 3,
+    }
+    path = tmp_path / "daily_papers.json"
+    path.write_text(json.dumps([item]))
+    fetch_from_source("hf", from_file=str(path))
+    reader = SubscriberFactory(interests="attention")
+    send_edition_to(built_edition(), [reader.pk])
+
+    response = client.get(f"/feed/{tokens.make_token(reader, tokens.FEED)}/")
+
+    (entry,) = ElementTree.fromstring(response.content).findall(f"{ATOM}entry")
+    assert "Attention \ufffd is all you need" in entry.find(f"{ATOM}summary").text
 
 
 @pytest.mark.parametrize("edition_id", [{"x": 1}, [1], "1; DROP TABLE", 2**70, 0, -3, True])

@@ -27,6 +27,8 @@ HOSTILE_STRINGS = [
     "\ud800",
     "a\udfffb",
     "\ufeffbom",
+    "\uffff",
+    "not\ufffexml",
     "=HYPERLINK(\"http://evil.example\")",
     "' OR '1'='1' --",
     "../../etc/passwd",

@@ -316,6 +316,7 @@ def assert_storable_text(value):
     assert isinstance(value, str) and value == value.strip()
     assert "\x00" not in value
     assert not any(0xD800 <= ord(ch) <= 0xDFFF for ch in value), "lone surrogate"
+    assert "\ufffe" not in value and "\uffff" not in value, "not an XML 1.0 character (the private feed)"
     assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value), "control character"
     assert not any(0x202A <= ord(ch) <= 0x202E or 0x2066 <= ord(ch) <= 0x2069 for ch in value), "bidi control"
 

@@ -55,6 +55,31 @@ def test_html_and_latex_in_titles_stay_as_text_with_whitespace_normalised(fixtur
     )
 
 
+def test_the_two_characters_xml_forbids_beyond_controls_are_replaced_in_text_and_urls():
+    """U+FFFE and U+FFFF are not XML 1.0 characters: kept in a title, they would make every
+    private Atom feed listing that digest unreadable. Replaced like a lone surrogate; a link
+    holding one is dropped."""
+    item = {
+        "paper": {
+            "id": "2501.09202",
+            "title": "Attention \uffff is all \ufffe you need",
+            "summary": "We study attention.\uffff",
+            "authors": [{"name": "Ada\ufffe", "hidden": False}],
+            "githubRepo": "https://github.com/example/\uffffrepo",
+            "publishedAt": "2025-01-15T17:00:00.000Z",
+            "upvotes": 3,
+        },
+        "numComments": 0,
+    }
+
+    (record,) = HuggingFaceApiSource().parse(json.dumps([item]).encode()).records
+
+    assert record.title == "Attention \ufffd is all \ufffd you need"
+    assert record.abstract == "We study attention.\ufffd"
+    assert record.author_names == ["Ada\ufffd"]
+    assert record.code_url is None
+
+
 def test_bidi_overrides_are_dropped_from_text_and_right_to_left_text_kept():
     """An unclosed right-to-left override would reverse whatever follows the title in a subject,
     a preheader or an admin list; Arabic or Hebrew needs no such control to read right."""
