@@ -53,7 +53,9 @@ class BundledSource(Source):
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise self.error(f"corpus is not UTF-8: {exc}") from exc
-        for number, line in enumerate(text.splitlines(), start=1):
+        # Lines end at a newline only: str.splitlines() also cuts at U+2028, U+2029 and U+0085,
+        # which JSON allows raw inside a string.
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 yield number, line
 

@@ -122,6 +122,24 @@ def test_a_reimport_with_a_malformed_count_keeps_the_stored_one(tmp_path):
     assert [name for _, name, _ in report.dropped] == ["authors_count", "upvotes"]
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_line_separator_inside_a_string_does_not_cut_its_corpus_line(tmp_path, separator):
+    """JSON allows U+2028, U+2029 and U+0085 raw in a string, as json.dumps writes them with
+    ensure_ascii=False (the bundled corpus is written so); a corpus line ends at a newline only.
+    Cut there as well, the line would be "invalid JSON" and the whole corpus refused."""
+    papers = [{"title": "First Paper"}, {"title": "Second Paper", "abstract": f"One sentence.{separator}Another."}]
+    path = tmp_path / "papers.jsonl"
+    path.write_text(
+        "".join(json.dumps({**json.loads(corpus_line()), **paper}, ensure_ascii=False) + "\r\n" for paper in papers),
+        encoding="utf-8",
+    )
+
+    report = fetch_from_source("bundled", from_file=path)
+
+    assert report.created == 2
+    assert Paper.objects.get(title="Second Paper").abstract == "One sentence. Another."
+
+
 def test_missing_file_is_a_source_error(tmp_path):
     with pytest.raises(SourceError, match="bundled: cannot read"):
         BundledSource().load(from_file=tmp_path / "absent.jsonl")
