@@ -3,6 +3,7 @@ User-Agent, a minimum interval between calls, and every failure as one SourceErr
 
 import logging
 import time
+from itertools import takewhile
 from urllib.parse import urlencode
 
 import requests
@@ -30,6 +31,15 @@ class CappedRetry(Retry):
         retry = super().new(**kwargs)
         retry.max_retry_after = self.max_retry_after
         return retry
+
+    def get_backoff_time(self):
+        """``backoff_factor`` before the first retry, doubling on each one after, up to
+        ``backoff_max``. urllib3 2 waits nothing before the first retry: arXiv, whose factor is
+        its 3-second interval, would be called again at once after a 503 or a timeout."""
+        errors = len(list(takewhile(lambda attempt: attempt.redirect_location is None, reversed(self.history))))
+        if errors == 0:
+            return 0
+        return min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1))
 
     def get_retry_after(self, response):
         """The wait the server asks for, capped; None (the usual backoff) when its

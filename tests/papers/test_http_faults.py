@@ -103,6 +103,31 @@ def test_an_unreadable_retry_after_falls_back_to_the_usual_backoff(fixture_bytes
     assert report.created == 5 and len(server.requests) == 2
 
 
+def test_retries_back_off_from_the_first_one_and_double_each_time(fixture_bytes, settings, monkeypatch):
+    """``HTTP_BACKOFF_SECONDS`` is the first wait: urllib3 2 waits nothing before the first retry."""
+    settings.HTTP_BACKOFF_SECONDS, settings.HTTP_RETRIES = 1, 3
+    naps = []
+    monkeypatch.setattr("time.sleep", naps.append)
+    script = [reply(503), reply(502), reply(500), reply(200, fixture_bytes("hf", "daily_papers.json"))]
+    with ScriptedServer(script) as server:
+        settings.HF_API_URL = server.url + "/api/daily_papers"
+        report = fetch_from_source("hf")
+    assert report.created == 5 and len(server.requests) == 4
+    assert naps == [1, 2, 4]
+
+
+def test_a_retried_arxiv_call_waits_at_least_the_arxiv_interval(fixture_bytes, settings, monkeypatch):
+    """arXiv asks for 3 s between calls, a retry after a 503 or a timeout included."""
+    settings.ARXIV_MIN_INTERVAL_SECONDS, settings.HTTP_BACKOFF_SECONDS = 3, 1
+    naps = []
+    monkeypatch.setattr("time.sleep", naps.append)
+    with ScriptedServer([reply(503), reply(200, fixture_bytes("arxiv", "api_page.xml"))]) as server:
+        settings.ARXIV_API_URL = server.url + "/api/query"
+        report = fetch_from_source("arxiv")
+    assert report.created == 3 and len(server.requests) == 2
+    assert naps == [3]
+
+
 @responses.activate
 def test_error_object_instead_of_a_list_fails_whole(fixture_bytes):
     responses.get(HF_API, body=fixture_bytes("hf", "error_object.json"), status=200)
