@@ -7,6 +7,7 @@ validates every row with the same rules as the signup form.
 
 import csv
 import io
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
@@ -230,6 +231,12 @@ def _cell(record, name):
     return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
 
 
+def plain_line(text):
+    """``text`` as one line of plain text: control and other invisible characters (NUL, which
+    PostgreSQL refuses, among them) become spaces, runs of spaces one."""
+    return " ".join("".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text).split())
+
+
 def _parse_record(line, record):
     try:
         email = normalise_email(_cell(record, "email"))
@@ -263,7 +270,7 @@ def _parse_record(line, record):
         email=email,
         preferences=form.cleaned_data,
         confirmed_at=confirmed_at,
-        consent_note=_cell(record, "consent_note")[:200],
+        consent_note=plain_line(_cell(record, "consent_note"))[:200],
         # Without a confirmed_at there is no consent to pause: pending, like any such row.
         paused=status == Subscriber.Status.PAUSED and confirmed_at is not None,
     )

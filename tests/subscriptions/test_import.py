@@ -229,6 +229,24 @@ def test_a_nul_in_a_cell_or_a_header_is_stored_and_reported(admin_client, queued
     assert list(Subscriber.objects.values_list("email", flat=True)) == ["ok@example.org"]
 
 
+def test_a_consent_note_with_control_characters_is_kept_as_plain_text_and_the_import_done(admin_client, queued):
+    """A NUL in the note reached the batch's INSERT, which PostgreSQL refused: the import failed
+    with every other row of it. A note is one line of plain text: controls become spaces."""
+    text = (
+        "email,confirmed_at,consent_note\n"
+        "first@example.org,2024-01-01,old form\n"
+        "nul@example.org,2024-01-01,\"form\x00 2024\r\nline two\x1b[31m\"\n"
+        "last@example.org,,\n"
+    )
+    admin_client.post(reverse(IMPORT), {"file": upload(text)})
+    record = SubscriberImport.objects.get()
+    tasks.import_subscribers(record.pk)
+    record.refresh_from_db()
+    assert (record.status, record.failure) == ("done", "")
+    assert Subscriber.objects.count() == 3
+    assert Subscriber.objects.get(email="nul@example.org").consent_note == "form 2024 line two [31m"
+
+
 # --- The batched import ------------------------------------------------------------
 
 
