@@ -32,6 +32,6 @@ class OneRowFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None:
             return None
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise IncorrectLookupParameters(f"not a {self.title} id: {value!r}")
         return int(value)

@@ -431,7 +431,7 @@ def find_paper(reference):
         found = Paper.objects.filter(**lookup).first()
         if found is not None:
             return found
-    if reference.isdigit():
+    if reference.isascii() and reference.isdigit():
         found = Paper.objects.filter(pk=int(reference)).first()
         if found is not None:
             return found

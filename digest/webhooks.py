@@ -189,7 +189,7 @@ def find_delivery(event):
     """The delivery an event is about: by the delivery id we sent as metadata, else by message id."""
     recipient = Q(subscriber__email__iexact=event.recipient) if event.recipient else Q()
     delivery_id = str(event.details.get("metadata", {}).get("delivery_id", ""))
-    if delivery_id.isdigit():
+    if delivery_id.isascii() and delivery_id.isdigit():
         found = Delivery.objects.filter(recipient, pk=int(delivery_id)).first()
         if found is not None:
             return found

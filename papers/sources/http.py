@@ -103,7 +103,7 @@ def read_body(response, limit):
     """The (decompressed) body of a streamed response, refused as soon as it passes
     ``limit`` bytes: a runaway or hostile answer must not take the worker's memory."""
     declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"{int(declared):,} bytes declared")
     chunks, size = [], 0
     for chunk in response.iter_content(chunk_size=1 << 16):

@@ -73,6 +73,8 @@ def test_an_unknown_or_ambiguous_liked_paper_is_an_error(capsys):
         call_command("recommend", "--like", "A paper nobody wrote")
     with pytest.raises(CommandError, match="several papers"):
         call_command("recommend", "--like", "neural networks for mol")
+    with pytest.raises(CommandError, match="no paper matches '\u00b2'"):  # a digit to str.isdigit(), not to int()
+        call_command("recommend", "--like", "\u00b2")
 
 
 def test_an_unknown_category_is_an_error_naming_the_ones_readers_choose_from(settings):

@@ -255,6 +255,17 @@ def test_an_event_finds_its_delivery_by_metadata_when_the_batch_shares_a_message
     assert other.delivered_at == moment(T0) and delivery.delivered_at is None
 
 
+@pytest.mark.parametrize("delivery_id", ["\u00b2", "\u0663"])  # "²", an Arabic-Indic 3: no ids of ours
+def test_a_delivery_id_in_the_metadata_that_is_no_id_of_ours_falls_back_to_the_message_id(
+    client, django_capture_on_commit_callbacks, delivery, delivery_id
+):
+    assert post_and_apply(client, django_capture_on_commit_callbacks,
+                          mailgun_event("delivered", delivery.subscriber.email,
+                                        metadata={"delivery_id": delivery_id})).status_code == 200
+    delivery.refresh_from_db()
+    assert delivery.delivered_at == moment(T0)
+
+
 def test_proof_of_delivery_settles_a_delivery_whose_send_outcome_was_unknown(
     client, django_capture_on_commit_callbacks, delivery
 ):

@@ -224,6 +224,13 @@ def test_an_answer_declared_larger_than_the_limit_is_refused_unread(settings, fi
     assert len(server.requests) == 1  # not retried
 
 
+@responses.activate
+def test_a_content_length_of_digits_python_cannot_read_is_left_to_the_body(fixture_bytes):
+    """"²" is a digit to str.isdigit(), not to int(): the body is read and checked as it comes."""
+    responses.get(HF_API, body=fixture_bytes("hf", "daily_papers.json"), headers={"Content-Length": "\u00b2"})
+    assert fetch_from_source("hf").created == 5
+
+
 def test_a_compressed_answer_is_refused_once_it_unpacks_past_the_limit(settings):
     settings.HTTP_MAX_RESPONSE_BYTES = 1_000_000
     bomb = gzip.compress(b"[" + b" " * 5_000_000 + b"]")  # 5 MB of JSON in about 5 KB

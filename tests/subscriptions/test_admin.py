@@ -167,8 +167,9 @@ def test_the_change_page_shows_the_latest_deliveries_and_votes_and_links_to_all(
         assert subscriber.email in listed.content.decode().split('id="changelist-filter"')[1]  # the filter names them
 
 
-def test_a_reader_filter_that_is_not_an_id_is_refused_not_an_error(admin_client):
-    response = admin_client.get(reverse("admin:digest_delivery_changelist") + "?subscriber=1%20OR%201")
+@pytest.mark.parametrize("value", ["1%20OR%201", "%C2%B2", "%D9%A3"])  # "1 OR 1", "²", an Arabic-Indic 3
+def test_a_reader_filter_that_is_not_an_id_is_refused_not_an_error(admin_client, value):
+    response = admin_client.get(reverse("admin:digest_delivery_changelist") + f"?subscriber={value}")
     assert response.status_code == 302 and "e=1" in response["Location"]
 
 
