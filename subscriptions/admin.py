@@ -168,6 +168,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "unsubscribed_at",
         "unsubscribed_via",
         "consent_note",
+        "signup_request",
         "updated_at",
         "history",
         "deleted_if_unconfirmed",
@@ -193,6 +194,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "consent_note",
+                    "signup_request",
                     "created_at",
                     "confirmation_sent_at",
                     "confirmed_at",

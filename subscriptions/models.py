@@ -63,6 +63,11 @@ class Subscriber(models.Model):
         max_length=64, default=new_token_secret, help_text="Rotate to revoke every link."
     )
     consent_note = models.CharField(max_length=200, blank=True)
+    signup_request = models.JSONField(
+        null=True, blank=True, editable=False,
+        help_text="A signup for this address made since the reader left (its preferences and consent "
+        "note), applied when its confirmation link is followed.",
+    )
     created_at = models.DateTimeField(default=dj_timezone.now)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)

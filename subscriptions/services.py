@@ -387,11 +387,15 @@ def request_subscription(email, preferences, ip=None):
     """Start, or restart, the double opt-in for ``email``.
 
     New address: a pending subscriber and a confirmation email. Pending or
-    unsubscribed: the submitted preferences and a fresh confirmation email
-    (nobody receives digests in either state, so nothing is at stake until
-    the mailbox owner confirms). Active or paused: nothing changes; the owner
-    gets a reminder with their preferences link. Bounced, complained or
-    suppressed: nothing at all. The caller shows the same page in every case.
+    unsubscribed: a fresh confirmation email, and the submitted preferences:
+    at once for a signup nobody confirmed yet (nothing is at stake until the
+    mailbox owner confirms); for a reader who confirmed once and left, kept
+    apart until the link is followed (``signup_request``), since anyone may
+    type their address and "Subscribe again" on their preferences page brings
+    them back as they left, their record of consent with them. Active or
+    paused: nothing changes; the owner gets a reminder with their preferences
+    link. Bounced, complained or suppressed: nothing at all. The caller shows
+    the same page in every case.
     """
     if is_blocked(email):
         return SignupResult.BLOCKED
@@ -404,15 +408,27 @@ def request_subscription(email, preferences, ip=None):
         send_confirmation(subscriber)
         return SignupResult.CREATED
     if subscriber.status in NOT_YET_JOINED:
-        _apply_preferences(subscriber, preferences)
-        subscriber.consent_note = note[:200]
-        subscriber.save(update_fields=[*PREFERENCE_FIELDS, "consent_note", "updated_at"])
+        if subscriber.confirmed_at is None:
+            _apply_preferences(subscriber, preferences)
+            subscriber.consent_note = note[:200]
+            subscriber.save(update_fields=[*PREFERENCE_FIELDS, "consent_note", "updated_at"])
+        else:
+            subscriber.signup_request = signup_request(preferences, note)
+            subscriber.save(update_fields=["signup_request", "updated_at"])
         sent = send_confirmation(subscriber)
         return SignupResult.CONFIRMATION_SENT if sent else SignupResult.THROTTLED
     if subscriber.status in JOINED:
         send_already_subscribed(subscriber)
         return SignupResult.ALREADY_SUBSCRIBED
     return SignupResult.BLOCKED
+
+
+def signup_request(preferences, note):
+    """What a signup asks for, as ``Subscriber.signup_request`` keeps it until it is confirmed."""
+    return {
+        "preferences": {name: preferences[name] for name in PREFERENCE_FIELDS if name in preferences},
+        "consent_note": note[:200],
+    }
 
 
 def resend_confirmation(email):
@@ -456,7 +472,8 @@ def confirm_subscriber(subscriber, requested_at=None):
     if not can_confirm(subscriber, requested_at):
         return False
     now = timezone.now()
-    note = f"{subscriber.consent_note}; confirmed by email link {now:%Y-%m-%d %H:%M} UTC"
+    request = subscriber.signup_request or {}
+    note = f"{request.get('consent_note', subscriber.consent_note)}; confirmed by email link {now:%Y-%m-%d %H:%M} UTC"
     with transaction.atomic():
         Subscriber.objects.filter(pk=subscriber.pk, status=subscriber.status).update(
             status=Status.ACTIVE,
@@ -464,7 +481,9 @@ def confirm_subscriber(subscriber, requested_at=None):
             unsubscribed_at=None,
             unsubscribed_via="",
             consent_note=note.lstrip("; ")[:200],
+            signup_request=None,
             updated_at=now,
+            **{name: value for name, value in request.get("preferences", {}).items() if name in PREFERENCE_FIELDS},
         )
         Suppression.objects.filter(email_hash=email_hash(subscriber.email)).exclude(
             reason__in=BLOCKING_SUPPRESSIONS
@@ -514,6 +533,7 @@ def resume(subscriber):
         Status.ACTIVE,
         unsubscribed_at=None,
         unsubscribed_via="",
+        signup_request=None,  # a signup since they left is not theirs to take up
     )
 
 
@@ -797,6 +817,7 @@ def reactivate(subscriber):
             Status.ACTIVE,
             unsubscribed_at=None,
             unsubscribed_via="",
+            signup_request=None,  # back as they were, like "Subscribe again"
         )
         Suppression.objects.filter(email_hash=email_hash(subscriber.email)).delete()
     return ReactivationResult.REACTIVATED if moved else ReactivationResult.ALREADY_ACTIVE
@@ -865,6 +886,7 @@ def export_subscriber_data(subscriber):
             "timezone": subscriber.timezone,
             "always_send_top": subscriber.always_send_top,
             "consent": subscriber.consent_note,
+            "signup_awaiting_confirmation": subscriber.signup_request,
             "created_at": _iso(subscriber.created_at),
             "confirmed_at": _iso(subscriber.confirmed_at),
             "unsubscribed_at": _iso(subscriber.unsubscribed_at),

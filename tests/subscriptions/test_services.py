@@ -288,6 +288,61 @@ def test_an_unsubscribed_address_signing_up_again_gets_a_confirmation_but_stays_
     assert "/confirm/" in mail.outbox[0].body
 
 
+REPLACED = ("interests", "categories", "frequency", "max_papers", "send_hour", "timezone", "always_send_top",
+            "consent_note")
+
+
+def stored(subscriber):
+    row = Subscriber.objects.get(pk=subscriber.pk)
+    return {name: getattr(row, name) for name in REPLACED}
+
+
+def test_a_signup_for_a_former_reader_changes_nothing_they_come_back_to_until_it_is_confirmed(subscriber):
+    """Anyone may type a former reader's address into the form. Until the link mailed to it is
+    followed, their preferences and the record of their consent stay theirs: "Subscribe again"
+    on their preferences page brings them back as they left."""
+    note = "Requested on the signup form from 192.0.2.1; confirmed by email link 2026-01-05 10:00 UTC"
+    Subscriber.objects.filter(pk=subscriber.pk).update(consent_note=note)
+    services.unsubscribe(subscriber, via="page")
+    before = stored(subscriber)
+
+    assert signup(subscriber.email) is SignupResult.CONFIRMATION_SENT
+    assert signup(subscriber.email) is SignupResult.THROTTLED
+    assert stored(subscriber) == before
+    assert services.resume(Subscriber.objects.get(pk=subscriber.pk))
+
+    assert stored(subscriber) == before
+    assert Subscriber.objects.get(pk=subscriber.pk).signup_request is None
+
+
+def test_an_operator_reactivating_a_former_reader_drops_a_signup_waiting_for_them(subscriber):
+    services.unsubscribe(subscriber, via="page")
+    before = stored(subscriber)
+    signup(subscriber.email)
+    assert services.reactivate(Subscriber.objects.get(pk=subscriber.pk)) is ReactivationResult.REACTIVATED
+    assert stored(subscriber) == before and Subscriber.objects.get(pk=subscriber.pk).signup_request is None
+
+
+def test_a_former_reader_who_confirms_a_new_signup_gets_its_preferences_and_its_consent_note(subscriber):
+    services.unsubscribe(subscriber, via="page")
+    signup(subscriber.email)
+    requested = timezone.now().timestamp()
+
+    assert services.confirm_subscriber(Subscriber.objects.get(pk=subscriber.pk), requested_at=requested)
+
+    row = Subscriber.objects.get(pk=subscriber.pk)
+    assert row.status == "active" and row.signup_request is None
+    assert {name: getattr(row, name) for name in PREFERENCES} == PREFERENCES
+    assert row.consent_note.startswith("Requested on the signup form from 203.0.113.9; confirmed by email link ")
+
+
+def test_a_signup_nobody_confirmed_yet_takes_the_latest_preferences_at_once(pending):
+    signup(pending.email)
+    row = Subscriber.objects.get(pk=pending.pk)
+    assert {name: getattr(row, name) for name in PREFERENCES} == PREFERENCES
+    assert row.consent_note == "Requested on the signup form from 203.0.113.9" and row.signup_request is None
+
+
 def test_coming_back_after_deleting_lifts_the_deleted_suppression():
     subscriber = SubscriberFactory(email="back@example.org")
     services.delete_subscriber(subscriber)
@@ -420,6 +475,17 @@ def test_my_data_holds_profile_deliveries_and_feedback(subscriber):
     assert "token_secret" not in str(data)
     assert data["deliveries"][0]["papers"] == [{"arxiv_id": paper.arxiv_id, "title": paper.title}]
     assert data["feedback"][0]["vote"] == 1
+
+
+def test_my_data_holds_a_signup_waiting_for_its_confirmation(subscriber):
+    services.unsubscribe(subscriber, via="page")
+    assert services.export_subscriber_data(subscriber)["profile"]["signup_awaiting_confirmation"] is None
+    signup(subscriber.email)
+    waiting = services.export_subscriber_data(Subscriber.objects.get(pk=subscriber.pk))["profile"]
+    assert waiting["signup_awaiting_confirmation"] == {
+        "preferences": PREFERENCES, "consent_note": "Requested on the signup form from 203.0.113.9"
+    }
+    assert waiting["interests"] == ["diffusion models"]
 
 
 def test_deleting_erases_everything_but_a_hash(subscriber):
