@@ -4,12 +4,12 @@ The rules, applied field by field (``merge_record``):
 
 * A blank value (None, "", []) never overwrites anything: a source never
   blanks a field another source filled.
-* Title, abstract, authors and version follow the arXiv version: a record
-  carrying a version at least as new as the stored one replaces them, an
-  older or unversioned record only fills blanks.
+* Title, abstract, authors, version and the PDF link follow the arXiv version:
+  a record carrying a version at least as new as the stored one replaces them,
+  an older or unversioned record only fills blanks.
 * Every other field is replaced by the sources that are its reference
   (``Source.authoritative_fields``: Hugging Face for upvotes, comments, code,
-  stars, AI summary, organisation...; arXiv for categories, PDF, comment, DOI)
+  stars, AI summary, organisation...; arXiv for categories, comment, DOI)
   and only filled by the others.
 * ``withdrawn_at`` is set once and never cleared.
 * A field the source sent malformed was dropped while parsing (``PaperRecord.dropped``):
@@ -27,7 +27,7 @@ from django.utils import timezone
 from .models import Author, Authorship, Paper, PaperSignal
 from .sources.base import PAPER_FIELDS
 
-VERSIONED_FIELDS = frozenset({"title", "abstract", "author_names", "authors_count", "version"})
+VERSIONED_FIELDS = frozenset({"title", "abstract", "author_names", "authors_count", "version", "pdf_url"})
 FILL_ONCE_FIELDS = frozenset({"withdrawn_at"})
 SIGNAL_FIELDS = ("upvotes", "num_comments", "github_stars")
 CHUNK = 1000

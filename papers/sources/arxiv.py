@@ -63,7 +63,6 @@ class ArxivApiSource(ArxivSource):
             "primary_category",
             "categories",
             "arxiv_url",
-            "pdf_url",
             "comment",
             "journal_ref",
             "doi",
@@ -268,7 +267,7 @@ def parse_rss_item(entry, announced_at):
         primary_category=categories[0] if categories else None,
         categories=categories,
         arxiv_url=ABS_URL.format(arxiv_id),
-        pdf_url=PDF_URL.format(arxiv_id),
+        pdf_url=PDF_URL.format(f"{arxiv_id}v{version}" if version else arxiv_id),
         update_only=not adds,
         dropped=optional.dropped,
     )

@@ -9,7 +9,7 @@ import time_machine
 from papers.ingest import store_batch
 from papers.models import Authorship, Paper, PaperSignal
 from papers.services import fetch_from_source
-from papers.sources.arxiv import ArxivApiSource
+from papers.sources.arxiv import ArxivApiSource, ArxivRssSource
 from papers.sources.base import PaperRecord
 from papers.sources.huggingface import HuggingFaceApiSource
 
@@ -102,6 +102,24 @@ def test_newer_version_updates_title_abstract_version_and_authors_in_place(repla
     assert paper.abstract == "The third version of the mixture-of-experts paper."
     assert report.updated == 1 and report.created == 2
     assert Paper.objects.filter(title__startswith="Sparse Mixture").count() == 1
+
+
+def test_the_pdf_link_follows_the_version_a_newer_announcement_brings(replay):
+    """The API stored v2's link; RSS announces v3. Left on v2, the digest would show v3's title
+    and abstract beside a PDF of v2, for good: the daily API fetch reads new submissions only."""
+    replay("arxiv", "arxiv", "api_page.xml")
+    replay("arxiv-rss", "arxiv", "rss_weekday.xml")
+    paper = Paper.objects.get(arxiv_id="2501.08001")
+    assert (paper.version, paper.pdf_url) == (3, "https://arxiv.org/pdf/2501.08001v3")
+    assert Paper.objects.get(arxiv_id="2501.09002").pdf_url == "https://arxiv.org/pdf/2501.09002v1"  # a new one
+
+
+@pytest.mark.parametrize("source", [ArxivRssSource(), ArxivApiSource()], ids=["rss", "api"])
+def test_an_older_version_leaves_the_pdf_link_of_the_newer_one(replay, source):
+    replay("arxiv", "arxiv", "api_page.xml")
+    old = PaperRecord(key="2501.08001", version=1, title="Old title", pdf_url="https://arxiv.org/pdf/2501.08001v1")
+    store_batch([old], source)
+    assert Paper.objects.get(arxiv_id="2501.08001").pdf_url == "https://arxiv.org/pdf/2501.08001v2"
 
 
 def test_older_version_never_downgrades(replay):
