@@ -60,3 +60,13 @@ def test_the_addresses_may_come_on_standard_input_with_another_reason():
 def test_a_file_that_cannot_be_read_is_refused_naming_it(tmp_path):
     with pytest.raises(CommandError, match="cannot read .*missing.txt"):
         run(str(tmp_path / "missing.txt"))
+
+
+def test_a_file_that_is_not_utf8_is_refused_naming_it_and_nothing_is_suppressed(tmp_path):
+    reader = SubscriberFactory(email="ada@example.org")
+    listing = tmp_path / "bounces.txt"
+    listing.write_bytes(b"ada@example.org\nb\xe9b\xe9@example.org\n")
+
+    with pytest.raises(CommandError, match=r"cannot read .*bounces.txt: not UTF-8 \(line 2\)"):
+        run(str(listing))
+    assert Subscriber.objects.get(pk=reader.pk).status == "active" and not Suppression.objects.exists()

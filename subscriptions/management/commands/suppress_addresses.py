@@ -43,10 +43,19 @@ class Command(BaseCommand):
         )
 
     def lines(self, path, stdin):
+        """Every line, read before anything is suppressed: a file that cannot be read changes nothing."""
         if path == "-":
-            return list(stdin or sys.stdin)
+            try:
+                return list(stdin or sys.stdin)
+            except UnicodeDecodeError:
+                raise CommandError("cannot read standard input: not UTF-8") from None
         try:
-            with open(path, encoding="utf-8") as file:
-                return list(file)
+            with open(path, "rb") as file:
+                data = file.read()
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
+        try:
+            return data.decode("utf-8").split("\n")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise CommandError(f"cannot read {path}: not UTF-8 (line {line})") from None
