@@ -284,8 +284,10 @@ def confirm_new_address(request, token):
         return invalid_link(request)
     subscriber, key = payload.subscriber, payload.extra.get("a")
     if request.method != "POST":
-        outcome = "ask" if services.is_address_asked_for(subscriber, key) else "stale"
-        return render(request, "subscriptions/new_address.html", {"outcome": outcome, "subscriber": subscriber})
+        if services.is_address_asked_for(subscriber, key):
+            return render(request, "subscriptions/new_address.html", {"outcome": "ask", "subscriber": subscriber})
+        context = {"outcome": "stale", "subscriber": subscriber}
+        return render(request, "subscriptions/new_address.html", context, status=409)
     result = services.confirm_new_address(subscriber, key)
     if result is services.AddressMoveResult.MOVED:
         messages.success(request, f"Done: your digests now go to {subscriber.email}.")
