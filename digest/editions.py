@@ -48,6 +48,16 @@ def edition_window_end(cadence, edition_date):
     return min(timezone.now(), _end_of_day(edition_date))
 
 
+def window_end_of(edition):
+    """Where ``edition``'s window ended: ``edition_window_end`` at the time it was built. A past
+    edition built late (a missed day caught up) ended with its day, not when it was built: what
+    came after belongs to the next edition."""
+    built_on = timezone.localdate(edition.built_at)
+    if edition.date == edition_date_for(edition.cadence, built_on):
+        return edition.built_at
+    return min(edition.built_at, _end_of_day(edition.date))
+
+
 def eligible_papers(cadence, edition_date, until):
     """Papers first seen since the previous edition of the cadence, not withdrawn nor blocked."""
     previous = (
@@ -55,7 +65,7 @@ def eligible_papers(cadence, edition_date, until):
     )
     since = until - LOOKBACK[cadence]
     if previous is not None:
-        since = max(previous.built_at, until - MAX_LOOKBACK)
+        since = max(window_end_of(previous), until - MAX_LOOKBACK)
     return Paper.objects.filter(
         first_seen_at__gt=since, first_seen_at__lte=until, withdrawn_at__isnull=True
     ).exclude(pk__in=BlockedPaper.objects.values("paper_id"))

@@ -57,6 +57,34 @@ def test_next_edition_holds_only_papers_first_seen_after_the_previous_one():
     assert list(wednesday.papers.all()) == [wednesday_paper]
 
 
+def test_a_past_edition_built_late_leaves_what_came_after_its_day_to_the_next_one():
+    """Tuesday's edition built on Wednesday morning (a missed day caught up) ends with Tuesday:
+    the papers first seen overnight belong to Wednesday's, which starts where Tuesday's ended,
+    not when it was built."""
+    with time_machine.travel(datetime(2026, 11, 16, 6, 0, tzinfo=UTC), tick=False):  # Monday
+        get_or_build_edition("daily", timezone.localdate())
+    with time_machine.travel(datetime(2026, 11, 18, 5, 0, tzinfo=UTC), tick=False):  # Wednesday
+        overnight = PaperFactory(first_seen_at=timezone.now())
+    with time_machine.travel(datetime(2026, 11, 18, 5, 30, tzinfo=UTC), tick=False):
+        tuesday, _ = get_or_build_edition("daily", date(2026, 11, 17))
+    with time_machine.travel(datetime(2026, 11, 18, 6, 0, tzinfo=UTC), tick=False):
+        wednesday, _ = get_or_build_edition("daily", timezone.localdate())
+    assert list(tuesday.papers.all()) == [] and list(wednesday.papers.all()) == [overnight]
+
+
+def test_a_weekend_build_of_fridays_edition_keeps_its_papers_out_of_mondays():
+    with time_machine.travel(datetime(2026, 11, 19, 6, 0, tzinfo=UTC), tick=False):  # Thursday
+        get_or_build_edition("daily", timezone.localdate())
+    with time_machine.travel(datetime(2026, 11, 21, 9, 0, tzinfo=UTC), tick=False):  # Saturday
+        saturday_paper = PaperFactory(first_seen_at=timezone.now() - timedelta(hours=1))
+        friday, _ = get_or_build_edition("daily", timezone.localdate())
+    with time_machine.travel(datetime(2026, 11, 23, 6, 0, tzinfo=UTC), tick=False):  # Monday
+        monday_paper = PaperFactory(first_seen_at=timezone.now() - timedelta(hours=1))
+        monday, _ = get_or_build_edition("daily", timezone.localdate())
+    assert friday.date == date(2026, 11, 20) and list(friday.papers.all()) == [saturday_paper]
+    assert list(monday.papers.all()) == [monday_paper]
+
+
 def test_an_edition_for_a_day_after_today_is_refused_and_never_built():
     """Built before its papers are fetched, it would stay empty: editions are built once."""
     with time_machine.travel(datetime(2026, 12, 6, 12, 0, tzinfo=UTC), tick=False):  # Sunday
