@@ -308,7 +308,7 @@ class DeliveryAdmin(admin.ModelAdmin):
             raise Http404
         return HttpResponse(render_delivery_html(delivery))
 
-    @admin.action(description="Resend failed deliveries (never a sent one)")
+    @admin.action(permissions=["change"], description="Resend failed deliveries (never a sent one)")
     def resend_failed(self, request, queryset):
         try:
             resent = sum(services.resend_failed_delivery(d) for d in queryset)

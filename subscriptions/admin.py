@@ -271,7 +271,7 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     # --- Actions --------------------------------------------------------
 
-    @admin.action(description="Resend confirmation email")
+    @admin.action(permissions=["change"], description="Resend confirmation email")
     def resend_confirmation(self, request, queryset):
         pending = queryset.filter(status=Subscriber.Status.PENDING)
         sent = sum(1 for subscriber in pending if services.send_confirmation(subscriber))
@@ -284,7 +284,7 @@ class SubscriberAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
 
-    @admin.action(description="Send a preview digest now")
+    @admin.action(permissions=["change"], description="Send a preview digest now")
     def send_preview_digest(self, request, queryset):
         """Only active readers with papers in their digest get one (``send_preview_digest``), and
         none while digest sending is paused (the preview in the browser still shows it)."""
@@ -311,7 +311,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     # The actions below that change a reader record it in the reader's admin history (who,
     # when, what), once for each reader they actually changed.
 
-    @admin.action(description="Suppress (never email again)")
+    @admin.action(permissions=["change"], description="Suppress (never email again)")
     def suppress(self, request, queryset):
         for subscriber in queryset:
             was = subscriber.status
@@ -319,7 +319,7 @@ class SubscriberAdmin(admin.ModelAdmin):
                 self.log_change(request, subscriber, f"Suppressed: never email again (was {was}).")
         self.message_user(request, f"Suppressed {len(queryset)} subscriber(s).")
 
-    @admin.action(description="Reactivate")
+    @admin.action(permissions=["change"], description="Reactivate")
     def reactivate(self, request, queryset):
         outcomes = {result: [] for result in services.ReactivationResult}
         for subscriber in queryset:
@@ -353,7 +353,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         ),
     }
 
-    @admin.action(description="Revoke email links (rotate secret, email a new link)")
+    @admin.action(permissions=["change"], description="Revoke email links (rotate secret, email a new link)")
     def revoke_links(self, request, queryset):
         """Every selected reader's links are revoked; only those we may email get a new one."""
         outcomes = {result: [] for result in services.NewLinkResult}

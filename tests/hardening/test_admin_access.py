@@ -99,6 +99,43 @@ def test_staff_with_view_permission_see_subscribers_but_cannot_change_them(clien
     assert client.get("/admin/subscriptions/subscriber/add/").status_code == 403
 
 
+# Each admin action that changes a row or emails someone, by the list it is run from.
+CHANGING_ACTIONS = {
+    "/admin/subscriptions/subscriber/": (
+        "view_subscriber",
+        ["resend_confirmation", "send_preview_digest", "suppress", "reactivate", "revoke_links"],
+    ),
+    "/admin/digest/delivery/": ("view_delivery", ["resend_failed"]),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("changelist", CHANGING_ACTIONS)
+def test_staff_who_may_only_view_are_offered_no_action_that_changes_or_emails(client, mailoutbox, changelist):
+    from digest.models import Delivery
+    from tests.digest.builders import built_edition
+    from tests.factories import SubscriberFactory
+
+    permission, actions = CHANGING_ACTIONS[changelist]
+    reader = SubscriberFactory(status="unsubscribed")
+    failed = Delivery.objects.create(subscriber=reader, edition=built_edition(), status="failed", reason="refused")
+    viewer = user("support", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename=permission))
+    client.force_login(viewer)
+    selected = failed.pk if "delivery" in changelist else reader.pk
+
+    action_form = client.get(changelist).context["action_form"]  # None when no action is left
+    offered = action_form.fields["action"].choices if action_form else []
+    answers = [client.post(changelist, {"action": action, "_selected_action": [selected]}) for action in actions]
+
+    assert not set(actions) & {name for name, _ in offered}
+    assert {answer.status_code for answer in answers} <= {200, 302}  # the list again, nothing done
+    assert mailoutbox == []
+    reader.refresh_from_db()
+    failed.refresh_from_db()
+    assert (reader.status, failed.status, failed.reason) == ("unsubscribed", "failed", "refused")
+
+
 # --- Rate-limited login -----------------------------------------------------------------
 
 
