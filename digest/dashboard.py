@@ -132,9 +132,11 @@ def status_on(group, day):
         return group["status"]
     if group["status"] == Subscriber.Status.PENDING:
         return "pending"
-    if group["confirmed"] is None or group["confirmed"] <= day:
-        return "active"
-    return "pending"
+    if group["confirmed"] is None:
+        # Never confirmed: a signup that left before it ever was active (its confirmation
+        # bounced, say), or a reader active without a confirmation date.
+        return "pending" if group["status"] in LEFT_STATUSES else "active"
+    return "active" if group["confirmed"] <= day else "pending"
 
 
 def delivery_history(days=WINDOW_DAYS, today=None):

@@ -13,6 +13,7 @@ from kombu.exceptions import OperationalError
 
 from digest import dashboard, pause, tasks, webhooks
 from digest.models import Delivery, Feedback, WebhookEvent
+from subscriptions.models import Subscriber
 from tests.factories import EditionFactory, PaperFactory, SubscriberFactory
 from tests.servers import free_port, redis_cache
 
@@ -98,6 +99,19 @@ def test_subscribers_over_time_follow_each_subscribers_timestamps(wednesday):
     assert on[9] == on[3] == {"active": 2}
     assert on[2] == {"active": 1, "unsubscribed": 1}
     assert on[0] == {"active": 1, "unsubscribed": 1, "pending": 1}
+
+
+def test_a_signup_never_confirmed_was_pending_until_it_left(wednesday):
+    """A confirmation that bounced, suppressed days later: pending before that, never active."""
+    signup = SubscriberFactory(status="pending", created_at=days_ago(5), confirmed_at=None)
+    with time_machine.travel(days_ago(1), tick=False):
+        Subscriber.objects.filter(pk=signup.pk).update(status="bounced", updated_at=timezone.now())
+
+    history = dashboard.subscriber_history(days=7)
+    on = {(timezone.localdate() - day).days: dict(counts) for day, counts in history.items()}
+
+    assert on[5] == on[2] == {"pending": 1}
+    assert on[1] == on[0] == {"bounced": 1}
 
 
 def test_deliveries_per_day_are_counted_by_status(wednesday):
