@@ -18,6 +18,7 @@ from subscriptions.models import Subscriber
 from .editions import build_editions_for, edition_date_for, get_or_build_edition, refuse_future
 from . import calls, pause
 from .models import Cadence, Delivery, Edition, SendCall
+from .retention import past_retention
 from .scheduling import due_editions, end_of_day
 from .sending import (
     claim_deliveries,
@@ -338,11 +339,13 @@ def resend_failed_delivery(delivery):
 
 def edition_handed_to_esp(edition):
     """Whether any of ``edition``'s digests was (or may have been) handed to the ESP: a delivery
-    past ``pending``, or any ESP call (claimed per call, its deliveries stay ``pending``).
+    past ``pending``, or any ESP call (claimed per call, its deliveries stay ``pending``). An
+    edition past the ledger's retention may have lost those rows to the nightly prune, so it
+    counts as handed to the ESP, whatever rows are left.
 
     The deliveries are read along the (edition, subscriber) index and the first one past
     ``pending`` answers: a sent edition's rows are hundreds of thousands."""
-    if SendCall.objects.filter(edition=edition).exists():
+    if past_retention(edition) or SendCall.objects.filter(edition=edition).exists():
         return True
     past_pending = Delivery.objects.filter(edition=edition).exclude(status=Delivery.Status.PENDING)
     return bool(past_pending.order_by("subscriber_id").values_list("pk", flat=True)[:1])

@@ -1,7 +1,7 @@
 """DELIVERY_RETENTION_DAYS: the ledger lets go of old digests, and only of those that are over."""
 
 import io
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -59,6 +59,27 @@ def test_final_digests_of_editions_past_the_retention_are_deleted_and_the_rest_k
     assert event.delivery is None  # the event is kept, without its row
     assert old.papers.count() == 1 and Feedback.objects.filter(subscriber=reader).count() == 1  # archive and votes stay
     assert reader.deliveries.count() == 2
+
+
+def test_an_edition_past_the_retention_is_never_deleted_its_rows_gone_or_not(settings, admin_client, time_machine):
+    """Its rows were what showed that its digests went out, and what stopped a second send: once
+    they may have been pruned, a deleted edition would be built and emailed again."""
+    from digest.services import delete_unsent_edition, edition_handed_to_esp
+
+    time_machine.move_to(datetime(2026, 11, 18, 12, 0, tzinfo=UTC))  # TODAY
+    settings.DELIVERY_RETENTION_DAYS = 90
+    old = edition_of(91)
+    digest(old)
+    call_of(old)
+    prune_old_digests(today=TODAY)
+    assert not Delivery.objects.filter(edition=old).exists() and not SendCall.objects.filter(edition=old).exists()
+
+    page = admin_client.get(reverse("admin:digest_edition_delete", args=[old.pk]))
+
+    assert page.status_code == 403
+    assert edition_handed_to_esp(old) and not delete_unsent_edition(old)
+    assert old.__class__.objects.filter(pk=old.pk).exists()
+    assert not edition_handed_to_esp(edition_of(89))  # within the retention, its rows still say
 
 
 def test_every_digest_is_kept_while_the_retention_is_zero(settings):
