@@ -25,6 +25,7 @@ from subscriptions import tokens
 
 from .emails import absolute_url, inline_css
 from .templatetags.digest_text import paragraph
+from .trending import counted
 
 SUMMARY_LIMIT = 320
 AUTHORS_SHOWN = 3
@@ -87,9 +88,9 @@ def meta_line(paper):
     """Authors, organisation, upvotes and comments: the parts the paper has."""
     parts = [author_line(paper), paper.organization]
     if paper.upvotes:
-        parts.append(f"▲ {paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}")
+        parts.append(f"▲ {counted(paper.upvotes, 'upvote')}")
     if paper.num_comments:
-        parts.append(f"💬 {paper.num_comments} comment{'s' if paper.num_comments != 1 else ''}")
+        parts.append(f"💬 {counted(paper.num_comments, 'comment')}")
     return [p for p in parts if p]
 
 

@@ -65,12 +65,17 @@ def trending_reason(paper, gain=NO_GAIN, *, new_label="new today"):
     """The why-line for a paper that is there because it trends: "trending: 57 upvotes, +20 today"."""
     parts = []
     if paper.upvotes:
-        parts.append(f"{paper.upvotes} upvotes")
+        parts.append(counted(paper.upvotes, "upvote"))
     if gain.upvotes > 0:
         parts.append(f"+{gain.upvotes} today")
     if paper.num_comments:
-        parts.append(f"{paper.num_comments} comments")
+        parts.append(counted(paper.num_comments, "comment"))
     if paper.github_stars:
-        stars = f"{paper.github_stars} GitHub stars"
+        stars = counted(paper.github_stars, "GitHub star")
         parts.append(f"{stars} (+{gain.stars})" if gain.stars > 0 else stars)
     return "trending: " + ", ".join(parts) if parts else new_label
+
+
+def counted(number, noun):
+    """The count and its noun, in the plural unless it is one: "1 upvote", "57 upvotes"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

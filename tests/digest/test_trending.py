@@ -75,6 +75,18 @@ def test_trending_why_line_names_upvotes_and_todays_gain():
     assert trending_reason(paper()) == "new today"
 
 
+@pytest.mark.parametrize(
+    "upvotes, comments, stars, shown",
+    [
+        (1, 0, 0, "trending: 1 upvote"),
+        (5, 1, 0, "trending: 5 upvotes, 1 comment"),
+        (0, 0, 1, "trending: 1 GitHub star"),
+    ],
+)
+def test_a_why_line_counts_one_in_the_singular(upvotes, comments, stars, shown):
+    assert trending_reason(paper(upvotes=upvotes, comments=comments, stars=stars)) == shown
+
+
 @pytest.mark.django_db
 def test_edition_uses_the_gain_since_yesterdays_signal():
     with time_machine.travel(NOW, tick=False):
