@@ -116,6 +116,9 @@ def subject_line(cadence, date, top):
     top = " ".join(top.split())
     if len(top) > SUBJECT_TITLE_LIMIT:
         top = shortened(top, SUBJECT_TITLE_LIMIT)
+    # "=?" starts an RFC 2047 encoded word, which a mail client decodes in a Subject (to a
+    # right-to-left override, say): a word joiner, which shows as nothing, keeps it as written.
+    top = top.replace("=?", "=\u2060?")
     if cadence == "weekly":
         return f"Paperboy weekly, {date:%-d %b}: {top}"
     return f"Paperboy {date:%a %-d %b}: {top}"

@@ -1,5 +1,7 @@
 """The digest email: both parts, list headers, escaping, size."""
 
+import email
+import email.policy
 import re
 from datetime import date
 from unittest import mock
@@ -110,6 +112,19 @@ def test_subject_has_the_date_and_the_top_paper_and_the_html_a_preheader(mailout
     assert message.subject.endswith("Denoising diffusion models for image generation")
     preheader = html_part(message).split('class="preheader"')[1].split("</div>")[0]
     assert "Also: " in preheader and "language models" in preheader
+
+
+def test_a_title_written_like_an_encoded_word_reaches_the_reader_as_written(mailoutbox):
+    """RFC 2047: a mail client decodes "=?utf-8?b?4oCu?=" in a Subject (here to U+202E, the
+    right-to-left override ingest removes from titles): the subject must show the title as it is."""
+    title = "=?utf-8?b?4oCu?= Diffusion models for protein design"
+    PaperFactory(title=title, upvotes=10_000)
+    message, _ = sent_digest(mailoutbox, interests="")
+
+    shown = email.message_from_bytes(message.message().as_bytes(), policy=email.policy.default)["Subject"]
+
+    assert "\u202e" not in shown
+    assert shown.replace("\u2060", "").endswith(title)
 
 
 @pytest.mark.parametrize("title, shown", [
