@@ -296,12 +296,15 @@ def latest_edition_sample(limit=5):
     edition = latest_edition(Cadence.DAILY)
     if edition is None:
         return []
-    entries = (
-        edition.entries.filter(pulled=False, paper__block__isnull=True)
-        .select_related("paper")
-        .order_by("rank")[:limit]
-    )
-    return [e.paper for e in entries]
+    return [e.paper for e in shown_entries(edition).order_by("rank")[:limit]]
+
+
+def shown_entries(edition):
+    """The entries an edition shows the public: not pulled from it, and their paper neither
+    withdrawn nor blocked since it was built."""
+    return edition.entries.filter(
+        pulled=False, paper__withdrawn_at__isnull=True, paper__block__isnull=True
+    ).select_related("paper")
 
 
 def resend_failed_delivery(delivery):

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods
 
 from subscriptions import tokens
 
-from . import calls, retention
+from . import calls, retention, services
 from . import feedback as feedback_service
 from .feeds import SubscriberDigestFeed
 from .models import Cadence, Edition
@@ -35,9 +35,7 @@ def edition_page(request, cadence, date):
     if cadence not in Cadence.values or day is None:
         raise Http404("No such edition")
     edition = get_object_or_404(Edition, cadence=cadence, date=day)
-    entries = edition.entries.filter(
-        pulled=False, paper__withdrawn_at__isnull=True, paper__block__isnull=True
-    ).select_related("paper")
+    entries = services.shown_entries(edition)
     siblings = Edition.objects.filter(cadence=cadence)
     context = {
         "edition": edition,

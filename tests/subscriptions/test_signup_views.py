@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from papers.models import Paper
 from subscriptions import services
 from subscriptions.models import Subscriber
 from tests.digest.test_email import contrast, css_rules
@@ -417,6 +418,20 @@ def test_the_sample_comes_from_the_latest_daily_edition(client):
         )
     html = client.get("/").content.decode()
     assert html.index("Top of the edition") < html.index("Runner-up paper")
+
+
+def test_the_sample_leaves_out_a_paper_withdrawn_since_the_edition_was_built(client):
+    from django.utils import timezone
+
+    from digest.models import EditionPaper
+    from tests.factories import EditionFactory
+
+    edition = EditionFactory()
+    for rank, title in enumerate(["Withdrawn after the edition", "Still standing"], start=1):
+        EditionPaper.objects.create(edition=edition, paper=PaperFactory(title=title), rank=rank, trending_score=1)
+    Paper.objects.filter(title="Withdrawn after the edition").update(withdrawn_at=timezone.now())
+    html = client.get("/").content.decode()
+    assert "Still standing" in html and "Withdrawn after the edition" not in html
 
 
 def test_resend_answers_the_same_for_every_address(client, pending, subscriber):
