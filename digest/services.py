@@ -187,7 +187,8 @@ def daily_job_begun(day, job_hour):
 
 
 def send_digest_now(subscriber, day=None):
-    """Send ``subscriber`` the latest edition of their cadence at once, whatever the hour.
+    """Send ``subscriber`` the latest edition of their cadence at once, whatever the hour (with
+    ``day``, that day's edition).
 
     Still at most once per edition: the ledger refuses a second send. Refused
     (``pause.SendingPaused``) while sending is paused.
@@ -195,9 +196,18 @@ def send_digest_now(subscriber, day=None):
     from .sending import send_edition_to
 
     pause.refuse_while_paused()
-    edition, _ = get_or_build_edition(subscriber.frequency, day or timezone.localdate())
+    edition = edition_to_send_now(subscriber.frequency, day)
     report = send_edition_to(edition, [subscriber.pk])
     return edition, report
+
+
+def edition_to_send_now(cadence, day=None):
+    """``day``'s edition (built if missing), or without a day the latest edition built: today's
+    built before the daily job's fetch would hold nothing new, for everyone and for good (an
+    edition is built once). Today's is built only while there is none at all."""
+    if day is None and (latest := latest_edition(cadence)) is not None:
+        return latest
+    return get_or_build_edition(cadence, day or timezone.localdate())[0]
 
 
 def why_not_send_now(subscriber, day=None):
@@ -209,7 +219,8 @@ def why_not_send_now(subscriber, day=None):
         return pause.summary(switch)
     if not subscriber.is_active:
         return f"{subscriber.status}, not active"
-    edition_date = edition_date_for(subscriber.frequency, day or timezone.localdate())
+    latest = latest_edition(subscriber.frequency) if day is None else None
+    edition_date = latest.date if latest else edition_date_for(subscriber.frequency, day or timezone.localdate())
     delivery = Delivery.objects.filter(
         subscriber=subscriber, edition__cadence=subscriber.frequency, edition__date=edition_date
     ).select_related("edition").first()

@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from digest import pause
 from digest.models import Delivery, Edition, SwitchTurn
@@ -119,6 +120,32 @@ def test_a_dry_run_for_one_subscriber_says_when_the_real_run_would_send_nothing(
     assert not_active == "would send nothing to paused@example.com: paused, not active\n"
     assert Delivery.objects.get().subscriber == reader and paused.deliveries.count() == 0
     assert len(mailoutbox) == 1
+
+
+def test_send_to_one_before_the_daily_job_sends_the_latest_edition_built_and_builds_none(mailoutbox):
+    """Today's edition built before the job's fetch would hold nothing new, for good: an edition
+    is built once. Asked for no day, the reader gets the latest edition there is."""
+    SubscriberFactory(email="reader@example.com", interests="")
+    with time_machine.travel(datetime(2026, 11, 16, 6, 0, tzinfo=UTC), tick=False):  # Monday's job
+        monday = built_edition("daily")
+    with time_machine.travel(datetime(2026, 11, 17, 3, 0, tzinfo=UTC), tick=False):  # Tuesday, before the job
+        dry_run = run("send_digests", "--subscriber", "reader@example.com", "--dry-run")
+        sent = run("send_digests", "--subscriber", "reader@example.com")
+        again = run("send_digests", "--subscriber", "reader@example.com", "--dry-run")
+
+    assert dry_run == "would send the latest daily edition to reader@example.com\n"
+    assert sent == f"sent {monday} to reader@example.com\n"
+    assert again == f"would send nothing to reader@example.com: the {monday} is already sent for them\n"
+    assert list(Edition.objects.values_list("date", flat=True)) == [date(2026, 11, 16)]
+
+
+def test_send_to_one_with_no_edition_yet_builds_todays(mailoutbox, bundled_only):
+    from papers.services import fetch_from_source
+
+    fetch_from_source("bundled")
+    SubscriberFactory(email="reader@example.com", interests="")
+    assert run("send_digests", "--subscriber", "reader@example.com").startswith("sent ")
+    assert Edition.objects.get().date == timezone.localdate()
 
 
 @pytest.mark.parametrize("typed", ["", "  ", "nobody@example.com"])
