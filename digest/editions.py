@@ -41,21 +41,22 @@ def _end_of_day(day):
 
 
 def edition_window_end(cadence, edition_date):
-    """The current edition takes everything seen until now (so a weekend build of
-    Friday's edition still has the papers fetched today); a past one ends with its day."""
-    if edition_date == edition_date_for(cadence, timezone.localdate()):
+    """The latest edition of its cadence takes everything seen until now: the current one (a
+    weekend build of Friday's edition still has the papers fetched today), and a missed day
+    caught up before the next edition is built (its fetch, after midnight, is that day's). One
+    built after a later edition of its cadence ends with its day."""
+    if not Edition.objects.filter(cadence=cadence, date__gt=edition_date).exists():
         return timezone.now()
     return min(timezone.now(), _end_of_day(edition_date))
 
 
 def window_end_of(edition):
-    """Where ``edition``'s window ended: ``edition_window_end`` at the time it was built. A past
-    edition built late (a missed day caught up) ended with its day, not when it was built: what
-    came after belongs to the next edition."""
-    built_on = timezone.localdate(edition.built_at)
-    if edition.date == edition_date_for(edition.cadence, built_on):
-        return edition.built_at
-    return min(edition.built_at, _end_of_day(edition.date))
+    """Where ``edition``'s window ended (``edition_window_end`` when it was built): the next
+    edition starts there, so that no paper first seen in between is in neither."""
+    built_after_a_later_one = Edition.objects.filter(
+        cadence=edition.cadence, date__gt=edition.date, built_at__lt=edition.built_at
+    ).exists()
+    return min(edition.built_at, _end_of_day(edition.date)) if built_after_a_later_one else edition.built_at
 
 
 def eligible_papers(cadence, edition_date, until):

@@ -57,19 +57,35 @@ def test_next_edition_holds_only_papers_first_seen_after_the_previous_one():
     assert list(wednesday.papers.all()) == [wednesday_paper]
 
 
-def test_a_past_edition_built_late_leaves_what_came_after_its_day_to_the_next_one():
-    """Tuesday's edition built on Wednesday morning (a missed day caught up) ends with Tuesday:
-    the papers first seen overnight belong to Wednesday's, which starts where Tuesday's ended,
-    not when it was built."""
+def test_a_missed_day_caught_up_the_next_morning_holds_what_its_late_fetch_found():
+    """Tuesday's job run (or retried) after midnight, before Wednesday's: its fetch found
+    Tuesday's papers, which Tuesday's edition holds; Wednesday's starts when Tuesday's was built.
+    An empty edition for Tuesday, and those papers in neither, were both possible before."""
     with time_machine.travel(datetime(2026, 11, 16, 6, 0, tzinfo=UTC), tick=False):  # Monday
         get_or_build_edition("daily", timezone.localdate())
-    with time_machine.travel(datetime(2026, 11, 18, 5, 0, tzinfo=UTC), tick=False):  # Wednesday
-        overnight = PaperFactory(first_seen_at=timezone.now())
-    with time_machine.travel(datetime(2026, 11, 18, 5, 30, tzinfo=UTC), tick=False):
+    with time_machine.travel(datetime(2026, 11, 18, 0, 30, tzinfo=UTC), tick=False):  # Wednesday
+        fetched_late = PaperFactory(first_seen_at=timezone.now())
+    with time_machine.travel(datetime(2026, 11, 18, 0, 31, tzinfo=UTC), tick=False):
         tuesday, _ = get_or_build_edition("daily", date(2026, 11, 17))
     with time_machine.travel(datetime(2026, 11, 18, 6, 0, tzinfo=UTC), tick=False):
+        wednesday_paper = PaperFactory(first_seen_at=timezone.now() - timedelta(minutes=5))
         wednesday, _ = get_or_build_edition("daily", timezone.localdate())
-    assert list(tuesday.papers.all()) == [] and list(wednesday.papers.all()) == [overnight]
+    assert list(tuesday.papers.all()) == [fetched_late]
+    assert list(wednesday.papers.all()) == [wednesday_paper]
+
+
+def test_an_edition_built_after_a_later_one_ends_with_its_day_and_the_next_starts_as_before():
+    with time_machine.travel(datetime(2026, 11, 16, 6, 0, tzinfo=UTC), tick=False):  # Monday
+        get_or_build_edition("daily", timezone.localdate())
+    with time_machine.travel(datetime(2026, 11, 18, 6, 0, tzinfo=UTC), tick=False):  # Wednesday's job
+        wednesday, _ = get_or_build_edition("daily", timezone.localdate())
+    with time_machine.travel(datetime(2026, 11, 18, 9, 0, tzinfo=UTC), tick=False):
+        after_wednesdays = PaperFactory(first_seen_at=timezone.now())
+        tuesday, _ = get_or_build_edition("daily", date(2026, 11, 17))  # filled in afterwards
+    with time_machine.travel(datetime(2026, 11, 19, 6, 0, tzinfo=UTC), tick=False):  # Thursday
+        thursday, _ = get_or_build_edition("daily", timezone.localdate())
+    assert after_wednesdays not in tuesday.papers.all()
+    assert list(thursday.papers.all()) == [after_wednesdays]
 
 
 def test_a_weekend_build_of_fridays_edition_keeps_its_papers_out_of_mondays():
