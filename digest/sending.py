@@ -62,6 +62,7 @@ from django.db.models.functions import MD5, Cast, Concat
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 from more_itertools import chunked
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
 from papers.models import Paper
 from subscriptions.models import Subscriber
@@ -801,8 +802,7 @@ def classify_send_error(exc):
     if isinstance(exc, AnymailRequestsAPIError):
         status = exc.status_code
         if status is None:
-            cause = exc.__cause__ or exc.__context__
-            return "unknown" if isinstance(cause, requests.Timeout) else "transient"
+            return "transient" if no_connection_made(exc.__cause__ or exc.__context__) else "unknown"
         if status == 429 or status >= 500 or status in ACCOUNT_REFUSED or postmark_refuses_the_account(exc.response):
             return "transient"
         return "permanent"
@@ -815,6 +815,18 @@ def classify_send_error(exc):
     if isinstance(exc, smtplib.SMTPResponseException):
         return "transient" if 400 <= exc.smtp_code < 500 else "permanent"
     return "unknown"
+
+
+def no_connection_made(cause):
+    """Whether an HTTP call failed before any connection was made (refused, or the name not
+    resolved): then the ESP surely has nothing. A connection that broke after the request went
+    out (the server closed it, or cut its answer) may have delivered it; a timeout, even one
+    while connecting, is left unknown as well."""
+    if not isinstance(cause, requests.ConnectionError) or isinstance(cause, requests.Timeout):
+        return False
+    reason = cause.args[0] if cause.args else None
+    reason = reason.reason if isinstance(reason, MaxRetryError) else reason
+    return isinstance(reason, (NewConnectionError, NameResolutionError))
 
 
 # The ESP refused our account, not the message: a wrong or revoked API key (401), a sender domain
