@@ -53,6 +53,12 @@ def normalise_email(value):
     local, at, domain = value.rpartition("@")
     if not (local and at and domain):
         raise ValidationError(INVALID_EMAIL, code="invalid")
+    if local.startswith('"'):
+        # "victim"@example.org reaches victim@example.org: kept as typed, every spelling of one
+        # mailbox would be a reader, a rate-limit key and a suppression hash of its own.
+        raise ValidationError(
+            "Quoted addresses are not supported: use the address without the quotes.", code="quoted_local_part"
+        )
     if not local.isascii():
         # Mail for such addresses (SMTPUTF8) does not reach every mailbox, and not every ESP takes it.
         raise ValidationError(

@@ -52,6 +52,26 @@ def test_an_address_with_non_ascii_letters_before_the_at_is_refused_saying_why(t
     assert "before the @ are not supported" in caught.value.messages[0]
 
 
+@pytest.mark.parametrize("typed", ['"victim"@example.org', '"vic\\tim"@example.org', '"john doe"@example.org'])
+def test_a_quoted_address_is_refused_saying_why(typed):
+    """Mail to "victim"@example.org reaches victim@example.org: kept as typed, each spelling would
+    be a new reader, a new rate-limit key and a new suppression hash for one mailbox."""
+    with pytest.raises(ValidationError) as caught:
+        normalise_email(typed)
+    assert caught.value.code == "quoted_local_part"
+    assert "without the quotes" in caught.value.messages[0]
+
+
+@pytest.mark.django_db
+def test_a_quoted_spelling_of_a_suppressed_address_gets_no_confirmation(client, mailoutbox):
+    from subscriptions import services
+    from subscriptions.models import Subscriber
+
+    services.suppress_email("victim@example.org", "complained")
+    response = client.post("/", signup_data(email='"victim"@example.org'))
+    assert response.status_code == 400 and mailoutbox == [] and not Subscriber.objects.exists()
+
+
 def test_a_newline_in_the_email_gets_a_clear_message():
     form = SignupForm(signup_data(email="a@example.org\nBcc: b@example.org"))
     assert not form.is_valid()
