@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.syndication.views import Feed
 from django.http import Http404
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.feedgenerator import Atom1Feed
 
 from subscriptions import tokens
@@ -22,6 +23,7 @@ class SubscriberDigestFeed(Feed):
     def __call__(self, request, *args, **kwargs):
         response = super().__call__(request, *args, **kwargs)
         response["X-Robots-Tag"] = "noindex"
+        add_never_cache_headers(response)  # one reader's digests: no shared cache keeps them
         return response
 
     def get_object(self, request, token):
@@ -46,8 +48,11 @@ class SubscriberDigestFeed(Feed):
         return digest_subject(delivery.edition, delivered_papers(delivery))
 
     def item_link(self, delivery):
-        token = tokens.make_token(delivery.subscriber, tokens.VIEW, e=delivery.edition_id)
-        return absolute_url(reverse("digest:view_in_browser", args=[token]))
+        """The public edition page. Not the email in the browser: that page carries the reader's
+        address and a working preferences link (and with it the power to move or delete the
+        subscription), and a feed URL is often handed to a hosted feed reader. The entry itself
+        holds the reader's papers and why-lines."""
+        return edition_url(delivery.edition)
 
     def item_guid(self, delivery):
         return f"tag:{settings.EMAIL_MESSAGE_ID_DOMAIN},{delivery.edition.date:%Y-%m-%d}:delivery-{delivery.pk}"
@@ -65,7 +70,9 @@ class SubscriberDigestFeed(Feed):
         delivery = kwargs["item"]
         context["papers"] = delivered_papers(delivery)
         # A paper without an arXiv or Hugging Face page links to the edition's, as in the email.
-        context["edition_url"] = absolute_url(
-            reverse("digest:edition", args=[delivery.edition.cadence, delivery.edition.date.isoformat()])
-        )
+        context["edition_url"] = edition_url(delivery.edition)
         return context
+
+
+def edition_url(edition):
+    return absolute_url(reverse("digest:edition", args=[edition.cadence, edition.date.isoformat()]))

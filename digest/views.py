@@ -3,6 +3,7 @@
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.dateparse import parse_date
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -46,6 +47,7 @@ def edition_page(request, cadence, date):
     return render(request, "digest/edition.html", context)
 
 
+@never_cache  # the reader's own email, with their address and working links: no shared cache keeps it
 def view_in_browser(request, token):
     try:
         payload = tokens.read_token(token, tokens.VIEW)
@@ -76,6 +78,7 @@ def digest_not_found(request, edition):
 
 
 @csrf_exempt  # the signed token is the credential; only a POST votes (mail scanners prefetch links)
+@never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def vote(request, token, paper_id, choice):
     try:

@@ -137,9 +137,33 @@ def test_the_private_feed_has_one_entry_per_sent_digest(client, sent):
     feed = ElementTree.fromstring(response.content)
     (entry,) = feed.findall(f"{ATOM}entry")
     assert entry.find(f"{ATOM}title").text == message.subject
-    assert "/d/" in entry.find(f"{ATOM}link").get("href")
+    assert entry.find(f"{ATOM}link").get("href").endswith(edition_path(delivery.edition))
     summary = entry.find(f"{ATOM}summary").text
     assert all(reason in summary for reason in delivery.why_lines().values())
+    assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
+
+
+def test_nothing_a_feed_links_to_carries_a_link_that_acts_for_its_reader(client, sent):
+    """A feed URL is often handed to a hosted feed reader. Its entries linked to the email in the
+    browser, which carries the reader's address and a working preferences link: whoever held the
+    feed could move or delete the subscription."""
+    subscriber, _, _ = sent
+    feed = client.get(f"/feed/{tokens.make_token(subscriber, tokens.FEED)}/").content.decode()
+    linked = [client.get(url.split("127.0.0.1:8000", 1)[1]) for url in re.findall(r'href="(http://127\.0\.0\.1:8000/[^"]*)"', feed)]
+    pages = "".join(page.content.decode() for page in linked)
+
+    assert linked and {page.status_code for page in linked} == {200}
+    assert "/preferences/" not in pages and "/unsubscribe/" not in pages and subscriber.email not in pages
+
+
+def test_the_email_in_the_browser_and_a_vote_page_are_kept_by_no_shared_cache(client, sent):
+    subscriber, delivery, message = sent
+    view_url = re.search(r"View in your browser: (\S+)", message.body).group(1)
+    vote_url = re.search(r"More like this: (\S+)", message.body).group(1)
+    for url in (view_url, vote_url):
+        response = client.get(url.split("127.0.0.1:8000", 1)[1])
+        assert response.status_code == 200
+        assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
 
 
 def test_a_feed_entrys_paper_without_a_page_of_its_own_links_to_the_edition(client, sent, settings):
