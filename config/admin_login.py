@@ -8,6 +8,8 @@ Only POSTs (attempts) count; the counters live in the shared cache (Redis).
 While Redis is away an attempt gets a 503 page, never an unlimited try.
 """
 
+import unicodedata
+
 from django.conf import settings
 from django.contrib import admin
 
@@ -23,7 +25,10 @@ def per_username(group, request):
 
 
 def username_key(group, request):
-    return request.POST.get("username", "").strip().lower()[:150]
+    """The account a login tries, as the login form reads it: the form NFKC-normalises the username
+    (``ｏperator``, in fullwidth letters, signs in as ``operator``), so the limit must count every
+    such spelling as one."""
+    return unicodedata.normalize("NFKC", request.POST.get("username", "")).strip().casefold()[:150]
 
 
 @limited(

@@ -143,6 +143,19 @@ def attempt(client, username, password="wrong-guess"):
     return client.post("/admin/login/", {"username": username, "password": password})
 
 
+def test_every_spelling_the_login_form_reads_as_one_username_shares_its_limit(settings):
+    """The form NFKC-normalises the username: "ｏperator" (a fullwidth o) signs in as "operator"."""
+    settings.ADMIN_LOGIN_RATE_PER_USERNAME = "5/10m"
+    user("operator", is_staff=True, is_superuser=True)
+    answers = [attempt(Client(REMOTE_ADDR=f"203.0.113.{n}"), "operator").status_code for n in range(5)]
+    guesser = Client(REMOTE_ADDR="203.0.113.99")
+
+    blocked = attempt(guesser, "\uff4fperator", PASSWORD)
+
+    assert answers == [200] * 5
+    assert blocked.status_code == 429 and "_auth_user_id" not in guesser.session
+
+
 def test_login_attempts_are_limited_per_client_address(settings):
     settings.ADMIN_LOGIN_RATE_PER_IP = "10/10m"
     settings.ADMIN_LOGIN_RATE_PER_USERNAME = "1000/10m"
