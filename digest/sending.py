@@ -750,6 +750,16 @@ def claimed_rows(token, ids):
     return Delivery.objects.filter(among(Delivery, "id", ids), send_token=token, status=Delivery.Status.SENDING)
 
 
+def claim_still_held(token, delivery):
+    """Stamp ``delivery``'s claim afresh right before its message; False once the claim is lost.
+
+    One by one, a group's rows are claimed before its first message, and each message may take
+    up to EMAIL_TIMEOUT (twice, reconnecting): the beat's stale sweep may fail the group's later
+    rows meanwhile ("not resent"). Sent anyway, such a row would stay failed though sent, and an
+    operator's resend would email it a second time."""
+    return bool(claimed_rows(token, [delivery.pk]).update(sending_at=timezone.now()))
+
+
 def record_sent(token, sent):
     """``sent``: (delivery, ESP message id) pairs."""
     now = timezone.now()
@@ -1098,22 +1108,24 @@ def send_individually(items, report):
             if report.must_stop("one by one"):
                 break  # a group composed, never claimed: its rows are still pending
             token, group = claim_for_send(group, report)
-            sent = []
             for position, c in enumerate(group):
                 if position and report.must_stop("one by one"):
                     release_untried(token, [later.delivery for later in group[position:]], report)
                     break
+                if position and not claim_still_held(token, c.delivery):
+                    continue  # the stale sweep failed it while earlier messages were sent
                 message = build_email("digest", c.part.context, c.part.to, c.part.subject,
                                       bodies=(c.part.text, c.part.html), metadata=c.part.metadata,
                                       esp_extra=esp_extra)
                 try:
                     close_if_ended_while_idle(connection, idle_since)
-                    sent.append((c.delivery, send_one_reconnecting(connection, message)))
+                    message_id = send_one_reconnecting(connection, message)
                 except Exception as exc:  # classified; nothing is lost
                     record_send_error(token, [c.delivery], exc, report)
+                else:
+                    record_sent(token, [(c.delivery, message_id)])  # at once: no sweep finds it sending
+                    report.sent += 1
                 idle_since = time.monotonic()
-            record_sent(token, sent)
-            report.sent += len(sent)
             if report.stopped:
                 break
     finally:

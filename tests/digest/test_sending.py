@@ -524,3 +524,33 @@ def test_the_edition_check_reads_the_same_entries_whichever_the_database(vendor,
     entry = edition.entries.order_by("-rank").first()
     edition.entries.filter(pk=entry.pk).update(rank=0)
     assert sending.sendable_fingerprint(edition) != first
+
+
+def test_one_by_one_a_row_the_stale_sweep_failed_meanwhile_is_not_sent(mailoutbox, monkeypatch, time_machine):
+    """A group of rows is claimed before its first message, and over SMTP each message may take
+    up to EMAIL_TIMEOUT. Should the beat's sweep find rows of the group claimed too long ago, it
+    fails them ("not resent"): the task must then leave them, not send them anyway, which
+    recorded them failed though sent, and let an operator's resend email them a second time.
+    Each row's claim is stamped afresh right before its message, so the sweep spares that one."""
+    time_machine.move_to(timezone.now(), tick=False)
+    readers = [SubscriberFactory(interests="") for _ in range(3)]
+    edition = built_edition()
+    real_send, tried = sending.send_one_reconnecting, []
+
+    def slow_relay(connection, message):
+        if tried:
+            reconcile_stale_deliveries()  # the beat's sweep, while the group is still being sent
+        tried.append(message.to[0])
+        time_machine.shift(timedelta(minutes=31))  # each message takes over half an hour
+        return real_send(connection, message)
+
+    monkeypatch.setattr(sending, "send_one_reconnecting", slow_relay)
+    send_edition_to(edition, [r.pk for r in readers])
+    monkeypatch.setattr(sending, "send_one_reconnecting", real_send)
+
+    rows = {d.subscriber_id: d for d in Delivery.objects.filter(edition=edition)}
+    emailed = [m.to[0] for m in mailoutbox]
+    for reader in readers:
+        row = rows[reader.pk]
+        assert (row.status == "sent") == (reader.email in emailed), (row.status, row.reason, emailed)
+    assert [row.status for row in rows.values()].count("failed") == 1  # the last one, failed unsent
