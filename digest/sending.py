@@ -345,6 +345,8 @@ def pending_deliveries(edition, subscriber_ids):
     rows = chunk_deliveries(edition, subscriber_ids)
     unclaimed = set(subscriber_ids) - {d.subscriber_id for d in rows}
     if unclaimed:
+        # A reader deleted since the chunk was handed out took their pending row along: not claimed again.
+        unclaimed = set(Subscriber.objects.filter(pk__in=sorted(unclaimed)).values_list("pk", flat=True))
         claim_deliveries(edition, sorted(unclaimed))
         rows = sorted(rows + chunk_deliveries(edition, unclaimed), key=lambda d: d.pk)
     pending, active = Delivery.Status.PENDING, Subscriber.Status.ACTIVE

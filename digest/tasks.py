@@ -1,5 +1,6 @@
 """Celery tasks: thin wrappers around digest services."""
 
+import logging
 import random
 
 from celery import shared_task
@@ -12,6 +13,8 @@ from kombu.exceptions import OperationalError as BrokerError
 from . import dashboard, retention, services, webhooks
 from .models import Edition
 from .sending import TransientSendError, send_edition_to
+
+log = logging.getLogger(__name__)
 
 MAX_SEND_RETRIES = 6
 MAX_DAILY_JOB_RETRIES = 8  # about two hours of backoff, until the deep health check calls the edition missing
@@ -64,7 +67,10 @@ def send_digest_chunk(self, edition_id, subscriber_ids):
     compare-and-swap. A chunk stopped because an operator paused sending is not retried:
     its readers stay pending, and the beat's ticks after the resume hand them out again.
     """
-    edition = Edition.objects.get(pk=edition_id)
+    edition = Edition.objects.filter(pk=edition_id).first()
+    if edition is None:  # an edition nobody was sent yet, deleted (to be built again) while this waited
+        log.info("digest chunk dropped, its edition is gone edition=%s readers=%d", edition_id, len(subscriber_ids))
+        return {"sent": 0, "skipped": 0, "failed": 0, "paused": False}
     try:
         report = send_edition_to(edition, subscriber_ids)
     except TransientSendError as exc:

@@ -68,3 +68,40 @@ def test_a_tick_publishes_its_readers_in_tasks_cut_as_above(settings):
     assert [len(chunk) for chunk in published] == [2, 8, 5, 3, 3]
     assert sorted(pk for chunk in published for pk in chunk) == sorted(r.pk for r in readers)
     assert Delivery.objects.filter(edition=edition, status="pending").count() == 21
+
+
+@pytest.mark.django_db
+def test_a_reader_who_deleted_their_data_after_the_chunk_was_claimed_does_not_stop_the_others(mailoutbox):
+    """Their pending row went with them; the task must not claim them again (a foreign key
+    error that failed the whole chunk, and every retry of it)."""
+    from digest.sending import claim_deliveries
+    from subscriptions import services as subscription_services
+
+    edition = built_edition()
+    readers = SubscriberFactory.create_batch(3, interests="")
+    ids = [r.pk for r in readers]
+    claim_deliveries(edition, ids)  # as the beat's enqueue_due_digests does before handing the chunk out
+    subscription_services.delete_subscriber(readers[1])
+
+    result = tasks.send_digest_chunk.apply(args=(edition.pk, ids))
+
+    assert result.successful(), result.traceback
+    assert sorted(m.to[0] for m in mailoutbox) == sorted([readers[0].email, readers[2].email])
+    assert list(Delivery.objects.values_list("status", flat=True)) == ["sent", "sent"]
+
+
+@pytest.mark.django_db
+def test_a_send_task_for_an_edition_deleted_while_it_waited_ends_quietly(mailoutbox, caplog):
+    """An edition nobody was sent yet may be deleted (and built again) while its chunks are queued."""
+    from digest.sending import claim_deliveries
+
+    edition = built_edition()
+    readers = SubscriberFactory.create_batch(2, interests="")
+    claim_deliveries(edition, [r.pk for r in readers])
+    edition_id = edition.pk
+    assert services.delete_unsent_edition(edition)
+
+    result = tasks.send_digest_chunk.apply(args=(edition_id, [r.pk for r in readers]))
+
+    assert result.successful() and result.result["sent"] == 0 and mailoutbox == []
+    assert f"digest chunk dropped, its edition is gone edition={edition_id} readers=2" in caplog.messages
