@@ -20,7 +20,19 @@ from scipy import sparse
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-WORD = re.compile(r"[a-z0-9][a-z0-9\-]*[a-z0-9]|[a-z0-9]")
+# Words of letters and digits: a hyphen parts them, so "LLM-based" holds "llm" and
+# "vision-language" reads as "vision language".
+WORD = re.compile(r"[a-z0-9]+")
+# scikit-learn's English stop words but the ones ML titles use as topics ("fire detection",
+# "part segmentation", "next token prediction", "few-shot", "whole slide images", "system").
+TOPIC_WORDS = frozenset({
+    "amount", "back", "bill", "bottom", "call", "computer", "describe", "detail", "due", "eight", "eleven",
+    "empty", "fifteen", "fifty", "fill", "find", "fire", "first", "five", "forty", "found", "four", "front",
+    "full", "go", "hundred", "interest", "last", "many", "mill", "move", "name", "next", "nine", "one", "part",
+    "several", "show", "side", "six", "sixty", "system", "ten", "thick", "thin", "third", "three", "top",
+    "twelve", "twenty", "two", "whole", "few",
+})
+STOP_WORDS = ENGLISH_STOP_WORDS - TOPIC_WORDS
 
 
 def paper_text(paper):
@@ -30,15 +42,21 @@ def paper_text(paper):
 
 
 def word_stem(word):
-    """A deliberately tiny stemmer: "models" and "model", "agents" and "agent" are one term."""
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+    """A deliberately tiny stemmer for plurals: "models" and "model", "policies" and "policy",
+    "processes" and "process" are one term ("corpus", "analysis", "class" stay as they are)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("sses", "xes", "zes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
 
 
 def terms(text):
-    """The content words of ``text``, stemmed: used to say which interests a paper matches."""
-    return [word_stem(w) for w in WORD.findall(text.lower()) if w not in ENGLISH_STOP_WORDS]
+    """The content words of ``text``, stemmed: used to say which interests a paper matches.
+    A plural is stemmed before the stop words are left out ("systems" and "system" alike)."""
+    return [stem for stem in map(word_stem, WORD.findall(text.lower())) if stem not in STOP_WORDS]
 
 
 class TfidfEmbedder:
