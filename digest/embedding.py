@@ -73,10 +73,21 @@ class TfidfEmbedder:
         return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
     def fit_transform(self, texts):
-        return normalize(self.vectorizer.fit_transform(texts))
+        texts = list(texts)
+        try:
+            return normalize(self.vectorizer.fit_transform(texts))
+        except ValueError:  # no text has a word to go by (titles in other scripts): nothing is alike
+            self.vectorizer = None
+            return self.nothing_alike(texts)
 
     def transform(self, texts):
+        if self.vectorizer is None:
+            return self.nothing_alike(list(texts))
         return normalize(self.vectorizer.transform(texts))
+
+    @staticmethod
+    def nothing_alike(texts):
+        return sparse.csr_matrix((len(texts), 1), dtype=np.float32)
 
 
 class SentenceTransformerEmbedder:

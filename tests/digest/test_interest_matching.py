@@ -74,3 +74,13 @@ def test_plurals_in_ies_and_es_meet_their_singular():
     assert lines[50] == "matches your interests: ontologies"
     assert lines[51] == "matches your interests: Gaussian processes"
     assert lines[52] == "matches your interests: dialogue systems"
+
+
+def test_an_edition_with_no_word_to_go_by_still_ranks_by_trending():
+    """Titles in other scripts, or of stop words only: TF-IDF has no vocabulary, which raised
+    for every reader of the edition."""
+    papers = [Paper(pk=pk, arxiv_id=f"2611.{pk:05d}", title=title, abstract="", first_seen_at=timezone.now())
+              for pk, title in ((1, "扩散模型"), (2, "The"))]
+    ranker = EditionRanker([Candidate(p, 1.0 / p.pk, "new today") for p in papers])
+    assert [r.paper.pk for r in ranker.rank_for(reader(""))] == [1, 2]
+    assert ranker.rank_for(reader("diffusion models")) == []
