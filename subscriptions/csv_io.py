@@ -7,7 +7,6 @@ validates every row with the same rules as the signup form.
 
 import csv
 import io
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
@@ -19,7 +18,7 @@ from config.times import in_utc
 
 from .forms import DEFAULT_SEND_HOUR, DEFAULT_TIMEZONE, PreferencesForm
 from .models import Subscriber
-from .validation import normalise_email
+from .validation import normalise_email, plain_line
 
 EXPORT_COLUMNS = [
     "email",
@@ -229,12 +228,6 @@ def _cell(record, name):
         return ""
     value = value.strip()
     return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
-
-
-def plain_line(text):
-    """``text`` as one line of plain text: control and other invisible characters (NUL, which
-    PostgreSQL refuses, among them) become spaces, runs of spaces one."""
-    return " ".join("".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text).split())
 
 
 def _parse_record(line, record):

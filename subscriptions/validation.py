@@ -79,9 +79,20 @@ def normalise_email(value):
     return address
 
 
+def controls_as_spaces(text, keep=""):
+    """``text`` with every control, format or other invisible character (Unicode category C:
+    NUL, which PostgreSQL refuses, among them) but those in ``keep`` written as a space."""
+    return "".join(" " if unicodedata.category(ch)[0] == "C" and ch not in keep else ch for ch in text)
+
+
+def plain_line(text):
+    """``text`` as one line of plain text: ``controls_as_spaces``, then runs of spaces as one."""
+    return " ".join(controls_as_spaces(text).split())
+
+
 def clean_interests(text):
     """Split on commas, semicolons or lines; tidy, de-duplicate and cap the list."""
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" or ch == "\n" else " " for ch in text)
+    text = controls_as_spaces(text, keep="\n")
     terms = []
     seen = set()
     for raw in _INTEREST_SEPARATORS.split(text):
