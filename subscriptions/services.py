@@ -483,7 +483,7 @@ def confirm_subscriber(subscriber, requested_at=None):
             consent_note=note.lstrip("; ")[:200],
             signup_request=None,
             updated_at=now,
-            **{name: value for name, value in request.get("preferences", {}).items() if name in PREFERENCE_FIELDS},
+            **request.get("preferences", {}),  # the preference fields only (``signup_request``)
         )
         Suppression.objects.filter(email_hash=email_hash(subscriber.email)).exclude(
             reason__in=BLOCKING_SUPPRESSIONS
