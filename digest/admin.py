@@ -148,8 +148,7 @@ class EditionAdmin(admin.ModelAdmin):
 
     @admin.display(description="public page")
     def public_page(self, edition):
-        url = reverse("digest:edition", args=[edition.cadence, edition.date.isoformat()])
-        return format_html('<a href="{}">view</a>', url)
+        return format_html('<a href="{}">view</a>', edition.public_path())
 
 
 class DeliveryStatusFilter(admin.SimpleListFilter):

@@ -3,7 +3,6 @@
 from django.conf import settings
 from django.contrib.syndication.views import Feed
 from django.http import Http404
-from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.feedgenerator import Atom1Feed
 
@@ -52,7 +51,7 @@ class SubscriberDigestFeed(Feed):
         address and a working preferences link (and with it the power to move or delete the
         subscription), and a feed URL is often handed to a hosted feed reader. The entry itself
         holds the reader's papers and why-lines."""
-        return edition_url(delivery.edition)
+        return absolute_url(delivery.edition.public_path())
 
     def item_guid(self, delivery):
         return f"tag:{settings.EMAIL_MESSAGE_ID_DOMAIN},{delivery.edition.date:%Y-%m-%d}:delivery-{delivery.pk}"
@@ -70,9 +69,5 @@ class SubscriberDigestFeed(Feed):
         delivery = kwargs["item"]
         context["papers"] = delivered_papers(delivery)
         # A paper without an arXiv or Hugging Face page links to the edition's, as in the email.
-        context["edition_url"] = edition_url(delivery.edition)
+        context["edition_url"] = absolute_url(delivery.edition.public_path())
         return context
-
-
-def edition_url(edition):
-    return absolute_url(reverse("digest:edition", args=[edition.cadence, edition.date.isoformat()]))

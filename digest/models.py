@@ -1,6 +1,7 @@
 """Editions, the delivery ledger, and reader feedback."""
 
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 
 
@@ -25,6 +26,10 @@ class Edition(models.Model):
 
     def __str__(self):
         return f"{self.get_cadence_display()} edition {self.date:%Y-%m-%d}"
+
+    def public_path(self):
+        """The path of its public page, ``/digest/<cadence>/<date>/``."""
+        return reverse("digest:edition", args=[self.cadence, self.date.isoformat()])
 
 
 class EditionPaper(models.Model):

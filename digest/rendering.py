@@ -534,9 +534,7 @@ class DigestRenderer:
 
     def __init__(self, edition):
         self.edition = edition
-        self.edition_url = absolute_url(
-            reverse("digest:edition", args=[edition.cadence, edition.date.isoformat()])
-        )
+        self.edition_url = absolute_url(edition.public_path())
         self.templates = {
             name: get_template(f"emails/{name}")
             for name in ("digest.html", "digest.txt", "digest_paper.html", "digest_paper.txt")
