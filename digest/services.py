@@ -202,12 +202,16 @@ def send_digest_now(subscriber, day=None):
 
 
 def edition_to_send_now(cadence, day=None):
-    """``day``'s edition (built if missing), or without a day the latest edition built: today's
-    built before the daily job's fetch would hold nothing new, for everyone and for good (an
-    edition is built once). Today's is built only while there is none at all."""
-    if day is None and (latest := latest_edition(cadence)) is not None:
-        return latest
-    return get_or_build_edition(cadence, day or timezone.localdate())[0]
+    """The edition ``send_digest_now`` sends (``edition_date_to_send_now``), built if missing."""
+    return get_or_build_edition(cadence, edition_date_to_send_now(cadence, day))[0]
+
+
+def edition_date_to_send_now(cadence, day=None):
+    """``day``'s edition date, or without a day the latest edition's: today's built before the
+    daily job's fetch would hold nothing new, for everyone and for good (an edition is built
+    once). Today's only while there is no edition at all."""
+    latest = latest_edition(cadence) if day is None else None
+    return latest.date if latest else edition_date_for(cadence, day or timezone.localdate())
 
 
 def why_not_send_now(subscriber, day=None):
@@ -219,8 +223,7 @@ def why_not_send_now(subscriber, day=None):
         return pause.summary(switch)
     if not subscriber.is_active:
         return f"{subscriber.status}, not active"
-    latest = latest_edition(subscriber.frequency) if day is None else None
-    edition_date = latest.date if latest else edition_date_for(subscriber.frequency, day or timezone.localdate())
+    edition_date = edition_date_to_send_now(subscriber.frequency, day)
     delivery = Delivery.objects.filter(
         subscriber=subscriber, edition__cadence=subscriber.frequency, edition__date=edition_date
     ).select_related("edition").first()
